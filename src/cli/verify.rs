@@ -1,0 +1,103 @@
+//! `openexec verify`: offline receipt verification. Pure: reads files, calls
+//! [`crate::core::receipt::verify_receipt`], prints one line, exits 0 or 1.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::core::hash::Hash;
+use crate::core::receipt::{verify_receipt, Receipt, TrustedCheckpoint};
+use crate::core::signing::LogVerifier;
+use crate::core::tlog_proof;
+
+/// Arguments of `openexec verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The log's verifier key (`<name>+<id>+<key>`), or a file holding it.
+    #[arg(long)]
+    pub key: String,
+    /// Receipt file: receipt JSON, a `/execute` response holding one, or
+    /// c2sp.org/tlog-proof@v1 text.
+    pub receipt: PathBuf,
+    /// A later checkpoint you trust (signed note file). Requires `--consistency`.
+    #[arg(long, requires = "consistency")]
+    pub checkpoint: Option<PathBuf>,
+    /// Consistency proof from the receipt's tree to `--checkpoint`: a file
+    /// with one base64 hash per line, or the JSON served by
+    /// `/ledger/proof/consistency`.
+    #[arg(long)]
+    pub consistency: Option<PathBuf>,
+}
+
+/// Runs the verification and prints one line.
+#[must_use]
+pub fn run(args: &VerifyArgs) -> ExitCode {
+    match verify(args) {
+        Ok(line) => {
+            println!("OK: {line}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            println!("FAILED: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(args: &VerifyArgs) -> Result<String, String> {
+    let key_text = read_key(&args.key)?;
+    let log = LogVerifier::from_vkey(&key_text).map_err(|e| format!("verifier key: {e}"))?;
+    let receipt_text = read(&args.receipt)?;
+    let receipt = parse_receipt(&receipt_text)?;
+    let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
+    let proof = args.consistency.as_ref().map(|p| read(p).and_then(|t| parse_hash_list(&t))).transpose()?;
+    let trusted = checkpoint.as_ref().map(|c| TrustedCheckpoint {
+        checkpoint: c.as_bytes(),
+        consistency_proof: proof.as_deref().unwrap_or(&[]),
+    });
+    let verified = verify_receipt(&receipt, &log, trusted.as_ref()).map_err(|e| e.to_string())?;
+    let e = &verified.entry;
+    let mut line = format!(
+        "entry {} ({} {:?} {}) is in {} at tree size {}",
+        e.index, e.action, e.outcome, e.exec_id, e.origin, verified.checkpoint.size()
+    );
+    if trusted.is_some() {
+        line.push_str(", consistent with the trusted checkpoint");
+    }
+    Ok(line)
+}
+
+fn read(path: &PathBuf) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+/// `--key` is either the key itself or a path to a file holding it.
+fn read_key(arg: &str) -> Result<String, String> {
+    if arg.contains('+') {
+        return Ok(arg.to_owned());
+    }
+    read(&PathBuf::from(arg)).map(|t| t.trim().to_owned())
+}
+
+/// Accepts a bare receipt, any JSON object with a `receipt` field holding
+/// one (an `/execute` response), or tlog-proof text.
+pub(crate) fn parse_receipt(text: &str) -> Result<Receipt, String> {
+    if text.starts_with(tlog_proof::HEADER) {
+        return tlog_proof::import(text).map_err(|e| e.to_string());
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("receipt is not JSON: {e}"))?;
+    let inner = value.get("receipt").filter(|r| r.is_object()).cloned().unwrap_or(value);
+    serde_json::from_value(inner).map_err(|e| format!("receipt has the wrong shape: {e}"))
+}
+
+fn parse_hash_list(text: &str) -> Result<Vec<Hash>, String> {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        let hashes = value.get("hashes").cloned().unwrap_or(value);
+        return serde_json::from_value(hashes).map_err(|e| format!("consistency proof: {e}"));
+    }
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| Hash::from_base64(l).map_err(|e| format!("consistency proof: {e}")))
+        .collect()
+}

@@ -1,0 +1,304 @@
+//! The ledger entry: one record per attempt, executed or not.
+//!
+//! An entry's *canonical bytes* (RFC 8785 JSON of [`Entry`]) are what is
+//! hashed into the Merkle tree, signed by the log key and served verbatim.
+//! Decoding is strict: the bytes must parse, carry a known version, and be
+//! exactly the canonical encoding of what they parse to, so there is one
+//! and only one byte string per entry.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::canonical::{to_canonical_bytes, CanonicalError};
+use super::hash::{leaf_hash, Hash};
+
+/// The only entry format version this code writes and reads.
+pub const ENTRY_VERSION: u32 = 1;
+
+/// Indices must stay exactly representable as an RFC 8785 number (IEEE
+/// double), i.e. below 2^53.
+pub const MAX_INDEX: u64 = (1 << 53) - 1;
+
+/// What happened to an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The handler ran and returned a result.
+    Executed,
+    /// The handler ran and failed (error or panic).
+    Failed,
+    /// A check refused the attempt; no handler ran.
+    Rejected,
+    /// A repeat of an already recorded request; no handler ran.
+    Replayed,
+    /// A reservation found pending at start-up: the process stopped between
+    /// reserving the nonce and recording the outcome. Never re-run.
+    Interrupted,
+}
+
+/// Which kind of approval accompanied the attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApprovalKind {
+    /// No approval artifact (demo mode, or a rejection for lack of one).
+    None,
+    /// An original ClawShield artifact.
+    ClawshieldV1,
+    /// An OpenExec v2 approval.
+    OpenexecV2,
+}
+
+/// The part of an approval worth recording: enough to find it again, not
+/// the signature itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSummary {
+    /// Artifact kind.
+    pub kind: ApprovalKind,
+    /// The approval id, consumed single-use.
+    pub id: Option<String>,
+    /// The approver key that signed it (key id), when known.
+    pub key_id: Option<String>,
+    /// Its expiry as written in the artifact.
+    pub expires_at: Option<String>,
+}
+
+impl ApprovalSummary {
+    /// No approval at all.
+    #[must_use]
+    pub const fn none() -> Self {
+        Self { kind: ApprovalKind::None, id: None, key_id: None, expires_at: None }
+    }
+}
+
+/// Everything the caller decides about an entry; the sequencer adds the
+/// position (`index`, `prev`), the `time` and the `origin`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryDraft {
+    /// Execution id returned to the client.
+    pub exec_id: String,
+    /// Tenant the attempt belongs to ("" when no tenant is configured).
+    pub tenant: String,
+    /// Requested action name.
+    pub action: String,
+    /// Client nonce.
+    pub nonce: String,
+    /// [`super::canonical::request_hash`] of the request.
+    pub request_hash: Hash,
+    /// Salted commitment to the canonical payload.
+    pub payload_commitment: Hash,
+    /// Salted commitment to the canonical result, when there is one.
+    pub result_commitment: Option<Hash>,
+    /// Approval summary.
+    pub approval: ApprovalSummary,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Machine reason code, `[a-z0-9_]{1,64}` (e.g. `ok`, `approval_expired`).
+    pub reason: String,
+}
+
+/// A ledger entry, as hashed and signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// Format version, always [`ENTRY_VERSION`].
+    pub v: u32,
+    /// The log's origin line (its checkpoint and key name).
+    pub origin: String,
+    /// Position in the log, from 0.
+    pub index: u64,
+    /// Leaf hash of the previous entry; all zero bytes for entry 0.
+    pub prev: Hash,
+    /// When the sequencer recorded the entry (UTC, microseconds).
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
+    pub time: DateTime<Utc>,
+    /// See [`EntryDraft`].
+    pub exec_id: String,
+    /// See [`EntryDraft`].
+    pub tenant: String,
+    /// See [`EntryDraft`].
+    pub action: String,
+    /// See [`EntryDraft`].
+    pub nonce: String,
+    /// See [`EntryDraft`].
+    pub request_hash: Hash,
+    /// See [`EntryDraft`].
+    pub payload_commitment: Hash,
+    /// See [`EntryDraft`].
+    pub result_commitment: Option<Hash>,
+    /// See [`EntryDraft`].
+    pub approval: ApprovalSummary,
+    /// See [`EntryDraft`].
+    pub outcome: Outcome,
+    /// See [`EntryDraft`].
+    pub reason: String,
+}
+
+/// Why bytes are not a valid entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    /// Not JSON of the entry's shape.
+    #[error("entry is not valid JSON of the entry shape: {0}")]
+    Malformed(String),
+    /// A version this code does not know.
+    #[error("unknown entry version {0}")]
+    UnknownVersion(u32),
+    /// Valid JSON, but not its RFC 8785 canonical encoding.
+    #[error("entry bytes are not canonical")]
+    NonCanonical,
+    /// A field violates its documented constraint.
+    #[error("invalid entry field `{0}`")]
+    InvalidField(&'static str),
+    /// The value cannot be canonicalized.
+    #[error(transparent)]
+    Canonical(#[from] CanonicalError),
+}
+
+impl Entry {
+    /// Places a draft at `index` after the entry whose leaf hash is `prev`.
+    pub fn from_draft(draft: EntryDraft, origin: &str, index: u64, prev: Hash, time: DateTime<Utc>) -> Self {
+        Self {
+            v: ENTRY_VERSION,
+            origin: origin.to_owned(),
+            index,
+            prev,
+            time: truncate_to_micros(time),
+            exec_id: draft.exec_id,
+            tenant: draft.tenant,
+            action: draft.action,
+            nonce: draft.nonce,
+            request_hash: draft.request_hash,
+            payload_commitment: draft.payload_commitment,
+            result_commitment: draft.result_commitment,
+            approval: draft.approval,
+            outcome: draft.outcome,
+            reason: draft.reason,
+        }
+    }
+
+    /// The canonical bytes: the exact text that is hashed, signed and served.
+    pub fn to_canonical_bytes(&self) -> Result<Vec<u8>, EntryError> {
+        self.validate()?;
+        Ok(to_canonical_bytes(self)?)
+    }
+
+    /// Strict decoding: known version, valid fields, and `bytes` must be the
+    /// canonical encoding of the result.
+    pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
+        let entry: Self = serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        if entry.v != ENTRY_VERSION {
+            return Err(EntryError::UnknownVersion(entry.v));
+        }
+        if entry.to_canonical_bytes()? != bytes {
+            return Err(EntryError::NonCanonical);
+        }
+        Ok(entry)
+    }
+
+    /// RFC 6962 leaf hash of the canonical bytes.
+    pub fn leaf_hash(&self) -> Result<Hash, EntryError> {
+        Ok(leaf_hash(&self.to_canonical_bytes()?))
+    }
+
+    fn validate(&self) -> Result<(), EntryError> {
+        if self.index > MAX_INDEX {
+            return Err(EntryError::InvalidField("index"));
+        }
+        if !is_reason_code(&self.reason) {
+            return Err(EntryError::InvalidField("reason"));
+        }
+        if self.origin.is_empty() {
+            return Err(EntryError::InvalidField("origin"));
+        }
+        if self.index == 0 && self.prev != GENESIS_PREV {
+            return Err(EntryError::InvalidField("prev"));
+        }
+        Ok(())
+    }
+}
+
+/// `prev` of entry 0.
+pub const GENESIS_PREV: Hash = Hash::from_bytes([0; 32]);
+
+/// Reason codes are short machine identifiers: `[a-z0-9_]{1,64}`.
+#[must_use]
+pub fn is_reason_code(code: &str) -> bool {
+    (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+    let micros = time.timestamp_micros();
+    DateTime::from_timestamp_micros(micros).unwrap_or(time)
+}
+
+fn ser_time<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time.to_rfc3339_opts(SecondsFormat::Micros, true))
+}
+
+fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(d)?;
+    DateTime::parse_from_rfc3339(&text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn sample_draft(n: u64) -> EntryDraft {
+        EntryDraft {
+            exec_id: format!("exec-{n}"),
+            tenant: "tenant-001".into(),
+            action: "echo".into(),
+            nonce: format!("nonce-{n}"),
+            request_hash: Hash::sha256(b"request"),
+            payload_commitment: Hash::sha256(b"payload"),
+            result_commitment: Some(Hash::sha256(b"result")),
+            approval: ApprovalSummary::none(),
+            outcome: Outcome::Executed,
+            reason: "ok".into(),
+        }
+    }
+
+    fn sample_time() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-21T23:40:00.123456Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn round_trip_is_exact() {
+        let e = Entry::from_draft(sample_draft(0), "example.com/log", 0, GENESIS_PREV, sample_time());
+        let bytes = e.to_canonical_bytes().unwrap();
+        assert_eq!(Entry::from_canonical_bytes(&bytes).unwrap(), e);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with(r#"{"action":"echo","approval":{"expires_at":null,"id":null,"key_id":null,"kind":"none"},"exec_id":"exec-0","index":0,"#), "{text}");
+        assert!(text.contains(r#""time":"2026-11-21T23:40:00.123456Z""#));
+    }
+
+    #[test]
+    fn non_canonical_unknown_and_trailing_are_refused() {
+        let e = Entry::from_draft(sample_draft(1), "o", 1, Hash::sha256(b"p"), sample_time());
+        let text = String::from_utf8(e.to_canonical_bytes().unwrap()).unwrap();
+        let spaced = text.replacen(':', ": ", 1);
+        assert_eq!(Entry::from_canonical_bytes(spaced.as_bytes()), Err(EntryError::NonCanonical));
+        let trailing = format!("{text}\n");
+        assert_eq!(Entry::from_canonical_bytes(trailing.as_bytes()), Err(EntryError::NonCanonical));
+        let v2 = text.replace(r#""v":1"#, r#""v":2"#);
+        assert_eq!(Entry::from_canonical_bytes(v2.as_bytes()), Err(EntryError::UnknownVersion(2)));
+        let extra = text.replacen('{', r#"{"zz":1,"#, 1);
+        assert!(matches!(Entry::from_canonical_bytes(extra.as_bytes()), Err(EntryError::Malformed(_))));
+        let tz = text.replace("23:40:00.123456Z", "23:40:00.123456+00:00");
+        assert_eq!(Entry::from_canonical_bytes(tz.as_bytes()), Err(EntryError::NonCanonical));
+    }
+
+    #[test]
+    fn reason_codes_are_constrained() {
+        assert!(is_reason_code("approval_expired"));
+        assert!(!is_reason_code(""));
+        assert!(!is_reason_code("Bad Code"));
+        let mut d = sample_draft(0);
+        d.reason = "NO".into();
+        let e = Entry::from_draft(d, "o", 0, GENESIS_PREV, sample_time());
+        assert_eq!(e.to_canonical_bytes(), Err(EntryError::InvalidField("reason")));
+    }
+}

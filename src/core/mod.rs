@@ -1,0 +1,17 @@
+//! The pure core: formats, hashing, signing, proofs and receipts.
+//!
+//! Nothing in here does I/O, blocks, spawns threads, reads the clock or asks
+//! the OS for randomness; those come in as arguments. Every parser is strict
+//! (it rejects trailing data and non-canonical encodings) and every verifier
+//! returns a typed error instead of panicking, whatever its input.
+//!
+//! The exact byte formats are specified in `docs/FORMATS.md`.
+
+pub mod canonical;
+pub mod checkpoint;
+pub mod entry;
+pub mod hash;
+pub mod proof;
+pub mod receipt;
+pub mod signing;
+pub mod tlog_proof;

@@ -1,0 +1,268 @@
+//! The log's Ed25519 key: entry signatures and signed-note key encodings.
+//!
+//! One key signs two kinds of message, kept apart by construction:
+//! checkpoints are signed as C2SP signed notes (the message is the note
+//! text, whose first line is the origin, a key name that cannot contain a
+//! space), and entries are signed over [`ENTRY_SIGNATURE_CONTEXT`] followed by
+//! the entry's canonical bytes — a prefix that contains spaces and so can
+//! never be the first line of a note.
+//!
+//! Key text forms are those of C2SP signed-note:
+//! verifier key `<name>+<hex id>+<base64(0x01 ‖ public key)>` and the
+//! matching private key `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+
+/// Prefix of every entry-signature message (see docs/FORMATS.md).
+pub const ENTRY_SIGNATURE_CONTEXT: &[u8] = b"OpenExec entry signature v1\n";
+
+/// Signed-note algorithm byte for Ed25519.
+const ALG_ED25519: u8 = 0x01;
+
+/// A malformed or mismatched key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text is not of the signed-note key form.
+    #[error("malformed key text (expected {0})")]
+    Format(&'static str),
+    /// The key name is not a valid signed-note key name.
+    #[error("invalid key name {0:?}")]
+    Name(String),
+    /// The algorithm byte is not Ed25519.
+    #[error("unsupported key algorithm (only Ed25519, 0x01)")]
+    Algorithm,
+    /// The key id does not match name and key.
+    #[error("key id does not match the key")]
+    KeyId,
+    /// The bytes are not a valid Ed25519 key.
+    #[error("invalid Ed25519 key bytes")]
+    Key,
+}
+
+/// The log's signing key, named by the log's origin.
+pub struct LogSigner {
+    name: String,
+    key: SigningKey,
+    key_id: u32,
+}
+
+/// The log's public key: verifies entries and checkpoints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogVerifier {
+    name: String,
+    key: VerifyingKey,
+    key_id: u32,
+}
+
+impl LogSigner {
+    /// A signer from a 32-byte Ed25519 seed (the caller supplies randomness).
+    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, KeyError> {
+        check_name(name)?;
+        let key = SigningKey::from_bytes(&seed);
+        let key_id = note_key_id(name, &key.verifying_key());
+        Ok(Self { name: name.to_owned(), key, key_id })
+    }
+
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`.
+    pub fn from_private_key_text(text: &str) -> Result<Self, KeyError> {
+        const FORM: &str = "PRIVATE+KEY+<name>+<hex id>+<base64 key>";
+        let rest = text.trim_end_matches('\n').strip_prefix("PRIVATE+KEY+").ok_or(KeyError::Format(FORM))?;
+        let (name, id, key) = split_key_text(rest, FORM)?;
+        let seed: [u8; 32] = decode_alg_key(key)?;
+        let signer = Self::from_seed(name, seed)?;
+        if signer.key_id != id {
+            return Err(KeyError::KeyId);
+        }
+        Ok(signer)
+    }
+
+    /// The private key text (keep it secret; file mode 0600).
+    #[must_use]
+    pub fn private_key_text(&self) -> String {
+        let mut bytes = vec![ALG_ED25519];
+        bytes.extend_from_slice(&self.key.to_bytes());
+        format!("PRIVATE+KEY+{}+{:08x}+{}\n", self.name, self.key_id, STANDARD.encode(bytes))
+    }
+
+    /// The matching verifier.
+    #[must_use]
+    pub fn verifier(&self) -> LogVerifier {
+        LogVerifier { name: self.name.clone(), key: self.key.verifying_key(), key_id: self.key_id }
+    }
+
+    /// The key name (the log origin).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Signs an entry's canonical bytes.
+    #[must_use]
+    pub fn sign_entry(&self, entry_bytes: &[u8]) -> Signature {
+        self.key.sign(&entry_message(entry_bytes))
+    }
+
+    /// Raw Ed25519 signature over `msg` (used for signed notes).
+    #[must_use]
+    pub fn sign_raw(&self, msg: &[u8]) -> Signature {
+        self.key.sign(msg)
+    }
+}
+
+impl signed_note::Signer for LogSigner {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+        Ok(self.key.sign(msg).to_bytes().to_vec())
+    }
+}
+
+impl LogVerifier {
+    /// Parses a signed-note verifier key `<name>+<hex id>+<base64(0x01 ‖ key)>`.
+    pub fn from_vkey(vkey: &str) -> Result<Self, KeyError> {
+        let (name, id, key) = split_key_text(vkey.trim(), "<name>+<hex id>+<base64 key>")?;
+        check_name(name)?;
+        let bytes: [u8; 32] = decode_alg_key(key)?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Key)?;
+        if note_key_id(name, &key) != id {
+            return Err(KeyError::KeyId);
+        }
+        Ok(Self { name: name.to_owned(), key, key_id: id })
+    }
+
+    /// The verifier key text.
+    #[must_use]
+    pub fn vkey(&self) -> String {
+        signed_note::new_ed25519_verifier_key(&self.name, &self.key)
+    }
+
+    /// Key name: the log origin.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Signed-note key id.
+    #[must_use]
+    pub const fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// Checks an entry signature (strict Ed25519 verification).
+    #[must_use]
+    pub fn verify_entry(&self, entry_bytes: &[u8], signature: &Signature) -> bool {
+        self.key.verify_strict(&entry_message(entry_bytes), signature).is_ok()
+    }
+}
+
+impl signed_note::Verifier for LogVerifier {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        Signature::from_slice(sig).is_ok_and(|s| self.key.verify_strict(msg, &s).is_ok())
+    }
+}
+
+/// `ENTRY_SIGNATURE_CONTEXT ‖ entry bytes`.
+#[must_use]
+pub fn entry_message(entry_bytes: &[u8]) -> Vec<u8> {
+    let mut msg = Vec::with_capacity(ENTRY_SIGNATURE_CONTEXT.len() + entry_bytes.len());
+    msg.extend_from_slice(ENTRY_SIGNATURE_CONTEXT);
+    msg.extend_from_slice(entry_bytes);
+    msg
+}
+
+/// Decodes a signature from standard base64 (strict).
+pub fn signature_from_base64(text: &str) -> Option<Signature> {
+    let bytes = STANDARD.decode(text).ok()?;
+    Signature::from_slice(&bytes).ok()
+}
+
+/// Encodes a signature as standard base64.
+#[must_use]
+pub fn signature_to_base64(sig: &Signature) -> String {
+    STANDARD.encode(sig.to_bytes())
+}
+
+fn note_key_id(name: &str, key: &VerifyingKey) -> u32 {
+    let mut encoded = vec![ALG_ED25519];
+    encoded.extend_from_slice(key.as_bytes());
+    signed_note::key_id(name, &encoded)
+}
+
+fn check_name(name: &str) -> Result<(), KeyError> {
+    if signed_note::is_key_name_valid(name) {
+        Ok(())
+    } else {
+        Err(KeyError::Name(name.to_owned()))
+    }
+}
+
+fn split_key_text<'a>(text: &'a str, form: &'static str) -> Result<(&'a str, u32, &'a str), KeyError> {
+    let mut parts = text.split('+');
+    let (Some(name), Some(id), Some(key), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(KeyError::Format(form));
+    };
+    if id.len() != 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(KeyError::Format(form));
+    }
+    let id = u32::from_str_radix(id, 16).map_err(|_| KeyError::Format(form))?;
+    Ok((name, id, key))
+}
+
+fn decode_alg_key(text: &str) -> Result<[u8; 32], KeyError> {
+    let bytes = STANDARD.decode(text).map_err(|_| KeyError::Key)?;
+    let (&alg, key) = bytes.split_first().ok_or(KeyError::Key)?;
+    if alg != ALG_ED25519 {
+        return Err(KeyError::Algorithm);
+    }
+    key.try_into().map_err(|_| KeyError::Key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_texts_round_trip() {
+        let s = LogSigner::from_seed("example.com/log", [7; 32]).unwrap();
+        let again = LogSigner::from_private_key_text(&s.private_key_text()).unwrap();
+        assert_eq!(again.verifier(), s.verifier());
+        let v = LogVerifier::from_vkey(&s.verifier().vkey()).unwrap();
+        assert_eq!(v, s.verifier());
+    }
+
+    #[test]
+    fn vkey_matches_signed_note_crate() {
+        let s = LogSigner::from_seed("example.com/log", [7; 32]).unwrap();
+        let vkey = s.verifier().vkey();
+        assert!(signed_note::StandardVerifier::new(&vkey).is_ok());
+        // A different name breaks the key id.
+        let renamed = vkey.replacen("example.com/log", "example.com/other", 1);
+        assert_eq!(LogVerifier::from_vkey(&renamed), Err(KeyError::KeyId));
+    }
+
+    #[test]
+    fn entry_signature_is_domain_separated() {
+        let s = LogSigner::from_seed("o", [1; 32]).unwrap();
+        let sig = s.sign_entry(b"{}");
+        assert!(s.verifier().verify_entry(b"{}", &sig));
+        assert!(!s.verifier().verify_entry(b"{} ", &sig));
+        // A raw signature over the same bytes is not an entry signature.
+        assert!(!s.verifier().verify_entry(b"{}", &s.sign_raw(b"{}")));
+    }
+}
