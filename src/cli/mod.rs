@@ -4,6 +4,8 @@
 //! opens the store, calls one library function and prints one result. No
 //! format or verification logic lives here.
 
+#[cfg(feature = "server")]
+mod ledger_cmds;
 mod verify;
 
 use std::process::ExitCode;
@@ -24,6 +26,16 @@ pub struct Cli {
 pub enum Command {
     /// Verify a receipt offline against the log's verifier key.
     Verify(verify::VerifyArgs),
+    /// Create a log signing key (signed-note form) and print its verifier key.
+    #[cfg(feature = "server")]
+    Keygen(ledger_cmds::KeygenArgs),
+    /// Re-verify a whole ledger in a data directory (service stopped).
+    #[cfg(feature = "server")]
+    Audit(ledger_cmds::AuditArgs),
+    /// Append synthetic entries directly (load generator and test helper).
+    #[cfg(feature = "server")]
+    #[command(hide = true)]
+    LedgerLoad(ledger_cmds::LedgerLoadArgs),
 }
 
 /// Runs a parsed command line and returns the process exit code.
@@ -31,5 +43,11 @@ pub enum Command {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Verify(args) => verify::run(&args),
+        #[cfg(feature = "server")]
+        Command::Keygen(args) => ledger_cmds::keygen(&args),
+        #[cfg(feature = "server")]
+        Command::Audit(args) => ledger_cmds::run_audit(&args),
+        #[cfg(feature = "server")]
+        Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
     }
 }

@@ -195,3 +195,16 @@ pub fn opens_commitment(expected: &Hash, salt_b64: &str, content: &[u8]) -> bool
 pub fn salt_to_base64(salt: &[u8; 32]) -> String {
     STANDARD.encode(salt)
 }
+
+/// Cleartext kept beside an entry (deletable), with the salts that open its
+/// commitments. Stored by the ledger; the salts go into receipts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Content {
+    /// The canonical payload.
+    pub payload: serde_json::Value,
+    /// The canonical result, if any.
+    pub result: Option<serde_json::Value>,
+    /// Salts of the two commitments.
+    pub salts: Salts,
+}

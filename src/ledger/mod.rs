@@ -1,0 +1,359 @@
+//! The ledger: the append-only, signed, hash-chained Merkle log on top of
+//! the store.
+//!
+//! All writes go through one sequencer thread ([`sequencer`]) that batches
+//! whatever is queued (group commit). Reads (entries, proofs, checkpoints)
+//! go straight to the store: stored hashes below the committed size never
+//! change, so readers need no lock against the writer.
+//!
+//! This layer never answers an append before the batch holding it is
+//! durable, never rewrites a committed entry, and never signs a checkpoint
+//! for a tree it has not just computed from stored hashes.
+
+pub mod audit;
+pub mod keyfile;
+mod sequencer;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use crate::core::checkpoint::{CheckpointError, SignedCheckpoint};
+use crate::core::entry::{Entry, EntryDraft, EntryError};
+use crate::core::hash::Hash;
+use crate::core::proof::{prove_consistency, prove_inclusion, ProofError};
+use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
+use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
+use crate::store::{Head, Store, StoreConfig, StoreError, StoreHashReader};
+
+/// Default log origin (checkpoint first line and key name).
+pub const DEFAULT_ORIGIN: &str = "openexec.local/log";
+
+/// Ledger failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// Storage failed; the writer has stopped.
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Configuration refused at open (wrong key, wrong origin, bad key file).
+    #[error("{0}")]
+    Config(String),
+    /// The writer has stopped (after a storage failure, or at shutdown).
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// An entry could not be encoded.
+    #[error("entry: {0}")]
+    Entry(#[from] EntryError),
+    /// A proof could not be built (e.g. out-of-range sizes).
+    #[error("proof: {0}")]
+    Proof(#[from] ProofError),
+    /// Checkpoint signing or parsing failed.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] CheckpointError),
+    /// A key failed to parse.
+    #[error("key: {0}")]
+    Key(#[from] KeyError),
+    /// File I/O outside the store (key file).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Nothing at that index / exec_id / size.
+    #[error("not found")]
+    NotFound,
+}
+
+/// How to open a ledger.
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// Data directory (sled lives in `<dir>/db`).
+    pub data_dir: PathBuf,
+    /// Log origin.
+    pub origin: String,
+    /// Private key file; default `<data_dir>/log.key`.
+    pub key_path: Option<PathBuf>,
+    /// sled cache size.
+    pub cache_bytes: u64,
+    /// Most entries committed in one batch.
+    pub max_batch: usize,
+}
+
+impl LedgerConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            origin: DEFAULT_ORIGIN.to_owned(),
+            key_path: None,
+            cache_bytes: 64 << 20,
+            max_batch: 1024,
+        }
+    }
+
+    /// The key file path actually used.
+    #[must_use]
+    pub fn key_path(&self) -> PathBuf {
+        self.key_path.clone().unwrap_or_else(|| self.data_dir.join("log.key"))
+    }
+
+    fn store_config(&self) -> StoreConfig {
+        StoreConfig { path: self.data_dir.join("db"), cache_bytes: self.cache_bytes }
+    }
+}
+
+/// The result of one append: the entry as recorded, and its receipt.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The entry.
+    pub entry: Entry,
+    /// The receipt, against the checkpoint of the batch that committed it.
+    pub receipt: Receipt,
+}
+
+/// Counters the sequencer keeps (for metrics and benchmarks).
+#[derive(Debug, Default)]
+pub struct LedgerStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Entries committed.
+    pub entries: AtomicU64,
+    /// Total nanoseconds spent in commit+fsync.
+    pub commit_nanos: AtomicU64,
+    /// Largest batch so far.
+    pub max_batch: AtomicU64,
+}
+
+/// What the ledger knows of its committed state.
+#[derive(Debug, Clone)]
+struct Committed {
+    head: Head,
+    checkpoint: String,
+}
+
+struct Job {
+    draft: EntryDraft,
+    content: Option<Content>,
+    reply: tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>,
+}
+
+/// An open ledger.
+pub struct Ledger {
+    store: Store,
+    verifier: LogVerifier,
+    committed: Arc<RwLock<Committed>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<LedgerStats>,
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger. Refuses to open a log made with a
+    /// different key or origin.
+    pub fn open(config: &LedgerConfig) -> Result<Self, LedgerError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let signer = keyfile::load_or_create(&config.key_path(), &config.origin)?;
+        let store = Store::open(&config.store_config())?;
+        let committed = initialize(&store, &signer)?;
+        let verifier = signer.verifier();
+        let committed = Arc::new(RwLock::new(committed));
+        let stats = Arc::new(LedgerStats::default());
+        let (tx, rx) = mpsc::channel();
+        let writer = sequencer::Sequencer::new(store.clone(), signer, committed.clone(), stats.clone(), config.max_batch)
+            .spawn(rx)?;
+        Ok(Self {
+            store,
+            verifier,
+            committed,
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            stats,
+        })
+    }
+
+    /// Appends one entry and waits (blocking the thread) until it is durable.
+    /// Must not be called from inside an async runtime; use [`Self::append_async`].
+    pub fn append(&self, draft: EntryDraft, content: Option<Content>) -> Result<Appended, LedgerError> {
+        let rx = self.submit(draft, content)?;
+        rx.blocking_recv().map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+    }
+
+    /// Appends one entry and waits until it is durable.
+    pub async fn append_async(&self, draft: EntryDraft, content: Option<Content>) -> Result<Appended, LedgerError> {
+        let rx = self.submit(draft, content)?;
+        rx.await.map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+    }
+
+    fn submit(
+        &self,
+        draft: EntryDraft,
+        content: Option<Content>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let sender = jobs.as_ref().ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
+        sender
+            .send(Job { draft, content, reply })
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?;
+        Ok(rx)
+    }
+
+    /// Stops accepting appends, lets the writer commit everything already
+    /// queued, and waits for it. Idempotent.
+    pub fn shutdown(&self) {
+        drop(self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take());
+        if let Some(handle) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// The log's verifier key.
+    #[must_use]
+    pub fn verifier(&self) -> &LogVerifier {
+        &self.verifier
+    }
+
+    /// The committed head.
+    #[must_use]
+    pub fn head(&self) -> Head {
+        self.committed.read().unwrap_or_else(PoisonError::into_inner).head
+    }
+
+    /// The latest signed checkpoint (note text).
+    #[must_use]
+    pub fn latest_checkpoint(&self) -> String {
+        self.committed.read().unwrap_or_else(PoisonError::into_inner).checkpoint.clone()
+    }
+
+    /// Sequencer counters.
+    #[must_use]
+    pub fn stats(&self) -> &LedgerStats {
+        &self.stats
+    }
+
+    /// The store (for the audit and the execution layer).
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Entry bytes and signature at `index`.
+    pub fn entry(&self, index: u64) -> Result<(Vec<u8>, [u8; 64]), LedgerError> {
+        if index >= self.head().size {
+            return Err(LedgerError::NotFound);
+        }
+        self.store.entry(index)?.ok_or(LedgerError::NotFound)
+    }
+
+    /// Inclusion proof of `index` in the tree of `tree_size` (≤ committed size).
+    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_size(tree_size)?;
+        Ok(prove_inclusion(&StoreHashReader(&self.store), index, tree_size)?)
+    }
+
+    /// Consistency proof between two committed sizes.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        self.check_size(new_size)?;
+        Ok(prove_consistency(&StoreHashReader(&self.store), old_size, new_size)?)
+    }
+
+    /// A fresh receipt for the entry at `index`, against the latest checkpoint.
+    pub fn receipt(&self, index: u64) -> Result<Receipt, LedgerError> {
+        let committed = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if index >= committed.head.size {
+            return Err(LedgerError::NotFound);
+        }
+        let (bytes, signature) = self.store.entry(index)?.ok_or(LedgerError::NotFound)?;
+        let hashes = prove_inclusion(&StoreHashReader(&self.store), index, committed.head.size)?;
+        let salts = self
+            .store
+            .content(index)?
+            .and_then(|c| serde_json::from_slice::<Content>(&c).ok())
+            .map(|c| c.salts);
+        Ok(make_receipt(bytes, &signature, index, committed.head.size, hashes, committed.checkpoint, salts)?)
+    }
+
+    /// A fresh receipt for the entry with this exec_id.
+    pub fn receipt_for_exec_id(&self, exec_id: &str) -> Result<Receipt, LedgerError> {
+        let index = self.store.index_of_exec_id(exec_id)?.ok_or(LedgerError::NotFound)?;
+        self.receipt(index)
+    }
+
+    fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {
+        if tree_size > self.head().size {
+            return Err(LedgerError::NotFound);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Builds a receipt from its parts.
+fn make_receipt(
+    bytes: Vec<u8>,
+    signature: &[u8; 64],
+    index: u64,
+    tree_size: u64,
+    hashes: Vec<Hash>,
+    checkpoint: String,
+    salts: Option<crate::core::receipt::Salts>,
+) -> Result<Receipt, LedgerError> {
+    let entry = String::from_utf8(bytes).map_err(|_| StoreError::Corrupt(format!("entry {index} is not UTF-8")))?;
+    let signature = ed25519_dalek::Signature::from_bytes(signature);
+    Ok(Receipt {
+        format: RECEIPT_FORMAT.to_owned(),
+        entry,
+        entry_signature: signature_to_base64(&signature),
+        leaf_index: index,
+        inclusion_proof: InclusionProof { tree_size, hashes },
+        checkpoint,
+        salts,
+    })
+}
+
+/// Checks an existing store against the key, or writes the genesis state
+/// (empty tree, signed checkpoint of size 0) into a new one.
+fn initialize(store: &Store, signer: &LogSigner) -> Result<Committed, LedgerError> {
+    let vkey = signer.verifier().vkey();
+    match store.meta("vkey")? {
+        Some(stored) if stored != vkey.as_bytes() => {
+            return Err(LedgerError::Config(format!(
+                "this log was created with key {:?}, but the configured key is {vkey:?}; refusing to start",
+                String::from_utf8_lossy(&stored)
+            )));
+        }
+        Some(_) => {}
+        None => store.set_meta(&[("origin", signer.name().as_bytes()), ("vkey", vkey.as_bytes())])?,
+    }
+    if let Some(head) = store.head()? {
+        let (size, checkpoint) =
+            store.latest_checkpoint()?.ok_or_else(|| StoreError::Corrupt("head without a checkpoint".into()))?;
+        let opened = SignedCheckpoint::open(checkpoint.as_bytes(), &signer.verifier())?;
+        if size != head.size || opened.size() != head.size || opened.root() != head.root {
+            return Err(StoreError::Corrupt("latest checkpoint does not match the head".into()).into());
+        }
+        return Ok(Committed { head, checkpoint });
+    }
+    let head = Head {
+        size: 0,
+        root: crate::core::hash::empty_tree_hash(),
+        last_leaf: crate::core::entry::GENESIS_PREV,
+    };
+    let checkpoint = SignedCheckpoint::sign(signer, 0, head.root)?;
+    let batch = crate::store::BatchWrite {
+        head: Some(head),
+        checkpoint: Some((0, checkpoint.note_text().to_owned())),
+        ..Default::default()
+    };
+    store.commit(&batch)?;
+    Ok(Committed { head, checkpoint: checkpoint.note_text().to_owned() })
+}
+
+/// Stats helper: bumps `max` to at least `value`.
+fn raise(max: &AtomicU64, value: u64) {
+    max.fetch_max(value, Ordering::Relaxed);
+}

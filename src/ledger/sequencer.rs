@@ -1,0 +1,194 @@
+//! The sequencer: the single writer of the log.
+//!
+//! It takes the first queued append, then everything else already queued
+//! (up to `max_batch`), and for that batch: assigns indices, chains each
+//! entry to the previous leaf hash, signs each entry, computes the new
+//! stored Merkle hashes and root, signs one checkpoint, writes it all as
+//! one store transaction, fsyncs once, and only then answers every caller
+//! of the batch with its receipt. A storage failure answers the whole
+//! batch with an error and stops the writer (fail-stop): it never guesses
+//! what reached the disk.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::{make_receipt, raise, Appended, Committed, Job, LedgerError, LedgerStats};
+use crate::core::checkpoint::SignedCheckpoint;
+use crate::core::entry::Entry;
+use crate::core::hash::{leaf_hash, Hash};
+use crate::core::proof::{prove_inclusion, tree_root};
+use crate::core::entry::EntryDraft;
+use crate::core::receipt::{Content, Salts};
+use crate::store::{BatchWrite, Head, OverlayReader, Store, StoredEntry};
+
+pub(super) struct Sequencer {
+    store: Store,
+    signer: crate::core::signing::LogSigner,
+    committed: Arc<RwLock<Committed>>,
+    stats: Arc<LedgerStats>,
+    max_batch: usize,
+    head: Head,
+    failed: Option<String>,
+}
+
+/// A batch laid out in memory, before it is written.
+struct Prepared {
+    write: BatchWrite,
+    entries: Vec<Entry>,
+    pending: HashMap<u64, Hash>,
+    checkpoint: SignedCheckpoint,
+    head: Head,
+    /// Salts of each entry's content, for its receipt.
+    salts: Vec<Option<Salts>>,
+}
+
+impl Sequencer {
+    pub(super) fn new(
+        store: Store,
+        signer: crate::core::signing::LogSigner,
+        committed: Arc<RwLock<Committed>>,
+        stats: Arc<LedgerStats>,
+        max_batch: usize,
+    ) -> Self {
+        let head = committed.read().unwrap_or_else(PoisonError::into_inner).head;
+        Self { store, signer, committed, stats, max_batch: max_batch.max(1), head, failed: None }
+    }
+
+    pub(super) fn spawn(mut self, rx: mpsc::Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new().name("openexec-sequencer".into()).spawn(move || {
+            // `recv` keeps returning queued jobs after every sender is gone,
+            // so shutdown drains the queue before the loop ends.
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < self.max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                self.run_batch(jobs);
+            }
+        })
+    }
+
+    fn run_batch(&mut self, jobs: Vec<Job>) {
+        if let Some(reason) = &self.failed {
+            for job in jobs {
+                let _ = job.reply.send(Err(LedgerError::Unavailable(reason.clone())));
+            }
+            return;
+        }
+        let (drafts, replies): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| ((j.draft, j.content), j.reply)).unzip();
+        match self.commit(drafts) {
+            Ok(results) => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
+                for reply in replies {
+                    let _ = reply.send(Err(LedgerError::Unavailable(reason.clone())));
+                }
+            }
+        }
+    }
+
+    /// Prepares, writes and syncs one batch; returns one result per draft.
+    fn commit(
+        &mut self,
+        drafts: Vec<(EntryDraft, Option<Content>)>,
+    ) -> Result<Vec<Result<Appended, LedgerError>>, LedgerError> {
+        let prepared = self.prepare(drafts)?;
+        let started = Instant::now();
+        self.store.commit(&prepared.write)?;
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.head = prepared.head;
+        {
+            let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
+            committed.head = prepared.head;
+            committed.checkpoint = prepared.checkpoint.note_text().to_owned();
+        }
+        let n = u64::try_from(prepared.entries.len()).unwrap_or(u64::MAX);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats.entries.fetch_add(n, Ordering::Relaxed);
+        self.stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
+        raise(&self.stats.max_batch, n);
+        Ok(self.receipts(prepared))
+    }
+
+    /// Lays out a batch: positions, chain, signatures, Merkle hashes, root,
+    /// checkpoint. Nothing is written yet.
+    fn prepare(
+        &self,
+        drafts: Vec<(EntryDraft, Option<Content>)>,
+    ) -> Result<Prepared, LedgerError> {
+        let mut write = BatchWrite::default();
+        let mut entries = Vec::with_capacity(drafts.len());
+        let mut salts = Vec::with_capacity(drafts.len());
+        let mut pending = HashMap::new();
+        let mut prev = self.head.last_leaf;
+        let mut index = self.head.size;
+        let now = Utc::now();
+        for (draft, content) in drafts {
+            let entry = Entry::from_draft(draft, self.signer.name(), index, prev, now);
+            let bytes = entry.to_canonical_bytes()?;
+            let leaf = leaf_hash(&bytes);
+            let reader = OverlayReader { base: &self.store, pending: &pending };
+            let stored = tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &reader)
+                .map_err(|e| LedgerError::Unavailable(format!("reading stored hashes: {e}")))?;
+            let first = tlog_tiles::stored_hash_index(0, index);
+            for (offset, hash) in (first..).zip(stored) {
+                pending.insert(offset, Hash::from(hash));
+                write.hashes.push((offset, Hash::from(hash)));
+            }
+            salts.push(content.as_ref().map(|c| c.salts.clone()));
+            let content = content.map(|c| serde_json::to_vec(&c)).transpose().map_err(|e| {
+                LedgerError::Unavailable(format!("encoding content: {e}"))
+            })?;
+            write.entries.push(StoredEntry {
+                index,
+                signature: self.signer.sign_entry(&bytes).to_bytes(),
+                bytes,
+                exec_id: entry.exec_id.clone(),
+                content,
+            });
+            entries.push(entry);
+            prev = leaf;
+            index += 1;
+        }
+        let root = tree_root(&OverlayReader { base: &self.store, pending: &pending }, index)?;
+        let head = Head { size: index, root, last_leaf: prev };
+        let checkpoint = SignedCheckpoint::sign(&self.signer, index, root)?;
+        write.head = Some(head);
+        write.checkpoint = Some((index, checkpoint.note_text().to_owned()));
+        Ok(Prepared { write, entries, pending, checkpoint, head, salts })
+    }
+
+    /// One receipt per committed entry, against the batch's checkpoint.
+    fn receipts(&self, prepared: Prepared) -> Vec<Result<Appended, LedgerError>> {
+        let reader = OverlayReader { base: &self.store, pending: &prepared.pending };
+        let size = prepared.head.size;
+        let note = prepared.checkpoint.note_text();
+        prepared
+            .write
+            .entries
+            .into_iter()
+            .zip(prepared.entries)
+            .zip(prepared.salts)
+            .map(|((stored, entry), salts)| {
+                let hashes = prove_inclusion(&reader, stored.index, size)?;
+                let receipt =
+                    make_receipt(stored.bytes, &stored.signature, stored.index, size, hashes, note.to_owned(), salts)?;
+                Ok(Appended { entry, receipt })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,345 @@
+//! Durable storage on sled: the only module that imports sled.
+//!
+//! It stores bytes under keys and makes a batch durable; it does not know
+//! what an entry means, never signs, and never decides what to append.
+//!
+//! # Trees (key → value; all integers big-endian)
+//!
+//! | tree          | key                    | value                                   |
+//! |---------------|------------------------|-----------------------------------------|
+//! | `entries`     | index `u64`            | entry signature (64 B) ‖ entry bytes    |
+//! | `hashes`      | stored-hash index `u64`| 32-byte hash (Go `sumdb/tlog` layout)   |
+//! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
+//! | `exec_ids`    | exec_id (UTF-8)        | index `u64`                             |
+//! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
+//! | `meta`        | name                   | origin, verifier key, head              |
+//!
+//! # Durability
+//!
+//! sled 0.34's `flush()` writes the log with `sync_file_range`, which
+//! neither flushes the disk cache nor the file's size metadata; sled leaves
+//! the real `fsync` to a background thread every 500 ms. [`Store::commit`]
+//! therefore applies the batch as one sled transaction, calls `flush()`,
+//! and then calls `fdatasync` on sled's log file (`<dir>/db`) itself,
+//! through a descriptor it keeps open. Only after that returns is the batch
+//! durable and may any caller be answered. Values are bounded (see
+//! [`MAX_VALUE_LEN`]) and the segment size raised so that sled never moves a
+//! value to a separate blob file, which sled writes without a sync.
+
+mod hash_reader;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+pub use hash_reader::{OverlayReader, StoreHashReader};
+
+use crate::core::hash::Hash;
+
+/// Largest value the store accepts (far below sled's blob threshold at the
+/// configured segment size).
+pub const MAX_VALUE_LEN: usize = 1 << 20;
+
+/// sled segment size: its blob threshold is a quarter of this.
+const SEGMENT_SIZE: usize = 16 << 20;
+
+/// Storage failures. All are fail-stop for the writer: the ledger stops
+/// appending rather than guess what reached the disk.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported an error.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// A file operation failed (open, fsync).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored bytes are not what this code wrote.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// A value exceeds [`MAX_VALUE_LEN`].
+    #[error("value of {0} bytes exceeds the store limit")]
+    TooLarge(usize),
+}
+
+/// Options for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the sled database.
+    pub path: PathBuf,
+    /// sled page-cache size in bytes (sled's default of 1 GiB is too much
+    /// for a sidecar; 64 MiB is the default here).
+    pub cache_bytes: u64,
+}
+
+impl StoreConfig {
+    /// Defaults for a directory.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into(), cache_bytes: 64 << 20 }
+    }
+}
+
+/// The committed head of the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Number of entries.
+    pub size: u64,
+    /// Root hash of the tree of `size` entries.
+    pub root: Hash,
+    /// Leaf hash of the last entry (the next entry's `prev`).
+    pub last_leaf: Hash,
+}
+
+impl Head {
+    const LEN: usize = 8 + 32 + 32;
+
+    fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..8].copy_from_slice(&self.size.to_be_bytes());
+        out[8..40].copy_from_slice(self.root.as_bytes());
+        out[40..].copy_from_slice(self.last_leaf.as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        if bytes.len() != Self::LEN {
+            return Err(StoreError::Corrupt("head record has the wrong length".into()));
+        }
+        let corrupt = |_| StoreError::Corrupt("head record".into());
+        let size = u64::from_be_bytes(bytes[..8].try_into().map_err(corrupt)?);
+        let root = Hash::from_slice(&bytes[8..40]).map_err(|_| StoreError::Corrupt("head root".into()))?;
+        let last_leaf = Hash::from_slice(&bytes[40..]).map_err(|_| StoreError::Corrupt("head leaf".into()))?;
+        Ok(Self { size, root, last_leaf })
+    }
+}
+
+/// One entry as written by the sequencer.
+#[derive(Debug, Clone)]
+pub struct StoredEntry {
+    /// Its index.
+    pub index: u64,
+    /// Its canonical bytes.
+    pub bytes: Vec<u8>,
+    /// The log's signature over it.
+    pub signature: [u8; 64],
+    /// Its exec_id, indexed for lookup.
+    pub exec_id: String,
+    /// Cleartext content to keep beside it (deletable), if any.
+    pub content: Option<Vec<u8>>,
+}
+
+/// Everything one sequencer batch writes, atomically.
+#[derive(Debug, Default)]
+pub struct BatchWrite {
+    /// New entries, in index order.
+    pub entries: Vec<StoredEntry>,
+    /// New stored Merkle hashes: (stored-hash index, hash).
+    pub hashes: Vec<(u64, Hash)>,
+    /// The new head.
+    pub head: Option<Head>,
+    /// The signed checkpoint of the new head: (size, note text).
+    pub checkpoint: Option<(u64, String)>,
+}
+
+/// The sled-backed store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    entries: sled::Tree,
+    hashes: sled::Tree,
+    checkpoints: sled::Tree,
+    exec_ids: sled::Tree,
+    content: sled::Tree,
+    meta: sled::Tree,
+    /// sled's log file, kept open so each commit can `fdatasync` it.
+    log_file: File,
+    path: PathBuf,
+}
+
+const META_HEAD: &[u8] = b"head";
+
+impl Store {
+    /// Opens (or creates) the store in `config.path`.
+    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&config.path)?;
+        let db = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_bytes)
+            .segment_size(SEGMENT_SIZE)
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let log_file = File::open(config.path.join("db"))?;
+        sync_dir(&config.path)?;
+        let inner = Inner {
+            entries: db.open_tree("entries")?,
+            hashes: db.open_tree("hashes")?,
+            checkpoints: db.open_tree("checkpoints")?,
+            exec_ids: db.open_tree("exec_ids")?,
+            content: db.open_tree("content")?,
+            meta: db.open_tree("meta")?,
+            db,
+            log_file,
+            path: config.path.clone(),
+        };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Directory of the store.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The committed head, or `None` for a store never written.
+    pub fn head(&self) -> Result<Option<Head>, StoreError> {
+        self.inner.meta.get(META_HEAD)?.map(|v| Head::decode(&v)).transpose()
+    }
+
+    /// A metadata value.
+    pub fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.meta.get(name.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Sets metadata values and makes them durable.
+    pub fn set_meta(&self, values: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        for (name, value) in values {
+            self.inner.meta.insert(name.as_bytes(), *value)?;
+        }
+        self.sync()
+    }
+
+    /// Writes one batch atomically and makes it durable before returning.
+    pub fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        let mut entries = sled::Batch::default();
+        let mut exec_ids = sled::Batch::default();
+        let mut content = sled::Batch::default();
+        for e in &batch.entries {
+            let mut value = Vec::with_capacity(64 + e.bytes.len());
+            value.extend_from_slice(&e.signature);
+            value.extend_from_slice(&e.bytes);
+            check_len(value.len())?;
+            entries.insert(e.index.to_be_bytes().to_vec(), value);
+            exec_ids.insert(e.exec_id.as_bytes(), e.index.to_be_bytes().to_vec());
+            if let Some(c) = &e.content {
+                check_len(c.len())?;
+                content.insert(e.index.to_be_bytes().to_vec(), c.as_slice());
+            }
+        }
+        let mut hashes = sled::Batch::default();
+        for (index, hash) in &batch.hashes {
+            hashes.insert(index.to_be_bytes().to_vec(), hash.as_bytes().to_vec());
+        }
+        let mut checkpoints = sled::Batch::default();
+        if let Some((size, note)) = &batch.checkpoint {
+            checkpoints.insert(size.to_be_bytes().to_vec(), note.as_bytes());
+        }
+        let mut meta = sled::Batch::default();
+        if let Some(head) = &batch.head {
+            meta.insert(META_HEAD, head.encode().to_vec());
+        }
+        let i = &self.inner;
+        (&i.entries, &i.exec_ids, &i.content, &i.hashes, &i.checkpoints, &i.meta)
+            .transaction(|(te, tx, tc, th, tk, tm)| {
+                te.apply_batch(&entries)?;
+                tx.apply_batch(&exec_ids)?;
+                tc.apply_batch(&content)?;
+                th.apply_batch(&hashes)?;
+                tk.apply_batch(&checkpoints)?;
+                tm.apply_batch(&meta)?;
+                Ok::<(), ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| match e {
+                TransactionError::Storage(s) => StoreError::Sled(s),
+                TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
+            })?;
+        self.sync()
+    }
+
+    /// `flush()` then a real `fdatasync` of sled's log file.
+    fn sync(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        self.inner.log_file.sync_data()?;
+        Ok(())
+    }
+
+    /// Entry bytes and signature at `index`.
+    pub fn entry(&self, index: u64) -> Result<Option<(Vec<u8>, [u8; 64])>, StoreError> {
+        let Some(value) = self.inner.entries.get(index.to_be_bytes())? else { return Ok(None) };
+        if value.len() < 64 {
+            return Err(StoreError::Corrupt(format!("entry {index} is shorter than its signature")));
+        }
+        let (sig, bytes) = value.split_at(64);
+        let sig: [u8; 64] = sig.try_into().map_err(|_| StoreError::Corrupt(format!("entry {index}")))?;
+        Ok(Some((bytes.to_vec(), sig)))
+    }
+
+    /// Index of the entry with this exec_id.
+    pub fn index_of_exec_id(&self, exec_id: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.exec_ids.get(exec_id.as_bytes())?.map(|v| decode_u64(&v)).transpose()
+    }
+
+    /// Cleartext content stored beside entry `index`.
+    pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.content.get(index.to_be_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// The signed checkpoint of size `size`, if one was stored.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
+        self.inner.checkpoints.get(size.to_be_bytes())?.map(|v| utf8(&v)).transpose()
+    }
+
+    /// The most recent stored checkpoint: (size, note).
+    pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
+        self.inner.checkpoints.last()?.map(|(k, v)| Ok((decode_u64(&k)?, utf8(&v)?))).transpose()
+    }
+
+    /// Every stored checkpoint, in size order.
+    pub fn checkpoints(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
+        self.inner.checkpoints.iter().map(|r| {
+            let (k, v) = r?;
+            Ok((decode_u64(&k)?, utf8(&v)?))
+        })
+    }
+
+    /// One stored Merkle hash.
+    pub fn stored_hash(&self, index: u64) -> Result<Option<Hash>, StoreError> {
+        self.inner
+            .hashes
+            .get(index.to_be_bytes())?
+            .map(|v| Hash::from_slice(&v).map_err(|_| StoreError::Corrupt(format!("stored hash {index}"))))
+            .transpose()
+    }
+
+    /// Bytes sled reports on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.inner.db.size_on_disk()?)
+    }
+}
+
+fn check_len(len: usize) -> Result<(), StoreError> {
+    if len > MAX_VALUE_LEN {
+        Err(StoreError::TooLarge(len))
+    } else {
+        Ok(())
+    }
+}
+
+fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("u64 key or value".into()))?;
+    Ok(u64::from_be_bytes(array))
+}
+
+fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
+}
+
+/// fsync a directory so that newly created files in it survive a crash.
+fn sync_dir(path: &Path) -> Result<(), StoreError> {
+    File::open(path)?.sync_all()?;
+    Ok(())
+}
