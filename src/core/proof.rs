@@ -7,11 +7,12 @@
 //! `tlog_tiles`' internal assertions from ever firing, a bound on proof
 //! length, and one error type. None of these functions panics on any input.
 //!
-//! Semantics of edge cases follow transparency-dev/merkle's verifier
-//! (RFC 9162 §2.1.3.2 and §2.1.4.2): an inclusion proof needs
+//! Edge cases (RFC 9162 §2.1.3.2 and §2.1.4.2): an inclusion proof needs
 //! `index < size`; a consistency proof from a size to itself is empty and
-//! requires equal roots; every tree is consistent with the empty tree, by
-//! an empty proof.
+//! requires equal roots; every tree is consistent with the empty tree, by an
+//! empty proof — as C2SP tlog-witness requires for a witness's first
+//! checkpoint (`old 0`). (transparency-dev/merkle since 2024 refuses size-0
+//! consistency outright; that is the one place we differ.)
 
 use tlog_tiles::HashReader;
 
@@ -93,7 +94,9 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::MalformedProof);
         }
-        return if old_size == 0 || old_root == new_root {
+        // Equal sizes need equal roots (0 == 0 included); a non-empty tree
+        // is always consistent with the empty one.
+        return if old_size != new_size || old_root == new_root {
             Ok(())
         } else {
             Err(ProofError::RootMismatch)

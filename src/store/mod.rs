@@ -343,3 +343,14 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
     File::open(path)?.sync_all()?;
     Ok(())
 }
+
+impl Store {
+    /// Overwrites a raw value in one of the store's trees, bypassing every
+    /// check, and syncs. Exists only so tamper tests and the tampering
+    /// harness can corrupt a store on purpose; nothing else calls it.
+    #[doc(hidden)]
+    pub fn tamper_raw(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.inner.db.open_tree(tree)?.insert(key, value)?;
+        self.sync()
+    }
+}

@@ -1,0 +1,32 @@
+//! Shared test fixtures: ledgers in temporary directories and sample drafts.
+#![allow(dead_code)]
+
+use openexec::core::entry::{ApprovalSummary, EntryDraft, Outcome};
+use openexec::core::hash::Hash;
+use openexec::ledger::{Ledger, LedgerConfig};
+
+/// A draft whose every field depends on `n`.
+pub fn draft(n: u64) -> EntryDraft {
+    EntryDraft {
+        exec_id: format!("exec-{n}"),
+        tenant: "tenant-001".into(),
+        action: "echo".into(),
+        nonce: format!("nonce-{n}"),
+        request_hash: Hash::sha256(format!("request {n}").as_bytes()),
+        payload_commitment: Hash::sha256(format!("payload {n}").as_bytes()),
+        result_commitment: Some(Hash::sha256(format!("result {n}").as_bytes())),
+        approval: ApprovalSummary::none(),
+        outcome: Outcome::Executed,
+        reason: "ok".into(),
+    }
+}
+
+/// Opens a ledger in `dir` with default settings.
+pub fn open(dir: &std::path::Path) -> Ledger {
+    Ledger::open(&LedgerConfig::new(dir)).expect("open ledger")
+}
+
+/// Path of the built `openexec` binary.
+pub fn binary() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_BIN_EXE_openexec"))
+}
