@@ -7,11 +7,13 @@
 //!
 //! The exact byte formats are specified in `docs/FORMATS.md`.
 
+pub mod approval;
 pub mod canonical;
 pub mod checkpoint;
 pub mod entry;
 pub mod hash;
 pub mod proof;
+pub mod pyjson;
 pub mod receipt;
 pub mod signing;
 pub mod tlog_proof;
