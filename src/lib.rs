@@ -24,6 +24,10 @@ pub mod cli;
 pub mod core;
 
 #[cfg(feature = "server")]
+pub mod exec;
+#[cfg(feature = "server")]
+pub mod http;
+#[cfg(feature = "server")]
 pub mod ledger;
 #[cfg(feature = "server")]
 pub mod store;

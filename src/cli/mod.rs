@@ -5,7 +5,11 @@
 //! format or verification logic lives here.
 
 #[cfg(feature = "server")]
+mod approve;
+#[cfg(feature = "server")]
 mod ledger_cmds;
+#[cfg(feature = "server")]
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -24,6 +28,15 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the execution boundary service.
+    #[cfg(feature = "server")]
+    Serve(serve::ServeArgs),
+    /// Mint an approval artifact (v1 or v2) from an approver private key.
+    #[cfg(feature = "server")]
+    Approve(approve::ApproveArgs),
+    /// Create an approver key pair (PKCS#8 PEM private key; prints the public key PEM).
+    #[cfg(feature = "server")]
+    ApproverKeygen(approve::ApproverKeygenArgs),
     /// Verify a receipt offline against the log's verifier key.
     Verify(verify::VerifyArgs),
     /// Create a log signing key (signed-note form) and print its verifier key.
@@ -42,6 +55,12 @@ pub enum Command {
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        #[cfg(feature = "server")]
+        Command::Serve(args) => serve::run(&args),
+        #[cfg(feature = "server")]
+        Command::Approve(args) => approve::approve(&args),
+        #[cfg(feature = "server")]
+        Command::ApproverKeygen(args) => approve::approver_keygen(&args),
         Command::Verify(args) => verify::run(&args),
         #[cfg(feature = "server")]
         Command::Keygen(args) => ledger_cmds::keygen(&args),

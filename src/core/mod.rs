@@ -15,5 +15,6 @@ pub mod hash;
 pub mod proof;
 pub mod pyjson;
 pub mod receipt;
+pub mod request;
 pub mod signing;
 pub mod tlog_proof;

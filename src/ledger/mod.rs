@@ -26,7 +26,7 @@ use crate::core::hash::Hash;
 use crate::core::proof::{prove_consistency, prove_inclusion, ProofError};
 use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
 use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
-use crate::store::{Head, Store, StoreConfig, StoreError, StoreHashReader};
+use crate::store::{Completion, Head, Store, StoreConfig, StoreError, StoreHashReader};
 
 /// Default log origin (checkpoint first line and key name).
 pub const DEFAULT_ORIGIN: &str = "openexec.local/log";
@@ -133,6 +133,7 @@ struct Committed {
 struct Job {
     draft: EntryDraft,
     content: Option<Content>,
+    completion: Option<Completion>,
     reply: tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>,
 }
 
@@ -173,26 +174,49 @@ impl Ledger {
     /// Appends one entry and waits (blocking the thread) until it is durable.
     /// Must not be called from inside an async runtime; use [`Self::append_async`].
     pub fn append(&self, draft: EntryDraft, content: Option<Content>) -> Result<Appended, LedgerError> {
-        let rx = self.submit(draft, content)?;
+        let rx = self.submit(draft, content, None)?;
         rx.blocking_recv().map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
     }
 
     /// Appends one entry and waits until it is durable.
     pub async fn append_async(&self, draft: EntryDraft, content: Option<Content>) -> Result<Appended, LedgerError> {
-        let rx = self.submit(draft, content)?;
+        self.append_completing(draft, content, None).await
+    }
+
+    /// Appends one entry and, in the same store transaction, finalizes the
+    /// nonce reservation it answers (its `index` is filled in here).
+    pub async fn append_completing(
+        &self,
+        draft: EntryDraft,
+        content: Option<Content>,
+        completion: Option<Completion>,
+    ) -> Result<Appended, LedgerError> {
+        let rx = self.submit(draft, content, completion)?;
         rx.await.map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+    }
+
+    /// Blocking form of [`Self::append_completing`] (start-up recovery).
+    pub fn append_completing_blocking(
+        &self,
+        draft: EntryDraft,
+        content: Option<Content>,
+        completion: Option<Completion>,
+    ) -> Result<Appended, LedgerError> {
+        let rx = self.submit(draft, content, completion)?;
+        rx.blocking_recv().map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
     }
 
     fn submit(
         &self,
         draft: EntryDraft,
         content: Option<Content>,
+        completion: Option<Completion>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = jobs.as_ref().ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
         sender
-            .send(Job { draft, content, reply })
+            .send(Job { draft, content, completion, reply })
             .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?;
         Ok(rx)
     }

@@ -24,7 +24,7 @@ use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{prove_inclusion, tree_root};
 use crate::core::entry::EntryDraft;
 use crate::core::receipt::{Content, Salts};
-use crate::store::{BatchWrite, Head, OverlayReader, Store, StoredEntry};
+use crate::store::{Completion, BatchWrite, Head, OverlayReader, Store, StoredEntry};
 
 pub(super) struct Sequencer {
     store: Store,
@@ -84,7 +84,7 @@ impl Sequencer {
             return;
         }
         let (drafts, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| ((j.draft, j.content), j.reply)).unzip();
+            jobs.into_iter().map(|j| ((j.draft, j.content, j.completion), j.reply)).unzip();
         match self.commit(drafts) {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -104,7 +104,7 @@ impl Sequencer {
     /// Prepares, writes and syncs one batch; returns one result per draft.
     fn commit(
         &mut self,
-        drafts: Vec<(EntryDraft, Option<Content>)>,
+        drafts: Vec<(EntryDraft, Option<Content>, Option<Completion>)>,
     ) -> Result<Vec<Result<Appended, LedgerError>>, LedgerError> {
         let prepared = self.prepare(drafts)?;
         let started = Instant::now();
@@ -128,7 +128,7 @@ impl Sequencer {
     /// checkpoint. Nothing is written yet.
     fn prepare(
         &self,
-        drafts: Vec<(EntryDraft, Option<Content>)>,
+        drafts: Vec<(EntryDraft, Option<Content>, Option<Completion>)>,
     ) -> Result<Prepared, LedgerError> {
         let mut write = BatchWrite::default();
         let mut entries = Vec::with_capacity(drafts.len());
@@ -137,7 +137,7 @@ impl Sequencer {
         let mut prev = self.head.last_leaf;
         let mut index = self.head.size;
         let now = Utc::now();
-        for (draft, content) in drafts {
+        for (draft, content, completion) in drafts {
             let entry = Entry::from_draft(draft, self.signer.name(), index, prev, now);
             let bytes = entry.to_canonical_bytes()?;
             let leaf = leaf_hash(&bytes);
@@ -159,6 +159,10 @@ impl Sequencer {
                 bytes,
                 exec_id: entry.exec_id.clone(),
                 content,
+                completion: completion.map(|mut c| {
+                    c.record.index = Some(index);
+                    c
+                }),
             });
             entries.push(entry);
             prev = leaf;

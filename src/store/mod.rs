@@ -13,6 +13,10 @@
 //! | `exec_ids`    | exec_id (UTF-8)        | index `u64`                             |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
 //! | `meta`        | name                   | origin, verifier key, head              |
+//! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (JSON)                     |
+//! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
+//! | `approvals`   | approval consume key   | nonce key that consumed it              |
+//! | `counters`    | name                   | `u64` (the `counter` handler)           |
 //!
 //! # Durability
 //!
@@ -27,14 +31,17 @@
 //! value to a separate blob file, which sled writes without a sync.
 
 mod hash_reader;
+pub mod reservations;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
 pub use hash_reader::{OverlayReader, StoreHashReader};
+pub use reservations::{nonce_key, Completion, NonceRecord, Reservation};
 
 use crate::core::hash::Hash;
 
@@ -127,6 +134,8 @@ pub struct StoredEntry {
     pub exec_id: String,
     /// Cleartext content to keep beside it (deletable), if any.
     pub content: Option<Vec<u8>>,
+    /// The nonce record to finalize with it, if the attempt held a nonce.
+    pub completion: Option<Completion>,
 }
 
 /// Everything one sequencer batch writes, atomically.
@@ -156,6 +165,12 @@ struct Inner {
     exec_ids: sled::Tree,
     content: sled::Tree,
     meta: sled::Tree,
+    nonces: sled::Tree,
+    pending: sled::Tree,
+    approvals: sled::Tree,
+    counters: sled::Tree,
+    /// Coalesces concurrent sync requests into one fdatasync.
+    sync_gate: SyncGate,
     /// sled's log file, kept open so each commit can `fdatasync` it.
     log_file: File,
     path: PathBuf,
@@ -182,6 +197,11 @@ impl Store {
             exec_ids: db.open_tree("exec_ids")?,
             content: db.open_tree("content")?,
             meta: db.open_tree("meta")?,
+            nonces: db.open_tree("nonces")?,
+            pending: db.open_tree("pending")?,
+            approvals: db.open_tree("approvals")?,
+            counters: db.open_tree("counters")?,
+            sync_gate: SyncGate::default(),
             db,
             log_file,
             path: config.path.clone(),
@@ -230,6 +250,12 @@ impl Store {
                 content.insert(e.index.to_be_bytes().to_vec(), c.as_slice());
             }
         }
+        let mut nonces = sled::Batch::default();
+        let mut pending = sled::Batch::default();
+        for c in batch.entries.iter().filter_map(|e| e.completion.as_ref()) {
+            nonces.insert(c.key.as_slice(), reservations::encode(&c.record)?);
+            pending.remove(c.key.as_slice());
+        }
         let mut hashes = sled::Batch::default();
         for (index, hash) in &batch.hashes {
             hashes.insert(index.to_be_bytes().to_vec(), hash.as_bytes().to_vec());
@@ -243,8 +269,10 @@ impl Store {
             meta.insert(META_HEAD, head.encode().to_vec());
         }
         let i = &self.inner;
-        (&i.entries, &i.exec_ids, &i.content, &i.hashes, &i.checkpoints, &i.meta)
-            .transaction(|(te, tx, tc, th, tk, tm)| {
+        (&i.entries, &i.exec_ids, &i.content, &i.hashes, &i.checkpoints, &i.meta, &i.nonces, &i.pending)
+            .transaction(|(te, tx, tc, th, tk, tm, tn, tp)| {
+                tn.apply_batch(&nonces)?;
+                tp.apply_batch(&pending)?;
                 te.apply_batch(&entries)?;
                 tx.apply_batch(&exec_ids)?;
                 tc.apply_batch(&content)?;
@@ -258,6 +286,23 @@ impl Store {
                 TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
             })?;
         self.sync()
+    }
+
+    /// Makes every write that completed before this call durable, sharing
+    /// one fdatasync among concurrent callers (group sync).
+    pub fn sync_coalesced(&self) -> Result<(), StoreError> {
+        let gate = &self.inner.sync_gate;
+        let ticket = gate.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut synced = gate.synced.lock().unwrap_or_else(PoisonError::into_inner);
+        if *synced >= ticket {
+            return Ok(());
+        }
+        // Every ticket up to `target` was taken after its write completed,
+        // and this sync starts after reading `target`: it covers them all.
+        let target = gate.requested.load(Ordering::SeqCst);
+        self.sync()?;
+        *synced = target;
+        Ok(())
     }
 
     /// `flush()` then a real `fdatasync` of sled's log file.
@@ -319,6 +364,13 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
     }
+}
+
+/// Tickets for [`Store::sync_coalesced`].
+#[derive(Default)]
+struct SyncGate {
+    requested: AtomicU64,
+    synced: Mutex<u64>,
 }
 
 fn check_len(len: usize) -> Result<(), StoreError> {

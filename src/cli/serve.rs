@@ -1,0 +1,179 @@
+//! `openexec serve`: read the configuration, refuse a bad one with one
+//! clear line, open the ledger, record interrupted attempts, serve, and on
+//! SIGTERM drain queued appends before exiting.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{ArgAction, Args};
+
+use crate::core::approval::{ApprovalPolicy, ApproverKey};
+use crate::core::request::Limits;
+use crate::exec::handlers::Registry;
+use crate::exec::{Boundary, Mode, Policy};
+use crate::http::AppState;
+use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
+
+/// Arguments of `openexec serve`; every one also an environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// `demo` (no approvals needed) or `clawshield` (every action needs an approval).
+    #[arg(long, env = "OPENEXEC_MODE", default_value = "demo")]
+    pub mode: String,
+    /// Trusted approver public key(s): PEM text (several PEM blocks for rotation) or a path to a PEM file.
+    #[arg(long = "approver-key", env = "CLAWSHIELD_PUBLIC_KEY")]
+    pub approver_key: Option<String>,
+    /// Tenant this service runs for; approvals must name it.
+    #[arg(long, env = "CLAWSHIELD_TENANT_ID")]
+    pub tenant: Option<String>,
+    /// Comma-separated allow-list of actions (unset: every registered action).
+    #[arg(long, env = "OPENEXEC_ALLOWED_ACTIONS")]
+    pub allowed_actions: Option<String>,
+    /// Storage: `sled://PATH` (unset: ./openexec-data).
+    #[arg(long, env = "OPENEXEC_DB_URL")]
+    pub db_url: Option<String>,
+    /// Listen address.
+    #[arg(long, env = "OPENEXEC_BIND", default_value = "127.0.0.1:5000")]
+    pub bind: String,
+    /// Allow binding to a non-loopback address (there is no authentication).
+    #[arg(long, env = "OPENEXEC_ALLOW_PUBLIC_BIND")]
+    pub allow_public_bind: bool,
+    /// Log origin (checkpoint first line and key name).
+    #[arg(long, env = "OPENEXEC_ORIGIN", default_value = DEFAULT_ORIGIN)]
+    pub origin: String,
+    /// Log signing key file (created on first start, mode 0600). Default: DATA/log.key.
+    #[arg(long, env = "OPENEXEC_LOG_KEY")]
+    pub log_key: Option<PathBuf>,
+    /// Keep cleartext payloads and results beside the entries (needed to replay results).
+    #[arg(long, env = "OPENEXEC_STORE_CONTENT", default_value_t = true, action = ArgAction::Set)]
+    pub store_content: bool,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "OPENEXEC_MAX_BODY_BYTES", default_value_t = 65536)]
+    pub max_body_bytes: usize,
+    /// Longest approval lifetime accepted, in seconds.
+    #[arg(long, env = "OPENEXEC_APPROVAL_MAX_LIFETIME_SECS", default_value_t = 3600)]
+    pub approval_max_lifetime_secs: i64,
+    /// Allowed clock skew with approvers, in seconds.
+    #[arg(long, env = "OPENEXEC_CLOCK_SKEW_SECS", default_value_t = 30)]
+    pub clock_skew_secs: i64,
+    /// HTTP worker threads (default: number of cores).
+    #[arg(long, env = "OPENEXEC_WORKERS")]
+    pub workers: Option<usize>,
+    /// sled cache size in MiB.
+    #[arg(long, env = "OPENEXEC_CACHE_MB", default_value_t = 64)]
+    pub cache_mb: u64,
+}
+
+/// A validated configuration.
+pub struct ServeConfig {
+    ledger: LedgerConfig,
+    policy: Policy,
+    bind: SocketAddr,
+    workers: usize,
+}
+
+impl ServeArgs {
+    /// Validates everything up front; the error is one line for the operator.
+    pub fn validate(&self) -> Result<ServeConfig, String> {
+        let mode = match self.mode.as_str() {
+            "demo" => Mode::Demo,
+            "clawshield" => Mode::Clawshield,
+            other => return Err(format!("Unknown mode {other:?} in OPENEXEC_MODE (expected \"demo\" or \"clawshield\")")),
+        };
+        let keys = match non_empty(self.approver_key.as_deref()) {
+            Some(text) => ApproverKey::parse_pem_list(&read_pem(text)?).map_err(|e| format!("CLAWSHIELD_PUBLIC_KEY: {e}"))?,
+            None => Vec::new(),
+        };
+        if mode == Mode::Clawshield && keys.is_empty() {
+            return Err("CLAWSHIELD_PUBLIC_KEY not configured (clawshield mode needs at least one approver key)".into());
+        }
+        let bind: SocketAddr = self.bind.parse().map_err(|e| format!("OPENEXEC_BIND {:?}: {e}", self.bind))?;
+        if !bind.ip().is_loopback() && !self.allow_public_bind {
+            return Err(format!(
+                "refusing to bind to non-loopback address {bind}: OpenExec has no authentication; pass --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
+            ));
+        }
+        let data_dir = match non_empty(self.db_url.as_deref()) {
+            None => PathBuf::from("openexec-data"),
+            Some(url) => PathBuf::from(
+                url.strip_prefix("sled://").filter(|p| !p.is_empty()).ok_or_else(|| format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH)"))?,
+            ),
+        };
+        let allow_list = non_empty(self.allowed_actions.as_deref()).map(|list| {
+            list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+        });
+        let policy = Policy {
+            mode,
+            approvals: ApprovalPolicy {
+                keys,
+                tenant: non_empty(self.tenant.as_deref()).map(str::to_owned),
+                max_lifetime: chrono::Duration::seconds(self.approval_max_lifetime_secs),
+                skew: chrono::Duration::seconds(self.clock_skew_secs),
+            },
+            allow_list,
+            store_content: self.store_content,
+            limits: Limits { max_body_bytes: self.max_body_bytes, ..Limits::default() },
+        };
+        let mut ledger = LedgerConfig::new(data_dir);
+        ledger.origin.clone_from(&self.origin);
+        ledger.key_path.clone_from(&self.log_key);
+        ledger.cache_bytes = self.cache_mb << 20;
+        let workers = self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+        Ok(ServeConfig { ledger, policy, bind, workers })
+    }
+}
+
+fn non_empty(value: Option<&str>) -> Option<&str> {
+    value.map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// PEM text itself, or a path to a file holding it.
+fn read_pem(value: &str) -> Result<String, String> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.replace("\\n", "\n"));
+    }
+    std::fs::read_to_string(value).map_err(|e| format!("CLAWSHIELD_PUBLIC_KEY: not PEM text, and reading it as a file failed: {e}"))
+}
+
+/// Runs the service until SIGINT/SIGTERM.
+#[must_use]
+pub fn run(args: &ServeArgs) -> ExitCode {
+    init_tracing();
+    let config = match args.validate() {
+        Ok(c) => c,
+        Err(line) => {
+            eprintln!("openexec: {line}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(line) => {
+            eprintln!("openexec: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: ServeConfig) -> Result<(), String> {
+    let ledger = Arc::new(Ledger::open(&config.ledger).map_err(|e| e.to_string())?);
+    let boundary = Arc::new(Boundary::new(ledger.clone(), Registry::builtin(), config.policy));
+    let interrupted = boundary.recover_interrupted().map_err(|e| format!("recording interrupted attempts: {e}"))?;
+    let listener = TcpListener::bind(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, "openexec listening");
+    // One line on stdout that scripts and tests can wait for.
+    println!("openexec listening on http://{addr}");
+    let state = Arc::new(AppState { boundary });
+    let served = actix_web::rt::System::new().block_on(crate::http::run(listener, state, config.workers));
+    ledger.shutdown();
+    tracing::info!(size = ledger.head().size, "openexec stopped; queued appends committed");
+    served.map_err(|e| e.to_string())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

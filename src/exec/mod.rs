@@ -1,0 +1,419 @@
+//! The execution boundary: the pipeline of one `/execute` request.
+//!
+//! Order (each step can end the attempt; every step after parsing is
+//! recorded in the ledger):
+//!
+//! 1. parse within limits (refused here → not recorded, 413/415/422);
+//! 2. effective tenant and canonical request hash;
+//! 3. allow-list (403), registered action (400);
+//! 4. approval (clawshield mode: 403, or 422 if malformed);
+//! 5. payload check of the handler (400);
+//! 6. nonce reservation, atomic with the approval's single use, then made
+//!    durable — in flight (409), conflicting request (422), replay
+//!    (original outcome, `replayed: true`), used approval (403);
+//! 7. the handler, at most once per nonce (a panic is caught → `failed`);
+//! 8. record: the sequencer appends the entry and finalizes the nonce in
+//!    one durable batch; 9. respond with the receipt.
+//!
+//! This module never answers before the attempt's entry is durable, and
+//! never runs a handler without a durable reservation.
+
+pub mod handlers;
+pub mod metrics;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use chrono::Utc;
+use rand_core::{OsRng, RngCore as _};
+use serde_json::{json, Value};
+
+use crate::core::approval::{self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval};
+use crate::core::canonical::{commitment, request_hash, to_canonical_bytes};
+use crate::core::entry::{ApprovalSummary, EntryDraft, Outcome};
+use crate::core::hash::Hash;
+use crate::core::pyjson::{dumps_sorted, Separators};
+use crate::core::receipt::{salt_to_base64, Content, Salts};
+use crate::core::request::{parse_execute, ExecuteRequest, Limits};
+use crate::ledger::{Appended, Ledger, LedgerError};
+use crate::store::{nonce_key, Completion, NonceRecord, Reservation};
+use handlers::{HandlerContext, Registry};
+use metrics::Metrics;
+
+/// Execution mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Every registered, allowed action runs without an approval.
+    Demo,
+    /// Every action needs a valid approval artifact.
+    Clawshield,
+}
+
+impl Mode {
+    /// The configuration spelling.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Demo => "demo",
+            Self::Clawshield => "clawshield",
+        }
+    }
+}
+
+/// The boundary's policy, fixed at start.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Mode.
+    pub mode: Mode,
+    /// Approval rules (keys, tenant, lifetime, skew).
+    pub approvals: ApprovalPolicy,
+    /// Allowed actions; `None` means every registered action.
+    pub allow_list: Option<Vec<String>>,
+    /// Keep cleartext payloads and results beside the entries.
+    pub store_content: bool,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+/// An HTTP-agnostic response: status and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Response {
+    /// HTTP status.
+    pub status: u16,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl Response {
+    /// `{detail, code}` with a status.
+    #[must_use]
+    pub fn error(status: u16, code: &str, detail: impl Into<String>) -> Self {
+        Self { status, body: json!({ "detail": detail.into(), "code": code }) }
+    }
+}
+
+/// The boundary.
+pub struct Boundary {
+    ledger: Arc<Ledger>,
+    registry: Registry,
+    policy: Policy,
+    metrics: Metrics,
+}
+
+/// One attempt, as far as it got.
+struct Attempt {
+    exec_id: String,
+    request: ExecuteRequest,
+    tenant: String,
+    request_hash: Hash,
+    approval: ApprovalSummary,
+}
+
+/// How an attempt ended, before it is recorded.
+struct Decision {
+    outcome: Outcome,
+    reason: String,
+    status: u16,
+    detail: Option<String>,
+    result: Option<Value>,
+}
+
+impl Decision {
+    fn reject(status: u16, code: &str, detail: impl Into<String>) -> Self {
+        Self { outcome: Outcome::Rejected, reason: code.to_owned(), status, detail: Some(detail.into()), result: None }
+    }
+}
+
+impl Boundary {
+    /// A boundary over an open ledger.
+    #[must_use]
+    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
+        Self { ledger, registry, policy, metrics: Metrics::default() }
+    }
+
+    /// The ledger.
+    #[must_use]
+    pub fn ledger(&self) -> &Arc<Ledger> {
+        &self.ledger
+    }
+
+    /// The policy.
+    #[must_use]
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Metrics text.
+    #[must_use]
+    pub fn metrics_text(&self) -> String {
+        self.metrics.render(&self.ledger)
+    }
+
+    /// Records every reservation left pending by a previous process as an
+    /// `interrupted` entry. Such nonces are never re-run. Call before serving.
+    pub fn recover_interrupted(&self) -> Result<usize, LedgerError> {
+        let pending = self.ledger.store().pending_reservations()?;
+        let count = pending.len();
+        for (key, record) in pending {
+            let draft = EntryDraft {
+                exec_id: record.exec_id.clone(),
+                tenant: record.tenant.clone(),
+                action: record.action.clone(),
+                nonce: record.nonce.clone(),
+                request_hash: record.request_hash,
+                payload_commitment: commitment(&[0; 32], b""),
+                result_commitment: None,
+                approval: ApprovalSummary::none(),
+                outcome: Outcome::Interrupted,
+                reason: "interrupted_at_restart".into(),
+            };
+            let done = NonceRecord { outcome: Some(Outcome::Interrupted), status: Some(500), ..record };
+            self.ledger.append_completing_blocking(draft, None, Some(Completion { key, record: done }))?;
+            self.metrics.record(Outcome::Interrupted, "interrupted_at_restart");
+        }
+        Ok(count)
+    }
+
+    /// Runs one `/execute` body through the pipeline.
+    pub async fn execute(&self, body: &[u8]) -> Response {
+        let request = match parse_execute(body, &self.policy.limits) {
+            Ok(r) => r,
+            Err(e) => return Response::error(e.status, e.code, e.detail),
+        };
+        let artifact = request.approval_artifact.as_ref().map(Artifact::from_value);
+        let tenant = self.effective_tenant(artifact.as_ref().and_then(|a| a.as_ref().ok()));
+        let request_hash = match request_hash(&request.action, &request.payload, &request.nonce, &tenant) {
+            Ok(h) => h,
+            Err(e) => return Response::error(422, "invalid_payload", e.to_string()),
+        };
+        let mut attempt = Attempt {
+            exec_id: uuid::Uuid::new_v4().to_string(),
+            request,
+            tenant,
+            request_hash,
+            approval: ApprovalSummary::none(),
+        };
+        let verified = match self.authorize(&attempt, artifact) {
+            Ok(v) => v,
+            Err(decision) => return self.finish(attempt, decision, None).await,
+        };
+        if let Some(v) = &verified {
+            attempt.approval = v.summary.clone();
+        }
+        self.reserve_and_run(attempt, verified).await
+    }
+
+    /// The configured tenant, else the artifact's, else "".
+    fn effective_tenant(&self, artifact: Option<&Artifact>) -> String {
+        self.policy
+            .approvals
+            .tenant
+            .clone()
+            .or_else(|| artifact.map(|a| a.tenant().to_owned()))
+            .unwrap_or_default()
+    }
+
+    /// Steps 3–5: allow-list, registry, approval, payload check.
+    fn authorize(
+        &self,
+        attempt: &Attempt,
+        artifact: Option<Result<Artifact, ApprovalError>>,
+    ) -> Result<Option<VerifiedApproval>, Decision> {
+        let action = &attempt.request.action;
+        if let Some(list) = &self.policy.allow_list {
+            if !list.iter().any(|a| a == action) {
+                return Err(Decision::reject(403, "action_not_allowed", format!("Action '{action}' is not in the execution allow-list")));
+            }
+        }
+        let handler = self.registry.get(action).ok_or_else(|| Decision::reject(400, "unknown_action", format!("Unknown action: {action}")))?;
+        let verified = match self.policy.mode {
+            Mode::Demo => None,
+            Mode::Clawshield => {
+                let artifact = artifact.ok_or(ApprovalError::Missing).and_then(|a| a).map_err(approval_rejection)?;
+                let request = RequestRef { action, payload: &attempt.request.payload, request_hash: &attempt.request_hash };
+                Some(approval::verify(&artifact, request, &self.policy.approvals, Utc::now()).map_err(approval_rejection)?)
+            }
+        };
+        (handler.check)(&attempt.request.payload).map_err(|msg| Decision::reject(400, "invalid_payload", msg))?;
+        Ok(verified)
+    }
+
+    /// Steps 6–9.
+    async fn reserve_and_run(&self, attempt: Attempt, verified: Option<VerifiedApproval>) -> Response {
+        let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
+        let record = NonceRecord {
+            outcome: None,
+            request_hash: attempt.request_hash,
+            exec_id: attempt.exec_id.clone(),
+            approval_key: verified.as_ref().map(|v| v.consume_key.clone()),
+            status: None,
+            index: None,
+            action: attempt.request.action.clone(),
+            tenant: attempt.tenant.clone(),
+            nonce: attempt.request.nonce.clone(),
+        };
+        let store = self.ledger.store();
+        let reserved = store.reserve(&key, &record, record.approval_key.as_deref()).and_then(|r| {
+            store.sync_coalesced()?;
+            Ok(r)
+        });
+        match reserved {
+            Ok(Reservation::Reserved) => {}
+            Ok(Reservation::ApprovalUsed) => {
+                let e = ApprovalError::Reused;
+                return self.finish(attempt, Decision::reject(403, e.code(), e.to_string()), None).await;
+            }
+            Ok(Reservation::Existing(existing)) => return self.existing_nonce(attempt, existing).await,
+            Err(e) => return storage_unavailable(&e.to_string()),
+        }
+        let decision = self.run_handler(&attempt);
+        let completion = Completion {
+            key,
+            record: NonceRecord { outcome: Some(decision.outcome), status: Some(decision.status), ..record },
+        };
+        self.finish(attempt, decision, Some(completion)).await
+    }
+
+    /// Runs the handler once, catching panics.
+    fn run_handler(&self, attempt: &Attempt) -> Decision {
+        let Some(handler) = self.registry.get(&attempt.request.action) else {
+            return Decision::reject(400, "unknown_action", format!("Unknown action: {}", attempt.request.action));
+        };
+        let ctx = HandlerContext { store: self.ledger.store() };
+        match catch_unwind(AssertUnwindSafe(|| (handler.run)(&ctx, &attempt.request.payload))) {
+            Ok(Ok(result)) => Decision { outcome: Outcome::Executed, reason: "ok".into(), status: 200, detail: None, result: Some(result) },
+            Ok(Err(msg)) => Decision { outcome: Outcome::Failed, reason: "handler_error".into(), status: 500, detail: Some(format!("Handler failed: {msg}")), result: None },
+            Err(_) => Decision { outcome: Outcome::Failed, reason: "handler_panic".into(), status: 500, detail: Some("Handler failed: it panicked".into()), result: None },
+        }
+    }
+
+    /// A nonce that is already known: in flight, conflicting, or a replay.
+    async fn existing_nonce(&self, attempt: Attempt, existing: NonceRecord) -> Response {
+        let Some(original_outcome) = existing.outcome else {
+            return self.finish(attempt, Decision::reject(409, "nonce_in_flight", "A request with this nonce is still in flight"), None).await;
+        };
+        if existing.request_hash != attempt.request_hash {
+            return self.finish(attempt, Decision::reject(422, "nonce_conflict", "Nonce already used for a different request"), None).await;
+        }
+        let result = existing.index.and_then(|i| self.original_result(i));
+        let status = existing.status.unwrap_or(200);
+        let decision = Decision {
+            outcome: Outcome::Replayed,
+            reason: format!("replay_of_{}", format!("{original_outcome:?}").to_lowercase()),
+            status,
+            detail: (status != 200).then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
+            result,
+        };
+        let mut response = self.finish(attempt, decision, None).await;
+        // The response names the original execution, as the original did.
+        if let Value::Object(map) = &mut response.body {
+            if map.get("outcome") == Some(&json!("replayed")) {
+                map.insert("id".into(), json!(existing.exec_id));
+                map.insert("exec_id".into(), json!(existing.exec_id));
+                map.insert("original_outcome".into(), json!(original_outcome));
+                if let Some(result) = map.get("result").cloned() {
+                    map.insert("receipt_hash".into(), json!(legacy_receipt_hash(&existing.exec_id, &result)));
+                }
+            }
+        }
+        response
+    }
+
+    fn original_result(&self, index: u64) -> Option<Value> {
+        let bytes = self.ledger.store().content(index).ok()??;
+        serde_json::from_slice::<Content>(&bytes).ok()?.result
+    }
+
+    /// Records the attempt and builds the response.
+    async fn finish(&self, attempt: Attempt, decision: Decision, completion: Option<Completion>) -> Response {
+        let (draft, content) = match self.draft(&attempt, &decision) {
+            Ok(v) => v,
+            Err(e) => return Response::error(422, "invalid_payload", e),
+        };
+        match self.ledger.append_completing(draft, content, completion).await {
+            Ok(appended) => {
+                self.metrics.record(decision.outcome, &decision.reason);
+                respond(&attempt, &decision, &appended)
+            }
+            Err(e) => storage_unavailable(&e.to_string()),
+        }
+    }
+
+    fn draft(&self, attempt: &Attempt, decision: &Decision) -> Result<(EntryDraft, Option<Content>), String> {
+        let payload_bytes = to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
+        let result_bytes = decision.result.as_ref().map(to_canonical_bytes).transpose().map_err(|e| e.to_string())?;
+        let (payload_salt, result_salt) = (random_salt(), random_salt());
+        let draft = EntryDraft {
+            exec_id: attempt.exec_id.clone(),
+            tenant: attempt.tenant.clone(),
+            action: attempt.request.action.clone(),
+            nonce: attempt.request.nonce.clone(),
+            request_hash: attempt.request_hash,
+            payload_commitment: commitment(&payload_salt, &payload_bytes),
+            result_commitment: result_bytes.as_ref().map(|b| commitment(&result_salt, b)),
+            approval: attempt.approval.clone(),
+            outcome: decision.outcome,
+            reason: decision.reason.clone(),
+        };
+        let content = self.policy.store_content.then(|| Content {
+            payload: attempt.request.payload.clone(),
+            result: decision.result.clone(),
+            salts: Salts {
+                payload: salt_to_base64(&payload_salt),
+                result: result_bytes.as_ref().map(|_| salt_to_base64(&result_salt)),
+            },
+        });
+        Ok((draft, content))
+    }
+}
+
+fn approval_rejection(e: ApprovalError) -> Decision {
+    let status = if matches!(e, ApprovalError::Malformed(_)) { 422 } else { 403 };
+    Decision::reject(status, e.code(), e.to_string())
+}
+
+fn storage_unavailable(detail: &str) -> Response {
+    Response::error(503, "ledger_unavailable", format!("The ledger could not record this attempt: {detail}"))
+}
+
+fn random_salt() -> [u8; 32] {
+    let mut salt = [0u8; 32];
+    OsRng.fill_bytes(&mut salt);
+    salt
+}
+
+/// The original service's receipt: `hex(SHA-256(exec_id ":" json.dumps(result, sort_keys=True)))`.
+#[must_use]
+pub fn legacy_receipt_hash(exec_id: &str, result: &Value) -> String {
+    legacy_receipt_hash_of_text(exec_id, &dumps_sorted(result, Separators::Default))
+}
+
+/// Same, over a result already rendered as Python JSON text.
+#[must_use]
+pub fn legacy_receipt_hash_of_text(exec_id: &str, result_json: &str) -> String {
+    hex::encode(Hash::sha256(format!("{exec_id}:{result_json}").as_bytes()).as_bytes())
+}
+
+fn respond(attempt: &Attempt, decision: &Decision, appended: &Appended) -> Response {
+    let receipt = serde_json::to_value(&appended.receipt).unwrap_or(Value::Null);
+    let mut body = json!({
+        "id": attempt.exec_id,
+        "exec_id": attempt.exec_id,
+        "action": attempt.request.action,
+        "outcome": decision.outcome,
+        "replayed": decision.outcome == Outcome::Replayed,
+        "approved": decision.outcome == Outcome::Executed || (decision.outcome == Outcome::Replayed && decision.status == 200),
+        "receipt": receipt,
+    });
+    if let Value::Object(map) = &mut body {
+        if let Some(result) = &decision.result {
+            map.insert("result".into(), result.clone());
+            map.insert("receipt_hash".into(), json!(legacy_receipt_hash(&attempt.exec_id, result)));
+        }
+        if let Some(detail) = &decision.detail {
+            map.insert("detail".into(), json!(detail));
+            map.insert("code".into(), json!(decision.reason));
+        }
+    }
+    Response { status: decision.status, body }
+}

@@ -1,0 +1,228 @@
+//! Route handlers. Each is a few lines: extract, call, serialize.
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{ApiError, AppState};
+use crate::core::pyjson::{dumps_sorted, Separators};
+use crate::core::receipt::{verify_receipt, Content, Receipt};
+use crate::exec::{legacy_receipt_hash_of_text, Mode};
+
+const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Most entries one `GET /ledger/entries` returns.
+const MAX_ENTRIES_PAGE: u64 = 1000;
+
+pub(super) fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()))
+        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()))
+        .app_data(web::JsonConfig::default().error_handler(|e, _| ApiError::new(422, "invalid_json", e.to_string()).into()))
+        .route("/", web::get().to(root))
+        .route("/health", web::get().to(health))
+        .route("/ready", web::get().to(ready))
+        .route("/version", web::get().to(version))
+        .route("/metrics", web::get().to(metrics))
+        .route("/execute", web::post().to(execute))
+        .route("/receipts/verify", web::post().to(verify))
+        .route("/receipts/{exec_id}", web::get().to(receipt))
+        .route("/ledger/checkpoint", web::get().to(checkpoint))
+        .route("/ledger/key", web::get().to(key))
+        .route("/ledger/entries", web::get().to(entries))
+        .route("/ledger/entries/{index}", web::get().to(entry))
+        .route("/ledger/proof/inclusion", web::get().to(inclusion))
+        .route("/ledger/proof/consistency", web::get().to(consistency))
+        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route")) }));
+}
+
+async fn root() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "service": "OpenExec", "status": "running", "version": SERVICE_VERSION }))
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let policy = state.boundary.policy();
+    let ledger = state.boundary.ledger();
+    let head = ledger.head();
+    let mut body = json!({
+        "status": "healthy",
+        "exec_mode": policy.mode.as_str(),
+        "signature_verification": if policy.mode == Mode::Clawshield { "enabled" } else { "disabled" },
+        "restriction": if policy.allow_list.is_some() { "restricted" } else { "open" },
+        "ledger": { "size": head.size, "root": head.root.to_base64(), "origin": ledger.verifier().name() },
+        "checkpoint": ledger.latest_checkpoint(),
+    });
+    if let Value::Object(map) = &mut body {
+        match &policy.allow_list {
+            Some(list) => {
+                map.insert("allow_list".into(), json!(list));
+            }
+            None => {
+                map.insert("warning".into(), json!("No execution allow-list configured"));
+            }
+        }
+    }
+    HttpResponse::Ok().json(body)
+}
+
+async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let store = state.boundary.ledger().store();
+    match store.head() {
+        Ok(Some(_)) => Ok(HttpResponse::Ok().json(json!({ "ready": true }))),
+        _ => Err(ApiError::new(503, "not_ready", "The store is not readable")),
+    }
+}
+
+async fn version() -> HttpResponse {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    HttpResponse::Ok().json(json!({ "version": SERVICE_VERSION, "timestamp": now }))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.boundary.metrics_text())
+}
+
+/// Reads the body within the configured limit (413 past it) and requires a
+/// JSON content type when one is given (415 otherwise).
+async fn execute(state: web::Data<AppState>, req: HttpRequest, mut payload: web::Payload) -> Result<HttpResponse, ApiError> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::new(415, "unsupported_media_type", "Content-Type must be application/json"));
+        }
+    }
+    let limit = state.boundary.policy().limits.max_body_bytes;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::new(400, "bad_body", format!("Could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::new(413, "body_too_large", format!("Request body exceeds {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let response = state.boundary.execute(&body).await;
+    let status = actix_web::http::StatusCode::from_u16(response.status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    Ok(HttpResponse::build(status).json(response.body))
+}
+
+#[derive(Deserialize)]
+struct VerifyBody {
+    exec_id: Option<String>,
+    result: Option<Value>,
+    receipt: Value,
+}
+
+/// The original triple (legacy hash, checked against the ledger) or a full
+/// receipt (checked cryptographically and against the ledger).
+async fn verify(state: web::Data<AppState>, body: web::Json<VerifyBody>) -> HttpResponse {
+    let ledger = state.boundary.ledger();
+    let outcome = match &body.receipt {
+        Value::String(hash) => verify_legacy(&state, body.exec_id.as_deref(), body.result.as_ref(), hash),
+        other => match serde_json::from_value::<Receipt>(other.clone()) {
+            Err(e) => Err(format!("receipt has the wrong shape: {e}")),
+            Ok(receipt) => verify_receipt(&receipt, ledger.verifier(), None)
+                .map_err(|e| e.to_string())
+                .and_then(|v| match ledger.entry(v.entry.index) {
+                    Ok((bytes, _)) if bytes == receipt.entry.as_bytes() => Ok(()),
+                    _ => Err("the entry is not in this ledger".into()),
+                }),
+        },
+    };
+    match outcome {
+        Ok(()) => HttpResponse::Ok().json(json!({ "valid": true })),
+        Err(detail) => HttpResponse::Ok().json(json!({ "valid": false, "detail": detail })),
+    }
+}
+
+fn verify_legacy(state: &AppState, exec_id: Option<&str>, result: Option<&Value>, hash: &str) -> Result<(), String> {
+    let exec_id = exec_id.ok_or("exec_id is required")?;
+    // The original took `result` as the Python JSON text; accept that, or the object.
+    let text = match result {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => dumps_sorted(v, Separators::Default),
+        None => return Err("result is required".into()),
+    };
+    if legacy_receipt_hash_of_text(exec_id, &text) != hash {
+        return Err("hash does not match exec_id and result".into());
+    }
+    let store = state.boundary.ledger().store();
+    let index = store.index_of_exec_id(exec_id).ok().flatten().ok_or("no such execution in the ledger")?;
+    let content = store.content(index).ok().flatten().ok_or("the ledger holds no cleartext result to compare")?;
+    let content: Content = serde_json::from_slice(&content).map_err(|_| "stored content unreadable")?;
+    match content.result {
+        Some(stored) if dumps_sorted(&stored, Separators::Default) == text => Ok(()),
+        _ => Err("result differs from the recorded result".into()),
+    }
+}
+
+async fn receipt(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let receipt = state.boundary.ledger().receipt_for_exec_id(&path).map_err(|e| match e {
+        crate::ledger::LedgerError::NotFound => ApiError::not_found("Execution"),
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::Ok().json(receipt))
+}
+
+async fn checkpoint(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::plaintext()).body(state.boundary.ledger().latest_checkpoint())
+}
+
+async fn key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::plaintext()).body(state.boundary.ledger().verifier().vkey() + "\n")
+}
+
+fn entry_json(state: &AppState, index: u64) -> Result<Value, ApiError> {
+    let (bytes, sig) = state.boundary.ledger().entry(index)?;
+    let signature = crate::core::signing::signature_to_base64(&ed25519_dalek::Signature::from_bytes(&sig));
+    Ok(json!({ "index": index, "entry": String::from_utf8_lossy(&bytes), "entry_signature": signature }))
+}
+
+async fn entry(state: web::Data<AppState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(entry_json(&state, *path)?))
+}
+
+#[derive(Deserialize)]
+struct Range {
+    start: u64,
+    end: u64,
+}
+
+/// Entries `[start, end)`, at most [`MAX_ENTRIES_PAGE`] at a time.
+async fn entries(state: web::Data<AppState>, q: web::Query<Range>) -> Result<HttpResponse, ApiError> {
+    let size = state.boundary.ledger().head().size;
+    if q.start > q.end || q.end > size {
+        return Err(ApiError::bad_query(format!("need start <= end <= {size}")));
+    }
+    if q.end - q.start > MAX_ENTRIES_PAGE {
+        return Err(ApiError::bad_query(format!("at most {MAX_ENTRIES_PAGE} entries per request")));
+    }
+    let list = (q.start..q.end).map(|i| entry_json(&state, i)).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(json!({ "entries": list })))
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    tree_size: Option<u64>,
+}
+
+async fn inclusion(state: web::Data<AppState>, q: web::Query<InclusionQuery>) -> Result<HttpResponse, ApiError> {
+    let ledger = state.boundary.ledger();
+    let tree_size = q.tree_size.unwrap_or_else(|| ledger.head().size);
+    let hashes = ledger.inclusion_proof(q.index, tree_size)?;
+    Ok(HttpResponse::Ok().json(json!({ "index": q.index, "tree_size": tree_size, "hashes": hashes })))
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: Option<u64>,
+}
+
+async fn consistency(state: web::Data<AppState>, q: web::Query<ConsistencyQuery>) -> Result<HttpResponse, ApiError> {
+    let ledger = state.boundary.ledger();
+    let to = q.to.unwrap_or_else(|| ledger.head().size);
+    let hashes = ledger.consistency_proof(q.from, to)?;
+    Ok(HttpResponse::Ok().json(json!({ "from": q.from, "to": to, "hashes": hashes })))
+}

@@ -1,0 +1,152 @@
+//! Nonce reservations, single-use approvals, and the `counter` handler's
+//! counters.
+//!
+//! A reservation is one sled transaction over three trees: it fails if the
+//! nonce is already known (returning what is known) or the approval already
+//! consumed; otherwise it records the nonce as `pending` in both `nonces`
+//! and the small `pending` tree, and marks the approval consumed. The
+//! caller then makes it durable ([`Store::sync_coalesced`]) *before* running
+//! the handler. The sequencer later replaces the pending record with the
+//! final one and deletes it from `pending`, in the same transaction as the
+//! ledger entry — so "entry exists" and "nonce done" are never out of step.
+//! At start-up only `pending` is scanned (its size is the number of
+//! attempts in flight at a crash, not the size of the log).
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+use super::{Store, StoreError};
+use crate::core::entry::Outcome;
+use crate::core::hash::Hash;
+
+/// What is known of a nonce.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NonceRecord {
+    /// `None` while in flight; the recorded outcome once done.
+    pub outcome: Option<Outcome>,
+    /// Request hash of the attempt that holds the nonce.
+    pub request_hash: Hash,
+    /// exec_id of that attempt.
+    pub exec_id: String,
+    /// The approval it consumed, if any.
+    pub approval_key: Option<String>,
+    /// HTTP status it was answered with, once done.
+    pub status: Option<u16>,
+    /// Its ledger index, once done.
+    pub index: Option<u64>,
+    /// Action and approval summary, to record an `interrupted` entry at restart.
+    pub action: String,
+    /// Tenant.
+    pub tenant: String,
+    /// Nonce (also in the key; kept for the interrupted entry).
+    pub nonce: String,
+}
+
+/// Result of a reservation attempt (expected conflicts are values, not errors).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The nonce is now reserved (and the approval consumed).
+    Reserved,
+    /// The nonce was already known.
+    Existing(NonceRecord),
+    /// The approval was already consumed by another nonce.
+    ApprovalUsed,
+}
+
+/// The final nonce record to write with the entry, under `key`.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    /// Nonce key (tenant ‖ 0x00 ‖ nonce).
+    pub key: Vec<u8>,
+    /// The done record.
+    pub record: NonceRecord,
+}
+
+/// The key of a nonce in its tenant's scope.
+#[must_use]
+pub fn nonce_key(tenant: &str, nonce: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 1 + nonce.len());
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(nonce.as_bytes());
+    key
+}
+
+pub(super) fn encode(record: &NonceRecord) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(format!("encoding nonce record: {e}")))
+}
+
+fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")))
+}
+
+impl Store {
+    /// Atomically reserves `key` for `record` and consumes `approval_key`.
+    /// Not yet durable: call [`Store::sync_coalesced`] before acting on it.
+    pub fn reserve(&self, key: &[u8], record: &NonceRecord, approval_key: Option<&str>) -> Result<Reservation, StoreError> {
+        let value = encode(record)?;
+        let i = &self.inner;
+        let outcome = (&i.nonces, &i.pending, &i.approvals).transaction(|(nonces, pending, approvals)| {
+            if let Some(existing) = nonces.get(key)? {
+                return Ok(Err(existing.to_vec()));
+            }
+            if let Some(ak) = approval_key {
+                if approvals.get(ak.as_bytes())?.is_some() {
+                    return Ok(Ok(false));
+                }
+                approvals.insert(ak.as_bytes(), key)?;
+            }
+            nonces.insert(key, value.as_slice())?;
+            pending.insert(key, value.as_slice())?;
+            Ok::<_, ConflictableTransactionError<()>>(Ok(true))
+        });
+        match outcome.map_err(tx_error)? {
+            Ok(true) => Ok(Reservation::Reserved),
+            Ok(false) => Ok(Reservation::ApprovalUsed),
+            Err(existing) => Ok(Reservation::Existing(decode(&existing)?)),
+        }
+    }
+
+    /// The nonce key an approval was consumed by, if it was.
+    pub fn approval_consumed_by(&self, approval_key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.inner.approvals.get(approval_key.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    /// Reservations left pending (attempts in flight when the process stopped).
+    pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, NonceRecord)>, StoreError> {
+        self.inner.pending.iter().map(|r| {
+            let (k, v) = r?;
+            Ok((k.to_vec(), decode(&v)?))
+        }).collect()
+    }
+
+    /// Increments a named counter and returns the new value. Made durable
+    /// by the ledger commit that records the attempt (same sled log file).
+    pub fn increment_counter(&self, name: &str) -> Result<u64, StoreError> {
+        let next = self.inner.counters.update_and_fetch(name.as_bytes(), |old| {
+            let value = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
+            Some(value.saturating_add(1).to_be_bytes().to_vec())
+        })?;
+        let bytes = next.ok_or_else(|| StoreError::Corrupt("counter vanished".into()))?;
+        let array: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt("counter value".into()))?;
+        Ok(u64::from_be_bytes(array))
+    }
+
+    /// A counter's current value.
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .inner
+            .counters
+            .get(name.as_bytes())?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+}
+
+fn tx_error(e: TransactionError<()>) -> StoreError {
+    match e {
+        TransactionError::Storage(s) => StoreError::Sled(s),
+        TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
+    }
+}
