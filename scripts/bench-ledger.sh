@@ -55,9 +55,10 @@ put nproc "$(nproc)"
 put cpu "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //') @ $(grep -m1 'cpu MHz' /proc/cpuinfo | sed 's/.*: //') MHz"
 put mem "$(free -m | awk '/Mem:/{print $2 " MiB"}')"
 DEV=$(df --output=source "$WORK" | tail -1)
-put disk "$DEV $(df -hT --output=fstype,size "$WORK" | tail -1 | xargs) rotational=$(cat /sys/block/"$(basename "$DEV")"/queue/rotational 2>/dev/null || echo ?)"
+put disk "$DEV $(df -h --output=fstype,size "$WORK" | tail -1 | xargs) rotational=$(cat /sys/block/"$(basename "$DEV")"/queue/rotational 2>/dev/null || echo ?)"
 put kernel "$(uname -r)"
 put rustc "$(rustc --version)"
+put loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 
 say "build (release binary and bench)"
 $N cargo build --release --quiet
@@ -208,5 +209,6 @@ if [[ ${SKIP_CRITERION:-0} != 1 ]]; then
     | tee "$WORK/logs/criterion-appends.log" | grep -E '^appends|time:|thrpt:|sequencer' >&2
 fi
 
+put loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 say "done in $(( $(date +%s) - T0 )) s; results in $RES"
 cat "$RES"

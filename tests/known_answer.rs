@@ -128,23 +128,24 @@ fn cases() -> Vec<Case> {
             result_jcs: None,
         },
         // 2: the request of entry 0 sent again (same request hash): recorded
-        // as replayed, no handler ran. A fresh salt gives a different
-        // commitment to the same payload.
+        // as replayed, no handler ran; the original result is served again
+        // and committed to. Fresh salts give different commitments to the
+        // same payload and result.
         Case {
             exec_id: "00000000-0000-4000-8000-000000000003",
             tenant: "tenant-001",
             action: "echo",
             nonce: "nonce-0001",
             payload: json!({"msg": "hello"}),
-            result: None,
+            result: Some(json!({"msg": "hello"})),
             payload_salt: [0x04; 32],
-            result_salt: None,
+            result_salt: Some([0x05; 32]),
             approval: ApprovalSummary::none(),
             outcome: Outcome::Replayed,
-            reason: "nonce_replayed",
+            reason: "replay_of_executed",
             request_jcs: r#"{"action":"echo","nonce":"nonce-0001","payload":{"msg":"hello"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"msg":"hello"}"#,
-            result_jcs: None,
+            result_jcs: Some(r#"{"msg":"hello"}"#),
         },
     ]
 }
@@ -636,6 +637,7 @@ fn values_follow_the_spec() -> TestResult {
     // A replay carries the request hash of the request it repeats.
     assert_eq!(v.entries[2].request_hash, v.entries[0].request_hash);
     assert_ne!(v.entries[2].payload_commitment, v.entries[0].payload_commitment);
+    assert_ne!(v.entries[2].result_commitment, v.entries[0].result_commitment);
 
     // Tree: node = SHA-256(0x01 ‖ left ‖ right); 3 leaves split 2 + 1.
     let (l0, l1, l2) = (v.leaves[0], v.leaves[1], v.leaves[2]);

@@ -1,5 +1,8 @@
-//! Shared test fixtures: ledgers in temporary directories and sample drafts.
+//! Shared test fixtures: ledgers in temporary directories, sample drafts,
+//! and a real server process.
 #![allow(dead_code)]
+
+pub mod server;
 
 use openexec::core::entry::{ApprovalSummary, EntryDraft, Outcome};
 use openexec::core::hash::Hash;
