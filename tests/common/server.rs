@@ -102,7 +102,7 @@ impl TestServer {
     }
 
     /// Sends SIGTERM and waits.
-    pub fn stop(mut self) {
+    pub fn stop(&mut self) {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
     }
