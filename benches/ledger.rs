@@ -36,7 +36,9 @@ use std::sync::{Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
-use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
+use criterion::{
+    black_box, criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput,
+};
 
 use openexec::core::checkpoint::SignedCheckpoint;
 use openexec::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome};
@@ -113,7 +115,10 @@ struct TempLedger {
 }
 
 fn temp_ledger() -> TempLedger {
-    let dir = tempfile::Builder::new().prefix("openexec-bench-").tempdir_in(temp_parent()).expect("temp dir");
+    let dir = tempfile::Builder::new()
+        .prefix("openexec-bench-")
+        .tempdir_in(temp_parent())
+        .expect("temp dir");
     let ledger = Ledger::open(&LedgerConfig::new(dir.path())).expect("open ledger");
     TempLedger { ledger, _dir: dir }
 }
@@ -181,13 +186,20 @@ fn prebuilt() -> &'static Prebuilt {
         let (path, dir) = match std::env::var_os("OPENEXEC_BENCH_LEDGER_DIR") {
             Some(p) => (PathBuf::from(p), None),
             None => {
-                let d = tempfile::Builder::new().prefix("openexec-bench-proofs-").tempdir_in(temp_parent()).expect("temp dir");
+                let d = tempfile::Builder::new()
+                    .prefix("openexec-bench-proofs-")
+                    .tempdir_in(temp_parent())
+                    .expect("temp dir");
                 (d.path().to_path_buf(), Some(d))
             }
         };
         let ledger = open_or_build(&path, target);
         let size = ledger.head().size;
-        Prebuilt { ledger, size, _dir: dir }
+        Prebuilt {
+            ledger,
+            size,
+            _dir: dir,
+        }
     })
 }
 
@@ -198,11 +210,27 @@ fn open_or_build(path: &Path, target: u64) -> Ledger {
         let missing = target - have;
         let threads: u64 = 256.min(missing).max(1);
         let per_thread = missing.div_ceil(threads);
-        eprintln!("proofs: building ledger {} from {have} to ~{} entries ({threads} threads)", path.display(), have + per_thread * threads);
-        let took = append_concurrently(&ledger, threads as usize, per_thread, &format!("prebuild-{have}"));
-        eprintln!("proofs: built in {:.1}s ({:.0} appends/s)", took.as_secs_f64(), (per_thread * threads) as f64 / took.as_secs_f64());
+        eprintln!(
+            "proofs: building ledger {} from {have} to ~{} entries ({threads} threads)",
+            path.display(),
+            have + per_thread * threads
+        );
+        let took = append_concurrently(
+            &ledger,
+            threads as usize,
+            per_thread,
+            &format!("prebuild-{have}"),
+        );
+        eprintln!(
+            "proofs: built in {:.1}s ({:.0} appends/s)",
+            took.as_secs_f64(),
+            (per_thread * threads) as f64 / took.as_secs_f64()
+        );
     } else {
-        eprintln!("proofs: using existing ledger {} with {have} entries", path.display());
+        eprintln!(
+            "proofs: using existing ledger {} with {have} entries",
+            path.display()
+        );
     }
     ledger
 }
@@ -290,8 +318,14 @@ fn proofs(c: &mut Criterion) {
         b.iter(|| {
             let (r, leaf, root) = &inputs[k % inputs.len()];
             k += 1;
-            verify_inclusion(&r.inclusion_proof.hashes, r.leaf_index, r.inclusion_proof.tree_size, leaf, root)
-                .expect("verifies");
+            verify_inclusion(
+                &r.inclusion_proof.hashes,
+                r.leaf_index,
+                r.inclusion_proof.tree_size,
+                leaf,
+                root,
+            )
+            .expect("verifies");
         });
     });
 
@@ -309,8 +343,17 @@ fn proofs(c: &mut Criterion) {
 }
 
 fn sample_entry(index: u64) -> Entry {
-    let time = Utc.with_ymd_and_hms(2025, 1, 2, 3, 4, 5).single().expect("time");
-    Entry::from_draft(draft("core", index), "openexec.local/log", index, Hash::sha256(b"prev"), time)
+    let time = Utc
+        .with_ymd_and_hms(2025, 1, 2, 3, 4, 5)
+        .single()
+        .expect("time");
+    Entry::from_draft(
+        draft("core", index),
+        "openexec.local/log",
+        index,
+        Hash::sha256(b"prev"),
+        time,
+    )
 }
 
 fn core(c: &mut Criterion) {
@@ -342,7 +385,9 @@ fn core(c: &mut Criterion) {
     group.bench_function("entry_parse_strict", |b| {
         b.iter(|| black_box(Entry::from_canonical_bytes(black_box(&bytes)).expect("parse")));
     });
-    group.bench_function("leaf_hash", |b| b.iter(|| black_box(leaf_hash(black_box(&bytes)))));
+    group.bench_function("leaf_hash", |b| {
+        b.iter(|| black_box(leaf_hash(black_box(&bytes))))
+    });
     group.bench_function("entry_sign_ed25519", |b| {
         b.iter(|| black_box(signer.sign_entry(black_box(&bytes))));
     });
@@ -365,7 +410,8 @@ fn core(c: &mut Criterion) {
     });
 
     // verify_receipt on a receipt from a small real ledger (proof of ~10 hashes).
-    let receipt_cell: OnceLock<(Receipt, openexec::core::signing::LogVerifier, TempLedger)> = OnceLock::new();
+    let receipt_cell: OnceLock<(Receipt, openexec::core::signing::LogVerifier, TempLedger)> =
+        OnceLock::new();
     group.bench_function("verify_receipt_1k_tree", |b| {
         let (receipt, verifier, _) = receipt_cell.get_or_init(|| {
             let t = temp_ledger();

@@ -10,6 +10,7 @@
 //!
 //! Each artefact is checked with the `signed_note` / `tlog_tiles` crates and,
 //! for checkpoints, through `openexec::core::checkpoint`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 use std::error::Error;
 use std::fmt::{Debug, Write as _};

@@ -1,6 +1,7 @@
 //! Durability, proven with real processes: an append acknowledged to a
 //! caller survives `kill -9`, and (under strace) no receipt is written out
 //! before the fdatasync of the batch that holds its entry.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 mod common;
 
@@ -13,7 +14,12 @@ fn load_command(dir: &std::path::Path, count: u32, threads: u32) -> Command {
     let mut cmd = Command::new(common::binary());
     cmd.args(["ledger-load", "--print-receipts", "--data"])
         .arg(dir)
-        .args(["--count", &count.to_string(), "--threads", &threads.to_string()])
+        .args([
+            "--count",
+            &count.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
     cmd
@@ -33,7 +39,7 @@ fn acknowledged_appends_survive_kill_9() {
             acked.push(serde_json::from_str(&line).unwrap());
         }
         child.kill().unwrap(); // SIGKILL
-        // Whatever else it acknowledged before dying counts too.
+                               // Whatever else it acknowledged before dying counts too.
         for line in lines {
             let Ok(line) = line else { break };
             if let Ok(r) = serde_json::from_str(&line) {
@@ -46,17 +52,40 @@ fn acknowledged_appends_survive_kill_9() {
         let head = ledger.head();
         let latest = ledger.latest_checkpoint();
         for receipt in &acked {
-            assert!(receipt.leaf_index < head.size, "acknowledged entry {} lost", receipt.leaf_index);
+            assert!(
+                receipt.leaf_index < head.size,
+                "acknowledged entry {} lost",
+                receipt.leaf_index
+            );
             let (bytes, _) = ledger.entry(receipt.leaf_index).unwrap();
-            assert_eq!(bytes, receipt.entry.as_bytes(), "entry {} changed", receipt.leaf_index);
+            assert_eq!(
+                bytes,
+                receipt.entry.as_bytes(),
+                "entry {} changed",
+                receipt.leaf_index
+            );
             // The checkpoint the client saw is a prefix of the new head: no fork.
-            let proof = ledger.consistency_proof(receipt.inclusion_proof.tree_size, head.size).unwrap();
-            let trusted = TrustedCheckpoint { checkpoint: latest.as_bytes(), consistency_proof: &proof };
+            let proof = ledger
+                .consistency_proof(receipt.inclusion_proof.tree_size, head.size)
+                .unwrap();
+            let trusted = TrustedCheckpoint {
+                checkpoint: latest.as_bytes(),
+                consistency_proof: &proof,
+            };
             verify_receipt(receipt, ledger.verifier(), Some(&trusted)).unwrap();
         }
     }
-    let status = Command::new(common::binary()).arg("audit").arg("--data").arg(dir.path()).output().unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+    let status = Command::new(common::binary())
+        .arg("audit")
+        .arg("--data")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
 }
 
 /// Runs the load under `strace -f` and checks, in syscall order, that the
@@ -69,19 +98,43 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
     let trace = dir.path().join("trace");
     let data = dir.path().join("data");
     let output = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=fdatasync,write", "-e", "write=1", "-s", "0", "-o"])
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fdatasync,write",
+            "-e",
+            "write=1",
+            "-s",
+            "0",
+            "-o",
+        ])
         .arg(&trace)
         .arg(common::binary())
-        .args(["ledger-load", "--print-receipts", "--count", "40", "--threads", "6", "--data"])
+        .args([
+            "ledger-load",
+            "--print-receipts",
+            "--count",
+            "40",
+            "--threads",
+            "6",
+            "--data",
+        ])
         .arg(&data)
         .output()
         .expect("strace must be installed (the test script installs it)");
     assert!(output.status.success());
-    let receipts: Vec<Receipt> =
-        String::from_utf8(output.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let receipts: Vec<Receipt> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(receipts.len(), 240);
     // Batch ordinal of each tree size: sizes in increasing order are batches 1, 2, ...
-    let mut sizes: Vec<u64> = receipts.iter().map(|r| r.inclusion_proof.tree_size).collect();
+    let mut sizes: Vec<u64> = receipts
+        .iter()
+        .map(|r| r.inclusion_proof.tree_size)
+        .collect();
     sizes.sort_unstable();
     sizes.dedup();
     let ordinal = |size: u64| sizes.iter().position(|&s| s == size).unwrap() + 1;
@@ -100,7 +153,11 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
             synced_at_write.push(synced);
         }
     }
-    assert_eq!(synced_at_write.len(), receipts.len(), "one write per receipt line");
+    assert_eq!(
+        synced_at_write.len(),
+        receipts.len(),
+        "one write per receipt line"
+    );
     // stdout lines are in write order, so receipt k was written when
     // synced_at_write[k] fdatasyncs had completed.
     for (k, receipt) in receipts.iter().enumerate() {

@@ -1,5 +1,6 @@
 //! The original service's test suite (ORIGINAL.md §5), run against the real
 //! server over HTTP on a loopback port with real sled storage.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 mod common;
 
@@ -14,11 +15,17 @@ use serde_json::{json, Value};
 use common::server::{refuses, start};
 
 fn public_pem(key: &SigningKey) -> String {
-    key.verifying_key().to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).unwrap()
+    key.verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
 }
 
 fn clawshield_env(key: &SigningKey, tenant: &str) -> Vec<(&'static str, String)> {
-    vec![("OPENEXEC_MODE", "clawshield".into()), ("CLAWSHIELD_PUBLIC_KEY", public_pem(key)), ("CLAWSHIELD_TENANT_ID", tenant.into())]
+    vec![
+        ("OPENEXEC_MODE", "clawshield".into()),
+        ("CLAWSHIELD_PUBLIC_KEY", public_pem(key)),
+        ("CLAWSHIELD_TENANT_ID", tenant.into()),
+    ]
 }
 
 fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -27,7 +34,16 @@ fn as_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)
 
 fn artifact(key: &SigningKey, tenant: &str, action: &str, payload: &Value, ttl_secs: i64) -> Value {
     let id = format!("ap-{}", rand_id());
-    serde_json::to_value(mint_v1(key, &id, tenant, action, payload, Utc::now(), Duration::seconds(ttl_secs))).unwrap()
+    serde_json::to_value(mint_v1(
+        key,
+        &id,
+        tenant,
+        action,
+        payload,
+        Utc::now(),
+        Duration::seconds(ttl_secs),
+    ))
+    .unwrap()
 }
 
 fn rand_id() -> String {
@@ -52,7 +68,8 @@ fn health_version_ready() {
 #[test]
 fn demo_flow_echo_replay_and_legacy_receipt() {
     let s = start(&[]);
-    let (status, r) = s.execute(&json!({"action": "echo", "payload": {"msg": "hello"}, "nonce": "test-nonce-1"}));
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "payload": {"msg": "hello"}, "nonce": "test-nonce-1"}));
     assert_eq!(status, 200);
     assert_eq!(r["action"], "echo");
     assert_eq!(r["result"]["echo"]["msg"], "hello");
@@ -65,14 +82,21 @@ fn demo_flow_echo_replay_and_legacy_receipt() {
     assert_eq!(first["id"], second["id"]);
     assert_eq!(second["replayed"], true);
 
-    let (status, r) = s.execute(&json!({"action": "add", "payload": {"a": 10, "b": 20}, "nonce": "test-nonce-3"}));
+    let (status, r) = s
+        .execute(&json!({"action": "add", "payload": {"a": 10, "b": 20}, "nonce": "test-nonce-3"}));
     assert_eq!((status, &r["result"]["sum"]), (200, &json!(30)));
     // The original's formula: sha256(id + ":" + json.dumps(result, sort_keys=True)).
     let result_json = dumps_sorted(&r["result"], Separators::Default);
     assert_eq!(result_json, r#"{"sum": 30}"#);
-    let expected = hex::encode(Hash::sha256(format!("{}:{}", r["id"].as_str().unwrap(), result_json).as_bytes()).as_bytes());
+    let expected = hex::encode(
+        Hash::sha256(format!("{}:{}", r["id"].as_str().unwrap(), result_json).as_bytes())
+            .as_bytes(),
+    );
     assert_eq!(r["receipt_hash"], json!(expected));
-    let (status, v) = s.post_json("/receipts/verify", &json!({"exec_id": r["id"], "result": result_json, "receipt": expected}));
+    let (status, v) = s.post_json(
+        "/receipts/verify",
+        &json!({"exec_id": r["id"], "result": result_json, "receipt": expected}),
+    );
     assert_eq!((status, &v["valid"]), (200, &json!(true)));
 }
 
@@ -98,7 +122,10 @@ fn clawshield_mode_checks() {
     let payload = json!({"msg": "constitutional"});
 
     let (status, r) = s.execute(&json!({"action": "echo", "payload": payload, "nonce": "c-1", "approval_artifact": artifact(&key, "tenant-001", "echo", &payload, 300)}));
-    assert_eq!((status, &r["approved"], &r["result"]["echo"]["msg"]), (200, &json!(true), &json!("constitutional")));
+    assert_eq!(
+        (status, &r["approved"], &r["result"]["echo"]["msg"]),
+        (200, &json!(true), &json!("constitutional"))
+    );
 
     let (status, r) = s.execute(&json!({"action": "echo", "payload": payload, "nonce": "c-2"}));
     assert_eq!(status, 403);
@@ -111,19 +138,31 @@ fn clawshield_mode_checks() {
 
     let (status, r) = s.execute(&json!({"action": "echo", "payload": payload, "nonce": "c-4", "approval_artifact": artifact(&key, "wrong-tenant", "echo", &payload, 300)}));
     assert_eq!(status, 403);
-    assert_eq!(r["detail"], "Tenant mismatch: expected tenant-001, got wrong-tenant");
+    assert_eq!(
+        r["detail"],
+        "Tenant mismatch: expected tenant-001, got wrong-tenant"
+    );
 
     let other = SigningKey::from_bytes(&[3; 32]);
     let (status, r) = s.execute(&json!({"action": "echo", "payload": payload, "nonce": "c-5", "approval_artifact": artifact(&other, "tenant-001", "echo", &payload, 300)}));
     assert_eq!(status, 403);
-    assert!(r["detail"].as_str().unwrap().starts_with("Invalid signature"));
+    assert!(r["detail"]
+        .as_str()
+        .unwrap()
+        .starts_with("Invalid signature"));
 
     let (status, r) = s.execute(&json!({"action": "echo", "payload": payload, "nonce": "c-6", "approval_artifact": artifact(&key, "tenant-001", "echo", &payload, -60)}));
     assert_eq!(status, 403);
     assert!(r["detail"].as_str().unwrap().contains("expired"));
 
     let (_, h) = s.get_json("/health");
-    assert_eq!((h["exec_mode"].as_str(), h["signature_verification"].as_str()), (Some("clawshield"), Some("enabled")));
+    assert_eq!(
+        (
+            h["exec_mode"].as_str(),
+            h["signature_verification"].as_str()
+        ),
+        (Some("clawshield"), Some("enabled"))
+    );
 }
 
 // 15 (env side): the configured tenant must match.
@@ -142,7 +181,10 @@ fn configured_tenant_mismatch() {
 #[test]
 fn clawshield_without_key_refuses_to_start() {
     let stderr = refuses(&[("OPENEXEC_MODE", "clawshield")]);
-    assert!(stderr.contains("CLAWSHIELD_PUBLIC_KEY not configured"), "{stderr}");
+    assert!(
+        stderr.contains("CLAWSHIELD_PUBLIC_KEY not configured"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "one clear line: {stderr}");
 }
 

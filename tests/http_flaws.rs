@@ -1,5 +1,6 @@
 //! One test per flaw of the original service (ORIGINAL.md §6, A1–A4 and
 //! B1–B13): each asserts the behaviour the original got wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 mod common;
 
@@ -18,28 +19,49 @@ use serde_json::{json, Value};
 use common::server::{refuses, start, start_in, TestServer};
 
 fn pem(key: &SigningKey) -> String {
-    key.verifying_key().to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).unwrap()
+    key.verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
 }
 
 fn clawshield(key: &SigningKey) -> TestServer {
     let pem = pem(key);
-    start(&[("OPENEXEC_MODE", "clawshield"), ("CLAWSHIELD_PUBLIC_KEY", &pem), ("CLAWSHIELD_TENANT_ID", "t1")])
+    start(&[
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", &pem),
+        ("CLAWSHIELD_TENANT_ID", "t1"),
+    ])
 }
 
 fn v1(key: &SigningKey, id: &str, tenant: &str, action: &str, payload: &Value) -> Value {
-    serde_json::to_value(mint_v1(key, id, tenant, action, payload, Utc::now(), Duration::seconds(300))).unwrap()
+    serde_json::to_value(mint_v1(
+        key,
+        id,
+        tenant,
+        action,
+        payload,
+        Utc::now(),
+        Duration::seconds(300),
+    ))
+    .unwrap()
 }
 
 /// Verifies a response's receipt offline against the server's key and returns its entry.
 fn verified_entry(s: &TestServer, response: &Value) -> Entry {
-    let receipt: Receipt = serde_json::from_value(response["receipt"].clone()).expect("receipt object");
-    verify_receipt(&receipt, &s.verifier(), None).expect("receipt verifies").entry
+    let receipt: Receipt =
+        serde_json::from_value(response["receipt"].clone()).expect("receipt object");
+    verify_receipt(&receipt, &s.verifier(), None)
+        .expect("receipt verifies")
+        .entry
 }
 
 /// Sends `n` requests at once from `n` threads.
 fn race(s: &TestServer, bodies: Vec<Value>) -> Vec<(u16, Value)> {
     std::thread::scope(|scope| {
-        let handles: Vec<_> = bodies.into_iter().map(|b| scope.spawn(move || s.execute(&b))).collect();
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|b| scope.spawn(move || s.execute(&b)))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
@@ -55,7 +77,9 @@ fn a1_one_approval_runs_once_across_nonces() {
         .map(|n| s.execute(&json!({"action": "counter", "payload": payload, "nonce": n, "approval_artifact": art})).0)
         .collect();
     assert_eq!(statuses, [200, 403, 403]);
-    let (_, r) = s.execute(&json!({"action": "counter", "payload": payload, "nonce": "csD", "approval_artifact": art}));
+    let (_, r) = s.execute(
+        &json!({"action": "counter", "payload": payload, "nonce": "csD", "approval_artifact": art}),
+    );
     assert_eq!(r["code"], "approval_reused");
 }
 
@@ -70,7 +94,10 @@ fn a1_one_approval_raced_across_100_nonces_executes_once() {
     let executed: Vec<_> = results.iter().filter(|(st, _)| *st == 200).collect();
     assert_eq!(executed.len(), 1, "exactly one execution");
     assert_eq!(executed[0].1["result"]["value"], 1);
-    assert!(results.iter().filter(|(st, _)| *st != 200).all(|(st, r)| *st == 403 && r["code"] == "approval_reused"));
+    assert!(results
+        .iter()
+        .filter(|(st, _)| *st != 200)
+        .all(|(st, r)| *st == 403 && r["code"] == "approval_reused"));
 }
 
 #[test]
@@ -80,23 +107,35 @@ fn a2_200_concurrent_requests_on_one_nonce_run_the_handler_once() {
     let results = race(&s, vec![body; 200]);
     let mut by_outcome: HashMap<String, usize> = HashMap::new();
     for (status, r) in &results {
-        *by_outcome.entry(format!("{status}/{}", r["outcome"].as_str().unwrap_or("?"))).or_default() += 1;
+        *by_outcome
+            .entry(format!("{status}/{}", r["outcome"].as_str().unwrap_or("?")))
+            .or_default() += 1;
         if *status == 200 {
-            assert_eq!(r["result"]["value"], 1, "every success shows the one execution");
+            assert_eq!(
+                r["result"]["value"], 1,
+                "every success shows the one execution"
+            );
         } else {
-            assert_eq!((*status, r["code"].as_str()), (409, Some("nonce_in_flight")));
+            assert_eq!(
+                (*status, r["code"].as_str()),
+                (409, Some("nonce_in_flight"))
+            );
         }
     }
     assert_eq!(by_outcome.get("200/executed"), Some(&1), "{by_outcome:?}");
     // The counter moved exactly once: the next increment gives 2.
-    let (_, r) = s.execute(&json!({"action": "counter", "payload": {"name": "a2"}, "nonce": "other-nonce"}));
+    let (_, r) =
+        s.execute(&json!({"action": "counter", "payload": {"name": "a2"}, "nonce": "other-nonce"}));
     assert_eq!(r["result"]["value"], 2);
 }
 
 #[test]
 fn a3_a_non_loopback_bind_is_refused_and_the_default_is_loopback() {
     let stderr = refuses(&[("OPENEXEC_BIND", "0.0.0.0:0")]);
-    assert!(stderr.contains("refusing to bind to non-loopback address"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to bind to non-loopback address"),
+        "{stderr}"
+    );
     let s = start(&[]);
     assert!(s.base.starts_with("http://127.0.0.1:"));
 }
@@ -105,9 +144,13 @@ fn a3_a_non_loopback_bind_is_refused_and_the_default_is_loopback() {
 fn a4_payloads_need_not_be_stored_in_clear() {
     let mut s = start(&[("OPENEXEC_STORE_CONTENT", "false")]);
     let secret = "card-4111-1111-1111-1111";
-    let (status, r) = s.execute(&json!({"action": "echo", "payload": {"secret": secret}, "nonce": "a4"}));
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "payload": {"secret": secret}, "nonce": "a4"}));
     assert_eq!(status, 200);
-    assert!(r["receipt"]["salts"].is_null(), "no salts kept means no opening kept");
+    assert!(
+        r["receipt"]["salts"].is_null(),
+        "no salts kept means no opening kept"
+    );
     let data = s.data.clone();
     s.stop();
     let mut found = false;
@@ -135,18 +178,46 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn b1_every_rejection_is_recorded_with_a_verifiable_receipt() {
     let key = SigningKey::from_bytes(&[13; 32]);
     let pem = pem(&key);
-    let s = start(&[("OPENEXEC_MODE", "clawshield"), ("CLAWSHIELD_PUBLIC_KEY", &pem), ("CLAWSHIELD_TENANT_ID", "t1"), ("OPENEXEC_ALLOWED_ACTIONS", "echo,add,nope")]);
+    let s = start(&[
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", &pem),
+        ("CLAWSHIELD_TENANT_ID", "t1"),
+        ("OPENEXEC_ALLOWED_ACTIONS", "echo,add,nope"),
+    ]);
     let cases = [
-        (json!({"action": "counter", "payload": {"name": "x"}, "nonce": "b1-1"}), 403, "action_not_allowed"),
-        (json!({"action": "nope", "nonce": "b1-2"}), 400, "unknown_action"),
-        (json!({"action": "echo", "nonce": "b1-3"}), 403, "approval_missing"),
-        (json!({"action": "add", "payload": {"a": "x"}, "nonce": "b1-4", "approval_artifact": v1(&key, "ap-b1", "t1", "add", &json!({"a": "x"}))}), 400, "invalid_payload"),
+        (
+            json!({"action": "counter", "payload": {"name": "x"}, "nonce": "b1-1"}),
+            403,
+            "action_not_allowed",
+        ),
+        (
+            json!({"action": "nope", "nonce": "b1-2"}),
+            400,
+            "unknown_action",
+        ),
+        (
+            json!({"action": "echo", "nonce": "b1-3"}),
+            403,
+            "approval_missing",
+        ),
+        (
+            json!({"action": "add", "payload": {"a": "x"}, "nonce": "b1-4", "approval_artifact": v1(&key, "ap-b1", "t1", "add", &json!({"a": "x"}))}),
+            400,
+            "invalid_payload",
+        ),
     ];
     for (i, (body, status, code)) in cases.iter().enumerate() {
         let (st, r) = s.execute(body);
-        assert_eq!((st, r["code"].as_str()), (*status, Some(*code)), "case {i}: {r}");
+        assert_eq!(
+            (st, r["code"].as_str()),
+            (*status, Some(*code)),
+            "case {i}: {r}"
+        );
         let entry = verified_entry(&s, &r);
-        assert_eq!((entry.outcome, entry.reason.as_str()), (Outcome::Rejected, *code));
+        assert_eq!(
+            (entry.outcome, entry.reason.as_str()),
+            (Outcome::Rejected, *code)
+        );
         assert_eq!(entry.index, u64::try_from(i).unwrap());
     }
     let (_, h) = s.get_json("/health");
@@ -159,13 +230,21 @@ fn b2_an_invented_execution_is_not_valid() {
     let exec_id = "00000000-0000-4000-8000-000000000000";
     let result = r#"{"sum": 1000000}"#;
     let forged = hex::encode(Hash::sha256(format!("{exec_id}:{result}").as_bytes()).as_bytes());
-    let (status, v) = s.post_json("/receipts/verify", &json!({"exec_id": exec_id, "result": result, "receipt": forged}));
+    let (status, v) = s.post_json(
+        "/receipts/verify",
+        &json!({"exec_id": exec_id, "result": result, "receipt": forged}),
+    );
     assert_eq!((status, &v["valid"]), (200, &json!(false)));
     // And a real one with a changed result is not valid either.
     let (_, r) = s.execute(&json!({"action": "add", "payload": {"a": 1, "b": 2}, "nonce": "b2"}));
     let fake = r#"{"sum": 4}"#;
-    let hash = hex::encode(Hash::sha256(format!("{}:{fake}", r["id"].as_str().unwrap()).as_bytes()).as_bytes());
-    let (_, v) = s.post_json("/receipts/verify", &json!({"exec_id": r["id"], "result": fake, "receipt": hash}));
+    let hash = hex::encode(
+        Hash::sha256(format!("{}:{fake}", r["id"].as_str().unwrap()).as_bytes()).as_bytes(),
+    );
+    let (_, v) = s.post_json(
+        "/receipts/verify",
+        &json!({"exec_id": r["id"], "result": fake, "receipt": hash}),
+    );
     assert_eq!(v["valid"], false);
     // The full receipt object verifies.
     let (_, v) = s.post_json("/receipts/verify", &json!({"receipt": r["receipt"]}));
@@ -210,15 +289,23 @@ fn b5_replays_are_authorized_again() {
     let pem = pem(&key);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let env = [("OPENEXEC_MODE", "clawshield"), ("CLAWSHIELD_PUBLIC_KEY", pem.as_str()), ("CLAWSHIELD_TENANT_ID", "t1")];
+    let env = [
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", pem.as_str()),
+        ("CLAWSHIELD_TENANT_ID", "t1"),
+    ];
     let mut s = start_in(&data, &env).unwrap();
     let payload = json!({"msg": "secret result"});
     let art = v1(&key, "ap-b5", "t1", "echo", &payload);
-    let body = json!({"action": "echo", "payload": payload, "nonce": "b5", "approval_artifact": art});
+    let body =
+        json!({"action": "echo", "payload": payload, "nonce": "b5", "approval_artifact": art});
     assert_eq!(s.execute(&body).0, 200);
     // Without an approval the replay is refused, and the result is not shown.
     let (status, r) = s.execute(&json!({"action": "echo", "payload": payload, "nonce": "b5"}));
-    assert_eq!((status, r["code"].as_str()), (403, Some("approval_missing")));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("approval_missing"))
+    );
     assert!(r.get("result").is_none());
     // With the approval it replays.
     let (status, r) = s.execute(&body);
@@ -229,7 +316,10 @@ fn b5_replays_are_authorized_again() {
     env2.push(("OPENEXEC_ALLOWED_ACTIONS", "add"));
     let s = start_in(&data, &env2).unwrap();
     let (status, r) = s.execute(&body);
-    assert_eq!((status, r["code"].as_str()), (403, Some("action_not_allowed")));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("action_not_allowed"))
+    );
 }
 
 #[test]
@@ -241,13 +331,21 @@ fn b7_v1_tenant_ambiguity_is_closed() {
     let mut art = v1(&key, "ap", "t1", "echo", &payload);
     art["approval_id"] = json!("apt");
     art["tenant_id"] = json!("1");
-    let (status, r) = s.execute(&json!({"action": "echo", "nonce": "b7", "approval_artifact": art}));
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "nonce": "b7", "approval_artifact": art}));
     assert_eq!((status, r["code"].as_str()), (403, Some("tenant_mismatch")));
     // Without a configured tenant, v1 artifacts are not accepted at all.
     let pem = pem(&key);
-    let s = start(&[("OPENEXEC_MODE", "clawshield"), ("CLAWSHIELD_PUBLIC_KEY", &pem)]);
-    let (status, r) = s.execute(&json!({"action": "echo", "nonce": "b7b", "approval_artifact": art}));
-    assert_eq!((status, r["code"].as_str()), (403, Some("approval_v1_needs_tenant")));
+    let s = start(&[
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", &pem),
+    ]);
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "nonce": "b7b", "approval_artifact": art}));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("approval_v1_needs_tenant"))
+    );
 }
 
 #[test]
@@ -266,14 +364,27 @@ fn b8_zoned_timestamps_are_accepted_and_lifetimes_bounded() {
     let now = Utc::now();
     let z = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let art = sign(z(now), z(now + Duration::seconds(300)), "b8-z");
-    let (status, _) = s.execute(&json!({"action": "echo", "nonce": "b8", "approval_artifact": art}));
+    let (status, _) =
+        s.execute(&json!({"action": "echo", "nonce": "b8", "approval_artifact": art}));
     assert_eq!(status, 200, "a 'Z' timestamp is a valid time, not a 500");
     let art = sign(z(now), z(now + Duration::days(30)), "b8-long");
-    let (status, r) = s.execute(&json!({"action": "echo", "nonce": "b8-2", "approval_artifact": art}));
-    assert_eq!((status, r["code"].as_str()), (403, Some("approval_lifetime_too_long")));
-    let art = sign(z(now + Duration::hours(1)), z(now + Duration::hours(1) + Duration::seconds(60)), "b8-future");
-    let (status, r) = s.execute(&json!({"action": "echo", "nonce": "b8-3", "approval_artifact": art}));
-    assert_eq!((status, r["code"].as_str()), (403, Some("approval_not_yet_valid")));
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "nonce": "b8-2", "approval_artifact": art}));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("approval_lifetime_too_long"))
+    );
+    let art = sign(
+        z(now + Duration::hours(1)),
+        z(now + Duration::hours(1) + Duration::seconds(60)),
+        "b8-future",
+    );
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "nonce": "b8-3", "approval_artifact": art}));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("approval_not_yet_valid"))
+    );
 }
 
 #[test]
@@ -283,16 +394,32 @@ fn b9_loose_base64_is_refused() {
     let mut art = v1(&key, "ap-b9", "t1", "echo", &json!({}));
     let sig = art["signature"].as_str().unwrap().to_owned();
     art["signature"] = json!(format!("{}!!{}", &sig[..10], &sig[10..]));
-    let (status, r) = s.execute(&json!({"action": "echo", "nonce": "b9", "approval_artifact": art}));
-    assert_eq!((status, r["code"].as_str()), (403, Some("approval_signature_invalid")));
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "nonce": "b9", "approval_artifact": art}));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("approval_signature_invalid"))
+    );
 }
 
 #[test]
 fn b10_misconfiguration_refuses_to_start_with_one_line() {
     for (env, needle) in [
         (vec![("OPENEXEC_MODE", "clawshild")], "Unknown mode"),
-        (vec![("OPENEXEC_MODE", "clawshield"), ("CLAWSHIELD_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")], "not an Ed25519 public key"),
-        (vec![("OPENEXEC_DB_URL", "sqlite:///openexec.db")], "unsupported OPENEXEC_DB_URL"),
+        (
+            vec![
+                ("OPENEXEC_MODE", "clawshield"),
+                (
+                    "CLAWSHIELD_PUBLIC_KEY",
+                    "-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n",
+                ),
+            ],
+            "not an Ed25519 public key",
+        ),
+        (
+            vec![("OPENEXEC_DB_URL", "sqlite:///openexec.db")],
+            "unsupported OPENEXEC_DB_URL",
+        ),
     ] {
         let stderr = refuses(&env);
         assert!(stderr.contains(needle), "{stderr}");
@@ -303,8 +430,13 @@ fn b10_misconfiguration_refuses_to_start_with_one_line() {
 #[test]
 fn b11_openai_function_arguments_string_is_accepted() {
     let s = start(&[]);
-    let (status, r) = s.execute(&json!({"action": "echo", "payload": "{\"msg\": \"from arguments\"}", "nonce": "b11"}));
-    assert_eq!((status, &r["result"]["echo"]["msg"]), (200, &json!("from arguments")));
+    let (status, r) = s.execute(
+        &json!({"action": "echo", "payload": "{\"msg\": \"from arguments\"}", "nonce": "b11"}),
+    );
+    assert_eq!(
+        (status, &r["result"]["echo"]["msg"]),
+        (200, &json!("from arguments"))
+    );
 }
 
 #[test]
@@ -313,11 +445,17 @@ fn b12_replays_and_rejections_are_distinguishable() {
     let body = json!({"action": "echo", "nonce": "b12"});
     let (_, first) = s.execute(&body);
     let (_, again) = s.execute(&body);
-    assert_eq!((first["replayed"].as_bool(), again["replayed"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(
+        (first["replayed"].as_bool(), again["replayed"].as_bool()),
+        (Some(false), Some(true))
+    );
     assert_eq!(again["outcome"], "replayed");
     assert_eq!(verified_entry(&s, &again).outcome, Outcome::Replayed);
     let (_, rejected) = s.execute(&json!({"action": "nope", "nonce": "b12-x"}));
-    assert_eq!((rejected["approved"].as_bool(), rejected["outcome"].as_str()), (Some(false), Some("rejected")));
+    assert_eq!(
+        (rejected["approved"].as_bool(), rejected["outcome"].as_str()),
+        (Some(false), Some("rejected"))
+    );
 }
 
 #[test]
@@ -329,7 +467,10 @@ fn b13_nonces_and_bodies_are_bounded() {
     let (status, r) = s.execute(&big);
     assert_eq!((status, r["code"].as_str()), (413, Some("body_too_large")));
     let (status, r) = s.post_raw("/execute", "text/plain", b"{}");
-    assert_eq!((status, r["code"].as_str()), (415, Some("unsupported_media_type")));
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
 }
 
 #[test]
@@ -337,8 +478,15 @@ fn a_failed_handler_is_recorded_and_consumes_its_nonce() {
     let s = start(&[]);
     let body = json!({"action": "add", "payload": {"a": 9_223_372_036_854_775_807_i64, "b": 1}, "nonce": "f1"});
     let (status, r) = s.execute(&body);
-    assert_eq!((status, r["outcome"].as_str(), r["code"].as_str()), (500, Some("failed"), Some("handler_error")));
+    assert_eq!(
+        (status, r["outcome"].as_str(), r["code"].as_str()),
+        (500, Some("failed"), Some("handler_error"))
+    );
     assert_eq!(verified_entry(&s, &r).outcome, Outcome::Failed);
     let (status, r) = s.execute(&body);
-    assert_eq!((status, r["replayed"].as_bool()), (500, Some(true)), "a failed attempt is not re-run");
+    assert_eq!(
+        (status, r["replayed"].as_bool()),
+        (500, Some(true)),
+        "a failed attempt is not re-run"
+    );
 }

@@ -19,6 +19,7 @@
 //! `OPENEXEC_REGENERATE_VECTORS=1 cargo test --test known_answer`; the run
 //! then writes the files and fails on purpose, so it can never pass silently.
 //! Run again without the variable to check.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 use std::collections::BTreeMap;
 use std::error::Error;
@@ -33,14 +34,16 @@ use sha2::{Digest, Sha256};
 
 use openexec::core::canonical::{commitment, request_hash, to_canonical_bytes};
 use openexec::core::checkpoint::SignedCheckpoint;
-use openexec::core::entry::{ApprovalKind, ApprovalSummary, Entry, EntryDraft, Outcome, GENESIS_PREV};
+use openexec::core::entry::{
+    ApprovalKind, ApprovalSummary, Entry, EntryDraft, Outcome, GENESIS_PREV,
+};
 use openexec::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use openexec::core::proof::{
     prove_consistency, prove_inclusion, reference, tree_root, verify_consistency, verify_inclusion,
 };
 use openexec::core::receipt::{
-    opens_commitment, salt_to_base64, verify_receipt, InclusionProof, Receipt, ReceiptError, Salts, TrustedCheckpoint,
-    RECEIPT_FORMAT,
+    opens_commitment, salt_to_base64, verify_receipt, InclusionProof, Receipt, ReceiptError, Salts,
+    TrustedCheckpoint, RECEIPT_FORMAT,
 };
 use openexec::core::signing::{entry_message, signature_to_base64, LogSigner, LogVerifier};
 use openexec::core::tlog_proof;
@@ -208,11 +211,14 @@ fn compute() -> Result<Vectors, Box<dyn Error>> {
     let mut prev = GENESIS_PREV;
     for (index, case) in (0u64..).zip(&cases) {
         let request_hash = request_hash(case.action, &case.payload, case.nonce, case.tenant)?;
-        let payload_commitment = commitment(&case.payload_salt, &to_canonical_bytes(&case.payload)?);
+        let payload_commitment =
+            commitment(&case.payload_salt, &to_canonical_bytes(&case.payload)?);
         let result_commitment = match (&case.result, &case.result_salt) {
             (Some(result), Some(salt)) => Some(commitment(salt, &to_canonical_bytes(result)?)),
             (None, None) => None,
-            _ => return Err("a case has a result without a salt or a salt without a result".into()),
+            _ => {
+                return Err("a case has a result without a salt or a salt without a result".into())
+            }
         };
         let draft = EntryDraft {
             exec_id: case.exec_id.into(),
@@ -250,8 +256,9 @@ fn compute() -> Result<Vectors, Box<dyn Error>> {
         if usize::try_from(first)? != stored.len() {
             return Err(format!("stored hashes of record {index} do not start at {first}").into());
         }
-        let new = tlog_tiles::stored_hashes_for_record_hash(index, (*leaf).into(), &MemReader(&stored))
-            .map_err(|e| format!("stored hashes: {e:?}"))?;
+        let new =
+            tlog_tiles::stored_hashes_for_record_hash(index, (*leaf).into(), &MemReader(&stored))
+                .map_err(|e| format!("stored hashes: {e:?}"))?;
         stored.extend(new.into_iter().map(Hash::from));
     }
 
@@ -342,15 +349,21 @@ struct NoteParts {
 /// Splits a signed note with exactly one signature line — independent of
 /// the `signed_note` crate.
 fn split_single_signature(note: &str) -> Result<NoteParts, Box<dyn Error>> {
-    let (body, sigs) = note.rsplit_once("\n\n").ok_or("no blank line in the note")?;
-    let line = sigs.strip_suffix('\n').ok_or("note does not end in a newline")?;
+    let (body, sigs) = note
+        .rsplit_once("\n\n")
+        .ok_or("no blank line in the note")?;
+    let line = sigs
+        .strip_suffix('\n')
+        .ok_or("note does not end in a newline")?;
     if line.contains('\n') {
         return Err("expected exactly one signature line".into());
     }
     let rest = line
         .strip_prefix("\u{2014} ")
         .ok_or("signature line does not start with an em dash")?;
-    let (name, b64) = rest.split_once(' ').ok_or("no space in the signature line")?;
+    let (name, b64) = rest
+        .split_once(' ')
+        .ok_or("no space in the signature line")?;
     if name != ORIGIN {
         return Err(format!("signature line names {name:?}").into());
     }
@@ -371,8 +384,14 @@ fn render(v: &Vectors) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn Error>> {
     let mut files = BTreeMap::new();
     let verifier = v.signer.verifier();
 
-    files.insert("vkey.txt".to_owned(), format!("{}\n", verifier.vkey()).into_bytes());
-    files.insert("private-key.txt".to_owned(), v.signer.private_key_text().into_bytes());
+    files.insert(
+        "vkey.txt".to_owned(),
+        format!("{}\n", verifier.vkey()).into_bytes(),
+    );
+    files.insert(
+        "private-key.txt".to_owned(),
+        v.signer.private_key_text().into_bytes(),
+    );
     let key = json!({
         "name": ORIGIN,
         "seed": bytes_json(&SEED),
@@ -465,7 +484,10 @@ fn render(v: &Vectors) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn Error>> {
         v.checkpoint.note_text().as_bytes().to_vec(),
     );
     files.insert("receipt.json".to_owned(), pretty(&v.receipt)?);
-    files.insert("receipt.tlog-proof".to_owned(), v.tlog_proof.clone().into_bytes());
+    files.insert(
+        "receipt.tlog-proof".to_owned(),
+        v.tlog_proof.clone().into_bytes(),
+    );
     Ok(files)
 }
 
@@ -488,7 +510,13 @@ fn regenerating() -> bool {
 
 fn read(name: &str) -> Result<Vec<u8>, Box<dyn Error>> {
     let path = vectors_dir().join(name);
-    std::fs::read(&path).map_err(|e| format!("{}: {e} (regenerate with {REGENERATE_VAR}=1)", path.display()).into())
+    std::fs::read(&path).map_err(|e| {
+        format!(
+            "{}: {e} (regenerate with {REGENERATE_VAR}=1)",
+            path.display()
+        )
+        .into()
+    })
 }
 
 fn read_str(name: &str) -> Result<String, Box<dyn Error>> {
@@ -538,14 +566,19 @@ fn vectors_match_stored_files() -> TestResult {
     for (name, computed) in &files {
         match std::fs::read(dir.join(name)) {
             Ok(stored) if stored == *computed => {}
-            Ok(stored) => problems.push(format!("{name} differs: {}", first_difference(&stored, computed))),
+            Ok(stored) => problems.push(format!(
+                "{name} differs: {}",
+                first_difference(&stored, computed)
+            )),
             Err(e) => problems.push(format!("{name}: {e}")),
         }
     }
     for item in std::fs::read_dir(&dir)? {
         let name = item?.file_name().to_string_lossy().into_owned();
         if name != "README.md" && !files.contains_key(&name) {
-            problems.push(format!("{name} is in the vector directory but is not generated"));
+            problems.push(format!(
+                "{name} is in the vector directory but is not generated"
+            ));
         }
     }
     if problems.is_empty() {
@@ -599,10 +632,15 @@ fn values_follow_the_spec() -> TestResult {
             "payload commitment {i}"
         );
         let expected_result = match (case.result_salt, case.result_jcs) {
-            (Some(salt), Some(jcs)) => Some(sha(&[b"openexec/commitment/v1\n", &salt, jcs.as_bytes()])),
+            (Some(salt), Some(jcs)) => {
+                Some(sha(&[b"openexec/commitment/v1\n", &salt, jcs.as_bytes()]))
+            }
             _ => None,
         };
-        assert_eq!(c.result_commitment, expected_result, "result commitment {i}");
+        assert_eq!(
+            c.result_commitment, expected_result,
+            "result commitment {i}"
+        );
         // Chain and position.
         assert_eq!(c.entry.index, u64::try_from(i)?);
         let expected_prev = if i == 0 {
@@ -623,7 +661,10 @@ fn values_follow_the_spec() -> TestResult {
             )),
             "{text}"
         );
-        assert!(text.ends_with(&format!(r#""time":"{TIME}","v":1}}"#)), "{text}");
+        assert!(
+            text.ends_with(&format!(r#""time":"{TIME}","v":1}}"#)),
+            "{text}"
+        );
         assert_eq!(Entry::from_canonical_bytes(&c.bytes)?, c.entry);
         // Leaf hash and entry signature.
         assert_eq!(c.leaf, sha(&[&[0x00], &c.bytes]), "leaf {i}");
@@ -636,8 +677,14 @@ fn values_follow_the_spec() -> TestResult {
     }
     // A replay carries the request hash of the request it repeats.
     assert_eq!(v.entries[2].request_hash, v.entries[0].request_hash);
-    assert_ne!(v.entries[2].payload_commitment, v.entries[0].payload_commitment);
-    assert_ne!(v.entries[2].result_commitment, v.entries[0].result_commitment);
+    assert_ne!(
+        v.entries[2].payload_commitment,
+        v.entries[0].payload_commitment
+    );
+    assert_ne!(
+        v.entries[2].result_commitment,
+        v.entries[0].result_commitment
+    );
 
     // Tree: node = SHA-256(0x01 ‖ left ‖ right); 3 leaves split 2 + 1.
     let (l0, l1, l2) = (v.leaves[0], v.leaves[1], v.leaves[2]);
@@ -655,7 +702,11 @@ fn values_follow_the_spec() -> TestResult {
     let inclusion: [Vec<Hash>; 3] = [vec![l1, l2], vec![l0, l2], vec![n01]];
     let reader = MemReader(&v.stored);
     for (m, expected) in inclusion.iter().enumerate() {
-        assert_eq!(&reference::inclusion(m, &v.leaves), expected, "inclusion {m}");
+        assert_eq!(
+            &reference::inclusion(m, &v.leaves),
+            expected,
+            "inclusion {m}"
+        );
         assert_eq!(
             &prove_inclusion(&reader, u64::try_from(m)?, 3)?,
             expected,
@@ -689,7 +740,10 @@ fn values_follow_the_spec() -> TestResult {
         verify_consistency(expected, o, n, &roots[*old], &roots[*new])?;
     }
     assert_eq!(
-        consistency.iter().map(|(o, n, _)| (*o, *n)).collect::<Vec<_>>(),
+        consistency
+            .iter()
+            .map(|(o, n, _)| (*o, *n))
+            .collect::<Vec<_>>(),
         consistency_pairs()
     );
 
@@ -708,7 +762,10 @@ fn values_follow_the_spec() -> TestResult {
     private.extend_from_slice(&SEED);
     assert_eq!(
         v.signer.private_key_text(),
-        format!("PRIVATE+KEY+{ORIGIN}+{key_id:08x}+{}\n", STANDARD.encode(&private))
+        format!(
+            "PRIVATE+KEY+{ORIGIN}+{key_id:08x}+{}\n",
+            STANDARD.encode(&private)
+        )
     );
 
     // Checkpoint: C2SP body, one signed-note line over exactly the body.
@@ -807,7 +864,8 @@ fn stored_receipt_verifies() -> TestResult {
         let bytes = read(&format!("entry-{i}.json"))?;
         let entry = Entry::from_canonical_bytes(&bytes)?;
         assert_eq!(entry.index, i);
-        let path: Vec<Hash> = serde_json::from_value(tree["inclusion"][usize::try_from(i)?]["hashes"].clone())?;
+        let path: Vec<Hash> =
+            serde_json::from_value(tree["inclusion"][usize::try_from(i)?]["hashes"].clone())?;
         verify_inclusion(&path, i, 3, &leaf_hash(&bytes), &root)?;
     }
     Ok(())
@@ -824,7 +882,10 @@ fn stored_receipt_tampering_is_caught() -> TestResult {
 
     let mut r = receipt.clone();
     r.entry = r.entry.replace("approval_expired", "approval_expirex");
-    assert_eq!(verify_receipt(&r, &log, None).err(), Some(ReceiptError::EntrySignature));
+    assert_eq!(
+        verify_receipt(&r, &log, None).err(),
+        Some(ReceiptError::EntrySignature)
+    );
 
     let mut r = receipt.clone();
     r.leaf_index = 0;
@@ -849,7 +910,10 @@ fn stored_receipt_tampering_is_caught() -> TestResult {
 
     let mut r = receipt.clone();
     r.format = "openexec-receipt/v2".into();
-    assert_eq!(verify_receipt(&r, &log, None).err(), Some(ReceiptError::Format));
+    assert_eq!(
+        verify_receipt(&r, &log, None).err(),
+        Some(ReceiptError::Format)
+    );
 
     let other = LogSigner::from_seed(ORIGIN, [0x43; 32])?.verifier();
     assert_eq!(

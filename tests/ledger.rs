@@ -1,5 +1,6 @@
 //! The ledger on real sled: receipts, proofs, reopen, refusal to open with
 //! the wrong key or origin.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 mod common;
 
@@ -35,10 +36,17 @@ fn concurrent_appends_get_distinct_indices_and_valid_receipts() {
         let handles: Vec<_> = (0..16)
             .map(|t| {
                 let ledger = &ledger;
-                s.spawn(move || (0..25).map(|i| ledger.append(common::draft(t * 1000 + i), None).unwrap()).collect::<Vec<_>>())
+                s.spawn(move || {
+                    (0..25)
+                        .map(|i| ledger.append(common::draft(t * 1000 + i), None).unwrap())
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let mut indices: Vec<u64> = receipts.iter().map(|a| a.entry.index).collect();
     indices.sort_unstable();
@@ -90,7 +98,10 @@ fn reopen_keeps_appending_and_old_checkpoints_stay_consistent() {
         for n in 0..10 {
             ledger.append(common::draft(n), None).unwrap();
         }
-        (ledger.append(common::draft(10), None).unwrap().receipt, ledger.verifier().vkey())
+        (
+            ledger.append(common::draft(10), None).unwrap().receipt,
+            ledger.verifier().vkey(),
+        )
     };
     let ledger = common::open(dir.path());
     assert_eq!(ledger.verifier().vkey(), old_vkey);
@@ -100,13 +111,23 @@ fn reopen_keeps_appending_and_old_checkpoints_stay_consistent() {
         assert_eq!(a.entry.index, n);
     }
     let latest = ledger.latest_checkpoint();
-    let proof = ledger.consistency_proof(old_receipt.inclusion_proof.tree_size, 30).unwrap();
-    let trusted = TrustedCheckpoint { checkpoint: latest.as_bytes(), consistency_proof: &proof };
+    let proof = ledger
+        .consistency_proof(old_receipt.inclusion_proof.tree_size, 30)
+        .unwrap();
+    let trusted = TrustedCheckpoint {
+        checkpoint: latest.as_bytes(),
+        consistency_proof: &proof,
+    };
     verify_receipt(&old_receipt, ledger.verifier(), Some(&trusted)).unwrap();
     // A fresh receipt for an old entry proves against the new head.
     let fresh = ledger.receipt_for_exec_id("exec-3").unwrap();
     assert_eq!(fresh.inclusion_proof.tree_size, 30);
-    assert_eq!(Entry::from_canonical_bytes(fresh.entry.as_bytes()).unwrap().index, 3);
+    assert_eq!(
+        Entry::from_canonical_bytes(fresh.entry.as_bytes())
+            .unwrap()
+            .index,
+        3
+    );
     verify_receipt(&fresh, ledger.verifier(), None).unwrap();
 }
 
@@ -118,13 +139,19 @@ fn a_log_refuses_another_key_or_origin() {
     let mut config = LedgerConfig::new(dir.path());
     config.origin = "other.example/log".into();
     let err = Ledger::open(&config).err().expect("must refuse");
-    assert!(matches!(err, LedgerError::Config(ref m) if m.contains("origin")), "{err}");
+    assert!(
+        matches!(err, LedgerError::Config(ref m) if m.contains("origin")),
+        "{err}"
+    );
     // Another key for the same origin.
     let other_key = dir.path().join("other.key");
     let mut config = LedgerConfig::new(dir.path());
     config.key_path = Some(other_key);
     let err = Ledger::open(&config).err().expect("must refuse");
-    assert!(matches!(err, LedgerError::Config(ref m) if m.contains("refusing to start")), "{err}");
+    assert!(
+        matches!(err, LedgerError::Config(ref m) if m.contains("refusing to start")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -132,7 +159,10 @@ fn key_file_is_private() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();
     drop(common::open(dir.path()));
-    let mode = std::fs::metadata(dir.path().join("log.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(dir.path().join("log.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -141,8 +171,14 @@ fn proofs_beyond_the_head_are_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let ledger = common::open(dir.path());
     ledger.append(common::draft(0), None).unwrap();
-    assert!(matches!(ledger.inclusion_proof(0, 2), Err(LedgerError::NotFound)));
-    assert!(matches!(ledger.consistency_proof(1, 5), Err(LedgerError::NotFound)));
+    assert!(matches!(
+        ledger.inclusion_proof(0, 2),
+        Err(LedgerError::NotFound)
+    ));
+    assert!(matches!(
+        ledger.consistency_proof(1, 5),
+        Err(LedgerError::NotFound)
+    ));
     assert!(matches!(ledger.entry(1), Err(LedgerError::NotFound)));
     let _: Hash = ledger.head().root;
 }

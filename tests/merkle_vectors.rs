@@ -9,6 +9,7 @@
 //! Every case carries `valid`; a valid case must verify and an invalid case
 //! must be rejected. A panic inside the verifier counts as a failure of that
 //! case (it is caught so that all failing descriptions are reported at once).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! One flipped bit anywhere in a receipt, or in the stored log, is caught
 //! and named.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 mod common;
 
@@ -22,7 +23,11 @@ fn ledger_with_receipt() -> (tempfile::TempDir, openexec::ledger::Ledger, Receip
 fn flip_char(text: &str, at: usize) -> String {
     let mut bytes = text.as_bytes().to_vec();
     // Flip a low bit but stay inside ASCII letters/digits so the text stays UTF-8.
-    bytes[at] ^= if bytes[at].is_ascii_alphanumeric() { 0x01 } else { 0x00 };
+    bytes[at] ^= if bytes[at].is_ascii_alphanumeric() {
+        0x01
+    } else {
+        0x00
+    };
     String::from_utf8(bytes).unwrap()
 }
 
@@ -32,7 +37,10 @@ fn tampered_entry_fails_signature_or_encoding() {
     let at = receipt.entry.find("echo").unwrap();
     let mut r = receipt.clone();
     r.entry = flip_char(&receipt.entry, at);
-    assert_eq!(verify_receipt(&r, ledger.verifier(), None).unwrap_err(), ReceiptError::EntrySignature);
+    assert_eq!(
+        verify_receipt(&r, ledger.verifier(), None).unwrap_err(),
+        ReceiptError::EntrySignature
+    );
 }
 
 #[test]
@@ -50,7 +58,10 @@ fn tampered_proof_hash_fails_inclusion() {
     }
     let mut r = receipt.clone();
     r.inclusion_proof.hashes.push(r.inclusion_proof.hashes[0]);
-    assert_eq!(verify_receipt(&r, ledger.verifier(), None).unwrap_err(), ReceiptError::Inclusion(ProofError::MalformedProof));
+    assert_eq!(
+        verify_receipt(&r, ledger.verifier(), None).unwrap_err(),
+        ReceiptError::Inclusion(ProofError::MalformedProof)
+    );
 }
 
 #[test]
@@ -70,13 +81,19 @@ fn tampered_signatures_fail() {
     let (_d, ledger, receipt) = ledger_with_receipt();
     let mut r = receipt.clone();
     r.entry_signature = flip_char(&receipt.entry_signature, 5);
-    assert_eq!(verify_receipt(&r, ledger.verifier(), None).unwrap_err(), ReceiptError::EntrySignature);
+    assert_eq!(
+        verify_receipt(&r, ledger.verifier(), None).unwrap_err(),
+        ReceiptError::EntrySignature
+    );
     let sig_line = receipt.checkpoint.find("— ").unwrap();
     let at = receipt.checkpoint.len() - 10;
     assert!(at > sig_line);
     let mut r = receipt.clone();
     r.checkpoint = flip_char(&receipt.checkpoint, at);
-    assert!(matches!(verify_receipt(&r, ledger.verifier(), None).unwrap_err(), ReceiptError::Checkpoint(_)));
+    assert!(matches!(
+        verify_receipt(&r, ledger.verifier(), None).unwrap_err(),
+        ReceiptError::Checkpoint(_)
+    ));
 }
 
 #[test]
@@ -84,11 +101,17 @@ fn wrong_index_and_foreign_key_are_named() {
     let (_d, ledger, receipt) = ledger_with_receipt();
     let mut r = receipt.clone();
     r.leaf_index = 2;
-    assert!(matches!(verify_receipt(&r, ledger.verifier(), None).unwrap_err(), ReceiptError::IndexMismatch { .. }));
+    assert!(matches!(
+        verify_receipt(&r, ledger.verifier(), None).unwrap_err(),
+        ReceiptError::IndexMismatch { .. }
+    ));
     let other_dir = tempfile::tempdir().unwrap();
     let other = common::open(other_dir.path());
     // Same origin, different key: the entry signature is the first to fail.
-    assert_eq!(verify_receipt(&receipt, other.verifier(), None).unwrap_err(), ReceiptError::EntrySignature);
+    assert_eq!(
+        verify_receipt(&receipt, other.verifier(), None).unwrap_err(),
+        ReceiptError::EntrySignature
+    );
 }
 
 #[test]
@@ -102,16 +125,35 @@ fn tlog_proof_round_trips_and_still_verifies() {
     verify_receipt(&back, ledger.verifier(), None).unwrap();
     // A flipped proof line in the text form fails too.
     let lines: Vec<&str> = text.lines().collect();
-    let mut bytes = *openexec::core::hash::Hash::from_base64(lines[3]).unwrap().as_bytes();
+    let mut bytes = *openexec::core::hash::Hash::from_base64(lines[3])
+        .unwrap()
+        .as_bytes();
     bytes[0] ^= 1;
-    let flipped = text.replacen(lines[3], &openexec::core::hash::Hash::from_bytes(bytes).to_base64(), 1);
+    let flipped = text.replacen(
+        lines[3],
+        &openexec::core::hash::Hash::from_bytes(bytes).to_base64(),
+        1,
+    );
     let back = tlog_proof::import(&flipped).unwrap();
-    assert!(matches!(verify_receipt(&back, ledger.verifier(), None).unwrap_err(), ReceiptError::Inclusion(_)));
+    assert!(matches!(
+        verify_receipt(&back, ledger.verifier(), None).unwrap_err(),
+        ReceiptError::Inclusion(_)
+    ));
 }
 
 fn audit_first_bad(dir: &std::path::Path) -> Option<Location> {
-    let store = openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.join("db"))).unwrap();
-    audit(&store, AuditOptions { rebuild: true, progress_every: 0 }).unwrap().first_bad.map(|f| f.at)
+    let store =
+        openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.join("db"))).unwrap();
+    audit(
+        &store,
+        AuditOptions {
+            rebuild: true,
+            progress_every: 0,
+        },
+    )
+    .unwrap()
+    .first_bad
+    .map(|f| f.at)
 }
 
 #[test]
@@ -123,10 +165,15 @@ fn audit_passes_a_clean_log_and_names_the_first_tampered_entry() {
             ledger.append(common::draft(n), None).unwrap();
         }
         let (bytes, sig) = ledger.entry(7).unwrap();
-        let text = String::from_utf8(bytes).unwrap().replace("nonce-7", "nonce-X");
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace("nonce-7", "nonce-X");
         let mut value = sig.to_vec();
         value.extend_from_slice(text.as_bytes());
-        ledger.store().tamper_raw("entries", &7u64.to_be_bytes(), &value).unwrap();
+        ledger
+            .store()
+            .tamper_raw("entries", &7u64.to_be_bytes(), &value)
+            .unwrap();
     }
     assert_eq!(audit_first_bad(dir.path()), Some(Location::Entry(7)));
 }
@@ -141,11 +188,26 @@ fn audit_catches_a_tampered_stored_hash_and_checkpoint() {
         }
     }
     {
-        let store = openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.path().join("db"))).unwrap();
-        assert_eq!(audit(&store, AuditOptions { rebuild: true, progress_every: 0 }).unwrap().first_bad, None);
+        let store =
+            openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.path().join("db")))
+                .unwrap();
+        assert_eq!(
+            audit(
+                &store,
+                AuditOptions {
+                    rebuild: true,
+                    progress_every: 0
+                }
+            )
+            .unwrap()
+            .first_bad,
+            None
+        );
         // The stored hash of level 1 covering leaves 4,5 (written with entry 5).
         let at = tlog_tiles::stored_hash_index(1, 2);
-        store.tamper_raw("hashes", &at.to_be_bytes(), &[0u8; 32]).unwrap();
+        store
+            .tamper_raw("hashes", &at.to_be_bytes(), &[0u8; 32])
+            .unwrap();
     }
     assert_eq!(audit_first_bad(dir.path()), Some(Location::Entry(5)));
     // Checkpoint tampering, on a fresh log.
@@ -154,7 +216,10 @@ fn audit_catches_a_tampered_stored_hash_and_checkpoint() {
         let ledger = common::open(dir.path());
         ledger.append(common::draft(0), None).unwrap();
         let note = ledger.latest_checkpoint().replacen("\n1\n", "\n2\n", 1);
-        ledger.store().tamper_raw("checkpoints", &1u64.to_be_bytes(), note.as_bytes()).unwrap();
+        ledger
+            .store()
+            .tamper_raw("checkpoints", &1u64.to_be_bytes(), note.as_bytes())
+            .unwrap();
     }
     assert_eq!(audit_first_bad(dir.path()), Some(Location::Checkpoint(1)));
 }

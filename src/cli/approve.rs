@@ -78,17 +78,34 @@ pub fn approve(args: &ApproveArgs) -> ExitCode {
 }
 
 fn mint(args: &ApproveArgs) -> Result<String, String> {
-    let pem = std::fs::read_to_string(&args.key).map_err(|e| format!("reading {}: {e}", args.key.display()))?;
-    let key = SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
-    let payload: Value = serde_json::from_str(&args.payload).map_err(|e| format!("--payload: {e}"))?;
-    let id = args.approval_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let pem = std::fs::read_to_string(&args.key)
+        .map_err(|e| format!("reading {}: {e}", args.key.display()))?;
+    let key = SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
+    let payload: Value =
+        serde_json::from_str(&args.payload).map_err(|e| format!("--payload: {e}"))?;
+    let id = args
+        .approval_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let now = chrono::Utc::now();
     let ttl = chrono::Duration::seconds(args.ttl);
     let artifact = match args.kind {
-        Kind::V1 => serde_json::to_string(&mint_v1(&key, &id, &args.tenant, &args.action, &payload, now, ttl)),
+        Kind::V1 => serde_json::to_string(&mint_v1(
+            &key,
+            &id,
+            &args.tenant,
+            &args.action,
+            &payload,
+            now,
+            ttl,
+        )),
         Kind::V2 => {
-            let rh = request_hash(&args.action, &payload, &args.nonce, &args.tenant).map_err(|e| e.to_string())?;
-            serde_json::to_string(&mint_v2(&key, &id, &args.tenant, &rh, now, ttl).map_err(|e| e.to_string())?)
+            let rh = request_hash(&args.action, &payload, &args.nonce, &args.tenant)
+                .map_err(|e| e.to_string())?;
+            serde_json::to_string(
+                &mint_v2(&key, &id, &args.tenant, &rh, now, ttl).map_err(|e| e.to_string())?,
+            )
         }
     };
     artifact.map_err(|e| e.to_string())
@@ -102,10 +119,19 @@ pub fn approver_keygen(args: &ApproverKeygenArgs) -> ExitCode {
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| e.to_string())
         .and_then(|pem| {
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&args.out).map_err(|e| e.to_string())?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&args.out)
+                .map_err(|e| e.to_string())?;
             f.write_all(pem.as_bytes()).map_err(|e| e.to_string())
         })
-        .and_then(|()| key.verifying_key().to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF).map_err(|e| e.to_string()));
+        .and_then(|()| {
+            key.verifying_key()
+                .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+                .map_err(|e| e.to_string())
+        });
     match written {
         Ok(public) => {
             print!("{public}");

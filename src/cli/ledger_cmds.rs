@@ -56,7 +56,10 @@ pub fn run_audit(args: &AuditArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let options = AuditOptions { rebuild: !args.no_rebuild, progress_every: 100_000 };
+    let options = AuditOptions {
+        rebuild: !args.no_rebuild,
+        progress_every: 100_000,
+    };
     match audit(&store, options) {
         Ok(report) => match report.first_bad {
             None => {
@@ -64,7 +67,11 @@ pub fn run_audit(args: &AuditArgs) -> ExitCode {
                     "OK: {} entries, {} checkpoints verified{}",
                     report.entries,
                     report.checkpoints,
-                    if report.rebuilt { ", rs_merkle rebuild agrees" } else { "" }
+                    if report.rebuilt {
+                        ", rs_merkle rebuild agrees"
+                    } else {
+                        ""
+                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -124,7 +131,9 @@ pub fn ledger_load(args: &LedgerLoadArgs) -> ExitCode {
                         tenant: String::new(),
                         action: "load".into(),
                         nonce: format!("{t}-{i}"),
-                        request_hash: crate::core::hash::Hash::sha256(format!("{t}-{i}").as_bytes()),
+                        request_hash: crate::core::hash::Hash::sha256(
+                            format!("{t}-{i}").as_bytes(),
+                        ),
                         payload_commitment: crate::core::hash::Hash::sha256(b"payload"),
                         result_commitment: None,
                         approval: crate::core::entry::ApprovalSummary::none(),
@@ -135,8 +144,11 @@ pub fn ledger_load(args: &LedgerLoadArgs) -> ExitCode {
                         Ok(appended) if args.print_receipts => {
                             // One write per receipt line: the durability test
                             // maps stdout writes to receipts under strace.
-                            let line = serde_json::to_string(&appended.receipt).unwrap_or_default() + "\n";
-                            let mut out = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let line =
+                                serde_json::to_string(&appended.receipt).unwrap_or_default() + "\n";
+                            let mut out = out
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
                             let _ = out.write_all(line.as_bytes());
                             let _ = out.flush();
                         }
@@ -153,7 +165,11 @@ pub fn ledger_load(args: &LedgerLoadArgs) -> ExitCode {
     });
     let total = args.count * args.threads;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("appended {total} entries in {secs:.3}s ({:.0}/s); head size {}", total as f64 / secs, ledger.head().size);
+    eprintln!(
+        "appended {total} entries in {secs:.3}s ({:.0}/s); head size {}",
+        total as f64 / secs,
+        ledger.head().size
+    );
     if failed.load(std::sync::atomic::Ordering::Relaxed) {
         ExitCode::FAILURE
     } else {

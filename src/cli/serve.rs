@@ -53,7 +53,11 @@ pub struct ServeArgs {
     #[arg(long, env = "OPENEXEC_MAX_BODY_BYTES", default_value_t = 65536)]
     pub max_body_bytes: usize,
     /// Longest approval lifetime accepted, in seconds.
-    #[arg(long, env = "OPENEXEC_APPROVAL_MAX_LIFETIME_SECS", default_value_t = 3600)]
+    #[arg(
+        long,
+        env = "OPENEXEC_APPROVAL_MAX_LIFETIME_SECS",
+        default_value_t = 3600
+    )]
     pub approval_max_lifetime_secs: i64,
     /// Allowed clock skew with approvers, in seconds.
     #[arg(long, env = "OPENEXEC_CLOCK_SKEW_SECS", default_value_t = 30)]
@@ -77,19 +81,26 @@ pub struct ServeConfig {
 impl ServeArgs {
     /// Validates everything up front; the error is one line for the operator.
     pub fn validate(&self) -> Result<ServeConfig, String> {
-        let mode = match self.mode.as_str() {
-            "demo" => Mode::Demo,
-            "clawshield" => Mode::Clawshield,
-            other => return Err(format!("Unknown mode {other:?} in OPENEXEC_MODE (expected \"demo\" or \"clawshield\")")),
-        };
+        let mode =
+            match self.mode.as_str() {
+                "demo" => Mode::Demo,
+                "clawshield" => Mode::Clawshield,
+                other => return Err(format!(
+                    "Unknown mode {other:?} in OPENEXEC_MODE (expected \"demo\" or \"clawshield\")"
+                )),
+            };
         let keys = match non_empty(self.approver_key.as_deref()) {
-            Some(text) => ApproverKey::parse_pem_list(&read_pem(text)?).map_err(|e| format!("CLAWSHIELD_PUBLIC_KEY: {e}"))?,
+            Some(text) => ApproverKey::parse_pem_list(&read_pem(text)?)
+                .map_err(|e| format!("CLAWSHIELD_PUBLIC_KEY: {e}"))?,
             None => Vec::new(),
         };
         if mode == Mode::Clawshield && keys.is_empty() {
             return Err("CLAWSHIELD_PUBLIC_KEY not configured (clawshield mode needs at least one approver key)".into());
         }
-        let bind: SocketAddr = self.bind.parse().map_err(|e| format!("OPENEXEC_BIND {:?}: {e}", self.bind))?;
+        let bind: SocketAddr = self
+            .bind
+            .parse()
+            .map_err(|e| format!("OPENEXEC_BIND {:?}: {e}", self.bind))?;
         if !bind.ip().is_loopback() && !self.allow_public_bind {
             return Err(format!(
                 "refusing to bind to non-loopback address {bind}: OpenExec has no authentication; pass --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
@@ -98,11 +109,19 @@ impl ServeArgs {
         let data_dir = match non_empty(self.db_url.as_deref()) {
             None => PathBuf::from("openexec-data"),
             Some(url) => PathBuf::from(
-                url.strip_prefix("sled://").filter(|p| !p.is_empty()).ok_or_else(|| format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH)"))?,
+                url.strip_prefix("sled://")
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| {
+                        format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH)")
+                    })?,
             ),
         };
         let allow_list = non_empty(self.allowed_actions.as_deref()).map(|list| {
-            list.split(',').map(str::trim).filter(|a| !a.is_empty()).map(str::to_owned).collect::<Vec<_>>()
+            list.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
         });
         let policy = Policy {
             mode,
@@ -114,14 +133,24 @@ impl ServeArgs {
             },
             allow_list,
             store_content: self.store_content,
-            limits: Limits { max_body_bytes: self.max_body_bytes, ..Limits::default() },
+            limits: Limits {
+                max_body_bytes: self.max_body_bytes,
+                ..Limits::default()
+            },
         };
         let mut ledger = LedgerConfig::new(data_dir);
         ledger.origin.clone_from(&self.origin);
         ledger.key_path.clone_from(&self.log_key);
         ledger.cache_bytes = self.cache_mb << 20;
-        let workers = self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
-        Ok(ServeConfig { ledger, policy, bind, workers })
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+        Ok(ServeConfig {
+            ledger,
+            policy,
+            bind,
+            workers,
+        })
     }
 }
 
@@ -134,7 +163,9 @@ fn read_pem(value: &str) -> Result<String, String> {
     if value.contains("-----BEGIN") {
         return Ok(value.replace("\\n", "\n"));
     }
-    std::fs::read_to_string(value).map_err(|e| format!("CLAWSHIELD_PUBLIC_KEY: not PEM text, and reading it as a file failed: {e}"))
+    std::fs::read_to_string(value).map_err(|e| {
+        format!("CLAWSHIELD_PUBLIC_KEY: not PEM text, and reading it as a file failed: {e}")
+    })
 }
 
 /// Runs the service until SIGINT/SIGTERM.
@@ -159,21 +190,36 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 
 fn serve(config: ServeConfig) -> Result<(), String> {
     let ledger = Arc::new(Ledger::open(&config.ledger).map_err(|e| e.to_string())?);
-    let boundary = Arc::new(Boundary::new(ledger.clone(), Registry::builtin(), config.policy));
-    let interrupted = boundary.recover_interrupted().map_err(|e| format!("recording interrupted attempts: {e}"))?;
-    let listener = TcpListener::bind(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
+    let boundary = Arc::new(Boundary::new(
+        ledger.clone(),
+        Registry::builtin(),
+        config.policy,
+    ));
+    let interrupted = boundary
+        .recover_interrupted()
+        .map_err(|e| format!("recording interrupted attempts: {e}"))?;
+    let listener =
+        TcpListener::bind(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, "openexec listening");
     // One line on stdout that scripts and tests can wait for.
     println!("openexec listening on http://{addr}");
     let state = Arc::new(AppState { boundary });
-    let served = actix_web::rt::System::new().block_on(crate::http::run(listener, state, config.workers));
+    let served =
+        actix_web::rt::System::new().block_on(crate::http::run(listener, state, config.workers));
     ledger.shutdown();
-    tracing::info!(size = ledger.head().size, "openexec stopped; queued appends committed");
+    tracing::info!(
+        size = ledger.head().size,
+        "openexec stopped; queued appends committed"
+    );
     served.map_err(|e| e.to_string())
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -51,7 +51,11 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     let receipt_text = read(&args.receipt)?;
     let receipt = parse_receipt(&receipt_text)?;
     let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
-    let proof = args.consistency.as_ref().map(|p| read(p).and_then(|t| parse_hash_list(&t))).transpose()?;
+    let proof = args
+        .consistency
+        .as_ref()
+        .map(|p| read(p).and_then(|t| parse_hash_list(&t)))
+        .transpose()?;
     let trusted = checkpoint.as_ref().map(|c| TrustedCheckpoint {
         checkpoint: c.as_bytes(),
         consistency_proof: proof.as_deref().unwrap_or(&[]),
@@ -60,7 +64,12 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     let e = &verified.entry;
     let mut line = format!(
         "entry {} ({} {:?} {}) is in {} at tree size {}",
-        e.index, e.action, e.outcome, e.exec_id, e.origin, verified.checkpoint.size()
+        e.index,
+        e.action,
+        e.outcome,
+        e.exec_id,
+        e.origin,
+        verified.checkpoint.size()
     );
     if trusted.is_some() {
         line.push_str(", consistent with the trusted checkpoint");
@@ -86,8 +95,13 @@ pub(crate) fn parse_receipt(text: &str) -> Result<Receipt, String> {
     if text.starts_with(tlog_proof::HEADER) {
         return tlog_proof::import(text).map_err(|e| e.to_string());
     }
-    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("receipt is not JSON: {e}"))?;
-    let inner = value.get("receipt").filter(|r| r.is_object()).cloned().unwrap_or(value);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("receipt is not JSON: {e}"))?;
+    let inner = value
+        .get("receipt")
+        .filter(|r| r.is_object())
+        .cloned()
+        .unwrap_or(value);
     serde_json::from_value(inner).map_err(|e| format!("receipt has the wrong shape: {e}"))
 }
 

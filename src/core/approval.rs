@@ -140,7 +140,9 @@ impl ApproverKey {
         blocks
             .into_iter()
             .map(|block| {
-                let end = block.find("-----END PUBLIC KEY-----").ok_or("unterminated PEM block")?;
+                let end = block
+                    .find("-----END PUBLIC KEY-----")
+                    .ok_or("unterminated PEM block")?;
                 let pem = &block[..end + "-----END PUBLIC KEY-----".len()];
                 VerifyingKey::from_public_key_pem(pem)
                     .map(Self::new)
@@ -216,20 +218,29 @@ impl Artifact {
     /// Reads an artifact object: v2 if it has a `format` field, else v1.
     pub fn from_value(value: &Value) -> Result<Self, ApprovalError> {
         let Value::Object(map) = value else {
-            return Err(ApprovalError::Malformed("approval_artifact must be an object".into()));
+            return Err(ApprovalError::Malformed(
+                "approval_artifact must be an object".into(),
+            ));
         };
         if map.contains_key("format") {
-            let a: V2Artifact =
-                serde_json::from_value(value.clone()).map_err(|e| ApprovalError::Malformed(e.to_string()))?;
+            let a: V2Artifact = serde_json::from_value(value.clone())
+                .map_err(|e| ApprovalError::Malformed(e.to_string()))?;
             if a.format != V2_FORMAT {
-                return Err(ApprovalError::Malformed(format!("unknown approval format {:?}", a.format)));
+                return Err(ApprovalError::Malformed(format!(
+                    "unknown approval format {:?}",
+                    a.format
+                )));
             }
             if a.approval_id.is_empty() || a.approval_id.len() > 128 {
-                return Err(ApprovalError::Malformed("approval_id must be 1-128 bytes".into()));
+                return Err(ApprovalError::Malformed(
+                    "approval_id must be 1-128 bytes".into(),
+                ));
             }
             Ok(Self::V2(a))
         } else {
-            serde_json::from_value(value.clone()).map(Self::V1).map_err(|e| ApprovalError::Malformed(e.to_string()))
+            serde_json::from_value(value.clone())
+                .map(Self::V1)
+                .map_err(|e| ApprovalError::Malformed(e.to_string()))
         }
     }
 
@@ -281,7 +292,11 @@ pub fn verify(
 /// `json.dumps({"action": a, "payload": p or {}}, sort_keys=True, separators=(",", ":"))`.
 #[must_use]
 pub fn v1_action_hash(action: &str, payload: &Value) -> String {
-    let payload = if payload.is_null() { Value::Object(serde_json::Map::new()) } else { payload.clone() };
+    let payload = if payload.is_null() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        payload.clone()
+    };
     let obj = serde_json::json!({ "action": action, "payload": payload });
     hex::encode(Hash::sha256(dumps_sorted(&obj, Separators::Compact).as_bytes()).as_bytes())
 }
@@ -302,11 +317,20 @@ fn verify_v1(
     let expires = parse_v1_time(&a.expires_at).ok_or(ApprovalError::BadExpiry)?;
     let issued = parse_v1_time(&a.issued_at).ok_or(ApprovalError::BadIssuedAt)?;
     check_times(issued, expires, policy, now)?;
-    let message = format!("{}{}{}{}{}", a.approval_id, a.tenant_id, a.action_hash, a.issued_at, a.expires_at);
-    let key = find_signer(&policy.keys, message.as_bytes(), &a.signature).ok_or(ApprovalError::BadSignature)?;
-    let Some(expected) = &policy.tenant else { return Err(ApprovalError::V1NeedsTenant) };
+    let message = format!(
+        "{}{}{}{}{}",
+        a.approval_id, a.tenant_id, a.action_hash, a.issued_at, a.expires_at
+    );
+    let key = find_signer(&policy.keys, message.as_bytes(), &a.signature)
+        .ok_or(ApprovalError::BadSignature)?;
+    let Some(expected) = &policy.tenant else {
+        return Err(ApprovalError::V1NeedsTenant);
+    };
     if *expected != a.tenant_id {
-        return Err(ApprovalError::TenantMismatch { expected: expected.clone(), got: a.tenant_id.clone() });
+        return Err(ApprovalError::TenantMismatch {
+            expected: expected.clone(),
+            got: a.tenant_id.clone(),
+        });
     }
     Ok(VerifiedApproval {
         summary: ApprovalSummary {
@@ -327,20 +351,32 @@ fn verify_v2(
 ) -> Result<VerifiedApproval, ApprovalError> {
     if let Some(expected) = &policy.tenant {
         if *expected != a.tenant {
-            return Err(ApprovalError::TenantMismatch { expected: expected.clone(), got: a.tenant.clone() });
+            return Err(ApprovalError::TenantMismatch {
+                expected: expected.clone(),
+                got: a.tenant.clone(),
+            });
         }
     }
     if Hash::from_base64(&a.request_hash).ok() != Some(*request.request_hash) {
         return Err(ApprovalError::HashMismatch);
     }
-    let expires = DateTime::parse_from_rfc3339(&a.expires_at).map_err(|_| ApprovalError::BadExpiry)?.with_timezone(&Utc);
-    let issued =
-        DateTime::parse_from_rfc3339(&a.issued_at).map_err(|_| ApprovalError::BadIssuedAt)?.with_timezone(&Utc);
+    let expires = DateTime::parse_from_rfc3339(&a.expires_at)
+        .map_err(|_| ApprovalError::BadExpiry)?
+        .with_timezone(&Utc);
+    let issued = DateTime::parse_from_rfc3339(&a.issued_at)
+        .map_err(|_| ApprovalError::BadIssuedAt)?
+        .with_timezone(&Utc);
     check_times(issued, expires, policy, now)?;
-    let key = policy.keys.iter().find(|k| k.key_id == a.key_id).ok_or(ApprovalError::BadSignature)?;
+    let key = policy
+        .keys
+        .iter()
+        .find(|k| k.key_id == a.key_id)
+        .ok_or(ApprovalError::BadSignature)?;
     let message = v2_message(a).map_err(|e| ApprovalError::Malformed(e.to_string()))?;
     let signature = decode_signature(&a.signature).ok_or(ApprovalError::BadSignature)?;
-    key.key.verify_strict(&message, &signature).map_err(|_| ApprovalError::BadSignature)?;
+    key.key
+        .verify_strict(&message, &signature)
+        .map_err(|_| ApprovalError::BadSignature)?;
     Ok(VerifiedApproval {
         summary: ApprovalSummary {
             kind: ApprovalKind::OpenexecV2,
@@ -374,7 +410,9 @@ fn check_times(
         return Err(ApprovalError::NotYetValid);
     }
     if expires - issued > policy.max_lifetime {
-        return Err(ApprovalError::LifetimeTooLong(policy.max_lifetime.num_seconds()));
+        return Err(ApprovalError::LifetimeTooLong(
+            policy.max_lifetime.num_seconds(),
+        ));
     }
     Ok(())
 }
@@ -389,10 +427,14 @@ fn parse_v1_time(text: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(&normalized) {
         return Some(t.with_timezone(&Utc));
     }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(&normalized, f).ok())
-        .map(|t| t.and_utc())
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(&normalized, f).ok())
+    .map(|t| t.and_utc())
 }
 
 /// Strict standard base64 of exactly 64 bytes.
@@ -401,9 +443,14 @@ fn decode_signature(text: &str) -> Option<Signature> {
     Signature::from_slice(&bytes).ok()
 }
 
-fn find_signer<'a>(keys: &'a [ApproverKey], message: &[u8], signature: &str) -> Option<&'a ApproverKey> {
+fn find_signer<'a>(
+    keys: &'a [ApproverKey],
+    message: &[u8],
+    signature: &str,
+) -> Option<&'a ApproverKey> {
     let signature = decode_signature(signature)?;
-    keys.iter().find(|k| k.key.verify_strict(message, &signature).is_ok())
+    keys.iter()
+        .find(|k| k.key.verify_strict(message, &signature).is_ok())
 }
 
 /// Mints a v1 artifact (for operators who are their own approver, and tests).
@@ -427,7 +474,10 @@ pub fn mint_v1(
         expires_at: fmt(issued_at + ttl),
         signature: String::new(),
     };
-    let message = format!("{}{}{}{}{}", a.approval_id, a.tenant_id, a.action_hash, a.issued_at, a.expires_at);
+    let message = format!(
+        "{}{}{}{}{}",
+        a.approval_id, a.tenant_id, a.action_hash, a.issued_at, a.expires_at
+    );
     a.signature = STANDARD.encode(key.sign(message.as_bytes()).to_bytes());
     a
 }
@@ -473,7 +523,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-21T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -484,7 +536,10 @@ mod tests {
             v1_action_hash("echo", &json!({"msg": "hi"})),
             hex::encode(Hash::sha256(br#"{"action":"echo","payload":{"msg":"hi"}}"#).as_bytes())
         );
-        assert_eq!(v1_action_hash("echo", &Value::Null), v1_action_hash("echo", &json!({})));
+        assert_eq!(
+            v1_action_hash("echo", &Value::Null),
+            v1_action_hash("echo", &json!({}))
+        );
     }
 
     #[test]
@@ -492,19 +547,52 @@ mod tests {
         let key = SigningKey::from_bytes(&[9; 32]);
         let payload = json!({"msg": "constitutional"});
         let rh = request_hash("echo", &payload, "n", "tenant-001").unwrap();
-        let req = RequestRef { action: "echo", payload: &payload, request_hash: &rh };
-        let a = Artifact::V1(mint_v1(&key, "ap-1", "tenant-001", "echo", &payload, now(), Duration::seconds(300)));
+        let req = RequestRef {
+            action: "echo",
+            payload: &payload,
+            request_hash: &rh,
+        };
+        let a = Artifact::V1(mint_v1(
+            &key,
+            "ap-1",
+            "tenant-001",
+            "echo",
+            &payload,
+            now(),
+            Duration::seconds(300),
+        ));
         let ok = verify(&a, req, &policy(&key, Some("tenant-001")), now()).unwrap();
         assert_eq!(ok.summary.kind, ApprovalKind::ClawshieldV1);
-        assert_eq!(verify(&a, req, &policy(&key, Some("wrong")), now()).unwrap_err().code(), "tenant_mismatch");
-        assert_eq!(verify(&a, req, &policy(&key, None), now()).unwrap_err(), ApprovalError::V1NeedsTenant);
+        assert_eq!(
+            verify(&a, req, &policy(&key, Some("wrong")), now())
+                .unwrap_err()
+                .code(),
+            "tenant_mismatch"
+        );
+        assert_eq!(
+            verify(&a, req, &policy(&key, None), now()).unwrap_err(),
+            ApprovalError::V1NeedsTenant
+        );
         let other = SigningKey::from_bytes(&[8; 32]);
-        assert_eq!(verify(&a, req, &policy(&other, Some("tenant-001")), now()).unwrap_err(), ApprovalError::BadSignature);
+        assert_eq!(
+            verify(&a, req, &policy(&other, Some("tenant-001")), now()).unwrap_err(),
+            ApprovalError::BadSignature
+        );
         let later = now() + Duration::seconds(400);
-        assert_eq!(verify(&a, req, &policy(&key, Some("tenant-001")), later).unwrap_err(), ApprovalError::Expired);
+        assert_eq!(
+            verify(&a, req, &policy(&key, Some("tenant-001")), later).unwrap_err(),
+            ApprovalError::Expired
+        );
         let p2 = json!({"msg": "other"});
-        let req2 = RequestRef { action: "echo", payload: &p2, request_hash: &rh };
-        assert_eq!(verify(&a, req2, &policy(&key, Some("tenant-001")), now()).unwrap_err(), ApprovalError::HashMismatch);
+        let req2 = RequestRef {
+            action: "echo",
+            payload: &p2,
+            request_hash: &rh,
+        };
+        assert_eq!(
+            verify(&a, req2, &policy(&key, Some("tenant-001")), now()).unwrap_err(),
+            ApprovalError::HashMismatch
+        );
     }
 
     #[test]
@@ -512,20 +600,36 @@ mod tests {
         let key = SigningKey::from_bytes(&[9; 32]);
         let payload = json!({});
         let rh = Hash::sha256(b"x");
-        let req = RequestRef { action: "echo", payload: &payload, request_hash: &rh };
-        let Artifact::V1(mut a) =
-            Artifact::V1(mint_v1(&key, "ap", "t", "echo", &payload, now(), Duration::seconds(300)))
-        else {
+        let req = RequestRef {
+            action: "echo",
+            payload: &payload,
+            request_hash: &rh,
+        };
+        let Artifact::V1(mut a) = Artifact::V1(mint_v1(
+            &key,
+            "ap",
+            "t",
+            "echo",
+            &payload,
+            now(),
+            Duration::seconds(300),
+        )) else {
             unreachable!()
         };
         let pol = policy(&key, Some("t"));
         let mut sneaky = a.clone();
         sneaky.signature.insert_str(4, "!!");
-        assert_eq!(verify(&Artifact::V1(sneaky), req, &pol, now()).unwrap_err(), ApprovalError::BadSignature);
+        assert_eq!(
+            verify(&Artifact::V1(sneaky), req, &pol, now()).unwrap_err(),
+            ApprovalError::BadSignature
+        );
         // A zoned expires_at is accepted by the parser (signature then fails
         // because the text changed, not with a 500).
         a.expires_at = "2026-11-21T12:05:00+00:00".into();
-        assert_eq!(verify(&Artifact::V1(a), req, &pol, now()).unwrap_err(), ApprovalError::BadSignature);
+        assert_eq!(
+            verify(&Artifact::V1(a), req, &pol, now()).unwrap_err(),
+            ApprovalError::BadSignature
+        );
     }
 
     #[test]
@@ -533,20 +637,58 @@ mod tests {
         let key = SigningKey::from_bytes(&[5; 32]);
         let payload = json!({"amount": 10});
         let rh = request_hash("pay", &payload, "n-1", "acme").unwrap();
-        let a = Artifact::V2(mint_v2(&key, "ap-9", "acme", &rh, now(), Duration::seconds(120)).unwrap());
+        let a = Artifact::V2(
+            mint_v2(&key, "ap-9", "acme", &rh, now(), Duration::seconds(120)).unwrap(),
+        );
         let pol = policy(&key, Some("acme"));
-        let req = RequestRef { action: "pay", payload: &payload, request_hash: &rh };
-        assert_eq!(verify(&a, req, &pol, now()).unwrap().summary.kind, ApprovalKind::OpenexecV2);
+        let req = RequestRef {
+            action: "pay",
+            payload: &payload,
+            request_hash: &rh,
+        };
+        assert_eq!(
+            verify(&a, req, &pol, now()).unwrap().summary.kind,
+            ApprovalKind::OpenexecV2
+        );
         let other_nonce = request_hash("pay", &payload, "n-2", "acme").unwrap();
-        let req2 = RequestRef { action: "pay", payload: &payload, request_hash: &other_nonce };
-        assert_eq!(verify(&a, req2, &pol, now()).unwrap_err(), ApprovalError::HashMismatch);
-        let long = Artifact::V2(mint_v2(&key, "ap-9", "acme", &rh, now(), Duration::hours(2)).unwrap());
-        assert!(matches!(verify(&long, req, &pol, now()).unwrap_err(), ApprovalError::LifetimeTooLong(_)));
-        let future = Artifact::V2(mint_v2(&key, "ap-9", "acme", &rh, now() + Duration::minutes(5), Duration::seconds(60)).unwrap());
-        assert_eq!(verify(&future, req, &pol, now()).unwrap_err(), ApprovalError::NotYetValid);
+        let req2 = RequestRef {
+            action: "pay",
+            payload: &payload,
+            request_hash: &other_nonce,
+        };
+        assert_eq!(
+            verify(&a, req2, &pol, now()).unwrap_err(),
+            ApprovalError::HashMismatch
+        );
+        let long =
+            Artifact::V2(mint_v2(&key, "ap-9", "acme", &rh, now(), Duration::hours(2)).unwrap());
+        assert!(matches!(
+            verify(&long, req, &pol, now()).unwrap_err(),
+            ApprovalError::LifetimeTooLong(_)
+        ));
+        let future = Artifact::V2(
+            mint_v2(
+                &key,
+                "ap-9",
+                "acme",
+                &rh,
+                now() + Duration::minutes(5),
+                Duration::seconds(60),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            verify(&future, req, &pol, now()).unwrap_err(),
+            ApprovalError::NotYetValid
+        );
         // Tampering with any signed field breaks the signature.
-        let Artifact::V2(mut t) = a.clone() else { unreachable!() };
+        let Artifact::V2(mut t) = a.clone() else {
+            unreachable!()
+        };
         t.approval_id = "ap-10".into();
-        assert_eq!(verify(&Artifact::V2(t), req, &pol, now()).unwrap_err(), ApprovalError::BadSignature);
+        assert_eq!(
+            verify(&Artifact::V2(t), req, &pol, now()).unwrap_err(),
+            ApprovalError::BadSignature
+        );
     }
 }

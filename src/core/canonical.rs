@@ -43,8 +43,18 @@ struct RequestForHash<'a> {
 ///
 /// A v2 approval names a request through this hash, and the nonce
 /// reservation stores it to tell a replay from a conflicting reuse.
-pub fn request_hash(action: &str, payload: &Value, nonce: &str, tenant: &str) -> Result<Hash, CanonicalError> {
-    let body = to_canonical_bytes(&RequestForHash { action, nonce, payload, tenant })?;
+pub fn request_hash(
+    action: &str,
+    payload: &Value,
+    nonce: &str,
+    tenant: &str,
+) -> Result<Hash, CanonicalError> {
+    let body = to_canonical_bytes(&RequestForHash {
+        action,
+        nonce,
+        payload,
+        tenant,
+    })?;
     Ok(tagged_sha256(REQUEST_HASH_TAG, &[&body]))
 }
 
@@ -77,7 +87,10 @@ mod tests {
     #[test]
     fn canonical_form_sorts_keys_and_normalizes_numbers() {
         let v: Value = serde_json::from_str(r#"{"b": 1.0, "a": [1e2, "é", 0.1]}"#).unwrap();
-        assert_eq!(to_canonical_string(&v).unwrap(), r#"{"a":[100,"é",0.1],"b":1}"#);
+        assert_eq!(
+            to_canonical_string(&v).unwrap(),
+            r#"{"a":[100,"é",0.1],"b":1}"#
+        );
     }
 
     #[test]

@@ -16,9 +16,9 @@
 //! well-formed checkpoint for the log's origin. Signatures from unknown keys
 //! (witness cosignatures) are kept but not trusted here.
 
-pub use super::signing::LogVerifier;
 use super::hash::Hash;
 use super::signing::LogSigner;
+pub use super::signing::LogVerifier;
 
 /// Why a checkpoint was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,31 +70,46 @@ impl SignedCheckpoint {
     pub fn sign(signer: &LogSigner, size: u64, root: Hash) -> Result<Self, CheckpointError> {
         let body = tlog_tiles::Checkpoint::new(signer.name(), size, root.into(), "")
             .map_err(|_| CheckpointError::MalformedBody)?;
-        let mut note =
-            signed_note::Note::new(&body.to_bytes(), &[]).map_err(|_| CheckpointError::MalformedNote)?;
-        note.add_sigs(&[signer]).map_err(|_| CheckpointError::MalformedNote)?;
-        let text = String::from_utf8(note.to_bytes()).map_err(|_| CheckpointError::MalformedNote)?;
-        Ok(Self { origin: signer.name().to_owned(), size, root, note: text })
+        let mut note = signed_note::Note::new(&body.to_bytes(), &[])
+            .map_err(|_| CheckpointError::MalformedNote)?;
+        note.add_sigs(&[signer])
+            .map_err(|_| CheckpointError::MalformedNote)?;
+        let text =
+            String::from_utf8(note.to_bytes()).map_err(|_| CheckpointError::MalformedNote)?;
+        Ok(Self {
+            origin: signer.name().to_owned(),
+            size,
+            root,
+            note: text,
+        })
     }
 
     /// Parses a signed note and verifies the log's signature and origin.
     pub fn open(note_text: &[u8], verifier: &LogVerifier) -> Result<Self, CheckpointError> {
-        let note = signed_note::Note::from_bytes(note_text).map_err(|_| CheckpointError::MalformedNote)?;
+        let note =
+            signed_note::Note::from_bytes(note_text).map_err(|_| CheckpointError::MalformedNote)?;
         let known = signed_note::VerifierList::new(vec![Box::new(verifier.clone())]);
         match note.verify(&known) {
             Ok(_) => {}
             Err(signed_note::NoteError::UnverifiedNote) => return Err(CheckpointError::Unsigned),
             Err(_) => return Err(CheckpointError::BadSignature),
         }
-        let body = tlog_tiles::Checkpoint::from_bytes(note.text()).map_err(|_| CheckpointError::MalformedBody)?;
+        let body = tlog_tiles::Checkpoint::from_bytes(note.text())
+            .map_err(|_| CheckpointError::MalformedBody)?;
         if body.origin() != verifier.name() {
             return Err(CheckpointError::WrongOrigin {
                 expected: verifier.name().to_owned(),
                 found: body.origin().to_owned(),
             });
         }
-        let text = String::from_utf8(note_text.to_vec()).map_err(|_| CheckpointError::MalformedNote)?;
-        Ok(Self { origin: body.origin().to_owned(), size: body.size(), root: (*body.hash()).into(), note: text })
+        let text =
+            String::from_utf8(note_text.to_vec()).map_err(|_| CheckpointError::MalformedNote)?;
+        Ok(Self {
+            origin: body.origin().to_owned(),
+            size: body.size(),
+            root: (*body.hash()).into(),
+            note: text,
+        })
     }
 
     /// The origin line.
@@ -145,9 +160,18 @@ mod tests {
         let s = signer();
         let cp = SignedCheckpoint::sign(&s, 5, Hash::sha256(b"r")).unwrap();
         let text = cp.note_text().replacen("\n5\n", "\n6\n", 1);
-        assert_eq!(SignedCheckpoint::open(text.as_bytes(), &s.verifier()), Err(CheckpointError::BadSignature));
+        assert_eq!(
+            SignedCheckpoint::open(text.as_bytes(), &s.verifier()),
+            Err(CheckpointError::BadSignature)
+        );
         let other = LogSigner::from_seed("example.com/log", [4; 32]).unwrap();
-        assert_eq!(SignedCheckpoint::open(cp.note_text().as_bytes(), &other.verifier()), Err(CheckpointError::Unsigned));
-        assert_eq!(SignedCheckpoint::open(b"garbage", &s.verifier()), Err(CheckpointError::MalformedNote));
+        assert_eq!(
+            SignedCheckpoint::open(cp.note_text().as_bytes(), &other.verifier()),
+            Err(CheckpointError::Unsigned)
+        );
+        assert_eq!(
+            SignedCheckpoint::open(b"garbage", &s.verifier()),
+            Err(CheckpointError::MalformedNote)
+        );
     }
 }

@@ -67,7 +67,12 @@ impl ApprovalSummary {
     /// No approval at all.
     #[must_use]
     pub const fn none() -> Self {
-        Self { kind: ApprovalKind::None, id: None, key_id: None, expires_at: None }
+        Self {
+            kind: ApprovalKind::None,
+            id: None,
+            key_id: None,
+            expires_at: None,
+        }
     }
 }
 
@@ -156,7 +161,13 @@ pub enum EntryError {
 
 impl Entry {
     /// Places a draft at `index` after the entry whose leaf hash is `prev`.
-    pub fn from_draft(draft: EntryDraft, origin: &str, index: u64, prev: Hash, time: DateTime<Utc>) -> Self {
+    pub fn from_draft(
+        draft: EntryDraft,
+        origin: &str,
+        index: u64,
+        prev: Hash,
+        time: DateTime<Utc>,
+    ) -> Self {
         Self {
             v: ENTRY_VERSION,
             origin: origin.to_owned(),
@@ -185,7 +196,8 @@ impl Entry {
     /// Strict decoding: known version, valid fields, and `bytes` must be the
     /// canonical encoding of the result.
     pub fn from_canonical_bytes(bytes: &[u8]) -> Result<Self, EntryError> {
-        let entry: Self = serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
+        let entry: Self =
+            serde_json::from_slice(bytes).map_err(|e| EntryError::Malformed(e.to_string()))?;
         if entry.v != ENTRY_VERSION {
             return Err(EntryError::UnknownVersion(entry.v));
         }
@@ -223,7 +235,10 @@ pub const GENESIS_PREV: Hash = Hash::from_bytes([0; 32]);
 /// Reason codes are short machine identifiers: `[a-z0-9_]{1,64}`.
 #[must_use]
 pub fn is_reason_code(code: &str) -> bool {
-    (1..=64).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    (1..=64).contains(&code.len())
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 fn truncate_to_micros(time: DateTime<Utc>) -> DateTime<Utc> {
@@ -262,12 +277,20 @@ pub(crate) mod tests {
     }
 
     fn sample_time() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-21T23:40:00.123456Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-21T23:40:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
     fn round_trip_is_exact() {
-        let e = Entry::from_draft(sample_draft(0), "example.com/log", 0, GENESIS_PREV, sample_time());
+        let e = Entry::from_draft(
+            sample_draft(0),
+            "example.com/log",
+            0,
+            GENESIS_PREV,
+            sample_time(),
+        );
         let bytes = e.to_canonical_bytes().unwrap();
         assert_eq!(Entry::from_canonical_bytes(&bytes).unwrap(), e);
         let text = String::from_utf8(bytes).unwrap();
@@ -280,15 +303,30 @@ pub(crate) mod tests {
         let e = Entry::from_draft(sample_draft(1), "o", 1, Hash::sha256(b"p"), sample_time());
         let text = String::from_utf8(e.to_canonical_bytes().unwrap()).unwrap();
         let spaced = text.replacen(':', ": ", 1);
-        assert_eq!(Entry::from_canonical_bytes(spaced.as_bytes()), Err(EntryError::NonCanonical));
+        assert_eq!(
+            Entry::from_canonical_bytes(spaced.as_bytes()),
+            Err(EntryError::NonCanonical)
+        );
         let trailing = format!("{text}\n");
-        assert_eq!(Entry::from_canonical_bytes(trailing.as_bytes()), Err(EntryError::NonCanonical));
+        assert_eq!(
+            Entry::from_canonical_bytes(trailing.as_bytes()),
+            Err(EntryError::NonCanonical)
+        );
         let v2 = text.replace(r#""v":1"#, r#""v":2"#);
-        assert_eq!(Entry::from_canonical_bytes(v2.as_bytes()), Err(EntryError::UnknownVersion(2)));
+        assert_eq!(
+            Entry::from_canonical_bytes(v2.as_bytes()),
+            Err(EntryError::UnknownVersion(2))
+        );
         let extra = text.replacen('{', r#"{"zz":1,"#, 1);
-        assert!(matches!(Entry::from_canonical_bytes(extra.as_bytes()), Err(EntryError::Malformed(_))));
+        assert!(matches!(
+            Entry::from_canonical_bytes(extra.as_bytes()),
+            Err(EntryError::Malformed(_))
+        ));
         let tz = text.replace("23:40:00.123456Z", "23:40:00.123456+00:00");
-        assert_eq!(Entry::from_canonical_bytes(tz.as_bytes()), Err(EntryError::NonCanonical));
+        assert_eq!(
+            Entry::from_canonical_bytes(tz.as_bytes()),
+            Err(EntryError::NonCanonical)
+        );
     }
 
     #[test]
@@ -299,6 +337,9 @@ pub(crate) mod tests {
         let mut d = sample_draft(0);
         d.reason = "NO".into();
         let e = Entry::from_draft(d, "o", 0, GENESIS_PREV, sample_time());
-        assert_eq!(e.to_canonical_bytes(), Err(EntryError::InvalidField("reason")));
+        assert_eq!(
+            e.to_canonical_bytes(),
+            Err(EntryError::InvalidField("reason"))
+        );
     }
 }

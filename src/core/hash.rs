@@ -38,7 +38,9 @@ impl Hash {
 
     /// Takes a slice that must be exactly 32 bytes long.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, HashError> {
-        let array: [u8; HASH_LEN] = bytes.try_into().map_err(|_| HashError::Length(bytes.len()))?;
+        let array: [u8; HASH_LEN] = bytes
+            .try_into()
+            .map_err(|_| HashError::Length(bytes.len()))?;
         Ok(Self(array))
     }
 
@@ -154,8 +156,14 @@ mod tests {
         assert_eq!(Hash::from_base64(&h.to_base64()), Ok(h));
         // Missing padding, whitespace and wrong length are refused.
         let text = h.to_base64();
-        assert_eq!(Hash::from_base64(text.trim_end_matches('=')), Err(HashError::Base64));
-        assert_eq!(Hash::from_base64(&format!(" {text}")), Err(HashError::Base64));
+        assert_eq!(
+            Hash::from_base64(text.trim_end_matches('=')),
+            Err(HashError::Base64)
+        );
+        assert_eq!(
+            Hash::from_base64(&format!(" {text}")),
+            Err(HashError::Base64)
+        );
         assert_eq!(Hash::from_base64("AAAA"), Err(HashError::Length(3)));
     }
 }

@@ -61,14 +61,23 @@ pub fn verify_inclusion(
     root: &Hash,
 ) -> Result<(), ProofError> {
     if leaf_index >= tree_size {
-        return Err(ProofError::IndexOutOfRange { index: leaf_index, size: tree_size });
+        return Err(ProofError::IndexOutOfRange {
+            index: leaf_index,
+            size: tree_size,
+        });
     }
     if proof.len() > MAX_PROOF_LEN {
         return Err(ProofError::MalformedProof);
     }
     let path: Vec<tlog_tiles::Hash> = proof.iter().map(|h| (*h).into()).collect();
     // INVARIANT: leaf_index < tree_size, which is all `check_record` asserts.
-    match tlog_tiles::check_record(&path, tree_size, (*root).into(), leaf_index, (*leaf_hash).into()) {
+    match tlog_tiles::check_record(
+        &path,
+        tree_size,
+        (*root).into(),
+        leaf_index,
+        (*leaf_hash).into(),
+    ) {
         Ok(()) => Ok(()),
         Err(_) if path.len() != inclusion_proof_len(leaf_index, tree_size) => {
             Err(ProofError::MalformedProof)
@@ -88,7 +97,10 @@ pub fn verify_consistency(
     new_root: &Hash,
 ) -> Result<(), ProofError> {
     if old_size > new_size {
-        return Err(ProofError::SizesOutOfOrder { old: old_size, new: new_size });
+        return Err(ProofError::SizesOutOfOrder {
+            old: old_size,
+            new: new_size,
+        });
     }
     if old_size == new_size || old_size == 0 {
         if !proof.is_empty() {
@@ -107,7 +119,13 @@ pub fn verify_consistency(
     }
     let path: Vec<tlog_tiles::Hash> = proof.iter().map(|h| (*h).into()).collect();
     // INVARIANT: 1 <= old_size < new_size, which is all `check_tree` asserts.
-    match tlog_tiles::check_tree(&path, new_size, (*new_root).into(), old_size, (*old_root).into()) {
+    match tlog_tiles::check_tree(
+        &path,
+        new_size,
+        (*new_root).into(),
+        old_size,
+        (*old_root).into(),
+    ) {
         Ok(()) => Ok(()),
         Err(_) if path.len() != consistency_proof_len(old_size, new_size) => {
             Err(ProofError::MalformedProof)
@@ -124,7 +142,10 @@ pub fn prove_inclusion<R: HashReader>(
     tree_size: u64,
 ) -> Result<Vec<Hash>, ProofError> {
     if leaf_index >= tree_size {
-        return Err(ProofError::IndexOutOfRange { index: leaf_index, size: tree_size });
+        return Err(ProofError::IndexOutOfRange {
+            index: leaf_index,
+            size: tree_size,
+        });
     }
     let proof = tlog_tiles::prove_record(tree_size, leaf_index, reader)
         .map_err(|e| ProofError::Read(e.to_string()))?;
@@ -139,7 +160,10 @@ pub fn prove_consistency<R: HashReader>(
     new_size: u64,
 ) -> Result<Vec<Hash>, ProofError> {
     if old_size > new_size {
-        return Err(ProofError::SizesOutOfOrder { old: old_size, new: new_size });
+        return Err(ProofError::SizesOutOfOrder {
+            old: old_size,
+            new: new_size,
+        });
     }
     if old_size == 0 || old_size == new_size {
         return Ok(Vec::new());
@@ -273,7 +297,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: usize) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("leaf {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("leaf {i}").as_bytes()))
+            .collect()
     }
 
     proptest! {
@@ -318,9 +344,15 @@ mod tests {
         bytes[0] ^= 1;
         let good = proof[1];
         proof[1] = Hash::from_bytes(bytes);
-        assert_eq!(verify_inclusion(&proof, 5, 13, &l[5], &root), Err(ProofError::RootMismatch));
+        assert_eq!(
+            verify_inclusion(&proof, 5, 13, &l[5], &root),
+            Err(ProofError::RootMismatch)
+        );
         proof[1] = good;
         proof.push(good);
-        assert_eq!(verify_inclusion(&proof, 5, 13, &l[5], &root), Err(ProofError::MalformedProof));
+        assert_eq!(
+            verify_inclusion(&proof, 5, 13, &l[5], &root),
+            Err(ProofError::MalformedProof)
+        );
     }
 }

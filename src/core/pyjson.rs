@@ -118,10 +118,18 @@ pub fn python_float_repr(f: f64) -> String {
         return "NaN".into();
     }
     if f.is_infinite() {
-        return if f > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+        return if f > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        };
     }
     if f == 0.0 {
-        return if f.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if f.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde±x".
     let sci = format!("{f:e}");
@@ -133,7 +141,11 @@ pub fn python_float_repr(f: f64) -> String {
     if (-4..16).contains(&exp) {
         let point = exp + 1; // digits before the decimal point
         let body = if point <= 0 {
-            format!("0.{}{}", "0".repeat(usize::try_from(-point).unwrap_or(0)), digits)
+            format!(
+                "0.{}{}",
+                "0".repeat(usize::try_from(-point).unwrap_or(0)),
+                digits
+            )
         } else {
             let point = usize::try_from(point).unwrap_or(0);
             if digits.len() <= point {
@@ -145,7 +157,11 @@ pub fn python_float_repr(f: f64) -> String {
         format!("{sign}{body}")
     } else {
         let (first, rest) = digits.split_at(1);
-        let frac = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let frac = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let esign = if exp < 0 { '-' } else { '+' };
         format!("{sign}{first}{frac}e{esign}{:02}", exp.abs())
     }
@@ -190,12 +206,18 @@ mod tests {
     #[test]
     fn default_separators_for_the_legacy_receipt() {
         let v = json!({"echo": {"msg": "hello"}, "n": [1, 2.0]});
-        assert_eq!(dumps_sorted(&v, Separators::Default), r#"{"echo": {"msg": "hello"}, "n": [1, 2.0]}"#);
+        assert_eq!(
+            dumps_sorted(&v, Separators::Default),
+            r#"{"echo": {"msg": "hello"}, "n": [1, 2.0]}"#
+        );
     }
 
     #[test]
     fn control_characters() {
         let v = json!("a\u{0}b\u{1f}\n\u{7f}");
-        assert_eq!(dumps_sorted(&v, Separators::Compact), r#""a\u0000b\u001f\n""#.replace("\\n\"", "\\n\u{7f}\""));
+        assert_eq!(
+            dumps_sorted(&v, Separators::Compact),
+            r#""a\u0000b\u001f\n""#.replace("\\n\"", "\\n\u{7f}\"")
+        );
     }
 }

@@ -150,26 +150,43 @@ pub fn verify_receipt(
     }
     let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes())?;
     if entry.origin != log.name() {
-        return Err(ReceiptError::Origin { expected: log.name().to_owned(), found: entry.origin });
+        return Err(ReceiptError::Origin {
+            expected: log.name().to_owned(),
+            found: entry.origin,
+        });
     }
     if entry.index != receipt.leaf_index {
-        return Err(ReceiptError::IndexMismatch { leaf_index: receipt.leaf_index, entry_index: entry.index });
+        return Err(ReceiptError::IndexMismatch {
+            leaf_index: receipt.leaf_index,
+            entry_index: entry.index,
+        });
     }
-    let signature = signature_from_base64(&receipt.entry_signature).ok_or(ReceiptError::EntrySignature)?;
+    let signature =
+        signature_from_base64(&receipt.entry_signature).ok_or(ReceiptError::EntrySignature)?;
     if !log.verify_entry(receipt.entry.as_bytes(), &signature) {
         return Err(ReceiptError::EntrySignature);
     }
-    let checkpoint =
-        SignedCheckpoint::open(receipt.checkpoint.as_bytes(), log).map_err(ReceiptError::Checkpoint)?;
+    let checkpoint = SignedCheckpoint::open(receipt.checkpoint.as_bytes(), log)
+        .map_err(ReceiptError::Checkpoint)?;
     let proof = &receipt.inclusion_proof;
     if proof.tree_size != checkpoint.size() {
-        return Err(ReceiptError::TreeSizeMismatch { proof: proof.tree_size, checkpoint: checkpoint.size() });
+        return Err(ReceiptError::TreeSizeMismatch {
+            proof: proof.tree_size,
+            checkpoint: checkpoint.size(),
+        });
     }
     let leaf = leaf_hash(receipt.entry.as_bytes());
-    verify_inclusion(&proof.hashes, receipt.leaf_index, proof.tree_size, &leaf, &checkpoint.root())
-        .map_err(ReceiptError::Inclusion)?;
+    verify_inclusion(
+        &proof.hashes,
+        receipt.leaf_index,
+        proof.tree_size,
+        &leaf,
+        &checkpoint.root(),
+    )
+    .map_err(ReceiptError::Inclusion)?;
     if let Some(trusted) = trusted {
-        let later = SignedCheckpoint::open(trusted.checkpoint, log).map_err(ReceiptError::TrustedCheckpoint)?;
+        let later = SignedCheckpoint::open(trusted.checkpoint, log)
+            .map_err(ReceiptError::TrustedCheckpoint)?;
         verify_consistency(
             trusted.consistency_proof,
             checkpoint.size(),
@@ -179,14 +196,22 @@ pub fn verify_receipt(
         )
         .map_err(ReceiptError::Consistency)?;
     }
-    Ok(VerifiedReceipt { entry, leaf_hash: leaf, checkpoint })
+    Ok(VerifiedReceipt {
+        entry,
+        leaf_hash: leaf,
+        checkpoint,
+    })
 }
 
 /// Checks that `content` (canonical bytes) opens `expected` with `salt_b64`.
 #[must_use]
 pub fn opens_commitment(expected: &Hash, salt_b64: &str, content: &[u8]) -> bool {
-    let Ok(salt) = STANDARD.decode(salt_b64) else { return false };
-    let Ok(salt): Result<[u8; 32], _> = salt.try_into() else { return false };
+    let Ok(salt) = STANDARD.decode(salt_b64) else {
+        return false;
+    };
+    let Ok(salt): Result<[u8; 32], _> = salt.try_into() else {
+        return false;
+    };
     commitment(&salt, content) == *expected
 }
 

@@ -17,7 +17,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024, max_depth: 32 }
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_depth: 32,
+        }
     }
 }
 
@@ -47,42 +50,77 @@ pub struct RequestError {
 }
 
 fn refuse(status: u16, code: &'static str, detail: impl Into<String>) -> RequestError {
-    RequestError { detail: detail.into(), code, status }
+    RequestError {
+        detail: detail.into(),
+        code,
+        status,
+    }
 }
 
 /// Parses and validates a body.
 pub fn parse_execute(body: &[u8], limits: &Limits) -> Result<ExecuteRequest, RequestError> {
     if body.len() > limits.max_body_bytes {
-        return Err(refuse(413, "body_too_large", format!("Request body exceeds {} bytes", limits.max_body_bytes)));
+        return Err(refuse(
+            413,
+            "body_too_large",
+            format!("Request body exceeds {} bytes", limits.max_body_bytes),
+        ));
     }
     check_depth(body, limits.max_depth)?;
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| refuse(422, "invalid_json", format!("Body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| refuse(422, "invalid_json", format!("Body is not valid JSON: {e}")))?;
     let Value::Object(mut map) = value else {
         return Err(refuse(422, "invalid_body", "Body must be a JSON object"));
     };
     let action = take_string(&mut map, "action")?;
     if !is_action_name(&action) {
-        return Err(refuse(422, "invalid_action", "action must be 1-64 characters of A-Z a-z 0-9 _ . -"));
+        return Err(refuse(
+            422,
+            "invalid_action",
+            "action must be 1-64 characters of A-Z a-z 0-9 _ . -",
+        ));
     }
     let nonce = take_string(&mut map, "nonce")?;
     if !is_nonce(&nonce) {
-        return Err(refuse(422, "invalid_nonce", "nonce must be 1-128 printable ASCII characters without spaces"));
+        return Err(refuse(
+            422,
+            "invalid_nonce",
+            "nonce must be 1-128 printable ASCII characters without spaces",
+        ));
     }
     let payload = parse_payload(map.remove("payload"), limits)?;
     let approval_artifact = match map.remove("approval_artifact") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => Some(v),
-        Some(_) => return Err(refuse(422, "invalid_approval", "approval_artifact must be an object or null")),
+        Some(_) => {
+            return Err(refuse(
+                422,
+                "invalid_approval",
+                "approval_artifact must be an object or null",
+            ))
+        }
     };
-    Ok(ExecuteRequest { action, payload, nonce, approval_artifact })
+    Ok(ExecuteRequest {
+        action,
+        payload,
+        nonce,
+        approval_artifact,
+    })
 }
 
 fn take_string(map: &mut Map<String, Value>, field: &'static str) -> Result<String, RequestError> {
     match map.remove(field) {
         Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(refuse(422, "missing_field", format!("Field required: {field}"))),
-        Some(_) => Err(refuse(422, "invalid_field", format!("Field {field} must be a string"))),
+        None | Some(Value::Null) => Err(refuse(
+            422,
+            "missing_field",
+            format!("Field required: {field}"),
+        )),
+        Some(_) => Err(refuse(
+            422,
+            "invalid_field",
+            format!("Field {field} must be a string"),
+        )),
     }
 }
 
@@ -97,10 +135,18 @@ fn parse_payload(value: Option<Value>, limits: &Limits) -> Result<Value, Request
             match serde_json::from_str::<Value>(&text) {
                 Ok(v @ Value::Object(_)) => Ok(v),
                 Ok(Value::Null) => Ok(Value::Object(Map::new())),
-                _ => Err(refuse(422, "invalid_payload", "payload string must hold a JSON object")),
+                _ => Err(refuse(
+                    422,
+                    "invalid_payload",
+                    "payload string must hold a JSON object",
+                )),
             }
         }
-        Some(_) => Err(refuse(422, "invalid_payload", "payload must be an object, null, or a JSON object string")),
+        Some(_) => Err(refuse(
+            422,
+            "invalid_payload",
+            "payload must be an object, null, or a JSON object string",
+        )),
     }
 }
 
@@ -108,7 +154,9 @@ fn parse_payload(value: Option<Value>, limits: &Limits) -> Result<Value, Request
 #[must_use]
 pub fn is_action_name(action: &str) -> bool {
     (1..=64).contains(&action.len())
-        && action.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && action
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// 1–128 bytes of printable ASCII without space (`0x21..=0x7e`).
@@ -136,7 +184,11 @@ fn check_depth(bytes: &[u8], max: usize) -> Result<(), RequestError> {
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
-                    return Err(refuse(422, "too_deep", format!("JSON nesting exceeds {max} levels")));
+                    return Err(refuse(
+                        422,
+                        "too_deep",
+                        format!("JSON nesting exceeds {max} levels"),
+                    ));
                 }
             }
             b'}' | b']' => depth = depth.saturating_sub(1),
@@ -160,7 +212,8 @@ mod tests {
     fn accepts_the_original_shape_and_openai_arguments() {
         let r = parse(r#"{"action":"echo","payload":{"msg":"hello"},"nonce":"n1"}"#).unwrap();
         assert_eq!(r.payload, json!({"msg": "hello"}));
-        let r = parse(r#"{"action":"echo","payload":"{\"msg\": \"hello\"}","nonce":"n1"}"#).unwrap();
+        let r =
+            parse(r#"{"action":"echo","payload":"{\"msg\": \"hello\"}","nonce":"n1"}"#).unwrap();
         assert_eq!(r.payload, json!({"msg": "hello"}));
         let r = parse(r#"{"action":"echo","nonce":"n1","payload":null}"#).unwrap();
         assert_eq!(r.payload, json!({}));
@@ -168,18 +221,57 @@ mod tests {
 
     #[test]
     fn refuses_bad_shapes_with_codes() {
-        assert_eq!(parse(r#"{"action":"echo"}"#).unwrap_err().code, "missing_field");
-        assert_eq!(parse(r#"{"action":"ec ho","nonce":"n"}"#).unwrap_err().code, "invalid_action");
-        assert_eq!(parse(r#"{"action":"echo","nonce":""}"#).unwrap_err().code, "invalid_nonce");
-        assert_eq!(parse(r#"{"action":"echo","nonce":"a\u0000b"}"#).unwrap_err().code, "invalid_nonce");
-        assert_eq!(parse(&format!(r#"{{"action":"echo","nonce":"{}"}}"#, "n".repeat(129))).unwrap_err().code, "invalid_nonce");
-        assert_eq!(parse(r#"{"action":"echo","nonce":"n","payload":"[1]"}"#).unwrap_err().code, "invalid_payload");
-        assert_eq!(parse(r#"{"action":"echo","nonce":"n","payload":5}"#).unwrap_err().code, "invalid_payload");
+        assert_eq!(
+            parse(r#"{"action":"echo"}"#).unwrap_err().code,
+            "missing_field"
+        );
+        assert_eq!(
+            parse(r#"{"action":"ec ho","nonce":"n"}"#).unwrap_err().code,
+            "invalid_action"
+        );
+        assert_eq!(
+            parse(r#"{"action":"echo","nonce":""}"#).unwrap_err().code,
+            "invalid_nonce"
+        );
+        assert_eq!(
+            parse(r#"{"action":"echo","nonce":"a\u0000b"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_nonce"
+        );
+        assert_eq!(
+            parse(&format!(
+                r#"{{"action":"echo","nonce":"{}"}}"#,
+                "n".repeat(129)
+            ))
+            .unwrap_err()
+            .code,
+            "invalid_nonce"
+        );
+        assert_eq!(
+            parse(r#"{"action":"echo","nonce":"n","payload":"[1]"}"#)
+                .unwrap_err()
+                .code,
+            "invalid_payload"
+        );
+        assert_eq!(
+            parse(r#"{"action":"echo","nonce":"n","payload":5}"#)
+                .unwrap_err()
+                .code,
+            "invalid_payload"
+        );
         assert_eq!(parse("not json").unwrap_err().code, "invalid_json");
-        let deep = format!(r#"{{"action":"echo","nonce":"n","payload":{}1{}}}"#, "[".repeat(40), "]".repeat(40));
+        let deep = format!(
+            r#"{{"action":"echo","nonce":"n","payload":{}1{}}}"#,
+            "[".repeat(40),
+            "]".repeat(40)
+        );
         assert_eq!(parse(&deep).unwrap_err().code, "too_deep");
         // Brackets inside strings do not count.
-        let flat = format!(r#"{{"action":"echo","nonce":"n","payload":{{"s":"{}"}}}}"#, "[".repeat(40));
+        let flat = format!(
+            r#"{{"action":"echo","nonce":"n","payload":{{"s":"{}"}}}}"#,
+            "[".repeat(40)
+        );
         assert!(parse(&flat).is_ok());
     }
 }

@@ -62,13 +62,20 @@ impl LogSigner {
         check_name(name)?;
         let key = SigningKey::from_bytes(&seed);
         let key_id = note_key_id(name, &key.verifying_key());
-        Ok(Self { name: name.to_owned(), key, key_id })
+        Ok(Self {
+            name: name.to_owned(),
+            key,
+            key_id,
+        })
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`.
     pub fn from_private_key_text(text: &str) -> Result<Self, KeyError> {
         const FORM: &str = "PRIVATE+KEY+<name>+<hex id>+<base64 key>";
-        let rest = text.trim_end_matches('\n').strip_prefix("PRIVATE+KEY+").ok_or(KeyError::Format(FORM))?;
+        let rest = text
+            .trim_end_matches('\n')
+            .strip_prefix("PRIVATE+KEY+")
+            .ok_or(KeyError::Format(FORM))?;
         let (name, id, key) = split_key_text(rest, FORM)?;
         let seed: [u8; 32] = decode_alg_key(key)?;
         let signer = Self::from_seed(name, seed)?;
@@ -83,13 +90,22 @@ impl LogSigner {
     pub fn private_key_text(&self) -> String {
         let mut bytes = vec![ALG_ED25519];
         bytes.extend_from_slice(&self.key.to_bytes());
-        format!("PRIVATE+KEY+{}+{:08x}+{}\n", self.name, self.key_id, STANDARD.encode(bytes))
+        format!(
+            "PRIVATE+KEY+{}+{:08x}+{}\n",
+            self.name,
+            self.key_id,
+            STANDARD.encode(bytes)
+        )
     }
 
     /// The matching verifier.
     #[must_use]
     pub fn verifier(&self) -> LogVerifier {
-        LogVerifier { name: self.name.clone(), key: self.key.verifying_key(), key_id: self.key_id }
+        LogVerifier {
+            name: self.name.clone(),
+            key: self.key.verifying_key(),
+            key_id: self.key_id,
+        }
     }
 
     /// The key name (the log origin).
@@ -135,7 +151,11 @@ impl LogVerifier {
         if note_key_id(name, &key) != id {
             return Err(KeyError::KeyId);
         }
-        Ok(Self { name: name.to_owned(), key, key_id: id })
+        Ok(Self {
+            name: name.to_owned(),
+            key,
+            key_id: id,
+        })
     }
 
     /// The verifier key text.
@@ -159,7 +179,9 @@ impl LogVerifier {
     /// Checks an entry signature (strict Ed25519 verification).
     #[must_use]
     pub fn verify_entry(&self, entry_bytes: &[u8], signature: &Signature) -> bool {
-        self.key.verify_strict(&entry_message(entry_bytes), signature).is_ok()
+        self.key
+            .verify_strict(&entry_message(entry_bytes), signature)
+            .is_ok()
     }
 }
 
@@ -212,7 +234,10 @@ fn check_name(name: &str) -> Result<(), KeyError> {
     }
 }
 
-fn split_key_text<'a>(text: &'a str, form: &'static str) -> Result<(&'a str, u32, &'a str), KeyError> {
+fn split_key_text<'a>(
+    text: &'a str,
+    form: &'static str,
+) -> Result<(&'a str, u32, &'a str), KeyError> {
     // The base64 key may itself contain '+', so split off two fields only.
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
@@ -243,7 +268,10 @@ mod tests {
         // Some keys have '+' in their base64 form; all must round trip.
         for b in 0..=255u8 {
             let s = LogSigner::from_seed("example.com/log", [b; 32]).unwrap();
-            assert_eq!(LogVerifier::from_vkey(&s.verifier().vkey()).unwrap(), s.verifier());
+            assert_eq!(
+                LogVerifier::from_vkey(&s.verifier().vkey()).unwrap(),
+                s.verifier()
+            );
             assert!(LogSigner::from_private_key_text(&s.private_key_text()).is_ok());
         }
     }

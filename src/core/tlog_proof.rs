@@ -61,7 +61,11 @@ pub fn export(receipt: &Receipt) -> Result<String, TlogProofError> {
         salts: receipt.salts.clone(),
     };
     let extra = to_canonical_bytes(&extra).map_err(|_| TlogProofError::Extra)?;
-    let mut out = format!("{HEADER}\nextra {}\nindex {}\n", STANDARD.encode(extra), receipt.leaf_index);
+    let mut out = format!(
+        "{HEADER}\nextra {}\nindex {}\n",
+        STANDARD.encode(extra),
+        receipt.leaf_index
+    );
     for hash in &receipt.inclusion_proof.hashes {
         out.push_str(&hash.to_base64());
         out.push('\n');
@@ -83,10 +87,14 @@ pub fn import(text: &str) -> Result<Receipt, TlogProofError> {
     if next_line("header")? != HEADER {
         return Err(TlogProofError::Line("header"));
     }
-    let extra = next_line("extra")?.strip_prefix("extra ").ok_or(TlogProofError::Line("extra"))?;
+    let extra = next_line("extra")?
+        .strip_prefix("extra ")
+        .ok_or(TlogProofError::Line("extra"))?;
     let extra = STANDARD.decode(extra).map_err(|_| TlogProofError::Extra)?;
     let extra: Extra = serde_json::from_slice(&extra).map_err(|_| TlogProofError::Extra)?;
-    let index = next_line("index")?.strip_prefix("index ").ok_or(TlogProofError::Line("index"))?;
+    let index = next_line("index")?
+        .strip_prefix("index ")
+        .ok_or(TlogProofError::Line("index"))?;
     let leaf_index = parse_decimal(index).ok_or(TlogProofError::Line("index"))?;
     let mut hashes = Vec::new();
     loop {
@@ -97,14 +105,19 @@ pub fn import(text: &str) -> Result<Receipt, TlogProofError> {
         hashes.push(Hash::from_base64(line).map_err(|_| TlogProofError::Line("proof"))?);
     }
     let checkpoint = rest.to_owned();
-    let note = signed_note::Note::from_bytes(checkpoint.as_bytes()).map_err(|_| TlogProofError::Checkpoint)?;
-    let body = tlog_tiles::Checkpoint::from_bytes(note.text()).map_err(|_| TlogProofError::Checkpoint)?;
+    let note = signed_note::Note::from_bytes(checkpoint.as_bytes())
+        .map_err(|_| TlogProofError::Checkpoint)?;
+    let body =
+        tlog_tiles::Checkpoint::from_bytes(note.text()).map_err(|_| TlogProofError::Checkpoint)?;
     Ok(Receipt {
         format: extra.format,
         entry: extra.entry,
         entry_signature: extra.entry_signature,
         leaf_index,
-        inclusion_proof: InclusionProof { tree_size: body.size(), hashes },
+        inclusion_proof: InclusionProof {
+            tree_size: body.size(),
+            hashes,
+        },
         checkpoint,
         salts: extra.salts,
     })
@@ -112,7 +125,9 @@ pub fn import(text: &str) -> Result<Receipt, TlogProofError> {
 
 /// ASCII decimal without leading zeros ("0" itself is fine).
 fn parse_decimal(text: &str) -> Option<u64> {
-    let canonical = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+    let canonical = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text == "0" || !text.starts_with('0'));
     if canonical {
         text.parse().ok()
     } else {
@@ -136,6 +151,9 @@ mod tests {
     #[test]
     fn refuses_garbage() {
         assert_eq!(import(""), Err(TlogProofError::Line("header")));
-        assert_eq!(import("c2sp.org/tlog-proof@v1\nindex 1\n"), Err(TlogProofError::Line("extra")));
+        assert_eq!(
+            import("c2sp.org/tlog-proof@v1\nindex 1\n"),
+            Err(TlogProofError::Line("extra"))
+        );
     }
 }

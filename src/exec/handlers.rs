@@ -44,10 +44,34 @@ impl Registry {
     #[must_use]
     pub fn builtin() -> Self {
         let mut handlers = BTreeMap::new();
-        handlers.insert("echo", Handler { check: accept_any, run: echo });
-        handlers.insert("add", Handler { check: check_add, run: add });
-        handlers.insert("sha256", Handler { check: accept_any, run: sha256 });
-        handlers.insert("counter", Handler { check: check_counter, run: counter });
+        handlers.insert(
+            "echo",
+            Handler {
+                check: accept_any,
+                run: echo,
+            },
+        );
+        handlers.insert(
+            "add",
+            Handler {
+                check: check_add,
+                run: add,
+            },
+        );
+        handlers.insert(
+            "sha256",
+            Handler {
+                check: accept_any,
+                run: sha256,
+            },
+        );
+        handlers.insert(
+            "counter",
+            Handler {
+                check: check_counter,
+                run: counter,
+            },
+        );
         Self { handlers }
     }
 
@@ -78,7 +102,11 @@ fn check_add(payload: &Value) -> Result<(), String> {
     for field in ["a", "b"] {
         match payload.get(field) {
             None | Some(Value::Number(_)) => {}
-            Some(_) => return Err(format!("add takes numbers only: '{field}' must be a number")),
+            Some(_) => {
+                return Err(format!(
+                    "add takes numbers only: '{field}' must be a number"
+                ))
+            }
         }
     }
     Ok(())
@@ -88,10 +116,18 @@ fn add(_: &HandlerContext<'_>, payload: &Value) -> Result<Value, String> {
     let num = |f: &str| payload.get(f).cloned().unwrap_or(json!(0));
     let (a, b) = (num("a"), num("b"));
     let sum = match (a.as_i64(), b.as_i64()) {
-        (Some(x), Some(y)) => x.checked_add(y).map(Value::from).ok_or("integer overflow")?,
+        (Some(x), Some(y)) => x
+            .checked_add(y)
+            .map(Value::from)
+            .ok_or("integer overflow")?,
         _ => {
-            let (x, y) = (a.as_f64().ok_or("a is not a number")?, b.as_f64().ok_or("b is not a number")?);
-            serde_json::Number::from_f64(x + y).map(Value::Number).ok_or("sum is not finite")?
+            let (x, y) = (
+                a.as_f64().ok_or("a is not a number")?,
+                b.as_f64().ok_or("b is not a number")?,
+            );
+            serde_json::Number::from_f64(x + y)
+                .map(Value::Number)
+                .ok_or("sum is not finite")?
         }
     };
     Ok(json!({ "sum": sum }))
@@ -111,8 +147,14 @@ fn check_counter(payload: &Value) -> Result<(), String> {
 }
 
 fn counter(ctx: &HandlerContext<'_>, payload: &Value) -> Result<Value, String> {
-    let name = payload.get("name").and_then(Value::as_str).ok_or("missing name")?;
-    let value = ctx.store.increment_counter(name).map_err(|e| e.to_string())?;
+    let name = payload
+        .get("name")
+        .and_then(Value::as_str)
+        .ok_or("missing name")?;
+    let value = ctx
+        .store
+        .increment_counter(name)
+        .map_err(|e| e.to_string())?;
     Ok(json!({ "name": name, "value": value }))
 }
 

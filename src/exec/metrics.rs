@@ -19,7 +19,12 @@ impl Metrics {
     /// Counts one recorded attempt.
     pub fn record(&self, outcome: Outcome, reason: &str) {
         let outcome = format!("{outcome:?}").to_lowercase();
-        *self.attempts.lock().unwrap_or_else(PoisonError::into_inner).entry((outcome, reason.to_owned())).or_default() += 1;
+        *self
+            .attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((outcome, reason.to_owned()))
+            .or_default() += 1;
     }
 
     /// Prometheus exposition text.
@@ -27,22 +32,58 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP openexec_attempts_total Attempts recorded in the ledger, by outcome and reason.\n");
         out.push_str("# TYPE openexec_attempts_total counter\n");
-        for ((outcome, reason), n) in self.attempts.lock().unwrap_or_else(PoisonError::into_inner).iter() {
-            let _ = writeln!(out, "openexec_attempts_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}");
+        for ((outcome, reason), n) in self
+            .attempts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "openexec_attempts_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
+            );
         }
         let stats = ledger.stats();
         let batches = stats.batches.load(Ordering::Relaxed);
         let entries = stats.entries.load(Ordering::Relaxed);
         let nanos = stats.commit_nanos.load(Ordering::Relaxed);
         let gauges = [
-            ("openexec_ledger_size", "Entries in the ledger.", "gauge", ledger.head().size.to_string()),
-            ("openexec_batches_total", "Sequencer batches committed.", "counter", batches.to_string()),
-            ("openexec_batch_entries_total", "Entries committed through batches.", "counter", entries.to_string()),
-            ("openexec_batch_max_entries", "Largest batch so far.", "gauge", stats.max_batch.load(Ordering::Relaxed).to_string()),
-            ("openexec_commit_seconds_total", "Time in batch write + fdatasync.", "counter", format!("{:.6}", nanos as f64 / 1e9)),
+            (
+                "openexec_ledger_size",
+                "Entries in the ledger.",
+                "gauge",
+                ledger.head().size.to_string(),
+            ),
+            (
+                "openexec_batches_total",
+                "Sequencer batches committed.",
+                "counter",
+                batches.to_string(),
+            ),
+            (
+                "openexec_batch_entries_total",
+                "Entries committed through batches.",
+                "counter",
+                entries.to_string(),
+            ),
+            (
+                "openexec_batch_max_entries",
+                "Largest batch so far.",
+                "gauge",
+                stats.max_batch.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "openexec_commit_seconds_total",
+                "Time in batch write + fdatasync.",
+                "counter",
+                format!("{:.6}", nanos as f64 / 1e9),
+            ),
         ];
         for (name, help, kind, value) in gauges {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
         }
         out
     }

@@ -28,7 +28,9 @@ use chrono::Utc;
 use rand_core::{OsRng, RngCore as _};
 use serde_json::{json, Value};
 
-use crate::core::approval::{self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval};
+use crate::core::approval::{
+    self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
+};
 use crate::core::canonical::{commitment, request_hash, to_canonical_bytes};
 use crate::core::entry::{ApprovalSummary, EntryDraft, Outcome};
 use crate::core::hash::Hash;
@@ -88,7 +90,10 @@ impl Response {
     /// `{detail, code}` with a status.
     #[must_use]
     pub fn error(status: u16, code: &str, detail: impl Into<String>) -> Self {
-        Self { status, body: json!({ "detail": detail.into(), "code": code }) }
+        Self {
+            status,
+            body: json!({ "detail": detail.into(), "code": code }),
+        }
     }
 }
 
@@ -120,7 +125,13 @@ struct Decision {
 
 impl Decision {
     fn reject(status: u16, code: &str, detail: impl Into<String>) -> Self {
-        Self { outcome: Outcome::Rejected, reason: code.to_owned(), status, detail: Some(detail.into()), result: None }
+        Self {
+            outcome: Outcome::Rejected,
+            reason: code.to_owned(),
+            status,
+            detail: Some(detail.into()),
+            result: None,
+        }
     }
 }
 
@@ -128,7 +139,12 @@ impl Boundary {
     /// A boundary over an open ledger.
     #[must_use]
     pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
-        Self { ledger, registry, policy, metrics: Metrics::default() }
+        Self {
+            ledger,
+            registry,
+            policy,
+            metrics: Metrics::default(),
+        }
     }
 
     /// The ledger.
@@ -167,9 +183,18 @@ impl Boundary {
                 outcome: Outcome::Interrupted,
                 reason: "interrupted_at_restart".into(),
             };
-            let done = NonceRecord { outcome: Some(Outcome::Interrupted), status: Some(500), ..record };
-            self.ledger.append_completing_blocking(draft, None, Some(Completion { key, record: done }))?;
-            self.metrics.record(Outcome::Interrupted, "interrupted_at_restart");
+            let done = NonceRecord {
+                outcome: Some(Outcome::Interrupted),
+                status: Some(500),
+                ..record
+            };
+            self.ledger.append_completing_blocking(
+                draft,
+                None,
+                Some(Completion { key, record: done }),
+            )?;
+            self.metrics
+                .record(Outcome::Interrupted, "interrupted_at_restart");
         }
         Ok(count)
     }
@@ -182,10 +207,11 @@ impl Boundary {
         };
         let artifact = request.approval_artifact.as_ref().map(Artifact::from_value);
         let tenant = self.effective_tenant(artifact.as_ref().and_then(|a| a.as_ref().ok()));
-        let request_hash = match request_hash(&request.action, &request.payload, &request.nonce, &tenant) {
-            Ok(h) => h,
-            Err(e) => return Response::error(422, "invalid_payload", e.to_string()),
-        };
+        let request_hash =
+            match request_hash(&request.action, &request.payload, &request.nonce, &tenant) {
+                Ok(h) => h,
+                Err(e) => return Response::error(422, "invalid_payload", e.to_string()),
+            };
         let mut attempt = Attempt {
             exec_id: uuid::Uuid::new_v4().to_string(),
             request,
@@ -222,24 +248,45 @@ impl Boundary {
         let action = &attempt.request.action;
         if let Some(list) = &self.policy.allow_list {
             if !list.iter().any(|a| a == action) {
-                return Err(Decision::reject(403, "action_not_allowed", format!("Action '{action}' is not in the execution allow-list")));
+                return Err(Decision::reject(
+                    403,
+                    "action_not_allowed",
+                    format!("Action '{action}' is not in the execution allow-list"),
+                ));
             }
         }
-        let handler = self.registry.get(action).ok_or_else(|| Decision::reject(400, "unknown_action", format!("Unknown action: {action}")))?;
+        let handler = self.registry.get(action).ok_or_else(|| {
+            Decision::reject(400, "unknown_action", format!("Unknown action: {action}"))
+        })?;
         let verified = match self.policy.mode {
             Mode::Demo => None,
             Mode::Clawshield => {
-                let artifact = artifact.ok_or(ApprovalError::Missing).and_then(|a| a).map_err(approval_rejection)?;
-                let request = RequestRef { action, payload: &attempt.request.payload, request_hash: &attempt.request_hash };
-                Some(approval::verify(&artifact, request, &self.policy.approvals, Utc::now()).map_err(approval_rejection)?)
+                let artifact = artifact
+                    .ok_or(ApprovalError::Missing)
+                    .and_then(|a| a)
+                    .map_err(approval_rejection)?;
+                let request = RequestRef {
+                    action,
+                    payload: &attempt.request.payload,
+                    request_hash: &attempt.request_hash,
+                };
+                Some(
+                    approval::verify(&artifact, request, &self.policy.approvals, Utc::now())
+                        .map_err(approval_rejection)?,
+                )
             }
         };
-        (handler.check)(&attempt.request.payload).map_err(|msg| Decision::reject(400, "invalid_payload", msg))?;
+        (handler.check)(&attempt.request.payload)
+            .map_err(|msg| Decision::reject(400, "invalid_payload", msg))?;
         Ok(verified)
     }
 
     /// Steps 6–9.
-    async fn reserve_and_run(&self, attempt: Attempt, verified: Option<VerifiedApproval>) -> Response {
+    async fn reserve_and_run(
+        &self,
+        attempt: Attempt,
+        verified: Option<VerifiedApproval>,
+    ) -> Response {
         let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
         let record = NonceRecord {
             outcome: None,
@@ -253,23 +300,37 @@ impl Boundary {
             nonce: attempt.request.nonce.clone(),
         };
         let store = self.ledger.store();
-        let reserved = store.reserve(&key, &record, record.approval_key.as_deref()).and_then(|r| {
-            store.sync_coalesced()?;
-            Ok(r)
-        });
+        let reserved = store
+            .reserve(&key, &record, record.approval_key.as_deref())
+            .and_then(|r| {
+                store.sync_coalesced()?;
+                Ok(r)
+            });
         match reserved {
             Ok(Reservation::Reserved) => {}
             Ok(Reservation::ApprovalUsed) => {
                 let e = ApprovalError::Reused;
-                return self.finish(attempt, Decision::reject(403, e.code(), e.to_string()), None).await;
+                return self
+                    .finish(
+                        attempt,
+                        Decision::reject(403, e.code(), e.to_string()),
+                        None,
+                    )
+                    .await;
             }
-            Ok(Reservation::Existing(existing)) => return self.existing_nonce(attempt, existing).await,
+            Ok(Reservation::Existing(existing)) => {
+                return self.existing_nonce(attempt, existing).await
+            }
             Err(e) => return storage_unavailable(&e.to_string()),
         }
         let decision = self.run_handler(&attempt);
         let completion = Completion {
             key,
-            record: NonceRecord { outcome: Some(decision.outcome), status: Some(decision.status), ..record },
+            record: NonceRecord {
+                outcome: Some(decision.outcome),
+                status: Some(decision.status),
+                ..record
+            },
         };
         self.finish(attempt, decision, Some(completion)).await
     }
@@ -277,31 +338,81 @@ impl Boundary {
     /// Runs the handler once, catching panics.
     fn run_handler(&self, attempt: &Attempt) -> Decision {
         let Some(handler) = self.registry.get(&attempt.request.action) else {
-            return Decision::reject(400, "unknown_action", format!("Unknown action: {}", attempt.request.action));
+            return Decision::reject(
+                400,
+                "unknown_action",
+                format!("Unknown action: {}", attempt.request.action),
+            );
         };
-        let ctx = HandlerContext { store: self.ledger.store() };
-        match catch_unwind(AssertUnwindSafe(|| (handler.run)(&ctx, &attempt.request.payload))) {
-            Ok(Ok(result)) => Decision { outcome: Outcome::Executed, reason: "ok".into(), status: 200, detail: None, result: Some(result) },
-            Ok(Err(msg)) => Decision { outcome: Outcome::Failed, reason: "handler_error".into(), status: 500, detail: Some(format!("Handler failed: {msg}")), result: None },
-            Err(_) => Decision { outcome: Outcome::Failed, reason: "handler_panic".into(), status: 500, detail: Some("Handler failed: it panicked".into()), result: None },
+        let ctx = HandlerContext {
+            store: self.ledger.store(),
+        };
+        match catch_unwind(AssertUnwindSafe(|| {
+            (handler.run)(&ctx, &attempt.request.payload)
+        })) {
+            Ok(Ok(result)) => Decision {
+                outcome: Outcome::Executed,
+                reason: "ok".into(),
+                status: 200,
+                detail: None,
+                result: Some(result),
+            },
+            Ok(Err(msg)) => Decision {
+                outcome: Outcome::Failed,
+                reason: "handler_error".into(),
+                status: 500,
+                detail: Some(format!("Handler failed: {msg}")),
+                result: None,
+            },
+            Err(_) => Decision {
+                outcome: Outcome::Failed,
+                reason: "handler_panic".into(),
+                status: 500,
+                detail: Some("Handler failed: it panicked".into()),
+                result: None,
+            },
         }
     }
 
     /// A nonce that is already known: in flight, conflicting, or a replay.
     async fn existing_nonce(&self, attempt: Attempt, existing: NonceRecord) -> Response {
         let Some(original_outcome) = existing.outcome else {
-            return self.finish(attempt, Decision::reject(409, "nonce_in_flight", "A request with this nonce is still in flight"), None).await;
+            return self
+                .finish(
+                    attempt,
+                    Decision::reject(
+                        409,
+                        "nonce_in_flight",
+                        "A request with this nonce is still in flight",
+                    ),
+                    None,
+                )
+                .await;
         };
         if existing.request_hash != attempt.request_hash {
-            return self.finish(attempt, Decision::reject(422, "nonce_conflict", "Nonce already used for a different request"), None).await;
+            return self
+                .finish(
+                    attempt,
+                    Decision::reject(
+                        422,
+                        "nonce_conflict",
+                        "Nonce already used for a different request",
+                    ),
+                    None,
+                )
+                .await;
         }
         let result = existing.index.and_then(|i| self.original_result(i));
         let status = existing.status.unwrap_or(200);
         let decision = Decision {
             outcome: Outcome::Replayed,
-            reason: format!("replay_of_{}", format!("{original_outcome:?}").to_lowercase()),
+            reason: format!(
+                "replay_of_{}",
+                format!("{original_outcome:?}").to_lowercase()
+            ),
             status,
-            detail: (status != 200).then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
+            detail: (status != 200)
+                .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
             result,
         };
         let mut response = self.finish(attempt, decision, None).await;
@@ -312,7 +423,10 @@ impl Boundary {
                 map.insert("exec_id".into(), json!(existing.exec_id));
                 map.insert("original_outcome".into(), json!(original_outcome));
                 if let Some(result) = map.get("result").cloned() {
-                    map.insert("receipt_hash".into(), json!(legacy_receipt_hash(&existing.exec_id, &result)));
+                    map.insert(
+                        "receipt_hash".into(),
+                        json!(legacy_receipt_hash(&existing.exec_id, &result)),
+                    );
                 }
             }
         }
@@ -325,12 +439,21 @@ impl Boundary {
     }
 
     /// Records the attempt and builds the response.
-    async fn finish(&self, attempt: Attempt, decision: Decision, completion: Option<Completion>) -> Response {
+    async fn finish(
+        &self,
+        attempt: Attempt,
+        decision: Decision,
+        completion: Option<Completion>,
+    ) -> Response {
         let (draft, content) = match self.draft(&attempt, &decision) {
             Ok(v) => v,
             Err(e) => return Response::error(422, "invalid_payload", e),
         };
-        match self.ledger.append_completing(draft, content, completion).await {
+        match self
+            .ledger
+            .append_completing(draft, content, completion)
+            .await
+        {
             Ok(appended) => {
                 self.metrics.record(decision.outcome, &decision.reason);
                 respond(&attempt, &decision, &appended)
@@ -339,9 +462,19 @@ impl Boundary {
         }
     }
 
-    fn draft(&self, attempt: &Attempt, decision: &Decision) -> Result<(EntryDraft, Option<Content>), String> {
-        let payload_bytes = to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
-        let result_bytes = decision.result.as_ref().map(to_canonical_bytes).transpose().map_err(|e| e.to_string())?;
+    fn draft(
+        &self,
+        attempt: &Attempt,
+        decision: &Decision,
+    ) -> Result<(EntryDraft, Option<Content>), String> {
+        let payload_bytes =
+            to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
+        let result_bytes = decision
+            .result
+            .as_ref()
+            .map(to_canonical_bytes)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let (payload_salt, result_salt) = (random_salt(), random_salt());
         let draft = EntryDraft {
             exec_id: attempt.exec_id.clone(),
@@ -368,12 +501,20 @@ impl Boundary {
 }
 
 fn approval_rejection(e: ApprovalError) -> Decision {
-    let status = if matches!(e, ApprovalError::Malformed(_)) { 422 } else { 403 };
+    let status = if matches!(e, ApprovalError::Malformed(_)) {
+        422
+    } else {
+        403
+    };
     Decision::reject(status, e.code(), e.to_string())
 }
 
 fn storage_unavailable(detail: &str) -> Response {
-    Response::error(503, "ledger_unavailable", format!("The ledger could not record this attempt: {detail}"))
+    Response::error(
+        503,
+        "ledger_unavailable",
+        format!("The ledger could not record this attempt: {detail}"),
+    )
 }
 
 fn random_salt() -> [u8; 32] {
@@ -408,12 +549,18 @@ fn respond(attempt: &Attempt, decision: &Decision, appended: &Appended) -> Respo
     if let Value::Object(map) = &mut body {
         if let Some(result) = &decision.result {
             map.insert("result".into(), result.clone());
-            map.insert("receipt_hash".into(), json!(legacy_receipt_hash(&attempt.exec_id, result)));
+            map.insert(
+                "receipt_hash".into(),
+                json!(legacy_receipt_hash(&attempt.exec_id, result)),
+            );
         }
         if let Some(detail) = &decision.detail {
             map.insert("detail".into(), json!(detail));
             map.insert("code".into(), json!(decision.reason));
         }
     }
-    Response { status: decision.status, body }
+    Response {
+        status: decision.status,
+        body,
+    }
 }

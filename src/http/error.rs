@@ -19,7 +19,11 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, detail: detail.into() }
+        Self {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code,
+            detail: detail.into(),
+        }
     }
 
     /// 404.

@@ -31,7 +31,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Serves on `listener` until SIGINT/SIGTERM (actix drains in-flight
 /// requests on either), then returns. The caller then shuts the ledger
 /// down, which commits every queued append before the process exits.
-pub async fn run(listener: TcpListener, state: Arc<AppState>, workers: usize) -> std::io::Result<()> {
+pub async fn run(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    workers: usize,
+) -> std::io::Result<()> {
     let data = web::Data::from(state);
     HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
         .workers(workers.max(1))

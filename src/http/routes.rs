@@ -16,28 +16,38 @@ const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 const MAX_ENTRIES_PAGE: u64 = 1000;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()))
-        .app_data(web::PathConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()))
-        .app_data(web::JsonConfig::default().error_handler(|e, _| ApiError::new(422, "invalid_json", e.to_string()).into()))
-        .route("/", web::get().to(root))
-        .route("/health", web::get().to(health))
-        .route("/ready", web::get().to(ready))
-        .route("/version", web::get().to(version))
-        .route("/metrics", web::get().to(metrics))
-        .route("/execute", web::post().to(execute))
-        .route("/receipts/verify", web::post().to(verify))
-        .route("/receipts/{exec_id}", web::get().to(receipt))
-        .route("/ledger/checkpoint", web::get().to(checkpoint))
-        .route("/ledger/key", web::get().to(key))
-        .route("/ledger/entries", web::get().to(entries))
-        .route("/ledger/entries/{index}", web::get().to(entry))
-        .route("/ledger/proof/inclusion", web::get().to(inclusion))
-        .route("/ledger/proof/consistency", web::get().to(consistency))
-        .default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route")) }));
+    cfg.app_data(
+        web::QueryConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()),
+    )
+    .app_data(
+        web::JsonConfig::default()
+            .error_handler(|e, _| ApiError::new(422, "invalid_json", e.to_string()).into()),
+    )
+    .route("/", web::get().to(root))
+    .route("/health", web::get().to(health))
+    .route("/ready", web::get().to(ready))
+    .route("/version", web::get().to(version))
+    .route("/metrics", web::get().to(metrics))
+    .route("/execute", web::post().to(execute))
+    .route("/receipts/verify", web::post().to(verify))
+    .route("/receipts/{exec_id}", web::get().to(receipt))
+    .route("/ledger/checkpoint", web::get().to(checkpoint))
+    .route("/ledger/key", web::get().to(key))
+    .route("/ledger/entries", web::get().to(entries))
+    .route("/ledger/entries/{index}", web::get().to(entry))
+    .route("/ledger/proof/inclusion", web::get().to(inclusion))
+    .route("/ledger/proof/consistency", web::get().to(consistency))
+    .default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route"))
+    }));
 }
 
 async fn root() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "service": "OpenExec", "status": "running", "version": SERVICE_VERSION }))
+    HttpResponse::Ok()
+        .json(json!({ "service": "OpenExec", "status": "running", "version": SERVICE_VERSION }))
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -58,7 +68,10 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
                 map.insert("allow_list".into(), json!(list));
             }
             None => {
-                map.insert("warning".into(), json!("No execution allow-list configured"));
+                map.insert(
+                    "warning".into(),
+                    json!("No execution allow-list configured"),
+                );
             }
         }
     }
@@ -79,30 +92,46 @@ async fn version() -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.boundary.metrics_text())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.boundary.metrics_text())
 }
 
 /// Reads the body within the configured limit (413 past it) and requires a
 /// JSON content type when one is given (415 otherwise).
-async fn execute(state: web::Data<AppState>, req: HttpRequest, mut payload: web::Payload) -> Result<HttpResponse, ApiError> {
+async fn execute(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
     if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
         let essence = ct.split(';').next().unwrap_or("").trim();
         if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(ApiError::new(415, "unsupported_media_type", "Content-Type must be application/json"));
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+            ));
         }
     }
     let limit = state.boundary.policy().limits.max_body_bytes;
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::new(400, "bad_body", format!("Could not read the body: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(400, "bad_body", format!("Could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(413, "body_too_large", format!("Request body exceeds {limit} bytes")));
+            return Err(ApiError::new(
+                413,
+                "body_too_large",
+                format!("Request body exceeds {limit} bytes"),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
     let response = state.boundary.execute(&body).await;
-    let status = actix_web::http::StatusCode::from_u16(response.status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status = actix_web::http::StatusCode::from_u16(response.status)
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     Ok(HttpResponse::build(status).json(response.body))
 }
 
@@ -118,7 +147,9 @@ struct VerifyBody {
 async fn verify(state: web::Data<AppState>, body: web::Json<VerifyBody>) -> HttpResponse {
     let ledger = state.boundary.ledger();
     let outcome = match &body.receipt {
-        Value::String(hash) => verify_legacy(&state, body.exec_id.as_deref(), body.result.as_ref(), hash),
+        Value::String(hash) => {
+            verify_legacy(&state, body.exec_id.as_deref(), body.result.as_ref(), hash)
+        }
         other => match serde_json::from_value::<Receipt>(other.clone()) {
             Err(e) => Err(format!("receipt has the wrong shape: {e}")),
             Ok(receipt) => verify_receipt(&receipt, ledger.verifier(), None)
@@ -135,7 +166,12 @@ async fn verify(state: web::Data<AppState>, body: web::Json<VerifyBody>) -> Http
     }
 }
 
-fn verify_legacy(state: &AppState, exec_id: Option<&str>, result: Option<&Value>, hash: &str) -> Result<(), String> {
+fn verify_legacy(
+    state: &AppState,
+    exec_id: Option<&str>,
+    result: Option<&Value>,
+    hash: &str,
+) -> Result<(), String> {
     let exec_id = exec_id.ok_or("exec_id is required")?;
     // The original took `result` as the Python JSON text; accept that, or the object.
     let text = match result {
@@ -147,35 +183,58 @@ fn verify_legacy(state: &AppState, exec_id: Option<&str>, result: Option<&Value>
         return Err("hash does not match exec_id and result".into());
     }
     let store = state.boundary.ledger().store();
-    let index = store.index_of_exec_id(exec_id).ok().flatten().ok_or("no such execution in the ledger")?;
-    let content = store.content(index).ok().flatten().ok_or("the ledger holds no cleartext result to compare")?;
-    let content: Content = serde_json::from_slice(&content).map_err(|_| "stored content unreadable")?;
+    let index = store
+        .index_of_exec_id(exec_id)
+        .ok()
+        .flatten()
+        .ok_or("no such execution in the ledger")?;
+    let content = store
+        .content(index)
+        .ok()
+        .flatten()
+        .ok_or("the ledger holds no cleartext result to compare")?;
+    let content: Content =
+        serde_json::from_slice(&content).map_err(|_| "stored content unreadable")?;
     match content.result {
         Some(stored) if dumps_sorted(&stored, Separators::Default) == text => Ok(()),
         _ => Err("result differs from the recorded result".into()),
     }
 }
 
-async fn receipt(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let receipt = state.boundary.ledger().receipt_for_exec_id(&path).map_err(|e| match e {
-        crate::ledger::LedgerError::NotFound => ApiError::not_found("Execution"),
-        other => other.into(),
-    })?;
+async fn receipt(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let receipt = state
+        .boundary
+        .ledger()
+        .receipt_for_exec_id(&path)
+        .map_err(|e| match e {
+            crate::ledger::LedgerError::NotFound => ApiError::not_found("Execution"),
+            other => other.into(),
+        })?;
     Ok(HttpResponse::Ok().json(receipt))
 }
 
 async fn checkpoint(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::plaintext()).body(state.boundary.ledger().latest_checkpoint())
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body(state.boundary.ledger().latest_checkpoint())
 }
 
 async fn key(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type(ContentType::plaintext()).body(state.boundary.ledger().verifier().vkey() + "\n")
+    HttpResponse::Ok()
+        .content_type(ContentType::plaintext())
+        .body(state.boundary.ledger().verifier().vkey() + "\n")
 }
 
 fn entry_json(state: &AppState, index: u64) -> Result<Value, ApiError> {
     let (bytes, sig) = state.boundary.ledger().entry(index)?;
-    let signature = crate::core::signing::signature_to_base64(&ed25519_dalek::Signature::from_bytes(&sig));
-    Ok(json!({ "index": index, "entry": String::from_utf8_lossy(&bytes), "entry_signature": signature }))
+    let signature =
+        crate::core::signing::signature_to_base64(&ed25519_dalek::Signature::from_bytes(&sig));
+    Ok(
+        json!({ "index": index, "entry": String::from_utf8_lossy(&bytes), "entry_signature": signature }),
+    )
 }
 
 async fn entry(state: web::Data<AppState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
@@ -189,15 +248,22 @@ struct Range {
 }
 
 /// Entries `[start, end)`, at most [`MAX_ENTRIES_PAGE`] at a time.
-async fn entries(state: web::Data<AppState>, q: web::Query<Range>) -> Result<HttpResponse, ApiError> {
+async fn entries(
+    state: web::Data<AppState>,
+    q: web::Query<Range>,
+) -> Result<HttpResponse, ApiError> {
     let size = state.boundary.ledger().head().size;
     if q.start > q.end || q.end > size {
         return Err(ApiError::bad_query(format!("need start <= end <= {size}")));
     }
     if q.end - q.start > MAX_ENTRIES_PAGE {
-        return Err(ApiError::bad_query(format!("at most {MAX_ENTRIES_PAGE} entries per request")));
+        return Err(ApiError::bad_query(format!(
+            "at most {MAX_ENTRIES_PAGE} entries per request"
+        )));
     }
-    let list = (q.start..q.end).map(|i| entry_json(&state, i)).collect::<Result<Vec<_>, _>>()?;
+    let list = (q.start..q.end)
+        .map(|i| entry_json(&state, i))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(HttpResponse::Ok().json(json!({ "entries": list })))
 }
 
@@ -207,11 +273,15 @@ struct InclusionQuery {
     tree_size: Option<u64>,
 }
 
-async fn inclusion(state: web::Data<AppState>, q: web::Query<InclusionQuery>) -> Result<HttpResponse, ApiError> {
+async fn inclusion(
+    state: web::Data<AppState>,
+    q: web::Query<InclusionQuery>,
+) -> Result<HttpResponse, ApiError> {
     let ledger = state.boundary.ledger();
     let tree_size = q.tree_size.unwrap_or_else(|| ledger.head().size);
     let hashes = ledger.inclusion_proof(q.index, tree_size)?;
-    Ok(HttpResponse::Ok().json(json!({ "index": q.index, "tree_size": tree_size, "hashes": hashes })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "index": q.index, "tree_size": tree_size, "hashes": hashes })))
 }
 
 #[derive(Deserialize)]
@@ -220,7 +290,10 @@ struct ConsistencyQuery {
     to: Option<u64>,
 }
 
-async fn consistency(state: web::Data<AppState>, q: web::Query<ConsistencyQuery>) -> Result<HttpResponse, ApiError> {
+async fn consistency(
+    state: web::Data<AppState>,
+    q: web::Query<ConsistencyQuery>,
+) -> Result<HttpResponse, ApiError> {
     let ledger = state.boundary.ledger();
     let to = q.to.unwrap_or_else(|| ledger.head().size);
     let hashes = ledger.consistency_proof(q.from, to)?;

@@ -98,10 +98,19 @@ impl Hasher for Rfc6962 {
 
 /// Audits the store against the log's verifier key.
 pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, LedgerError> {
-    let vkey = store.meta("vkey")?.ok_or_else(|| LedgerError::Config("no log in this directory".into()))?;
+    let vkey = store
+        .meta("vkey")?
+        .ok_or_else(|| LedgerError::Config("no log in this directory".into()))?;
     let verifier = LogVerifier::from_vkey(&String::from_utf8_lossy(&vkey))?;
-    let head = store.head()?.ok_or_else(|| LedgerError::Config("no head record".into()))?;
-    let mut report = AuditReport { entries: 0, checkpoints: 0, rebuilt: false, first_bad: None };
+    let head = store
+        .head()?
+        .ok_or_else(|| LedgerError::Config("no head record".into()))?;
+    let mut report = AuditReport {
+        entries: 0,
+        checkpoints: 0,
+        rebuilt: false,
+        first_bad: None,
+    };
     let mut leaves = Vec::new();
     let mut prev = GENESIS_PREV;
     for index in 0..head.size {
@@ -113,41 +122,62 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
                 }
             }
             Err(problem) => {
-                report.first_bad = Some(AuditFinding { at: Location::Entry(index), problem });
+                report.first_bad = Some(AuditFinding {
+                    at: Location::Entry(index),
+                    problem,
+                });
                 return Ok(report);
             }
         }
         report.entries += 1;
         if options.progress_every > 0 && (index + 1) % options.progress_every == 0 {
-            let _ = writeln!(std::io::stderr(), "audit: {} / {} entries", index + 1, head.size);
+            let _ = writeln!(
+                std::io::stderr(),
+                "audit: {} / {} entries",
+                index + 1,
+                head.size
+            );
         }
     }
     if prev != head.last_leaf {
-        report.first_bad = Some(AuditFinding { at: Location::Head, problem: "last leaf hash differs".into() });
+        report.first_bad = Some(AuditFinding {
+            at: Location::Head,
+            problem: "last leaf hash differs".into(),
+        });
         return Ok(report);
     }
     for item in store.checkpoints() {
         let (size, note) = item?;
         if let Err(problem) = check_checkpoint(store, &verifier, size, &note, head.size) {
-            report.first_bad = Some(AuditFinding { at: Location::Checkpoint(size), problem });
+            report.first_bad = Some(AuditFinding {
+                at: Location::Checkpoint(size),
+                problem,
+            });
             return Ok(report);
         }
         report.checkpoints += 1;
     }
     let head_root = tree_root(&StoreHashReader(store), head.size)?;
     if head_root != head.root {
-        report.first_bad = Some(AuditFinding { at: Location::Head, problem: "head root differs from the stored tree".into() });
+        report.first_bad = Some(AuditFinding {
+            at: Location::Head,
+            problem: "head root differs from the stored tree".into(),
+        });
         return Ok(report);
     }
     if options.rebuild {
         let rebuilt = if leaves.is_empty() {
             empty_tree_hash()
         } else {
-            MerkleTree::<Rfc6962>::from_leaves(&leaves).root().map_or(empty_tree_hash(), Hash::from_bytes)
+            MerkleTree::<Rfc6962>::from_leaves(&leaves)
+                .root()
+                .map_or(empty_tree_hash(), Hash::from_bytes)
         };
         if rebuilt != head.root {
-            report.first_bad =
-                Some(AuditFinding { at: Location::Head, problem: "independent rs_merkle rebuild gives another root".into() });
+            report.first_bad = Some(AuditFinding {
+                at: Location::Head,
+                problem: "independent rs_merkle rebuild gives another root".into(),
+            });
             return Ok(report);
         }
         report.rebuilt = true;
@@ -156,8 +186,16 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
 }
 
 /// Checks entry `index`; returns its leaf hash.
-fn check_entry(store: &Store, verifier: &LogVerifier, index: u64, prev: &Hash) -> Result<Hash, String> {
-    let (bytes, sig) = store.entry(index).map_err(|e| e.to_string())?.ok_or("missing")?;
+fn check_entry(
+    store: &Store,
+    verifier: &LogVerifier,
+    index: u64,
+    prev: &Hash,
+) -> Result<Hash, String> {
+    let (bytes, sig) = store
+        .entry(index)
+        .map_err(|e| e.to_string())?
+        .ok_or("missing")?;
     let entry = Entry::from_canonical_bytes(&bytes).map_err(|e| e.to_string())?;
     if entry.index != index {
         return Err(format!("records index {}", entry.index));
@@ -172,8 +210,9 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64, prev: &Hash) -
         return Err("entry signature is invalid".into());
     }
     let leaf = leaf_hash(&bytes);
-    let expected = tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &StoreHashReader(store))
-        .map_err(|e| format!("stored hashes: {e}"))?;
+    let expected =
+        tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &StoreHashReader(store))
+            .map_err(|e| format!("stored hashes: {e}"))?;
     let first = tlog_tiles::stored_hash_index(0, index);
     for (at, want) in (first..).zip(expected) {
         let got = store.stored_hash(at).map_err(|e| e.to_string())?;
@@ -184,7 +223,13 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64, prev: &Hash) -
     Ok(leaf)
 }
 
-fn check_checkpoint(store: &Store, verifier: &LogVerifier, size: u64, note: &str, head_size: u64) -> Result<(), String> {
+fn check_checkpoint(
+    store: &Store,
+    verifier: &LogVerifier,
+    size: u64,
+    note: &str,
+    head_size: u64,
+) -> Result<(), String> {
     let cp = SignedCheckpoint::open(note.as_bytes(), verifier).map_err(|e| e.to_string())?;
     if cp.size() != size {
         return Err(format!("stored under size {size} but says {}", cp.size()));

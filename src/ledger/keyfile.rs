@@ -28,7 +28,10 @@ pub fn load_or_create(path: &Path, origin: &str) -> Result<LogSigner, LedgerErro
             Ok(signer)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => create(path, origin),
-        Err(e) => Err(LedgerError::Config(format!("reading log key {}: {e}", path.display()))),
+        Err(e) => Err(LedgerError::Config(format!(
+            "reading log key {}: {e}",
+            path.display()
+        ))),
     }
 }
 
@@ -37,13 +40,17 @@ pub fn load_or_create(path: &Path, origin: &str) -> Result<LogSigner, LedgerErro
 pub fn create(path: &Path, origin: &str) -> Result<LogSigner, LedgerError> {
     let mut seed = [0u8; 32];
     OsRng.fill_bytes(&mut seed);
-    let signer = LogSigner::from_seed(origin, seed).map_err(|e| LedgerError::Config(format!("origin: {e}")))?;
+    let signer = LogSigner::from_seed(origin, seed)
+        .map_err(|e| LedgerError::Config(format!("origin: {e}")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-        LedgerError::Config(format!("creating log key {}: {e}", path.display()))
-    })?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| LedgerError::Config(format!("creating log key {}: {e}", path.display())))?;
     file.write_all(signer.private_key_text().as_bytes())?;
     file.sync_all()?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -93,11 +93,16 @@ impl LedgerConfig {
     /// The key file path actually used.
     #[must_use]
     pub fn key_path(&self) -> PathBuf {
-        self.key_path.clone().unwrap_or_else(|| self.data_dir.join("log.key"))
+        self.key_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("log.key"))
     }
 
     fn store_config(&self) -> StoreConfig {
-        StoreConfig { path: self.data_dir.join("db"), cache_bytes: self.cache_bytes }
+        StoreConfig {
+            path: self.data_dir.join("db"),
+            cache_bytes: self.cache_bytes,
+        }
     }
 }
 
@@ -159,8 +164,14 @@ impl Ledger {
         let committed = Arc::new(RwLock::new(committed));
         let stats = Arc::new(LedgerStats::default());
         let (tx, rx) = mpsc::channel();
-        let writer = sequencer::Sequencer::new(store.clone(), signer, committed.clone(), stats.clone(), config.max_batch)
-            .spawn(rx)?;
+        let writer = sequencer::Sequencer::new(
+            store.clone(),
+            signer,
+            committed.clone(),
+            stats.clone(),
+            config.max_batch,
+        )
+        .spawn(rx)?;
         Ok(Self {
             store,
             verifier,
@@ -173,13 +184,22 @@ impl Ledger {
 
     /// Appends one entry and waits (blocking the thread) until it is durable.
     /// Must not be called from inside an async runtime; use [`Self::append_async`].
-    pub fn append(&self, draft: EntryDraft, content: Option<Content>) -> Result<Appended, LedgerError> {
+    pub fn append(
+        &self,
+        draft: EntryDraft,
+        content: Option<Content>,
+    ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, None)?;
-        rx.blocking_recv().map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+        rx.blocking_recv()
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
     }
 
     /// Appends one entry and waits until it is durable.
-    pub async fn append_async(&self, draft: EntryDraft, content: Option<Content>) -> Result<Appended, LedgerError> {
+    pub async fn append_async(
+        &self,
+        draft: EntryDraft,
+        content: Option<Content>,
+    ) -> Result<Appended, LedgerError> {
         self.append_completing(draft, content, None).await
     }
 
@@ -192,7 +212,8 @@ impl Ledger {
         completion: Option<Completion>,
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
-        rx.await.map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
     }
 
     /// Blocking form of [`Self::append_completing`] (start-up recovery).
@@ -203,7 +224,8 @@ impl Ledger {
         completion: Option<Completion>,
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
-        rx.blocking_recv().map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+        rx.blocking_recv()
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
     }
 
     fn submit(
@@ -214,9 +236,16 @@ impl Ledger {
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = jobs.as_ref().ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
+        let sender = jobs
+            .as_ref()
+            .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
         sender
-            .send(Job { draft, content, completion, reply })
+            .send(Job {
+                draft,
+                content,
+                completion,
+                reply,
+            })
             .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?;
         Ok(rx)
     }
@@ -224,8 +253,18 @@ impl Ledger {
     /// Stops accepting appends, lets the writer commit everything already
     /// queued, and waits for it. Idempotent.
     pub fn shutdown(&self) {
-        drop(self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take());
-        if let Some(handle) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        drop(
+            self.jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        if let Some(handle) = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             let _ = handle.join();
         }
     }
@@ -239,13 +278,20 @@ impl Ledger {
     /// The committed head.
     #[must_use]
     pub fn head(&self) -> Head {
-        self.committed.read().unwrap_or_else(PoisonError::into_inner).head
+        self.committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .head
     }
 
     /// The latest signed checkpoint (note text).
     #[must_use]
     pub fn latest_checkpoint(&self) -> String {
-        self.committed.read().unwrap_or_else(PoisonError::into_inner).checkpoint.clone()
+        self.committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .checkpoint
+            .clone()
     }
 
     /// Sequencer counters.
@@ -271,18 +317,34 @@ impl Ledger {
     /// Inclusion proof of `index` in the tree of `tree_size` (≤ committed size).
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(tree_size)?;
-        Ok(prove_inclusion(&StoreHashReader(&self.store), index, tree_size)?)
+        Ok(prove_inclusion(
+            &StoreHashReader(&self.store),
+            index,
+            tree_size,
+        )?)
     }
 
     /// Consistency proof between two committed sizes.
-    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, LedgerError> {
+    pub fn consistency_proof(
+        &self,
+        old_size: u64,
+        new_size: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(new_size)?;
-        Ok(prove_consistency(&StoreHashReader(&self.store), old_size, new_size)?)
+        Ok(prove_consistency(
+            &StoreHashReader(&self.store),
+            old_size,
+            new_size,
+        )?)
     }
 
     /// A fresh receipt for the entry at `index`, against the latest checkpoint.
     pub fn receipt(&self, index: u64) -> Result<Receipt, LedgerError> {
-        let committed = self.committed.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let committed = self
+            .committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         if index >= committed.head.size {
             return Err(LedgerError::NotFound);
         }
@@ -293,12 +355,23 @@ impl Ledger {
             .content(index)?
             .and_then(|c| serde_json::from_slice::<Content>(&c).ok())
             .map(|c| c.salts);
-        Ok(make_receipt(bytes, &signature, index, committed.head.size, hashes, committed.checkpoint, salts)?)
+        make_receipt(
+            bytes,
+            &signature,
+            index,
+            committed.head.size,
+            hashes,
+            committed.checkpoint,
+            salts,
+        )
     }
 
     /// A fresh receipt for the entry with this exec_id.
     pub fn receipt_for_exec_id(&self, exec_id: &str) -> Result<Receipt, LedgerError> {
-        let index = self.store.index_of_exec_id(exec_id)?.ok_or(LedgerError::NotFound)?;
+        let index = self
+            .store
+            .index_of_exec_id(exec_id)?
+            .ok_or(LedgerError::NotFound)?;
         self.receipt(index)
     }
 
@@ -326,7 +399,8 @@ fn make_receipt(
     checkpoint: String,
     salts: Option<crate::core::receipt::Salts>,
 ) -> Result<Receipt, LedgerError> {
-    let entry = String::from_utf8(bytes).map_err(|_| StoreError::Corrupt(format!("entry {index} is not UTF-8")))?;
+    let entry = String::from_utf8(bytes)
+        .map_err(|_| StoreError::Corrupt(format!("entry {index} is not UTF-8")))?;
     let signature = ed25519_dalek::Signature::from_bytes(signature);
     Ok(Receipt {
         format: RECEIPT_FORMAT.to_owned(),
@@ -351,14 +425,20 @@ fn initialize(store: &Store, signer: &LogSigner) -> Result<Committed, LedgerErro
             )));
         }
         Some(_) => {}
-        None => store.set_meta(&[("origin", signer.name().as_bytes()), ("vkey", vkey.as_bytes())])?,
+        None => store.set_meta(&[
+            ("origin", signer.name().as_bytes()),
+            ("vkey", vkey.as_bytes()),
+        ])?,
     }
     if let Some(head) = store.head()? {
-        let (size, checkpoint) =
-            store.latest_checkpoint()?.ok_or_else(|| StoreError::Corrupt("head without a checkpoint".into()))?;
+        let (size, checkpoint) = store
+            .latest_checkpoint()?
+            .ok_or_else(|| StoreError::Corrupt("head without a checkpoint".into()))?;
         let opened = SignedCheckpoint::open(checkpoint.as_bytes(), &signer.verifier())?;
         if size != head.size || opened.size() != head.size || opened.root() != head.root {
-            return Err(StoreError::Corrupt("latest checkpoint does not match the head".into()).into());
+            return Err(
+                StoreError::Corrupt("latest checkpoint does not match the head".into()).into(),
+            );
         }
         return Ok(Committed { head, checkpoint });
     }
@@ -374,7 +454,10 @@ fn initialize(store: &Store, signer: &LogSigner) -> Result<Committed, LedgerErro
         ..Default::default()
     };
     store.commit(&batch)?;
-    Ok(Committed { head, checkpoint: checkpoint.note_text().to_owned() })
+    Ok(Committed {
+        head,
+        checkpoint: checkpoint.note_text().to_owned(),
+    })
 }
 
 /// Stats helper: bumps `max` to at least `value`.

@@ -20,11 +20,11 @@ use chrono::Utc;
 use super::{make_receipt, raise, Appended, Committed, Job, LedgerError, LedgerStats};
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::Entry;
+use crate::core::entry::EntryDraft;
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{prove_inclusion, tree_root};
-use crate::core::entry::EntryDraft;
 use crate::core::receipt::{Content, Salts};
-use crate::store::{Completion, BatchWrite, Head, OverlayReader, Store, StoredEntry};
+use crate::store::{BatchWrite, Completion, Head, OverlayReader, Store, StoredEntry};
 
 pub(super) struct Sequencer {
     store: Store,
@@ -55,36 +55,53 @@ impl Sequencer {
         stats: Arc<LedgerStats>,
         max_batch: usize,
     ) -> Self {
-        let head = committed.read().unwrap_or_else(PoisonError::into_inner).head;
-        Self { store, signer, committed, stats, max_batch: max_batch.max(1), head, failed: None }
+        let head = committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .head;
+        Self {
+            store,
+            signer,
+            committed,
+            stats,
+            max_batch: max_batch.max(1),
+            head,
+            failed: None,
+        }
     }
 
     pub(super) fn spawn(mut self, rx: mpsc::Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
-        std::thread::Builder::new().name("openexec-sequencer".into()).spawn(move || {
-            // `recv` keeps returning queued jobs after every sender is gone,
-            // so shutdown drains the queue before the loop ends.
-            while let Ok(first) = rx.recv() {
-                let mut jobs = vec![first];
-                while jobs.len() < self.max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
+        std::thread::Builder::new()
+            .name("openexec-sequencer".into())
+            .spawn(move || {
+                // `recv` keeps returning queued jobs after every sender is gone,
+                // so shutdown drains the queue before the loop ends.
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < self.max_batch {
+                        match rx.try_recv() {
+                            Ok(job) => jobs.push(job),
+                            Err(_) => break,
+                        }
                     }
+                    self.run_batch(jobs);
                 }
-                self.run_batch(jobs);
-            }
-        })
+            })
     }
 
     fn run_batch(&mut self, jobs: Vec<Job>) {
         if let Some(reason) = &self.failed {
             for job in jobs {
-                let _ = job.reply.send(Err(LedgerError::Unavailable(reason.clone())));
+                let _ = job
+                    .reply
+                    .send(Err(LedgerError::Unavailable(reason.clone())));
             }
             return;
         }
-        let (drafts, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| ((j.draft, j.content, j.completion), j.reply)).unzip();
+        let (drafts, replies): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| ((j.draft, j.content, j.completion), j.reply))
+            .unzip();
         match self.commit(drafts) {
             Ok(results) => {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -112,7 +129,10 @@ impl Sequencer {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.head = prepared.head;
         {
-            let mut committed = self.committed.write().unwrap_or_else(PoisonError::into_inner);
+            let mut committed = self
+                .committed
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             committed.head = prepared.head;
             committed.checkpoint = prepared.checkpoint.note_text().to_owned();
         }
@@ -141,7 +161,10 @@ impl Sequencer {
             let entry = Entry::from_draft(draft, self.signer.name(), index, prev, now);
             let bytes = entry.to_canonical_bytes()?;
             let leaf = leaf_hash(&bytes);
-            let reader = OverlayReader { base: &self.store, pending: &pending };
+            let reader = OverlayReader {
+                base: &self.store,
+                pending: &pending,
+            };
             let stored = tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &reader)
                 .map_err(|e| LedgerError::Unavailable(format!("reading stored hashes: {e}")))?;
             let first = tlog_tiles::stored_hash_index(0, index);
@@ -150,9 +173,10 @@ impl Sequencer {
                 write.hashes.push((offset, Hash::from(hash)));
             }
             salts.push(content.as_ref().map(|c| c.salts.clone()));
-            let content = content.map(|c| serde_json::to_vec(&c)).transpose().map_err(|e| {
-                LedgerError::Unavailable(format!("encoding content: {e}"))
-            })?;
+            let content = content
+                .map(|c| serde_json::to_vec(&c))
+                .transpose()
+                .map_err(|e| LedgerError::Unavailable(format!("encoding content: {e}")))?;
             write.entries.push(StoredEntry {
                 index,
                 signature: self.signer.sign_entry(&bytes).to_bytes(),
@@ -168,17 +192,37 @@ impl Sequencer {
             prev = leaf;
             index += 1;
         }
-        let root = tree_root(&OverlayReader { base: &self.store, pending: &pending }, index)?;
-        let head = Head { size: index, root, last_leaf: prev };
+        let root = tree_root(
+            &OverlayReader {
+                base: &self.store,
+                pending: &pending,
+            },
+            index,
+        )?;
+        let head = Head {
+            size: index,
+            root,
+            last_leaf: prev,
+        };
         let checkpoint = SignedCheckpoint::sign(&self.signer, index, root)?;
         write.head = Some(head);
         write.checkpoint = Some((index, checkpoint.note_text().to_owned()));
-        Ok(Prepared { write, entries, pending, checkpoint, head, salts })
+        Ok(Prepared {
+            write,
+            entries,
+            pending,
+            checkpoint,
+            head,
+            salts,
+        })
     }
 
     /// One receipt per committed entry, against the batch's checkpoint.
     fn receipts(&self, prepared: Prepared) -> Vec<Result<Appended, LedgerError>> {
-        let reader = OverlayReader { base: &self.store, pending: &prepared.pending };
+        let reader = OverlayReader {
+            base: &self.store,
+            pending: &prepared.pending,
+        };
         let size = prepared.head.size;
         let note = prepared.checkpoint.note_text();
         prepared
@@ -189,8 +233,15 @@ impl Sequencer {
             .zip(prepared.salts)
             .map(|((stored, entry), salts)| {
                 let hashes = prove_inclusion(&reader, stored.index, size)?;
-                let receipt =
-                    make_receipt(stored.bytes, &stored.signature, stored.index, size, hashes, note.to_owned(), salts)?;
+                let receipt = make_receipt(
+                    stored.bytes,
+                    &stored.signature,
+                    stored.index,
+                    size,
+                    hashes,
+                    note.to_owned(),
+                    salts,
+                )?;
                 Ok(Appended { entry, receipt })
             })
             .collect()

@@ -39,7 +39,9 @@ impl HashReader for OverlayReader<'_> {
             .iter()
             .map(|i| match self.pending.get(i) {
                 Some(h) => Ok((*h).into()),
-                None => StoreHashReader(self.base).read_hashes(&[*i]).and_then(|mut v| v.pop().ok_or(TlogError::IndexesNotInTree)),
+                None => StoreHashReader(self.base)
+                    .read_hashes(&[*i])
+                    .and_then(|mut v| v.pop().ok_or(TlogError::IndexesNotInTree)),
             })
             .collect()
     }

@@ -83,7 +83,10 @@ pub struct StoreConfig {
 impl StoreConfig {
     /// Defaults for a directory.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), cache_bytes: 64 << 20 }
+        Self {
+            path: path.into(),
+            cache_bytes: 64 << 20,
+        }
     }
 }
 
@@ -111,15 +114,26 @@ impl Head {
 
     fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         if bytes.len() != Self::LEN {
-            return Err(StoreError::Corrupt("head record has the wrong length".into()));
+            return Err(StoreError::Corrupt(
+                "head record has the wrong length".into(),
+            ));
         }
         let corrupt = |_| StoreError::Corrupt("head record".into());
         let size = u64::from_be_bytes(bytes[..8].try_into().map_err(corrupt)?);
-        let root = Hash::from_slice(&bytes[8..40]).map_err(|_| StoreError::Corrupt("head root".into()))?;
-        let last_leaf = Hash::from_slice(&bytes[40..]).map_err(|_| StoreError::Corrupt("head leaf".into()))?;
-        Ok(Self { size, root, last_leaf })
+        let root =
+            Hash::from_slice(&bytes[8..40]).map_err(|_| StoreError::Corrupt("head root".into()))?;
+        let last_leaf =
+            Hash::from_slice(&bytes[40..]).map_err(|_| StoreError::Corrupt("head leaf".into()))?;
+        Ok(Self {
+            size,
+            root,
+            last_leaf,
+        })
     }
 }
+
+/// An entry's canonical bytes and the log's 64-byte signature over them.
+pub type SignedEntryBytes = (Vec<u8>, [u8; 64]);
 
 /// One entry as written by the sequencer.
 #[derive(Debug, Clone)]
@@ -206,7 +220,9 @@ impl Store {
             log_file,
             path: config.path.clone(),
         };
-        Ok(Self { inner: Arc::new(inner) })
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Directory of the store.
@@ -217,7 +233,11 @@ impl Store {
 
     /// The committed head, or `None` for a store never written.
     pub fn head(&self) -> Result<Option<Head>, StoreError> {
-        self.inner.meta.get(META_HEAD)?.map(|v| Head::decode(&v)).transpose()
+        self.inner
+            .meta
+            .get(META_HEAD)?
+            .map(|v| Head::decode(&v))
+            .transpose()
     }
 
     /// A metadata value.
@@ -269,7 +289,16 @@ impl Store {
             meta.insert(META_HEAD, head.encode().to_vec());
         }
         let i = &self.inner;
-        (&i.entries, &i.exec_ids, &i.content, &i.hashes, &i.checkpoints, &i.meta, &i.nonces, &i.pending)
+        (
+            &i.entries,
+            &i.exec_ids,
+            &i.content,
+            &i.hashes,
+            &i.checkpoints,
+            &i.meta,
+            &i.nonces,
+            &i.pending,
+        )
             .transaction(|(te, tx, tc, th, tk, tm, tn, tp)| {
                 tn.apply_batch(&nonces)?;
                 tp.apply_batch(&pending)?;
@@ -313,34 +342,56 @@ impl Store {
     }
 
     /// Entry bytes and signature at `index`.
-    pub fn entry(&self, index: u64) -> Result<Option<(Vec<u8>, [u8; 64])>, StoreError> {
-        let Some(value) = self.inner.entries.get(index.to_be_bytes())? else { return Ok(None) };
+    pub fn entry(&self, index: u64) -> Result<Option<SignedEntryBytes>, StoreError> {
+        let Some(value) = self.inner.entries.get(index.to_be_bytes())? else {
+            return Ok(None);
+        };
         if value.len() < 64 {
-            return Err(StoreError::Corrupt(format!("entry {index} is shorter than its signature")));
+            return Err(StoreError::Corrupt(format!(
+                "entry {index} is shorter than its signature"
+            )));
         }
         let (sig, bytes) = value.split_at(64);
-        let sig: [u8; 64] = sig.try_into().map_err(|_| StoreError::Corrupt(format!("entry {index}")))?;
+        let sig: [u8; 64] = sig
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("entry {index}")))?;
         Ok(Some((bytes.to_vec(), sig)))
     }
 
     /// Index of the entry with this exec_id.
     pub fn index_of_exec_id(&self, exec_id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.exec_ids.get(exec_id.as_bytes())?.map(|v| decode_u64(&v)).transpose()
+        self.inner
+            .exec_ids
+            .get(exec_id.as_bytes())?
+            .map(|v| decode_u64(&v))
+            .transpose()
     }
 
     /// Cleartext content stored beside entry `index`.
     pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.content.get(index.to_be_bytes())?.map(|v| v.to_vec()))
+        Ok(self
+            .inner
+            .content
+            .get(index.to_be_bytes())?
+            .map(|v| v.to_vec()))
     }
 
     /// The signed checkpoint of size `size`, if one was stored.
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
-        self.inner.checkpoints.get(size.to_be_bytes())?.map(|v| utf8(&v)).transpose()
+        self.inner
+            .checkpoints
+            .get(size.to_be_bytes())?
+            .map(|v| utf8(&v))
+            .transpose()
     }
 
     /// The most recent stored checkpoint: (size, note).
     pub fn latest_checkpoint(&self) -> Result<Option<(u64, String)>, StoreError> {
-        self.inner.checkpoints.last()?.map(|(k, v)| Ok((decode_u64(&k)?, utf8(&v)?))).transpose()
+        self.inner
+            .checkpoints
+            .last()?
+            .map(|(k, v)| Ok((decode_u64(&k)?, utf8(&v)?)))
+            .transpose()
     }
 
     /// Every stored checkpoint, in size order.
@@ -356,7 +407,10 @@ impl Store {
         self.inner
             .hashes
             .get(index.to_be_bytes())?
-            .map(|v| Hash::from_slice(&v).map_err(|_| StoreError::Corrupt(format!("stored hash {index}"))))
+            .map(|v| {
+                Hash::from_slice(&v)
+                    .map_err(|_| StoreError::Corrupt(format!("stored hash {index}")))
+            })
             .transpose()
     }
 
@@ -382,12 +436,15 @@ fn check_len(len: usize) -> Result<(), StoreError> {
 }
 
 fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt("u64 key or value".into()))?;
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("u64 key or value".into()))?;
     Ok(u64::from_be_bytes(array))
 }
 
 fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
 }
 
 /// fsync a directory so that newly created files in it survive a crash.

@@ -74,7 +74,8 @@ pub fn nonce_key(tenant: &str, nonce: &str) -> Vec<u8> {
 }
 
 pub(super) fn encode(record: &NonceRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record).map_err(|e| StoreError::Corrupt(format!("encoding nonce record: {e}")))
+    serde_json::to_vec(record)
+        .map_err(|e| StoreError::Corrupt(format!("encoding nonce record: {e}")))
 }
 
 fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
@@ -84,23 +85,29 @@ fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
 impl Store {
     /// Atomically reserves `key` for `record` and consumes `approval_key`.
     /// Not yet durable: call [`Store::sync_coalesced`] before acting on it.
-    pub fn reserve(&self, key: &[u8], record: &NonceRecord, approval_key: Option<&str>) -> Result<Reservation, StoreError> {
+    pub fn reserve(
+        &self,
+        key: &[u8],
+        record: &NonceRecord,
+        approval_key: Option<&str>,
+    ) -> Result<Reservation, StoreError> {
         let value = encode(record)?;
         let i = &self.inner;
-        let outcome = (&i.nonces, &i.pending, &i.approvals).transaction(|(nonces, pending, approvals)| {
-            if let Some(existing) = nonces.get(key)? {
-                return Ok(Err(existing.to_vec()));
-            }
-            if let Some(ak) = approval_key {
-                if approvals.get(ak.as_bytes())?.is_some() {
-                    return Ok(Ok(false));
+        let outcome =
+            (&i.nonces, &i.pending, &i.approvals).transaction(|(nonces, pending, approvals)| {
+                if let Some(existing) = nonces.get(key)? {
+                    return Ok(Err(existing.to_vec()));
                 }
-                approvals.insert(ak.as_bytes(), key)?;
-            }
-            nonces.insert(key, value.as_slice())?;
-            pending.insert(key, value.as_slice())?;
-            Ok::<_, ConflictableTransactionError<()>>(Ok(true))
-        });
+                if let Some(ak) = approval_key {
+                    if approvals.get(ak.as_bytes())?.is_some() {
+                        return Ok(Ok(false));
+                    }
+                    approvals.insert(ak.as_bytes(), key)?;
+                }
+                nonces.insert(key, value.as_slice())?;
+                pending.insert(key, value.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(Ok(true))
+            });
         match outcome.map_err(tx_error)? {
             Ok(true) => Ok(Reservation::Reserved),
             Ok(false) => Ok(Reservation::ApprovalUsed),
@@ -110,26 +117,42 @@ impl Store {
 
     /// The nonce key an approval was consumed by, if it was.
     pub fn approval_consumed_by(&self, approval_key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.inner.approvals.get(approval_key.as_bytes())?.map(|v| v.to_vec()))
+        Ok(self
+            .inner
+            .approvals
+            .get(approval_key.as_bytes())?
+            .map(|v| v.to_vec()))
     }
 
     /// Reservations left pending (attempts in flight when the process stopped).
     pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, NonceRecord)>, StoreError> {
-        self.inner.pending.iter().map(|r| {
-            let (k, v) = r?;
-            Ok((k.to_vec(), decode(&v)?))
-        }).collect()
+        self.inner
+            .pending
+            .iter()
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.to_vec(), decode(&v)?))
+            })
+            .collect()
     }
 
     /// Increments a named counter and returns the new value. Made durable
     /// by the ledger commit that records the attempt (same sled log file).
     pub fn increment_counter(&self, name: &str) -> Result<u64, StoreError> {
-        let next = self.inner.counters.update_and_fetch(name.as_bytes(), |old| {
-            let value = old.and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes);
-            Some(value.saturating_add(1).to_be_bytes().to_vec())
-        })?;
+        let next = self
+            .inner
+            .counters
+            .update_and_fetch(name.as_bytes(), |old| {
+                let value = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map_or(0, u64::from_be_bytes);
+                Some(value.saturating_add(1).to_be_bytes().to_vec())
+            })?;
         let bytes = next.ok_or_else(|| StoreError::Corrupt("counter vanished".into()))?;
-        let array: [u8; 8] = bytes.as_ref().try_into().map_err(|_| StoreError::Corrupt("counter value".into()))?;
+        let array: [u8; 8] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("counter value".into()))?;
         Ok(u64::from_be_bytes(array))
     }
 

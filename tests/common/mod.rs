@@ -1,5 +1,6 @@
 //! Shared test fixtures: ledgers in temporary directories, sample drafts,
 //! and a real server process.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 #![allow(dead_code)]
 
 pub mod server;

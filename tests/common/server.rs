@@ -1,5 +1,6 @@
 //! A real `openexec serve` process on a loopback port, with its own data
 //! directory, and a small blocking HTTP client for tests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 #![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader};
@@ -48,12 +49,19 @@ pub fn start_in(data: &std::path::Path, env: &[(&str, &str)]) -> Result<TestServ
     let mut child = cmd.spawn().expect("spawn openexec");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read stdout");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read stdout");
     let Some(url) = line.trim().strip_prefix("openexec listening on ") else {
         let _ = child.wait();
         return Err(std::fs::read_to_string(&log_path).unwrap_or_default());
     };
-    Ok(TestServer { child, base: url.to_owned(), data: data.to_owned(), _dir: None })
+    Ok(TestServer {
+        child,
+        base: url.to_owned(),
+        data: data.to_owned(),
+        _dir: None,
+    })
 }
 
 /// Runs `openexec serve` expecting it to refuse to start; returns stderr.
@@ -87,7 +95,12 @@ impl TestServer {
     }
 
     pub fn post_raw(&self, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-        let (status, text) = into_parts(agent().post(&self.url(path)).set("Content-Type", content_type).send_bytes(body));
+        let (status, text) = into_parts(
+            agent()
+                .post(&self.url(path))
+                .set("Content-Type", content_type)
+                .send_bytes(body),
+        );
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
@@ -103,7 +116,10 @@ impl TestServer {
 
     /// Sends SIGTERM and waits.
     pub fn stop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -116,7 +132,9 @@ impl Drop for TestServer {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build()
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build()
 }
 
 fn into_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
