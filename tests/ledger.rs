@@ -182,3 +182,13 @@ fn proofs_beyond_the_head_are_not_found() {
     assert!(matches!(ledger.entry(1), Err(LedgerError::NotFound)));
     let _: Hash = ledger.head().root;
 }
+
+#[test]
+fn a_bad_draft_is_refused_alone_and_the_writer_keeps_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::open(dir.path());
+    let mut bad = common::draft(0);
+    bad.reason = "Not A Code".into();
+    assert!(matches!(ledger.append(bad, None), Err(LedgerError::Entry(_))));
+    assert_eq!(ledger.append(common::draft(1), None).unwrap().entry.index, 0);
+}

@@ -91,7 +91,12 @@ pub fn import(text: &str) -> Result<Receipt, TlogProofError> {
         .strip_prefix("extra ")
         .ok_or(TlogProofError::Line("extra"))?;
     let extra = STANDARD.decode(extra).map_err(|_| TlogProofError::Extra)?;
-    let extra: Extra = serde_json::from_slice(&extra).map_err(|_| TlogProofError::Extra)?;
+    let parsed: Extra = serde_json::from_slice(&extra).map_err(|_| TlogProofError::Extra)?;
+    // Strict: the bundle must be exactly the canonical form export writes.
+    if to_canonical_bytes(&parsed).map_err(|_| TlogProofError::Extra)? != extra {
+        return Err(TlogProofError::Extra);
+    }
+    let extra = parsed;
     let index = next_line("index")?
         .strip_prefix("index ")
         .ok_or(TlogProofError::Line("index"))?;

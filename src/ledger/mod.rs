@@ -234,6 +234,11 @@ impl Ledger {
         content: Option<Content>,
         completion: Option<Completion>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+        // The only draft field that can make encoding fail; checked here so
+        // one bad draft is refused alone instead of failing a whole batch.
+        if !crate::core::entry::is_reason_code(&draft.reason) {
+            return Err(LedgerError::Entry(EntryError::InvalidField("reason")));
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = jobs
