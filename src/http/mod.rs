@@ -6,6 +6,7 @@
 //! start the real server on `127.0.0.1:0` with [`run`].
 
 mod error;
+pub mod openapi;
 mod routes;
 
 use std::net::TcpListener;

@@ -6,6 +6,12 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use utoipa::{IntoParams, OpenApi as _};
+
+use super::openapi::{
+    ApiDoc, ConsistencyResponse, EntriesResponse, EntryResponse, ErrorBody, ExecuteBody, ExecuteResponse, HealthResponse,
+    InclusionResponse, ReadyResponse, ReceiptDoc, RootResponse, VerifyBody, VerifyResponse, VersionResponse,
+};
 use super::{ApiError, AppState};
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{verify_receipt, Content, Receipt};
@@ -40,17 +46,20 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     .route("/ledger/entries/{index}", web::get().to(entry))
     .route("/ledger/proof/inclusion", web::get().to(inclusion))
     .route("/ledger/proof/consistency", web::get().to(consistency))
+    .route("/openapi.json", web::get().to(openapi))
     .default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route"))
     }));
 }
 
-async fn root() -> HttpResponse {
+#[utoipa::path(get, path = "/", responses((status = 200, description = "Service banner", body = RootResponse)))]
+pub(super) async fn root() -> HttpResponse {
     HttpResponse::Ok()
         .json(json!({ "service": "OpenExec", "status": "running", "version": SERVICE_VERSION }))
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/health", responses((status = 200, description = "Mode, restriction and ledger head", body = HealthResponse)))]
+pub(super) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let policy = state.boundary.policy();
     let ledger = state.boundary.ledger();
     let head = ledger.head();
@@ -78,7 +87,8 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/ready", responses((status = 200, description = "Store readable", body = ReadyResponse), (status = 503, description = "Store not readable", body = ErrorBody)))]
+pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let store = state.boundary.ledger().store();
     match store.head() {
         Ok(Some(_)) => Ok(HttpResponse::Ok().json(json!({ "ready": true }))),
@@ -86,12 +96,14 @@ async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     }
 }
 
-async fn version() -> HttpResponse {
+#[utoipa::path(get, path = "/version", responses((status = 200, description = "Version and server time", body = VersionResponse)))]
+pub(super) async fn version() -> HttpResponse {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     HttpResponse::Ok().json(json!({ "version": SERVICE_VERSION, "timestamp": now }))
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.boundary.metrics_text())
@@ -99,7 +111,17 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 
 /// Reads the body within the configured limit (413 past it) and requires a
 /// JSON content type when one is given (415 otherwise).
-async fn execute(
+#[utoipa::path(post, path = "/execute", request_body = ExecuteBody, responses(
+    (status = 200, description = "Executed, or a replay of an execution", body = ExecuteResponse),
+    (status = 400, description = "Unknown action or invalid payload (recorded)", body = ExecuteResponse),
+    (status = 403, description = "Not allowed or approval refused (recorded)", body = ExecuteResponse),
+    (status = 409, description = "Nonce in flight (recorded)", body = ExecuteResponse),
+    (status = 413, description = "Body too large (not recorded)", body = ErrorBody),
+    (status = 415, description = "Not JSON (not recorded)", body = ErrorBody),
+    (status = 422, description = "Malformed request (not recorded), or nonce conflict / malformed approval (recorded)", body = ErrorBody),
+    (status = 500, description = "Handler failed (recorded)", body = ExecuteResponse),
+    (status = 503, description = "Ledger unavailable", body = ErrorBody)))]
+pub(super) async fn execute(
     state: web::Data<AppState>,
     req: HttpRequest,
     mut payload: web::Payload,
@@ -136,7 +158,7 @@ async fn execute(
 }
 
 #[derive(Deserialize)]
-struct VerifyBody {
+pub(super) struct VerifyRequest {
     exec_id: Option<String>,
     result: Option<Value>,
     receipt: Value,
@@ -144,7 +166,8 @@ struct VerifyBody {
 
 /// The original triple (legacy hash, checked against the ledger) or a full
 /// receipt (checked cryptographically and against the ledger).
-async fn verify(state: web::Data<AppState>, body: web::Json<VerifyBody>) -> HttpResponse {
+#[utoipa::path(post, path = "/receipts/verify", request_body = VerifyBody, responses((status = 200, description = "Verdict", body = VerifyResponse), (status = 422, description = "Malformed body", body = ErrorBody)))]
+pub(super) async fn verify(state: web::Data<AppState>, body: web::Json<VerifyRequest>) -> HttpResponse {
     let ledger = state.boundary.ledger();
     let outcome = match &body.receipt {
         Value::String(hash) => {
@@ -201,7 +224,8 @@ fn verify_legacy(
     }
 }
 
-async fn receipt(
+#[utoipa::path(get, path = "/receipts/{exec_id}", params(("exec_id" = String, Path, description = "Execution id")), responses((status = 200, description = "Receipt with a fresh inclusion proof", body = ReceiptDoc), (status = 404, description = "Unknown exec_id", body = ErrorBody)))]
+pub(super) async fn receipt(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -216,13 +240,15 @@ async fn receipt(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-async fn checkpoint(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/ledger/checkpoint", responses((status = 200, description = "Latest signed C2SP checkpoint", body = String, content_type = "text/plain")))]
+pub(super) async fn checkpoint(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .body(state.boundary.ledger().latest_checkpoint())
 }
 
-async fn key(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(get, path = "/ledger/key", responses((status = 200, description = "Log verifier key (signed-note vkey)", body = String, content_type = "text/plain")))]
+pub(super) async fn key(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::plaintext())
         .body(state.boundary.ledger().verifier().vkey() + "\n")
@@ -237,18 +263,21 @@ fn entry_json(state: &AppState, index: u64) -> Result<Value, ApiError> {
     )
 }
 
-async fn entry(state: web::Data<AppState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/ledger/entries/{index}", params(("index" = u64, Path, description = "Entry index")), responses((status = 200, description = "Entry", body = EntryResponse), (status = 400, description = "Bad index", body = ErrorBody), (status = 404, description = "No such entry", body = ErrorBody)))]
+pub(super) async fn entry(state: web::Data<AppState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(entry_json(&state, *path)?))
 }
 
-#[derive(Deserialize)]
-struct Range {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct Range {
     start: u64,
     end: u64,
 }
 
 /// Entries `[start, end)`, at most [`MAX_ENTRIES_PAGE`] at a time.
-async fn entries(
+#[utoipa::path(get, path = "/ledger/entries", params(Range), responses((status = 200, description = "Entries [start, end), at most 1000", body = EntriesResponse), (status = 400, description = "Bad range", body = ErrorBody)))]
+pub(super) async fn entries(
     state: web::Data<AppState>,
     q: web::Query<Range>,
 ) -> Result<HttpResponse, ApiError> {
@@ -267,13 +296,15 @@ async fn entries(
     Ok(HttpResponse::Ok().json(json!({ "entries": list })))
 }
 
-#[derive(Deserialize)]
-struct InclusionQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct InclusionQuery {
     index: u64,
     tree_size: Option<u64>,
 }
 
-async fn inclusion(
+#[utoipa::path(get, path = "/ledger/proof/inclusion", params(InclusionQuery), responses((status = 200, description = "Inclusion proof", body = InclusionResponse), (status = 400, description = "Bad query", body = ErrorBody), (status = 404, description = "Beyond the head", body = ErrorBody)))]
+pub(super) async fn inclusion(
     state: web::Data<AppState>,
     q: web::Query<InclusionQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -284,13 +315,15 @@ async fn inclusion(
         .json(json!({ "index": q.index, "tree_size": tree_size, "hashes": hashes })))
 }
 
-#[derive(Deserialize)]
-struct ConsistencyQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ConsistencyQuery {
     from: u64,
     to: Option<u64>,
 }
 
-async fn consistency(
+#[utoipa::path(get, path = "/ledger/proof/consistency", params(ConsistencyQuery), responses((status = 200, description = "Consistency proof", body = ConsistencyResponse), (status = 400, description = "Bad query", body = ErrorBody), (status = 404, description = "Beyond the head", body = ErrorBody)))]
+pub(super) async fn consistency(
     state: web::Data<AppState>,
     q: web::Query<ConsistencyQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -298,4 +331,9 @@ async fn consistency(
     let to = q.to.unwrap_or_else(|| ledger.head().size);
     let hashes = ledger.consistency_proof(q.from, to)?;
     Ok(HttpResponse::Ok().json(json!({ "from": q.from, "to": to, "hashes": hashes })))
+}
+
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "This OpenAPI 3 document", body = Object)))]
+pub(super) async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
 }

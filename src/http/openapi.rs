@@ -1,0 +1,231 @@
+//! The OpenAPI 3 document served at `GET /openapi.json`, generated with
+//! utoipa from the route annotations in [`super::routes`] and the schema
+//! types below. The schema types describe the wire shapes only; the
+//! handlers build the same shapes (tests/openapi.rs checks that real
+//! responses match).
+
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+/// Body of `POST /execute`.
+#[derive(Serialize, ToSchema)]
+pub struct ExecuteBody {
+    /// Action name, `[A-Za-z0-9_.-]{1,64}`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+    pub action: String,
+    /// Payload object; or a string holding a JSON object (OpenAI
+    /// `function.arguments`); or null/absent for `{}`.
+    #[schema(value_type = Option<Object>)]
+    pub payload: Option<serde_json::Value>,
+    /// 1–128 printable ASCII characters, no space; scoped per tenant.
+    #[schema(pattern = "^[!-~]{1,128}$")]
+    pub nonce: String,
+    /// A ClawShield v1 or OpenExec v2 approval (see docs/FORMATS.md).
+    #[schema(value_type = Option<Object>)]
+    pub approval_artifact: Option<serde_json::Value>,
+}
+
+/// An inclusion proof.
+#[derive(Serialize, ToSchema)]
+pub struct InclusionProofDoc {
+    /// Tree size the proof leads to.
+    pub tree_size: u64,
+    /// Base64 hashes, leaf side first.
+    pub hashes: Vec<String>,
+}
+
+/// A receipt (docs/FORMATS.md, "Receipt").
+#[derive(Serialize, ToSchema)]
+pub struct ReceiptDoc {
+    /// `openexec-receipt/v1`.
+    pub format: String,
+    /// The entry's canonical JSON text.
+    pub entry: String,
+    /// Base64 Ed25519 signature of the log over the entry.
+    pub entry_signature: String,
+    /// Leaf index.
+    pub leaf_index: u64,
+    /// Inclusion proof.
+    pub inclusion_proof: InclusionProofDoc,
+    /// Signed C2SP checkpoint note.
+    pub checkpoint: String,
+    /// Salts opening the commitments (absent if content is not kept).
+    #[schema(value_type = Option<Object>)]
+    pub salts: Option<serde_json::Value>,
+}
+
+/// Response of `POST /execute`, success or recorded failure/rejection.
+#[derive(Serialize, ToSchema)]
+pub struct ExecuteResponse {
+    /// Execution id (= `exec_id`; for a replay, the original's).
+    pub id: String,
+    /// Same as `id`.
+    pub exec_id: String,
+    /// Action.
+    pub action: String,
+    /// `executed`, `failed`, `rejected` or `replayed`.
+    pub outcome: String,
+    /// Whether this answer is a replay of a recorded attempt.
+    pub replayed: bool,
+    /// True when the action ran (now or originally) and succeeded.
+    pub approved: bool,
+    /// Handler result, when there is one.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// The original service's receipt hash over id and result.
+    pub receipt_hash: Option<String>,
+    /// Receipt of this attempt's ledger entry.
+    pub receipt: ReceiptDoc,
+    /// For a replay: the original outcome.
+    pub original_outcome: Option<String>,
+    /// Error text, on failure or rejection.
+    pub detail: Option<String>,
+    /// Machine code, on failure or rejection.
+    pub code: Option<String>,
+}
+
+/// Error shape of every refusal.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Human-readable reason.
+    pub detail: String,
+    /// Machine code.
+    pub code: String,
+}
+
+/// `GET /`.
+#[derive(Serialize, ToSchema)]
+pub struct RootResponse {
+    /// "OpenExec".
+    pub service: String,
+    /// "running".
+    pub status: String,
+    /// Version.
+    pub version: String,
+}
+
+/// Ledger summary inside `/health`.
+#[derive(Serialize, ToSchema)]
+pub struct LedgerSummary {
+    /// Entries.
+    pub size: u64,
+    /// Base64 root hash.
+    pub root: String,
+    /// Log origin.
+    pub origin: String,
+}
+
+/// `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub struct HealthResponse {
+    /// "healthy".
+    pub status: String,
+    /// "demo" or "clawshield".
+    pub exec_mode: String,
+    /// "enabled" or "disabled".
+    pub signature_verification: String,
+    /// "restricted" or "open".
+    pub restriction: String,
+    /// The allow-list, when set.
+    pub allow_list: Option<Vec<String>>,
+    /// Present when no allow-list is set.
+    pub warning: Option<String>,
+    /// Ledger size and root.
+    pub ledger: LedgerSummary,
+    /// Latest signed checkpoint.
+    pub checkpoint: String,
+}
+
+/// `GET /ready`.
+#[derive(Serialize, ToSchema)]
+pub struct ReadyResponse {
+    /// True when the store is readable.
+    pub ready: bool,
+}
+
+/// `GET /version`.
+#[derive(Serialize, ToSchema)]
+pub struct VersionResponse {
+    /// Version.
+    pub version: String,
+    /// RFC 3339 UTC time.
+    pub timestamp: String,
+}
+
+/// Body of `POST /receipts/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyBody {
+    /// For the original triple.
+    pub exec_id: Option<String>,
+    /// For the original triple: the Python `json.dumps(result, sort_keys=True)` text (or the object).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// The original 64-hex receipt hash, or a full receipt object.
+    #[schema(value_type = Object)]
+    pub receipt: serde_json::Value,
+}
+
+/// Response of `POST /receipts/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct VerifyResponse {
+    /// Whether the receipt is valid and names an entry of this ledger.
+    pub valid: bool,
+    /// Why not, when invalid.
+    pub detail: Option<String>,
+}
+
+/// One ledger entry.
+#[derive(Serialize, ToSchema)]
+pub struct EntryResponse {
+    /// Index.
+    pub index: u64,
+    /// Canonical entry text.
+    pub entry: String,
+    /// Base64 entry signature.
+    pub entry_signature: String,
+}
+
+/// A page of entries.
+#[derive(Serialize, ToSchema)]
+pub struct EntriesResponse {
+    /// Entries `[start, end)`.
+    pub entries: Vec<EntryResponse>,
+}
+
+/// An inclusion proof response.
+#[derive(Serialize, ToSchema)]
+pub struct InclusionResponse {
+    /// Leaf index.
+    pub index: u64,
+    /// Tree size.
+    pub tree_size: u64,
+    /// Base64 hashes.
+    pub hashes: Vec<String>,
+}
+
+/// A consistency proof response.
+#[derive(Serialize, ToSchema)]
+pub struct ConsistencyResponse {
+    /// Older size.
+    pub from: u64,
+    /// Newer size.
+    pub to: u64,
+    /// Base64 hashes.
+    pub hashes: Vec<String>,
+}
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "OpenExec", description = "Execution boundary for AI agents with a verifiable receipt ledger."),
+    paths(
+        super::routes::root, super::routes::health, super::routes::ready, super::routes::version,
+        super::routes::metrics, super::routes::execute, super::routes::verify, super::routes::receipt,
+        super::routes::checkpoint, super::routes::key, super::routes::entries, super::routes::entry,
+        super::routes::inclusion, super::routes::consistency, super::routes::openapi
+    ),
+    components(schemas(ExecuteBody, ExecuteResponse, ErrorBody, ReceiptDoc, InclusionProofDoc, RootResponse,
+        HealthResponse, LedgerSummary, ReadyResponse, VersionResponse, VerifyBody, VerifyResponse, EntryResponse,
+        EntriesResponse, InclusionResponse, ConsistencyResponse))
+)]
+pub struct ApiDoc;
