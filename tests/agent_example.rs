@@ -26,7 +26,7 @@ fn python_agent_with_function_calling_runs_and_its_receipt_verifies() {
     let verify = Command::new(common::binary()).args(["verify", "--key", vkey.trim()]).arg(&receipt).output().unwrap();
     let line = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{line}");
-    assert!(line.starts_with("OK: entry 0 (add Executed"), "{line}");
+    assert!(line.starts_with("OK: entry 0 (add executed"), "{line}");
 
     // A tampered receipt makes `openexec verify` exit 1 with one line.
     let text = std::fs::read_to_string(&receipt).unwrap().replace("\\\"add\\\"", "\\\"adx\\\"");

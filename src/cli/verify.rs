@@ -63,7 +63,7 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     let verified = verify_receipt(&receipt, &log, trusted.as_ref()).map_err(|e| e.to_string())?;
     let e = &verified.entry;
     let mut line = format!(
-        "entry {} ({} {:?} {}) is in {} at tree size {}",
+        "entry {} ({} {} {}) is in {} at tree size {}",
         e.index,
         e.action,
         e.outcome,

@@ -18,7 +18,7 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one recorded attempt.
     pub fn record(&self, outcome: Outcome, reason: &str) {
-        let outcome = format!("{outcome:?}").to_lowercase();
+        let outcome = outcome.as_str().to_owned();
         *self
             .attempts
             .lock()

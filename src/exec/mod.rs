@@ -406,10 +406,7 @@ impl Boundary {
         let status = existing.status.unwrap_or(200);
         let decision = Decision {
             outcome: Outcome::Replayed,
-            reason: format!(
-                "replay_of_{}",
-                format!("{original_outcome:?}").to_lowercase()
-            ),
+            reason: format!("replay_of_{original_outcome}"),
             status,
             detail: (status != 200)
                 .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
