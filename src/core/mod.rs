@@ -11,6 +11,8 @@ pub mod approval;
 pub mod canonical;
 pub mod checkpoint;
 pub mod entry;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hash;
 pub mod proof;
 pub mod pyjson;
