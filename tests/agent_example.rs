@@ -18,20 +18,37 @@ fn python_agent_with_function_calling_runs_and_its_receipt_verifies() {
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("result: {'sum': 42}"), "{stdout}");
     assert!(stdout.contains("the action ran once"), "{stdout}");
 
     let (_, vkey) = s.get("/ledger/key");
-    let verify = Command::new(common::binary()).args(["verify", "--key", vkey.trim()]).arg(&receipt).output().unwrap();
+    let verify = Command::new(common::binary())
+        .args(["verify", "--key", vkey.trim()])
+        .arg(&receipt)
+        .output()
+        .unwrap();
     let line = String::from_utf8_lossy(&verify.stdout);
     assert!(verify.status.success(), "{line}");
     assert!(line.starts_with("OK: entry 0 (add executed"), "{line}");
 
     // A tampered receipt makes `openexec verify` exit 1 with one line.
-    let text = std::fs::read_to_string(&receipt).unwrap().replace("\\\"add\\\"", "\\\"adx\\\"");
+    let text = std::fs::read_to_string(&receipt)
+        .unwrap()
+        .replace("\\\"add\\\"", "\\\"adx\\\"");
     std::fs::write(&receipt, text).unwrap();
-    let verify = Command::new(common::binary()).args(["verify", "--key", vkey.trim()]).arg(&receipt).output().unwrap();
+    let verify = Command::new(common::binary())
+        .args(["verify", "--key", vkey.trim()])
+        .arg(&receipt)
+        .output()
+        .unwrap();
     assert_eq!(verify.status.code(), Some(1));
-    assert_eq!(String::from_utf8_lossy(&verify.stdout).trim(), "FAILED: entry signature is invalid");
+    assert_eq!(
+        String::from_utf8_lossy(&verify.stdout).trim(),
+        "FAILED: entry signature is invalid"
+    );
 }

@@ -20,7 +20,9 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
     // Simulate a crash between reservation and recording: the reservation
     // is on disk, the handler may have run, nothing was recorded.
     let request = json!({"action": "counter", "payload": {"name": "crash"}, "nonce": "crash-1"});
-    let request_hash = openexec::core::canonical::request_hash("counter", &request["payload"], "crash-1", "").unwrap();
+    let request_hash =
+        openexec::core::canonical::request_hash("counter", &request["payload"], "crash-1", "")
+            .unwrap();
     {
         let store = Store::open(&StoreConfig::new(data.join("db"))).unwrap();
         let record = NonceRecord {
@@ -34,18 +36,34 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
             tenant: String::new(),
             nonce: "crash-1".into(),
         };
-        assert_eq!(store.reserve(&nonce_key("", "crash-1"), &record, None).unwrap(), Reservation::Reserved);
+        assert_eq!(
+            store
+                .reserve(&nonce_key("", "crash-1"), &record, None)
+                .unwrap(),
+            Reservation::Reserved
+        );
         store.sync_coalesced().unwrap();
     }
     let s = start_in(&data, &[]).unwrap();
     let (_, entry) = s.get_json("/ledger/entries/0");
     let entry = Entry::from_canonical_bytes(entry["entry"].as_str().unwrap().as_bytes()).unwrap();
-    assert_eq!((entry.outcome, entry.exec_id.as_str(), entry.request_hash), (Outcome::Interrupted, "exec-crashed", request_hash));
+    assert_eq!(
+        (entry.outcome, entry.exec_id.as_str(), entry.request_hash),
+        (Outcome::Interrupted, "exec-crashed", request_hash)
+    );
     // The same request is a replay of the interrupted attempt: not re-run.
     let (status, r) = s.execute(&request);
-    assert_eq!((status, r["replayed"].as_bool(), r["original_outcome"].as_str()), (500, Some(true), Some("interrupted")));
+    assert_eq!(
+        (
+            status,
+            r["replayed"].as_bool(),
+            r["original_outcome"].as_str()
+        ),
+        (500, Some(true), Some("interrupted"))
+    );
     // The counter never moved.
-    let (_, r) = s.execute(&json!({"action": "counter", "payload": {"name": "crash"}, "nonce": "crash-2"}));
+    let (_, r) =
+        s.execute(&json!({"action": "counter", "payload": {"name": "crash"}, "nonce": "crash-2"}));
     assert_eq!(r["result"]["value"], 1);
 }
 
@@ -60,12 +78,19 @@ fn sigterm_drains_in_flight_requests_and_every_answered_entry_is_kept() {
             .map(|t| {
                 let base = base.clone();
                 scope.spawn(move || {
-                    let agent = ureq::AgentBuilder::new().timeout(std::time::Duration::from_secs(20)).build();
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(std::time::Duration::from_secs(20))
+                        .build();
                     let mut got = Vec::new();
                     for i in 0..200 {
                         let body = json!({"action": "echo", "nonce": format!("t{t}-{i}")});
                         match agent.post(&format!("{base}/execute")).send_json(body) {
-                            Ok(r) => got.push(serde_json::from_value(r.into_json::<serde_json::Value>().unwrap()["receipt"].clone()).unwrap()),
+                            Ok(r) => got.push(
+                                serde_json::from_value(
+                                    r.into_json::<serde_json::Value>().unwrap()["receipt"].clone(),
+                                )
+                                .unwrap(),
+                            ),
                             Err(_) => break, // the server stopped accepting
                         }
                     }
@@ -75,7 +100,10 @@ fn sigterm_drains_in_flight_requests_and_every_answered_entry_is_kept() {
             .collect();
         std::thread::sleep(std::time::Duration::from_millis(300));
         s.stop(); // SIGTERM, then wait for the process to exit
-        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
     });
     assert!(!answered.is_empty());
     let s = start_in(&data, &[]).unwrap();

@@ -189,6 +189,12 @@ fn a_bad_draft_is_refused_alone_and_the_writer_keeps_going() {
     let ledger = common::open(dir.path());
     let mut bad = common::draft(0);
     bad.reason = "Not A Code".into();
-    assert!(matches!(ledger.append(bad, None), Err(LedgerError::Entry(_))));
-    assert_eq!(ledger.append(common::draft(1), None).unwrap().entry.index, 0);
+    assert!(matches!(
+        ledger.append(bad, None),
+        Err(LedgerError::Entry(_))
+    ));
+    assert_eq!(
+        ledger.append(common::draft(1), None).unwrap().entry.index,
+        0
+    );
 }

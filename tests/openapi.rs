@@ -41,7 +41,10 @@ fn conforms(doc: &Value, schema: &Value, value: &Value, path: &str) {
     }
     for field in schema["required"].as_array().into_iter().flatten() {
         let field = field.as_str().unwrap();
-        assert!(value.get(field).is_some(), "{path}: required field {field} missing in {value}");
+        assert!(
+            value.get(field).is_some(),
+            "{path}: required field {field} missing in {value}"
+        );
     }
     if let (Some(props), Some(obj)) = (schema["properties"].as_object(), value.as_object()) {
         for (k, v) in obj {
@@ -62,24 +65,98 @@ fn the_document_lists_every_route_and_responses_conform() {
     let (status, doc) = s.get_json("/openapi.json");
     assert_eq!(status, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/", "/health", "/ready", "/version", "/metrics", "/execute", "/receipts/verify", "/receipts/{exec_id}",
-        "/ledger/checkpoint", "/ledger/key", "/ledger/entries", "/ledger/entries/{index}", "/ledger/proof/inclusion",
-        "/ledger/proof/consistency", "/openapi.json"] {
+    for path in [
+        "/",
+        "/health",
+        "/ready",
+        "/version",
+        "/metrics",
+        "/execute",
+        "/receipts/verify",
+        "/receipts/{exec_id}",
+        "/ledger/checkpoint",
+        "/ledger/key",
+        "/ledger/entries",
+        "/ledger/entries/{index}",
+        "/ledger/proof/inclusion",
+        "/ledger/proof/consistency",
+        "/openapi.json",
+    ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
     let (_, ok) = s.execute(&json!({"action": "echo", "payload": {"m": 1}, "nonce": "o1"}));
     conforms(&doc, component(&doc, "ExecuteResponse"), &ok, "execute 200");
     let (_, rejected) = s.execute(&json!({"action": "nope", "nonce": "o2"}));
-    conforms(&doc, component(&doc, "ExecuteResponse"), &rejected, "execute 400");
+    conforms(
+        &doc,
+        component(&doc, "ExecuteResponse"),
+        &rejected,
+        "execute 400",
+    );
     let (_, refused) = s.execute(&json!({"action": "echo"}));
     conforms(&doc, component(&doc, "ErrorBody"), &refused, "execute 422");
-    for (path, name) in [("/", "RootResponse"), ("/health", "HealthResponse"), ("/ready", "ReadyResponse"),
-        ("/version", "VersionResponse"), ("/ledger/entries/0", "EntryResponse"), ("/ledger/entries?start=0&end=2", "EntriesResponse"),
-        ("/ledger/proof/inclusion?index=0&tree_size=2", "InclusionResponse"), ("/ledger/proof/consistency?from=1&to=2", "ConsistencyResponse"),
-        (&format!("/receipts/{}", ok["id"].as_str().unwrap()), "ReceiptDoc"), ("/ledger/entries/99", "ErrorBody")] {
+    for (path, name) in [
+        ("/", "RootResponse"),
+        ("/health", "HealthResponse"),
+        ("/ready", "ReadyResponse"),
+        ("/version", "VersionResponse"),
+        ("/ledger/entries/0", "EntryResponse"),
+        ("/ledger/entries?start=0&end=2", "EntriesResponse"),
+        (
+            "/ledger/proof/inclusion?index=0&tree_size=2",
+            "InclusionResponse",
+        ),
+        (
+            "/ledger/proof/consistency?from=1&to=2",
+            "ConsistencyResponse",
+        ),
+        (
+            &format!("/receipts/{}", ok["id"].as_str().unwrap()),
+            "ReceiptDoc",
+        ),
+        ("/ledger/entries/99", "ErrorBody"),
+    ] {
         let (_, body) = s.get_json(path);
         conforms(&doc, component(&doc, name), &body, path);
     }
     let (_, v) = s.post_json("/receipts/verify", &json!({"receipt": ok["receipt"]}));
     conforms(&doc, component(&doc, "VerifyResponse"), &v, "verify");
+}
+
+#[test]
+fn every_refusal_is_json_with_a_code() {
+    let s = common::server::start(&[]);
+    for (method, path, status, code) in [
+        ("GET", "/execute", 405, "method_not_allowed"),
+        ("DELETE", "/health", 405, "method_not_allowed"),
+        ("GET", "/nowhere", 404, "not_found"),
+        ("GET", "/ledger/entries/abc", 400, "invalid_query"),
+        ("GET", "/ledger/entries?start=5", 400, "invalid_query"),
+        (
+            "GET",
+            "/ledger/proof/inclusion?index=0&tree_size=0",
+            400,
+            "invalid_query",
+        ),
+        (
+            "GET",
+            "/ledger/proof/consistency?from=3&to=9",
+            404,
+            "not_found",
+        ),
+    ] {
+        let resp = ureq::request(method, &s.url(path)).call();
+        let (st, body) = match resp {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        };
+        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert_eq!(
+            (st, body["code"].as_str()),
+            (status, Some(code)),
+            "{method} {path}: {body}"
+        );
+        assert!(body["detail"].is_string());
+    }
 }

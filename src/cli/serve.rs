@@ -81,14 +81,15 @@ pub struct ServeConfig {
 impl ServeArgs {
     /// Validates everything up front; the error is one line for the operator.
     pub fn validate(&self) -> Result<ServeConfig, String> {
-        let mode =
-            match self.mode.as_str() {
-                "demo" => Mode::Demo,
-                "clawshield" => Mode::Clawshield,
-                other => return Err(format!(
+        let mode = match self.mode.as_str() {
+            "demo" => Mode::Demo,
+            "clawshield" => Mode::Clawshield,
+            other => {
+                return Err(format!(
                     "Unknown mode {other:?} in OPENEXEC_MODE (expected \"demo\" or \"clawshield\")"
-                )),
-            };
+                ))
+            }
+        };
         let keys = match non_empty(self.approver_key.as_deref()) {
             Some(text) => ApproverKey::parse_pem_list(&read_pem(text)?)
                 .map_err(|e| format!("CLAWSHIELD_PUBLIC_KEY: {e}"))?,

@@ -19,7 +19,9 @@ use super::tlog_proof;
 
 fn verifier() -> LogVerifier {
     // A fixed key: fuzzing explores the parser, not the key space.
-    LogSigner::from_seed("fuzz.example/log", [7; 32]).map(|s| s.verifier()).unwrap_or_else(|_| unreachable!())
+    LogSigner::from_seed("fuzz.example/log", [7; 32])
+        .map(|s| s.verifier())
+        .unwrap_or_else(|_| unreachable!())
 }
 
 /// Receipt JSON and tlog-proof text: parsing and verification never panic,
@@ -32,7 +34,11 @@ pub fn receipt(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(r) = tlog_proof::import(text) {
             let _ = verify_receipt(&r, &v, None);
-            assert_eq!(tlog_proof::export(&r).ok().as_deref(), Some(text), "tlog-proof round trip");
+            assert_eq!(
+                tlog_proof::export(&r).ok().as_deref(),
+                Some(text),
+                "tlog-proof round trip"
+            );
         }
     }
 }
@@ -45,7 +51,11 @@ pub fn checkpoint(data: &[u8]) {
 /// Entries: strict decoding round-trips exactly.
 pub fn entry(data: &[u8]) {
     if let Ok(e) = Entry::from_canonical_bytes(data) {
-        assert_eq!(e.to_canonical_bytes().ok().as_deref(), Some(data), "entry round trip");
+        assert_eq!(
+            e.to_canonical_bytes().ok().as_deref(),
+            Some(data),
+            "entry round trip"
+        );
     }
 }
 
@@ -60,8 +70,12 @@ pub fn execute_request(data: &[u8]) {
 
 /// Approval artifacts (v1 and v2): parsing and verification never panic.
 pub fn approval(data: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
-    let Ok(artifact) = Artifact::from_value(&value) else { return };
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Ok(artifact) = Artifact::from_value(&value) else {
+        return;
+    };
     let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let policy = ApprovalPolicy {
         keys: vec![ApproverKey::new(key.verifying_key())],
@@ -71,24 +85,40 @@ pub fn approval(data: &[u8]) {
     };
     let payload = serde_json::json!({});
     let rh = Hash::sha256(b"request");
-    let req = RequestRef { action: "echo", payload: &payload, request_hash: &rh };
+    let req = RequestRef {
+        action: "echo",
+        payload: &payload,
+        request_hash: &rh,
+    };
     let _ = approval::verify(&artifact, req, &policy, chrono::DateTime::UNIX_EPOCH);
 }
 
 /// RFC 8785: canonical text parses back to a value with the same canonical text.
 pub fn canonical(data: &[u8]) {
-    let Ok(value) = serde_json::from_slice::<Value>(data) else { return };
-    let Ok(once) = to_canonical_bytes(&value) else { return };
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let Ok(once) = to_canonical_bytes(&value) else {
+        return;
+    };
     let again: Value = serde_json::from_slice(&once).unwrap_or(Value::Null);
-    assert_eq!(to_canonical_bytes(&again).ok(), Some(once), "canonical form is a fixed point");
+    assert_eq!(
+        to_canonical_bytes(&again).ok(),
+        Some(once),
+        "canonical form is a fixed point"
+    );
 }
 
 /// Merkle proofs: for a tree built from the input, the reference proofs
 /// verify, and a proof with any one byte changed does not.
 pub fn merkle(data: &[u8]) {
-    let Some((&n, rest)) = data.split_first() else { return };
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
     let n = usize::from(n % 64) + 1;
-    let leaves: Vec<Hash> = (0..n).map(|i| leaf_hash(&[rest, &i.to_be_bytes()].concat())).collect();
+    let leaves: Vec<Hash> = (0..n)
+        .map(|i| leaf_hash(&[rest, &i.to_be_bytes()].concat()))
+        .collect();
     let m = rest.first().map_or(0, |b| usize::from(*b)) % n;
     let root = reference::root(&leaves);
     let size = n as u64;

@@ -453,9 +453,21 @@ impl Boundary {
         {
             Ok(appended) => {
                 self.metrics.record(decision.outcome, &decision.reason);
+                tracing::debug!(
+                    exec_id = %attempt.exec_id,
+                    action = %attempt.request.action,
+                    outcome = %decision.outcome,
+                    reason = %decision.reason,
+                    status = decision.status,
+                    index = appended.entry.index,
+                    "attempt recorded"
+                );
                 respond(&attempt, &decision, &appended)
             }
-            Err(e) => storage_unavailable(&e.to_string()),
+            Err(e) => {
+                tracing::error!(exec_id = %attempt.exec_id, error = %e, "attempt could not be recorded");
+                storage_unavailable(&e.to_string())
+            }
         }
     }
 

@@ -217,15 +217,44 @@ pub struct ConsistencyResponse {
 /// The document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "OpenExec", description = "Execution boundary for AI agents with a verifiable receipt ledger."),
-    paths(
-        super::routes::root, super::routes::health, super::routes::ready, super::routes::version,
-        super::routes::metrics, super::routes::execute, super::routes::verify, super::routes::receipt,
-        super::routes::checkpoint, super::routes::key, super::routes::entries, super::routes::entry,
-        super::routes::inclusion, super::routes::consistency, super::routes::openapi
+    info(
+        title = "OpenExec",
+        description = "Execution boundary for AI agents with a verifiable receipt ledger."
     ),
-    components(schemas(ExecuteBody, ExecuteResponse, ErrorBody, ReceiptDoc, InclusionProofDoc, RootResponse,
-        HealthResponse, LedgerSummary, ReadyResponse, VersionResponse, VerifyBody, VerifyResponse, EntryResponse,
-        EntriesResponse, InclusionResponse, ConsistencyResponse))
+    paths(
+        super::routes::root,
+        super::routes::health,
+        super::routes::ready,
+        super::routes::version,
+        super::routes::metrics,
+        super::routes::execute,
+        super::routes::verify,
+        super::routes::receipt,
+        super::routes::checkpoint,
+        super::routes::key,
+        super::routes::entries,
+        super::routes::entry,
+        super::routes::inclusion,
+        super::routes::consistency,
+        super::routes::openapi
+    ),
+    components(schemas(
+        ExecuteBody,
+        ExecuteResponse,
+        ErrorBody,
+        ReceiptDoc,
+        InclusionProofDoc,
+        RootResponse,
+        HealthResponse,
+        LedgerSummary,
+        ReadyResponse,
+        VersionResponse,
+        VerifyBody,
+        VerifyResponse,
+        EntryResponse,
+        EntriesResponse,
+        InclusionResponse,
+        ConsistencyResponse
+    ))
 )]
 pub struct ApiDoc;

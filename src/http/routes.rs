@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, OpenApi as _};
 
 use super::openapi::{
-    ApiDoc, ConsistencyResponse, EntriesResponse, EntryResponse, ErrorBody, ExecuteBody, ExecuteResponse, HealthResponse,
-    InclusionResponse, ReadyResponse, ReceiptDoc, RootResponse, VerifyBody, VerifyResponse, VersionResponse,
+    ApiDoc, ConsistencyResponse, EntriesResponse, EntryResponse, ErrorBody, ExecuteBody,
+    ExecuteResponse, HealthResponse, InclusionResponse, ReadyResponse, ReceiptDoc, RootResponse,
+    VerifyBody, VerifyResponse, VersionResponse,
 };
 use super::{ApiError, AppState};
 use crate::core::pyjson::{dumps_sorted, Separators};
@@ -31,23 +32,39 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::JsonConfig::default()
             .error_handler(|e, _| ApiError::new(422, "invalid_json", e.to_string()).into()),
-    )
-    .route("/", web::get().to(root))
-    .route("/health", web::get().to(health))
-    .route("/ready", web::get().to(ready))
-    .route("/version", web::get().to(version))
-    .route("/metrics", web::get().to(metrics))
-    .route("/execute", web::post().to(execute))
-    .route("/receipts/verify", web::post().to(verify))
-    .route("/receipts/{exec_id}", web::get().to(receipt))
-    .route("/ledger/checkpoint", web::get().to(checkpoint))
-    .route("/ledger/key", web::get().to(key))
-    .route("/ledger/entries", web::get().to(entries))
-    .route("/ledger/entries/{index}", web::get().to(entry))
-    .route("/ledger/proof/inclusion", web::get().to(inclusion))
-    .route("/ledger/proof/consistency", web::get().to(consistency))
-    .route("/openapi.json", web::get().to(openapi))
-    .default_service(web::to(|| async {
+    );
+    let routes = [
+        ("/", web::get().to(root)),
+        ("/health", web::get().to(health)),
+        ("/ready", web::get().to(ready)),
+        ("/version", web::get().to(version)),
+        ("/metrics", web::get().to(metrics)),
+        ("/openapi.json", web::get().to(openapi)),
+        ("/execute", web::post().to(execute)),
+        ("/receipts/verify", web::post().to(verify)),
+        ("/receipts/{exec_id}", web::get().to(receipt)),
+        ("/ledger/checkpoint", web::get().to(checkpoint)),
+        ("/ledger/key", web::get().to(key)),
+        ("/ledger/entries", web::get().to(entries)),
+        ("/ledger/entries/{index}", web::get().to(entry)),
+        ("/ledger/proof/inclusion", web::get().to(inclusion)),
+        ("/ledger/proof/consistency", web::get().to(consistency)),
+    ];
+    for (path, route) in routes {
+        // A known path with another method is a JSON 405, not an empty one.
+        cfg.service(
+            web::resource(path)
+                .route(route)
+                .default_service(web::to(|| async {
+                    Err::<HttpResponse, _>(ApiError::new(
+                        405,
+                        "method_not_allowed",
+                        "Method not allowed on this path",
+                    ))
+                })),
+        );
+    }
+    cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route"))
     }));
 }
@@ -167,7 +184,10 @@ pub(super) struct VerifyRequest {
 /// The original triple (legacy hash, checked against the ledger) or a full
 /// receipt (checked cryptographically and against the ledger).
 #[utoipa::path(post, path = "/receipts/verify", request_body = VerifyBody, responses((status = 200, description = "Verdict", body = VerifyResponse), (status = 422, description = "Malformed body", body = ErrorBody)))]
-pub(super) async fn verify(state: web::Data<AppState>, body: web::Json<VerifyRequest>) -> HttpResponse {
+pub(super) async fn verify(
+    state: web::Data<AppState>,
+    body: web::Json<VerifyRequest>,
+) -> HttpResponse {
     let ledger = state.boundary.ledger();
     let outcome = match &body.receipt {
         Value::String(hash) => {
@@ -264,7 +284,10 @@ fn entry_json(state: &AppState, index: u64) -> Result<Value, ApiError> {
 }
 
 #[utoipa::path(get, path = "/ledger/entries/{index}", params(("index" = u64, Path, description = "Entry index")), responses((status = 200, description = "Entry", body = EntryResponse), (status = 400, description = "Bad index", body = ErrorBody), (status = 404, description = "No such entry", body = ErrorBody)))]
-pub(super) async fn entry(state: web::Data<AppState>, path: web::Path<u64>) -> Result<HttpResponse, ApiError> {
+pub(super) async fn entry(
+    state: web::Data<AppState>,
+    path: web::Path<u64>,
+) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(entry_json(&state, *path)?))
 }
 
