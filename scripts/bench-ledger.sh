@@ -199,14 +199,24 @@ put audit_elapsed_s "$(elapsed_s "$(tv_field "$WORK/logs/audit.time" 'Elapsed (w
 put audit_max_rss_kb "$(tv_field "$WORK/logs/audit.time" 'Maximum resident set size')"
 
 if [[ ${SKIP_CRITERION:-0} != 1 ]]; then
+  # A failed criterion step (e.g. the tree does not build right now) is
+  # reported and skipped; the figures above are already in $RES.
+  crit() { # log-name grep-pattern args...
+    local log=$WORK/logs/criterion-$1.log pat=$2
+    shift 2
+    if $N cargo bench --bench ledger -- "$@" >"$log" 2>&1; then
+      grep -E "$pat" "$log" >&2 || true
+    else
+      put "criterion_$1" "FAILED (see $log)"
+    fi
+  }
   say "criterion: proofs on the big ledger"
   OPENEXEC_BENCH_LEDGER_DIR=$BIGDIR OPENEXEC_BENCH_ENTRIES=$ENTRIES \
-    $N cargo bench --bench ledger -- proofs 2>&1 | tee "$WORK/logs/criterion-proofs.log" | grep -E '^proofs|time:' >&2
+    crit proofs '^proofs|time:' proofs
   say "criterion: core micro-benches"
-  $N cargo bench --bench ledger -- core 2>&1 | tee "$WORK/logs/criterion-core.log" | grep -E '^core|time:|thrpt:' >&2
+  crit core '^core|time:|thrpt:' core
   say "criterion: appends (1, 64, 1024 callers; prints sequencer counters)"
-  OPENEXEC_BENCH_DIR=$WORK $N cargo bench --bench ledger -- appends 2>&1 \
-    | tee "$WORK/logs/criterion-appends.log" | grep -E '^appends|time:|thrpt:|sequencer' >&2
+  OPENEXEC_BENCH_DIR=$WORK crit appends '^appends|time:|thrpt:|sequencer' appends
 fi
 
 put loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"

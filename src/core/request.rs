@@ -24,15 +24,72 @@ impl Default for Limits {
     }
 }
 
+/// An action name.
+// INVARIANT: matches `[A-Za-z0-9_.-]{1,64}` (see `is_action_name`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ActionName(String);
+
+/// A client nonce.
+// INVARIANT: 1–128 bytes of printable ASCII without space (see `is_nonce`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Nonce(String);
+
+macro_rules! validated_string {
+    ($name:ident, $check:ident, $code:literal, $detail:literal) => {
+        impl $name {
+            /// Parses, refusing anything outside the documented form.
+            pub fn parse(text: &str) -> Result<Self, RequestError> {
+                if $check(text) {
+                    Ok(Self(text.to_owned()))
+                } else {
+                    Err(refuse(422, $code, $detail))
+                }
+            }
+
+            /// The text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+validated_string!(
+    ActionName,
+    is_action_name,
+    "invalid_action",
+    "action must be 1-64 characters of A-Z a-z 0-9 _ . -"
+);
+validated_string!(
+    Nonce,
+    is_nonce,
+    "invalid_nonce",
+    "nonce must be 1-128 printable ASCII characters without spaces"
+);
+
 /// A parsed, well-formed execute request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecuteRequest {
-    /// Action name, `[A-Za-z0-9_.-]{1,64}`.
-    pub action: String,
+    /// Action name.
+    pub action: ActionName,
     /// The payload object (`{}` when absent or null, as the original did).
     pub payload: Value,
-    /// Nonce: 1–128 printable ASCII characters, no space.
-    pub nonce: String,
+    /// Nonce, scoped per tenant.
+    pub nonce: Nonce,
     /// The approval artifact object, if any.
     pub approval_artifact: Option<Value>,
 }
@@ -72,22 +129,8 @@ pub fn parse_execute(body: &[u8], limits: &Limits) -> Result<ExecuteRequest, Req
     let Value::Object(mut map) = value else {
         return Err(refuse(422, "invalid_body", "Body must be a JSON object"));
     };
-    let action = take_string(&mut map, "action")?;
-    if !is_action_name(&action) {
-        return Err(refuse(
-            422,
-            "invalid_action",
-            "action must be 1-64 characters of A-Z a-z 0-9 _ . -",
-        ));
-    }
-    let nonce = take_string(&mut map, "nonce")?;
-    if !is_nonce(&nonce) {
-        return Err(refuse(
-            422,
-            "invalid_nonce",
-            "nonce must be 1-128 printable ASCII characters without spaces",
-        ));
-    }
+    let action = ActionName::parse(&take_string(&mut map, "action")?)?;
+    let nonce = Nonce::parse(&take_string(&mut map, "nonce")?)?;
     let payload = parse_payload(map.remove("payload"), limits)?;
     let approval_artifact = match map.remove("approval_artifact") {
         None | Some(Value::Null) => None,

@@ -247,7 +247,7 @@ impl Boundary {
     ) -> Result<Option<VerifiedApproval>, Decision> {
         let action = &attempt.request.action;
         if let Some(list) = &self.policy.allow_list {
-            if !list.iter().any(|a| a == action) {
+            if !list.iter().any(|a| a.as_str() == action.as_str()) {
                 return Err(Decision::reject(
                     403,
                     "action_not_allowed",
@@ -295,9 +295,9 @@ impl Boundary {
             approval_key: verified.as_ref().map(|v| v.consume_key.clone()),
             status: None,
             index: None,
-            action: attempt.request.action.clone(),
+            action: attempt.request.action.as_str().to_owned(),
             tenant: attempt.tenant.clone(),
-            nonce: attempt.request.nonce.clone(),
+            nonce: attempt.request.nonce.as_str().to_owned(),
         };
         let store = self.ledger.store();
         let reserved = store
@@ -488,8 +488,8 @@ impl Boundary {
         let draft = EntryDraft {
             exec_id: attempt.exec_id.clone(),
             tenant: attempt.tenant.clone(),
-            action: attempt.request.action.clone(),
-            nonce: attempt.request.nonce.clone(),
+            action: attempt.request.action.as_str().to_owned(),
+            nonce: attempt.request.nonce.as_str().to_owned(),
             request_hash: attempt.request_hash,
             payload_commitment: commitment(&payload_salt, &payload_bytes),
             result_commitment: result_bytes.as_ref().map(|b| commitment(&result_salt, b)),
@@ -549,7 +549,7 @@ fn respond(attempt: &Attempt, decision: &Decision, appended: &Appended) -> Respo
     let mut body = json!({
         "id": attempt.exec_id,
         "exec_id": attempt.exec_id,
-        "action": attempt.request.action,
+        "action": attempt.request.action.as_str(),
         "outcome": decision.outcome,
         "replayed": decision.outcome == Outcome::Replayed,
         "approved": decision.outcome == Outcome::Executed || (decision.outcome == Outcome::Replayed && decision.status == 200),
