@@ -20,8 +20,9 @@ pub struct VerifyArgs {
     /// Receipt file: receipt JSON, a `/execute` response holding one, or
     /// c2sp.org/tlog-proof@v1 text.
     pub receipt: PathBuf,
-    /// A later checkpoint you trust (signed note file). Requires `--consistency`.
-    #[arg(long, requires = "consistency")]
+    /// A later checkpoint you trust (signed note file). Unless it is the
+    /// receipt's own tree size, also pass `--consistency`.
+    #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Consistency proof from the receipt's tree to `--checkpoint`: a file
     /// with one base64 hash per line, or the JSON served by
@@ -60,7 +61,13 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
         checkpoint: c.as_bytes(),
         consistency_proof: proof.as_deref().unwrap_or(&[]),
     });
-    let verified = verify_receipt(&receipt, &log, trusted.as_ref()).map_err(|e| e.to_string())?;
+    let verified = verify_receipt(&receipt, &log, trusted.as_ref()).map_err(|e| {
+        if matches!(e, crate::core::receipt::ReceiptError::Consistency(_)) && proof.is_none() {
+            format!("{e} (the trusted checkpoint is for another tree size: pass --consistency)")
+        } else {
+            e.to_string()
+        }
+    })?;
     let e = &verified.entry;
     let mut line = format!(
         "entry {} ({} {} {}) is in {} at tree size {}",
