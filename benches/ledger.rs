@@ -43,7 +43,7 @@ use criterion::{
 use openexec::core::checkpoint::SignedCheckpoint;
 use openexec::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome};
 use openexec::core::hash::{leaf_hash, Hash};
-use openexec::core::proof::verify_inclusion;
+use openexec::core::proof::{verify_inclusion, LeafIndex, TreeSize};
 use openexec::core::receipt::{verify_receipt, Receipt};
 use openexec::core::signing::{signature_from_base64, LogSigner};
 use openexec::ledger::{Ledger, LedgerConfig};
@@ -320,8 +320,8 @@ fn proofs(c: &mut Criterion) {
             k += 1;
             verify_inclusion(
                 &r.inclusion_proof.hashes,
-                r.leaf_index,
-                r.inclusion_proof.tree_size,
+                LeafIndex(r.leaf_index),
+                TreeSize(r.inclusion_proof.tree_size),
                 leaf,
                 root,
             )

@@ -25,7 +25,7 @@ use tlog_tiles::Checkpoint;
 
 use openexec::core::checkpoint::{LogVerifier, SignedCheckpoint};
 use openexec::core::hash::{leaf_hash, Hash};
-use openexec::core::proof::{verify_consistency, verify_inclusion};
+use openexec::core::proof::{verify_consistency, verify_inclusion, LeafIndex, TreeSize};
 
 type TestResult = Result<(), Box<dyn Error>>;
 
@@ -613,12 +613,33 @@ fn generated_tlog_proofs_verify() -> TestResult {
 
         let c = open(checkpoint.as_bytes(), &vk)?;
         assert_eq!(c.size(), want_size, "{file}");
-        verify_inclusion(&proof, index, c.size(), &leaf, &c.root()).map_err(dbg)?;
+        verify_inclusion(
+            &proof,
+            LeafIndex(index),
+            TreeSize(c.size()),
+            &leaf,
+            &c.root(),
+        )
+        .map_err(dbg)?;
 
         // Wrong leaf / index must fail.
         let wrong_leaf = leaf_hash(b"openexec-leaf-999");
-        assert!(verify_inclusion(&proof, index, c.size(), &wrong_leaf, &c.root()).is_err());
-        assert!(verify_inclusion(&proof, index + 1, c.size(), &leaf, &c.root()).is_err());
+        assert!(verify_inclusion(
+            &proof,
+            LeafIndex(index),
+            TreeSize(c.size()),
+            &wrong_leaf,
+            &c.root()
+        )
+        .is_err());
+        assert!(verify_inclusion(
+            &proof,
+            LeafIndex(index + 1),
+            TreeSize(c.size()),
+            &leaf,
+            &c.root()
+        )
+        .is_err());
     }
     Ok(())
 }
@@ -640,9 +661,30 @@ fn generated_add_checkpoint_exchange() -> TestResult {
     let new = open(checkpoint.as_bytes(), &vk)?;
     let prev = open(&read("generated/checkpoint-8.note")?, &vk)?;
     assert_eq!((prev.size(), new.size()), (8, 13));
-    verify_consistency(&proof, old, new.size(), &prev.root(), &new.root()).map_err(dbg)?;
-    assert!(verify_consistency(&proof, old, new.size(), &new.root(), &prev.root()).is_err());
-    assert!(verify_consistency(&[], old, new.size(), &prev.root(), &new.root()).is_err());
+    verify_consistency(
+        &proof,
+        TreeSize(old),
+        TreeSize(new.size()),
+        &prev.root(),
+        &new.root(),
+    )
+    .map_err(dbg)?;
+    assert!(verify_consistency(
+        &proof,
+        TreeSize(old),
+        TreeSize(new.size()),
+        &new.root(),
+        &prev.root()
+    )
+    .is_err());
+    assert!(verify_consistency(
+        &[],
+        TreeSize(old),
+        TreeSize(new.size()),
+        &prev.root(),
+        &new.root()
+    )
+    .is_err());
 
     // Response: append to the checkpoint and verify as cosignature lines.
     let resp = read_str("generated/add-checkpoint-8-13.response")?;
@@ -657,6 +699,13 @@ fn generated_add_checkpoint_exchange() -> TestResult {
     assert_eq!(head0, "old 0");
     let new0 = open(cp0.as_bytes(), &vk)?;
     let empty = Hash::from_base64(EMPTY_ROOT_B64).map_err(dbg)?;
-    verify_consistency(&[], 0, new0.size(), &empty, &new0.root()).map_err(dbg)?;
+    verify_consistency(
+        &[],
+        TreeSize(0),
+        TreeSize(new0.size()),
+        &empty,
+        &new0.root(),
+    )
+    .map_err(dbg)?;
     Ok(())
 }

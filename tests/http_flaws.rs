@@ -12,7 +12,7 @@ use ed25519_dalek::SigningKey;
 use openexec::core::approval::mint_v1;
 use openexec::core::entry::{Entry, Outcome};
 use openexec::core::hash::Hash;
-use openexec::core::proof::verify_consistency;
+use openexec::core::proof::{verify_consistency, TreeSize};
 use openexec::core::receipt::{verify_receipt, Receipt};
 use serde_json::{json, Value};
 
@@ -265,7 +265,14 @@ fn b3_the_ledger_is_append_only_with_proofs() {
     let old = openexec::core::checkpoint::SignedCheckpoint::open(old_cp.as_bytes(), &v).unwrap();
     let new = openexec::core::checkpoint::SignedCheckpoint::open(latest.as_bytes(), &v).unwrap();
     let hashes: Vec<Hash> = serde_json::from_value(proof["hashes"].clone()).unwrap();
-    verify_consistency(&hashes, old.size(), new.size(), &old.root(), &new.root()).unwrap();
+    verify_consistency(
+        &hashes,
+        TreeSize(old.size()),
+        TreeSize(new.size()),
+        &old.root(),
+        &new.root(),
+    )
+    .unwrap();
     let (_, fresh) = s.get_json(&format!("/receipts/{}", first["id"].as_str().unwrap()));
     let receipt: Receipt = serde_json::from_value(fresh).unwrap();
     assert_eq!(receipt.inclusion_proof.tree_size, 5);

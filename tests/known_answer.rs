@@ -40,6 +40,7 @@ use openexec::core::entry::{
 use openexec::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use openexec::core::proof::{
     prove_consistency, prove_inclusion, reference, tree_root, verify_consistency, verify_inclusion,
+    LeafIndex, TreeSize,
 };
 use openexec::core::receipt::{
     opens_commitment, salt_to_base64, verify_receipt, InclusionProof, Receipt, ReceiptError, Salts,
@@ -708,13 +709,19 @@ fn values_follow_the_spec() -> TestResult {
             "inclusion {m}"
         );
         assert_eq!(
-            &prove_inclusion(&reader, u64::try_from(m)?, 3)?,
+            &prove_inclusion(&reader, LeafIndex(u64::try_from(m)?), TreeSize(3))?,
             expected,
             "stored inclusion {m}"
         );
-        verify_inclusion(expected, u64::try_from(m)?, 3, &v.leaves[m], &root)?;
+        verify_inclusion(
+            expected,
+            LeafIndex(u64::try_from(m)?),
+            TreeSize(3),
+            &v.leaves[m],
+            &root,
+        )?;
     }
-    assert_eq!(tree_root(&reader, 3)?, root);
+    assert_eq!(tree_root(&reader, TreeSize(3))?, root);
     let roots = [sha(&[]), l0, n01, root];
     let consistency: [(usize, usize, Vec<Hash>); 5] = [
         (0, 3, vec![]),
@@ -732,12 +739,18 @@ fn values_follow_the_spec() -> TestResult {
         let (o, n) = (u64::try_from(*old)?, u64::try_from(*new)?);
         if *new == 3 {
             assert_eq!(
-                &prove_consistency(&reader, o, n)?,
+                &prove_consistency(&reader, TreeSize(o), TreeSize(n))?,
                 expected,
                 "stored consistency {old}->{new}"
             );
         }
-        verify_consistency(expected, o, n, &roots[*old], &roots[*new])?;
+        verify_consistency(
+            expected,
+            TreeSize(o),
+            TreeSize(n),
+            &roots[*old],
+            &roots[*new],
+        )?;
     }
     assert_eq!(
         consistency
@@ -866,7 +879,7 @@ fn stored_receipt_verifies() -> TestResult {
         assert_eq!(entry.index, i);
         let path: Vec<Hash> =
             serde_json::from_value(tree["inclusion"][usize::try_from(i)?]["hashes"].clone())?;
-        verify_inclusion(&path, i, 3, &leaf_hash(&bytes), &root)?;
+        verify_inclusion(&path, LeafIndex(i), TreeSize(3), &leaf_hash(&bytes), &root)?;
     }
     Ok(())
 }

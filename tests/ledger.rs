@@ -6,7 +6,7 @@ mod common;
 
 use openexec::core::entry::Entry;
 use openexec::core::hash::{leaf_hash, Hash};
-use openexec::core::proof::{reference, verify_consistency, verify_inclusion};
+use openexec::core::proof::{reference, verify_consistency, verify_inclusion, LeafIndex, TreeSize};
 use openexec::core::receipt::{verify_receipt, TrustedCheckpoint};
 use openexec::ledger::{Ledger, LedgerConfig, LedgerError};
 use proptest::prelude::*;
@@ -81,11 +81,11 @@ proptest! {
             let index = (pick / 7) % tree_size;
             let proof = ledger.inclusion_proof(index, tree_size).unwrap();
             let root = roots[usize::try_from(tree_size).unwrap()];
-            prop_assert!(verify_inclusion(&proof, index, tree_size, &leaves[usize::try_from(index).unwrap()], &root).is_ok());
+            prop_assert!(verify_inclusion(&proof, LeafIndex(index), TreeSize(tree_size), &leaves[usize::try_from(index).unwrap()], &root).is_ok());
             let old = (pick / 13) % (tree_size + 1);
             let proof = ledger.consistency_proof(old, tree_size).unwrap();
             let old_root = roots[usize::try_from(old).unwrap()];
-            prop_assert!(verify_consistency(&proof, old, tree_size, &old_root, &root).is_ok());
+            prop_assert!(verify_consistency(&proof, TreeSize(old), TreeSize(tree_size), &old_root, &root).is_ok());
         }
     }
 }

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use openexec::core::hash::{leaf_hash, Hash};
-use openexec::core::proof::{verify_consistency, verify_inclusion};
+use openexec::core::proof::{verify_consistency, verify_inclusion, LeafIndex, TreeSize};
 
 /// Expected number of cases in each file. An empty or truncated file fails.
 const INCLUSION_CASES: usize = 1036;
@@ -140,7 +140,15 @@ fn inclusion_vectors() {
         let leaf = hash(&c.leaf_hash, &c.desc);
         let root = hash(&c.root, &c.desc);
         let proof = hashes(&c.proof, &c.desc);
-        let got = run(|| verify_inclusion(&proof, c.leaf_index, c.tree_size, &leaf, &root));
+        let got = run(|| {
+            verify_inclusion(
+                &proof,
+                LeafIndex(c.leaf_index),
+                TreeSize(c.tree_size),
+                &leaf,
+                &root,
+            )
+        });
         match (c.valid, got) {
             (true, Outcome::Rejected(e)) => failures.push(format!(
                 "{} (index {}, size {}): valid proof rejected: {e}",
@@ -179,7 +187,9 @@ fn consistency_vectors() {
         let root1 = hash(&c.root1, &c.desc);
         let root2 = hash(&c.root2, &c.desc);
         let proof = hashes(&c.proof, &c.desc);
-        let got = run(|| verify_consistency(&proof, c.size1, c.size2, &root1, &root2));
+        let got = run(|| {
+            verify_consistency(&proof, TreeSize(c.size1), TreeSize(c.size2), &root1, &root2)
+        });
         match (c.valid, got) {
             (true, Outcome::Rejected(e)) => failures.push(format!(
                 "{} ({} -> {}): valid proof rejected: {e}",

@@ -11,7 +11,7 @@ use super::canonical::to_canonical_bytes;
 use super::checkpoint::SignedCheckpoint;
 use super::entry::Entry;
 use super::hash::{leaf_hash, Hash};
-use super::proof::{reference, verify_consistency, verify_inclusion};
+use super::proof::{reference, verify_consistency, verify_inclusion, LeafIndex, TreeSize};
 use super::receipt::{verify_receipt, Receipt};
 use super::request::{parse_execute, Limits};
 use super::signing::{LogSigner, LogVerifier};
@@ -123,17 +123,33 @@ pub fn merkle(data: &[u8]) {
     let root = reference::root(&leaves);
     let size = n as u64;
     let proof = reference::inclusion(m, &leaves);
-    assert!(verify_inclusion(&proof, m as u64, size, &leaves[m], &root).is_ok());
+    assert!(verify_inclusion(
+        &proof,
+        LeafIndex(m as u64),
+        TreeSize(size),
+        &leaves[m],
+        &root
+    )
+    .is_ok());
     let old = m + 1;
     let cproof = reference::consistency(old, &leaves);
     let old_root = reference::root(&leaves[..old]);
-    assert!(verify_consistency(&cproof, old as u64, size, &old_root, &root).is_ok());
+    assert!(verify_consistency(
+        &cproof,
+        TreeSize(old as u64),
+        TreeSize(size),
+        &old_root,
+        &root
+    )
+    .is_ok());
     if let (Some(first), Some(&flip)) = (proof.first(), rest.get(1)) {
         let mut bytes = *first.as_bytes();
         bytes[usize::from(flip) % 32] ^= 1 << (flip % 8);
         let mut bad = proof.clone();
         bad[0] = Hash::from_bytes(bytes);
-        assert!(verify_inclusion(&bad, m as u64, size, &leaves[m], &root).is_err());
+        assert!(
+            verify_inclusion(&bad, LeafIndex(m as u64), TreeSize(size), &leaves[m], &root).is_err()
+        );
     }
 }
 

@@ -18,6 +18,17 @@ use tlog_tiles::HashReader;
 
 use super::hash::Hash;
 
+/// Number of leaves of a tree (`n` in RFC 6962). Any `u64`, including 0.
+///
+/// Kept apart from [`LeafIndex`] by type so that the two `u64`s of every
+/// proof call cannot be swapped unnoticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TreeSize(pub u64);
+
+/// Zero-based position of a leaf (`m` in RFC 6962).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeafIndex(pub u64);
+
 /// A proof can never be longer than this: two hashes per tree level.
 const MAX_PROOF_LEN: usize = 128;
 
@@ -55,8 +66,8 @@ pub enum ProofError {
 /// `tree_size` leaves whose root is `root` (RFC 9162 §2.1.3.2).
 pub fn verify_inclusion(
     proof: &[Hash],
-    leaf_index: u64,
-    tree_size: u64,
+    LeafIndex(leaf_index): LeafIndex,
+    TreeSize(tree_size): TreeSize,
     leaf_hash: &Hash,
     root: &Hash,
 ) -> Result<(), ProofError> {
@@ -91,8 +102,8 @@ pub fn verify_inclusion(
 /// (RFC 9162 §2.1.4.2).
 pub fn verify_consistency(
     proof: &[Hash],
-    old_size: u64,
-    new_size: u64,
+    TreeSize(old_size): TreeSize,
+    TreeSize(new_size): TreeSize,
     old_root: &Hash,
     new_root: &Hash,
 ) -> Result<(), ProofError> {
@@ -138,8 +149,8 @@ pub fn verify_consistency(
 /// `tree_size` leaves from stored hashes (O(log n) reads).
 pub fn prove_inclusion<R: HashReader>(
     reader: &R,
-    leaf_index: u64,
-    tree_size: u64,
+    LeafIndex(leaf_index): LeafIndex,
+    TreeSize(tree_size): TreeSize,
 ) -> Result<Vec<Hash>, ProofError> {
     if leaf_index >= tree_size {
         return Err(ProofError::IndexOutOfRange {
@@ -156,8 +167,8 @@ pub fn prove_inclusion<R: HashReader>(
 /// hashes (O(log n) reads).
 pub fn prove_consistency<R: HashReader>(
     reader: &R,
-    old_size: u64,
-    new_size: u64,
+    TreeSize(old_size): TreeSize,
+    TreeSize(new_size): TreeSize,
 ) -> Result<Vec<Hash>, ProofError> {
     if old_size > new_size {
         return Err(ProofError::SizesOutOfOrder {
@@ -174,7 +185,10 @@ pub fn prove_consistency<R: HashReader>(
 }
 
 /// Root hash of the tree of `tree_size` leaves from stored hashes.
-pub fn tree_root<R: HashReader>(reader: &R, tree_size: u64) -> Result<Hash, ProofError> {
+pub fn tree_root<R: HashReader>(
+    reader: &R,
+    TreeSize(tree_size): TreeSize,
+) -> Result<Hash, ProofError> {
     tlog_tiles::tree_hash(tree_size, reader)
         .map(Hash::from)
         .map_err(|e| ProofError::Read(e.to_string()))
@@ -310,7 +324,7 @@ mod tests {
             let root = reference::root(&l);
             let proof = reference::inclusion(m, &l);
             prop_assert_eq!(proof.len(), inclusion_proof_len(m as u64, n as u64));
-            prop_assert!(verify_inclusion(&proof, m as u64, n as u64, &l[m], &root).is_ok());
+            prop_assert!(verify_inclusion(&proof, LeafIndex(m as u64), TreeSize(n as u64), &l[m], &root).is_ok());
         }
 
         #[test]
@@ -319,7 +333,7 @@ mod tests {
             let m = 1 + usize::try_from(seed % (n as u64 - 1)).unwrap();
             let proof = reference::consistency(m, &l);
             prop_assert_eq!(proof.len(), consistency_proof_len(m as u64, n as u64));
-            let r = verify_consistency(&proof, m as u64, n as u64, &reference::root(&l[..m]), &reference::root(&l));
+            let r = verify_consistency(&proof, TreeSize(m as u64), TreeSize(n as u64), &reference::root(&l[..m]), &reference::root(&l));
             prop_assert!(r.is_ok());
         }
 
@@ -328,10 +342,10 @@ mod tests {
                                 a in any::<u64>(), b in any::<u64>()) {
             let p: Vec<Hash> = proof.into_iter().map(Hash::from_bytes).collect();
             let h = leaf_hash(b"x");
-            let _ = verify_inclusion(&p, a, b, &h, &h);
-            let _ = verify_consistency(&p, a, b, &h, &h);
-            let _ = verify_inclusion(&p, a % 1000, b % 1000, &h, &h);
-            let _ = verify_consistency(&p, a % 1000, b % 1000, &h, &h);
+            let _ = verify_inclusion(&p, LeafIndex(a), TreeSize(b), &h, &h);
+            let _ = verify_consistency(&p, TreeSize(a), TreeSize(b), &h, &h);
+            let _ = verify_inclusion(&p, LeafIndex(a % 1000), TreeSize(b % 1000), &h, &h);
+            let _ = verify_consistency(&p, TreeSize(a % 1000), TreeSize(b % 1000), &h, &h);
         }
     }
 
@@ -345,13 +359,13 @@ mod tests {
         let good = proof[1];
         proof[1] = Hash::from_bytes(bytes);
         assert_eq!(
-            verify_inclusion(&proof, 5, 13, &l[5], &root),
+            verify_inclusion(&proof, LeafIndex(5), TreeSize(13), &l[5], &root),
             Err(ProofError::RootMismatch)
         );
         proof[1] = good;
         proof.push(good);
         assert_eq!(
-            verify_inclusion(&proof, 5, 13, &l[5], &root),
+            verify_inclusion(&proof, LeafIndex(5), TreeSize(13), &l[5], &root),
             Err(ProofError::MalformedProof)
         );
     }

@@ -17,7 +17,7 @@ use super::canonical::commitment;
 use super::checkpoint::{CheckpointError, SignedCheckpoint};
 use super::entry::{Entry, EntryError};
 use super::hash::{leaf_hash, Hash};
-use super::proof::{verify_consistency, verify_inclusion, ProofError};
+use super::proof::{verify_consistency, verify_inclusion, LeafIndex, ProofError, TreeSize};
 use super::signing::{signature_from_base64, LogVerifier};
 
 /// The receipt format tag.
@@ -178,8 +178,8 @@ pub fn verify_receipt(
     let leaf = leaf_hash(receipt.entry.as_bytes());
     verify_inclusion(
         &proof.hashes,
-        receipt.leaf_index,
-        proof.tree_size,
+        LeafIndex(receipt.leaf_index),
+        TreeSize(proof.tree_size),
         &leaf,
         &checkpoint.root(),
     )
@@ -189,8 +189,8 @@ pub fn verify_receipt(
             .map_err(ReceiptError::TrustedCheckpoint)?;
         verify_consistency(
             trusted.consistency_proof,
-            checkpoint.size(),
-            later.size(),
+            TreeSize(checkpoint.size()),
+            TreeSize(later.size()),
             &checkpoint.root(),
             &later.root(),
         )

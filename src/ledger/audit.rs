@@ -19,7 +19,7 @@ use super::LedgerError;
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::{Entry, GENESIS_PREV};
 use crate::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
-use crate::core::proof::tree_root;
+use crate::core::proof::{tree_root, TreeSize};
 use crate::core::signing::LogVerifier;
 use crate::store::{Store, StoreHashReader};
 
@@ -157,7 +157,7 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
         }
         report.checkpoints += 1;
     }
-    let head_root = tree_root(&StoreHashReader(store), head.size)?;
+    let head_root = tree_root(&StoreHashReader(store), TreeSize(head.size))?;
     if head_root != head.root {
         report.first_bad = Some(AuditFinding {
             at: Location::Head,
@@ -237,7 +237,7 @@ fn check_checkpoint(
     if size > head_size {
         return Err("beyond the head".into());
     }
-    let root = tree_root(&StoreHashReader(store), size).map_err(|e| e.to_string())?;
+    let root = tree_root(&StoreHashReader(store), TreeSize(size)).map_err(|e| e.to_string())?;
     if root != cp.root() {
         return Err("root differs from the stored tree".into());
     }

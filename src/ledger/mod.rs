@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use crate::core::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::core::entry::{Entry, EntryDraft, EntryError};
 use crate::core::hash::Hash;
-use crate::core::proof::{prove_consistency, prove_inclusion, ProofError};
+use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofError, TreeSize};
 use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
 use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
 use crate::store::{Completion, Head, Store, StoreConfig, StoreError, StoreHashReader};
@@ -324,8 +324,8 @@ impl Ledger {
         self.check_size(tree_size)?;
         Ok(prove_inclusion(
             &StoreHashReader(&self.store),
-            index,
-            tree_size,
+            LeafIndex(index),
+            TreeSize(tree_size),
         )?)
     }
 
@@ -338,8 +338,8 @@ impl Ledger {
         self.check_size(new_size)?;
         Ok(prove_consistency(
             &StoreHashReader(&self.store),
-            old_size,
-            new_size,
+            TreeSize(old_size),
+            TreeSize(new_size),
         )?)
     }
 
@@ -354,7 +354,11 @@ impl Ledger {
             return Err(LedgerError::NotFound);
         }
         let (bytes, signature) = self.store.entry(index)?.ok_or(LedgerError::NotFound)?;
-        let hashes = prove_inclusion(&StoreHashReader(&self.store), index, committed.head.size)?;
+        let hashes = prove_inclusion(
+            &StoreHashReader(&self.store),
+            LeafIndex(index),
+            TreeSize(committed.head.size),
+        )?;
         let salts = self
             .store
             .content(index)?

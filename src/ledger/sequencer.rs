@@ -22,7 +22,7 @@ use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::Entry;
 use crate::core::entry::EntryDraft;
 use crate::core::hash::{leaf_hash, Hash};
-use crate::core::proof::{prove_inclusion, tree_root};
+use crate::core::proof::{prove_inclusion, tree_root, LeafIndex, TreeSize};
 use crate::core::receipt::{Content, Salts};
 use crate::store::{BatchWrite, Completion, Head, OverlayReader, Store, StoredEntry};
 
@@ -197,7 +197,7 @@ impl Sequencer {
                 base: &self.store,
                 pending: &pending,
             },
-            index,
+            TreeSize(index),
         )?;
         let head = Head {
             size: index,
@@ -232,7 +232,7 @@ impl Sequencer {
             .zip(prepared.entries)
             .zip(prepared.salts)
             .map(|((stored, entry), salts)| {
-                let hashes = prove_inclusion(&reader, stored.index, size)?;
+                let hashes = prove_inclusion(&reader, LeafIndex(stored.index), TreeSize(size))?;
                 let receipt = make_receipt(
                     stored.bytes,
                     &stored.signature,
