@@ -16,6 +16,13 @@
 //!   assigns indices, chains and signs entries, and commits whatever is
 //!   queued as one durable batch (group commit); plus proofs and the audit.
 //!   It never answers a caller before the batch holding its entry is synced.
+//! - `exec` (feature `server`) — the execution boundary: the pipeline of one
+//!   request (parse, request hash, allow-list, registry, approval, payload
+//!   check, nonce reservation, handler, record) and the static handler
+//!   registry. It never runs a handler without a durable reservation and
+//!   never answers before the attempt's entry is durable.
+//! - `http` (feature `server`) — actix-web routes, one error mapping, the
+//!   OpenAPI document. Thin: no policy, no formats.
 //! - [`cli`] — argument parsing and the thin subcommand shells.
 //!
 //! The binary `openexec` (src/main.rs) only parses arguments and dispatches.

@@ -427,6 +427,10 @@ fn b10_misconfiguration_refuses_to_start_with_one_line() {
             vec![("OPENEXEC_DB_URL", "sqlite:///openexec.db")],
             "unsupported OPENEXEC_DB_URL",
         ),
+        (
+            vec![("OPENEXEC_MAX_BODY_BYTES", "1000000")],
+            "exceeds 65536",
+        ),
     ] {
         let stderr = refuses(&env);
         assert!(stderr.contains(needle), "{stderr}");
@@ -457,7 +461,19 @@ fn b12_replays_and_rejections_are_distinguishable() {
         (Some(false), Some(true))
     );
     assert_eq!(again["outcome"], "replayed");
-    assert_eq!(verified_entry(&s, &again).outcome, Outcome::Replayed);
+    let replay_entry = verified_entry(&s, &again);
+    assert_eq!(replay_entry.outcome, Outcome::Replayed);
+    // The replay entry names the original execution, and looking that
+    // execution up still finds the original entry.
+    assert_eq!(replay_entry.exec_id, first["id"].as_str().unwrap());
+    let (_, original) = s.get_json(&format!("/receipts/{}", first["id"].as_str().unwrap()));
+    let original: Receipt = serde_json::from_value(original).unwrap();
+    assert_eq!(
+        Entry::from_canonical_bytes(original.entry.as_bytes())
+            .unwrap()
+            .outcome,
+        Outcome::Executed
+    );
     let (_, rejected) = s.execute(&json!({"action": "nope", "nonce": "b12-x"}));
     assert_eq!(
         (rejected["approved"].as_bool(), rejected["outcome"].as_str()),
@@ -496,4 +512,14 @@ fn a_failed_handler_is_recorded_and_consumes_its_nonce() {
         (500, Some(true)),
         "a failed attempt is not re-run"
     );
+}
+
+#[test]
+fn demo_mode_ignores_an_unverified_artifacts_tenant() {
+    let s = start(&[]);
+    let art = json!({"approval_id": "x", "tenant_id": "someone-else", "action_hash": "", "issued_at": "", "expires_at": "", "signature": ""});
+    let (status, r) =
+        s.execute(&json!({"action": "echo", "nonce": "dt", "approval_artifact": art}));
+    assert_eq!(status, 200);
+    assert_eq!(verified_entry(&s, &r).tenant, "");
 }

@@ -8,18 +8,29 @@ use serde_json::Value;
 
 #[test]
 fn matches_cpython_json_dumps() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/pyjson/cases.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/pyjson/cases.json"
+    );
     let cases: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     assert_eq!(cases.len(), 400);
     let mut mismatches = Vec::new();
     for case in &cases {
         let value: Value = serde_json::from_str(case["input"].as_str().unwrap()).unwrap();
-        for (sep, key) in [(Separators::Compact, "compact"), (Separators::Default, "default")] {
+        for (sep, key) in [
+            (Separators::Compact, "compact"),
+            (Separators::Default, "default"),
+        ] {
             let ours = dumps_sorted(&value, sep);
             if ours != case[key].as_str().unwrap() {
                 mismatches.push(format!("{key}: ours {ours}\n  python {}", case[key]));
             }
         }
     }
-    assert!(mismatches.is_empty(), "{} mismatches, first:\n{}", mismatches.len(), mismatches[0]);
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches, first:\n{}",
+        mismatches.len(),
+        mismatches[0]
+    );
 }

@@ -115,7 +115,13 @@ fn mint(args: &ApproveArgs) -> Result<String, String> {
 #[must_use]
 pub fn approver_keygen(args: &ApproverKeygenArgs) -> ExitCode {
     let key = SigningKey::generate(&mut OsRng);
-    let written = key
+    // PKCS#8 v1 (RFC 5208, no embedded public key): the form OpenSSL and
+    // Python's `cryptography` load, unlike dalek's default v2 encoding.
+    let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let written = v1
         .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .map_err(|e| e.to_string())
         .and_then(|pem| {

@@ -16,6 +16,12 @@ use crate::exec::{Boundary, Mode, Policy};
 use crate::http::AppState;
 use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
 
+/// Largest allowed `--max-body-bytes`. A sled tree node holds up to 17
+/// values and sled moves a node larger than a quarter segment (4 MiB here)
+/// into a blob file that it writes without fsync; with a payload and a
+/// result each bounded by this, a node stays well below that.
+const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
+
 /// Arguments of `openexec serve`; every one also an environment variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -97,6 +103,12 @@ impl ServeArgs {
         };
         if mode == Mode::Clawshield && keys.is_empty() {
             return Err("CLAWSHIELD_PUBLIC_KEY not configured (clawshield mode needs at least one approver key)".into());
+        }
+        if self.max_body_bytes > MAX_BODY_BYTES_LIMIT {
+            return Err(format!(
+                "OPENEXEC_MAX_BODY_BYTES {} exceeds {MAX_BODY_BYTES_LIMIT}: larger values would make sled write blob files it does not fsync",
+                self.max_body_bytes
+            ));
         }
         let bind: SocketAddr = self
             .bind

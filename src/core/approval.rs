@@ -409,6 +409,9 @@ fn check_times(
     if issued > now + policy.skew {
         return Err(ApprovalError::NotYetValid);
     }
+    if expires <= issued {
+        return Err(ApprovalError::BadExpiry);
+    }
     if expires - issued > policy.max_lifetime {
         return Err(ApprovalError::LifetimeTooLong(
             policy.max_lifetime.num_seconds(),

@@ -217,6 +217,9 @@ mod tests {
     fn control_characters() {
         // python3 -c 'import json; print(json.dumps("a\x00b\x1f\n\x7f"))'
         let v = json!("a\u{0}b\u{1f}\n\u{7f}");
-        assert_eq!(dumps_sorted(&v, Separators::Compact), r#""a\u0000b\u001f\n\u007f""#);
+        assert_eq!(
+            dumps_sorted(&v, Separators::Compact),
+            r#""a\u0000b\u001f\n\u007f""#
+        );
     }
 }

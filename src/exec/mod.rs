@@ -229,13 +229,15 @@ impl Boundary {
         self.reserve_and_run(attempt, verified).await
     }
 
-    /// The configured tenant, else the artifact's, else "".
+    /// The configured tenant, else (clawshield mode) the artifact's, else "".
     fn effective_tenant(&self, artifact: Option<&Artifact>) -> String {
+        // An artifact's tenant only counts where artifacts are verified.
+        let from_artifact = artifact.filter(|_| self.policy.mode == Mode::Clawshield);
         self.policy
             .approvals
             .tenant
             .clone()
-            .or_else(|| artifact.map(|a| a.tenant().to_owned()))
+            .or_else(|| from_artifact.map(|a| a.tenant().to_owned()))
             .unwrap_or_default()
     }
 
@@ -299,13 +301,21 @@ impl Boundary {
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
         };
-        let store = self.ledger.store();
-        let reserved = store
-            .reserve(&key, &record, record.approval_key.as_deref())
-            .and_then(|r| {
-                store.sync_coalesced()?;
-                Ok(r)
-            });
+        // The reservation waits for an fdatasync: run it on the blocking
+        // pool, never on the HTTP worker thread.
+        let store = self.ledger.store().clone();
+        let (task_key, task_record) = (key.clone(), record.clone());
+        let reserved = tokio::task::spawn_blocking(move || {
+            let r = store.reserve(&task_key, &task_record, task_record.approval_key.as_deref())?;
+            store.sync_coalesced()?;
+            Ok::<_, crate::store::StoreError>(r)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::store::StoreError::Corrupt(format!(
+                "reservation task: {e}"
+            )))
+        });
         match reserved {
             Ok(Reservation::Reserved) => {}
             Ok(Reservation::ApprovalUsed) => {
@@ -321,7 +331,10 @@ impl Boundary {
             Ok(Reservation::Existing(existing)) => {
                 return self.existing_nonce(attempt, existing).await
             }
-            Err(e) => return storage_unavailable(&e.to_string()),
+            Err(e) => {
+                tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation failed");
+                return storage_unavailable();
+            }
         }
         let decision = self.run_handler(&attempt);
         let completion = Completion {
@@ -375,7 +388,7 @@ impl Boundary {
     }
 
     /// A nonce that is already known: in flight, conflicting, or a replay.
-    async fn existing_nonce(&self, attempt: Attempt, existing: NonceRecord) -> Response {
+    async fn existing_nonce(&self, mut attempt: Attempt, existing: NonceRecord) -> Response {
         let Some(original_outcome) = existing.outcome else {
             return self
                 .finish(
@@ -412,19 +425,14 @@ impl Boundary {
                 .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
             result,
         };
+        // The replay entry carries the original exec_id (it is not indexed
+        // under it, so lookups still find the original), and the response
+        // names the original execution, as the original service did.
+        attempt.exec_id = existing.exec_id;
         let mut response = self.finish(attempt, decision, None).await;
-        // The response names the original execution, as the original did.
         if let Value::Object(map) = &mut response.body {
             if map.get("outcome") == Some(&json!("replayed")) {
-                map.insert("id".into(), json!(existing.exec_id));
-                map.insert("exec_id".into(), json!(existing.exec_id));
                 map.insert("original_outcome".into(), json!(original_outcome));
-                if let Some(result) = map.get("result").cloned() {
-                    map.insert(
-                        "receipt_hash".into(),
-                        json!(legacy_receipt_hash(&existing.exec_id, &result)),
-                    );
-                }
             }
         }
         response
@@ -466,7 +474,7 @@ impl Boundary {
             }
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, error = %e, "attempt could not be recorded");
-                storage_unavailable(&e.to_string())
+                storage_unavailable()
             }
         }
     }
@@ -518,12 +526,9 @@ fn approval_rejection(e: ApprovalError) -> Decision {
     Decision::reject(status, e.code(), e.to_string())
 }
 
-fn storage_unavailable(detail: &str) -> Response {
-    Response::error(
-        503,
-        "ledger_unavailable",
-        format!("The ledger could not record this attempt: {detail}"),
-    )
+/// 503 without internal detail (the cause is logged, not sent).
+fn storage_unavailable() -> Response {
+    Response::error(503, "ledger_unavailable", "The ledger could not record this attempt; it was not executed or its outcome will be recorded as interrupted")
 }
 
 fn random_salt() -> [u8; 32] {

@@ -106,8 +106,15 @@ pub(super) async fn health(state: web::Data<AppState>) -> HttpResponse {
 
 #[utoipa::path(get, path = "/ready", responses((status = 200, description = "Store readable", body = ReadyResponse), (status = 503, description = "Store not readable", body = ErrorBody)))]
 pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let store = state.boundary.ledger().store();
-    match store.head() {
+    let ledger = state.boundary.ledger();
+    if !ledger.is_writable() {
+        return Err(ApiError::new(
+            503,
+            "not_ready",
+            "The ledger writer has stopped",
+        ));
+    }
+    match ledger.store().head() {
         Ok(Some(_)) => Ok(HttpResponse::Ok().json(json!({ "ready": true }))),
         _ => Err(ApiError::new(503, "not_ready", "The store is not readable")),
     }

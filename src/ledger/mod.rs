@@ -126,6 +126,8 @@ pub struct LedgerStats {
     pub commit_nanos: AtomicU64,
     /// Largest batch so far.
     pub max_batch: AtomicU64,
+    /// Set when the writer stopped after a storage failure.
+    pub writer_failed: std::sync::atomic::AtomicBool,
 }
 
 /// What the ledger knows of its committed state.
@@ -239,6 +241,12 @@ impl Ledger {
         if !crate::core::entry::is_reason_code(&draft.reason) {
             return Err(LedgerError::Entry(EntryError::InvalidField("reason")));
         }
+        if let Some(c) = &content {
+            let len = serde_json::to_vec(c).map_or(usize::MAX, |v| v.len());
+            if len > crate::store::MAX_VALUE_LEN {
+                return Err(LedgerError::Store(StoreError::TooLarge(len)));
+            }
+        }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = jobs
@@ -297,6 +305,17 @@ impl Ledger {
             .unwrap_or_else(PoisonError::into_inner)
             .checkpoint
             .clone()
+    }
+
+    /// Whether appends can still succeed (the writer has not stopped).
+    #[must_use]
+    pub fn is_writable(&self) -> bool {
+        !self.stats.writer_failed.load(Ordering::Relaxed)
+            && self
+                .jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some()
     }
 
     /// Sequencer counters.

@@ -19,8 +19,8 @@ use chrono::Utc;
 
 use super::{make_receipt, raise, Appended, Committed, Job, LedgerError, LedgerStats};
 use crate::core::checkpoint::SignedCheckpoint;
-use crate::core::entry::Entry;
 use crate::core::entry::EntryDraft;
+use crate::core::entry::{Entry, Outcome};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{prove_inclusion, tree_root, LeafIndex, TreeSize};
 use crate::core::receipt::{Content, Salts};
@@ -111,6 +111,8 @@ impl Sequencer {
             Err(e) => {
                 let reason = e.to_string();
                 self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
+                self.stats.writer_failed.store(true, Ordering::Relaxed);
+                tracing::error!(error = %reason, "ledger writer stopped after a storage failure");
                 for reply in replies {
                     let _ = reply.send(Err(LedgerError::Unavailable(reason.clone())));
                 }
@@ -181,7 +183,7 @@ impl Sequencer {
                 index,
                 signature: self.signer.sign_entry(&bytes).to_bytes(),
                 bytes,
-                exec_id: entry.exec_id.clone(),
+                index_exec_id: (entry.outcome != Outcome::Replayed).then(|| entry.exec_id.clone()),
                 content,
                 completion: completion.map(|mut c| {
                     c.record.index = Some(index);

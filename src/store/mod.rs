@@ -27,8 +27,8 @@
 //! and then calls `fdatasync` on sled's log file (`<dir>/db`) itself,
 //! through a descriptor it keeps open. Only after that returns is the batch
 //! durable and may any caller be answered. Values are bounded (see
-//! [`MAX_VALUE_LEN`]) and the segment size raised so that sled never moves a
-//! value to a separate blob file, which sled writes without a sync.
+//! [`MAX_VALUE_LEN`]) so that no sled node grows past sled's blob threshold:
+//! sled writes blob files without a sync, and this fsync would not cover them.
 
 mod hash_reader;
 pub mod reservations;
@@ -45,9 +45,11 @@ pub use reservations::{nonce_key, Completion, NonceRecord, Reservation};
 
 use crate::core::hash::Hash;
 
-/// Largest value the store accepts (far below sled's blob threshold at the
-/// configured segment size).
-pub const MAX_VALUE_LEN: usize = 1 << 20;
+/// Largest value the store accepts. A sled node holds up to 17 values and
+/// sled moves a node larger than a quarter segment (4 MiB) into a blob file
+/// that it writes *without* fsync; 17 × 200 KiB stays below that. (The
+/// service's body limit, at most 64 KiB, keeps content values near 130 KiB.)
+pub const MAX_VALUE_LEN: usize = 200 * 1024;
 
 /// sled segment size: its blob threshold is a quarter of this.
 const SEGMENT_SIZE: usize = 16 << 20;
@@ -144,8 +146,9 @@ pub struct StoredEntry {
     pub bytes: Vec<u8>,
     /// The log's signature over it.
     pub signature: [u8; 64],
-    /// Its exec_id, indexed for lookup.
-    pub exec_id: String,
+    /// The exec_id to index it under (`None` for a replay, whose exec_id
+    /// is the original attempt's and must keep pointing at the original).
+    pub index_exec_id: Option<String>,
     /// Cleartext content to keep beside it (deletable), if any.
     pub content: Option<Vec<u8>>,
     /// The nonce record to finalize with it, if the attempt held a nonce.
@@ -264,7 +267,9 @@ impl Store {
             value.extend_from_slice(&e.bytes);
             check_len(value.len())?;
             entries.insert(e.index.to_be_bytes().to_vec(), value);
-            exec_ids.insert(e.exec_id.as_bytes(), e.index.to_be_bytes().to_vec());
+            if let Some(exec_id) = &e.index_exec_id {
+                exec_ids.insert(exec_id.as_bytes(), e.index.to_be_bytes().to_vec());
+            }
             if let Some(c) = &e.content {
                 check_len(c.len())?;
                 content.insert(e.index.to_be_bytes().to_vec(), c.as_slice());
