@@ -198,3 +198,27 @@ fn a_bad_draft_is_refused_alone_and_the_writer_keeps_going() {
         0
     );
 }
+
+#[test]
+fn oversized_content_is_refused_alone() {
+    use openexec::core::receipt::{Content, Salts};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::open(dir.path());
+    let big = Content {
+        payload: serde_json::json!({ "x": "y".repeat(openexec::store::MAX_VALUE_LEN) }),
+        result: None,
+        salts: Salts {
+            payload: String::new(),
+            result: None,
+        },
+    };
+    assert!(matches!(
+        ledger.append(common::draft(0), Some(big)),
+        Err(LedgerError::Store(_))
+    ));
+    assert!(ledger.is_writable());
+    assert_eq!(
+        ledger.append(common::draft(1), None).unwrap().entry.index,
+        0
+    );
+}

@@ -19,7 +19,9 @@ use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
 /// Largest allowed `--max-body-bytes`. A sled tree node holds up to 17
 /// values and sled moves a node larger than a quarter segment (4 MiB here)
 /// into a blob file that it writes without fsync; with a payload and a
-/// result each bounded by this, a node stays well below that.
+/// result each near this size (true of the built-in handlers; the store
+/// refuses any single value over `store::MAX_VALUE_LEN`), a node stays well
+/// below that.
 const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
 
 /// Arguments of `openexec serve`; every one also an environment variable.
@@ -232,7 +234,8 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal; log files and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)

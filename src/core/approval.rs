@@ -669,6 +669,12 @@ mod tests {
             verify(&long, req, &pol, now()).unwrap_err(),
             ApprovalError::LifetimeTooLong(_)
         ));
+        let backwards =
+            Artifact::V2(mint_v2(&key, "ap-9", "acme", &rh, now(), Duration::seconds(-1)).unwrap());
+        assert_eq!(
+            verify(&backwards, req, &pol, now() - Duration::seconds(10)).unwrap_err(),
+            ApprovalError::BadExpiry
+        );
         let future = Artifact::V2(
             mint_v2(
                 &key,

@@ -104,7 +104,7 @@ pub(super) async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-#[utoipa::path(get, path = "/ready", responses((status = 200, description = "Store readable", body = ReadyResponse), (status = 503, description = "Store not readable", body = ErrorBody)))]
+#[utoipa::path(get, path = "/ready", responses((status = 200, description = "Store readable", body = ReadyResponse), (status = 503, description = "Writer stopped after a storage failure, or store not readable", body = ErrorBody)))]
 pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ledger = state.boundary.ledger();
     if !ledger.is_writable() {

@@ -34,7 +34,8 @@ pub const DEFAULT_ORIGIN: &str = "openexec.local/log";
 /// Ledger failures.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    /// Storage failed; the writer has stopped.
+    /// Storage failed (a commit failure also stops the writer), or one
+    /// append's content is too large to store (refused alone).
     #[error("storage: {0}")]
     Store(#[from] StoreError),
     /// Configuration refused at open (wrong key, wrong origin, bad key file).

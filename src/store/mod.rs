@@ -54,8 +54,9 @@ pub const MAX_VALUE_LEN: usize = 200 * 1024;
 /// sled segment size: its blob threshold is a quarter of this.
 const SEGMENT_SIZE: usize = 16 << 20;
 
-/// Storage failures. All are fail-stop for the writer: the ledger stops
-/// appending rather than guess what reached the disk.
+/// Storage failures. A failed batch commit is fail-stop for the writer (it
+/// stops rather than guess what reached the disk); a failed read or
+/// reservation fails only its own request.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// sled reported an error.
