@@ -26,7 +26,7 @@ pub struct AuditArgs {
     /// Data directory of a stopped service.
     #[arg(long, env = "OPENEXEC_DATA_DIR", default_value = "openexec-data")]
     pub data: PathBuf,
-    /// Skip the independent rs_merkle rebuild (it holds the whole tree in memory: a few times 32 bytes per entry).
+    /// Skip the independent rs_merkle rebuild (it holds the whole tree in memory: about 320 bytes per entry).
     #[arg(long)]
     pub no_rebuild: bool,
 }

@@ -7,8 +7,8 @@
 //! whole tree from the raw leaf hashes with `rs_merkle` (a different Merkle
 //! implementation from the `tlog_tiles` code that wrote the log) and
 //! compares the head root. That rebuild holds every leaf and every level of
-//! the tree in memory (rs_merkle keeps them all: a few times 32 bytes per
-//! entry); it is the one O(n)-memory step in the project and can be turned
+//! the tree in memory (rs_merkle keeps them all: about 320 bytes per entry
+//! measured at 1M entries, docs/PERFORMANCE.md); it is the one O(n)-memory step in the project and can be turned
 //! off with `--no-rebuild`.
 //!
 //! The audit opens the store directly, so the service must be stopped.
