@@ -523,3 +523,32 @@ fn demo_mode_ignores_an_unverified_artifacts_tenant() {
     assert_eq!(status, 200);
     assert_eq!(verified_entry(&s, &r).tenant, "");
 }
+
+#[test]
+fn b13_rejected_attempts_per_client_are_rate_limited_and_not_recorded_past_the_limit() {
+    let s = start(&[
+        ("OPENEXEC_REJECT_RATE", "0.5"),
+        ("OPENEXEC_REJECT_BURST", "5"),
+    ]);
+    let statuses: Vec<u16> = (0..10)
+        .map(|i| {
+            s.execute(&json!({"action": "nope", "nonce": format!("spam-{i}")}))
+                .0
+        })
+        .collect();
+    assert_eq!(&statuses[..5], &[400; 5]);
+    assert!(statuses[5..].iter().all(|&st| st == 429), "{statuses:?}");
+    let (_, h) = s.get_json("/health");
+    assert_eq!(
+        h["ledger"]["size"], 5,
+        "refused rejections are not recorded"
+    );
+    // Legitimate executions are not limited.
+    let (status, _) = s.execute(&json!({"action": "echo", "nonce": "after-spam"}));
+    assert_eq!(status, 200);
+    let (_, metrics) = s.get("/metrics");
+    assert!(
+        metrics.contains("openexec_rate_limited_total 5"),
+        "{metrics}"
+    );
+}

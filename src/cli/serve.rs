@@ -70,6 +70,13 @@ pub struct ServeArgs {
     /// Allowed clock skew with approvers, in seconds.
     #[arg(long, env = "OPENEXEC_CLOCK_SKEW_SECS", default_value_t = 30)]
     pub clock_skew_secs: i64,
+    /// Rejected attempts recorded per client (peer IP) per second; past it,
+    /// rejections are answered 429 and not recorded. 0 disables the limit.
+    #[arg(long, env = "OPENEXEC_REJECT_RATE", default_value_t = 20.0)]
+    pub reject_rate: f64,
+    /// Burst of rejected attempts per client before the rate applies.
+    #[arg(long, env = "OPENEXEC_REJECT_BURST", default_value_t = 200)]
+    pub reject_burst: u32,
     /// HTTP worker threads (default: number of cores).
     #[arg(long, env = "OPENEXEC_WORKERS")]
     pub workers: Option<usize>,
@@ -148,6 +155,8 @@ impl ServeArgs {
             },
             allow_list,
             store_content: self.store_content,
+            reject_rate: self.reject_rate.max(0.0),
+            reject_burst: self.reject_burst,
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 ..Limits::default()

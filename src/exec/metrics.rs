@@ -13,6 +13,7 @@ use crate::ledger::Ledger;
 #[derive(Default)]
 pub struct Metrics {
     attempts: Mutex<BTreeMap<(String, String), u64>>,
+    rate_limited: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -25,6 +26,11 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .entry((outcome, reason.to_owned()))
             .or_default() += 1;
+    }
+
+    /// Counts one rejected attempt refused by the rate limit (not recorded).
+    pub fn record_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus exposition text.
@@ -77,6 +83,12 @@ impl Metrics {
                 "Time in batch write + fdatasync.",
                 "counter",
                 format!("{:.6}", nanos as f64 / 1e9),
+            ),
+            (
+                "openexec_rate_limited_total",
+                "Rejected attempts refused by the per-client rate limit (not recorded).",
+                "counter",
+                self.rate_limited.load(Ordering::Relaxed).to_string(),
             ),
         ];
         for (name, help, kind, value) in gauges {

@@ -20,6 +20,7 @@
 
 pub mod handlers;
 pub mod metrics;
+pub mod ratelimit;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -75,6 +76,10 @@ pub struct Policy {
     pub store_content: bool,
     /// Request limits.
     pub limits: Limits,
+    /// Rejected attempts recorded per client per second (0: no limit).
+    pub reject_rate: f64,
+    /// Burst of rejected attempts per client.
+    pub reject_burst: u32,
 }
 
 /// An HTTP-agnostic response: status and JSON body.
@@ -103,11 +108,14 @@ pub struct Boundary {
     registry: Registry,
     policy: Policy,
     metrics: Metrics,
+    reject_limiter: ratelimit::RejectLimiter,
 }
 
 /// One attempt, as far as it got.
 struct Attempt {
     exec_id: String,
+    /// The client's address, for the rejection rate limit.
+    client: Option<std::net::IpAddr>,
     request: ExecuteRequest,
     tenant: String,
     request_hash: Hash,
@@ -139,11 +147,13 @@ impl Boundary {
     /// A boundary over an open ledger.
     #[must_use]
     pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
+        let reject_limiter = ratelimit::RejectLimiter::new(policy.reject_rate, policy.reject_burst);
         Self {
             ledger,
             registry,
             policy,
             metrics: Metrics::default(),
+            reject_limiter,
         }
     }
 
@@ -200,7 +210,9 @@ impl Boundary {
     }
 
     /// Runs one `/execute` body through the pipeline.
-    pub async fn execute(&self, body: &[u8]) -> Response {
+    /// `client` is the peer address, used only for the rate limit on
+    /// rejected attempts.
+    pub async fn execute(&self, body: &[u8], client: Option<std::net::IpAddr>) -> Response {
         let request = match parse_execute(body, &self.policy.limits) {
             Ok(r) => r,
             Err(e) => return Response::error(e.status, e.code, e.detail),
@@ -214,6 +226,7 @@ impl Boundary {
             };
         let mut attempt = Attempt {
             exec_id: uuid::Uuid::new_v4().to_string(),
+            client,
             request,
             tenant,
             request_hash,
@@ -450,6 +463,19 @@ impl Boundary {
         decision: Decision,
         completion: Option<Completion>,
     ) -> Response {
+        if decision.outcome == Outcome::Rejected
+            && !self
+                .reject_limiter
+                .try_take(attempt.client, std::time::Instant::now())
+        {
+            // Over the limit: answered, but not recorded (growth bound).
+            self.metrics.record_rate_limited();
+            return Response::error(
+                429,
+                "rate_limited",
+                "Too many rejected attempts from this client; this one was not recorded",
+            );
+        }
         let (draft, content) = match self.draft(&attempt, &decision) {
             Ok(v) => v,
             Err(e) => return Response::error(422, "invalid_payload", e),

@@ -175,7 +175,8 @@ pub(super) async fn execute(
         }
         body.extend_from_slice(&chunk);
     }
-    let response = state.boundary.execute(&body).await;
+    let client = req.peer_addr().map(|a| a.ip());
+    let response = state.boundary.execute(&body, client).await;
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     Ok(HttpResponse::build(status).json(response.body))
