@@ -27,9 +27,10 @@ fn load_command(dir: &std::path::Path, count: u32, threads: u32) -> Command {
 
 #[test]
 fn acknowledged_appends_survive_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
     for round in 0..3 {
-        let mut child = load_command(dir.path(), 1_000_000, 8).spawn().unwrap();
+        let mut child = load_command(&dir, 1_000_000, 8).spawn().unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut acked: Vec<Receipt> = Vec::new();
@@ -48,7 +49,7 @@ fn acknowledged_appends_survive_kill_9() {
         }
         child.wait().unwrap();
 
-        let ledger = common::open(dir.path());
+        let ledger = common::open(&dir);
         let head = ledger.head();
         let latest = ledger.latest_checkpoint();
         for receipt in &acked {
@@ -78,7 +79,7 @@ fn acknowledged_appends_survive_kill_9() {
     let status = Command::new(common::binary())
         .arg("audit")
         .arg("--data")
-        .arg(dir.path())
+        .arg(&dir)
         .output()
         .unwrap();
     assert!(

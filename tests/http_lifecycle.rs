@@ -117,3 +117,49 @@ fn sigterm_drains_in_flight_requests_and_every_answered_entry_is_kept() {
         assert_eq!(e["entry"].as_str().unwrap(), receipt.entry);
     }
 }
+
+/// Copies a directory tree (the data directory of a stopped server).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_rolled_back_data_directory_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let backup = dir.path().join("backup");
+    let mut s = start_in(&data, &[]).unwrap();
+    for i in 0..3 {
+        s.execute(&json!({"action": "echo", "nonce": format!("rb-{i}")}));
+    }
+    s.stop();
+    copy_dir(&data, &backup);
+    let mut s = start_in(&data, &[]).unwrap();
+    for i in 3..6 {
+        s.execute(&json!({"action": "echo", "nonce": format!("rb-{i}")}));
+    }
+    s.stop();
+    // Roll the data directory back to the older copy.
+    std::fs::remove_dir_all(&data).unwrap();
+    copy_dir(&backup, &data);
+    let stderr = match start_in(&data, &[]) {
+        Ok(_) => panic!("a rolled-back data directory must not start"),
+        Err(stderr) => stderr,
+    };
+    assert!(
+        stderr.contains("it was rolled back; refusing to sign a contradicting checkpoint"),
+        "{stderr}"
+    );
+    // With the memo deliberately removed, the operator can start it again.
+    std::fs::remove_file(dir.path().join("data.checkpoint")).unwrap();
+    assert!(start_in(&data, &[]).is_ok());
+}

@@ -54,6 +54,11 @@ pub struct ServeArgs {
     /// Log signing key file (created on first start, mode 0600). Default: DATA/log.key.
     #[arg(long, env = "OPENEXEC_LOG_KEY")]
     pub log_key: Option<PathBuf>,
+    /// File holding the last checkpoint this log signed, kept outside the
+    /// data directory to detect a rolled-back data directory at start.
+    /// Default: `<data dir>.checkpoint`.
+    #[arg(long, env = "OPENEXEC_CHECKPOINT_MEMO")]
+    pub checkpoint_memo: Option<PathBuf>,
     /// Keep cleartext payloads and results beside the entries (needed to replay results).
     #[arg(long, env = "OPENEXEC_STORE_CONTENT", default_value_t = true, action = ArgAction::Set)]
     pub store_content: bool,
@@ -165,6 +170,7 @@ impl ServeArgs {
         let mut ledger = LedgerConfig::new(data_dir);
         ledger.origin.clone_from(&self.origin);
         ledger.key_path.clone_from(&self.log_key);
+        ledger.checkpoint_memo.clone_from(&self.checkpoint_memo);
         ledger.cache_bytes = self.cache_mb << 20;
         let workers = self
             .workers

@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod keyfile;
+pub mod memo;
 mod sequencer;
 
 use std::path::PathBuf;
@@ -77,6 +78,8 @@ pub struct LedgerConfig {
     pub cache_bytes: u64,
     /// Most entries committed in one batch.
     pub max_batch: usize,
+    /// Checkpoint memo file (see [`memo`]); default `<data_dir>.checkpoint`.
+    pub checkpoint_memo: Option<PathBuf>,
 }
 
 impl LedgerConfig {
@@ -88,6 +91,7 @@ impl LedgerConfig {
             key_path: None,
             cache_bytes: 64 << 20,
             max_batch: 1024,
+            checkpoint_memo: None,
         }
     }
 
@@ -97,6 +101,15 @@ impl LedgerConfig {
         self.key_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("log.key"))
+    }
+
+    /// The checkpoint memo actually used.
+    #[must_use]
+    pub fn memo(&self) -> memo::CheckpointMemo {
+        self.checkpoint_memo.clone().map_or_else(
+            || memo::CheckpointMemo::default_for(&self.data_dir),
+            memo::CheckpointMemo::new,
+        )
     }
 
     fn store_config(&self) -> StoreConfig {
@@ -164,6 +177,8 @@ impl Ledger {
         let store = Store::open(&config.store_config())?;
         let committed = initialize(&store, &signer)?;
         let verifier = signer.verifier();
+        let memo = config.memo();
+        memo.check(&store, &verifier, &committed.head)?;
         let committed = Arc::new(RwLock::new(committed));
         let stats = Arc::new(LedgerStats::default());
         let (tx, rx) = mpsc::channel();
@@ -173,6 +188,7 @@ impl Ledger {
             committed.clone(),
             stats.clone(),
             config.max_batch,
+            memo,
         )
         .spawn(rx)?;
         Ok(Self {

@@ -34,6 +34,7 @@ pub(super) struct Sequencer {
     max_batch: usize,
     head: Head,
     failed: Option<String>,
+    memo: super::memo::CheckpointMemo,
 }
 
 /// A batch laid out in memory, before it is written.
@@ -54,6 +55,7 @@ impl Sequencer {
         committed: Arc<RwLock<Committed>>,
         stats: Arc<LedgerStats>,
         max_batch: usize,
+        memo: super::memo::CheckpointMemo,
     ) -> Self {
         let head = committed
             .read()
@@ -65,6 +67,7 @@ impl Sequencer {
             committed,
             stats,
             max_batch: max_batch.max(1),
+            memo,
             head,
             failed: None,
         }
@@ -137,6 +140,9 @@ impl Sequencer {
                 .unwrap_or_else(PoisonError::into_inner);
             committed.head = prepared.head;
             committed.checkpoint = prepared.checkpoint.note_text().to_owned();
+        }
+        if let Err(e) = self.memo.record(prepared.checkpoint.note_text()) {
+            tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
         }
         let n = u64::try_from(prepared.entries.len()).unwrap_or(u64::MAX);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);

@@ -27,7 +27,10 @@ pub fn draft(n: u64) -> EntryDraft {
 
 /// Opens a ledger in `dir` with default settings.
 pub fn open(dir: &std::path::Path) -> Ledger {
-    Ledger::open(&LedgerConfig::new(dir)).expect("open ledger")
+    let mut config = LedgerConfig::new(dir);
+    // Keep the checkpoint memo inside the temporary directory.
+    config.checkpoint_memo = Some(dir.join("memo.checkpoint"));
+    Ledger::open(&config).expect("open ledger")
 }
 
 /// Path of the built `openexec` binary.
