@@ -148,7 +148,9 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
         });
         return Ok(report);
     }
-    for item in store.checkpoints() {
+    // Checkpoints up to the head read at the start: a live log keeps adding
+    // newer ones while the audit runs.
+    for item in store.checkpoints_up_to(head.size) {
         let (size, note) = item?;
         if let Err(problem) = check_checkpoint(store, &verifier, size, &note, head.size) {
             report.first_bad = Some(AuditFinding {
@@ -158,6 +160,16 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
             return Ok(report);
         }
         report.checkpoints += 1;
+    }
+    if let Some((size, _)) = store.latest_checkpoint()? {
+        let head_unchanged = store.head()?.is_some_and(|h| h.size == head.size);
+        if size > head.size && head_unchanged {
+            report.first_bad = Some(AuditFinding {
+                at: Location::Checkpoint(size),
+                problem: "beyond the head".into(),
+            });
+            return Ok(report);
+        }
     }
     let head_root = tree_root(&StoreHashReader(store), TreeSize(head.size))?;
     if head_root != head.root {

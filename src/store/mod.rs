@@ -402,10 +402,21 @@ impl Store {
 
     /// Every stored checkpoint, in size order.
     pub fn checkpoints(&self) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
-        self.inner.checkpoints.iter().map(|r| {
-            let (k, v) = r?;
-            Ok((decode_u64(&k)?, utf8(&v)?))
-        })
+        self.checkpoints_up_to(u64::MAX)
+    }
+
+    /// Stored checkpoints of size at most `max_size`, in size order.
+    pub fn checkpoints_up_to(
+        &self,
+        max_size: u64,
+    ) -> impl Iterator<Item = Result<(u64, String), StoreError>> + '_ {
+        self.inner
+            .checkpoints
+            .range(..=max_size.to_be_bytes())
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((decode_u64(&k)?, utf8(&v)?))
+            })
     }
 
     /// One stored Merkle hash.

@@ -1,0 +1,202 @@
+//! Races at scale: 10,000 attempts on one nonce over 64 connections run the
+//! handler once; one approval raced across 1,000 nonces executes once;
+//! appends running while proofs and an audit read never yield a proof that
+//! fails to verify.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use ed25519_dalek::pkcs8::EncodePublicKey as _;
+use ed25519_dalek::SigningKey;
+use openexec::core::approval::mint_v1;
+use openexec::core::checkpoint::SignedCheckpoint;
+use openexec::core::proof::{verify_consistency, TreeSize};
+use openexec::core::receipt::verify_receipt;
+use openexec::ledger::audit::{audit, AuditOptions};
+use serde_json::{json, Value};
+
+/// `total` requests spread over `connections` threads, each with its own
+/// keep-alive connection; returns (status, body) of every response.
+fn hammer(
+    base: &str,
+    connections: usize,
+    total: usize,
+    body: impl Fn(usize) -> Value + Sync,
+) -> Vec<(u16, Value)> {
+    std::thread::scope(|scope| {
+        let body = &body;
+        let handles: Vec<_> = (0..connections)
+            .map(|c| {
+                scope.spawn(move || {
+                    let agent = ureq::AgentBuilder::new()
+                        .timeout(Duration::from_secs(60))
+                        .max_idle_connections(1)
+                        .build();
+                    (c..total)
+                        .step_by(connections)
+                        .map(
+                            |i| match agent.post(&format!("{base}/execute")).send_json(body(i)) {
+                                Ok(r) => (r.status(), r.into_json().unwrap()),
+                                Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+                                Err(e) => panic!("transport: {e}"),
+                            },
+                        )
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn ten_thousand_attempts_on_one_nonce_over_64_connections_run_once() {
+    let s = common::server::start(&[]);
+    let results = hammer(
+        &s.base,
+        64,
+        10_000,
+        |_| json!({"action": "counter", "payload": {"name": "race10k"}, "nonce": "one-nonce"}),
+    );
+    assert_eq!(results.len(), 10_000);
+    let executed = results
+        .iter()
+        .filter(|(_, r)| r["outcome"] == "executed")
+        .count();
+    assert_eq!(executed, 1);
+    for (status, r) in &results {
+        match status {
+            200 => assert_eq!(r["result"]["value"], 1),
+            409 => assert_eq!(r["code"], "nonce_in_flight"),
+            // Past the per-client limit on recorded rejections.
+            429 => assert_eq!(r["code"], "rate_limited"),
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    let (_, r) = s
+        .execute(&json!({"action": "counter", "payload": {"name": "race10k"}, "nonce": "another"}));
+    assert_eq!(r["result"]["value"], 2, "the counter moved once");
+}
+
+#[test]
+fn one_approval_raced_across_1000_nonces_executes_once() {
+    let key = SigningKey::from_bytes(&[31; 32]);
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    // 999 rejections from one address: lift the per-client rejection limit.
+    let s = common::server::start(&[
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", &pem),
+        ("CLAWSHIELD_TENANT_ID", "t"),
+        ("OPENEXEC_REJECT_RATE", "0"),
+    ]);
+    let payload = json!({"name": "race1000"});
+    let art = serde_json::to_value(mint_v1(
+        &key,
+        "ap-1000",
+        "t",
+        "counter",
+        &payload,
+        Utc::now(),
+        chrono::Duration::seconds(600),
+    ))
+    .unwrap();
+    let results = hammer(
+        &s.base,
+        64,
+        1000,
+        |i| json!({"action": "counter", "payload": payload, "nonce": format!("n-{i}"), "approval_artifact": art}),
+    );
+    assert_eq!(results.iter().filter(|(st, _)| *st == 200).count(), 1);
+    assert!(results
+        .iter()
+        .filter(|(st, _)| *st != 200)
+        .all(|(st, r)| *st == 403 && r["code"] == "approval_reused"));
+}
+
+#[test]
+fn proofs_and_an_audit_read_correctly_while_appends_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::open(dir.path());
+    for n in 0..50 {
+        ledger.append(common::draft(n), None).unwrap();
+    }
+    let done = AtomicBool::new(false);
+    let next = AtomicU64::new(1_000_000);
+    let checked = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..150 {
+                    ledger
+                        .append(common::draft(next.fetch_add(1, Ordering::Relaxed)), None)
+                        .unwrap();
+                }
+            });
+        }
+        for r in 0..2u64 {
+            let (ledger, done, checked) = (&ledger, &done, &checked);
+            scope.spawn(move || {
+                let mut i = r;
+                while !done.load(Ordering::Relaxed) {
+                    let head = ledger.head().size;
+                    let receipt = ledger.receipt(i % head).unwrap();
+                    let verified = verify_receipt(&receipt, ledger.verifier(), None).unwrap();
+                    // An older checkpoint is a prefix of the latest one.
+                    let old = ledger.store().checkpoint(i % head + 1).unwrap();
+                    if let Some(old) = old {
+                        let old =
+                            SignedCheckpoint::open(old.as_bytes(), ledger.verifier()).unwrap();
+                        let new = &verified.checkpoint;
+                        let proof = ledger.consistency_proof(old.size(), new.size()).unwrap();
+                        verify_consistency(
+                            &proof,
+                            TreeSize(old.size()),
+                            TreeSize(new.size()),
+                            &old.root(),
+                            &new.root(),
+                        )
+                        .unwrap();
+                    }
+                    checked.fetch_add(1, Ordering::Relaxed);
+                    i += 7;
+                }
+            });
+        }
+        scope.spawn(|| {
+            let report = audit(
+                ledger.store(),
+                AuditOptions {
+                    rebuild: true,
+                    progress_every: 0,
+                },
+            )
+            .unwrap();
+            assert_eq!(
+                report.first_bad, None,
+                "a live audit sees a consistent prefix"
+            );
+        });
+        // Stop the readers once the writers are done.
+        scope.spawn(|| {
+            while ledger.head().size < 650 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            done.store(true, Ordering::Relaxed);
+        });
+    });
+    assert_eq!(ledger.head().size, 650);
+    assert!(
+        checked.load(Ordering::Relaxed) > 10,
+        "readers ran concurrently"
+    );
+}
