@@ -30,6 +30,7 @@
 //! [`MAX_VALUE_LEN`]) so that no sled node grows past sled's blob threshold:
 //! sled writes blob files without a sync, and this fsync would not cover them.
 
+mod faults;
 mod hash_reader;
 pub mod reservations;
 
@@ -40,6 +41,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+pub use faults::FaultPoint;
 pub use hash_reader::{OverlayReader, StoreHashReader};
 pub use reservations::{nonce_key, Completion, NonceRecord, Reservation};
 
@@ -189,6 +191,8 @@ struct Inner {
     counters: sled::Tree,
     /// Coalesces concurrent sync requests into one fdatasync.
     sync_gate: SyncGate,
+    /// Injected failures (tests only).
+    faults: faults::Faults,
     /// sled's log file, kept open so each commit can `fdatasync` it.
     log_file: File,
     path: PathBuf,
@@ -220,6 +224,7 @@ impl Store {
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
             sync_gate: SyncGate::default(),
+            faults: faults::Faults::default(),
             db,
             log_file,
             path: config.path.clone(),
@@ -259,6 +264,7 @@ impl Store {
 
     /// Writes one batch atomically and makes it durable before returning.
     pub fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        self.inner.faults.check(FaultPoint::CommitWrite)?;
         let mut entries = sled::Batch::default();
         let mut exec_ids = sled::Batch::default();
         let mut content = sled::Batch::default();
@@ -320,12 +326,14 @@ impl Store {
                 TransactionError::Storage(s) => StoreError::Sled(s),
                 TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
             })?;
+        self.inner.faults.check(FaultPoint::CommitSync)?;
         self.sync()
     }
 
     /// Makes every write that completed before this call durable, sharing
     /// one fdatasync among concurrent callers (group sync).
     pub fn sync_coalesced(&self) -> Result<(), StoreError> {
+        self.inner.faults.check(FaultPoint::ReserveSync)?;
         let gate = &self.inner.sync_gate;
         let ticket = gate.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut synced = gate.synced.lock().unwrap_or_else(PoisonError::into_inner);
@@ -471,6 +479,13 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 }
 
 impl Store {
+    /// Arms an injected failure at `point`, after `successes_first` passes.
+    /// For fault-injection tests; nothing else calls it.
+    #[doc(hidden)]
+    pub fn inject_fault(&self, point: FaultPoint, successes_first: u32) {
+        self.inner.faults.arm(point, successes_first);
+    }
+
     /// Overwrites a raw value in one of the store's trees, bypassing every
     /// check, and syncs. Exists only so tamper tests and the tampering
     /// harness can corrupt a store on purpose; nothing else calls it.

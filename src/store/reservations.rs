@@ -91,6 +91,7 @@ impl Store {
         record: &NonceRecord,
         approval_key: Option<&str>,
     ) -> Result<Reservation, StoreError> {
+        self.inner.faults.check(super::FaultPoint::ReserveWrite)?;
         let value = encode(record)?;
         let i = &self.inner;
         let outcome =
