@@ -4,19 +4,68 @@
 //! [`crate::ledger::Ledger`] and back; they hold no policy and no format
 //! logic. [`configure`] is shared by `openexec serve` and the tests, which
 //! start the real server on `127.0.0.1:0` with [`run`].
+//!
+//! # Slow and hostile clients
+//!
+//! Every phase of a connection is bounded in time, so a client that sends
+//! slowly or not at all holds a connection (a file descriptor and at most
+//! one body's worth of memory) for seconds, never indefinitely:
+//!
+//! - the request head must arrive within [`REQUEST_HEAD_TIMEOUT`] of the
+//!   connection being accepted (actix answers a bare `408` and closes);
+//! - a request body must arrive within [`REQUEST_BODY_TIMEOUT`] of its head
+//!   (enforced by [`bounded_bodies`]; `/execute` answers `408 body_timeout`);
+//! - keep-alive is off: each connection carries one request, so the head
+//!   timeout, which actix applies to a connection's *first* request only,
+//!   covers every request (a second head trickled on a kept-alive
+//!   connection would otherwise have no deadline at all);
+//! - after a response to a request whose body was not read to its end (a
+//!   `413`, `415`, `408`, ...), the connection is closed after lingering
+//!   [`CLIENT_DISCONNECT_TIMEOUT`], rather than the rest of the body being
+//!   read and discarded for as long as the client cares to send it.
 
 mod error;
 pub mod openapi;
 mod routes;
 
+use std::cell::RefCell;
+use std::future::Future;
+use std::io;
 use std::net::TcpListener;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
+use actix_web::http::KeepAlive;
+use actix_web::rt::time::{sleep, Sleep};
+use actix_web::web::Bytes;
+use actix_web::{web, App, HttpMessage as _, HttpServer};
+use futures_util::Stream;
 
 pub use error::ApiError;
 
 use crate::exec::Boundary;
+
+/// Longest time from accepting a connection to having read its request
+/// head (actix `client_request_timeout`). Heads are at most a few hundred
+/// bytes; 5 s (actix's default, made explicit) is ample on any link.
+pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest time from a request's head to the last byte of its body. The
+/// largest body `/execute` accepts is 64 KiB: 10 s allows a 52 kbit/s
+/// link, while a client that trickles or stalls is cut off.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection closed by the server lingers, reading and
+/// discarding what the client still sends so that it can read the
+/// response instead of getting a reset (actix `client_disconnect_timeout`;
+/// actix's default, made explicit).
+pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Shared state of every request.
 pub struct AppState {
@@ -38,10 +87,107 @@ pub async fn run(
     workers: usize,
 ) -> std::io::Result<()> {
     let data = web::Data::from(state);
-    HttpServer::new(move || App::new().app_data(data.clone()).configure(configure))
-        .workers(workers.max(1))
-        .shutdown_timeout(10)
-        .listen(listener)?
-        .run()
-        .await
+    HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(configure)
+            .wrap_fn(bounded_bodies)
+    })
+    .workers(workers.max(1))
+    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+    .keep_alive(KeepAlive::Disabled)
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run()
+    .await
+}
+
+/// Middleware: gives the handler a body that fails with
+/// `PayloadError::Io(TimedOut)` once [`REQUEST_BODY_TIMEOUT`] has passed,
+/// and keeps the connection's body alive until the response has been
+/// written, so that actix closes a connection whose body was not read to
+/// its end instead of draining it.
+fn bounded_bodies<S, B>(
+    mut req: ServiceRequest,
+    srv: &S,
+) -> impl Future<Output = Result<ServiceResponse<HoldingBody<B>>, actix_web::Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + Unpin,
+{
+    let body = Rc::new(RefCell::new(req.take_payload()));
+    let bounded: Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>> =
+        Box::pin(DeadlineBody {
+            body: Rc::clone(&body),
+            deadline: Box::pin(sleep(REQUEST_BODY_TIMEOUT)),
+            expired: false,
+        });
+    req.set_payload(Payload::from(bounded));
+    let response = srv.call(req);
+    async move {
+        let response = response.await?;
+        Ok(response.map_body(move |_, inner| HoldingBody {
+            inner,
+            _request_body: body,
+        }))
+    }
+}
+
+/// A request body cut off at a deadline.
+struct DeadlineBody {
+    body: Rc<RefCell<Payload>>,
+    deadline: Pin<Box<Sleep>>,
+    expired: bool,
+}
+
+impl Stream for DeadlineBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.expired {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(item) = Pin::new(&mut *this.body.borrow_mut()).poll_next(cx) {
+            return Poll::Ready(item);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            this.expired = true;
+            return Poll::Ready(Some(Err(PayloadError::Io(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the request body was not received within {} seconds",
+                    REQUEST_BODY_TIMEOUT.as_secs()
+                ),
+            )))));
+        }
+        Poll::Pending
+    }
+}
+
+/// A response body that keeps the request's body alive until it has been
+/// sent. Actix then sees an unfinished request body that is still wanted
+/// and closes the connection after the response (lingering for
+/// [`CLIENT_DISCONNECT_TIMEOUT`]); had the request body been dropped, it
+/// would instead read and discard the rest of a chunked body for as long
+/// as the client kept sending it.
+struct HoldingBody<B> {
+    inner: B,
+    _request_body: Rc<RefCell<Payload>>,
+}
+
+impl<B: MessageBody + Unpin> MessageBody for HoldingBody<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.inner.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_next(cx)
+    }
 }

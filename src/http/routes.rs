@@ -30,39 +30,40 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         web::PathConfig::default().error_handler(|e, _| ApiError::bad_query(e.to_string()).into()),
     )
     .app_data(
+        // JSON bodies other than /execute (which reads its own): receipts
+        // are a few KiB; refuse anything larger than an /execute body.
         web::JsonConfig::default()
+            .limit(64 * 1024)
             .error_handler(|e, _| ApiError::new(422, "invalid_json", e.to_string()).into()),
     );
     let routes = [
-        ("/", web::get().to(root)),
-        ("/health", web::get().to(health)),
-        ("/ready", web::get().to(ready)),
-        ("/version", web::get().to(version)),
-        ("/metrics", web::get().to(metrics)),
-        ("/openapi.json", web::get().to(openapi)),
-        ("/execute", web::post().to(execute)),
-        ("/receipts/verify", web::post().to(verify)),
-        ("/receipts/{exec_id}", web::get().to(receipt)),
-        ("/ledger/checkpoint", web::get().to(checkpoint)),
-        ("/ledger/key", web::get().to(key)),
-        ("/ledger/entries", web::get().to(entries)),
-        ("/ledger/entries/{index}", web::get().to(entry)),
-        ("/ledger/proof/inclusion", web::get().to(inclusion)),
-        ("/ledger/proof/consistency", web::get().to(consistency)),
+        ("/", "GET", web::get().to(root)),
+        ("/health", "GET", web::get().to(health)),
+        ("/ready", "GET", web::get().to(ready)),
+        ("/version", "GET", web::get().to(version)),
+        ("/metrics", "GET", web::get().to(metrics)),
+        ("/openapi.json", "GET", web::get().to(openapi)),
+        ("/execute", "POST", web::post().to(execute)),
+        ("/receipts/verify", "POST", web::post().to(verify)),
+        ("/receipts/{exec_id}", "GET", web::get().to(receipt)),
+        ("/ledger/checkpoint", "GET", web::get().to(checkpoint)),
+        ("/ledger/key", "GET", web::get().to(key)),
+        ("/ledger/entries", "GET", web::get().to(entries)),
+        ("/ledger/entries/{index}", "GET", web::get().to(entry)),
+        ("/ledger/proof/inclusion", "GET", web::get().to(inclusion)),
+        (
+            "/ledger/proof/consistency",
+            "GET",
+            web::get().to(consistency),
+        ),
     ];
-    for (path, route) in routes {
-        // A known path with another method is a JSON 405, not an empty one.
-        cfg.service(
-            web::resource(path)
-                .route(route)
-                .default_service(web::to(|| async {
-                    Err::<HttpResponse, _>(ApiError::new(
-                        405,
-                        "method_not_allowed",
-                        "Method not allowed on this path",
-                    ))
-                })),
-        );
+    for (path, method, route) in routes {
+        // A known path with another method is a JSON 405 naming the allowed
+        // method (RFC 9110 requires `Allow`), not an empty one.
+        cfg.service(web::resource(path).route(route).default_service(web::to(move || async move {
+            let body = json!({ "detail": "Method not allowed on this path", "code": "method_not_allowed" });
+            HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, method)).json(body)
+        })));
     }
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route"))
@@ -133,16 +134,20 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(state.boundary.metrics_text())
 }
 
-/// Reads the body within the configured limit (413 past it) and requires a
-/// JSON content type when one is given (415 otherwise).
+/// Reads the body within the configured limit (413 past it, or at once
+/// when `Content-Length` announces more) and time (408 past
+/// [`super::REQUEST_BODY_TIMEOUT`]), and requires a JSON content type when
+/// one is given (415 otherwise; a missing one is accepted as JSON).
 #[utoipa::path(post, path = "/execute", request_body = ExecuteBody, responses(
     (status = 200, description = "Executed, or a replay of an execution", body = ExecuteResponse),
     (status = 400, description = "Unknown action or invalid payload (recorded)", body = ExecuteResponse),
     (status = 403, description = "Not allowed or approval refused (recorded)", body = ExecuteResponse),
+    (status = 408, description = "Body not received in time (not recorded)", body = ErrorBody),
     (status = 409, description = "Nonce in flight (recorded)", body = ExecuteResponse),
     (status = 413, description = "Body too large (not recorded)", body = ErrorBody),
     (status = 415, description = "Not JSON (not recorded)", body = ErrorBody),
     (status = 422, description = "Malformed request (not recorded), or nonce conflict / malformed approval (recorded)", body = ErrorBody),
+    (status = 429, description = "Rejection past the per-client rate limit (not recorded)", body = ErrorBody),
     (status = 500, description = "Handler failed (recorded)", body = ExecuteResponse),
     (status = 503, description = "Ledger unavailable", body = ErrorBody)))]
 pub(super) async fn execute(
@@ -162,16 +167,37 @@ pub(super) async fn execute(
         }
     }
     let limit = state.boundary.policy().limits.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("Request body exceeds {limit} bytes"),
+        )
+    };
+    // A body announced larger than the limit is refused before a byte of
+    // it is read (actix has already refused a malformed Content-Length).
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    // Read at most `limit` bytes and stop at the first one past it: the rest
+    // is never read (the connection is closed after the answer). The body
+    // stream fails with `TimedOut` once `super::REQUEST_BODY_TIMEOUT` has
+    // passed (see `super::bounded_bodies`).
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::new(400, "bad_body", format!("Could not read the body: {e}")))?;
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::new(408, "body_timeout", io.to_string())
+            }
+            other => ApiError::new(400, "bad_body", format!("Could not read the body: {other}")),
+        })?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                413,
-                "body_too_large",
-                format!("Request body exceeds {limit} bytes"),
-            ));
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
