@@ -21,6 +21,7 @@
 pub mod handlers;
 pub mod metrics;
 pub mod ratelimit;
+mod reserver;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -109,6 +110,7 @@ pub struct Boundary {
     policy: Policy,
     metrics: Metrics,
     reject_limiter: ratelimit::RejectLimiter,
+    reserver: reserver::Reserver,
 }
 
 /// One attempt, as far as it got.
@@ -145,16 +147,19 @@ impl Decision {
 
 impl Boundary {
     /// A boundary over an open ledger.
-    #[must_use]
-    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
+    ///
+    /// Starts the reservation writer thread; fails only if it cannot spawn.
+    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> std::io::Result<Self> {
         let reject_limiter = ratelimit::RejectLimiter::new(policy.reject_rate, policy.reject_burst);
-        Self {
+        let reserver = reserver::Reserver::start(ledger.store().clone())?;
+        Ok(Self {
             ledger,
             registry,
             policy,
             metrics: Metrics::default(),
             reject_limiter,
-        }
+            reserver,
+        })
     }
 
     /// The ledger.
@@ -314,21 +319,9 @@ impl Boundary {
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
         };
-        // The reservation waits for an fdatasync: run it on the blocking
-        // pool, never on the HTTP worker thread.
-        let store = self.ledger.store().clone();
-        let (task_key, task_record) = (key.clone(), record.clone());
-        let reserved = tokio::task::spawn_blocking(move || {
-            let r = store.reserve(&task_key, &task_record, task_record.approval_key.as_deref())?;
-            store.sync_coalesced()?;
-            Ok::<_, crate::store::StoreError>(r)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(crate::store::StoreError::Corrupt(format!(
-                "reservation task: {e}"
-            )))
-        });
+        // Durable before the handler runs; group-committed with every other
+        // reservation queued at the same time (see `reserver`).
+        let reserved = self.reserver.reserve(key.clone(), record.clone()).await;
         match reserved {
             Ok(Reservation::Reserved) => {}
             Ok(Reservation::ApprovalUsed) => {
