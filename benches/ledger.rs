@@ -29,7 +29,7 @@
 //!
 //! `cargo bench --bench ledger -- --test` runs every benchmark once (smoke).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)] // criterion_main! generates an undocumented main
 
 use std::path::{Path, PathBuf};
 use std::sync::{Barrier, OnceLock};
