@@ -13,10 +13,11 @@
 //!    (original outcome, `replayed: true`), used approval (403);
 //! 7. the handler, at most once per nonce (a panic is caught → `failed`);
 //! 8. record: the sequencer appends the entry and finalizes the nonce in
-//!    one durable batch; 9. respond with the receipt.
+//!    one durable batch (a rejection past the per-client rate limit is
+//!    answered 429 instead and not recorded); 9. respond with the receipt.
 //!
-//! This module never answers before the attempt's entry is durable, and
-//! never runs a handler without a durable reservation.
+//! This module never answers with a receipt before the attempt's entry is
+//! durable, and never runs a handler without a durable reservation.
 
 pub mod handlers;
 pub mod metrics;
