@@ -177,3 +177,40 @@ fn approve_mints_artifacts_the_server_accepts() {
         assert_eq!(status, 200, "{kind}: {r}");
     }
 }
+
+#[test]
+fn bench_reports_throughput_and_fails_on_errors() {
+    let s = common::server::start(&[]);
+    let out = openexec(&[
+        "bench",
+        "--url",
+        &s.base,
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = line(&out);
+    assert!(text.starts_with("connections=2 executions="), "{text}");
+    assert!(
+        text.contains("executions_per_second=") && text.ends_with("errors=0"),
+        "{text}"
+    );
+    let out = openexec(&[
+        "bench",
+        "--url",
+        &s.base,
+        "--connections",
+        "1",
+        "--duration",
+        "1",
+        "--action",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "any non-2xx fails the run");
+}

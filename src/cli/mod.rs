@@ -7,6 +7,8 @@
 #[cfg(feature = "server")]
 mod approve;
 #[cfg(feature = "server")]
+mod bench;
+#[cfg(feature = "server")]
 mod ledger_cmds;
 #[cfg(feature = "server")]
 mod serve;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Re-verify a whole ledger in a data directory (service stopped).
     #[cfg(feature = "server")]
     Audit(ledger_cmds::AuditArgs),
+    /// Load-test a running service: POST /execute with unique nonces.
+    #[cfg(feature = "server")]
+    Bench(bench::BenchArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -66,6 +71,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keygen(args) => ledger_cmds::keygen(&args),
         #[cfg(feature = "server")]
         Command::Audit(args) => ledger_cmds::run_audit(&args),
+        #[cfg(feature = "server")]
+        Command::Bench(args) => bench::run(&args),
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
     }
