@@ -151,9 +151,16 @@ struct Committed {
     checkpoint: String,
 }
 
+/// Content encoded once, at submission: its stored bytes and the salts
+/// its receipt carries.
+struct EncodedContent {
+    bytes: Vec<u8>,
+    salts: crate::core::receipt::Salts,
+}
+
 struct Job {
     draft: EntryDraft,
-    content: Option<Content>,
+    content: Option<EncodedContent>,
     completion: Option<Completion>,
     reply: tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>,
 }
@@ -208,9 +215,7 @@ impl Ledger {
         draft: EntryDraft,
         content: Option<Content>,
     ) -> Result<Appended, LedgerError> {
-        let rx = self.submit(draft, content, None)?;
-        rx.blocking_recv()
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+        self.append_completing_blocking(draft, content, None)
     }
 
     /// Appends one entry and waits until it is durable.
@@ -258,12 +263,21 @@ impl Ledger {
         if !crate::core::entry::is_reason_code(&draft.reason) {
             return Err(LedgerError::Entry(EntryError::InvalidField("reason")));
         }
-        if let Some(c) = &content {
-            let len = serde_json::to_vec(c).map_or(usize::MAX, |v| v.len());
-            if len > crate::store::MAX_VALUE_LEN {
-                return Err(LedgerError::Store(StoreError::TooLarge(len)));
-            }
-        }
+        // Encoded here, once: the size check and the stored value use the
+        // same bytes, and an oversized value is refused alone.
+        let content = content
+            .map(|c| {
+                let bytes = serde_json::to_vec(&c)
+                    .map_err(|_| LedgerError::Store(StoreError::TooLarge(usize::MAX)))?;
+                if bytes.len() > crate::store::MAX_VALUE_LEN {
+                    return Err(LedgerError::Store(StoreError::TooLarge(bytes.len())));
+                }
+                Ok(EncodedContent {
+                    bytes,
+                    salts: c.salts,
+                })
+            })
+            .transpose()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = jobs

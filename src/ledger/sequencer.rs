@@ -17,13 +17,15 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::{make_receipt, raise, Appended, Committed, Job, LedgerError, LedgerStats};
+use super::{
+    make_receipt, raise, Appended, Committed, EncodedContent, Job, LedgerError, LedgerStats,
+};
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::EntryDraft;
 use crate::core::entry::{Entry, Outcome};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{prove_inclusion, tree_root, LeafIndex, TreeSize};
-use crate::core::receipt::{Content, Salts};
+use crate::core::receipt::Salts;
 use crate::store::{BatchWrite, Completion, Head, OverlayReader, Store, StoredEntry};
 
 pub(super) struct Sequencer {
@@ -126,7 +128,7 @@ impl Sequencer {
     /// Prepares, writes and syncs one batch; returns one result per draft.
     fn commit(
         &mut self,
-        drafts: Vec<(EntryDraft, Option<Content>, Option<Completion>)>,
+        drafts: Vec<(EntryDraft, Option<EncodedContent>, Option<Completion>)>,
     ) -> Result<Vec<Result<Appended, LedgerError>>, LedgerError> {
         let prepared = self.prepare(drafts)?;
         let started = Instant::now();
@@ -156,7 +158,7 @@ impl Sequencer {
     /// checkpoint. Nothing is written yet.
     fn prepare(
         &self,
-        drafts: Vec<(EntryDraft, Option<Content>, Option<Completion>)>,
+        drafts: Vec<(EntryDraft, Option<EncodedContent>, Option<Completion>)>,
     ) -> Result<Prepared, LedgerError> {
         let mut write = BatchWrite::default();
         let mut entries = Vec::with_capacity(drafts.len());
@@ -180,11 +182,8 @@ impl Sequencer {
                 pending.insert(offset, Hash::from(hash));
                 write.hashes.push((offset, Hash::from(hash)));
             }
-            salts.push(content.as_ref().map(|c| c.salts.clone()));
-            let content = content
-                .map(|c| serde_json::to_vec(&c))
-                .transpose()
-                .map_err(|e| LedgerError::Unavailable(format!("encoding content: {e}")))?;
+            let (content, entry_salts) = content.map(|c| (c.bytes, c.salts)).unzip();
+            salts.push(entry_salts);
             write.entries.push(StoredEntry {
                 index,
                 signature: self.signer.sign_entry(&bytes).to_bytes(),
