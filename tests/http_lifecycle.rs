@@ -42,7 +42,7 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
                 .unwrap(),
             Reservation::Reserved
         );
-        store.sync_coalesced().unwrap();
+        store.sync_reservations().unwrap();
     }
     let s = start_in(&data, &[]).unwrap();
     let (_, entry) = s.get_json("/ledger/entries/0");

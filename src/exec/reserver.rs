@@ -104,7 +104,7 @@ fn run(store: &Store, rx: &mpsc::Receiver<Job>) {
             .iter()
             .any(|r| matches!(r, Ok(Reservation::Reserved)))
         {
-            store.sync_coalesced().map_err(|e| e.to_string())
+            store.sync_reservations().map_err(|e| e.to_string())
         } else {
             Ok(())
         };

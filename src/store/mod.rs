@@ -36,8 +36,7 @@ pub mod reservations;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
@@ -189,8 +188,6 @@ struct Inner {
     pending: sled::Tree,
     approvals: sled::Tree,
     counters: sled::Tree,
-    /// Coalesces concurrent sync requests into one fdatasync.
-    sync_gate: SyncGate,
     /// Injected failures (tests only).
     faults: faults::Faults,
     /// sled's log file, kept open so each commit can `fdatasync` it.
@@ -223,7 +220,6 @@ impl Store {
             pending: db.open_tree("pending")?,
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
-            sync_gate: SyncGate::default(),
             faults: faults::Faults::default(),
             db,
             log_file,
@@ -330,22 +326,12 @@ impl Store {
         self.sync()
     }
 
-    /// Makes every write that completed before this call durable, sharing
-    /// one fdatasync among concurrent callers (group sync).
-    pub fn sync_coalesced(&self) -> Result<(), StoreError> {
+    /// Makes the reservations written so far durable (`flush()` + a real
+    /// fdatasync). Called once per group by the reservation writer thread
+    /// (`exec::reserver`), which is what shares one sync among requests.
+    pub fn sync_reservations(&self) -> Result<(), StoreError> {
         self.inner.faults.check(FaultPoint::ReserveSync)?;
-        let gate = &self.inner.sync_gate;
-        let ticket = gate.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut synced = gate.synced.lock().unwrap_or_else(PoisonError::into_inner);
-        if *synced >= ticket {
-            return Ok(());
-        }
-        // Every ticket up to `target` was taken after its write completed,
-        // and this sync starts after reading `target`: it covers them all.
-        let target = gate.requested.load(Ordering::SeqCst);
-        self.sync()?;
-        *synced = target;
-        Ok(())
+        self.sync()
     }
 
     /// `flush()` then a real `fdatasync` of sled's log file.
@@ -443,13 +429,6 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?)
     }
-}
-
-/// Tickets for [`Store::sync_coalesced`].
-#[derive(Default)]
-struct SyncGate {
-    requested: AtomicU64,
-    synced: Mutex<u64>,
 }
 
 fn check_len(len: usize) -> Result<(), StoreError> {

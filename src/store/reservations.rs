@@ -5,7 +5,7 @@
 //! nonce is already known (returning what is known) or the approval already
 //! consumed; otherwise it records the nonce as `pending` in both `nonces`
 //! and the small `pending` tree, and marks the approval consumed. The
-//! caller then makes it durable ([`Store::sync_coalesced`]) *before* running
+//! caller then makes it durable ([`Store::sync_reservations`]) *before* running
 //! the handler. The sequencer later replaces the pending record with the
 //! final one and deletes it from `pending`, in the same transaction as the
 //! ledger entry — so "entry exists" and "nonce done" are never out of step.
@@ -84,7 +84,7 @@ fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
 
 impl Store {
     /// Atomically reserves `key` for `record` and consumes `approval_key`.
-    /// Not yet durable: call [`Store::sync_coalesced`] before acting on it.
+    /// Not yet durable: call [`Store::sync_reservations`] before acting on it.
     pub fn reserve(
         &self,
         key: &[u8],
