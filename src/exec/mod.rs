@@ -42,7 +42,7 @@ use crate::core::receipt::{salt_to_base64, Content, Salts};
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
 use crate::ledger::{Appended, Ledger, LedgerError};
 use crate::store::{nonce_key, Completion, NonceRecord, Reservation};
-use handlers::{HandlerContext, Registry};
+use handlers::{Handler, HandlerContext, Registry};
 use metrics::Metrics;
 
 /// Execution mode.
@@ -238,14 +238,14 @@ impl Boundary {
             request_hash,
             approval: ApprovalSummary::none(),
         };
-        let verified = match self.authorize(&attempt, artifact) {
+        let (handler, verified) = match self.authorize(&attempt, artifact) {
             Ok(v) => v,
             Err(decision) => return self.finish(attempt, decision, None).await,
         };
         if let Some(v) = &verified {
             attempt.approval = v.summary.clone();
         }
-        self.reserve_and_run(attempt, verified).await
+        self.reserve_and_run(attempt, handler, verified).await
     }
 
     /// The configured tenant, else (clawshield mode) the artifact's, else "".
@@ -260,12 +260,13 @@ impl Boundary {
             .unwrap_or_default()
     }
 
-    /// Steps 3–5: allow-list, registry, approval, payload check.
+    /// Steps 3–5: allow-list, registry, approval, payload check. Returns the
+    /// registered handler that step 7 runs.
     fn authorize(
         &self,
         attempt: &Attempt,
         artifact: Option<Result<Artifact, ApprovalError>>,
-    ) -> Result<Option<VerifiedApproval>, Decision> {
+    ) -> Result<(Handler, Option<VerifiedApproval>), Decision> {
         let action = &attempt.request.action;
         if let Some(list) = &self.policy.allow_list {
             if !list.iter().any(|a| a.as_str() == action.as_str()) {
@@ -299,13 +300,14 @@ impl Boundary {
         };
         (handler.check)(&attempt.request.payload)
             .map_err(|msg| Decision::reject(400, "invalid_payload", msg))?;
-        Ok(verified)
+        Ok((handler, verified))
     }
 
     /// Steps 6–9.
     async fn reserve_and_run(
         &self,
         attempt: Attempt,
+        handler: Handler,
         verified: Option<VerifiedApproval>,
     ) -> Response {
         let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
@@ -343,7 +345,7 @@ impl Boundary {
                 return storage_unavailable();
             }
         }
-        let decision = self.run_handler(&attempt);
+        let decision = self.run_handler(handler, &attempt);
         let completion = Completion {
             key,
             record: NonceRecord {
@@ -356,14 +358,7 @@ impl Boundary {
     }
 
     /// Runs the handler once, catching panics.
-    fn run_handler(&self, attempt: &Attempt) -> Decision {
-        let Some(handler) = self.registry.get(&attempt.request.action) else {
-            return Decision::reject(
-                400,
-                "unknown_action",
-                format!("Unknown action: {}", attempt.request.action),
-            );
-        };
+    fn run_handler(&self, handler: Handler, attempt: &Attempt) -> Decision {
         let ctx = HandlerContext {
             store: self.ledger.store(),
         };
