@@ -8,7 +8,7 @@ use openexec::core::checkpoint::CheckpointError;
 use openexec::core::proof::ProofError;
 use openexec::core::receipt::{verify_receipt, Receipt, ReceiptError};
 use openexec::core::tlog_proof;
-use openexec::ledger::audit::{audit, AuditOptions, Location};
+use openexec::ledger::audit::Location;
 
 fn ledger_with_receipt() -> (tempfile::TempDir, openexec::ledger::Ledger, Receipt) {
     let dir = tempfile::tempdir().unwrap();
@@ -142,16 +142,7 @@ fn tlog_proof_round_trips_and_still_verifies() {
 fn audit_first_bad(dir: &std::path::Path) -> Option<Location> {
     let store =
         openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.join("db"))).unwrap();
-    audit(
-        &store,
-        AuditOptions {
-            rebuild: true,
-            progress_every: 0,
-        },
-    )
-    .unwrap()
-    .first_bad
-    .map(|f| f.at)
+    common::full_audit(&store).map(|f| f.at)
 }
 
 #[test]
@@ -189,18 +180,7 @@ fn audit_catches_a_tampered_stored_hash_and_checkpoint() {
         let store =
             openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.path().join("db")))
                 .unwrap();
-        assert_eq!(
-            audit(
-                &store,
-                AuditOptions {
-                    rebuild: true,
-                    progress_every: 0
-                }
-            )
-            .unwrap()
-            .first_bad,
-            None
-        );
+        assert_eq!(common::full_audit(&store), None);
         // The stored hash of level 1 covering leaves 4,5 (written with entry 5).
         let at = tlog_tiles::stored_hash_index(1, 2);
         store

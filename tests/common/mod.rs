@@ -37,3 +37,15 @@ pub fn open(dir: &std::path::Path) -> Ledger {
 pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_openexec"))
 }
+
+/// A full audit (with the rs_merkle rebuild, no progress output): the first
+/// problem found, if any.
+pub fn full_audit(store: &openexec::store::Store) -> Option<openexec::ledger::audit::AuditFinding> {
+    let options = openexec::ledger::audit::AuditOptions {
+        rebuild: true,
+        progress_every: 0,
+    };
+    openexec::ledger::audit::audit(store, options)
+        .expect("audit runs")
+        .first_bad
+}
