@@ -135,6 +135,17 @@ impl SignedCheckpoint {
     pub fn note_text(&self) -> &str {
         &self.note
     }
+
+    /// The note's text without signatures (origin, size, root, each line
+    /// ending in a newline): what the log's signature and every
+    /// cosignature cover.
+    #[must_use]
+    pub fn body(&self) -> &str {
+        // A checkpoint body has no blank line, so the first one ends it.
+        self.note
+            .find("\n\n")
+            .map_or(self.note.as_str(), |end| &self.note[..=end])
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +164,10 @@ mod tests {
         assert!(cp.note_text().starts_with("example.com/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n\n— example.com/log "));
         let opened = SignedCheckpoint::open(cp.note_text().as_bytes(), &s.verifier()).unwrap();
         assert_eq!(opened, cp);
+        assert_eq!(
+            cp.body(),
+            "example.com/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+        );
     }
 
     #[test]

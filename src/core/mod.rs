@@ -10,13 +10,16 @@
 pub mod approval;
 pub mod canonical;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod entry;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
+pub mod policy;
 pub mod proof;
 pub mod pyjson;
 pub mod receipt;
 pub mod request;
 pub mod signing;
 pub mod tlog_proof;
+pub mod witness;

@@ -18,8 +18,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 /// Prefix of every entry-signature message (see docs/FORMATS.md).
 pub const ENTRY_SIGNATURE_CONTEXT: &[u8] = b"OpenExec entry signature v1\n";
 
-/// Signed-note algorithm byte for Ed25519.
-const ALG_ED25519: u8 = 0x01;
+/// Signed-note algorithm byte for Ed25519 note signatures (log keys).
+pub(crate) const ALG_ED25519: u8 = 0x01;
 
 /// A malformed or mismatched key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum KeyError {
     #[error("invalid key name {0:?}")]
     Name(String),
     /// The algorithm byte is not Ed25519.
-    #[error("unsupported key algorithm (only Ed25519, 0x01)")]
+    #[error("unexpected key algorithm (log keys are Ed25519 0x01, witness keys Ed25519 cosignature 0x04)")]
     Algorithm,
     /// The key id does not match name and key.
     #[error("key id does not match the key")]
@@ -71,31 +71,14 @@ impl LogSigner {
 
     /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`.
     pub fn from_private_key_text(text: &str) -> Result<Self, KeyError> {
-        const FORM: &str = "PRIVATE+KEY+<name>+<hex id>+<base64 key>";
-        let rest = text
-            .trim_end_matches('\n')
-            .strip_prefix("PRIVATE+KEY+")
-            .ok_or(KeyError::Format(FORM))?;
-        let (name, id, key) = split_key_text(rest, FORM)?;
-        let seed: [u8; 32] = decode_alg_key(key)?;
-        let signer = Self::from_seed(name, seed)?;
-        if signer.key_id != id {
-            return Err(KeyError::KeyId);
-        }
-        Ok(signer)
+        let (name, key) = parse_private_key(text, ALG_ED25519)?;
+        Self::from_seed(&name, key.to_bytes())
     }
 
     /// The private key text (keep it secret; file mode 0600).
     #[must_use]
     pub fn private_key_text(&self) -> String {
-        let mut bytes = vec![ALG_ED25519];
-        bytes.extend_from_slice(&self.key.to_bytes());
-        format!(
-            "PRIVATE+KEY+{}+{:08x}+{}\n",
-            self.name,
-            self.key_id,
-            STANDARD.encode(bytes)
-        )
+        private_key_text(&self.name, self.key_id, ALG_ED25519, &self.key)
     }
 
     /// The matching verifier.
@@ -144,18 +127,8 @@ impl signed_note::Signer for LogSigner {
 impl LogVerifier {
     /// Parses a signed-note verifier key `<name>+<hex id>+<base64(0x01 ‖ key)>`.
     pub fn from_vkey(vkey: &str) -> Result<Self, KeyError> {
-        let (name, id, key) = split_key_text(vkey.trim(), "<name>+<hex id>+<base64 key>")?;
-        check_name(name)?;
-        let bytes: [u8; 32] = decode_alg_key(key)?;
-        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Key)?;
-        if note_key_id(name, &key) != id {
-            return Err(KeyError::KeyId);
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            key,
-            key_id: id,
-        })
+        let (name, key, key_id) = parse_vkey(vkey, ALG_ED25519)?;
+        Ok(Self { name, key, key_id })
     }
 
     /// The verifier key text.
@@ -174,6 +147,12 @@ impl LogVerifier {
     #[must_use]
     pub const fn key_id(&self) -> u32 {
         self.key_id
+    }
+
+    /// The raw public key (two vkeys wrapping the same key are duplicates).
+    #[must_use]
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
     }
 
     /// Checks an entry signature (strict Ed25519 verification).
@@ -221,12 +200,68 @@ pub fn signature_to_base64(sig: &Signature) -> String {
 }
 
 fn note_key_id(name: &str, key: &VerifyingKey) -> u32 {
-    let mut encoded = vec![ALG_ED25519];
+    key_id_for(name, ALG_ED25519, key)
+}
+
+/// Signed-note key id of an Ed25519 key used with signature type `alg`.
+pub(crate) fn key_id_for(name: &str, alg: u8, key: &VerifyingKey) -> u32 {
+    let mut encoded = vec![alg];
     encoded.extend_from_slice(key.as_bytes());
     signed_note::key_id(name, &encoded)
 }
 
-fn check_name(name: &str) -> Result<(), KeyError> {
+/// The verifier key text `<name>+<hex id>+<base64(alg ‖ key)>`.
+pub(crate) fn vkey_text(name: &str, alg: u8, key: &VerifyingKey) -> String {
+    let mut encoded = vec![alg];
+    encoded.extend_from_slice(key.as_bytes());
+    format!(
+        "{name}+{:08x}+{}",
+        key_id_for(name, alg, key),
+        STANDARD.encode(encoded)
+    )
+}
+
+/// Parses `<name>+<hex id>+<base64(alg ‖ key)>` for signature type `alg`,
+/// checking the name and the key id. Returns (name, key, key id).
+pub(crate) fn parse_vkey(text: &str, alg: u8) -> Result<(String, VerifyingKey, u32), KeyError> {
+    let (name, id, key) = split_key_text(text.trim(), "<name>+<hex id>+<base64 key>")?;
+    check_name(name)?;
+    let bytes: [u8; 32] = decode_alg_key(key, alg)?;
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Key)?;
+    if key_id_for(name, alg, &key) != id {
+        return Err(KeyError::KeyId);
+    }
+    Ok((name.to_owned(), key, id))
+}
+
+/// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(alg ‖ seed)>`, checking the
+/// name and the key id. Returns (name, key).
+pub(crate) fn parse_private_key(text: &str, alg: u8) -> Result<(String, SigningKey), KeyError> {
+    const FORM: &str = "PRIVATE+KEY+<name>+<hex id>+<base64 key>";
+    let rest = text
+        .trim_end_matches('\n')
+        .strip_prefix("PRIVATE+KEY+")
+        .ok_or(KeyError::Format(FORM))?;
+    let (name, id, key) = split_key_text(rest, FORM)?;
+    check_name(name)?;
+    let key = SigningKey::from_bytes(&decode_alg_key(key, alg)?);
+    if key_id_for(name, alg, &key.verifying_key()) != id {
+        return Err(KeyError::KeyId);
+    }
+    Ok((name.to_owned(), key))
+}
+
+/// The private key text `PRIVATE+KEY+<name>+<hex id>+<base64(alg ‖ seed)>`.
+pub(crate) fn private_key_text(name: &str, key_id: u32, alg: u8, key: &SigningKey) -> String {
+    let mut bytes = vec![alg];
+    bytes.extend_from_slice(&key.to_bytes());
+    format!(
+        "PRIVATE+KEY+{name}+{key_id:08x}+{}\n",
+        STANDARD.encode(bytes)
+    )
+}
+
+pub(crate) fn check_name(name: &str) -> Result<(), KeyError> {
     if signed_note::is_key_name_valid(name) {
         Ok(())
     } else {
@@ -250,10 +285,10 @@ fn split_key_text<'a>(
     Ok((name, id, key))
 }
 
-fn decode_alg_key(text: &str) -> Result<[u8; 32], KeyError> {
+fn decode_alg_key(text: &str, expected_alg: u8) -> Result<[u8; 32], KeyError> {
     let bytes = STANDARD.decode(text).map_err(|_| KeyError::Key)?;
     let (&alg, key) = bytes.split_first().ok_or(KeyError::Key)?;
-    if alg != ALG_ED25519 {
+    if alg != expected_alg {
         return Err(KeyError::Algorithm);
     }
     key.try_into().map_err(|_| KeyError::Key)
