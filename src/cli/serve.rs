@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{ArgAction, Args};
 
 use crate::core::approval::{ApprovalPolicy, ApproverKey};
+use crate::core::cosignature::WitnessVerifier;
 use crate::core::request::Limits;
 use crate::exec::handlers::Registry;
 use crate::exec::{Boundary, Mode, Policy};
@@ -88,6 +89,19 @@ pub struct ServeArgs {
     /// sled cache size in MiB.
     #[arg(long, env = "OPENEXEC_CACHE_MB", default_value_t = 64)]
     pub cache_mb: u64,
+    /// Witness keys whose cosignatures this log accepts (C2SP vkeys with
+    /// signature type 0x04, comma-separated; the flag may repeat).
+    #[arg(
+        long = "witness-key",
+        env = "OPENEXEC_WITNESS_KEYS",
+        value_delimiter = ','
+    )]
+    pub witness_keys: Vec<String>,
+    /// Least milliseconds between two advances of the checkpoint published
+    /// at `GET /ledger/checkpoint`, so that witnesses polling at different
+    /// moments cosign the same checkpoint (0: always the latest).
+    #[arg(long, env = "OPENEXEC_PUBLISH_INTERVAL_MS", default_value_t = 1000)]
+    pub publish_interval_ms: u64,
 }
 
 /// A validated configuration.
@@ -172,6 +186,16 @@ impl ServeArgs {
         ledger.key_path.clone_from(&self.log_key);
         ledger.checkpoint_memo.clone_from(&self.checkpoint_memo);
         ledger.cache_bytes = self.cache_mb << 20;
+        ledger.witness_keys = self
+            .witness_keys
+            .iter()
+            .filter_map(|k| non_empty(Some(k)))
+            .map(|k| {
+                WitnessVerifier::from_vkey(k)
+                    .map_err(|e| format!("OPENEXEC_WITNESS_KEYS: {k:?}: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        ledger.publish_interval = std::time::Duration::from_millis(self.publish_interval_ms);
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));

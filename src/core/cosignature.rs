@@ -19,12 +19,11 @@
 //! checks log signatures; [`WitnessSigner::cosign`] produces the signature
 //! line. The caller supplies the time: this module never reads the clock.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
 use super::signing::{
     check_name, key_id_for, parse_private_key, parse_vkey, private_key_text, vkey_text, KeyError,
+    LogVerifier,
 };
 
 /// Signed-note signature type of a timestamped Ed25519 cosignature.
@@ -223,6 +222,94 @@ fn split_signature(sig: &[u8]) -> Option<(u64, Signature)> {
     Some((timestamp, Signature::from_slice(signature).ok()?))
 }
 
+/// Why cosignatures on a note were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CosignedNoteError {
+    /// The note is not a well-formed signed note.
+    #[error("malformed signed note")]
+    Malformed,
+    /// A signature from a known key (log or witness) does not verify.
+    #[error("a signature from a known key does not verify")]
+    BadSignature,
+    /// The log's own signature is missing.
+    #[error("the note is not signed by the log key")]
+    NoLogSignature,
+}
+
+/// The witness cosignatures on `note` that verify against `witnesses`
+/// (the log's own signature must verify too). Signatures from other keys
+/// are ignored; a bad signature from a known key refuses the whole note,
+/// as signed-note verification requires.
+pub fn verified_cosignatures(
+    note: &[u8],
+    log: &LogVerifier,
+    witnesses: &[WitnessVerifier],
+) -> Result<Vec<signed_note::Signature>, CosignedNoteError> {
+    let parsed = signed_note::Note::from_bytes(note).map_err(|_| CosignedNoteError::Malformed)?;
+    let mut keys: Vec<Box<dyn signed_note::Verifier>> = vec![Box::new(log.clone())];
+    keys.extend(
+        witnesses
+            .iter()
+            .map(|w| Box::new(w.clone()) as Box<dyn signed_note::Verifier>),
+    );
+    let (verified, _unknown) = parsed
+        .verify(&signed_note::VerifierList::new(keys))
+        .map_err(|_| CosignedNoteError::BadSignature)?;
+    let is_log = |s: &signed_note::Signature| s.name() == log.name() && s.id() == log.key_id();
+    if !verified.iter().any(is_log) {
+        return Err(CosignedNoteError::NoLogSignature);
+    }
+    Ok(verified.into_iter().filter(|s| !is_log(s)).collect())
+}
+
+/// The checkpoint's note with `cosignatures` appended: the body, the log's
+/// signature lines, then one line per witness key (name, key id) in key
+/// order, a later cosignature from the same key replacing an earlier one.
+/// `checkpoint` must be the log's note (with its own signatures, and
+/// possibly earlier cosignatures that were verified before being stored).
+pub fn with_cosignatures(
+    checkpoint_note: &str,
+    cosignatures: &[signed_note::Signature],
+) -> Result<String, CosignedNoteError> {
+    let parsed = signed_note::Note::from_bytes(checkpoint_note.as_bytes())
+        .map_err(|_| CosignedNoteError::Malformed)?;
+    let text = std::str::from_utf8(parsed.text()).map_err(|_| CosignedNoteError::Malformed)?;
+    let signatures = checkpoint_note
+        .get(text.len() + 1..)
+        .ok_or(CosignedNoteError::Malformed)?;
+    let mut log_lines = String::new();
+    let mut witness_lines = std::collections::BTreeMap::new();
+    for line in signatures.split_inclusive('\n') {
+        let sig = signed_note::Signature::from_bytes(line.trim_end_matches('\n').as_bytes())
+            .map_err(|_| CosignedNoteError::Malformed)?;
+        if cosignature_timestamp(sig.signature()).is_some() {
+            witness_lines.insert((sig.name().to_owned(), sig.id()), line.to_owned());
+        } else {
+            log_lines.push_str(line);
+        }
+    }
+    for sig in cosignatures {
+        let line = String::from_utf8(sig.to_bytes()).map_err(|_| CosignedNoteError::Malformed)?;
+        witness_lines.insert((sig.name().to_owned(), sig.id()), line);
+    }
+    let mut note = format!("{text}\n{log_lines}");
+    note.extend(witness_lines.into_values());
+    Ok(note)
+}
+
+/// Number of cosignature lines (timestamped, 72-byte signatures) in a note.
+#[must_use]
+pub fn count_cosignatures(note: &str) -> usize {
+    let Some(start) = note.rfind("\n\n") else {
+        return 0;
+    };
+    note[start + 2..]
+        .lines()
+        .filter_map(|line| signed_note::Signature::from_bytes(line.as_bytes()).ok())
+        .filter(|sig| cosignature_timestamp(sig.signature()).is_some())
+        .count()
+}
+
 /// `cosignature/v1\ntime <t>\n` followed by the checkpoint note text.
 #[must_use]
 pub fn signed_message(timestamp: u64, note_text: &[u8]) -> Vec<u8> {
@@ -236,6 +323,8 @@ pub fn signed_message(timestamp: u64, note_text: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
     use signed_note::Verifier as _;
 
     const TEXT: &[u8] = b"example.com/log\n3\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n";
@@ -283,6 +372,55 @@ mod tests {
         assert_eq!(
             signed_message(1_679_315_147, TEXT),
             b"cosignature/v1\ntime 1679315147\nexample.com/log\n3\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+        );
+    }
+
+    #[test]
+    fn cosignatures_merge_by_key_and_only_verified_ones_count() {
+        let log = crate::core::signing::LogSigner::from_seed("example.com/log", [1; 32]).unwrap();
+        let cp = crate::core::checkpoint::SignedCheckpoint::sign(
+            &log,
+            3,
+            crate::core::hash::Hash::sha256(b"r"),
+        )
+        .unwrap();
+        let (w1, w2) = (
+            witness(),
+            WitnessSigner::from_seed("w2.example", [2; 32]).unwrap(),
+        );
+        let keys = [w1.verifier(), w2.verifier()];
+        let note = |extra: &str| format!("{}{extra}", cp.note_text());
+        let first = note(&w2.cosign(cp.body().as_bytes(), 10).unwrap());
+        let sigs = verified_cosignatures(first.as_bytes(), &log.verifier(), &keys).unwrap();
+        assert_eq!(sigs.len(), 1);
+        let stored = with_cosignatures(cp.note_text(), &sigs).unwrap();
+        assert_eq!(count_cosignatures(&stored), 1);
+        // A later cosignature from w2 replaces its first; w1 adds one.
+        let second = note(&format!(
+            "{}{}",
+            w2.cosign(cp.body().as_bytes(), 20).unwrap(),
+            w1.cosign(cp.body().as_bytes(), 20).unwrap()
+        ));
+        let sigs = verified_cosignatures(second.as_bytes(), &log.verifier(), &keys).unwrap();
+        let merged = with_cosignatures(&stored, &sigs).unwrap();
+        assert_eq!(count_cosignatures(&merged), 2);
+        assert!(merged.starts_with(cp.note_text()), "log signature first");
+        assert_eq!(
+            verified_cosignatures(merged.as_bytes(), &log.verifier(), &keys)
+                .unwrap()
+                .len(),
+            2
+        );
+        // An unknown witness is ignored; a note without the log signature is refused.
+        assert!(
+            verified_cosignatures(first.as_bytes(), &log.verifier(), &[])
+                .unwrap()
+                .is_empty()
+        );
+        let other = crate::core::signing::LogSigner::from_seed("example.com/log", [7; 32]).unwrap();
+        assert_eq!(
+            verified_cosignatures(first.as_bytes(), &other.verifier(), &keys),
+            Err(CosignedNoteError::NoLogSignature)
         );
     }
 

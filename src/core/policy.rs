@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::checkpoint::{CheckpointError, SignedCheckpoint};
-use super::cosignature::WitnessVerifier;
+use super::cosignature::{verified_cosignatures, CosignedNoteError, WitnessVerifier};
 use super::signing::{KeyError, LogVerifier};
 
 /// Implementation limit on logs, witnesses and groups (each); the spec
@@ -186,17 +186,12 @@ impl Policy {
         note: &[u8],
         log: &LogVerifier,
     ) -> Result<BTreeSet<String>, PolicyError> {
-        let parsed = signed_note::Note::from_bytes(note)
-            .map_err(|_| PolicyError::Checkpoint(CheckpointError::MalformedNote))?;
-        let mut keys: Vec<Box<dyn signed_note::Verifier>> = vec![Box::new(log.clone())];
-        keys.extend(
-            self.witnesses
-                .iter()
-                .map(|w| Box::new(w.key.clone()) as Box<dyn signed_note::Verifier>),
-        );
-        let (verified, _unknown) = parsed
-            .verify(&signed_note::VerifierList::new(keys))
-            .map_err(|_| PolicyError::BadCosignature)?;
+        let keys: Vec<WitnessVerifier> = self.witnesses.iter().map(|w| w.key.clone()).collect();
+        let verified = verified_cosignatures(note, log, &keys).map_err(|e| match e {
+            CosignedNoteError::BadSignature => PolicyError::BadCosignature,
+            CosignedNoteError::Malformed => PolicyError::Checkpoint(CheckpointError::MalformedNote),
+            CosignedNoteError::NoLogSignature => PolicyError::Checkpoint(CheckpointError::Unsigned),
+        })?;
         Ok(verified
             .iter()
             .filter_map(|sig| {

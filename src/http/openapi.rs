@@ -136,6 +136,17 @@ pub struct HealthResponse {
     pub checkpoint: String,
 }
 
+/// `POST /ledger/cosignatures`: what the log accepted.
+#[derive(Serialize, ToSchema)]
+pub struct CosignaturesResponse {
+    /// Size of the cosigned checkpoint.
+    pub tree_size: u64,
+    /// Key names of the witnesses whose cosignatures this request added.
+    pub witnesses: Vec<String>,
+    /// Cosignatures now stored for that checkpoint.
+    pub cosignatures: usize,
+}
+
 /// `GET /ready`.
 #[derive(Serialize, ToSchema)]
 pub struct ReadyResponse {
@@ -231,6 +242,7 @@ pub struct ConsistencyResponse {
         super::routes::verify,
         super::routes::receipt,
         super::routes::checkpoint,
+        super::routes::cosignatures,
         super::routes::key,
         super::routes::entries,
         super::routes::entry,
@@ -254,7 +266,8 @@ pub struct ConsistencyResponse {
         EntryResponse,
         EntriesResponse,
         InclusionResponse,
-        ConsistencyResponse
+        ConsistencyResponse,
+        CosignaturesResponse
     ))
 )]
 pub struct ApiDoc;

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, OpenApi as _};
 
 use super::openapi::{
-    ApiDoc, ConsistencyResponse, EntriesResponse, EntryResponse, ErrorBody, ExecuteBody,
-    ExecuteResponse, HealthResponse, InclusionResponse, ReadyResponse, ReceiptDoc, RootResponse,
-    VerifyBody, VerifyResponse, VersionResponse,
+    ApiDoc, ConsistencyResponse, CosignaturesResponse, EntriesResponse, EntryResponse, ErrorBody,
+    ExecuteBody, ExecuteResponse, HealthResponse, InclusionResponse, ReadyResponse, ReceiptDoc,
+    RootResponse, VerifyBody, VerifyResponse, VersionResponse,
 };
 use super::{ApiError, AppState};
 use crate::core::pyjson::{dumps_sorted, Separators};
@@ -47,6 +47,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         ("/receipts/verify", "POST", web::post().to(verify)),
         ("/receipts/{exec_id}", "GET", web::get().to(receipt)),
         ("/ledger/checkpoint", "GET", web::get().to(checkpoint)),
+        ("/ledger/cosignatures", "POST", web::post().to(cosignatures)),
         ("/ledger/key", "GET", web::get().to(key)),
         ("/ledger/entries", "GET", web::get().to(entries)),
         ("/ledger/entries/{index}", "GET", web::get().to(entry)),
@@ -167,40 +168,7 @@ pub(super) async fn execute(
         }
     }
     let limit = state.boundary.policy().limits.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            413,
-            "body_too_large",
-            format!("Request body exceeds {limit} bytes"),
-        )
-    };
-    // A body announced larger than the limit is refused before a byte of
-    // it is read (actix has already refused a malformed Content-Length).
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if announced.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
-        return Err(too_large());
-    }
-    // Read at most `limit` bytes and stop at the first one past it: the rest
-    // is never read (the connection is closed after the answer). The body
-    // stream fails with `TimedOut` once `super::REQUEST_BODY_TIMEOUT` has
-    // passed (see `super::bounded_bodies`).
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| match e {
-            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                ApiError::new(408, "body_timeout", io.to_string())
-            }
-            other => ApiError::new(400, "bad_body", format!("Could not read the body: {other}")),
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body(&req, &mut payload, limit).await?;
     let client = req.peer_addr().map(|a| a.ip());
     let response = state.boundary.execute(&body, client).await;
     let status = actix_web::http::StatusCode::from_u16(response.status)
@@ -294,11 +262,90 @@ pub(super) async fn receipt(
     Ok(HttpResponse::Ok().json(receipt))
 }
 
-#[utoipa::path(get, path = "/ledger/checkpoint", responses((status = 200, description = "Latest signed C2SP checkpoint", body = String, content_type = "text/plain")))]
-pub(super) async fn checkpoint(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
+#[utoipa::path(get, path = "/ledger/checkpoint", responses((status = 200, description = "The published C2SP checkpoint (the latest, advanced at most once per publish interval) with the witness cosignatures stored for it", body = String, content_type = "text/plain"), (status = 503, description = "Storage unavailable", body = ErrorBody)))]
+pub(super) async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok()
         .content_type(ContentType::plaintext())
-        .body(state.boundary.ledger().latest_checkpoint())
+        .body(state.boundary.ledger().published_checkpoint()?))
+}
+
+/// Largest cosigned checkpoint note accepted (a checkpoint with a hundred
+/// signature lines is about 12 KiB).
+const MAX_COSIGNED_NOTE: usize = 64 * 1024;
+
+#[utoipa::path(post, path = "/ledger/cosignatures", request_body(content = String, description = "One of this log's checkpoints (with the log's signature) followed by cosignature lines from trusted witnesses", content_type = "text/plain"), responses((status = 200, description = "Cosignatures verified and stored", body = CosignaturesResponse), (status = 400, description = "Not a checkpoint note", body = ErrorBody), (status = 403, description = "Not this log's signature, or no valid cosignature from a trusted witness", body = ErrorBody), (status = 409, description = "Signed with this log's key but not this log's tree (split view)", body = ErrorBody), (status = 413, description = "Body too large", body = ErrorBody), (status = 503, description = "Storage unavailable", body = ErrorBody)))]
+pub(super) async fn cosignatures(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let note = read_body(&req, &mut payload, MAX_COSIGNED_NOTE).await?;
+    let ledger = state.boundary.ledger().clone();
+    let accepted = web::block(move || ledger.add_cosignatures(&note))
+        .await
+        .map_err(|_| ApiError::new(503, "ledger_unavailable", "The ledger is unavailable"))?
+        .map_err(cosign_error)?;
+    tracing::info!(tree_size = accepted.tree_size, witnesses = ?accepted.witnesses, "cosignatures stored");
+    Ok(HttpResponse::Ok().json(CosignaturesResponse {
+        tree_size: accepted.tree_size,
+        witnesses: accepted.witnesses,
+        cosignatures: accepted.cosignatures,
+    }))
+}
+
+fn cosign_error(e: crate::ledger::CosignError) -> ApiError {
+    use crate::ledger::CosignError as E;
+    let detail = e.to_string();
+    match e {
+        E::Malformed(_) => ApiError::new(400, "malformed_checkpoint", detail),
+        E::NotThisLog(_) => ApiError::new(403, "not_this_log", detail),
+        E::NoTrustedCosignature => ApiError::new(403, "untrusted_witness", detail),
+        E::BadCosignature => ApiError::new(403, "bad_cosignature", detail),
+        E::NotOurTree(_) => ApiError::new(409, "not_this_tree", detail),
+        E::Store(inner) => crate::ledger::LedgerError::from(inner).into(),
+        E::Ledger(inner) => inner.into(),
+    }
+}
+
+/// Reads a request body of at most `limit` bytes: 413 when it is announced
+/// or turns out larger (the rest is never read; the connection is closed
+/// after the answer), 408 once `super::REQUEST_BODY_TIMEOUT` has passed
+/// (the body stream then fails with `TimedOut`, see `super::bounded_bodies`).
+async fn read_body(
+    req: &HttpRequest,
+    payload: &mut web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body_too_large",
+            format!("Request body exceeds {limit} bytes"),
+        )
+    };
+    // actix has already refused a malformed Content-Length.
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Err(too_large());
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::new(408, "body_timeout", io.to_string())
+            }
+            other => ApiError::new(400, "bad_body", format!("Could not read the body: {other}")),
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[utoipa::path(get, path = "/ledger/key", responses((status = 200, description = "Log verifier key (signed-note vkey)", body = String, content_type = "text/plain")))]

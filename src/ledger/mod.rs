@@ -14,14 +14,19 @@ pub mod audit;
 pub mod keyfile;
 pub mod memo;
 mod sequencer;
+mod witnessed;
+
+pub use witnessed::{Accepted, CosignError};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::core::checkpoint::{CheckpointError, SignedCheckpoint};
+use crate::core::cosignature::WitnessVerifier;
 use crate::core::entry::{Entry, EntryDraft, EntryError};
 use crate::core::hash::Hash;
 use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofError, TreeSize};
@@ -80,6 +85,11 @@ pub struct LedgerConfig {
     pub max_batch: usize,
     /// Checkpoint memo file (see [`memo`]); default `<data_dir>.checkpoint`.
     pub checkpoint_memo: Option<PathBuf>,
+    /// Witness keys whose cosignatures the log accepts.
+    pub witness_keys: Vec<WitnessVerifier>,
+    /// Least time between two advances of the published checkpoint
+    /// (zero: always the latest). See [`witnessed`].
+    pub publish_interval: Duration,
 }
 
 impl LedgerConfig {
@@ -92,6 +102,8 @@ impl LedgerConfig {
             cache_bytes: 64 << 20,
             max_batch: 1024,
             checkpoint_memo: None,
+            witness_keys: Vec::new(),
+            publish_interval: Duration::ZERO,
         }
     }
 
@@ -173,6 +185,7 @@ pub struct Ledger {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<LedgerStats>,
+    witnessing: witnessed::Witnessing,
 }
 
 impl Ledger {
@@ -205,6 +218,10 @@ impl Ledger {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             stats,
+            witnessing: witnessed::Witnessing::new(
+                config.witness_keys.clone(),
+                config.publish_interval,
+            ),
         })
     }
 
@@ -393,7 +410,8 @@ impl Ledger {
         )?)
     }
 
-    /// A fresh receipt for the entry at `index`, against the latest checkpoint.
+    /// A fresh receipt for the entry at `index`, against the best cosigned
+    /// checkpoint that includes it, or else the latest checkpoint.
     pub fn receipt(&self, index: u64) -> Result<Receipt, LedgerError> {
         let committed = self
             .committed
@@ -404,10 +422,12 @@ impl Ledger {
             return Err(LedgerError::NotFound);
         }
         let (bytes, signature) = self.store.entry(index)?.ok_or(LedgerError::NotFound)?;
+        let (tree_size, checkpoint) =
+            self.receipt_checkpoint(index, (committed.head.size, committed.checkpoint))?;
         let hashes = prove_inclusion(
             &StoreHashReader(&self.store),
             LeafIndex(index),
-            TreeSize(committed.head.size),
+            TreeSize(tree_size),
         )?;
         let salts = self
             .store
@@ -415,13 +435,7 @@ impl Ledger {
             .and_then(|c| serde_json::from_slice::<Content>(&c).ok())
             .map(|c| c.salts);
         make_receipt(
-            bytes,
-            &signature,
-            index,
-            committed.head.size,
-            hashes,
-            committed.checkpoint,
-            salts,
+            bytes, &signature, index, tree_size, hashes, checkpoint, salts,
         )
     }
 

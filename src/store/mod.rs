@@ -17,6 +17,7 @@
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
+//! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |
 //!
 //! # Durability
 //!
@@ -30,6 +31,7 @@
 //! [`MAX_VALUE_LEN`]) so that no sled node grows past sled's blob threshold:
 //! sled writes blob files without a sync, and this fsync would not cover them.
 
+mod cosignatures;
 mod faults;
 mod hash_reader;
 pub mod reservations;

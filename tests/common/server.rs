@@ -40,6 +40,9 @@ pub fn start_in(data: &std::path::Path, env: &[(&str, &str)]) -> Result<TestServ
         .env("OPENEXEC_BIND", "127.0.0.1:0")
         .env("OPENEXEC_DB_URL", format!("sled://{}", data.display()))
         .env("OPENEXEC_WORKERS", "2")
+        // Tests read back the checkpoint they just grew; the witness tests
+        // set their own interval.
+        .env("OPENEXEC_PUBLISH_INTERVAL_MS", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log));
