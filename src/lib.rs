@@ -23,6 +23,11 @@
 //!   never answers before the attempt's entry is durable.
 //! - `http` (feature `server`) — actix-web routes, one error mapping, the
 //!   OpenAPI document. Thin: no policy, no formats.
+//! - `witness` (feature `server`) — `openexec witness`: follows logs,
+//!   checks consistency with the rule in `core::witness`, persists its
+//!   state before it cosigns, serves C2SP `POST /add-checkpoint` and keeps
+//!   evidence of forks and rollbacks. It never cosigns a checkpoint
+//!   inconsistent with one it cosigned before.
 //! - [`cli`] — argument parsing and the thin subcommand shells.
 //!
 //! The binary `openexec` (src/main.rs) only parses arguments and dispatches.
@@ -38,3 +43,5 @@ pub mod http;
 pub mod ledger;
 #[cfg(feature = "server")]
 pub mod store;
+#[cfg(feature = "server")]
+pub mod witness;

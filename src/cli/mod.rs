@@ -13,6 +13,8 @@ mod ledger_cmds;
 #[cfg(feature = "server")]
 mod serve;
 mod verify;
+#[cfg(feature = "server")]
+mod witness;
 
 use std::process::ExitCode;
 
@@ -50,6 +52,9 @@ pub enum Command {
     /// Load-test a running service: POST /execute with unique nonces.
     #[cfg(feature = "server")]
     Bench(bench::BenchArgs),
+    /// Run a C2SP witness: follow logs, cosign consistent checkpoints, serve add-checkpoint.
+    #[cfg(feature = "server")]
+    Witness(witness::WitnessArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -73,6 +78,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit(args) => ledger_cmds::run_audit(&args),
         #[cfg(feature = "server")]
         Command::Bench(args) => bench::run(&args),
+        #[cfg(feature = "server")]
+        Command::Witness(args) => witness::run(&args),
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
     }

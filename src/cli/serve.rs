@@ -268,7 +268,7 @@ fn serve(config: ServeConfig) -> Result<(), String> {
     served.map_err(|e| e.to_string())
 }
 
-fn init_tracing() {
+pub(super) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal; log files and pipes get plain text.

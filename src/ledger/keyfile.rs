@@ -42,6 +42,14 @@ pub fn create(path: &Path, origin: &str) -> Result<LogSigner, LedgerError> {
     OsRng.fill_bytes(&mut seed);
     let signer = LogSigner::from_seed(origin, seed)
         .map_err(|e| LedgerError::Config(format!("origin: {e}")))?;
+    write_secret(path, signer.private_key_text().as_bytes())
+        .map_err(|e| LedgerError::Config(format!("creating log key {}: {e}", path.display())))?;
+    Ok(signer)
+}
+
+/// Writes a new secret file: mode 0600, never overwriting an existing file,
+/// synced together with its directory before returning.
+pub fn write_secret(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
@@ -49,12 +57,11 @@ pub fn create(path: &Path, origin: &str) -> Result<LogSigner, LedgerError> {
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)
-        .map_err(|e| LedgerError::Config(format!("creating log key {}: {e}", path.display())))?;
-    file.write_all(signer.private_key_text().as_bytes())?;
+        .open(path)?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         File::open(dir)?.sync_all()?;
     }
-    Ok(signer)
+    Ok(())
 }
