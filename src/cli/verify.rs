@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::core::hash::Hash;
-use crate::core::receipt::{verify_receipt, Receipt, TrustedCheckpoint};
+use crate::core::policy::{verify_receipt_with_policy, Policy, PolicyReceiptError};
+use crate::core::receipt::{verify_receipt, Receipt, ReceiptError, TrustedCheckpoint};
 use crate::core::signing::LogVerifier;
 use crate::core::tlog_proof;
 
@@ -15,8 +16,13 @@ use crate::core::tlog_proof;
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The log's verifier key (`<name>+<id>+<key>`), or a file holding it.
-    #[arg(long)]
-    pub key: String,
+    #[arg(long, required_unless_present = "policy")]
+    pub key: Option<String>,
+    /// A C2SP tlog-policy file (logs, witnesses, groups, quorum): the
+    /// receipt's log must be listed, and the witness quorum must be met by
+    /// the receipt's checkpoint or by `--checkpoint`.
+    #[arg(long, conflicts_with = "key")]
+    pub policy: Option<PathBuf>,
     /// Receipt file: receipt JSON, a `/execute` response holding one, or
     /// c2sp.org/tlog-proof@v1 text.
     pub receipt: PathBuf,
@@ -47,8 +53,6 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
 }
 
 fn verify(args: &VerifyArgs) -> Result<String, String> {
-    let key_text = read_key(&args.key)?;
-    let log = LogVerifier::from_vkey(&key_text).map_err(|e| format!("verifier key: {e}"))?;
     let receipt_text = read(&args.receipt)?;
     let receipt = parse_receipt(&receipt_text)?;
     let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
@@ -61,13 +65,33 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
         checkpoint: c.as_bytes(),
         consistency_proof: proof.as_deref().unwrap_or(&[]),
     });
-    let verified = verify_receipt(&receipt, &log, trusted.as_ref()).map_err(|e| {
-        if matches!(e, crate::core::receipt::ReceiptError::Consistency(_)) && proof.is_none() {
+    let explain = |e: ReceiptError| {
+        if matches!(e, ReceiptError::Consistency(_)) && proof.is_none() {
             format!("{e} (the trusted checkpoint is for another tree size: pass --consistency)")
         } else {
             e.to_string()
         }
-    })?;
+    };
+    let (verified, quorum) = match (&args.policy, &args.key) {
+        (Some(path), _) => {
+            let policy = Policy::parse(&read(path)?).map_err(|e| format!("policy: {e}"))?;
+            let (verified, met) = verify_receipt_with_policy(&receipt, &policy, trusted.as_ref())
+                .map_err(|e| match e {
+                PolicyReceiptError::Receipt(inner) => explain(inner),
+                other => other.to_string(),
+            })?;
+            (verified, Some(met))
+        }
+        (None, Some(key)) => {
+            let log = LogVerifier::from_vkey(&read_key(key)?)
+                .map_err(|e| format!("verifier key: {e}"))?;
+            (
+                verify_receipt(&receipt, &log, trusted.as_ref()).map_err(explain)?,
+                None,
+            )
+        }
+        (None, None) => return Err("give --key or --policy".into()),
+    };
     let e = &verified.entry;
     let mut line = format!(
         "entry {} ({} {} {}) is in {} at tree size {}",
@@ -80,6 +104,17 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     );
     if trusted.is_some() {
         line.push_str(", consistent with the trusted checkpoint");
+    }
+    if let Some(met) = quorum {
+        line.push_str(&format!(
+            "; policy quorum met at tree size {} (cosigned by {})",
+            met.checkpoint.size(),
+            if met.witnesses.is_empty() {
+                "no witness needed".to_owned()
+            } else {
+                met.witnesses.join(", ")
+            }
+        ));
     }
     Ok(line)
 }

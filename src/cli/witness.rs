@@ -27,7 +27,11 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Args)]
 pub struct WitnessArgs {
     /// State directory: key (`witness.key`, 0600), cosigned state, evidence.
-    #[arg(long, env = "OPENEXEC_WITNESS_DATA", default_value = "openexec-witness")]
+    #[arg(
+        long,
+        env = "OPENEXEC_WITNESS_DATA",
+        default_value = "openexec-witness"
+    )]
     pub data: PathBuf,
     /// Witness name (key name), used when the key is created; must match an existing key.
     #[arg(long, env = "OPENEXEC_WITNESS_NAME")]
@@ -81,8 +85,7 @@ fn start(args: &WitnessArgs) -> Result<ExitCode, String> {
         return Err("no log configured (--log URL VKEY or --accept VKEY)".into());
     }
     let vkey = signer.verifier().vkey();
-    let witness =
-        Arc::new(Witness::open(&args.data, signer, logs).map_err(|e| e.to_string())?);
+    let witness = Arc::new(Witness::open(&args.data, signer, logs).map_err(|e| e.to_string())?);
     tracing::info!(%vkey, data = %args.data.display(), "openexec witness started");
     let followers = followers(&witness);
     if args.once {
@@ -112,9 +115,7 @@ fn serve(witness: &Arc<Witness>, bind: &str) -> Result<(), String> {
     // One line on stdout that scripts and tests can wait for.
     println!("openexec witness listening on http://{addr}");
     actix_web::rt::System::new()
-        .block_on(async {
-            crate::witness::server::build(witness.clone(), listener)?.await
-        })
+        .block_on(async { crate::witness::server::build(witness.clone(), listener)?.await })
         .map_err(|e| e.to_string())
 }
 
@@ -138,7 +139,11 @@ fn run_once(followers: Vec<Follower>) -> ExitCode {
             }
             Err(e) => {
                 println!("refused {}: {e}", follower.url());
-                worst = worst.max(if e.is_misbehaviour() { EXIT_MISBEHAVIOUR } else { 1 });
+                worst = worst.max(if e.is_misbehaviour() {
+                    EXIT_MISBEHAVIOUR
+                } else {
+                    1
+                });
             }
         }
     }
@@ -179,7 +184,9 @@ fn parse_logs(pairs: &[String], accept: &[String]) -> Result<Vec<WitnessedLog>, 
             return Err("--log needs a URL and a verifier key".into());
         };
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!("--log {url:?}: not an http(s) URL (give URL first, then the key)"));
+            return Err(format!(
+                "--log {url:?}: not an http(s) URL (give URL first, then the key)"
+            ));
         }
         add(vkey, Some(url))?;
     }

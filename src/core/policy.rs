@@ -20,6 +20,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::checkpoint::{CheckpointError, SignedCheckpoint};
 use super::cosignature::{verified_cosignatures, CosignedNoteError, WitnessVerifier};
+use super::receipt::{verify_receipt, Receipt, ReceiptError, TrustedCheckpoint, VerifiedReceipt};
 use super::signing::{KeyError, LogVerifier};
 
 /// Implementation limit on logs, witnesses and groups (each); the spec
@@ -225,6 +226,52 @@ impl Policy {
             None => cosigned.contains(name),
         }
     }
+}
+
+/// Why a receipt failed under a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyReceiptError {
+    /// The receipt's checkpoint names a log the policy does not list.
+    #[error("the receipt's log {0:?} is not in the policy")]
+    UnknownLog(String),
+    /// The receipt itself failed (signature, proof, consistency…).
+    #[error("{0}")]
+    Receipt(#[from] ReceiptError),
+    /// Neither the receipt's checkpoint nor the trusted later one meets the quorum.
+    #[error("{0}")]
+    Policy(PolicyError),
+}
+
+/// Verifies a receipt under a policy: the receipt must verify against the
+/// key of the policy log it names, and the witness quorum must be met by
+/// its own checkpoint or by the trusted later checkpoint (to which the
+/// receipt's checkpoint is then proven consistent). Returns which
+/// checkpoint met the quorum.
+pub fn verify_receipt_with_policy(
+    receipt: &Receipt,
+    policy: &Policy,
+    trusted: Option<&TrustedCheckpoint<'_>>,
+) -> Result<(VerifiedReceipt, PolicyOk), PolicyReceiptError> {
+    let origin = super::witness::origin_of(receipt.checkpoint.as_bytes())
+        .map_err(|_| ReceiptError::Checkpoint(CheckpointError::MalformedNote))?;
+    let log = policy
+        .log_for(origin)
+        .ok_or_else(|| PolicyReceiptError::UnknownLog(origin.to_owned()))?;
+    let verified = verify_receipt(receipt, log, trusted)?;
+    let own = policy.check(receipt.checkpoint.as_bytes());
+    let met = match (own, trusted) {
+        (Ok(ok), _) => ok,
+        (Err(own_error), Some(later)) => {
+            policy
+                .check(later.checkpoint)
+                .map_err(|later_error| match later_error {
+                    PolicyError::QuorumNotMet { .. } => PolicyReceiptError::Policy(own_error),
+                    other => PolicyReceiptError::Policy(other),
+                })?
+        }
+        (Err(own_error), None) => return Err(PolicyReceiptError::Policy(own_error)),
+    };
+    Ok((verified, met))
 }
 
 impl Builder {

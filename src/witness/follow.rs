@@ -97,7 +97,9 @@ impl Follower {
             .open_checkpoint(note.as_bytes())
             .map_err(WitnessError::from)?;
         if offered.origin() != self.log.key.name() {
-            return Err(WitnessError::Refused(Refusal::UnknownLog(offered.origin().to_owned())).into());
+            return Err(
+                WitnessError::Refused(Refusal::UnknownLog(offered.origin().to_owned())).into(),
+            );
         }
         if self.delivered.get(&offered.size()) == Some(&offered.root()) {
             return Ok(Pulled::Unchanged(offered.size()));
@@ -111,7 +113,9 @@ impl Follower {
             proof,
             checkpoint: note.clone().into_bytes(),
         };
-        let line = self.witness.add_checkpoint(&request, &self.url, now_secs())?;
+        let line = self
+            .witness
+            .add_checkpoint(&request, &self.url, now_secs())?;
         self.deliver(&format!("{note}{line}"))?;
         self.delivered.clear();
         self.delivered.insert(offered.size(), offered.root());

@@ -84,9 +84,8 @@ impl Witness {
         for log in logs {
             let origin = log.key.name().to_owned();
             if let Some(note) = state.load(&origin)? {
-                let cp = SignedCheckpoint::open(&note, &log.key).map_err(|e| {
-                    WitnessError::Config(format!("stored state for {origin}: {e}"))
-                })?;
+                let cp = SignedCheckpoint::open(&note, &log.key)
+                    .map_err(|e| WitnessError::Config(format!("stored state for {origin}: {e}")))?;
                 latest.insert(origin.clone(), cp);
             }
             if by_origin.insert(origin.clone(), log).is_some() {
@@ -134,11 +133,20 @@ impl Witness {
         let origin = offered.origin().to_owned();
         let mut latest = self.lock_latest();
         let previous = latest.get(&origin).cloned();
-        if let Err(refusal) =
-            check_add_checkpoint(previous.as_ref(), request.old_size, &request.proof, &offered)
-        {
+        if let Err(refusal) = check_add_checkpoint(
+            previous.as_ref(),
+            request.old_size,
+            &request.proof,
+            &offered,
+        ) {
             let cosigned = previous.as_ref();
-            self.report(&refusal, cosigned, &request.checkpoint, &request.proof, source)?;
+            self.report(
+                &refusal,
+                cosigned,
+                &request.checkpoint,
+                &request.proof,
+                source,
+            )?;
             return Err(refusal.into());
         }
         if previous.is_none_or(|p| p.size() < offered.size()) {

@@ -19,7 +19,10 @@ use super::{now_secs, Witness, WitnessError};
 use crate::core::witness::{AddCheckpoint, Refusal, MAX_REQUEST_BYTES};
 
 /// Builds the server on an already bound listener.
-pub fn build(witness: Arc<Witness>, listener: TcpListener) -> std::io::Result<actix_web::dev::Server> {
+pub fn build(
+    witness: Arc<Witness>,
+    listener: TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::from(witness);
     Ok(HttpServer::new(move || {
         App::new()
@@ -27,7 +30,11 @@ pub fn build(witness: Arc<Witness>, listener: TcpListener) -> std::io::Result<ac
             .app_data(web::PayloadConfig::new(MAX_REQUEST_BYTES))
             .route("/add-checkpoint", web::post().to(add_checkpoint))
             .default_service(web::to(|| async {
-                error(404, "not_found", "No such route (this witness serves POST /add-checkpoint)")
+                error(
+                    404,
+                    "not_found",
+                    "No such route (this witness serves POST /add-checkpoint)",
+                )
             }))
     })
     .workers(2)
@@ -41,13 +48,20 @@ async fn add_checkpoint(witness: web::Data<Witness>, body: web::Bytes) -> HttpRe
         Err(refusal) => return refusal_response(&refusal),
     };
     let witness = witness.into_inner();
-    let outcome = web::block(move || witness.add_checkpoint(&request, "add-checkpoint", now_secs())).await;
+    let outcome =
+        web::block(move || witness.add_checkpoint(&request, "add-checkpoint", now_secs())).await;
     match outcome {
-        Ok(Ok(line)) => HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(line),
+        Ok(Ok(line)) => HttpResponse::Ok()
+            .content_type("text/plain; charset=utf-8")
+            .body(line),
         Ok(Err(WitnessError::Refused(refusal))) => refusal_response(&refusal),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "add-checkpoint failed");
-            error(500, "witness_state", "The witness could not persist its state; nothing was cosigned")
+            error(
+                500,
+                "witness_state",
+                "The witness could not persist its state; nothing was cosigned",
+            )
         }
         Err(_) => error(503, "unavailable", "The witness is shutting down"),
     }

@@ -162,7 +162,10 @@ mod tests {
         assert_eq!(state.load("example.com/log").unwrap(), None);
         state.store("example.com/log", b"one\n").unwrap();
         state.store("example.com/log", b"two\n").unwrap();
-        assert!(StateDir::open(dir.path()).is_err(), "a second witness is refused");
+        assert!(
+            StateDir::open(dir.path()).is_err(),
+            "a second witness is refused"
+        );
         drop(state);
         let again = StateDir::open(dir.path()).unwrap();
         assert_eq!(again.load("example.com/log").unwrap().unwrap(), b"two\n");
