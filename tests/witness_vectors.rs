@@ -38,7 +38,10 @@ fn witness1() -> WitnessSigner {
 
 #[test]
 fn witness_keys_match_the_published_vkeys() {
-    assert_eq!(witness1().verifier().vkey(), read("generated/witness1.vkey").trim());
+    assert_eq!(
+        witness1().verifier().vkey(),
+        read("generated/witness1.vkey").trim()
+    );
     let w2 = WitnessVerifier::from_vkey(read("generated/witness2.vkey").trim()).unwrap();
     assert_eq!(w2.name(), "witness2.openexec.example");
 }
@@ -47,7 +50,9 @@ fn witness_keys_match_the_published_vkeys() {
 fn our_cosignature_is_the_vector_byte_for_byte() {
     let cp = SignedCheckpoint::open(read("generated/checkpoint-13.note").as_bytes(), &log_key())
         .unwrap();
-    let line = witness1().cosign(cp.body().as_bytes(), 1_700_000_000).unwrap();
+    let line = witness1()
+        .cosign(cp.body().as_bytes(), 1_700_000_000)
+        .unwrap();
     assert_eq!(line, read("generated/add-checkpoint-8-13.response"));
     // The signed message is the one the vector spells out.
     assert_eq!(
@@ -65,7 +70,10 @@ fn the_cosigned_checkpoint_verifies_and_ignores_the_stranger() {
     ];
     let sigs = verified_cosignatures(note.as_bytes(), &log_key(), &keys).unwrap();
     let names: Vec<&str> = sigs.iter().map(signed_note::Signature::name).collect();
-    assert_eq!(names, ["witness1.openexec.example", "witness2.openexec.example"]);
+    assert_eq!(
+        names,
+        ["witness1.openexec.example", "witness2.openexec.example"]
+    );
     // As a policy: 2 of 2 met; 2 of 2 with a third, absent witness in a 3-group not.
     let policy = |group: &str| {
         format!(
@@ -73,7 +81,10 @@ fn the_cosigned_checkpoint_verifies_and_ignores_the_stranger() {
             read("generated/log.vkey").trim(),
             keys[0].vkey(),
             keys[1].vkey(),
-            WitnessSigner::from_seed("c.example", [3; 32]).unwrap().verifier().vkey()
+            WitnessSigner::from_seed("c.example", [3; 32])
+                .unwrap()
+                .verifier()
+                .vkey()
         )
     };
     let two = Policy::parse(&policy("group G 2 A B C\nquorum G\n")).unwrap();
@@ -88,7 +99,9 @@ fn the_spec_add_checkpoint_request_parses_and_round_trips() {
     let request = AddCheckpoint::parse(text.as_bytes()).unwrap();
     assert_eq!(request.old_size, 20_852_014);
     assert_eq!(request.proof.len(), 4);
-    assert!(request.checkpoint.starts_with(b"example.com/behind-the-sofa\n20852163\n"));
+    assert!(request
+        .checkpoint
+        .starts_with(b"example.com/behind-the-sofa\n20852163\n"));
     assert_eq!(request.to_bytes(), text.as_bytes());
 }
 
@@ -108,10 +121,14 @@ fn a_witness_answers_the_vector_request_with_the_vector_response() {
         proof: Vec::new(),
         checkpoint: read("generated/checkpoint-8.note").into_bytes(),
     };
-    witness.add_checkpoint(&first, "test", 1_600_000_000).unwrap();
+    witness
+        .add_checkpoint(&first, "test", 1_600_000_000)
+        .unwrap();
     let request =
         AddCheckpoint::parse(read("generated/add-checkpoint-8-13.request").as_bytes()).unwrap();
-    let line = witness.add_checkpoint(&request, "test", 1_700_000_000).unwrap();
+    let line = witness
+        .add_checkpoint(&request, "test", 1_700_000_000)
+        .unwrap();
     assert_eq!(line, read("generated/add-checkpoint-8-13.response"));
     let stale =
         AddCheckpoint::parse(read("generated/add-checkpoint-0-13.request").as_bytes()).unwrap();
@@ -124,5 +141,8 @@ fn a_witness_answers_the_vector_request_with_the_vector_response() {
     // State persisted: a reopened witness knows size 13.
     drop(witness);
     let again = Witness::open(dir.path(), witness1(), logs).unwrap();
-    assert_eq!(again.latest("openexec.example/test-log").unwrap().size(), 13);
+    assert_eq!(
+        again.latest("openexec.example/test-log").unwrap().size(),
+        13
+    );
 }
