@@ -52,3 +52,13 @@ fn canonical() {
 fn merkle() {
     replay("merkle", fuzzing::merkle);
 }
+
+#[test]
+fn witness() {
+    replay("witness", fuzzing::witness);
+}
+
+#[test]
+fn policy() {
+    replay("policy", fuzzing::policy);
+}

@@ -9,13 +9,18 @@ use serde_json::Value;
 use super::approval::{self, ApprovalPolicy, ApproverKey, Artifact, RequestRef};
 use super::canonical::to_canonical_bytes;
 use super::checkpoint::SignedCheckpoint;
+use super::cosignature::{
+    count_cosignatures, verified_cosignatures, with_cosignatures, WitnessSigner,
+};
 use super::entry::Entry;
 use super::hash::{leaf_hash, Hash};
+use super::policy::Policy;
 use super::proof::{reference, verify_consistency, verify_inclusion, LeafIndex, TreeSize};
 use super::receipt::{verify_receipt, Receipt};
 use super::request::{parse_execute, Limits};
 use super::signing::{LogSigner, LogVerifier};
 use super::tlog_proof;
+use super::witness::{check_add_checkpoint, check_pulled, AddCheckpoint};
 
 fn verifier() -> LogVerifier {
     // A fixed key: fuzzing explores the parser, not the key space.
@@ -153,6 +158,58 @@ pub fn merkle(data: &[u8]) {
     }
 }
 
+/// A checkpoint of the fuzz log at size 3 (the witness state the
+/// add-checkpoint harness checks requests against).
+fn witnessed_state() -> Option<SignedCheckpoint> {
+    let signer = LogSigner::from_seed("fuzz.example/log", [7; 32]).ok()?;
+    let leaves: Vec<Hash> = (0..3u8).map(|i| leaf_hash(&[i])).collect();
+    SignedCheckpoint::sign(&signer, 3, reference::root(&leaves)).ok()
+}
+
+/// tlog-witness add-checkpoint bodies and cosigned notes: parsing round
+/// trips, and the witness rule, cosignature verification and merging never
+/// panic; a note that merges keeps the count of cosignatures it verified.
+pub fn witness(data: &[u8]) {
+    let v = verifier();
+    if let Ok(request) = AddCheckpoint::parse(data) {
+        assert_eq!(request.to_bytes(), data, "add-checkpoint round trip");
+        if let Ok(offered) = SignedCheckpoint::open(&request.checkpoint, &v) {
+            let state = witnessed_state();
+            let _ =
+                check_add_checkpoint(state.as_ref(), request.old_size, &request.proof, &offered);
+            let _ = check_pulled(state.as_ref(), &offered);
+        }
+    }
+    let key = WitnessSigner::from_seed("fuzz.example/witness", [8; 32])
+        .map(|w| w.verifier())
+        .unwrap_or_else(|_| unreachable!());
+    if let Ok(sigs) = verified_cosignatures(data, &v, std::slice::from_ref(&key)) {
+        if let Ok(text) = std::str::from_utf8(data) {
+            if let Ok(merged) = with_cosignatures(text, &sigs) {
+                assert!(
+                    count_cosignatures(&merged) >= sigs.len(),
+                    "merge kept cosignatures"
+                );
+            }
+        }
+    }
+    let _ = count_cosignatures(&String::from_utf8_lossy(data));
+}
+
+/// tlog-policy files: parsing never panics, and a parsed policy checks
+/// arbitrary notes without panicking.
+pub fn policy(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(policy) = Policy::parse(text) {
+        let _ = policy.check(data);
+        if let Some(state) = witnessed_state() {
+            let _ = policy.check(state.note_text().as_bytes());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +232,8 @@ mod tests {
             approval(s);
             canonical(s);
             merkle(s);
+            witness(s);
+            policy(s);
         }
         for n in 0..=255u8 {
             merkle(&[n, n.wrapping_mul(31), 3]);
