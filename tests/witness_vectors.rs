@@ -146,3 +146,26 @@ fn a_witness_answers_the_vector_request_with_the_vector_response() {
         13
     );
 }
+
+/// The tlog-cosignature spec's example: its witness line has our shape
+/// (key id, timestamp 1679315147, 64-byte signature) and its signed message
+/// is what `signed_message` builds from the note's body. (The spec
+/// publishes no key, so the signature itself cannot be checked.)
+#[test]
+fn the_spec_cosignature_example_has_our_shape() {
+    let note = read("spec/tlog-cosignature-example.note");
+    let witness_line = note.lines().last().unwrap();
+    let sig = signed_note::Signature::from_bytes(witness_line.as_bytes()).unwrap();
+    assert_eq!(sig.name(), "witness.example.com/w1");
+    assert_eq!(sig.id(), 0x8d66_cf3f);
+    assert_eq!(
+        openexec::core::cosignature::cosignature_timestamp(sig.signature()),
+        Some(1_679_315_147)
+    );
+    let body = &note[..note.find("\n\n").unwrap() + 1];
+    assert_eq!(
+        openexec::core::cosignature::signed_message(1_679_315_147, body.as_bytes()),
+        read("spec/tlog-cosignature-example.msg").as_bytes()
+    );
+    assert_eq!(openexec::core::cosignature::count_cosignatures(&note), 1);
+}
