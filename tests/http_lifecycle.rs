@@ -118,20 +118,6 @@ fn sigterm_drains_in_flight_requests_and_every_answered_entry_is_kept() {
     }
 }
 
-/// Copies a directory tree (the data directory of a stopped server).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_rolled_back_data_directory_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,7 +128,7 @@ fn a_rolled_back_data_directory_is_refused_at_start() {
         s.execute(&json!({"action": "echo", "nonce": format!("rb-{i}")}));
     }
     s.stop();
-    copy_dir(&data, &backup);
+    common::copy_dir(&data, &backup);
     let mut s = start_in(&data, &[]).unwrap();
     for i in 3..6 {
         s.execute(&json!({"action": "echo", "nonce": format!("rb-{i}")}));
@@ -150,7 +136,7 @@ fn a_rolled_back_data_directory_is_refused_at_start() {
     s.stop();
     // Roll the data directory back to the older copy.
     std::fs::remove_dir_all(&data).unwrap();
-    copy_dir(&backup, &data);
+    common::copy_dir(&backup, &data);
     let stderr = match start_in(&data, &[]) {
         Ok(_) => panic!("a rolled-back data directory must not start"),
         Err(stderr) => stderr,

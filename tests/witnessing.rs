@@ -100,6 +100,15 @@ fn start_witness(dir: &Path, extra: &[&str]) -> WitnessProcess {
     WitnessProcess { child, base }
 }
 
+/// `openexec witness --once` on `dir`, following each (URL, VKEY).
+fn witness_once(dir: &Path, logs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut args = vec!["witness", "--data", dir.to_str().unwrap(), "--once"];
+    for (url, vkey) in logs {
+        args.extend(["--log", url, vkey]);
+    }
+    openexec(&args)
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -130,19 +139,6 @@ fn execute(s: &TestServer, nonce: &str) -> Value {
 
 fn published(s: &TestServer) -> String {
     s.get("/ledger/checkpoint").1
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 fn post_text(url: &str, body: &[u8]) -> (u16, String, String) {
@@ -307,9 +303,9 @@ fn three_witnesses_a_quorum_a_split_view_and_a_restart() {
     // copies with the same key, appending different entries.
     let rolled_back = setup.tmp.path().join("log-at-11");
     log.stop();
-    copy_dir(&data, &rolled_back);
+    common::copy_dir(&data, &rolled_back);
     let fork_dir = setup.tmp.path().join("fork");
-    copy_dir(&data, &fork_dir);
+    common::copy_dir(&data, &fork_dir);
     let log = start_in(&data, &env_refs(&env)).unwrap();
     let fork = start_in(&fork_dir, &env_refs(&env)).unwrap();
     for i in 0..3 {
@@ -318,18 +314,10 @@ fn three_witnesses_a_quorum_a_split_view_and_a_restart() {
     for i in 0..5 {
         execute(&fork, &format!("fork-{i}"));
     }
-    let (code, out, err) = openexec(&[
-        "witness",
-        "--data",
-        setup.witness_dirs[0].to_str().unwrap(),
-        "--once",
-        "--log",
-        &log.base,
-        &log_vkey,
-        "--log",
-        &fork.base,
-        &log_vkey,
-    ]);
+    let (code, out, err) = witness_once(
+        &setup.witness_dirs[0],
+        &[(&log.base, &log_vkey), (&fork.base, &log_vkey)],
+    );
     assert_eq!(code, 3, "a split view is misbehaviour: {out}{err}");
     assert!(
         out.contains(&format!("cosigned {} at size 14", log.base)),
@@ -378,28 +366,12 @@ fn three_witnesses_a_quorum_a_split_view_and_a_restart() {
     // from there: shown the main log it cosigns 11 → 14 (a consistency
     // proof from its persisted size), shown the rolled-back copy (size 11
     // < 14) it refuses.
-    let (code, out, err) = openexec(&[
-        "witness",
-        "--data",
-        setup.witness_dirs[1].to_str().unwrap(),
-        "--once",
-        "--log",
-        &log.base,
-        &log_vkey,
-    ]);
+    let (code, out, err) = witness_once(&setup.witness_dirs[1], &[(&log.base, &log_vkey)]);
     assert_eq!(code, 0, "{out}{err}");
     drop(log);
     drop(fork);
     let old = start_in(&rolled_back, &env_refs(&env)).unwrap();
-    let (code, out, err) = openexec(&[
-        "witness",
-        "--data",
-        setup.witness_dirs[1].to_str().unwrap(),
-        "--once",
-        "--log",
-        &old.base,
-        &log_vkey,
-    ]);
+    let (code, out, err) = witness_once(&setup.witness_dirs[1], &[(&old.base, &log_vkey)]);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("rollback"), "{out}");
     let evidence = only_file(&setup.witness_dirs[1].join("evidence"));

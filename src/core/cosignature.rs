@@ -19,12 +19,9 @@
 //! checks log signatures; [`WitnessSigner::cosign`] produces the signature
 //! line. The caller supplies the time: this module never reads the clock.
 
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::Signature;
 
-use super::signing::{
-    check_name, key_id_for, parse_private_key, parse_vkey, private_key_text, vkey_text, KeyError,
-    LogVerifier,
-};
+use super::signing::{LogVerifier, NoteSigner, NoteVerifier, SignatureType};
 
 /// Signed-note signature type of a timestamped Ed25519 cosignature.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -46,62 +43,21 @@ pub enum CosignatureError {
     Timestamp(u64),
 }
 
-/// A witness's private key.
-pub struct WitnessSigner {
-    name: String,
-    key: SigningKey,
-    key_id: u32,
+/// The tlog-cosignature/v1 signature type (0x04): witness keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CosignatureV1 {}
+
+impl SignatureType for CosignatureV1 {
+    const ALG: u8 = ALG_COSIGNATURE_V1;
 }
+
+/// A witness's private key.
+pub type WitnessSigner = NoteSigner<CosignatureV1>;
 
 /// A witness's public key: verifies its cosignatures.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WitnessVerifier {
-    name: String,
-    key: VerifyingKey,
-    key_id: u32,
-}
+pub type WitnessVerifier = NoteVerifier<CosignatureV1>;
 
 impl WitnessSigner {
-    /// A witness key from a 32-byte seed (the caller supplies randomness).
-    pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, KeyError> {
-        check_name(name)?;
-        let key = SigningKey::from_bytes(&seed);
-        let key_id = key_id_for(name, ALG_COSIGNATURE_V1, &key.verifying_key());
-        Ok(Self {
-            name: name.to_owned(),
-            key,
-            key_id,
-        })
-    }
-
-    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x04 ‖ seed)>`.
-    pub fn from_private_key_text(text: &str) -> Result<Self, KeyError> {
-        let (name, key) = parse_private_key(text, ALG_COSIGNATURE_V1)?;
-        Self::from_seed(&name, key.to_bytes())
-    }
-
-    /// The private key text (keep it secret; file mode 0600).
-    #[must_use]
-    pub fn private_key_text(&self) -> String {
-        private_key_text(&self.name, self.key_id, ALG_COSIGNATURE_V1, &self.key)
-    }
-
-    /// The matching verifier.
-    #[must_use]
-    pub fn verifier(&self) -> WitnessVerifier {
-        WitnessVerifier {
-            name: self.name.clone(),
-            key: self.key.verifying_key(),
-            key_id: self.key_id,
-        }
-    }
-
-    /// The witness name (its key name).
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Cosigns the checkpoint whose note text (origin, size, root and any
     /// extension lines, without the blank line and signatures) is
     /// `note_text`, at `timestamp` (POSIX seconds). Returns the signature
@@ -136,15 +92,15 @@ struct Timestamped<'a> {
 
 impl signed_note::Signer for Timestamped<'_> {
     fn name(&self) -> &str {
-        &self.signer.name
+        self.signer.name()
     }
 
     fn key_id(&self) -> u32 {
-        self.signer.key_id
+        self.signer.key_id()
     }
 
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
-        let signature = self.signer.key.sign(&signed_message(self.timestamp, msg));
+        let signature = self.signer.sign_bytes(&signed_message(self.timestamp, msg));
         let mut out = Vec::with_capacity(SIGNATURE_LEN);
         out.extend_from_slice(&self.timestamp.to_be_bytes());
         out.extend_from_slice(&signature.to_bytes());
@@ -152,54 +108,19 @@ impl signed_note::Signer for Timestamped<'_> {
     }
 }
 
-impl WitnessVerifier {
-    /// Parses a witness verifier key `<name>+<hex id>+<base64(0x04 ‖ key)>`.
-    pub fn from_vkey(vkey: &str) -> Result<Self, KeyError> {
-        let (name, key, key_id) = parse_vkey(vkey, ALG_COSIGNATURE_V1)?;
-        Ok(Self { name, key, key_id })
-    }
-
-    /// The verifier key text.
-    #[must_use]
-    pub fn vkey(&self) -> String {
-        vkey_text(&self.name, ALG_COSIGNATURE_V1, &self.key)
-    }
-
-    /// The witness name.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The signed-note key id.
-    #[must_use]
-    pub const fn key_id(&self) -> u32 {
-        self.key_id
-    }
-
-    /// The raw public key (two vkeys wrapping the same key are duplicates).
-    #[must_use]
-    pub fn public_key(&self) -> [u8; 32] {
-        self.key.to_bytes()
-    }
-}
-
 impl signed_note::Verifier for WitnessVerifier {
     fn name(&self) -> &str {
-        &self.name
+        WitnessVerifier::name(self)
     }
 
     fn key_id(&self) -> u32 {
-        self.key_id
+        WitnessVerifier::key_id(self)
     }
 
     fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        let Some((timestamp, signature)) = split_signature(sig) else {
-            return false;
-        };
-        self.key
-            .verify_strict(&signed_message(timestamp, msg), &signature)
-            .is_ok()
+        split_signature(sig).is_some_and(|(timestamp, signature)| {
+            self.verify_bytes(&signed_message(timestamp, msg), &signature)
+        })
     }
 }
 
@@ -323,6 +244,7 @@ pub fn signed_message(timestamp: u64, note_text: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::signing::KeyError;
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
     use signed_note::Verifier as _;

@@ -13,6 +13,8 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use std::marker::PhantomData;
+
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
 /// Prefix of every entry-signature message (see docs/FORMATS.md).
@@ -41,62 +43,143 @@ pub enum KeyError {
     Key,
 }
 
-/// The log's signing key, named by the log's origin.
-pub struct LogSigner {
+/// A signed-note signature type: the algorithm byte that goes into key
+/// ids and key texts. One key type per role, so a log key can never be
+/// taken for a witness key or the other way round.
+pub trait SignatureType {
+    /// The signed-note algorithm byte.
+    const ALG: u8;
+}
+
+/// Plain Ed25519 note signatures (0x01): the log's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteSignature {}
+
+impl SignatureType for NoteSignature {
+    const ALG: u8 = ALG_ED25519;
+}
+
+/// A named Ed25519 signing key of signature type `T`.
+pub struct NoteSigner<T: SignatureType> {
     name: String,
     key: SigningKey,
     key_id: u32,
+    role: PhantomData<T>,
 }
 
-/// The log's public key: verifies entries and checkpoints.
+/// The public half of a [`NoteSigner`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LogVerifier {
+pub struct NoteVerifier<T: SignatureType> {
     name: String,
     key: VerifyingKey,
     key_id: u32,
+    role: PhantomData<T>,
 }
 
-impl LogSigner {
+/// The log's signing key, named by the log's origin.
+pub type LogSigner = NoteSigner<NoteSignature>;
+
+/// The log's public key: verifies entries and checkpoints.
+pub type LogVerifier = NoteVerifier<NoteSignature>;
+
+impl<T: SignatureType> NoteSigner<T> {
     /// A signer from a 32-byte Ed25519 seed (the caller supplies randomness).
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, KeyError> {
         check_name(name)?;
         let key = SigningKey::from_bytes(&seed);
-        let key_id = note_key_id(name, &key.verifying_key());
+        let key_id = key_id_for(name, T::ALG, &key.verifying_key());
         Ok(Self {
             name: name.to_owned(),
             key,
             key_id,
+            role: PhantomData,
         })
     }
 
-    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(0x01 ‖ seed)>`.
+    /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(alg ‖ seed)>`.
     pub fn from_private_key_text(text: &str) -> Result<Self, KeyError> {
-        let (name, key) = parse_private_key(text, ALG_ED25519)?;
+        let (name, key) = parse_private_key(text, T::ALG)?;
         Self::from_seed(&name, key.to_bytes())
     }
 
     /// The private key text (keep it secret; file mode 0600).
     #[must_use]
     pub fn private_key_text(&self) -> String {
-        private_key_text(&self.name, self.key_id, ALG_ED25519, &self.key)
+        private_key_text(&self.name, self.key_id, T::ALG, &self.key)
     }
 
     /// The matching verifier.
     #[must_use]
-    pub fn verifier(&self) -> LogVerifier {
-        LogVerifier {
+    pub fn verifier(&self) -> NoteVerifier<T> {
+        NoteVerifier {
             name: self.name.clone(),
             key: self.key.verifying_key(),
             key_id: self.key_id,
+            role: PhantomData,
         }
     }
 
-    /// The key name (the log origin).
+    /// The key name.
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The signed-note key id.
+    #[must_use]
+    pub const fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// Ed25519 signature over `msg`.
+    pub(crate) fn sign_bytes(&self, msg: &[u8]) -> Signature {
+        self.key.sign(msg)
+    }
+}
+
+impl<T: SignatureType> NoteVerifier<T> {
+    /// Parses a verifier key `<name>+<hex id>+<base64(alg ‖ key)>`.
+    pub fn from_vkey(vkey: &str) -> Result<Self, KeyError> {
+        let (name, key, key_id) = parse_vkey(vkey, T::ALG)?;
+        Ok(Self {
+            name,
+            key,
+            key_id,
+            role: PhantomData,
+        })
+    }
+
+    /// The verifier key text.
+    #[must_use]
+    pub fn vkey(&self) -> String {
+        vkey_text(&self.name, T::ALG, &self.key)
+    }
+
+    /// The key name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The signed-note key id.
+    #[must_use]
+    pub const fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
+    /// The raw public key (two vkeys wrapping the same key are duplicates).
+    #[must_use]
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// Strict Ed25519 verification of `signature` over `msg`.
+    pub(crate) fn verify_bytes(&self, msg: &[u8], signature: &Signature) -> bool {
+        self.key.verify_strict(msg, signature).is_ok()
+    }
+}
+
+impl LogSigner {
     /// Signs an entry's canonical bytes.
     #[must_use]
     pub fn sign_entry(&self, entry_bytes: &[u8]) -> Signature {
@@ -125,42 +208,10 @@ impl signed_note::Signer for LogSigner {
 }
 
 impl LogVerifier {
-    /// Parses a signed-note verifier key `<name>+<hex id>+<base64(0x01 ‖ key)>`.
-    pub fn from_vkey(vkey: &str) -> Result<Self, KeyError> {
-        let (name, key, key_id) = parse_vkey(vkey, ALG_ED25519)?;
-        Ok(Self { name, key, key_id })
-    }
-
-    /// The verifier key text.
-    #[must_use]
-    pub fn vkey(&self) -> String {
-        signed_note::new_ed25519_verifier_key(&self.name, &self.key)
-    }
-
-    /// Key name: the log origin.
-    #[must_use]
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Signed-note key id.
-    #[must_use]
-    pub const fn key_id(&self) -> u32 {
-        self.key_id
-    }
-
-    /// The raw public key (two vkeys wrapping the same key are duplicates).
-    #[must_use]
-    pub fn public_key(&self) -> [u8; 32] {
-        self.key.to_bytes()
-    }
-
     /// Checks an entry signature (strict Ed25519 verification).
     #[must_use]
     pub fn verify_entry(&self, entry_bytes: &[u8], signature: &Signature) -> bool {
-        self.key
-            .verify_strict(&entry_message(entry_bytes), signature)
-            .is_ok()
+        self.verify_bytes(&entry_message(entry_bytes), signature)
     }
 }
 
@@ -174,7 +225,7 @@ impl signed_note::Verifier for LogVerifier {
     }
 
     fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        Signature::from_slice(sig).is_ok_and(|s| self.key.verify_strict(msg, &s).is_ok())
+        Signature::from_slice(sig).is_ok_and(|s| self.verify_bytes(msg, &s))
     }
 }
 
@@ -199,19 +250,15 @@ pub fn signature_to_base64(sig: &Signature) -> String {
     STANDARD.encode(sig.to_bytes())
 }
 
-fn note_key_id(name: &str, key: &VerifyingKey) -> u32 {
-    key_id_for(name, ALG_ED25519, key)
-}
-
 /// Signed-note key id of an Ed25519 key used with signature type `alg`.
-pub(crate) fn key_id_for(name: &str, alg: u8, key: &VerifyingKey) -> u32 {
+fn key_id_for(name: &str, alg: u8, key: &VerifyingKey) -> u32 {
     let mut encoded = vec![alg];
     encoded.extend_from_slice(key.as_bytes());
     signed_note::key_id(name, &encoded)
 }
 
 /// The verifier key text `<name>+<hex id>+<base64(alg ‖ key)>`.
-pub(crate) fn vkey_text(name: &str, alg: u8, key: &VerifyingKey) -> String {
+fn vkey_text(name: &str, alg: u8, key: &VerifyingKey) -> String {
     let mut encoded = vec![alg];
     encoded.extend_from_slice(key.as_bytes());
     format!(
@@ -223,7 +270,7 @@ pub(crate) fn vkey_text(name: &str, alg: u8, key: &VerifyingKey) -> String {
 
 /// Parses `<name>+<hex id>+<base64(alg ‖ key)>` for signature type `alg`,
 /// checking the name and the key id. Returns (name, key, key id).
-pub(crate) fn parse_vkey(text: &str, alg: u8) -> Result<(String, VerifyingKey, u32), KeyError> {
+fn parse_vkey(text: &str, alg: u8) -> Result<(String, VerifyingKey, u32), KeyError> {
     let (name, id, key) = split_key_text(text.trim(), "<name>+<hex id>+<base64 key>")?;
     check_name(name)?;
     let bytes: [u8; 32] = decode_alg_key(key, alg)?;
@@ -236,7 +283,7 @@ pub(crate) fn parse_vkey(text: &str, alg: u8) -> Result<(String, VerifyingKey, u
 
 /// Parses `PRIVATE+KEY+<name>+<hex id>+<base64(alg ‖ seed)>`, checking the
 /// name and the key id. Returns (name, key).
-pub(crate) fn parse_private_key(text: &str, alg: u8) -> Result<(String, SigningKey), KeyError> {
+fn parse_private_key(text: &str, alg: u8) -> Result<(String, SigningKey), KeyError> {
     const FORM: &str = "PRIVATE+KEY+<name>+<hex id>+<base64 key>";
     let rest = text
         .trim_end_matches('\n')
@@ -252,7 +299,7 @@ pub(crate) fn parse_private_key(text: &str, alg: u8) -> Result<(String, SigningK
 }
 
 /// The private key text `PRIVATE+KEY+<name>+<hex id>+<base64(alg ‖ seed)>`.
-pub(crate) fn private_key_text(name: &str, key_id: u32, alg: u8, key: &SigningKey) -> String {
+fn private_key_text(name: &str, key_id: u32, alg: u8, key: &SigningKey) -> String {
     let mut bytes = vec![alg];
     bytes.extend_from_slice(&key.to_bytes());
     format!(
@@ -261,7 +308,7 @@ pub(crate) fn private_key_text(name: &str, key_id: u32, alg: u8, key: &SigningKe
     )
 }
 
-pub(crate) fn check_name(name: &str) -> Result<(), KeyError> {
+fn check_name(name: &str) -> Result<(), KeyError> {
     if signed_note::is_key_name_valid(name) {
         Ok(())
     } else {

@@ -49,3 +49,17 @@ pub fn full_audit(store: &openexec::store::Store) -> Option<openexec::ledger::au
         .expect("audit runs")
         .first_bad
 }
+
+/// Copies a directory tree (the data directory of a stopped server).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
