@@ -18,6 +18,46 @@ fn line(out: &Output) -> String {
 }
 
 #[test]
+fn verify_checks_many_receipts_from_json_lines_and_names_each_failure() {
+    let s = common::server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let mut lines: Vec<String> = (0..5)
+        .map(|i| {
+            s.execute(&json!({"action": "echo", "nonce": format!("many-{i}")}))
+                .1["receipt"]
+                .to_string()
+        })
+        .collect();
+    let (_, vkey) = s.get("/ledger/key");
+    std::fs::write(path("log.vkey"), &vkey).unwrap();
+    std::fs::write(path("ok.jsonl"), lines.join("\n") + "\n").unwrap();
+    let out = openexec(&["verify", "--key", &path("log.vkey"), &path("ok.jsonl")]);
+    assert!(out.status.success(), "{}", line(&out));
+    assert_eq!(line(&out), "OK: 5 receipts verified");
+    // Line 4 loses a bit of its signature; a second file adds one more receipt.
+    lines[3] = lines[3].replacen("\"entry_signature\":\"", "\"entry_signature\":\"A", 1);
+    std::fs::write(path("bad.jsonl"), lines.join("\n")).unwrap();
+    let out = openexec(&[
+        "verify",
+        "--key",
+        &path("log.vkey"),
+        &path("bad.jsonl"),
+        &path("ok.jsonl"),
+    ]);
+    assert!(!out.status.success());
+    let text = line(&out);
+    assert!(
+        text.contains(&format!(
+            "FAILED: {}:4: entry signature is invalid",
+            path("bad.jsonl")
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("FAILED: 1 of 10 receipts failed"), "{text}");
+}
+
+#[test]
 fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();

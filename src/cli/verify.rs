@@ -1,5 +1,7 @@
 //! `openexec verify`: offline receipt verification. Pure: reads files, calls
-//! [`crate::core::receipt::verify_receipt`], prints one line, exits 0 or 1.
+//! [`crate::core::receipt::ReceiptVerifier`] (or, with a policy,
+//! [`crate::core::policy::verify_receipt_with_policy`]), prints one line
+//! per receipt that fails and one summary line, exits 0 or 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +9,10 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::core::hash::Hash;
-use crate::core::policy::{verify_receipt_with_policy, Policy, PolicyReceiptError};
-use crate::core::receipt::{verify_receipt, Receipt, ReceiptError, TrustedCheckpoint};
+use crate::core::policy::{verify_receipt_with_policy, Policy, PolicyOk, PolicyReceiptError};
+use crate::core::receipt::{
+    Receipt, ReceiptError, ReceiptVerifier, TrustedCheckpoint, VerifiedReceipt,
+};
 use crate::core::signing::LogVerifier;
 use crate::core::tlog_proof;
 
@@ -23,9 +27,11 @@ pub struct VerifyArgs {
     /// the receipt's checkpoint or by `--checkpoint`.
     #[arg(long, conflicts_with = "key")]
     pub policy: Option<PathBuf>,
-    /// Receipt file: receipt JSON, a `/execute` response holding one, or
-    /// c2sp.org/tlog-proof@v1 text.
-    pub receipt: PathBuf,
+    /// Receipt files: receipt JSON, a `/execute` response holding one,
+    /// c2sp.org/tlog-proof@v1 text, or JSON Lines of receipts/responses
+    /// (one per line, for verifying many at once).
+    #[arg(required = true)]
+    pub receipts: Vec<PathBuf>,
     /// A later checkpoint you trust (signed note file). Unless it is the
     /// receipt's own tree size, also pass `--consistency`.
     #[arg(long)]
@@ -37,7 +43,7 @@ pub struct VerifyArgs {
     pub consistency: Option<PathBuf>,
 }
 
-/// Runs the verification and prints one line.
+/// Runs the verification and prints the result.
 #[must_use]
 pub fn run(args: &VerifyArgs) -> ExitCode {
     match verify(args) {
@@ -52,9 +58,14 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     }
 }
 
+/// One receipt read from a file, with where it came from.
+struct Loaded {
+    place: String,
+    receipt: Receipt,
+}
+
 fn verify(args: &VerifyArgs) -> Result<String, String> {
-    let receipt_text = read(&args.receipt)?;
-    let receipt = parse_receipt(&receipt_text)?;
+    let receipts = load_all(&args.receipts)?;
     let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
     let proof = args
         .consistency
@@ -72,26 +83,69 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
             e.to_string()
         }
     };
-    let (verified, quorum) = match (&args.policy, &args.key) {
+    let results: Vec<Result<String, String>> = match (&args.policy, &args.key) {
         (Some(path), _) => {
             let policy = Policy::parse(&read(path)?).map_err(|e| format!("policy: {e}"))?;
-            let (verified, met) = verify_receipt_with_policy(&receipt, &policy, trusted.as_ref())
-                .map_err(|e| match e {
-                PolicyReceiptError::Receipt(inner) => explain(inner),
-                other => other.to_string(),
-            })?;
-            (verified, Some(met))
+            receipts
+                .iter()
+                .map(|l| {
+                    verify_receipt_with_policy(&l.receipt, &policy, trusted.as_ref())
+                        .map(|(v, met)| describe(&v, trusted.is_some(), Some(&met)))
+                        .map_err(|e| match e {
+                            PolicyReceiptError::Receipt(inner) => explain(inner),
+                            other => other.to_string(),
+                        })
+                })
+                .collect()
         }
         (None, Some(key)) => {
             let log = LogVerifier::from_vkey(&read_key(key)?)
                 .map_err(|e| format!("verifier key: {e}"))?;
-            (
-                verify_receipt(&receipt, &log, trusted.as_ref()).map_err(explain)?,
-                None,
-            )
+            let mut verifier = ReceiptVerifier::new(&log, trusted.as_ref());
+            receipts
+                .iter()
+                .map(|l| {
+                    verifier
+                        .verify(&l.receipt)
+                        .map(|v| describe(&v, trusted.is_some(), None))
+                        .map_err(explain)
+                })
+                .collect()
         }
         (None, None) => return Err("give --key or --policy".into()),
     };
+    summarize(&receipts, results)
+}
+
+/// One receipt: its own line. Several: a line per failure, then a count.
+fn summarize(receipts: &[Loaded], results: Vec<Result<String, String>>) -> Result<String, String> {
+    if results.len() == 1 {
+        return results
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err("no receipt".into()));
+    }
+    let failures: Vec<String> = receipts
+        .iter()
+        .zip(results)
+        .filter_map(|(l, r)| r.err().map(|e| format!("{}: {e}", l.place)))
+        .collect();
+    for failure in &failures {
+        println!("FAILED: {failure}");
+    }
+    if failures.is_empty() {
+        Ok(format!("{} receipts verified", receipts.len()))
+    } else {
+        Err(format!(
+            "{} of {} receipts failed",
+            failures.len(),
+            receipts.len()
+        ))
+    }
+}
+
+/// The success line of one receipt.
+fn describe(verified: &VerifiedReceipt, trusted: bool, quorum: Option<&PolicyOk>) -> String {
     let e = &verified.entry;
     let mut line = format!(
         "entry {} ({} {} {}) is in {} at tree size {}",
@@ -102,21 +156,55 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
         e.origin,
         verified.checkpoint.size()
     );
-    if trusted.is_some() {
+    if trusted {
         line.push_str(", consistent with the trusted checkpoint");
     }
     if let Some(met) = quorum {
+        let by = if met.witnesses.is_empty() {
+            "no witness needed".to_owned()
+        } else {
+            met.witnesses.join(", ")
+        };
         line.push_str(&format!(
-            "; policy quorum met at tree size {} (cosigned by {})",
-            met.checkpoint.size(),
-            if met.witnesses.is_empty() {
-                "no witness needed".to_owned()
-            } else {
-                met.witnesses.join(", ")
-            }
+            "; policy quorum met at tree size {} (cosigned by {by})",
+            met.checkpoint.size()
         ));
     }
-    Ok(line)
+    line
+}
+
+fn load_all(paths: &[PathBuf]) -> Result<Vec<Loaded>, String> {
+    let mut all = Vec::new();
+    for path in paths {
+        let text = read(path)?;
+        all.extend(parse_receipts(&text, &path.display().to_string())?);
+    }
+    Ok(all)
+}
+
+/// One receipt (JSON, `/execute` response, tlog-proof), or JSON Lines of them.
+fn parse_receipts(text: &str, name: &str) -> Result<Vec<Loaded>, String> {
+    let single = |receipt| {
+        Ok(vec![Loaded {
+            place: name.to_owned(),
+            receipt,
+        }])
+    };
+    if text.starts_with(tlog_proof::HEADER) {
+        return single(tlog_proof::import(text).map_err(|e| format!("{name}: {e}"))?);
+    }
+    if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+        return single(parse_receipt(text).map_err(|e| format!("{name}: {e}"))?);
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            let place = format!("{name}:{}", i + 1);
+            let receipt = parse_receipt(line).map_err(|e| format!("{place}: {e}"))?;
+            Ok(Loaded { place, receipt })
+        })
+        .collect()
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {

@@ -9,6 +9,8 @@
 //! and a consistency proof to it, that the receipt's checkpoint is a prefix
 //! of that later one. It never panics; it names the first check that failed.
 
+use std::collections::HashMap;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -145,29 +147,115 @@ pub fn verify_receipt(
     log: &LogVerifier,
     trusted: Option<&TrustedCheckpoint<'_>>,
 ) -> Result<VerifiedReceipt, ReceiptError> {
-    if receipt.format != RECEIPT_FORMAT {
-        return Err(ReceiptError::Format);
+    ReceiptVerifier::new(log, trusted).verify(receipt)
+}
+
+/// Verifies many receipts of one log with the checks of [`verify_receipt`],
+/// opening each distinct checkpoint (and the trusted one) once: receipts
+/// of one batch, or refreshed to one cosigned checkpoint, share their
+/// checkpoint, and its signature is half the cost of a receipt.
+pub struct ReceiptVerifier<'a> {
+    log: &'a LogVerifier,
+    trusted: Option<&'a TrustedCheckpoint<'a>>,
+    opened_trusted: Option<Result<SignedCheckpoint, ReceiptError>>,
+    checkpoints: HashMap<String, Result<SignedCheckpoint, ReceiptError>>,
+}
+
+/// Distinct checkpoints remembered by a [`ReceiptVerifier`]; past it the
+/// memo is cleared (bounded memory on any input).
+const MAX_REMEMBERED_CHECKPOINTS: usize = 4096;
+
+impl<'a> ReceiptVerifier<'a> {
+    /// A verifier for receipts of `log`, with an optional trusted later checkpoint.
+    #[must_use]
+    pub fn new(log: &'a LogVerifier, trusted: Option<&'a TrustedCheckpoint<'a>>) -> Self {
+        Self {
+            log,
+            trusted,
+            opened_trusted: None,
+            checkpoints: HashMap::new(),
+        }
     }
-    let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes())?;
-    if entry.origin != log.name() {
-        return Err(ReceiptError::Origin {
-            expected: log.name().to_owned(),
-            found: entry.origin,
-        });
+
+    /// Verifies one receipt (see [`verify_receipt`]).
+    pub fn verify(&mut self, receipt: &Receipt) -> Result<VerifiedReceipt, ReceiptError> {
+        let entry = self.check_entry(receipt)?;
+        let checkpoint = self.open_checkpoint(&receipt.checkpoint)?;
+        let leaf = check_inclusion(receipt, &checkpoint)?;
+        if let Some(trusted) = self.trusted {
+            let later = self.open_trusted(trusted)?;
+            verify_consistency(
+                trusted.consistency_proof,
+                TreeSize(checkpoint.size()),
+                TreeSize(later.size()),
+                &checkpoint.root(),
+                &later.root(),
+            )
+            .map_err(ReceiptError::Consistency)?;
+        }
+        Ok(VerifiedReceipt {
+            entry,
+            leaf_hash: leaf,
+            checkpoint,
+        })
     }
-    if entry.index != receipt.leaf_index {
-        return Err(ReceiptError::IndexMismatch {
-            leaf_index: receipt.leaf_index,
-            entry_index: entry.index,
-        });
+
+    /// Format, entry encoding, origin, index and entry signature.
+    fn check_entry(&self, receipt: &Receipt) -> Result<Entry, ReceiptError> {
+        if receipt.format != RECEIPT_FORMAT {
+            return Err(ReceiptError::Format);
+        }
+        let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes())?;
+        if entry.origin != self.log.name() {
+            return Err(ReceiptError::Origin {
+                expected: self.log.name().to_owned(),
+                found: entry.origin,
+            });
+        }
+        if entry.index != receipt.leaf_index {
+            return Err(ReceiptError::IndexMismatch {
+                leaf_index: receipt.leaf_index,
+                entry_index: entry.index,
+            });
+        }
+        let signature =
+            signature_from_base64(&receipt.entry_signature).ok_or(ReceiptError::EntrySignature)?;
+        if !self.log.verify_entry(receipt.entry.as_bytes(), &signature) {
+            return Err(ReceiptError::EntrySignature);
+        }
+        Ok(entry)
     }
-    let signature =
-        signature_from_base64(&receipt.entry_signature).ok_or(ReceiptError::EntrySignature)?;
-    if !log.verify_entry(receipt.entry.as_bytes(), &signature) {
-        return Err(ReceiptError::EntrySignature);
+
+    fn open_checkpoint(&mut self, note: &str) -> Result<SignedCheckpoint, ReceiptError> {
+        if let Some(known) = self.checkpoints.get(note) {
+            return known.clone();
+        }
+        if self.checkpoints.len() >= MAX_REMEMBERED_CHECKPOINTS {
+            self.checkpoints.clear();
+        }
+        let opened =
+            SignedCheckpoint::open(note.as_bytes(), self.log).map_err(ReceiptError::Checkpoint);
+        self.checkpoints.insert(note.to_owned(), opened.clone());
+        opened
     }
-    let checkpoint = SignedCheckpoint::open(receipt.checkpoint.as_bytes(), log)
-        .map_err(ReceiptError::Checkpoint)?;
+
+    fn open_trusted(
+        &mut self,
+        trusted: &TrustedCheckpoint<'_>,
+    ) -> Result<SignedCheckpoint, ReceiptError> {
+        let log = self.log;
+        self.opened_trusted
+            .get_or_insert_with(|| {
+                SignedCheckpoint::open(trusted.checkpoint, log)
+                    .map_err(ReceiptError::TrustedCheckpoint)
+            })
+            .clone()
+    }
+}
+
+/// Proof size against the checkpoint, then the inclusion proof; returns
+/// the leaf hash.
+fn check_inclusion(receipt: &Receipt, checkpoint: &SignedCheckpoint) -> Result<Hash, ReceiptError> {
     let proof = &receipt.inclusion_proof;
     if proof.tree_size != checkpoint.size() {
         return Err(ReceiptError::TreeSizeMismatch {
@@ -184,23 +272,7 @@ pub fn verify_receipt(
         &checkpoint.root(),
     )
     .map_err(ReceiptError::Inclusion)?;
-    if let Some(trusted) = trusted {
-        let later = SignedCheckpoint::open(trusted.checkpoint, log)
-            .map_err(ReceiptError::TrustedCheckpoint)?;
-        verify_consistency(
-            trusted.consistency_proof,
-            TreeSize(checkpoint.size()),
-            TreeSize(later.size()),
-            &checkpoint.root(),
-            &later.root(),
-        )
-        .map_err(ReceiptError::Consistency)?;
-    }
-    Ok(VerifiedReceipt {
-        entry,
-        leaf_hash: leaf,
-        checkpoint,
-    })
+    Ok(leaf)
 }
 
 /// Checks that `content` (canonical bytes) opens `expected` with `salt_b64`.
