@@ -10,6 +10,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpResponse, HttpServer};
@@ -38,6 +39,12 @@ pub fn build(
             }))
     })
     .workers(2)
+    // Bound slow clients: the request head must arrive within 5 s, idle
+    // connections close after 5 s. Put the witness behind a proxy if it
+    // faces the internet.
+    .client_request_timeout(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .keep_alive(Duration::from_secs(5))
     .listen(listener)?
     .run())
 }
