@@ -307,6 +307,14 @@ fn three_witnesses_a_quorum_a_split_view_and_a_restart() {
     let fork_dir = setup.tmp.path().join("fork");
     common::copy_dir(&data, &fork_dir);
     let log = start_in(&data, &env_refs(&env)).unwrap();
+    // Cosignatures survive a restart: the refreshed receipt still proves
+    // against the checkpoint all three witnesses cosigned.
+    let (_, again) = log.get_json(&format!("/receipts/{}", first["exec_id"].as_str().unwrap()));
+    assert_eq!(
+        count_cosignatures(again["checkpoint"].as_str().unwrap()),
+        3,
+        "{again}"
+    );
     let fork = start_in(&fork_dir, &env_refs(&env)).unwrap();
     for i in 0..3 {
         execute(&log, &format!("main-{i}"));

@@ -199,6 +199,11 @@ impl Ledger {
         let verifier = signer.verifier();
         let memo = config.memo();
         memo.check(&store, &verifier, &committed.head)?;
+        let witnessing = witnessed::Witnessing::open(
+            &store,
+            config.witness_keys.clone(),
+            config.publish_interval,
+        )?;
         let committed = Arc::new(RwLock::new(committed));
         let stats = Arc::new(LedgerStats::default());
         let (tx, rx) = mpsc::channel();
@@ -218,10 +223,7 @@ impl Ledger {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
             stats,
-            witnessing: witnessed::Witnessing::new(
-                config.witness_keys.clone(),
-                config.publish_interval,
-            ),
+            witnessing,
         })
     }
 

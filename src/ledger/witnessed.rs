@@ -15,6 +15,7 @@
 //! checkpoint with the most cosignatures among the newest that cover the
 //! entry, and against the latest checkpoint while none does.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use crate::core::cosignature::{
     WitnessVerifier,
 };
 use crate::core::proof::{tree_root, TreeSize};
-use crate::store::{StoreError, StoreHashReader};
+use crate::store::{Store, StoreError, StoreHashReader, KEEP_COSIGNED};
 
 use super::{Ledger, LedgerError};
 
@@ -75,7 +76,11 @@ pub(super) struct Witnessing {
     keys: Vec<WitnessVerifier>,
     interval: Duration,
     published: Mutex<Option<Published>>,
-    merge: Mutex<()>,
+    /// Cosignature count of every stored cosigned checkpoint, by size (the
+    /// same sizes the store keeps), so that choosing a receipt's
+    /// checkpoint reads one note, not sixteen. Its lock also serializes
+    /// merges.
+    cosigned: Mutex<BTreeMap<u64, usize>>,
 }
 
 struct Published {
@@ -85,13 +90,27 @@ struct Published {
 }
 
 impl Witnessing {
-    pub(super) fn new(keys: Vec<WitnessVerifier>, interval: Duration) -> Self {
-        Self {
+    /// Loads the cosignature counts of the stored cosigned checkpoints.
+    pub(super) fn open(
+        store: &Store,
+        keys: Vec<WitnessVerifier>,
+        interval: Duration,
+    ) -> Result<Self, StoreError> {
+        let cosigned = store
+            .cosigned_from(0, KEEP_COSIGNED)?
+            .into_iter()
+            .map(|(size, note)| (size, count_cosignatures(&note)))
+            .collect();
+        Ok(Self {
             keys,
             interval,
             published: Mutex::new(None),
-            merge: Mutex::new(()),
-        }
+            cosigned: Mutex::new(cosigned),
+        })
+    }
+
+    fn lock_cosigned(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, usize>> {
+        self.cosigned.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -122,21 +141,23 @@ impl Ledger {
         if cosignatures.is_empty() {
             return Err(CosignError::NoTrustedCosignature);
         }
-        let _merging = self
-            .witnessing
-            .merge
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut counts = self.witnessing.lock_cosigned();
         let size = checkpoint.size();
         let earlier = self.store.cosigned(size)?;
         let base = earlier.as_deref().unwrap_or(checkpoint.note_text());
         let merged = with_cosignatures(base, &cosignatures)
             .map_err(|e| CosignError::Malformed(e.to_string()))?;
         self.store.put_cosigned(size, &merged)?;
+        let count = count_cosignatures(&merged);
+        counts.insert(size, count);
+        // The same pruning rule as the store's: keep the newest.
+        while counts.len() > KEEP_COSIGNED {
+            counts.pop_first();
+        }
         Ok(Accepted {
             tree_size: size,
             witnesses: cosignatures.iter().map(|s| s.name().to_owned()).collect(),
-            cosignatures: count_cosignatures(&merged),
+            cosignatures: count,
         })
     }
 

@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+pub use cosignatures::KEEP_COSIGNED;
 pub use faults::FaultPoint;
 pub use hash_reader::{OverlayReader, StoreHashReader};
 pub use reservations::{nonce_key, Completion, NonceRecord, Reservation};
