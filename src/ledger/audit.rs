@@ -8,7 +8,8 @@
 //! implementation from the `tlog_tiles` code that wrote the log) and
 //! compares the head root. rs_merkle keeps every level of a tree in memory,
 //! so the rebuild runs it over chunks of [`REBUILD_CHUNK`] leaves (a perfect
-//! subtree each, ~70 MB) and then once more over the chunk roots: RFC
+//! subtree each, ~20 MB: rs_merkle keeps about 320 bytes per leaf) and
+//! then once more over the chunk roots: RFC
 //! 6962's left-heavy split never cuts a perfect subtree of that size, so
 //! the result is the same root in bounded memory, however long the log.
 //! It can be turned off with `--no-rebuild`.
@@ -101,7 +102,7 @@ impl Hasher for Rfc6962 {
 }
 
 /// Leaves per rs_merkle rebuild chunk (a power of two).
-pub const REBUILD_CHUNK: usize = 1 << 20;
+pub const REBUILD_CHUNK: usize = 1 << 16;
 
 /// The independent rebuild: rs_merkle over each chunk of leaves, then over
 /// the chunk roots. Holds at most one chunk of leaves.
@@ -161,31 +162,36 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
     };
     let mut rebuild = options.rebuild.then(|| ChunkedRebuild::new(REBUILD_CHUNK));
     let mut prev = GENESIS_PREV;
-    for index in 0..head.size {
-        match check_entry(store, &verifier, index, &prev) {
-            Ok(leaf) => {
-                prev = leaf;
-                if let Some(rebuild) = rebuild.as_mut() {
-                    rebuild.push(leaf);
+    let mut start = 0;
+    while start < head.size {
+        let end = head.size.min(start + AUDIT_BLOCK);
+        for (index, checked) in (start..end).zip(check_block(store, &verifier, start..end)) {
+            match checked.and_then(|c| c.follows(&prev)) {
+                Ok(leaf) => {
+                    prev = leaf;
+                    if let Some(rebuild) = rebuild.as_mut() {
+                        rebuild.push(leaf);
+                    }
+                }
+                Err(problem) => {
+                    report.first_bad = Some(AuditFinding {
+                        at: Location::Entry(index),
+                        problem,
+                    });
+                    return Ok(report);
                 }
             }
-            Err(problem) => {
-                report.first_bad = Some(AuditFinding {
-                    at: Location::Entry(index),
-                    problem,
-                });
-                return Ok(report);
+            report.entries += 1;
+            if options.progress_every > 0 && (index + 1) % options.progress_every == 0 {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "audit: {} / {} entries",
+                    index + 1,
+                    head.size
+                );
             }
         }
-        report.entries += 1;
-        if options.progress_every > 0 && (index + 1) % options.progress_every == 0 {
-            let _ = writeln!(
-                std::io::stderr(),
-                "audit: {} / {} entries",
-                index + 1,
-                head.size
-            );
-        }
+        start = end;
     }
     if prev != head.last_leaf {
         report.first_bad = Some(AuditFinding {
@@ -239,12 +245,64 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
 }
 
 /// Checks entry `index`; returns its leaf hash.
-fn check_entry(
+/// Entries checked per block: each block's entries are checked on every
+/// core at once, then chained in order.
+const AUDIT_BLOCK: u64 = 8192;
+
+/// What an entry's own checks found; the chain check needs its
+/// predecessor and happens in order ([`EntryCheck::follows`]).
+struct EntryCheck {
+    /// The `prev` the entry records.
+    recorded_prev: Hash,
+    leaf: Hash,
+    /// Signature and stored hashes, reported after the chain check so the
+    /// first problem named is the same as a sequential audit's.
+    rest: Result<(), String>,
+}
+
+impl EntryCheck {
+    /// The leaf hash, if the entry chains to `prev` and passed its checks.
+    fn follows(self, prev: &Hash) -> Result<Hash, String> {
+        if self.recorded_prev != *prev {
+            return Err("hash chain broken: prev is not the previous leaf hash".into());
+        }
+        self.rest.map(|()| self.leaf)
+    }
+}
+
+/// Checks the entries of `range` on every core (each entry alone), in order.
+fn check_block(
     store: &Store,
     verifier: &LogVerifier,
-    index: u64,
-    prev: &Hash,
-) -> Result<Hash, String> {
+    range: std::ops::Range<u64>,
+) -> Vec<Result<EntryCheck, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+    let per_thread = (range.end - range.start).div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (range.start..range.end)
+            .step_by(usize::try_from(per_thread).unwrap_or(usize::MAX))
+            .map(|from| {
+                let to = range.end.min(from + per_thread);
+                scope.spawn(move || {
+                    (from..to)
+                        .map(|index| check_entry(store, verifier, index))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|_| vec![Err("audit thread panicked".into())])
+            })
+            .collect()
+    })
+}
+
+/// Checks entry `index` by itself: present, canonical, index, origin,
+/// signature, stored Merkle hashes.
+fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<EntryCheck, String> {
     let (bytes, sig) = store
         .entry(index)
         .map_err(|e| e.to_string())?
@@ -256,13 +314,21 @@ fn check_entry(
     if entry.origin != verifier.name() {
         return Err(format!("records origin {:?}", entry.origin));
     }
-    if entry.prev != *prev {
-        return Err("hash chain broken: prev is not the previous leaf hash".into());
-    }
-    if !verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig)) {
-        return Err("entry signature is invalid".into());
-    }
     let leaf = leaf_hash(&bytes);
+    let rest = if verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig)) {
+        check_stored_hashes(store, index, leaf)
+    } else {
+        Err("entry signature is invalid".into())
+    };
+    Ok(EntryCheck {
+        recorded_prev: entry.prev,
+        leaf,
+        rest,
+    })
+}
+
+/// The stored Merkle hashes that leaf `index` added are the ones it implies.
+fn check_stored_hashes(store: &Store, index: u64, leaf: Hash) -> Result<(), String> {
     let expected =
         tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &StoreHashReader(store))
             .map_err(|e| format!("stored hashes: {e}"))?;
@@ -273,7 +339,7 @@ fn check_entry(
             return Err(format!("stored Merkle hash {at} is wrong"));
         }
     }
-    Ok(leaf)
+    Ok(())
 }
 
 fn check_checkpoint(
