@@ -474,3 +474,57 @@ fn add_checkpoint_speaks_the_c2sp_status_codes() {
         .collect();
     assert_eq!(evidence.len(), 1);
 }
+
+/// Under strace: the witness's new state is written (fsync of the temporary
+/// file), renamed into place and its directory fsynced before the
+/// cosignature leaves the process (the `POST /ledger/cosignatures`).
+#[test]
+fn the_state_is_durable_before_the_cosignature_is_released() {
+    let tmp = tempfile::tempdir().unwrap();
+    let witness_dir = tmp.path().join("w");
+    let vkey = witness_key(&witness_dir, "traced.witness.example");
+    let log = start(&[("OPENEXEC_WITNESS_KEYS", vkey.as_str())]);
+    execute(&log, "traced-1");
+    let trace = tmp.path().join("trace");
+    let status = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=fsync,rename,renameat,renameat2,write,writev,sendto",
+        ])
+        .args(["-s", "40", "-o"])
+        .arg(&trace)
+        .arg(common::binary())
+        .args(["witness", "--data", witness_dir.to_str().unwrap(), "--once"])
+        .args(["--log", &log.base, &log.verifier().vkey()])
+        .env("RUST_LOG", "warn")
+        .status()
+        .expect("strace must be installed (the test script installs it)");
+    assert!(status.success());
+    assert_eq!(
+        count_cosignatures(&published(&log)),
+        1,
+        "the cosignature reached the log"
+    );
+    let trace = std::fs::read_to_string(trace).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let find = |what: &dyn Fn(&str) -> bool| lines.iter().position(|l| what(l));
+    let ok = |l: &str| l.trim_end().ends_with("= 0");
+    let rename = find(&|l| l.contains("rename") && l.contains("state/") && ok(l))
+        .expect("the state file is renamed into place");
+    let post =
+        find(&|l| l.contains("POST /ledger/cosignatures")).expect("the cosignature is posted");
+    let fsyncs: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].contains("fsync(") && ok(lines[i]))
+        .collect();
+    assert!(
+        fsyncs.iter().any(|&i| i < rename),
+        "the temporary file is fsynced before the rename"
+    );
+    assert!(
+        fsyncs.iter().any(|&i| rename < i && i < post),
+        "the directory is fsynced after the rename and before the post"
+    );
+    assert!(rename < post);
+}
