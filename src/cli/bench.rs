@@ -2,9 +2,8 @@
 //! `--connections` threads sends `POST /execute` with a unique nonce, back
 //! to back, for `--duration` seconds; the command prints executions per
 //! second, latency percentiles and errors, and exits 1 on any non-2xx
-//! answer or transport error. The server closes every connection after one
-//! response, so each request opens a new one — which this client, unlike
-//! wrk, handles cleanly.
+//! answer or transport error. Each thread keeps its connection alive
+//! between requests and reconnects cleanly when the server closes it.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
