@@ -162,7 +162,48 @@ struct Job {
     draft: EntryDraft,
     content: Option<EncodedContent>,
     completion: Option<Completion>,
-    reply: tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Sealed, LedgerError>>,
+}
+
+/// What the sequencer hands back for one durable entry: everything its
+/// receipt needs except the inclusion proof, which the caller builds on its
+/// own thread ([`Sealed::into_appended`]) so that the single writer thread
+/// does not.
+struct Sealed {
+    entry: Entry,
+    bytes: Vec<u8>,
+    signature: [u8; 64],
+    /// Size of the tree of the batch that committed it.
+    tree_size: u64,
+    /// That tree's signed checkpoint, shared by the batch.
+    checkpoint: Arc<str>,
+    salts: Option<crate::core::receipt::Salts>,
+}
+
+impl Sealed {
+    /// The receipt, proven against the batch's tree (whose stored hashes
+    /// are durable and never change).
+    fn into_appended(self, store: &Store) -> Result<Appended, LedgerError> {
+        let index = self.entry.index;
+        let hashes = prove_inclusion(
+            &StoreHashReader(store),
+            LeafIndex(index),
+            TreeSize(self.tree_size),
+        )?;
+        let receipt = make_receipt(
+            self.bytes,
+            &self.signature,
+            index,
+            self.tree_size,
+            hashes,
+            self.checkpoint.to_string(),
+            self.salts,
+        )?;
+        Ok(Appended {
+            entry: self.entry,
+            receipt,
+        })
+    }
 }
 
 /// An open ledger.
@@ -237,7 +278,8 @@ impl Ledger {
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
         rx.await
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+            .into_appended(&self.store)
     }
 
     /// Blocking form of [`Self::append_completing`] (start-up recovery).
@@ -249,7 +291,8 @@ impl Ledger {
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
         rx.blocking_recv()
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+            .into_appended(&self.store)
     }
 
     fn submit(
@@ -257,7 +300,7 @@ impl Ledger {
         draft: EntryDraft,
         content: Option<Content>,
         completion: Option<Completion>,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Sealed, LedgerError>>, LedgerError> {
         // The only draft field that can make encoding fail; checked here so
         // one bad draft is refused alone instead of failing a whole batch.
         if !crate::core::entry::is_reason_code(&draft.reason) {
