@@ -2,7 +2,8 @@
 //! the store.
 //!
 //! All writes go through one sequencer thread ([`sequencer`]) that batches
-//! whatever is queued (group commit). Reads (entries, proofs, checkpoints)
+//! whatever is queued (group commit): entries, and the nonce reservations
+//! of the execution layer, which share the batch's one fdatasync. Reads (entries, proofs, checkpoints)
 //! go straight to the store: stored hashes below the committed size never
 //! change, so readers need no lock against the writer.
 //!
@@ -27,7 +28,9 @@ use crate::core::hash::Hash;
 use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofError, TreeSize};
 use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
 use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
-use crate::store::{Completion, Head, Store, StoreConfig, StoreError, StoreHashReader};
+use crate::store::{
+    Completion, Head, NonceRecord, Reservation, Store, StoreConfig, StoreError, StoreHashReader,
+};
 
 /// Default log origin (checkpoint first line and key name).
 pub const DEFAULT_ORIGIN: &str = "openexec.local/log";
@@ -158,6 +161,21 @@ struct EncodedContent {
     salts: crate::core::receipt::Salts,
 }
 
+/// What the writer thread is asked to do.
+enum Work {
+    /// Append an entry (boxed: it is far larger than a reservation).
+    Append(Box<Job>),
+    /// Reserve a nonce.
+    Reserve(ReserveJob),
+}
+
+/// A nonce reservation: answered once it is durable.
+struct ReserveJob {
+    key: Vec<u8>,
+    record: NonceRecord,
+    reply: tokio::sync::oneshot::Sender<Result<Reservation, LedgerError>>,
+}
+
 struct Job {
     draft: EntryDraft,
     content: Option<EncodedContent>,
@@ -211,7 +229,7 @@ pub struct Ledger {
     store: Store,
     verifier: LogVerifier,
     committed: Arc<RwLock<Committed>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Work>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<LedgerStats>,
 }
@@ -322,19 +340,38 @@ impl Ledger {
             })
             .transpose()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::Append(Box::new(Job {
+            draft,
+            content,
+            completion,
+            reply,
+        })))?;
+        Ok(rx)
+    }
+
+    /// Atomically reserves the nonce `key` for `record` (and consumes the
+    /// approval it names), and returns once the reservation is durable —
+    /// made so by the writer's next fdatasync, shared with the entries of
+    /// its batch. Only then may the caller run the handler.
+    pub async fn reserve(
+        &self,
+        key: Vec<u8>,
+        record: NonceRecord,
+    ) -> Result<Reservation, LedgerError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::Reserve(ReserveJob { key, record, reply }))?;
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+    }
+
+    fn send(&self, work: Work) -> Result<(), LedgerError> {
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = jobs
             .as_ref()
             .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
         sender
-            .send(Job {
-                draft,
-                content,
-                completion,
-                reply,
-            })
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?;
-        Ok(rx)
+            .send(work)
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))
     }
 
     /// Stops accepting appends, lets the writer commit everything already

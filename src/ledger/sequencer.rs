@@ -1,7 +1,13 @@
-//! The sequencer: the single writer of the log.
+//! The sequencer: the single writer of the log, and of nonce reservations.
 //!
-//! It takes the first queued append, then everything else already queued
-//! (up to `max_batch`), and for that batch: assigns indices, chains each
+//! It takes the first queued request, then everything else already queued
+//! (up to `max_batch`): appends and nonce reservations. The reservations
+//! and the batch of appends are written as one store transaction and made
+//! durable by one fdatasync, and only then is anyone answered — so a
+//! reservation is durable before its handler runs, and an entry before its
+//! receipt is given out, with one device wait per cycle for both.
+//!
+//! For the batch of appends it assigns indices, chains each
 //! entry to the previous leaf hash, computes the new stored Merkle hashes
 //! and root, signs each entry (spread over the cores for a large batch:
 //! signatures do not chain, only leaf hashes do), signs one checkpoint,
@@ -20,14 +26,17 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::{raise, Committed, EncodedContent, Job, LedgerError, LedgerStats, Sealed};
+use super::{raise, Committed, EncodedContent, LedgerError, LedgerStats, ReserveJob, Sealed, Work};
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::EntryDraft;
 use crate::core::entry::{Entry, Outcome};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
-use crate::store::{BatchWrite, Completion, Head, OverlayReader, Store, StoredEntry};
+use crate::store::{
+    BatchWrite, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
+    StoreError, StoredEntry,
+};
 
 pub(super) struct Sequencer {
     store: Store,
@@ -75,71 +84,132 @@ impl Sequencer {
         }
     }
 
-    pub(super) fn spawn(mut self, rx: mpsc::Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
+    pub(super) fn spawn(mut self, rx: mpsc::Receiver<Work>) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("openexec-sequencer".into())
             .spawn(move || {
-                // `recv` keeps returning queued jobs after every sender is gone,
-                // so shutdown drains the queue before the loop ends.
+                // `recv` keeps returning queued work after every sender is
+                // gone, so shutdown drains the queue before the loop ends.
                 while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < self.max_batch {
+                    let mut work = vec![first];
+                    while work.len() < self.max_batch {
                         match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
+                            Ok(w) => work.push(w),
                             Err(_) => break,
                         }
                     }
-                    self.run_batch(jobs);
+                    self.run_cycle(work);
                 }
             })
     }
 
-    fn run_batch(&mut self, jobs: Vec<Job>) {
-        if let Some(reason) = &self.failed {
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(LedgerError::Unavailable(reason.clone())));
+    /// One cycle: the queued reservations and the queued appends are
+    /// written, made durable by one shared sync, and only then answered.
+    fn run_cycle(&mut self, work: Vec<Work>) {
+        let (mut jobs, mut reservations) = (Vec::new(), Vec::new());
+        for w in work {
+            match w {
+                Work::Append(job) => jobs.push(job),
+                Work::Reserve(r) => reservations.push(r),
             }
+        }
+        if let Some(reason) = &self.failed {
+            let reason = reason.clone();
+            refuse(jobs.into_iter().map(|j| j.reply), reservations, &reason);
             return;
         }
         let (drafts, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
             .unzip();
-        match self.commit(drafts) {
-            Ok((sealed, note)) => {
+        let started = Instant::now();
+        let prepared = if drafts.is_empty() {
+            None
+        } else {
+            match self.prepare(drafts) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    let reason = self.stop(&e);
+                    refuse(replies, reservations, &reason);
+                    return;
+                }
+            }
+        };
+        let requests: Vec<ReservationRequest<'_>> = reservations
+            .iter()
+            .map(|r| ReservationRequest {
+                key: &r.key,
+                record: &r.record,
+            })
+            .collect();
+        let written = self
+            .store
+            .write_cycle(prepared.as_ref().map(|p| &p.write), &requests)
+            .map_err(LedgerError::from);
+        drop(requests);
+        let reserved = match (written, prepared.is_some()) {
+            (Ok(reserved), _) => reserved,
+            (Err(e), true) => {
+                let reason = self.stop(&e);
+                refuse(replies, reservations, &reason);
+                return;
+            }
+            (Err(e), false) => {
+                // Reservations alone: their write failed, the writer did not.
+                refuse([], reservations, &e.to_string());
+                return;
+            }
+        };
+        // Only new reservations change state and need the sync.
+        let changed = reserved
+            .iter()
+            .any(|r| matches!(r, Ok(Reservation::Reserved)));
+        let synced = if prepared.is_some() || changed {
+            self.store.sync_cycle(prepared.is_some(), changed)
+        } else {
+            Ok(())
+        };
+        match (prepared, synced) {
+            (Some(prepared), Ok(())) => {
+                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let (sealed, note) = self.publish(prepared, nanos);
                 for (reply, one) in replies.into_iter().zip(sealed) {
                     let _ = reply.send(Ok(one));
                 }
+                answer_reservations(reservations, reserved, None);
                 // After the replies: the memo is advisory (see `memo`), so
                 // no caller waits for it.
                 if let Err(e) = self.memo.record(&note) {
                     tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
                 }
             }
-            Err(e) => {
-                let reason = e.to_string();
-                self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
-                self.stats.writer_failed.store(true, Ordering::Relaxed);
-                tracing::error!(error = %reason, "ledger writer stopped after a storage failure");
-                for reply in replies {
-                    let _ = reply.send(Err(LedgerError::Unavailable(reason.clone())));
-                }
+            (None, synced) => {
+                // Reservations alone: a failed sync fails the reservations
+                // it should have made durable, not the writer.
+                let failed = synced.err().map(|e| e.to_string());
+                answer_reservations(reservations, reserved, failed.as_deref());
+            }
+            (Some(_), Err(e)) => {
+                let reason = self.stop(&e.into());
+                refuse(replies, reservations, &reason);
             }
         }
     }
 
-    /// Prepares, writes and syncs one batch; returns what each caller needs
-    /// to build its receipt, in draft order, and the batch's checkpoint.
-    fn commit(
-        &mut self,
-        drafts: Vec<(EntryDraft, Option<EncodedContent>, Option<Completion>)>,
-    ) -> Result<(Vec<Sealed>, Arc<str>), LedgerError> {
-        let prepared = self.prepare(drafts)?;
-        let started = Instant::now();
-        self.store.commit(&prepared.write)?;
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    /// Fail-stop after a storage failure of a batch: every later request
+    /// is refused with `reason`.
+    fn stop(&mut self, e: &LedgerError) -> String {
+        let reason = e.to_string();
+        self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
+        self.stats.writer_failed.store(true, Ordering::Relaxed);
+        tracing::error!(error = %reason, "ledger writer stopped after a storage failure");
+        reason
+    }
+
+    /// After the batch's sync: makes it the committed head, and returns
+    /// what each caller needs to build its receipt, in draft order, and
+    /// the batch's checkpoint.
+    fn publish(&mut self, prepared: Prepared, nanos: u64) -> (Vec<Sealed>, Arc<str>) {
         self.head = prepared.head;
         let note: Arc<str> = Arc::from(prepared.checkpoint.note_text());
         {
@@ -171,7 +241,7 @@ impl Sequencer {
                 salts,
             })
             .collect();
-        Ok((sealed, note))
+        (sealed, note)
     }
 
     /// Lays out a batch: positions, chain, signatures, Merkle hashes, root,
@@ -243,6 +313,44 @@ impl Sequencer {
             head,
             salts,
         })
+    }
+}
+
+/// The reply channel of one append.
+type AppendReply = tokio::sync::oneshot::Sender<Result<Sealed, LedgerError>>;
+
+/// Answers every append and reservation of a cycle with `reason`.
+fn refuse(
+    appends: impl IntoIterator<Item = AppendReply>,
+    reservations: Vec<ReserveJob>,
+    reason: &str,
+) {
+    for reply in appends {
+        let _ = reply.send(Err(LedgerError::Unavailable(reason.to_owned())));
+    }
+    for r in reservations {
+        let _ = r
+            .reply
+            .send(Err(LedgerError::Unavailable(reason.to_owned())));
+    }
+}
+
+/// Answers each reservation with its result, except that a new
+/// reservation whose sync failed (`sync_failed`) is an error: it is not
+/// durable, so its handler must not run.
+fn answer_reservations(
+    reservations: Vec<ReserveJob>,
+    results: Vec<Result<Reservation, StoreError>>,
+    sync_failed: Option<&str>,
+) {
+    for (job, result) in reservations.into_iter().zip(results) {
+        let answer = match (sync_failed, result) {
+            (Some(e), Ok(Reservation::Reserved)) => Err(LedgerError::Unavailable(format!(
+                "the reservation could not be made durable: {e}"
+            ))),
+            (_, r) => r.map_err(LedgerError::from),
+        };
+        let _ = job.reply.send(answer);
     }
 }
 
