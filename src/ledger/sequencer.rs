@@ -106,13 +106,7 @@ impl Sequencer {
     /// One cycle: the queued reservations and the queued appends are
     /// written, made durable by one shared sync, and only then answered.
     fn run_cycle(&mut self, work: Vec<Work>) {
-        let (mut jobs, mut reservations) = (Vec::new(), Vec::new());
-        for w in work {
-            match w {
-                Work::Append(job) => jobs.push(job),
-                Work::Reserve(r) => reservations.push(r),
-            }
-        }
+        let (jobs, reservations) = split(work);
         if let Some(reason) = &self.failed {
             let reason = reason.clone();
             refuse(jobs.into_iter().map(|j| j.reply), reservations, &reason);
@@ -123,18 +117,49 @@ impl Sequencer {
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
             .unzip();
         let started = Instant::now();
-        let prepared = if drafts.is_empty() {
-            None
-        } else {
-            match self.prepare(drafts) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    let reason = self.stop(&e);
-                    refuse(replies, reservations, &reason);
-                    return;
-                }
+        let prepared = match (!drafts.is_empty())
+            .then(|| self.prepare(drafts))
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = self.stop(&e);
+                refuse(replies, reservations, &reason);
+                return;
             }
         };
+        match self.write_and_sync(prepared.as_ref().map(|p| &p.write), &reservations) {
+            Written::Durable(reserved) => {
+                let note = prepared.map(|p| {
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let (sealed, note) = self.publish(p, nanos);
+                    for (reply, one) in replies.into_iter().zip(sealed) {
+                        let _ = reply.send(Ok(one));
+                    }
+                    note
+                });
+                answer_reservations(reservations, reserved, None);
+                // After the replies: the memo is advisory (see `memo`), so
+                // no caller waits for it.
+                if let Some(Err(e)) = note.map(|n| self.memo.record(&n)) {
+                    tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
+                }
+            }
+            Written::ReservationsNotDurable(reserved, why) => {
+                answer_reservations(reservations, reserved, Some(&why));
+            }
+            Written::ReservationsFailed(why) => refuse([], reservations, &why),
+            Written::BatchFailed(e) => {
+                let reason = self.stop(&e);
+                refuse(replies, reservations, &reason);
+            }
+        }
+    }
+
+    /// Writes the cycle (batch and reservations, one transaction) and
+    /// syncs it once. A failure with a batch is fail-stop; with
+    /// reservations alone it fails only those reservations.
+    fn write_and_sync(&self, batch: Option<&BatchWrite>, reservations: &[ReserveJob]) -> Written {
         let requests: Vec<ReservationRequest<'_>> = reservations
             .iter()
             .map(|r| ReservationRequest {
@@ -142,57 +167,22 @@ impl Sequencer {
                 record: &r.record,
             })
             .collect();
-        let written = self
-            .store
-            .write_cycle(prepared.as_ref().map(|p| &p.write), &requests)
-            .map_err(LedgerError::from);
-        drop(requests);
-        let reserved = match (written, prepared.is_some()) {
-            (Ok(reserved), _) => reserved,
-            (Err(e), true) => {
-                let reason = self.stop(&e);
-                refuse(replies, reservations, &reason);
-                return;
-            }
-            (Err(e), false) => {
-                // Reservations alone: their write failed, the writer did not.
-                refuse([], reservations, &e.to_string());
-                return;
-            }
+        let reserved = match self.store.write_cycle(batch, &requests) {
+            Ok(r) => r,
+            Err(e) if batch.is_some() => return Written::BatchFailed(e.into()),
+            Err(e) => return Written::ReservationsFailed(e.to_string()),
         };
         // Only new reservations change state and need the sync.
         let changed = reserved
             .iter()
             .any(|r| matches!(r, Ok(Reservation::Reserved)));
-        let synced = if prepared.is_some() || changed {
-            self.store.sync_cycle(prepared.is_some(), changed)
-        } else {
-            Ok(())
-        };
-        match (prepared, synced) {
-            (Some(prepared), Ok(())) => {
-                let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                let (sealed, note) = self.publish(prepared, nanos);
-                for (reply, one) in replies.into_iter().zip(sealed) {
-                    let _ = reply.send(Ok(one));
-                }
-                answer_reservations(reservations, reserved, None);
-                // After the replies: the memo is advisory (see `memo`), so
-                // no caller waits for it.
-                if let Err(e) = self.memo.record(&note) {
-                    tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
-                }
-            }
-            (None, synced) => {
-                // Reservations alone: a failed sync fails the reservations
-                // it should have made durable, not the writer.
-                let failed = synced.err().map(|e| e.to_string());
-                answer_reservations(reservations, reserved, failed.as_deref());
-            }
-            (Some(_), Err(e)) => {
-                let reason = self.stop(&e.into());
-                refuse(replies, reservations, &reason);
-            }
+        if batch.is_none() && !changed {
+            return Written::Durable(reserved);
+        }
+        match self.store.sync_cycle(batch.is_some(), changed) {
+            Ok(()) => Written::Durable(reserved),
+            Err(e) if batch.is_some() => Written::BatchFailed(e.into()),
+            Err(e) => Written::ReservationsNotDurable(reserved, e.to_string()),
         }
     }
 
@@ -314,6 +304,31 @@ impl Sequencer {
             salts,
         })
     }
+}
+
+/// How a cycle's write and sync went.
+enum Written {
+    /// Durable (or nothing needed a sync): each reservation's result.
+    Durable(Vec<Result<Reservation, StoreError>>),
+    /// Reservations alone, written but not made durable: their results
+    /// and why.
+    ReservationsNotDurable(Vec<Result<Reservation, StoreError>>, String),
+    /// Reservations alone, whose write failed: why.
+    ReservationsFailed(String),
+    /// The batch could not be written or made durable (fail-stop).
+    BatchFailed(LedgerError),
+}
+
+/// A cycle's work, as appends and reservations.
+fn split(work: Vec<Work>) -> (Vec<super::Job>, Vec<ReserveJob>) {
+    let (mut jobs, mut reservations) = (Vec::new(), Vec::new());
+    for w in work {
+        match w {
+            Work::Append(job) => jobs.push(*job),
+            Work::Reserve(r) => reservations.push(r),
+        }
+    }
+    (jobs, reservations)
 }
 
 /// The reply channel of one append.
