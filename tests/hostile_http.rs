@@ -27,6 +27,8 @@ use common::server::{start, TestServer};
 
 /// The server's head timeout (`client_request_timeout`, src/http/mod.rs).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// The server's keep-alive idle timeout (src/http/mod.rs).
+const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
 /// The server's deadline for a request body (src/http/mod.rs).
 const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server lingers, discarding input, before it closes a
@@ -1457,12 +1459,12 @@ fn fifty_slow_connections_do_not_starve_other_clients() {
     assert_eq!(s.get("/ready").0, 200);
 }
 
-/// Keep-alive is off: after its response a connection is closed, so a
-/// second request head trickled on it (which actix's head timeout, applied
-/// to a connection's first request only, would not bound) goes nowhere, and
-/// an idle connection is not kept.
+/// A second request head trickled on a kept-alive connection (which
+/// actix's own head timeout, applied to a connection's first request only,
+/// would not bound) is cut off by the head deadline of every request
+/// (src/http/conn.rs).
 #[test]
-fn a_connection_carries_one_request_and_is_then_closed() {
+fn a_second_head_trickled_on_a_kept_alive_connection_is_closed() {
     let s = start(&[]);
     let mut stream = TcpStream::connect(addr(&s)).unwrap();
     stream
@@ -1494,6 +1496,49 @@ fn a_connection_carries_one_request_and_is_then_closed() {
     );
     let _ = stream.shutdown(Shutdown::Both);
     trickle.join().unwrap();
+}
+
+/// Keep-alive works: one connection carries several requests, a stalled
+/// second head is closed by the head deadline, and an idle connection is
+/// closed after the keep-alive timeout.
+#[test]
+fn a_kept_alive_connection_serves_several_requests_and_is_closed_when_idle_or_stalled() {
+    let s = start(&[]);
+    let mut stream = TcpStream::connect(addr(&s)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    for i in 0..3 {
+        let body = format!(r#"{{"action":"echo","payload":{{"i":{i}}},"nonce":"ka-{i}"}}"#);
+        let request = format!(
+            "POST /execute HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let r = read_reply(&mut stream).expect("reply on the kept-alive connection");
+        assert_eq!(r.status, 200, "request {i}: {r:?}");
+    }
+    assert_eq!(ledger_size(&s), 3);
+    // A stalled second head (a few bytes, then nothing).
+    stream.write_all(b"GET /health HTTP/1.1\r\nHo").unwrap();
+    let start = Instant::now();
+    let deadline = HEAD_TIMEOUT + LINGER + SLACK;
+    assert!(
+        closed_within(&mut stream, start, deadline).is_some(),
+        "stalled second head: still open after {deadline:?}"
+    );
+    // An idle kept-alive connection.
+    let mut idle = TcpStream::connect(addr(&s)).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(read_reply(&mut idle).expect("reply").status, 200);
+    let start = Instant::now();
+    let deadline = KEEP_ALIVE_IDLE + LINGER + SLACK;
+    assert!(
+        closed_within(&mut idle, start, deadline).is_some(),
+        "idle kept-alive connection: still open after {deadline:?}"
+    );
 }
 
 /// Malformed HTTP framing is refused by actix's HTTP/1 decoder with a

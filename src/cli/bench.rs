@@ -2,9 +2,11 @@
 //! `--connections` threads sends `POST /execute` with a unique nonce, back
 //! to back, for `--duration` seconds; the command prints executions per
 //! second, latency percentiles and errors, and exits 1 on any non-2xx
-//! answer or transport error. The server closes every connection after one
-//! response, so each request opens a new one — which this client, unlike
-//! wrk, handles cleanly.
+//! answer or transport error. With `--mode receipts` the threads instead
+//! fetch `GET /receipts/{exec_id}` for exec_ids sampled at random over the
+//! whole ledger (read through `GET /ledger/entries/{index}` first), so the
+//! proofs are of old and new entries alike. Each thread keeps its connection alive
+//! between requests and reconnects cleanly when the server closes it.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -27,6 +29,21 @@ pub struct BenchArgs {
     /// Action to execute (`echo` by default; its payload is `{"msg": "bench"}`).
     #[arg(long, default_value = "echo")]
     pub action: String,
+    /// What to load: `execute` (POST /execute) or `receipts` (GET /receipts/{exec_id}).
+    #[arg(long, value_enum, default_value_t = Mode::Execute)]
+    pub mode: Mode,
+    /// In `receipts` mode: how many entries to sample (their exec_ids are fetched in turn).
+    #[arg(long, default_value_t = 1000)]
+    pub sample: usize,
+}
+
+/// What `openexec bench` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// `POST /execute` with a unique nonce per request.
+    Execute,
+    /// `GET /receipts/{exec_id}` over exec_ids sampled from the ledger.
+    Receipts,
 }
 
 /// What one thread saw.
@@ -40,14 +57,27 @@ struct Tally {
 /// Runs the load and prints one summary line.
 #[must_use]
 pub fn run(args: &BenchArgs) -> ExitCode {
+    let exec_ids = match args.mode {
+        Mode::Execute => Vec::new(),
+        Mode::Receipts => match sample_exec_ids(&args.url, args.sample) {
+            Ok(ids) => ids,
+            Err(e) => {
+                eprintln!("error: sampling exec_ids: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.duration);
     let run_id = format!("{}-{}", std::process::id(), started.elapsed().as_nanos());
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.connections.max(1))
             .map(|t| {
-                let (url, action, run_id) = (&args.url, &args.action, &run_id);
-                scope.spawn(move || load(url, action, &format!("bench-{run_id}-{t}"), deadline))
+                let (url, action, run_id, ids) = (&args.url, &args.action, &run_id, &exec_ids);
+                scope.spawn(move || match args.mode {
+                    Mode::Execute => load(url, action, &format!("bench-{run_id}-{t}"), deadline),
+                    Mode::Receipts => fetch_receipts(url, ids, t, deadline),
+                })
             })
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
@@ -59,6 +89,10 @@ pub fn run(args: &BenchArgs) -> ExitCode {
         .collect();
     latencies.sort_unstable();
     let errors: u64 = tallies.iter().map(|t| t.errors).sum();
+    let label = match args.mode {
+        Mode::Execute => "executions",
+        Mode::Receipts => "receipts",
+    };
     let pct = |p: f64| -> f64 {
         if latencies.is_empty() {
             return 0.0;
@@ -67,7 +101,7 @@ pub fn run(args: &BenchArgs) -> ExitCode {
         latencies[rank.clamp(1, latencies.len()) - 1].as_secs_f64() * 1e3
     };
     println!(
-        "connections={} executions={} seconds={elapsed:.1} executions_per_second={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} errors={errors}",
+        "connections={} {label}={} seconds={elapsed:.1} {label}_per_second={:.0} p50_ms={:.2} p99_ms={:.2} p999_ms={:.2} errors={errors}",
         args.connections,
         latencies.len(),
         latencies.len() as f64 / elapsed,
@@ -109,6 +143,70 @@ fn load(url: &str, action: &str, prefix: &str, deadline: Instant) -> Tally {
                     &mut tally,
                     format!("status {code}: {}", r.into_string().unwrap_or_default()),
                 );
+            }
+            Err(e) => note_error(&mut tally, e.to_string()),
+        }
+    }
+    tally
+}
+
+/// `sample` exec_ids of entries at random indices of the current ledger.
+fn sample_exec_ids(url: &str, sample: usize) -> Result<Vec<String>, String> {
+    use rand_core::RngCore as _;
+
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let note = agent
+        .get(&format!("{url}/ledger/checkpoint"))
+        .call()
+        .map_err(|e| e.to_string())?
+        .into_string()
+        .map_err(|e| e.to_string())?;
+    let size: u64 = note
+        .lines()
+        .nth(1)
+        .and_then(|l| l.parse().ok())
+        .ok_or("checkpoint without a size")?;
+    if size == 0 {
+        return Err("the ledger is empty".into());
+    }
+    (0..sample.max(1))
+        .map(|_| {
+            let index = rand_core::OsRng.next_u64() % size;
+            let entry: serde_json::Value = agent
+                .get(&format!("{url}/ledger/entries/{index}"))
+                .call()
+                .map_err(|e| e.to_string())?
+                .into_json()
+                .map_err(|e| e.to_string())?;
+            let bytes = entry["entry"].as_str().ok_or("entry without bytes")?;
+            let parsed: serde_json::Value =
+                serde_json::from_str(bytes).map_err(|e| e.to_string())?;
+            parsed["exec_id"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("entry {index} without an exec_id"))
+        })
+        .collect()
+}
+
+/// One connection's loop in `receipts` mode: thread `t` walks the sample
+/// from its own offset until the deadline.
+fn fetch_receipts(url: &str, exec_ids: &[String], t: usize, deadline: Instant) -> Tally {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let mut tally = Tally::default();
+    for id in exec_ids.iter().cycle().skip(t) {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let sent = Instant::now();
+        match agent.get(&format!("{url}/receipts/{id}")).call() {
+            Ok(r) => {
+                let _ = r.into_string();
+                tally.latencies.push(sent.elapsed());
             }
             Err(e) => note_error(&mut tally, e.to_string()),
         }

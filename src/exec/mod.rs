@@ -22,7 +22,6 @@
 pub mod handlers;
 pub mod metrics;
 pub mod ratelimit;
-mod reserver;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -111,7 +110,6 @@ pub struct Boundary {
     policy: Policy,
     metrics: Metrics,
     reject_limiter: ratelimit::RejectLimiter,
-    reserver: reserver::Reserver,
 }
 
 /// One attempt, as far as it got.
@@ -149,17 +147,16 @@ impl Decision {
 impl Boundary {
     /// A boundary over an open ledger.
     ///
-    /// Starts the reservation writer thread; fails only if it cannot spawn.
+    /// Infallible since reservations moved into the ledger's writer; the
+    /// `Result` is kept for callers written against the earlier signature.
     pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> std::io::Result<Self> {
         let reject_limiter = ratelimit::RejectLimiter::new(policy.reject_rate, policy.reject_burst);
-        let reserver = reserver::Reserver::start(ledger.store().clone())?;
         Ok(Self {
             ledger,
             registry,
             policy,
             metrics: Metrics::default(),
             reject_limiter,
-            reserver,
         })
     }
 
@@ -322,9 +319,10 @@ impl Boundary {
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
         };
-        // Durable before the handler runs; group-committed with every other
-        // reservation queued at the same time (see `reserver`).
-        let reserved = self.reserver.reserve(key.clone(), record.clone()).await;
+        // Durable before the handler runs: the ledger's writer answers only
+        // after the fdatasync it shares with the other reservations and
+        // entries queued at the same time.
+        let reserved = self.ledger.reserve(key.clone(), record.clone()).await;
         match reserved {
             Ok(Reservation::Reserved) => {}
             Ok(Reservation::ApprovalUsed) => {

@@ -15,15 +15,19 @@
 //!   connection being accepted (actix answers a bare `408` and closes);
 //! - a request body must arrive within [`REQUEST_BODY_TIMEOUT`] of its head
 //!   (enforced by [`bounded_bodies`]; `/execute` answers `408 body_timeout`);
-//! - keep-alive is off: each connection carries one request, so the head
-//!   timeout, which actix applies to a connection's *first* request only,
-//!   covers every request (a second head trickled on a kept-alive
-//!   connection would otherwise have no deadline at all);
+//! - every later request head on a kept-alive connection must arrive
+//!   within [`REQUEST_HEAD_TIMEOUT`] of its first byte too: actix applies
+//!   its head timeout to a connection's *first* request only, so the
+//!   connection's I/O is wrapped ([`conn::BoundedHeads`]) to bound the
+//!   others (the connection is dropped, without a `408`);
+//! - a kept-alive connection idle for [`KEEP_ALIVE_IDLE`] between requests
+//!   is closed;
 //! - after a response to a request whose body was not read to its end (a
 //!   `413`, `415`, `408`, ...), the connection is closed after lingering
 //!   [`CLIENT_DISCONNECT_TIMEOUT`], rather than the rest of the body being
 //!   read and discarded for as long as the client cares to send it.
 
+mod conn;
 mod error;
 pub mod openapi;
 mod routes;
@@ -38,13 +42,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, KeepAlive};
+use actix_service::{fn_service, map_config, IntoServiceFactory as _, ServiceFactoryExt as _};
 use actix_web::body::{BodySize, MessageBody};
+use actix_web::dev::AppConfig;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse};
 use actix_web::error::PayloadError;
-use actix_web::http::KeepAlive;
+use actix_web::rt::net::TcpStream;
 use actix_web::rt::time::{sleep, Sleep};
 use actix_web::web::Bytes;
-use actix_web::{web, App, HttpMessage as _, HttpServer};
+use actix_web::{web, App, HttpMessage as _};
 use futures_util::Stream;
 
 pub use error::ApiError;
@@ -55,6 +63,12 @@ use crate::exec::Boundary;
 /// head (actix `client_request_timeout`). Heads are at most a few hundred
 /// bytes; 5 s (actix's default, made explicit) is ample on any link.
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest time a kept-alive connection may sit idle between a response
+/// and the first byte of its next request. Short, because an idle
+/// connection holds a file descriptor; clients that pause longer simply
+/// reconnect.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(5);
 
 /// Longest time from a request's head to the last byte of its body. The
 /// largest body `/execute` accepts is 64 KiB: 10 s allows a 52 kbit/s
@@ -81,26 +95,52 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Serves on `listener` until SIGINT/SIGTERM (actix drains in-flight
 /// requests on either), then returns. The caller then shuts the ledger
 /// down, which commits every queued append before the process exits.
+///
+/// Assembled from actix-http rather than `HttpServer` only so that each
+/// accepted stream can be wrapped in [`conn::BoundedHeads`]; the timeouts
+/// are the ones `HttpServer` would be given.
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     workers: usize,
 ) -> std::io::Result<()> {
     let data = web::Data::from(state);
-    HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .configure(configure)
-            .wrap_fn(bounded_bodies)
-    })
-    .workers(workers.max(1))
-    .client_request_timeout(REQUEST_HEAD_TIMEOUT)
-    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
-    .keep_alive(KeepAlive::Disabled)
-    .shutdown_timeout(10)
-    .listen(listener)?
-    .run()
-    .await
+    let local = listener.local_addr()?;
+    let builder = actix_web::dev::Server::build();
+    let draining = builder.graceful_shutdown_signal();
+    builder
+        .workers(workers.max(1))
+        .shutdown_timeout(10)
+        .listen("openexec-http", listener, move || {
+            let data = data.clone();
+            let draining = draining.clone();
+            let app = move || {
+                App::new()
+                    .app_data(data.clone())
+                    .configure(configure)
+                    .wrap_fn(bounded_bodies)
+            };
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let signal = draining.clone();
+                    async move { signal.notified().await }
+                })
+                .keep_alive(KeepAlive::Timeout(KEEP_ALIVE_IDLE))
+                .client_request_timeout(REQUEST_HEAD_TIMEOUT)
+                .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                .local_addr(local)
+                .h1(map_config(app().into_factory(), |()| AppConfig::default()));
+            fn_service(|io: TcpStream| {
+                let peer = io.peer_addr().ok();
+                std::future::ready(Ok::<_, DispatchError>((
+                    conn::BoundedHeads::new(io, REQUEST_HEAD_TIMEOUT),
+                    peer,
+                )))
+            })
+            .and_then(http)
+        })?
+        .run()
+        .await
 }
 
 /// Middleware: gives the handler a body that fails with

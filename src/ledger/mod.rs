@@ -2,7 +2,8 @@
 //! the store.
 //!
 //! All writes go through one sequencer thread ([`sequencer`]) that batches
-//! whatever is queued (group commit). Reads (entries, proofs, checkpoints)
+//! whatever is queued (group commit): entries, and the nonce reservations
+//! of the execution layer, which share the batch's one fdatasync. Reads (entries, proofs, checkpoints)
 //! go straight to the store: stored hashes below the committed size never
 //! change, so readers need no lock against the writer.
 //!
@@ -32,7 +33,9 @@ use crate::core::hash::Hash;
 use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofError, TreeSize};
 use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
 use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
-use crate::store::{Completion, Head, Store, StoreConfig, StoreError, StoreHashReader};
+use crate::store::{
+    Completion, Head, NonceRecord, Reservation, Store, StoreConfig, StoreError, StoreHashReader,
+};
 
 /// Default log origin (checkpoint first line and key name).
 pub const DEFAULT_ORIGIN: &str = "openexec.local/log";
@@ -170,11 +173,67 @@ struct EncodedContent {
     salts: crate::core::receipt::Salts,
 }
 
+/// What the writer thread is asked to do.
+enum Work {
+    /// Append an entry (boxed: it is far larger than a reservation).
+    Append(Box<Job>),
+    /// Reserve a nonce.
+    Reserve(ReserveJob),
+}
+
+/// A nonce reservation: answered once it is durable.
+struct ReserveJob {
+    key: Vec<u8>,
+    record: NonceRecord,
+    reply: tokio::sync::oneshot::Sender<Result<Reservation, LedgerError>>,
+}
+
 struct Job {
     draft: EntryDraft,
     content: Option<EncodedContent>,
     completion: Option<Completion>,
-    reply: tokio::sync::oneshot::Sender<Result<Appended, LedgerError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Sealed, LedgerError>>,
+}
+
+/// What the sequencer hands back for one durable entry: everything its
+/// receipt needs except the inclusion proof, which the caller builds on its
+/// own thread ([`Sealed::into_appended`]) so that the single writer thread
+/// does not.
+struct Sealed {
+    entry: Entry,
+    bytes: Vec<u8>,
+    signature: [u8; 64],
+    /// Size of the tree of the batch that committed it.
+    tree_size: u64,
+    /// That tree's signed checkpoint, shared by the batch.
+    checkpoint: Arc<str>,
+    salts: Option<crate::core::receipt::Salts>,
+}
+
+impl Sealed {
+    /// The receipt, proven against the batch's tree (whose stored hashes
+    /// are durable and never change).
+    fn into_appended(self, store: &Store) -> Result<Appended, LedgerError> {
+        let index = self.entry.index;
+        let hashes = prove_inclusion(
+            &StoreHashReader(store),
+            LeafIndex(index),
+            TreeSize(self.tree_size),
+        )?;
+        let receipt = make_receipt(
+            self.bytes,
+            &self.signature,
+            index,
+            self.tree_size,
+            hashes,
+            self.checkpoint.to_string(),
+            self.salts,
+        )?;
+        Ok(Appended {
+            entry: self.entry,
+            receipt,
+        })
+    }
 }
 
 /// An open ledger.
@@ -182,7 +241,7 @@ pub struct Ledger {
     store: Store,
     verifier: LogVerifier,
     committed: Arc<RwLock<Committed>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<mpsc::Sender<Work>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     stats: Arc<LedgerStats>,
     witnessing: witnessed::Witnessing,
@@ -256,7 +315,8 @@ impl Ledger {
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
         rx.await
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+            .into_appended(&self.store)
     }
 
     /// Blocking form of [`Self::append_completing`] (start-up recovery).
@@ -268,7 +328,8 @@ impl Ledger {
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
         rx.blocking_recv()
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+            .into_appended(&self.store)
     }
 
     fn submit(
@@ -276,7 +337,7 @@ impl Ledger {
         draft: EntryDraft,
         content: Option<Content>,
         completion: Option<Completion>,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Appended, LedgerError>>, LedgerError> {
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Sealed, LedgerError>>, LedgerError> {
         // The only draft field that can make encoding fail; checked here so
         // one bad draft is refused alone instead of failing a whole batch.
         if !crate::core::entry::is_reason_code(&draft.reason) {
@@ -298,19 +359,38 @@ impl Ledger {
             })
             .transpose()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::Append(Box::new(Job {
+            draft,
+            content,
+            completion,
+            reply,
+        })))?;
+        Ok(rx)
+    }
+
+    /// Atomically reserves the nonce `key` for `record` (and consumes the
+    /// approval it names), and returns once the reservation is durable —
+    /// made so by the writer's next fdatasync, shared with the entries of
+    /// its batch. Only then may the caller run the handler.
+    pub async fn reserve(
+        &self,
+        key: Vec<u8>,
+        record: NonceRecord,
+    ) -> Result<Reservation, LedgerError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::Reserve(ReserveJob { key, record, reply }))?;
+        rx.await
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+    }
+
+    fn send(&self, work: Work) -> Result<(), LedgerError> {
         let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
         let sender = jobs
             .as_ref()
             .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
         sender
-            .send(Job {
-                draft,
-                content,
-                completion,
-                reply,
-            })
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?;
-        Ok(rx)
+            .send(work)
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))
     }
 
     /// Stops accepting appends, lets the writer commit everything already

@@ -1,13 +1,22 @@
-//! The sequencer: the single writer of the log.
+//! The sequencer: the single writer of the log, and of nonce reservations.
 //!
-//! It takes the first queued append, then everything else already queued
-//! (up to `max_batch`), and for that batch: assigns indices, chains each
-//! entry to the previous leaf hash, signs each entry, computes the new
-//! stored Merkle hashes and root, signs one checkpoint, writes it all as
-//! one store transaction, fsyncs once, and only then answers every caller
-//! of the batch with its receipt. A storage failure answers the whole
-//! batch with an error and stops the writer (fail-stop): it never guesses
-//! what reached the disk.
+//! It takes the first queued request, then everything else already queued
+//! (up to `max_batch`): appends and nonce reservations. The reservations
+//! and the batch of appends are written as one store transaction and made
+//! durable by one fdatasync, and only then is anyone answered — so a
+//! reservation is durable before its handler runs, and an entry before its
+//! receipt is given out, with one device wait per cycle for both.
+//!
+//! For the batch of appends it assigns indices, chains each
+//! entry to the previous leaf hash, computes the new stored Merkle hashes
+//! and root, signs each entry (spread over the cores for a large batch:
+//! signatures do not chain, only leaf hashes do), signs one checkpoint,
+//! writes it all as one store transaction, fsyncs once, and only then
+//! answers every caller of the batch. Each caller builds its own receipt
+//! (inclusion proof against the batch's checkpoint) on its own thread, from
+//! hashes that are by then durable: only what must be serial runs here.
+//! A storage failure answers the whole batch with an error and stops the
+//! writer (fail-stop): it never guesses what reached the disk.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,16 +26,17 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::{
-    make_receipt, raise, Appended, Committed, EncodedContent, Job, LedgerError, LedgerStats,
-};
+use super::{raise, Committed, EncodedContent, LedgerError, LedgerStats, ReserveJob, Sealed, Work};
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::EntryDraft;
 use crate::core::entry::{Entry, Outcome};
 use crate::core::hash::{leaf_hash, Hash};
-use crate::core::proof::{prove_inclusion, tree_root, LeafIndex, TreeSize};
+use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
-use crate::store::{BatchWrite, Completion, Head, OverlayReader, Store, StoredEntry};
+use crate::store::{
+    BatchWrite, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
+    StoreError, StoredEntry,
+};
 
 pub(super) struct Sequencer {
     store: Store,
@@ -43,7 +53,6 @@ pub(super) struct Sequencer {
 struct Prepared {
     write: BatchWrite,
     entries: Vec<Entry>,
-    pending: HashMap<u64, Hash>,
     checkpoint: SignedCheckpoint,
     head: Head,
     /// Salts of each entry's content, for its receipt.
@@ -75,83 +84,154 @@ impl Sequencer {
         }
     }
 
-    pub(super) fn spawn(mut self, rx: mpsc::Receiver<Job>) -> std::io::Result<JoinHandle<()>> {
+    pub(super) fn spawn(mut self, rx: mpsc::Receiver<Work>) -> std::io::Result<JoinHandle<()>> {
         std::thread::Builder::new()
             .name("openexec-sequencer".into())
             .spawn(move || {
-                // `recv` keeps returning queued jobs after every sender is gone,
-                // so shutdown drains the queue before the loop ends.
+                // `recv` keeps returning queued work after every sender is
+                // gone, so shutdown drains the queue before the loop ends.
                 while let Ok(first) = rx.recv() {
-                    let mut jobs = vec![first];
-                    while jobs.len() < self.max_batch {
+                    let mut work = vec![first];
+                    while work.len() < self.max_batch {
                         match rx.try_recv() {
-                            Ok(job) => jobs.push(job),
+                            Ok(w) => work.push(w),
                             Err(_) => break,
                         }
                     }
-                    self.run_batch(jobs);
+                    self.run_cycle(work);
                 }
             })
     }
 
-    fn run_batch(&mut self, jobs: Vec<Job>) {
+    /// One cycle: the queued reservations and the queued appends are
+    /// written, made durable by one shared sync, and only then answered.
+    fn run_cycle(&mut self, work: Vec<Work>) {
+        let (jobs, reservations) = split(work);
         if let Some(reason) = &self.failed {
-            for job in jobs {
-                let _ = job
-                    .reply
-                    .send(Err(LedgerError::Unavailable(reason.clone())));
-            }
+            let reason = reason.clone();
+            refuse(jobs.into_iter().map(|j| j.reply), reservations, &reason);
             return;
         }
         let (drafts, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
             .unzip();
-        match self.commit(drafts) {
-            Ok(results) => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+        let started = Instant::now();
+        let prepared = match (!drafts.is_empty())
+            .then(|| self.prepare(drafts))
+            .transpose()
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let reason = self.stop(&e);
+                refuse(replies, reservations, &reason);
+                return;
+            }
+        };
+        match self.write_and_sync(prepared.as_ref().map(|p| &p.write), &reservations) {
+            Written::Durable(reserved) => {
+                let note = prepared.map(|p| {
+                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    let (sealed, note) = self.publish(p, nanos);
+                    for (reply, one) in replies.into_iter().zip(sealed) {
+                        let _ = reply.send(Ok(one));
+                    }
+                    note
+                });
+                answer_reservations(reservations, reserved, None);
+                // After the replies: the memo is advisory (see `memo`), so
+                // no caller waits for it.
+                if let Some(Err(e)) = note.map(|n| self.memo.record(&n)) {
+                    tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
                 }
             }
-            Err(e) => {
-                let reason = e.to_string();
-                self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
-                self.stats.writer_failed.store(true, Ordering::Relaxed);
-                tracing::error!(error = %reason, "ledger writer stopped after a storage failure");
-                for reply in replies {
-                    let _ = reply.send(Err(LedgerError::Unavailable(reason.clone())));
-                }
+            Written::ReservationsNotDurable(reserved, why) => {
+                answer_reservations(reservations, reserved, Some(&why));
+            }
+            Written::ReservationsFailed(why) => refuse([], reservations, &why),
+            Written::BatchFailed(e) => {
+                let reason = self.stop(&e);
+                refuse(replies, reservations, &reason);
             }
         }
     }
 
-    /// Prepares, writes and syncs one batch; returns one result per draft.
-    fn commit(
-        &mut self,
-        drafts: Vec<(EntryDraft, Option<EncodedContent>, Option<Completion>)>,
-    ) -> Result<Vec<Result<Appended, LedgerError>>, LedgerError> {
-        let prepared = self.prepare(drafts)?;
-        let started = Instant::now();
-        self.store.commit(&prepared.write)?;
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    /// Writes the cycle (batch and reservations, one transaction) and
+    /// syncs it once. A failure with a batch is fail-stop; with
+    /// reservations alone it fails only those reservations.
+    fn write_and_sync(&self, batch: Option<&BatchWrite>, reservations: &[ReserveJob]) -> Written {
+        let requests: Vec<ReservationRequest<'_>> = reservations
+            .iter()
+            .map(|r| ReservationRequest {
+                key: &r.key,
+                record: &r.record,
+            })
+            .collect();
+        let reserved = match self.store.write_cycle(batch, &requests) {
+            Ok(r) => r,
+            Err(e) if batch.is_some() => return Written::BatchFailed(e.into()),
+            Err(e) => return Written::ReservationsFailed(e.to_string()),
+        };
+        // Only new reservations change state and need the sync.
+        let changed = reserved
+            .iter()
+            .any(|r| matches!(r, Ok(Reservation::Reserved)));
+        if batch.is_none() && !changed {
+            return Written::Durable(reserved);
+        }
+        match self.store.sync_cycle(batch.is_some(), changed) {
+            Ok(()) => Written::Durable(reserved),
+            Err(e) if batch.is_some() => Written::BatchFailed(e.into()),
+            Err(e) => Written::ReservationsNotDurable(reserved, e.to_string()),
+        }
+    }
+
+    /// Fail-stop after a storage failure of a batch: every later request
+    /// is refused with `reason`.
+    fn stop(&mut self, e: &LedgerError) -> String {
+        let reason = e.to_string();
+        self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
+        self.stats.writer_failed.store(true, Ordering::Relaxed);
+        tracing::error!(error = %reason, "ledger writer stopped after a storage failure");
+        reason
+    }
+
+    /// After the batch's sync: makes it the committed head, and returns
+    /// what each caller needs to build its receipt, in draft order, and
+    /// the batch's checkpoint.
+    fn publish(&mut self, prepared: Prepared, nanos: u64) -> (Vec<Sealed>, Arc<str>) {
         self.head = prepared.head;
+        let note: Arc<str> = Arc::from(prepared.checkpoint.note_text());
         {
             let mut committed = self
                 .committed
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
             committed.head = prepared.head;
-            committed.checkpoint = prepared.checkpoint.note_text().to_owned();
-        }
-        if let Err(e) = self.memo.record(prepared.checkpoint.note_text()) {
-            tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
+            committed.checkpoint = note.to_string();
         }
         let n = u64::try_from(prepared.entries.len()).unwrap_or(u64::MAX);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.entries.fetch_add(n, Ordering::Relaxed);
         self.stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
         raise(&self.stats.max_batch, n);
-        Ok(self.receipts(prepared))
+        let size = prepared.head.size;
+        let sealed = prepared
+            .write
+            .entries
+            .into_iter()
+            .zip(prepared.entries)
+            .zip(prepared.salts)
+            .map(|((stored, entry), salts)| Sealed {
+                entry,
+                bytes: stored.bytes,
+                signature: stored.signature,
+                tree_size: size,
+                checkpoint: Arc::clone(&note),
+                salts,
+            })
+            .collect();
+        (sealed, note)
     }
 
     /// Lays out a batch: positions, chain, signatures, Merkle hashes, root,
@@ -186,7 +266,8 @@ impl Sequencer {
             salts.push(entry_salts);
             write.entries.push(StoredEntry {
                 index,
-                signature: self.signer.sign_entry(&bytes).to_bytes(),
+                // Filled in by `sign_all` once the batch is laid out.
+                signature: [0; 64],
                 bytes,
                 index_exec_id: (entry.outcome != Outcome::Replayed).then(|| entry.exec_id.clone()),
                 content,
@@ -199,6 +280,7 @@ impl Sequencer {
             prev = leaf;
             index += 1;
         }
+        sign_all(&self.signer, &mut write.entries);
         let root = tree_root(
             &OverlayReader {
                 base: &self.store,
@@ -217,40 +299,106 @@ impl Sequencer {
         Ok(Prepared {
             write,
             entries,
-            pending,
             checkpoint,
             head,
             salts,
         })
     }
+}
 
-    /// One receipt per committed entry, against the batch's checkpoint.
-    fn receipts(&self, prepared: Prepared) -> Vec<Result<Appended, LedgerError>> {
-        let reader = OverlayReader {
-            base: &self.store,
-            pending: &prepared.pending,
-        };
-        let size = prepared.head.size;
-        let note = prepared.checkpoint.note_text();
-        prepared
-            .write
-            .entries
-            .into_iter()
-            .zip(prepared.entries)
-            .zip(prepared.salts)
-            .map(|((stored, entry), salts)| {
-                let hashes = prove_inclusion(&reader, LeafIndex(stored.index), TreeSize(size))?;
-                let receipt = make_receipt(
-                    stored.bytes,
-                    &stored.signature,
-                    stored.index,
-                    size,
-                    hashes,
-                    note.to_owned(),
-                    salts,
-                )?;
-                Ok(Appended { entry, receipt })
-            })
-            .collect()
+/// How a cycle's write and sync went.
+enum Written {
+    /// Durable (or nothing needed a sync): each reservation's result.
+    Durable(Vec<Result<Reservation, StoreError>>),
+    /// Reservations alone, written but not made durable: their results
+    /// and why.
+    ReservationsNotDurable(Vec<Result<Reservation, StoreError>>, String),
+    /// Reservations alone, whose write failed: why.
+    ReservationsFailed(String),
+    /// The batch could not be written or made durable (fail-stop).
+    BatchFailed(LedgerError),
+}
+
+/// A cycle's work, as appends and reservations.
+fn split(work: Vec<Work>) -> (Vec<super::Job>, Vec<ReserveJob>) {
+    let (mut jobs, mut reservations) = (Vec::new(), Vec::new());
+    for w in work {
+        match w {
+            Work::Append(job) => jobs.push(*job),
+            Work::Reserve(r) => reservations.push(r),
+        }
     }
+    (jobs, reservations)
+}
+
+/// The reply channel of one append.
+type AppendReply = tokio::sync::oneshot::Sender<Result<Sealed, LedgerError>>;
+
+/// Answers every append and reservation of a cycle with `reason`.
+fn refuse(
+    appends: impl IntoIterator<Item = AppendReply>,
+    reservations: Vec<ReserveJob>,
+    reason: &str,
+) {
+    for reply in appends {
+        let _ = reply.send(Err(LedgerError::Unavailable(reason.to_owned())));
+    }
+    for r in reservations {
+        let _ = r
+            .reply
+            .send(Err(LedgerError::Unavailable(reason.to_owned())));
+    }
+}
+
+/// Answers each reservation with its result, except that a new
+/// reservation whose sync failed (`sync_failed`) is an error: it is not
+/// durable, so its handler must not run.
+fn answer_reservations(
+    reservations: Vec<ReserveJob>,
+    results: Vec<Result<Reservation, StoreError>>,
+    sync_failed: Option<&str>,
+) {
+    for (job, result) in reservations.into_iter().zip(results) {
+        let answer = match (sync_failed, result) {
+            (Some(e), Ok(Reservation::Reserved)) => Err(LedgerError::Unavailable(format!(
+                "the reservation could not be made durable: {e}"
+            ))),
+            (_, r) => r.map_err(LedgerError::from),
+        };
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// Fewest entries worth a second signing thread (a thread costs about as
+/// much as one signature, ~20 µs).
+const PARALLEL_SIGNING_MIN: usize = 8;
+
+/// Signs every entry of a batch. The signatures are independent of one
+/// another (the chain runs through leaf hashes), so a large batch is split
+/// over the available cores.
+fn sign_all(signer: &crate::core::signing::LogSigner, entries: &mut [StoredEntry]) {
+    let sign = |chunk: &mut [StoredEntry]| {
+        for e in chunk {
+            e.signature = signer.sign_entry(&e.bytes).to_bytes();
+        }
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(entries.len() / PARALLEL_SIGNING_MIN)
+        .max(1);
+    if threads == 1 {
+        sign(entries);
+        return;
+    }
+    let per_thread = entries.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let mut chunks = entries.chunks_mut(per_thread);
+        let mine = chunks.next();
+        for chunk in chunks {
+            scope.spawn(move || sign(chunk));
+        }
+        if let Some(chunk) = mine {
+            sign(chunk);
+        }
+    });
 }

@@ -5,15 +5,17 @@
 //! nonce is already known (returning what is known) or the approval already
 //! consumed; otherwise it records the nonce as `pending` in both `nonces`
 //! and the small `pending` tree, and marks the approval consumed. The
-//! caller then makes it durable ([`Store::sync_reservations`]) *before* running
-//! the handler. The sequencer later replaces the pending record with the
+//! ledger writer then makes it durable ([`Store::sync_cycle`]) *before*
+//! anyone runs the handler. The sequencer later replaces the pending record with the
 //! final one and deletes it from `pending`, in the same transaction as the
 //! ledger entry — so "entry exists" and "nonce done" are never out of step.
 //! At start-up only `pending` is scanned (its size is the number of
 //! attempts in flight at a crash, not the size of the log).
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
+};
 
 use super::{Store, StoreError};
 use crate::core::entry::Outcome;
@@ -82,9 +84,81 @@ fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")))
 }
 
+/// One reservation to make inside a writer cycle's transaction
+/// ([`Store::write_cycle`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReservationRequest<'a> {
+    /// Nonce key (tenant ‖ 0x00 ‖ nonce).
+    pub key: &'a [u8],
+    /// The pending record to store under it.
+    pub record: &'a NonceRecord,
+}
+
+/// A reservation as the transaction saw it: its stored value is encoded
+/// before the transaction (which may run more than once).
+pub(super) struct Encoded<'a> {
+    pub(super) key: &'a [u8],
+    pub(super) value: Vec<u8>,
+    pub(super) approval_key: Option<&'a str>,
+}
+
+impl<'a> Encoded<'a> {
+    pub(super) fn new(request: ReservationRequest<'a>) -> Result<Self, StoreError> {
+        Ok(Self {
+            key: request.key,
+            value: encode(request.record)?,
+            approval_key: request.record.approval_key.as_deref(),
+        })
+    }
+}
+
+/// What a reservation found, inside the transaction: the raw existing
+/// record is decoded only afterwards.
+pub(super) enum Found {
+    Reserved,
+    ApprovalUsed,
+    Existing(Vec<u8>),
+}
+
+impl Found {
+    pub(super) fn decode(self) -> Result<Reservation, StoreError> {
+        match self {
+            Self::Reserved => Ok(Reservation::Reserved),
+            Self::ApprovalUsed => Ok(Reservation::ApprovalUsed),
+            Self::Existing(bytes) => Ok(Reservation::Existing(decode(&bytes)?)),
+        }
+    }
+}
+
+/// The body of one reservation, inside a transaction over `nonces`,
+/// `pending` and `approvals`: refuses a known nonce or a consumed approval,
+/// otherwise records the nonce as pending and consumes the approval.
+pub(super) fn reserve_in(
+    nonces: &TransactionalTree,
+    pending: &TransactionalTree,
+    approvals: &TransactionalTree,
+    r: &Encoded<'_>,
+) -> ConflictableTransactionResult<Found, ()> {
+    if let Some(existing) = nonces.get(r.key)? {
+        return Ok(Found::Existing(existing.to_vec()));
+    }
+    if let Some(ak) = r.approval_key {
+        if approvals.get(ak.as_bytes())?.is_some() {
+            return Ok(Found::ApprovalUsed);
+        }
+        approvals.insert(ak.as_bytes(), r.key)?;
+    }
+    nonces.insert(r.key, r.value.as_slice())?;
+    pending.insert(r.key, r.value.as_slice())?;
+    Ok(Found::Reserved)
+}
+
 impl Store {
-    /// Atomically reserves `key` for `record` and consumes `approval_key`.
-    /// Not yet durable: call [`Store::sync_reservations`] before acting on it.
+    /// Atomically reserves `key` for `record` and consumes `approval_key`,
+    /// in a transaction of its own. Not yet durable: sync
+    /// ([`Store::sync_cycle`]) before acting on it. (The service reserves
+    /// through the ledger writer's [`Store::write_cycle`] instead, which
+    /// shares one transaction among all the reservations of a cycle.)
     pub fn reserve(
         &self,
         key: &[u8],
@@ -92,28 +166,17 @@ impl Store {
         approval_key: Option<&str>,
     ) -> Result<Reservation, StoreError> {
         self.inner.faults.check(super::FaultPoint::ReserveWrite)?;
-        let value = encode(record)?;
+        let encoded = Encoded {
+            approval_key,
+            ..Encoded::new(ReservationRequest { key, record })?
+        };
         let i = &self.inner;
-        let outcome =
-            (&i.nonces, &i.pending, &i.approvals).transaction(|(nonces, pending, approvals)| {
-                if let Some(existing) = nonces.get(key)? {
-                    return Ok(Err(existing.to_vec()));
-                }
-                if let Some(ak) = approval_key {
-                    if approvals.get(ak.as_bytes())?.is_some() {
-                        return Ok(Ok(false));
-                    }
-                    approvals.insert(ak.as_bytes(), key)?;
-                }
-                nonces.insert(key, value.as_slice())?;
-                pending.insert(key, value.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(Ok(true))
-            });
-        match outcome.map_err(tx_error)? {
-            Ok(true) => Ok(Reservation::Reserved),
-            Ok(false) => Ok(Reservation::ApprovalUsed),
-            Err(existing) => Ok(Reservation::Existing(decode(&existing)?)),
-        }
+        (&i.nonces, &i.pending, &i.approvals)
+            .transaction(|(nonces, pending, approvals)| {
+                reserve_in(nonces, pending, approvals, &encoded)
+            })
+            .map_err(tx_error)?
+            .decode()
     }
 
     /// The nonce key an approval was consumed by, if it was.
@@ -168,7 +231,7 @@ impl Store {
     }
 }
 
-fn tx_error(e: TransactionError<()>) -> StoreError {
+pub(super) fn tx_error(e: TransactionError<()>) -> StoreError {
     match e {
         TransactionError::Storage(s) => StoreError::Sled(s),
         TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
