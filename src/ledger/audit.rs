@@ -11,11 +11,6 @@
 //! measured at 1M entries, docs/PERFORMANCE.md); it is the one O(n)-memory step in the project and can be turned
 //! off with `--no-rebuild`.
 //!
-//! The checks each entry needs alone (strict parse, signature) run on every
-//! core, a chunk at a time; everything that depends on order (the chain,
-//! the stored hashes) runs in index order after them, so the first bad
-//! index and its finding are the ones a serial audit would name.
-//!
 //! The audit opens the store directly, so the service must be stopped.
 
 use std::io::Write;
@@ -120,37 +115,31 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
     };
     let mut leaves = Vec::new();
     let mut prev = GENESIS_PREV;
-    let mut start = 0;
-    while start < head.size {
-        let end = head.size.min(start + CHUNK);
-        let checked = check_chunk(store, &verifier, start, end);
-        for (index, own) in (start..end).zip(checked) {
-            match own.and_then(|c| check_in_order(store, index, c, &prev)) {
-                Ok(leaf) => {
-                    prev = leaf;
-                    if options.rebuild {
-                        leaves.push(*leaf.as_bytes());
-                    }
-                }
-                Err(problem) => {
-                    report.first_bad = Some(AuditFinding {
-                        at: Location::Entry(index),
-                        problem,
-                    });
-                    return Ok(report);
+    for index in 0..head.size {
+        match check_entry(store, &verifier, index, &prev) {
+            Ok(leaf) => {
+                prev = leaf;
+                if options.rebuild {
+                    leaves.push(*leaf.as_bytes());
                 }
             }
-            report.entries += 1;
-            if options.progress_every > 0 && (index + 1) % options.progress_every == 0 {
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "audit: {} / {} entries",
-                    index + 1,
-                    head.size
-                );
+            Err(problem) => {
+                report.first_bad = Some(AuditFinding {
+                    at: Location::Entry(index),
+                    problem,
+                });
+                return Ok(report);
             }
         }
-        start = end;
+        report.entries += 1;
+        if options.progress_every > 0 && (index + 1) % options.progress_every == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "audit: {} / {} entries",
+                index + 1,
+                head.size
+            );
+        }
     }
     if prev != head.last_leaf {
         report.first_bad = Some(AuditFinding {
@@ -210,63 +199,13 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
     Ok(report)
 }
 
-/// Entries read and checked per round: the checks that need nothing but
-/// the entry itself (strict parse, index, origin, signature: ~45 µs each)
-/// run on every core; the chain and the stored hashes are then checked in
-/// order. Bounds the audit's memory to one chunk of entries.
-const CHUNK: u64 = 4096;
-
-/// What an entry's own checks found, before the ones that depend on order.
-struct OwnChecks {
-    entry: Entry,
-    leaf: Hash,
-    signature_ok: bool,
-}
-
-/// The checks of entries `start..end` that need only the entry, spread
-/// over the available cores; one result per index, in order.
-fn check_chunk(
+/// Checks entry `index`; returns its leaf hash.
+fn check_entry(
     store: &Store,
     verifier: &LogVerifier,
-    start: u64,
-    end: u64,
-) -> Vec<Result<OwnChecks, String>> {
-    let indices: Vec<u64> = (start..end).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .clamp(1, indices.len().max(1));
-    let per_thread = indices.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = indices
-            .chunks(per_thread)
-            .map(|part| {
-                let handle = scope.spawn(move || {
-                    part.iter()
-                        .map(|&i| check_own(store, verifier, i))
-                        .collect::<Vec<_>>()
-                });
-                (part.len(), handle)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(len, h)| {
-                // One finding per index even then, so that no entry is
-                // skipped unchecked.
-                h.join().unwrap_or_else(|_| {
-                    (0..len)
-                        .map(|_| Err("audit worker panicked".to_owned()))
-                        .collect()
-                })
-            })
-            .collect()
-    })
-}
-
-/// Entry `index` on its own: present, canonical, at its index, of this
-/// log, and (recorded for later, to keep the order of findings) whether its
-/// signature holds.
-fn check_own(store: &Store, verifier: &LogVerifier, index: u64) -> Result<OwnChecks, String> {
+    index: u64,
+    prev: &Hash,
+) -> Result<Hash, String> {
     let (bytes, sig) = store
         .entry(index)
         .map_err(|e| e.to_string())?
@@ -278,26 +217,15 @@ fn check_own(store: &Store, verifier: &LogVerifier, index: u64) -> Result<OwnChe
     if entry.origin != verifier.name() {
         return Err(format!("records origin {:?}", entry.origin));
     }
-    let signature_ok = verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig));
-    Ok(OwnChecks {
-        entry,
-        leaf: leaf_hash(&bytes),
-        signature_ok,
-    })
-}
-
-/// The checks of entry `index` that depend on order: its chain link, then
-/// its signature (so findings come in the order a serial audit gives),
-/// then its stored Merkle hashes. Returns its leaf hash.
-fn check_in_order(store: &Store, index: u64, own: OwnChecks, prev: &Hash) -> Result<Hash, String> {
-    if own.entry.prev != *prev {
+    if entry.prev != *prev {
         return Err("hash chain broken: prev is not the previous leaf hash".into());
     }
-    if !own.signature_ok {
+    if !verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig)) {
         return Err("entry signature is invalid".into());
     }
+    let leaf = leaf_hash(&bytes);
     let expected =
-        tlog_tiles::stored_hashes_for_record_hash(index, own.leaf.into(), &StoreHashReader(store))
+        tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &StoreHashReader(store))
             .map_err(|e| format!("stored hashes: {e}"))?;
     let first = tlog_tiles::stored_hash_index(0, index);
     for (at, want) in (first..).zip(expected) {
@@ -306,7 +234,7 @@ fn check_in_order(store: &Store, index: u64, own: OwnChecks, prev: &Hash) -> Res
             return Err(format!("stored Merkle hash {at} is wrong"));
         }
     }
-    Ok(own.leaf)
+    Ok(leaf)
 }
 
 fn check_checkpoint(
