@@ -96,7 +96,7 @@ REPS=${REPS:-3}
 load_run() { # name threads count
   local name=$1 threads=$2 count=$3 dir=$WORK/$1 rep rate rates=()
   for rep in $(seq 1 "$REPS"); do
-    rm -rf "$dir"
+    rm -rf "$dir" "$dir.checkpoint"   # the checkpoint memo sits beside the data dir
     $N /usr/bin/time -v "$BIN" ledger-load --data "$dir" --count "$count" --threads "$threads" \
       2>"$WORK/logs/$name-$rep.time"
     rate=$(grep '^appended' "$WORK/logs/$name-$rep.time" | sed -E 's/.*\(([0-9]+)\/s\).*/\1/')
@@ -117,7 +117,7 @@ load_run() { # name threads count
       # (No du bytes/entry here: sled grows its file in 16 MiB segments,
       # which swamps a small run. See the big ledger below.)
     fi
-    rm -rf "$dir"
+    rm -rf "$dir" "$dir.checkpoint"
   done
   put "${name}_appends_per_s_runs" "${rates[*]}"
   put "${name}_appends_per_s_median" "$(printf '%s\n' "${rates[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')"
@@ -131,7 +131,7 @@ say "durable appends/s, 1024 callers (1024 x $C1024, $REPS runs)"
 load_run append_1024 1024 "$C1024"
 
 say "syscalls per batch (strace -c -f, 64 callers x 200)"
-rm -rf "$WORK/strace"
+rm -rf "$WORK/strace" "$WORK/strace.checkpoint"
 strace -f -c -e trace=fdatasync,fsync,sync_file_range,pwrite64,pwritev,write -o "$WORK/logs/strace.txt" \
   "$BIN" ledger-load --data "$WORK/strace" --count 200 --threads 64 2>/dev/null
 cat "$WORK/logs/strace.txt" >&2
@@ -140,7 +140,7 @@ put strace_batches "$(( cps - 1 ))"
 for sc in fdatasync fsync sync_file_range pwrite64; do
   put "strace_${sc}_calls" "$(awk -v s="$sc" '$NF==s{print $4}' "$WORK/logs/strace.txt" | head -1)"
 done
-rm -rf "$WORK/strace"
+rm -rf "$WORK/strace" "$WORK/strace.checkpoint"
 
 say "build the big ledger: $BIG_THREADS x $BIG_PER_THREAD entries"
 BIGDIR=$WORK/big
