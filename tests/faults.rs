@@ -32,7 +32,7 @@ fn boundary(dir: &std::path::Path) -> Boundary {
         reject_rate: 0.0,
         reject_burst: 1,
     };
-    Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy).unwrap()
+    Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy)
 }
 
 async fn execute(b: &Boundary, nonce: &str) -> Response {

@@ -244,10 +244,11 @@ pub fn run(args: &ServeArgs) -> ExitCode {
 
 fn serve(config: ServeConfig) -> Result<(), String> {
     let ledger = Arc::new(Ledger::open(&config.ledger).map_err(|e| e.to_string())?);
-    let boundary = Arc::new(
-        Boundary::new(ledger.clone(), Registry::builtin(), config.policy)
-            .map_err(|e| format!("starting the reservation writer: {e}"))?,
-    );
+    let boundary = Arc::new(Boundary::new(
+        ledger.clone(),
+        Registry::builtin(),
+        config.policy,
+    ));
     let interrupted = boundary
         .recover_interrupted()
         .map_err(|e| format!("recording interrupted attempts: {e}"))?;

@@ -146,18 +146,16 @@ impl Decision {
 
 impl Boundary {
     /// A boundary over an open ledger.
-    ///
-    /// Infallible since reservations moved into the ledger's writer; the
-    /// `Result` is kept for callers written against the earlier signature.
-    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> std::io::Result<Self> {
+    #[must_use]
+    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
         let reject_limiter = ratelimit::RejectLimiter::new(policy.reject_rate, policy.reject_burst);
-        Ok(Self {
+        Self {
             ledger,
             registry,
             policy,
             metrics: Metrics::default(),
             reject_limiter,
-        })
+        }
     }
 
     /// The ledger.
