@@ -21,6 +21,7 @@
 
 use ed25519_dalek::Signature;
 
+use super::checkpoint::{CheckpointError, SignedCheckpoint};
 use super::signing::{LogVerifier, NoteSigner, NoteVerifier, SignatureType};
 
 /// Signed-note signature type of a timestamped Ed25519 cosignature.
@@ -158,7 +159,8 @@ pub enum CosignedNoteError {
 }
 
 /// The witness cosignatures on `note` that verify against `witnesses`
-/// (the log's own signature must verify too). Signatures from other keys
+/// (the note must be a checkpoint the log's key signed: see
+/// [`cosignatures_on`] for one already opened). Signatures from other keys
 /// are ignored; a bad signature from a known key refuses the whole note,
 /// as signed-note verification requires.
 pub fn verified_cosignatures(
@@ -166,21 +168,38 @@ pub fn verified_cosignatures(
     log: &LogVerifier,
     witnesses: &[WitnessVerifier],
 ) -> Result<Vec<signed_note::Signature>, CosignedNoteError> {
-    let parsed = signed_note::Note::from_bytes(note).map_err(|_| CosignedNoteError::Malformed)?;
-    let mut keys: Vec<Box<dyn signed_note::Verifier>> = vec![Box::new(log.clone())];
-    keys.extend(
-        witnesses
-            .iter()
-            .map(|w| Box::new(w.clone()) as Box<dyn signed_note::Verifier>),
-    );
-    let (verified, _unknown) = parsed
-        .verify(&signed_note::VerifierList::new(keys))
-        .map_err(|_| CosignedNoteError::BadSignature)?;
-    let is_log = |s: &signed_note::Signature| s.name() == log.name() && s.id() == log.key_id();
-    if !verified.iter().any(is_log) {
-        return Err(CosignedNoteError::NoLogSignature);
+    let checkpoint = SignedCheckpoint::open(note, log).map_err(|e| match e {
+        CheckpointError::BadSignature => CosignedNoteError::BadSignature,
+        CheckpointError::Unsigned | CheckpointError::WrongOrigin { .. } => {
+            CosignedNoteError::NoLogSignature
+        }
+        CheckpointError::MalformedNote
+        | CheckpointError::MalformedBody
+        | CheckpointError::Key(_) => CosignedNoteError::Malformed,
+    })?;
+    cosignatures_on(&checkpoint, witnesses)
+}
+
+/// The witness cosignatures on a checkpoint whose log signature has
+/// already been verified (so it is not verified again): those that verify
+/// against `witnesses`, ignoring other keys; a bad signature from one of
+/// `witnesses` refuses the whole note.
+pub fn cosignatures_on(
+    checkpoint: &SignedCheckpoint,
+    witnesses: &[WitnessVerifier],
+) -> Result<Vec<signed_note::Signature>, CosignedNoteError> {
+    let parsed = signed_note::Note::from_bytes(checkpoint.note_text().as_bytes())
+        .map_err(|_| CosignedNoteError::Malformed)?;
+    let keys: Vec<Box<dyn signed_note::Verifier>> = witnesses
+        .iter()
+        .map(|w| Box::new(w.clone()) as Box<dyn signed_note::Verifier>)
+        .collect();
+    match parsed.verify(&signed_note::VerifierList::new(keys)) {
+        Ok((verified, _unknown)) => Ok(verified),
+        // No line from any of `witnesses`: no cosignature, not an error.
+        Err(signed_note::NoteError::UnverifiedNote) => Ok(Vec::new()),
+        Err(_) => Err(CosignedNoteError::BadSignature),
     }
-    Ok(verified.into_iter().filter(|s| !is_log(s)).collect())
 }
 
 /// The checkpoint's note with `cosignatures` appended: the body, the log's

@@ -19,7 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use super::checkpoint::{CheckpointError, SignedCheckpoint};
-use super::cosignature::{verified_cosignatures, CosignedNoteError, WitnessVerifier};
+use super::cosignature::{cosignatures_on, CosignedNoteError, WitnessVerifier};
 use super::receipt::{verify_receipt, Receipt, ReceiptError, TrustedCheckpoint, VerifiedReceipt};
 use super::signing::{KeyError, LogVerifier};
 
@@ -168,7 +168,7 @@ impl Policy {
             .log_for(origin)
             .ok_or_else(|| PolicyError::UnknownLog(origin.to_owned()))?;
         let checkpoint = SignedCheckpoint::open(note, log).map_err(PolicyError::Checkpoint)?;
-        let witnesses = self.verified_witnesses(note, log)?;
+        let witnesses = self.verified_witnesses(&checkpoint)?;
         if self.satisfied(&witnesses) {
             Ok(PolicyOk {
                 checkpoint,
@@ -181,14 +181,14 @@ impl Policy {
         }
     }
 
-    /// Policy names of the witnesses with a valid cosignature on `note`.
+    /// Policy names of the witnesses with a valid cosignature on the
+    /// (already opened) checkpoint.
     fn verified_witnesses(
         &self,
-        note: &[u8],
-        log: &LogVerifier,
+        checkpoint: &SignedCheckpoint,
     ) -> Result<BTreeSet<String>, PolicyError> {
         let keys: Vec<WitnessVerifier> = self.witnesses.iter().map(|w| w.key.clone()).collect();
-        let verified = verified_cosignatures(note, log, &keys).map_err(|e| match e {
+        let verified = cosignatures_on(checkpoint, &keys).map_err(|e| match e {
             CosignedNoteError::BadSignature => PolicyError::BadCosignature,
             CosignedNoteError::Malformed => PolicyError::Checkpoint(CheckpointError::MalformedNote),
             CosignedNoteError::NoLogSignature => PolicyError::Checkpoint(CheckpointError::Unsigned),

@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::core::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::core::cosignature::{
-    count_cosignatures, verified_cosignatures, with_cosignatures, CosignedNoteError,
-    WitnessVerifier,
+    cosignatures_on, count_cosignatures, with_cosignatures, CosignedNoteError, WitnessVerifier,
 };
 use crate::core::proof::{tree_root, TreeSize};
 use crate::store::{Store, StoreError, StoreHashReader, KEEP_COSIGNED};
@@ -133,8 +132,8 @@ impl Ledger {
             other => CosignError::NotThisLog(other),
         })?;
         self.check_our_tree(&checkpoint)?;
-        let cosignatures = verified_cosignatures(note, &self.verifier, &self.witnessing.keys)
-            .map_err(|e| match e {
+        let cosignatures =
+            cosignatures_on(&checkpoint, &self.witnessing.keys).map_err(|e| match e {
                 CosignedNoteError::BadSignature => CosignError::BadCosignature,
                 other => CosignError::Malformed(other.to_string()),
             })?;
