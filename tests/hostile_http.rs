@@ -179,6 +179,22 @@ fn post(addr: SocketAddr, content_type: Option<&str>, framing: Framing, body: &[
     exchange(addr, request)
 }
 
+/// Writes a request head one byte every 100 ms (ending in `padding` bytes
+/// of one header value, never the blank line) from a thread; the thread
+/// returns `true` if the server hung up on it.
+fn trickle_head(mut writer: TcpStream, padding: usize) -> thread::JoinHandle<bool> {
+    thread::spawn(move || {
+        let head = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
+        for b in head.iter().chain(std::iter::repeat_n(&b'a', padding)) {
+            if writer.write_all(&[*b]).is_err() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        false
+    })
+}
+
 /// Reads until the peer closes (EOF or reset) or `deadline` passes;
 /// `Some(elapsed since start)` if it closed in time.
 fn closed_within(stream: &mut TcpStream, start: Instant, deadline: Duration) -> Option<Duration> {
@@ -1381,19 +1397,7 @@ fn an_incomplete_head_is_closed_by_the_head_timeout() {
     let mut partial = partial_head(addr);
     let mut silent = TcpStream::connect(addr).unwrap();
     let mut trickled = TcpStream::connect(addr).unwrap();
-    let mut writer = trickled.try_clone().unwrap();
-    let trickle = thread::spawn(move || {
-        for b in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
-            .iter()
-            .chain([b'a'; 200].iter())
-        {
-            if writer.write_all(&[*b]).is_err() {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        false
-    });
+    let trickle = trickle_head(trickled.try_clone().unwrap(), 200);
     let deadline = HEAD_TIMEOUT + LINGER + SLACK;
     partial.set_read_timeout(Some(deadline)).unwrap();
     if let Some(r) = read_reply(&mut partial) {
@@ -1476,19 +1480,7 @@ fn a_second_head_trickled_on_a_kept_alive_connection_is_closed() {
     let r = read_reply(&mut stream).expect("reply");
     assert_eq!(r.status, 200);
     let start = Instant::now();
-    let mut writer = stream.try_clone().unwrap();
-    let trickle = thread::spawn(move || {
-        for b in b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "
-            .iter()
-            .chain([b'a'; 300].iter())
-        {
-            if writer.write_all(&[*b]).is_err() {
-                return true;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        false
-    });
+    let trickle = trickle_head(stream.try_clone().unwrap(), 300);
     let deadline = HEAD_TIMEOUT + LINGER + SLACK;
     assert!(
         closed_within(&mut stream, start, deadline).is_some(),
