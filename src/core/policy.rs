@@ -22,6 +22,7 @@ use super::checkpoint::{CheckpointError, SignedCheckpoint};
 use super::cosignature::{cosignatures_on, CosignedNoteError, WitnessVerifier};
 use super::receipt::{verify_receipt, Receipt, ReceiptError, TrustedCheckpoint, VerifiedReceipt};
 use super::signing::{KeyError, LogVerifier};
+use super::witness::parse_decimal;
 
 /// Implementation limit on logs, witnesses and groups (each); the spec
 /// recommends supporting at least 32.
@@ -339,7 +340,8 @@ impl Builder {
         let threshold = match threshold {
             "all" => n,
             "any" => 1,
-            k => parse_threshold(k)
+            k => parse_decimal(k.as_bytes())
+                .and_then(|k| usize::try_from(k).ok())
                 .filter(|k| (1..=n).contains(k))
                 .ok_or_else(|| format!("group threshold must be all, any or 1..={n}, not {k:?}"))?,
         };
@@ -392,14 +394,6 @@ impl Builder {
 
 fn key_error(what: &str, error: &KeyError) -> String {
     format!("{what} key: {error}")
-}
-
-/// A decimal threshold without sign or leading zeros.
-fn parse_threshold(text: &str) -> Option<usize> {
-    if text.starts_with('0') || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 #[cfg(test)]

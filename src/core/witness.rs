@@ -300,8 +300,9 @@ fn split_line(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&bytes[..end], &bytes[end + 1..]))
 }
 
-/// ASCII decimal without leading zeros ("0" allowed).
-fn parse_decimal(text: &[u8]) -> Option<u64> {
+/// ASCII decimal without sign or leading zeros ("0" allowed), as C2SP
+/// formats write sizes (and tlog-policy thresholds).
+pub(crate) fn parse_decimal(text: &[u8]) -> Option<u64> {
     let valid = !text.is_empty()
         && text.iter().all(u8::is_ascii_digit)
         && (text == b"0" || text[0] != b'0');
