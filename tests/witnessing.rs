@@ -528,3 +528,34 @@ fn the_state_is_durable_before_the_cosignature_is_released() {
     );
     assert!(rename < post);
 }
+
+/// The published checkpoint advances at most once per publish interval
+/// (so that witnesses polling at different moments cosign the same tree),
+/// while every response still carries its own batch's checkpoint.
+#[test]
+fn the_published_checkpoint_advances_at_most_once_per_interval() {
+    let size_of = |s: &TestServer, note: &str| {
+        SignedCheckpoint::open(note.as_bytes(), &s.verifier())
+            .unwrap()
+            .size()
+    };
+    let slow = start(&[("OPENEXEC_PUBLISH_INTERVAL_MS", "60000")]);
+    execute(&slow, "pub-1");
+    let first = size_of(&slow, &published(&slow));
+    assert_eq!(first, 1);
+    let later = execute(&slow, "pub-2");
+    assert_eq!(
+        size_of(&slow, later["receipt"]["checkpoint"].as_str().unwrap()),
+        2
+    );
+    assert_eq!(
+        size_of(&slow, &published(&slow)),
+        1,
+        "held within the interval"
+    );
+    // With interval 0 (the test harness default) it is always the latest.
+    let eager = start(&[]);
+    execute(&eager, "pub-1");
+    execute(&eager, "pub-2");
+    assert_eq!(size_of(&eager, &published(&eager)), 2);
+}
