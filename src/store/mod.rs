@@ -1,18 +1,23 @@
-//! Durable storage on sled: the only module that imports sled.
+//! Durable storage: sled for what is looked up by key, and append-only
+//! segment files ([`segments`]) for the entries and Merkle stored hashes,
+//! which are read by position. The only module that imports sled.
 //!
 //! It stores bytes under keys and makes a batch durable; it does not know
 //! what an entry means, never signs, and never decides what to append.
 //!
-//! # Trees (key → value; all integers big-endian)
+//! # Segment files (see [`segments`])
+//!
+//! `entries.bin` (signature ‖ entry bytes, by index), `entries.idx` (record
+//! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout).
+//!
+//! # sled trees (key → value; all integers big-endian)
 //!
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
-//! | `entries`     | index `u64`            | entry signature (64 B) ‖ entry bytes    |
-//! | `hashes`      | stored-hash index `u64`| 32-byte hash (Go `sumdb/tlog` layout)   |
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
 //! | `exec_ids`    | exec_id (UTF-8)        | index `u64`                             |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
-//! | `meta`        | name                   | origin, verifier key, head              |
+//! | `meta`        | name                   | origin, verifier key, head, segments mark |
 //! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (JSON)                     |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |
@@ -21,13 +26,17 @@
 //!
 //! # Durability
 //!
-//! sled 0.34's `flush()` writes the log with `sync_file_range`, which
-//! neither flushes the disk cache nor the file's size metadata; sled leaves
-//! the real `fsync` to a background thread every 500 ms. [`Store::commit`]
-//! therefore applies the batch as one sled transaction, calls `flush()`,
-//! and then calls `fdatasync` on sled's log file (`<dir>/db`) itself,
-//! through a descriptor it keeps open. Only after that returns is the batch
-//! durable and may any caller be answered. Values are bounded (see
+//! A batch's entries and hashes are first written to the segment files and
+//! `entries.bin` is made durable (fdatasync); then the rest of the batch
+//! and the new head (with where `entries.bin` ends) are applied as one
+//! sled transaction. sled 0.34's `flush()` writes its log with
+//! `sync_file_range`, which neither flushes the disk cache nor the file's
+//! size metadata, and sled leaves the real `fsync` to a background thread
+//! every 500 ms; so [`Store::commit`] calls `flush()` and then `fdatasync`
+//! on sled's log file (`<dir>/db`) itself, through a descriptor it keeps
+//! open. Only after that returns is the batch durable and may any caller be
+//! answered. A crash between the two leaves segment bytes that no head
+//! covers; they are cut off at open. Values are bounded (see
 //! [`MAX_VALUE_LEN`]) so that no sled node grows past sled's blob threshold:
 //! sled writes blob files without a sync, and this fsync would not cover them.
 
@@ -35,6 +44,7 @@ mod cosignatures;
 mod faults;
 mod hash_reader;
 pub mod reservations;
+pub mod segments;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -48,6 +58,7 @@ pub use hash_reader::{OverlayReader, StoreHashReader};
 pub use reservations::{nonce_key, Completion, NonceRecord, Reservation, ReservationRequest};
 
 use crate::core::hash::Hash;
+use segments::{Segments, SegmentsMark};
 
 /// Largest value the store accepts. A sled node holds up to 17 values and
 /// sled moves a node larger than a quarter segment (4 MiB) into a blob file
@@ -181,8 +192,7 @@ pub struct Store {
 
 struct Inner {
     db: sled::Db,
-    entries: sled::Tree,
-    hashes: sled::Tree,
+    segments: Segments,
     checkpoints: sled::Tree,
     exec_ids: sled::Tree,
     content: sled::Tree,
@@ -211,14 +221,15 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()?;
         let log_file = File::open(config.path.join("db"))?;
+        let meta = db.open_tree("meta")?;
+        let segments = open_segments(&db, &meta, &config.path, &log_file)?;
         sync_dir(&config.path)?;
         let inner = Inner {
-            entries: db.open_tree("entries")?,
-            hashes: db.open_tree("hashes")?,
+            segments,
             checkpoints: db.open_tree("checkpoints")?,
             exec_ids: db.open_tree("exec_ids")?,
             content: db.open_tree("content")?,
-            meta: db.open_tree("meta")?,
+            meta,
             nonces: db.open_tree("nonces")?,
             pending: db.open_tree("pending")?,
             approvals: db.open_tree("approvals")?,
@@ -288,7 +299,11 @@ impl Store {
         if batch.is_some() {
             self.inner.faults.check(FaultPoint::CommitWrite)?;
         }
-        let batches = batch.map(SledBatches::new).transpose()?;
+        // The segment files first, durable before the head that covers them.
+        let staged = batch.map(|b| self.inner.segments.stage(b)).transpose()?;
+        let batches = batch
+            .map(|b| SledBatches::new(b, staged.map(|s| s.mark)))
+            .transpose()?;
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
         for r in reservations {
@@ -308,26 +323,22 @@ impl Store {
         }
         let i = &self.inner;
         let found = (
-            &i.entries,
             &i.exec_ids,
             &i.content,
-            &i.hashes,
             &i.checkpoints,
             &i.meta,
             &i.nonces,
             &i.pending,
             &i.approvals,
         )
-            .transaction(|(te, tx, tc, th, tk, tm, tn, tp, ta)| {
+            .transaction(|(tx, tc, tk, tm, tn, tp, ta)| {
                 // The batch first: a reservation of a nonce completed in
                 // this same cycle then finds its final record (a replay).
                 if let Some(b) = &batches {
                     tn.apply_batch(&b.nonces)?;
                     tp.apply_batch(&b.pending)?;
-                    te.apply_batch(&b.entries)?;
                     tx.apply_batch(&b.exec_ids)?;
                     tc.apply_batch(&b.content)?;
-                    th.apply_batch(&b.hashes)?;
                     tk.apply_batch(&b.checkpoints)?;
                     tm.apply_batch(&b.meta)?;
                 }
@@ -337,6 +348,9 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(reservations::tx_error)?;
+        if let Some(staged) = &staged {
+            self.inner.segments.publish(staged)?;
+        }
         let mut found = found.into_iter();
         for slot in results.iter_mut().filter(|r| r.is_ok()) {
             if let Some(f) = found.next() {
@@ -368,26 +382,12 @@ impl Store {
 
     /// `flush()` then a real `fdatasync` of sled's log file.
     fn sync(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
-        self.inner.log_file.sync_data()?;
-        Ok(())
+        sync_sled(&self.inner.db, &self.inner.log_file)
     }
 
     /// Entry bytes and signature at `index`.
     pub fn entry(&self, index: u64) -> Result<Option<SignedEntryBytes>, StoreError> {
-        let Some(value) = self.inner.entries.get(index.to_be_bytes())? else {
-            return Ok(None);
-        };
-        if value.len() < 64 {
-            return Err(StoreError::Corrupt(format!(
-                "entry {index} is shorter than its signature"
-            )));
-        }
-        let (sig, bytes) = value.split_at(64);
-        let sig: [u8; 64] = sig
-            .try_into()
-            .map_err(|_| StoreError::Corrupt(format!("entry {index}")))?;
-        Ok(Some((bytes.to_vec(), sig)))
+        self.inner.segments.entry(index)
     }
 
     /// Index of the entry with this exec_id.
@@ -447,53 +447,37 @@ impl Store {
 
     /// One stored Merkle hash.
     pub fn stored_hash(&self, index: u64) -> Result<Option<Hash>, StoreError> {
-        self.inner
-            .hashes
-            .get(index.to_be_bytes())?
-            .map(|v| {
-                Hash::from_slice(&v)
-                    .map_err(|_| StoreError::Corrupt(format!("stored hash {index}")))
-            })
-            .transpose()
+        self.inner.segments.hash(index)
     }
 
-    /// Bytes sled reports on disk.
+    /// Bytes on disk: what sled reports plus the segment files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()?)
+        Ok(self.inner.db.size_on_disk()? + self.inner.segments.len_on_disk()?)
     }
 }
 
 /// A [`BatchWrite`] as one sled batch per tree, built before the
 /// transaction (whose closure may run more than once).
 struct SledBatches {
-    entries: sled::Batch,
     exec_ids: sled::Batch,
     content: sled::Batch,
     nonces: sled::Batch,
     pending: sled::Batch,
-    hashes: sled::Batch,
     checkpoints: sled::Batch,
     meta: sled::Batch,
 }
 
 impl SledBatches {
-    fn new(batch: &BatchWrite) -> Result<Self, StoreError> {
+    fn new(batch: &BatchWrite, mark: Option<SegmentsMark>) -> Result<Self, StoreError> {
         let mut b = Self {
-            entries: sled::Batch::default(),
             exec_ids: sled::Batch::default(),
             content: sled::Batch::default(),
             nonces: sled::Batch::default(),
             pending: sled::Batch::default(),
-            hashes: sled::Batch::default(),
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
         for e in &batch.entries {
-            let mut value = Vec::with_capacity(64 + e.bytes.len());
-            value.extend_from_slice(&e.signature);
-            value.extend_from_slice(&e.bytes);
-            check_len(value.len())?;
-            b.entries.insert(e.index.to_be_bytes().to_vec(), value);
             if let Some(exec_id) = &e.index_exec_id {
                 b.exec_ids
                     .insert(exec_id.as_bytes(), e.index.to_be_bytes().to_vec());
@@ -509,16 +493,16 @@ impl SledBatches {
                 .insert(c.key.as_slice(), reservations::encode(&c.record)?);
             b.pending.remove(c.key.as_slice());
         }
-        for (index, hash) in &batch.hashes {
-            b.hashes
-                .insert(index.to_be_bytes().to_vec(), hash.as_bytes().to_vec());
-        }
         if let Some((size, note)) = &batch.checkpoint {
             b.checkpoints
                 .insert(size.to_be_bytes().to_vec(), note.as_bytes());
         }
         if let Some(head) = &batch.head {
             b.meta.insert(META_HEAD, head.encode().to_vec());
+        }
+        if let Some(mark) = mark {
+            b.meta
+                .insert(SegmentsMark::META_KEY, mark.encode().to_vec());
         }
         Ok(b)
     }
@@ -544,6 +528,88 @@ fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
         .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
 }
 
+/// Opens the segment files for the committed head, migrating a store
+/// whose entries are still in sled trees (written before the segment files
+/// existed), and commits the new segments mark if opening rebuilt the
+/// derived files.
+fn open_segments(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &Path,
+    log_file: &File,
+) -> Result<Segments, StoreError> {
+    let head = meta.get(META_HEAD)?.map(|v| Head::decode(&v)).transpose()?;
+    let stored_mark = meta
+        .get(SegmentsMark::META_KEY)?
+        .map(|v| SegmentsMark::decode(&v))
+        .transpose()?;
+    let legacy = has_tree(db, LEGACY_ENTRIES)?;
+    let mark = match (stored_mark, legacy) {
+        (Some(mark), _) => mark,
+        (None, true) => {
+            tracing::info!("moving the entries from sled into the segment files");
+            let old = db.open_tree(LEGACY_ENTRIES)?;
+            segments::write_entries_file(
+                dir,
+                old.iter().map(|r| {
+                    let (k, v) = r?;
+                    Ok((decode_u64(&k)?, v.to_vec()))
+                }),
+            )?
+        }
+        (None, false) => SegmentsMark::default(),
+    };
+    let size = head.map_or(0, |h| h.size);
+    let (segments, rebuilt) = Segments::open(dir, size, head.map(|h| h.root), mark)?;
+    if let Some(mark) = rebuilt {
+        meta.insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
+        sync_sled(db, log_file)?;
+    }
+    // The legacy trees go only once the segment files are committed.
+    if legacy {
+        db.drop_tree(LEGACY_ENTRIES)?;
+        if has_tree(db, LEGACY_HASHES)? {
+            db.drop_tree(LEGACY_HASHES)?;
+        }
+        sync_sled(db, log_file)?;
+    }
+    Ok(segments)
+}
+
+impl Drop for Inner {
+    /// A clean close makes the derived segment files durable and records
+    /// it, so that the next open has nothing to rebuild.
+    fn drop(&mut self) {
+        let synced = self.segments.sync_derived().and_then(|mark| {
+            let Some(mark) = mark else { return Ok(()) };
+            self.meta
+                .insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
+            sync_sled(&self.db, &self.log_file)
+        });
+        if let Err(e) = synced {
+            tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
+        }
+    }
+}
+
+/// `flush()` then a real `fdatasync` of sled's log file (see "Durability").
+fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
+    db.flush()?;
+    log_file.sync_data()?;
+    Ok(())
+}
+
+/// sled trees of stores written before the segment files existed.
+const LEGACY_ENTRIES: &str = "entries";
+const LEGACY_HASHES: &str = "hashes";
+
+fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
+    Ok(db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == name.as_bytes()))
+}
+
 /// fsync a directory so that newly created files in it survive a crash.
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
     File::open(path)?.sync_all()?;
@@ -562,7 +628,12 @@ impl Store {
     /// check, and syncs. Exists only so tamper tests and the tampering
     /// harness can corrupt a store on purpose; nothing else calls it.
     #[doc(hidden)]
+    /// `entries` and `hashes` name the segment files (key: the index;
+    /// an entry keeps its length).
     pub fn tamper_raw(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if tree == "entries" || tree == "hashes" {
+            return self.inner.segments.tamper(tree, decode_u64(key)?, value);
+        }
         self.inner.db.open_tree(tree)?.insert(key, value)?;
         self.sync()
     }

@@ -1,0 +1,808 @@
+//! The ledger's bulk data in three append-only files beside sled: the
+//! signed entries, an offset index over them, and the Merkle stored hashes.
+//!
+//! sled keeps what is small or must be looked up by key (head, exec_ids,
+//! nonces, approvals, checkpoints, content); the entries and hashes, which
+//! grow with every attempt and are only ever read by position, live here.
+//! In sled they cost a B-tree page per handful of values: memory at open
+//! and on every read, start-up time and ~2× the bytes on disk, all growing
+//! with the log. Here they cost their own bytes, and a read is one `pread`.
+//!
+//! # Files (in the store directory)
+//!
+//! | file          | content                                                     |
+//! |---------------|-------------------------------------------------------------|
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes |
+//! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
+//! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
+//!
+//! # Durability
+//!
+//! `entries.bin` is the primary record: each batch is written to it and
+//! made durable (fdatasync) *before* the sled transaction that commits the
+//! new head, which also records where `entries.bin` ends. `entries.idx` and
+//! `hashes.bin` are derived from it (offsets, and RFC 6962 hashes of the
+//! entry bytes): they are written with every batch but made durable only
+//! about once a second ([`DERIVED_SYNC_INTERVAL`]), and the sled head
+//! records up to which size they were. At open, anything past the
+//! committed head is a batch that never committed and is cut off; the
+//! derived files are rebuilt from `entries.bin` from their last durable
+//! size, and the rebuilt tree must have the committed root. So a batch
+//! costs one fdatasync here and one for sled, not four.
+//!
+//! This module must never make an entry visible to readers before the sled
+//! transaction that commits it, and never write anywhere but at the end of
+//! the committed data (so a failed or repeated write overwrites only what
+//! no committed head covers).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tlog_tiles::{Error as TlogError, HashReader};
+
+use super::{BatchWrite, SignedEntryBytes, StoreError};
+use crate::core::hash::{leaf_hash, Hash};
+
+/// How often, at most, the derived files are made durable. What was not
+/// is rebuilt at open: about this much of the log's entries, at most.
+pub const DERIVED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Bytes before the signature in an `entries.bin` record.
+const LEN_PREFIX: u64 = 4;
+/// Signature bytes in a record.
+const SIG_LEN: usize = 64;
+/// Bytes per `entries.idx` slot and per `hashes.bin` slot.
+const IDX_SLOT: u64 = 8;
+const HASH_SLOT: u64 = 32;
+
+/// The segment files' part of the committed head, stored in sled's `meta`
+/// tree under `segments` in the same transaction as the head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SegmentsMark {
+    /// Where the committed records of `entries.bin` end.
+    pub entries_end: u64,
+    /// The tree size up to which `entries.idx` and `hashes.bin` are durable.
+    pub derived: u64,
+}
+
+impl SegmentsMark {
+    pub(super) const META_KEY: &'static [u8] = b"segments";
+    const LEN: usize = 16;
+
+    pub(super) fn encode(self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..8].copy_from_slice(&self.entries_end.to_be_bytes());
+        out[8..].copy_from_slice(&self.derived.to_be_bytes());
+        out
+    }
+
+    pub(super) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::Corrupt("segments mark has the wrong length".into());
+        if bytes.len() != Self::LEN {
+            return Err(corrupt());
+        }
+        Ok(Self {
+            entries_end: be_u64(&bytes[..8]).ok_or_else(corrupt)?,
+            derived: be_u64(&bytes[8..]).ok_or_else(corrupt)?,
+        })
+    }
+}
+
+/// A batch written to the files and ready for its sled transaction.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Staged {
+    /// Entries after the batch.
+    count: u64,
+    /// Stored hashes after the batch.
+    hash_count: u64,
+    /// The mark to commit with the head.
+    pub(super) mark: SegmentsMark,
+}
+
+/// Writer-side position of the files (only the writer changes it).
+#[derive(Debug)]
+struct Tail {
+    count: u64,
+    hash_count: u64,
+    mark: SegmentsMark,
+    last_derived_sync: Instant,
+}
+
+/// The three files, and how much of them is committed.
+pub(super) struct Segments {
+    entries: File,
+    index: File,
+    hashes: File,
+    tail: Mutex<Tail>,
+    /// Entries readers may see (committed to sled).
+    visible: AtomicU64,
+    /// Stored hashes readers may see.
+    visible_hashes: AtomicU64,
+}
+
+impl Segments {
+    /// Opens the files in `dir` for a store whose committed head has
+    /// `size` entries and whose committed mark is `mark`, and brings them
+    /// to exactly that state: cuts off what no commit covers, rebuilds the
+    /// derived files from `entries.bin` past their durable size, and checks
+    /// the rebuilt tree against `root`. Returns the new mark to commit
+    /// (its `derived` is `size`) when a rebuild happened.
+    pub(super) fn open(
+        dir: &Path,
+        size: u64,
+        root: Option<Hash>,
+        mark: SegmentsMark,
+    ) -> Result<(Self, Option<SegmentsMark>), StoreError> {
+        let segments = Self {
+            entries: open_rw(&dir.join("entries.bin"))?,
+            index: open_rw(&dir.join("entries.idx"))?,
+            hashes: open_rw(&dir.join("hashes.bin"))?,
+            tail: Mutex::new(Tail {
+                count: 0,
+                hash_count: 0,
+                mark: SegmentsMark::default(),
+                last_derived_sync: Instant::now(),
+            }),
+            visible: AtomicU64::new(0),
+            visible_hashes: AtomicU64::new(0),
+        };
+        let rebuilt = segments.recover(size, root, mark)?;
+        Ok((segments, rebuilt))
+    }
+
+    fn recover(
+        &self,
+        size: u64,
+        root: Option<Hash>,
+        mark: SegmentsMark,
+    ) -> Result<Option<SegmentsMark>, StoreError> {
+        let entries_len = self.entries.metadata()?.len();
+        if entries_len < mark.entries_end {
+            return Err(StoreError::Corrupt(format!(
+                "entries.bin holds {entries_len} bytes but the committed head needs {}: \
+                 committed entries are missing",
+                mark.entries_end
+            )));
+        }
+        // What the derived files durably hold, never more than committed.
+        let derived = mark
+            .derived
+            .min(size)
+            .min(self.index.metadata()?.len() / IDX_SLOT)
+            .min(whole_records(self.hashes.metadata()?.len() / HASH_SLOT));
+        self.entries.set_len(mark.entries_end)?;
+        self.index.set_len(derived * IDX_SLOT)?;
+        self.hashes
+            .set_len(tlog_tiles::stored_hash_count(derived) * HASH_SLOT)?;
+        {
+            let mut tail = self.lock_tail()?;
+            tail.count = derived;
+            tail.hash_count = tlog_tiles::stored_hash_count(derived);
+            tail.mark = mark;
+        }
+        let rebuilt = if derived < size {
+            tracing::info!(
+                from = derived,
+                to = size,
+                "rebuilding the entry index and stored hashes from entries.bin"
+            );
+            Some(self.rebuild(derived, size, mark.entries_end)?)
+        } else {
+            None
+        };
+        self.publish_counts(size);
+        if let Some(root) = root {
+            let found: Hash = tlog_tiles::tree_hash(size, &FileHashes(self))
+                .map_err(|e| StoreError::Corrupt(format!("tree of the segment files: {e}")))?
+                .into();
+            if found != root {
+                return Err(StoreError::Corrupt(format!(
+                    "the stored hashes give root {found} at size {size}, the committed head \
+                     says {root}: entries.bin was altered after it was committed{}",
+                    if derived < size {
+                        format!(" (somewhere in entries {derived}..{size}, rebuilt at this open)")
+                    } else {
+                        String::new()
+                    }
+                )));
+            }
+        }
+        Ok(rebuilt)
+    }
+
+    /// Re-derives `entries.idx` and `hashes.bin` for entries `from..to`
+    /// by walking their records in `entries.bin`, which must end at `end`,
+    /// then makes them durable.
+    fn rebuild(&self, from: u64, to: u64, end: u64) -> Result<SegmentsMark, StoreError> {
+        let mut offset = if from == 0 {
+            0
+        } else {
+            self.read_end(from - 1)?
+        };
+        let mut hash_at = tlog_tiles::stored_hash_count(from);
+        for index in from..to {
+            let (bytes, _) = self.read_record(offset, end)?;
+            offset += LEN_PREFIX + (SIG_LEN + bytes.len()) as u64;
+            self.index
+                .write_all_at(&offset.to_be_bytes(), index * IDX_SLOT)?;
+            // Readers over the hashes written so far in this walk.
+            self.visible_hashes.store(hash_at, Ordering::Release);
+            let stored = tlog_tiles::stored_hashes_for_record_hash(
+                index,
+                leaf_hash(&bytes).into(),
+                &FileHashes(self),
+            )
+            .map_err(|e| StoreError::Corrupt(format!("rebuilding stored hashes: {e}")))?;
+            for hash in stored {
+                self.hashes.write_all_at(&hash.0, hash_at * HASH_SLOT)?;
+                hash_at += 1;
+            }
+        }
+        if offset != end {
+            return Err(StoreError::Corrupt(format!(
+                "the committed records of entries.bin end at {offset}, the head says {end}"
+            )));
+        }
+        self.index.sync_data()?;
+        self.hashes.sync_data()?;
+        let mark = SegmentsMark {
+            entries_end: end,
+            derived: to,
+        };
+        let mut tail = self.lock_tail()?;
+        tail.count = to;
+        tail.hash_count = hash_at;
+        tail.mark = mark;
+        Ok(mark)
+    }
+
+    /// Writes `batch`'s entries and hashes at the end of the committed
+    /// data and makes `entries.bin` durable (and the derived files, when
+    /// their interval is up). Nothing becomes visible until [`Self::publish`].
+    pub(super) fn stage(&self, batch: &BatchWrite) -> Result<Staged, StoreError> {
+        let tail = self.lock_tail()?;
+        let (records, offsets, end) = self.lay_out_entries(&tail, batch)?;
+        let hashes = lay_out_hashes(&tail, batch)?;
+        let count = tail.count + batch.entries.len() as u64;
+        let hash_count = tail.hash_count + (hashes.len() as u64) / HASH_SLOT;
+        self.entries.write_all_at(&records, tail.mark.entries_end)?;
+        self.index.write_all_at(&offsets, tail.count * IDX_SLOT)?;
+        self.hashes
+            .write_all_at(&hashes, tail.hash_count * HASH_SLOT)?;
+        self.entries.sync_data()?;
+        let derived = if tail.last_derived_sync.elapsed() >= DERIVED_SYNC_INTERVAL {
+            self.index.sync_data()?;
+            self.hashes.sync_data()?;
+            count
+        } else {
+            tail.mark.derived
+        };
+        Ok(Staged {
+            count,
+            hash_count,
+            mark: SegmentsMark {
+                entries_end: end,
+                derived,
+            },
+        })
+    }
+
+    /// After the sled transaction that committed `staged`: it is the new
+    /// tail, and readers may see it.
+    pub(super) fn publish(&self, staged: &Staged) -> Result<(), StoreError> {
+        let mut tail = self.lock_tail()?;
+        if staged.mark.derived != tail.mark.derived {
+            tail.last_derived_sync = Instant::now();
+        }
+        tail.count = staged.count;
+        tail.hash_count = staged.hash_count;
+        tail.mark = staged.mark;
+        drop(tail);
+        self.publish_counts(staged.count);
+        Ok(())
+    }
+
+    /// Makes the derived files durable now if they are behind, and returns
+    /// the mark to commit for it (at a clean close, so that the next open
+    /// rebuilds nothing).
+    pub(super) fn sync_derived(&self) -> Result<Option<SegmentsMark>, StoreError> {
+        let mut tail = self.lock_tail()?;
+        if tail.mark.derived >= tail.count {
+            return Ok(None);
+        }
+        self.index.sync_data()?;
+        self.hashes.sync_data()?;
+        tail.mark.derived = tail.count;
+        tail.last_derived_sync = Instant::now();
+        Ok(Some(tail.mark))
+    }
+
+    fn publish_counts(&self, count: u64) {
+        self.visible_hashes
+            .store(tlog_tiles::stored_hash_count(count), Ordering::Release);
+        self.visible.store(count, Ordering::Release);
+    }
+
+    /// The records and index slots of a batch's entries, and where the
+    /// records will end.
+    fn lay_out_entries(
+        &self,
+        tail: &Tail,
+        batch: &BatchWrite,
+    ) -> Result<(Vec<u8>, Vec<u8>, u64), StoreError> {
+        let mut records = Vec::with_capacity(
+            batch
+                .entries
+                .iter()
+                .map(|e| 4 + SIG_LEN + e.bytes.len())
+                .sum(),
+        );
+        let mut offsets = Vec::with_capacity(batch.entries.len() * 8);
+        let mut end = tail.mark.entries_end;
+        for (expected, e) in (tail.count..).zip(&batch.entries) {
+            if e.index != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "batch entry {} written where entry {expected} belongs",
+                    e.index
+                )));
+            }
+            let len = u32::try_from(SIG_LEN + e.bytes.len())
+                .map_err(|_| StoreError::TooLarge(e.bytes.len()))?;
+            super::check_len(len as usize)?;
+            records.extend_from_slice(&len.to_be_bytes());
+            records.extend_from_slice(&e.signature);
+            records.extend_from_slice(&e.bytes);
+            end += LEN_PREFIX + u64::from(len);
+            offsets.extend_from_slice(&end.to_be_bytes());
+        }
+        Ok((records, offsets, end))
+    }
+
+    /// Entry `index`, if committed.
+    pub(super) fn entry(&self, index: u64) -> Result<Option<SignedEntryBytes>, StoreError> {
+        if index >= self.visible.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let (start, end) = if index == 0 {
+            (0, self.read_end(0)?)
+        } else {
+            let mut pair = [0u8; 16];
+            self.index
+                .read_exact_at(&mut pair, (index - 1) * IDX_SLOT)?;
+            let corrupt = || StoreError::Corrupt(format!("index slot of entry {index}"));
+            (
+                be_u64(&pair[..8]).ok_or_else(corrupt)?,
+                be_u64(&pair[8..]).ok_or_else(corrupt)?,
+            )
+        };
+        let (bytes, sig) = self.read_record(start, end)?;
+        if start + LEN_PREFIX + (SIG_LEN + bytes.len()) as u64 != end {
+            return Err(StoreError::Corrupt(format!(
+                "entry {index}: its record does not end where the index says"
+            )));
+        }
+        Ok(Some((bytes, sig)))
+    }
+
+    /// Stored hash `index`, if committed.
+    pub(super) fn hash(&self, index: u64) -> Result<Option<Hash>, StoreError> {
+        if index >= self.visible_hashes.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let mut bytes = [0u8; 32];
+        self.hashes.read_exact_at(&mut bytes, index * HASH_SLOT)?;
+        Ok(Some(Hash::from_bytes(bytes)))
+    }
+
+    /// Bytes the three files take.
+    pub(super) fn len_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.entries.metadata()?.len()
+            + self.index.metadata()?.len()
+            + self.hashes.metadata()?.len())
+    }
+
+    /// Overwrites committed bytes in place (tamper tests only): an entry
+    /// record's signature ‖ bytes (same length), or a stored hash.
+    pub(super) fn tamper(&self, file: &str, index: u64, value: &[u8]) -> Result<(), StoreError> {
+        match file {
+            "entries" => {
+                let start = if index == 0 {
+                    0
+                } else {
+                    self.read_end(index - 1)?
+                };
+                let (bytes, _) = self.read_record(start, self.read_end(index)?)?;
+                if value.len() != SIG_LEN + bytes.len() {
+                    return Err(StoreError::Corrupt(
+                        "a tampered entry must keep its length".into(),
+                    ));
+                }
+                self.entries.write_all_at(value, start + LEN_PREFIX)?;
+                self.entries.sync_data()?;
+            }
+            _ => {
+                self.hashes.write_all_at(value, index * HASH_SLOT)?;
+                self.hashes.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end offset of entry `index`'s record, from `entries.idx`.
+    fn read_end(&self, index: u64) -> Result<u64, StoreError> {
+        let mut slot = [0u8; 8];
+        self.index.read_exact_at(&mut slot, index * IDX_SLOT)?;
+        Ok(u64::from_be_bytes(slot))
+    }
+
+    /// The record at `start`, which must lie wholly before `limit`.
+    fn read_record(&self, start: u64, limit: u64) -> Result<SignedEntryBytes, StoreError> {
+        let corrupt = |what: &str| StoreError::Corrupt(format!("entries.bin at {start}: {what}"));
+        let mut prefix = [0u8; 4];
+        if start + LEN_PREFIX > limit {
+            return Err(corrupt("record past the committed end"));
+        }
+        self.entries.read_exact_at(&mut prefix, start)?;
+        let len = u64::from(u32::from_be_bytes(prefix));
+        if len < SIG_LEN as u64 || start + LEN_PREFIX + len > limit {
+            return Err(corrupt("record length out of bounds"));
+        }
+        let mut record = vec![0u8; usize::try_from(len).map_err(|_| corrupt("length"))?];
+        self.entries
+            .read_exact_at(&mut record, start + LEN_PREFIX)?;
+        let bytes = record.split_off(SIG_LEN);
+        let sig: [u8; 64] = record.try_into().map_err(|_| corrupt("signature length"))?;
+        Ok((bytes, sig))
+    }
+
+    fn lock_tail(&self) -> Result<std::sync::MutexGuard<'_, Tail>, StoreError> {
+        self.tail
+            .lock()
+            .map_err(|_| StoreError::Corrupt("segment writer state poisoned".into()))
+    }
+}
+
+/// The stored hashes of a batch, contiguous from the committed count.
+fn lay_out_hashes(tail: &Tail, batch: &BatchWrite) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(batch.hashes.len() * 32);
+    for (expected, (index, hash)) in (tail.hash_count..).zip(&batch.hashes) {
+        if *index != expected {
+            return Err(StoreError::Corrupt(format!(
+                "stored hash {index} written where hash {expected} belongs"
+            )));
+        }
+        out.extend_from_slice(hash.as_bytes());
+    }
+    Ok(out)
+}
+
+/// The largest tree size whose stored hashes fit in `hashes` slots.
+fn whole_records(hashes: u64) -> u64 {
+    // stored_hash_count(n) ≥ n, so n ≤ hashes; step down from an estimate.
+    let mut n = hashes / 2;
+    while tlog_tiles::stored_hash_count(n + 1) <= hashes {
+        n += 1;
+    }
+    while n > 0 && tlog_tiles::stored_hash_count(n) > hashes {
+        n -= 1;
+    }
+    n
+}
+
+/// `tlog_tiles::HashReader` over `hashes.bin` (readable part only).
+pub(super) struct FileHashes<'a>(pub(super) &'a Segments);
+
+impl HashReader for FileHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, TlogError> {
+        indexes
+            .iter()
+            .map(|&i| match self.0.hash(i) {
+                Ok(Some(h)) => Ok(h.into()),
+                Ok(None) => Err(TlogError::IndexesNotInTree),
+                Err(e) => Err(TlogError::InvalidInput(e.to_string())),
+            })
+            .collect()
+    }
+}
+
+fn open_rw(path: &Path) -> Result<File, StoreError> {
+    Ok(OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?)
+}
+
+fn be_u64(bytes: &[u8]) -> Option<u64> {
+    bytes.try_into().ok().map(u64::from_be_bytes)
+}
+
+/// Writes `entries.bin` afresh from entry values (signature ‖ bytes) in
+/// index order — the migration of a store written before the segment files
+/// existed, when entries lived in a sled tree — and makes it durable. The
+/// derived files are then rebuilt by [`Segments::open`] from the mark
+/// returned (whose `derived` is 0).
+pub(super) fn write_entries_file(
+    dir: &Path,
+    values: impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>>,
+) -> Result<SegmentsMark, StoreError> {
+    let file = open_rw(&dir.join("entries.bin"))?;
+    file.set_len(0)?;
+    let mut end = 0u64;
+    let mut buffer = Vec::with_capacity(1 << 20);
+    for (expected, value) in (0u64..).zip(values) {
+        let (index, value) = value?;
+        if index != expected || value.len() < SIG_LEN {
+            return Err(StoreError::Corrupt(format!(
+                "legacy entry {index} (expected {expected}) cannot be migrated"
+            )));
+        }
+        let len = u32::try_from(value.len()).map_err(|_| StoreError::TooLarge(value.len()))?;
+        buffer.extend_from_slice(&len.to_be_bytes());
+        buffer.extend_from_slice(&value);
+        if buffer.len() >= 1 << 20 {
+            file.write_all_at(&buffer, end)?;
+            end += buffer.len() as u64;
+            buffer.clear();
+        }
+    }
+    file.write_all_at(&buffer, end)?;
+    end += buffer.len() as u64;
+    file.sync_data()?;
+    Ok(SegmentsMark {
+        entries_end: end,
+        derived: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::OpenOptions;
+    use std::io::Write;
+
+    use super::*;
+    use crate::store::{Head, Store, StoreConfig, StoredEntry, META_HEAD};
+
+    /// Stored hashes kept in memory, to build batches as the sequencer would.
+    #[derive(Default)]
+    struct Model {
+        hashes: Vec<tlog_tiles::Hash>,
+        size: u64,
+        last_leaf: Hash,
+    }
+
+    impl HashReader for Model {
+        fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, TlogError> {
+            indexes
+                .iter()
+                .map(|&i| {
+                    usize::try_from(i)
+                        .ok()
+                        .and_then(|i| self.hashes.get(i).copied())
+                        .ok_or(TlogError::IndexesNotInTree)
+                })
+                .collect()
+        }
+    }
+
+    impl Model {
+        /// A batch of `count` records (distinct bytes per index).
+        fn batch(&mut self, count: u64) -> BatchWrite {
+            let mut write = BatchWrite::default();
+            for _ in 0..count {
+                let index = self.size;
+                let bytes = format!("record {index} {}", "x".repeat((index % 7) as usize));
+                let leaf = leaf_hash(bytes.as_bytes());
+                let stored =
+                    tlog_tiles::stored_hashes_for_record_hash(index, leaf.into(), &*self).unwrap();
+                let first = tlog_tiles::stored_hash_index(0, index);
+                for (at, h) in (first..).zip(stored) {
+                    self.hashes.push(h);
+                    write.hashes.push((at, h.into()));
+                }
+                write.entries.push(StoredEntry {
+                    index,
+                    bytes: bytes.into_bytes(),
+                    signature: [index as u8; 64],
+                    index_exec_id: None,
+                    content: None,
+                    completion: None,
+                });
+                self.size += 1;
+                self.last_leaf = leaf;
+            }
+            write.head = Some(self.head());
+            write
+        }
+
+        fn head(&self) -> Head {
+            Head {
+                size: self.size,
+                root: tlog_tiles::tree_hash(self.size, self).unwrap().into(),
+                last_leaf: self.last_leaf,
+            }
+        }
+    }
+
+    fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open(&StoreConfig::new(dir))
+    }
+
+    /// A store of 50 entries in batches of 1..=10, closed.
+    fn written(dir: &Path) -> Model {
+        let mut model = Model::default();
+        let store = open(dir).unwrap();
+        for n in 1..=10 {
+            if model.size + n > 50 {
+                break;
+            }
+            store.commit(&model.batch(n)).unwrap();
+        }
+        store.commit(&model.batch(50 - model.size)).unwrap();
+        model
+    }
+
+    fn assert_holds(store: &Store, model: &Model) {
+        assert_eq!(store.head().unwrap(), Some(model.head()));
+        for i in 0..model.size {
+            let (bytes, sig) = store.entry(i).unwrap().unwrap();
+            assert!(bytes.starts_with(format!("record {i} ").as_bytes()));
+            assert_eq!(sig, [i as u8; 64]);
+        }
+        assert!(store.entry(model.size).unwrap().is_none());
+        for (i, h) in (0u64..).zip(&model.hashes) {
+            assert_eq!(store.stored_hash(i).unwrap(), Some(Hash::from(*h)));
+        }
+        let count = model.hashes.len() as u64;
+        assert!(store.stored_hash(count).unwrap().is_none());
+    }
+
+    fn append_garbage(path: &Path, bytes: usize) {
+        let mut f = OpenOptions::new().append(true).open(path).unwrap();
+        f.write_all(&vec![0xAB; bytes]).unwrap();
+    }
+
+    #[test]
+    fn committed_batches_read_back_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = written(dir.path());
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        store.commit(&model.batch(3)).unwrap();
+        assert_holds(&store, &model);
+    }
+
+    #[test]
+    fn bytes_past_the_committed_head_are_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = written(dir.path());
+        // A batch written to the files whose sled transaction never ran.
+        for (file, n) in [
+            ("entries.bin", 700),
+            ("entries.idx", 24),
+            ("hashes.bin", 96),
+        ] {
+            append_garbage(&dir.path().join(file), n);
+        }
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        let mark = SegmentsMark::decode(&store.meta("segments").unwrap().unwrap()).unwrap();
+        let len = |f: &str| std::fs::metadata(dir.path().join(f)).unwrap().len();
+        assert_eq!(len("entries.bin"), mark.entries_end);
+        assert_eq!(len("entries.idx"), 8 * model.size);
+        assert_eq!(len("hashes.bin"), 32 * model.hashes.len() as u64);
+        // The next batch lands where the cut-off bytes were.
+        store.commit(&model.batch(4)).unwrap();
+        drop(store);
+        assert_holds(&open(dir.path()).unwrap(), &model);
+    }
+
+    #[test]
+    fn lost_derived_files_are_rebuilt_from_the_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = written(dir.path());
+        for file in ["entries.idx", "hashes.bin"] {
+            OpenOptions::new()
+                .write(true)
+                .open(dir.path().join(file))
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        let mark = SegmentsMark::decode(&store.meta("segments").unwrap().unwrap()).unwrap();
+        assert_eq!(mark.derived, 50, "the rebuild is committed");
+    }
+
+    #[test]
+    fn a_missing_committed_entry_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path());
+        let path = dir.path().join("entries.bin");
+        let len = std::fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 1)
+            .unwrap();
+        let err = open(dir.path()).err().unwrap();
+        assert!(
+            err.to_string().contains("committed entries are missing"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_entry_altered_before_a_rebuild_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path());
+        let path = dir.path().join("entries.bin");
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        // Inside entry 0's bytes ("record 0"): after its length and signature.
+        f.write_all_at(b"R", 4 + 64).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("hashes.bin"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        let err = open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("altered"), "{err}");
+    }
+
+    #[test]
+    fn a_store_with_entries_in_sled_trees_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::default();
+        let batch = model.batch(37);
+        {
+            // The layout before the segment files: entries and hashes trees.
+            let db = sled::Config::new()
+                .path(dir.path())
+                .segment_size(crate::store::SEGMENT_SIZE)
+                .open()
+                .unwrap();
+            let entries = db.open_tree("entries").unwrap();
+            for e in &batch.entries {
+                let mut value = e.signature.to_vec();
+                value.extend_from_slice(&e.bytes);
+                entries.insert(e.index.to_be_bytes(), value).unwrap();
+            }
+            let hashes = db.open_tree("hashes").unwrap();
+            for (at, h) in &batch.hashes {
+                hashes.insert(at.to_be_bytes(), h.as_bytes()).unwrap();
+            }
+            let head = model.head().encode();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(META_HEAD, &head[..])
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        assert!(!super::super::has_tree(&store.inner.db, "entries").unwrap());
+        assert!(!super::super::has_tree(&store.inner.db, "hashes").unwrap());
+        store.commit(&model.batch(2)).unwrap();
+        drop(store);
+        assert_holds(&open(dir.path()).unwrap(), &model);
+    }
+
+    #[test]
+    fn whole_records_is_the_largest_size_that_fits() {
+        for n in 0..600u64 {
+            let count = tlog_tiles::stored_hash_count(n);
+            assert_eq!(whole_records(count), n);
+            if n > 0 {
+                assert_eq!(whole_records(count - 1), n - 1);
+            }
+        }
+    }
+}
