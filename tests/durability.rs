@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::HashMap;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
@@ -104,6 +105,7 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
             "-qq",
             "-e",
             "trace=fdatasync,write",
+            "-y",
             "-e",
             "write=1",
             "-s",
@@ -140,18 +142,46 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
     sizes.dedup();
     let ordinal = |size: u64| sizes.iter().position(|&s| s == size).unwrap() + 1;
 
-    // Replay the trace in order: count completed fdatasyncs, and note the
-    // count at each write to stdout (one write per receipt line).
+    // Replay the trace in order: count completed fdatasyncs of sled's log
+    // and of the entries file (`-y` names each descriptor's path), and note
+    // both counts at each write to stdout (one write per receipt line).
     let trace = std::fs::read_to_string(&trace).unwrap();
-    let mut synced = 0usize;
+    let (mut sled_synced, mut entries_synced) = (0usize, 0usize);
     let mut synced_at_write = Vec::new();
+    // A syscall interrupted by another thread's shows as "<unfinished ...>"
+    // and later "<... fdatasync resumed>" on the same pid, without the path.
+    let mut unfinished: HashMap<&str, &str> = HashMap::new();
     for line in trace.lines() {
-        if line.contains("fdatasync") && line.trim_end().ends_with("= 0") {
-            synced += 1;
-        } else if line.contains("write(1,") {
-            // The syscall's entry (complete or "unfinished") marks when the
-            // receipt left the process.
-            synced_at_write.push(synced);
+        let pid = line.split_whitespace().next().unwrap_or("");
+        let file = if line.contains("fdatasync(") {
+            let file = if line.contains("/db/db>") {
+                "sled"
+            } else if line.contains("/db/entries.bin>") {
+                "entries"
+            } else {
+                "other"
+            };
+            if line.contains("<unfinished") {
+                unfinished.insert(pid, file);
+                continue;
+            }
+            file
+        } else if line.contains("fdatasync resumed>") {
+            unfinished.remove(pid).unwrap_or("other")
+        } else {
+            if line.contains("write(1<") {
+                // The syscall's entry (complete or "unfinished") marks when
+                // the receipt left the process.
+                synced_at_write.push((sled_synced, entries_synced));
+            }
+            continue;
+        };
+        if line.trim_end().ends_with("= 0") {
+            match file {
+                "sled" => sled_synced += 1,
+                "entries" => entries_synced += 1,
+                _ => {}
+            }
         }
     }
     assert_eq!(
@@ -160,13 +190,15 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
         "one write per receipt line"
     );
     // stdout lines are in write order, so receipt k was written when
-    // synced_at_write[k] fdatasyncs had completed.
+    // synced_at_write[k] fdatasyncs had completed. Batch b needs b syncs of
+    // the entries file and b syncs of sled's log after the two at genesis.
     for (k, receipt) in receipts.iter().enumerate() {
         let batch = ordinal(receipt.inclusion_proof.tree_size);
+        let (sled, entries) = synced_at_write[k];
         assert!(
-            synced_at_write[k] >= batch + 2,
-            "receipt of batch {batch} written after only {} fdatasyncs",
-            synced_at_write[k]
+            sled >= batch + 2 && entries >= batch,
+            "receipt of batch {batch} written after only {sled} fdatasyncs of sled's log \
+             and {entries} of entries.bin"
         );
     }
 }

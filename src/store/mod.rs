@@ -214,12 +214,7 @@ impl Store {
     /// Opens (or creates) the store in `config.path`.
     pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(&config.path)?;
-        let db = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_bytes)
-            .segment_size(SEGMENT_SIZE)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(config)?;
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
@@ -526,6 +521,34 @@ fn decode_u64(bytes: &[u8]) -> Result<u64, StoreError> {
 fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
     String::from_utf8(bytes.to_vec())
         .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
+}
+
+/// How long [`open_sled`] waits for sled's directory lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled, waiting up to [`LOCK_WAIT`] for its directory lock: sled
+/// releases the lock of a database dropped in this process only when its
+/// background threads have let go, a moment after the drop. Another
+/// process holding the directory still fails, with sled's lock error.
+fn open_sled(config: &StoreConfig) -> Result<sled::Db, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        let opened = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_bytes)
+            .segment_size(SEGMENT_SIZE)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Opens the segment files for the committed head, migrating a store

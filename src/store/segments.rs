@@ -265,6 +265,13 @@ impl Segments {
     /// their interval is up). Nothing becomes visible until [`Self::publish`].
     pub(super) fn stage(&self, batch: &BatchWrite) -> Result<Staged, StoreError> {
         let tail = self.lock_tail()?;
+        if batch.entries.is_empty() && batch.hashes.is_empty() {
+            return Ok(Staged {
+                count: tail.count,
+                hash_count: tail.hash_count,
+                mark: tail.mark,
+            });
+        }
         let (records, offsets, end) = self.lay_out_entries(&tail, batch)?;
         let hashes = lay_out_hashes(&tail, batch)?;
         let count = tail.count + batch.entries.len() as u64;
