@@ -40,6 +40,7 @@
 //! [`MAX_VALUE_LEN`]) so that no sled node grows past sled's blob threshold:
 //! sled writes blob files without a sync, and this fsync would not cover them.
 
+mod codec;
 mod cosignatures;
 mod faults;
 mod hash_reader;
@@ -209,6 +210,8 @@ struct Inner {
 }
 
 const META_HEAD: &[u8] = b"head";
+/// The dictionary `entries.bin` is compressed with ([`codec`]).
+const META_ENTRIES_DICT: &[u8] = b"entries_dict";
 
 impl Store {
     /// Opens (or creates) the store in `config.path`.
@@ -296,8 +299,11 @@ impl Store {
         }
         // The segment files first, durable before the head that covers them.
         let staged = batch.map(|b| self.inner.segments.stage(b)).transpose()?;
+        let dictionary = staged
+            .filter(|s| s.new_dictionary)
+            .and_then(|_| self.inner.segments.dictionary());
         let batches = batch
-            .map(|b| SledBatches::new(b, staged.map(|s| s.mark)))
+            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary))
             .transpose()?;
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
@@ -463,7 +469,11 @@ struct SledBatches {
 }
 
 impl SledBatches {
-    fn new(batch: &BatchWrite, mark: Option<SegmentsMark>) -> Result<Self, StoreError> {
+    fn new(
+        batch: &BatchWrite,
+        mark: Option<SegmentsMark>,
+        dictionary: Option<&[u8]>,
+    ) -> Result<Self, StoreError> {
         let mut b = Self {
             exec_ids: sled::Batch::default(),
             content: sled::Batch::default(),
@@ -498,6 +508,9 @@ impl SledBatches {
         if let Some(mark) = mark {
             b.meta
                 .insert(SegmentsMark::META_KEY, mark.encode().to_vec());
+        }
+        if let Some(dictionary) = dictionary {
+            b.meta.insert(META_ENTRIES_DICT, dictionary);
         }
         Ok(b)
     }
@@ -567,25 +580,32 @@ fn open_segments(
         .map(|v| SegmentsMark::decode(&v))
         .transpose()?;
     let legacy = has_tree(db, LEGACY_ENTRIES)?;
+    let mut dictionary = meta.get(META_ENTRIES_DICT)?.map(|v| v.to_vec());
     let mark = match (stored_mark, legacy) {
         (Some(mark), _) => mark,
         (None, true) => {
             tracing::info!("moving the entries from sled into the segment files");
             let old = db.open_tree(LEGACY_ENTRIES)?;
-            segments::write_entries_file(
+            let (mark, chosen) = segments::write_entries_file(
                 dir,
                 old.iter().map(|r| {
                     let (k, v) = r?;
                     Ok((decode_u64(&k)?, v.to_vec()))
                 }),
-            )?
+            )?;
+            dictionary = chosen;
+            mark
         }
         (None, false) => SegmentsMark::default(),
     };
     let size = head.map_or(0, |h| h.size);
-    let (segments, rebuilt) = Segments::open(dir, size, head.map(|h| h.root), mark)?;
+    let (segments, rebuilt) =
+        Segments::open(dir, size, head.map(|h| h.root), mark, dictionary.clone())?;
     if let Some(mark) = rebuilt {
         meta.insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
+        if let Some(d) = dictionary {
+            meta.insert(META_ENTRIES_DICT, d)?;
+        }
         sync_sled(db, log_file)?;
     }
     // The legacy trees go only once the segment files are committed.
@@ -655,7 +675,13 @@ impl Store {
     /// an entry keeps its length).
     pub fn tamper_raw(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         if tree == "entries" || tree == "hashes" {
-            return self.inner.segments.tamper(tree, decode_u64(key)?, value);
+            if let Some(mark) = self.inner.segments.tamper(tree, decode_u64(key)?, value)? {
+                self.inner
+                    .meta
+                    .insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
+                self.sync()?;
+            }
+            return Ok(());
         }
         self.inner.db.open_tree(tree)?.insert(key, value)?;
         self.sync()

@@ -12,7 +12,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]) |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -39,11 +39,12 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tlog_tiles::{Error as TlogError, HashReader};
 
+use super::codec::Codec;
 use super::{BatchWrite, SignedEntryBytes, StoreError};
 use crate::core::hash::{leaf_hash, Hash};
 
@@ -101,6 +102,8 @@ pub(super) struct Staged {
     hash_count: u64,
     /// The mark to commit with the head.
     pub(super) mark: SegmentsMark,
+    /// The entry dictionary, when this is the batch that chose it.
+    pub(super) new_dictionary: bool,
 }
 
 /// Writer-side position of the files (only the writer changes it).
@@ -110,6 +113,8 @@ struct Tail {
     hash_count: u64,
     mark: SegmentsMark,
     last_derived_sync: Instant,
+    /// Whether the codec's dictionary is committed in sled.
+    dictionary_committed: bool,
 }
 
 /// The three files, and how much of them is committed.
@@ -117,6 +122,8 @@ pub(super) struct Segments {
     entries: File,
     index: File,
     hashes: File,
+    /// Set from the committed dictionary at open, or by the first batch.
+    codec: OnceLock<Codec>,
     tail: Mutex<Tail>,
     /// Entries readers may see (committed to sled).
     visible: AtomicU64,
@@ -136,16 +143,24 @@ impl Segments {
         size: u64,
         root: Option<Hash>,
         mark: SegmentsMark,
+        dictionary: Option<Vec<u8>>,
     ) -> Result<(Self, Option<SegmentsMark>), StoreError> {
+        let codec = OnceLock::new();
+        let dictionary_committed = dictionary.is_some();
+        if let Some(d) = dictionary {
+            let _ = codec.set(Codec::new(d)?);
+        }
         let segments = Self {
             entries: open_rw(&dir.join("entries.bin"))?,
             index: open_rw(&dir.join("entries.idx"))?,
             hashes: open_rw(&dir.join("hashes.bin"))?,
+            codec,
             tail: Mutex::new(Tail {
                 count: 0,
                 hash_count: 0,
                 mark: SegmentsMark::default(),
                 last_derived_sync: Instant::now(),
+                dictionary_committed,
             }),
             visible: AtomicU64::new(0),
             visible_hashes: AtomicU64::new(0),
@@ -225,8 +240,8 @@ impl Segments {
         };
         let mut hash_at = tlog_tiles::stored_hash_count(from);
         for index in from..to {
-            let (bytes, _) = self.read_record(offset, end)?;
-            offset += LEN_PREFIX + (SIG_LEN + bytes.len()) as u64;
+            let (bytes, _, next) = self.read_record(offset, end)?;
+            offset = next;
             self.index
                 .write_all_at(&offset.to_be_bytes(), index * IDX_SLOT)?;
             // Readers over the hashes written so far in this walk.
@@ -270,9 +285,11 @@ impl Segments {
                 count: tail.count,
                 hash_count: tail.hash_count,
                 mark: tail.mark,
+                new_dictionary: false,
             });
         }
-        let (records, offsets, end) = self.lay_out_entries(&tail, batch)?;
+        let codec = self.codec_for(batch)?;
+        let (records, offsets, end) = lay_out_entries(codec, &tail, batch)?;
         let hashes = lay_out_hashes(&tail, batch)?;
         let count = tail.count + batch.entries.len() as u64;
         let hash_count = tail.hash_count + (hashes.len() as u64) / HASH_SLOT;
@@ -295,7 +312,24 @@ impl Segments {
                 entries_end: end,
                 derived,
             },
+            new_dictionary: !tail.dictionary_committed,
         })
+    }
+
+    /// The codec, choosing the dictionary (the batch's first entry) if the
+    /// store has none yet.
+    fn codec_for(&self, batch: &BatchWrite) -> Result<&Codec, StoreError> {
+        if let Some(codec) = self.codec.get() {
+            return Ok(codec);
+        }
+        let first = batch.entries.first().map(|e| e.bytes.clone());
+        let codec = Codec::new(first.unwrap_or_default())?;
+        Ok(self.codec.get_or_init(|| codec))
+    }
+
+    /// The committed dictionary's bytes, for a batch that chose it.
+    pub(super) fn dictionary(&self) -> Option<&[u8]> {
+        self.codec.get().map(Codec::dictionary)
     }
 
     /// After the sled transaction that committed `staged`: it is the new
@@ -305,6 +339,7 @@ impl Segments {
         if staged.mark.derived != tail.mark.derived {
             tail.last_derived_sync = Instant::now();
         }
+        tail.dictionary_committed |= staged.new_dictionary;
         tail.count = staged.count;
         tail.hash_count = staged.hash_count;
         tail.mark = staged.mark;
@@ -334,41 +369,6 @@ impl Segments {
         self.visible.store(count, Ordering::Release);
     }
 
-    /// The records and index slots of a batch's entries, and where the
-    /// records will end.
-    fn lay_out_entries(
-        &self,
-        tail: &Tail,
-        batch: &BatchWrite,
-    ) -> Result<(Vec<u8>, Vec<u8>, u64), StoreError> {
-        let mut records = Vec::with_capacity(
-            batch
-                .entries
-                .iter()
-                .map(|e| 4 + SIG_LEN + e.bytes.len())
-                .sum(),
-        );
-        let mut offsets = Vec::with_capacity(batch.entries.len() * 8);
-        let mut end = tail.mark.entries_end;
-        for (expected, e) in (tail.count..).zip(&batch.entries) {
-            if e.index != expected {
-                return Err(StoreError::Corrupt(format!(
-                    "batch entry {} written where entry {expected} belongs",
-                    e.index
-                )));
-            }
-            let len = u32::try_from(SIG_LEN + e.bytes.len())
-                .map_err(|_| StoreError::TooLarge(e.bytes.len()))?;
-            super::check_len(len as usize)?;
-            records.extend_from_slice(&len.to_be_bytes());
-            records.extend_from_slice(&e.signature);
-            records.extend_from_slice(&e.bytes);
-            end += LEN_PREFIX + u64::from(len);
-            offsets.extend_from_slice(&end.to_be_bytes());
-        }
-        Ok((records, offsets, end))
-    }
-
     /// Entry `index`, if committed.
     pub(super) fn entry(&self, index: u64) -> Result<Option<SignedEntryBytes>, StoreError> {
         if index >= self.visible.load(Ordering::Acquire) {
@@ -386,8 +386,8 @@ impl Segments {
                 be_u64(&pair[8..]).ok_or_else(corrupt)?,
             )
         };
-        let (bytes, sig) = self.read_record(start, end)?;
-        if start + LEN_PREFIX + (SIG_LEN + bytes.len()) as u64 != end {
+        let (bytes, sig, next) = self.read_record(start, end)?;
+        if next != end {
             return Err(StoreError::Corrupt(format!(
                 "entry {index}: its record does not end where the index says"
             )));
@@ -412,31 +412,49 @@ impl Segments {
             + self.hashes.metadata()?.len())
     }
 
-    /// Overwrites committed bytes in place (tamper tests only): an entry
-    /// record's signature ‖ bytes (same length), or a stored hash.
-    pub(super) fn tamper(&self, file: &str, index: u64, value: &[u8]) -> Result<(), StoreError> {
-        match file {
-            "entries" => {
-                let start = if index == 0 {
-                    0
-                } else {
-                    self.read_end(index - 1)?
-                };
-                let (bytes, _) = self.read_record(start, self.read_end(index)?)?;
-                if value.len() != SIG_LEN + bytes.len() {
-                    return Err(StoreError::Corrupt(
-                        "a tampered entry must keep its length".into(),
-                    ));
-                }
-                self.entries.write_all_at(value, start + LEN_PREFIX)?;
-                self.entries.sync_data()?;
-            }
-            _ => {
-                self.hashes.write_all_at(value, index * HASH_SLOT)?;
-                self.hashes.sync_data()?;
-            }
+    /// Overwrites committed data (tamper tests only): an entry (signature
+    /// ‖ bytes, re-encoded; the records after it are moved and the index
+    /// rewritten, as someone editing the file would), or a stored hash.
+    /// Returns the new mark when `entries.bin` changed length.
+    pub(super) fn tamper(
+        &self,
+        file: &str,
+        index: u64,
+        value: &[u8],
+    ) -> Result<Option<SegmentsMark>, StoreError> {
+        if file != "entries" {
+            self.hashes.write_all_at(value, index * HASH_SLOT)?;
+            self.hashes.sync_data()?;
+            return Ok(None);
         }
-        Ok(())
+        let codec = self
+            .codec
+            .get()
+            .ok_or_else(|| StoreError::Corrupt("no entries to tamper with".into()))?;
+        let mut tail = self.lock_tail()?;
+        let start = if index == 0 { 0 } else { self.read_end(index - 1)? };
+        let (mut records, mut offsets, mut end) = (Vec::new(), Vec::new(), start);
+        let mut at = start;
+        for i in index..tail.count {
+            let (bytes, sig, next) = self.read_record(at, tail.mark.entries_end)?;
+            at = next;
+            let (sig, bytes) = if i == index {
+                let (s, b) = value.split_at(SIG_LEN.min(value.len()));
+                (s.try_into().map_err(|_| StoreError::Corrupt("short value".into()))?, b.to_vec())
+            } else {
+                (sig, bytes)
+            };
+            end += append_record(codec, &sig, &bytes, &mut records)?;
+            offsets.extend_from_slice(&end.to_be_bytes());
+        }
+        self.entries.write_all_at(&records, start)?;
+        self.entries.set_len(end)?;
+        self.index.write_all_at(&offsets, index * IDX_SLOT)?;
+        for f in [&self.entries, &self.index] {
+            f.sync_data()?;
+        }
+        tail.mark.entries_end = end;
+        Ok(Some(tail.mark))
     }
 
     /// The end offset of entry `index`'s record, from `entries.idx`.
@@ -446,8 +464,9 @@ impl Segments {
         Ok(u64::from_be_bytes(slot))
     }
 
-    /// The record at `start`, which must lie wholly before `limit`.
-    fn read_record(&self, start: u64, limit: u64) -> Result<SignedEntryBytes, StoreError> {
+    /// The record at `start`, which must lie wholly before `limit`: its
+    /// entry bytes, signature, and where it ends.
+    fn read_record(&self, start: u64, limit: u64) -> Result<(Vec<u8>, [u8; 64], u64), StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("entries.bin at {start}: {what}"));
         let mut prefix = [0u8; 4];
         if start + LEN_PREFIX > limit {
@@ -459,11 +478,14 @@ impl Segments {
             return Err(corrupt("record length out of bounds"));
         }
         let mut record = vec![0u8; usize::try_from(len).map_err(|_| corrupt("length"))?];
-        self.entries
-            .read_exact_at(&mut record, start + LEN_PREFIX)?;
-        let bytes = record.split_off(SIG_LEN);
-        let sig: [u8; 64] = record.try_into().map_err(|_| corrupt("signature length"))?;
-        Ok((bytes, sig))
+        self.entries.read_exact_at(&mut record, start + LEN_PREFIX)?;
+        let codec = self
+            .codec
+            .get()
+            .ok_or_else(|| corrupt("records but no committed dictionary"))?;
+        let (sig, body) = record.split_at(SIG_LEN);
+        let sig: [u8; 64] = sig.try_into().map_err(|_| corrupt("signature length"))?;
+        Ok((codec.decompress(body)?, sig, start + LEN_PREFIX + len))
     }
 
     fn lock_tail(&self) -> Result<std::sync::MutexGuard<'_, Tail>, StoreError> {
@@ -471,6 +493,53 @@ impl Segments {
             .lock()
             .map_err(|_| StoreError::Corrupt("segment writer state poisoned".into()))
     }
+}
+
+/// The records and index slots of a batch's entries, and where the
+/// records will end.
+fn lay_out_entries(
+    codec: &Codec,
+    tail: &Tail,
+    batch: &BatchWrite,
+) -> Result<(Vec<u8>, Vec<u8>, u64), StoreError> {
+    let mut records = Vec::with_capacity(
+        batch
+            .entries
+            .iter()
+            .map(|e| 4 + SIG_LEN + e.bytes.len())
+            .sum(),
+    );
+    let mut offsets = Vec::with_capacity(batch.entries.len() * 8);
+    let mut end = tail.mark.entries_end;
+    for (expected, e) in (tail.count..).zip(&batch.entries) {
+        if e.index != expected {
+            return Err(StoreError::Corrupt(format!(
+                "batch entry {} written where entry {expected} belongs",
+                e.index
+            )));
+        }
+        super::check_len(SIG_LEN + e.bytes.len())?;
+        end += append_record(codec, &e.signature, &e.bytes, &mut records)?;
+        offsets.extend_from_slice(&end.to_be_bytes());
+    }
+    Ok((records, offsets, end))
+}
+
+/// Appends one record (length ‖ signature ‖ compressed bytes) to `out`,
+/// and returns its length.
+fn append_record(
+    codec: &Codec,
+    signature: &[u8; 64],
+    bytes: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<u64, StoreError> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(signature);
+    codec.compress_into(bytes, out)?;
+    let len = u32::try_from(out.len() - at - 4).map_err(|_| StoreError::TooLarge(bytes.len()))?;
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    Ok(LEN_PREFIX + u64::from(len))
 }
 
 /// The stored hashes of a batch, contiguous from the committed count.
@@ -531,16 +600,17 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
 
 /// Writes `entries.bin` afresh from entry values (signature ‖ bytes) in
 /// index order — the migration of a store written before the segment files
-/// existed, when entries lived in a sled tree — and makes it durable. The
-/// derived files are then rebuilt by [`Segments::open`] from the mark
-/// returned (whose `derived` is 0).
+/// existed, when entries lived in a sled tree — and makes it durable.
+/// Returns the mark (whose `derived` is 0: [`Segments::open`] rebuilds the
+/// derived files) and the dictionary chosen (the first entry's bytes).
 pub(super) fn write_entries_file(
     dir: &Path,
     values: impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>>,
-) -> Result<SegmentsMark, StoreError> {
+) -> Result<(SegmentsMark, Option<Vec<u8>>), StoreError> {
     let file = open_rw(&dir.join("entries.bin"))?;
     file.set_len(0)?;
     let mut end = 0u64;
+    let mut codec: Option<Codec> = None;
     let mut buffer = Vec::with_capacity(1 << 20);
     for (expected, value) in (0u64..).zip(values) {
         let (index, value) = value?;
@@ -549,9 +619,15 @@ pub(super) fn write_entries_file(
                 "legacy entry {index} (expected {expected}) cannot be migrated"
             )));
         }
-        let len = u32::try_from(value.len()).map_err(|_| StoreError::TooLarge(value.len()))?;
-        buffer.extend_from_slice(&len.to_be_bytes());
-        buffer.extend_from_slice(&value);
+        let (sig, bytes) = value.split_at(SIG_LEN);
+        let sig: [u8; 64] = sig
+            .try_into()
+            .map_err(|_| StoreError::Corrupt(format!("legacy entry {index}")))?;
+        let codec = match &mut codec {
+            Some(c) => c,
+            None => codec.insert(Codec::new(bytes.to_vec())?),
+        };
+        append_record(codec, &sig, bytes, &mut buffer)?;
         if buffer.len() >= 1 << 20 {
             file.write_all_at(&buffer, end)?;
             end += buffer.len() as u64;
@@ -561,10 +637,11 @@ pub(super) fn write_entries_file(
     file.write_all_at(&buffer, end)?;
     end += buffer.len() as u64;
     file.sync_data()?;
-    Ok(SegmentsMark {
+    let mark = SegmentsMark {
         entries_end: end,
         derived: 0,
-    })
+    };
+    Ok((mark, codec.map(|c| c.dictionary().to_vec())))
 }
 
 #[cfg(test)]
@@ -714,12 +791,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let model = written(dir.path());
         for file in ["entries.idx", "hashes.bin"] {
-            OpenOptions::new()
-                .write(true)
-                .open(dir.path().join(file))
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            truncate(&dir.path().join(file));
         }
         let store = open(dir.path()).unwrap();
         assert_holds(&store, &model);
@@ -746,22 +818,49 @@ mod tests {
         );
     }
 
+    fn truncate(path: &Path) {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
     #[test]
     fn an_entry_altered_before_a_rebuild_refuses_to_open() {
         let dir = tempfile::tempdir().unwrap();
         written(dir.path());
-        let path = dir.path().join("entries.bin");
-        let f = OpenOptions::new().write(true).open(&path).unwrap();
-        // Inside entry 0's bytes ("record 0"): after its length and signature.
-        f.write_all_at(b"R", 4 + 64).unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(dir.path().join("hashes.bin"))
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        {
+            // Entry 3 re-encoded with other bytes, as an editor would.
+            let store = open(dir.path()).unwrap();
+            let mut value = vec![3u8; 64];
+            value.extend_from_slice(b"record 3 forged");
+            store.tamper_raw("entries", &3u64.to_be_bytes(), &value).unwrap();
+            assert_eq!(store.entry(3).unwrap().unwrap().0, b"record 3 forged");
+        }
+        truncate(&dir.path().join("hashes.bin"));
         let err = open(dir.path()).err().unwrap();
         assert!(err.to_string().contains("altered"), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_record_fails_its_read_and_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        written(dir.path());
+        let f = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("entries.bin"))
+            .unwrap();
+        // Inside entry 0's compressed bytes (after length and signature).
+        f.write_all_at(b"\xFF", 4 + 64 + 6).unwrap();
+        let store = open(dir.path()).unwrap();
+        assert!(matches!(store.entry(0), Err(StoreError::Corrupt(_))));
+        assert!(store.entry(1).unwrap().is_some());
+        drop(store);
+        truncate(&dir.path().join("hashes.bin"));
+        let err = open(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("does not decompress"), "{err}");
     }
 
     #[test]
