@@ -17,7 +17,7 @@
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
 //! | `exec_ids`    | exec_id (UTF-8)        | index `u64`                             |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
-//! | `meta`        | name                   | origin, verifier key, head, segments mark |
+//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
 //! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (JSON)                     |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |

@@ -432,7 +432,11 @@ impl Segments {
             .get()
             .ok_or_else(|| StoreError::Corrupt("no entries to tamper with".into()))?;
         let mut tail = self.lock_tail()?;
-        let start = if index == 0 { 0 } else { self.read_end(index - 1)? };
+        let start = if index == 0 {
+            0
+        } else {
+            self.read_end(index - 1)?
+        };
         let (mut records, mut offsets, mut end) = (Vec::new(), Vec::new(), start);
         let mut at = start;
         for i in index..tail.count {
@@ -440,7 +444,11 @@ impl Segments {
             at = next;
             let (sig, bytes) = if i == index {
                 let (s, b) = value.split_at(SIG_LEN.min(value.len()));
-                (s.try_into().map_err(|_| StoreError::Corrupt("short value".into()))?, b.to_vec())
+                (
+                    s.try_into()
+                        .map_err(|_| StoreError::Corrupt("short value".into()))?,
+                    b.to_vec(),
+                )
             } else {
                 (sig, bytes)
             };
@@ -478,7 +486,8 @@ impl Segments {
             return Err(corrupt("record length out of bounds"));
         }
         let mut record = vec![0u8; usize::try_from(len).map_err(|_| corrupt("length"))?];
-        self.entries.read_exact_at(&mut record, start + LEN_PREFIX)?;
+        self.entries
+            .read_exact_at(&mut record, start + LEN_PREFIX)?;
         let codec = self
             .codec
             .get()
@@ -836,7 +845,9 @@ mod tests {
             let store = open(dir.path()).unwrap();
             let mut value = vec![3u8; 64];
             value.extend_from_slice(b"record 3 forged");
-            store.tamper_raw("entries", &3u64.to_be_bytes(), &value).unwrap();
+            store
+                .tamper_raw("entries", &3u64.to_be_bytes(), &value)
+                .unwrap();
             assert_eq!(store.entry(3).unwrap().unwrap().0, b"record 3 forged");
         }
         truncate(&dir.path().join("hashes.bin"));
