@@ -15,7 +15,7 @@
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
-//! | `exec_ids`    | exec_id (UTF-8)        | index `u64`                             |
+//! | `exec_id_buckets` | 20 bits of SHA-256(exec_id) (`u32`) | (exec_id, index) list ([`exec_index`]) |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
 //! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (JSON)                     |
@@ -42,6 +42,7 @@
 
 mod codec;
 mod cosignatures;
+mod exec_index;
 mod faults;
 mod hash_reader;
 pub mod reservations;
@@ -225,7 +226,7 @@ impl Store {
         let inner = Inner {
             segments,
             checkpoints: db.open_tree("checkpoints")?,
-            exec_ids: db.open_tree("exec_ids")?,
+            exec_ids: open_exec_ids(&db, &log_file)?,
             content: db.open_tree("content")?,
             meta,
             nonces: db.open_tree("nonces")?,
@@ -303,7 +304,7 @@ impl Store {
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());
         let batches = batch
-            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary))
+            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary, &self.inner.exec_ids))
             .transpose()?;
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
@@ -393,11 +394,10 @@ impl Store {
 
     /// Index of the entry with this exec_id.
     pub fn index_of_exec_id(&self, exec_id: &str) -> Result<Option<u64>, StoreError> {
-        self.inner
-            .exec_ids
-            .get(exec_id.as_bytes())?
-            .map(|v| decode_u64(&v))
-            .transpose()
+        match self.inner.exec_ids.get(exec_index::bucket_key(exec_id))? {
+            Some(bucket) => exec_index::lookup(&bucket, exec_id),
+            None => Ok(None),
+        }
     }
 
     /// Cleartext content stored beside entry `index`.
@@ -473,6 +473,7 @@ impl SledBatches {
         batch: &BatchWrite,
         mark: Option<SegmentsMark>,
         dictionary: Option<&[u8]>,
+        exec_ids: &sled::Tree,
     ) -> Result<Self, StoreError> {
         let mut b = Self {
             exec_ids: sled::Batch::default(),
@@ -482,11 +483,14 @@ impl SledBatches {
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
+        b.exec_ids = bucket_updates(
+            exec_ids,
+            batch
+                .entries
+                .iter()
+                .filter_map(|e| e.index_exec_id.as_deref().map(|id| (id, e.index))),
+        )?;
         for e in &batch.entries {
-            if let Some(exec_id) = &e.index_exec_id {
-                b.exec_ids
-                    .insert(exec_id.as_bytes(), e.index.to_be_bytes().to_vec());
-            }
             if let Some(c) = &e.content {
                 check_len(c.len())?;
                 b.content
@@ -635,6 +639,61 @@ impl Drop for Inner {
     }
 }
 
+/// The new values of the exec_id buckets that `additions` touch, as a
+/// sled batch. Read outside the append transaction: only the ledger's one
+/// writer changes this tree, so the values read are the ones replaced.
+fn bucket_updates<'a>(
+    exec_ids: &sled::Tree,
+    additions: impl Iterator<Item = (&'a str, u64)>,
+) -> Result<sled::Batch, StoreError> {
+    let mut by_bucket: std::collections::BTreeMap<[u8; 4], Vec<(&str, u64)>> =
+        std::collections::BTreeMap::new();
+    for (id, index) in additions {
+        by_bucket
+            .entry(exec_index::bucket_key(id))
+            .or_default()
+            .push((id, index));
+    }
+    let mut batch = sled::Batch::default();
+    for (key, items) in by_bucket {
+        let old = exec_ids.get(key)?;
+        batch.insert(&key, exec_index::with_added(old.as_deref(), &items)?);
+    }
+    Ok(batch)
+}
+
+/// Opens the exec_id buckets, first moving a legacy `exec_ids` tree (one
+/// key per exec_id) into them; the legacy tree is dropped only after the
+/// buckets are durable, and a repeated move is harmless.
+fn open_exec_ids(db: &sled::Db, log_file: &File) -> Result<sled::Tree, StoreError> {
+    let buckets = db.open_tree(EXEC_ID_BUCKETS)?;
+    if !has_tree(db, LEGACY_EXEC_IDS)? {
+        return Ok(buckets);
+    }
+    tracing::info!("moving the exec_id index into hash buckets");
+    let legacy = db.open_tree(LEGACY_EXEC_IDS)?;
+    let mut chunk: Vec<(String, u64)> = Vec::new();
+    let mut items = legacy.iter();
+    loop {
+        chunk.clear();
+        for item in items.by_ref().take(100_000) {
+            let (k, v) = item?;
+            let id = String::from_utf8(k.to_vec())
+                .map_err(|_| StoreError::Corrupt("legacy exec_id is not UTF-8".into()))?;
+            chunk.push((id, decode_u64(&v)?));
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let batch = bucket_updates(&buckets, chunk.iter().map(|(id, i)| (id.as_str(), *i)))?;
+        buckets.apply_batch(batch)?;
+    }
+    sync_sled(db, log_file)?;
+    db.drop_tree(LEGACY_EXEC_IDS)?;
+    sync_sled(db, log_file)?;
+    Ok(buckets)
+}
+
 /// `flush()` then a real `fdatasync` of sled's log file (see "Durability").
 fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
     db.flush()?;
@@ -645,6 +704,10 @@ fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
 /// sled trees of stores written before the segment files existed.
 const LEGACY_ENTRIES: &str = "entries";
 const LEGACY_HASHES: &str = "hashes";
+/// One key per exec_id, before the buckets.
+const LEGACY_EXEC_IDS: &str = "exec_ids";
+/// The exec_id index ([`exec_index`]).
+const EXEC_ID_BUCKETS: &str = "exec_id_buckets";
 
 fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
     Ok(db

@@ -913,6 +913,31 @@ mod tests {
     }
 
     #[test]
+    fn a_store_with_one_key_per_exec_id_is_moved_into_buckets() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::Config::new()
+                .path(dir.path())
+                .segment_size(crate::store::SEGMENT_SIZE)
+                .open()
+                .unwrap();
+            let legacy = db.open_tree("exec_ids").unwrap();
+            for n in 0..1_000u64 {
+                legacy
+                    .insert(format!("exec-{n}").as_bytes(), &n.to_be_bytes()[..])
+                    .unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = open(dir.path()).unwrap();
+        for n in [0u64, 1, 499, 999] {
+            assert_eq!(store.index_of_exec_id(&format!("exec-{n}")).unwrap(), Some(n));
+        }
+        assert_eq!(store.index_of_exec_id("exec-1000").unwrap(), None);
+        assert!(!super::super::has_tree(&store.inner.db, "exec_ids").unwrap());
+    }
+
+    #[test]
     fn whole_records_is_the_largest_size_that_fits() {
         for n in 0..600u64 {
             let count = tlog_tiles::stored_hash_count(n);
