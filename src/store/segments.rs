@@ -931,7 +931,10 @@ mod tests {
         }
         let store = open(dir.path()).unwrap();
         for n in [0u64, 1, 499, 999] {
-            assert_eq!(store.index_of_exec_id(&format!("exec-{n}")).unwrap(), Some(n));
+            assert_eq!(
+                store.index_of_exec_id(&format!("exec-{n}")).unwrap(),
+                Some(n)
+            );
         }
         assert_eq!(store.index_of_exec_id("exec-1000").unwrap(), None);
         assert!(!super::super::has_tree(&store.inner.db, "exec_ids").unwrap());
