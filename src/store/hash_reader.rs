@@ -1,4 +1,4 @@
-//! `tlog_tiles::HashReader` over the `hashes` tree, and an overlay that adds
+//! `tlog_tiles::HashReader` over the committed stored hashes, and an overlay that adds
 //! the hashes of a batch not yet committed (the sequencer computes the new
 //! root and proofs before the batch is written).
 
@@ -6,22 +6,16 @@ use std::collections::HashMap;
 
 use tlog_tiles::{Error as TlogError, HashReader};
 
+use super::segments::FileHashes;
 use super::Store;
 use crate::core::hash::Hash;
 
-/// Reads committed stored hashes from sled.
+/// Reads committed stored hashes (from `hashes.bin`).
 pub struct StoreHashReader<'a>(pub &'a Store);
 
 impl HashReader for StoreHashReader<'_> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<tlog_tiles::Hash>, TlogError> {
-        indexes
-            .iter()
-            .map(|&i| match self.0.stored_hash(i) {
-                Ok(Some(h)) => Ok(h.into()),
-                Ok(None) => Err(TlogError::IndexesNotInTree),
-                Err(e) => Err(TlogError::InvalidInput(e.to_string())),
-            })
-            .collect()
+        FileHashes(&self.0.inner.segments).read_hashes(indexes)
     }
 }
 

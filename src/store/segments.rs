@@ -722,6 +722,15 @@ mod tests {
         }
     }
 
+    /// sled opened as the store opens it, to write a legacy layout.
+    fn legacy_db(dir: &Path) -> sled::Db {
+        sled::Config::new()
+            .path(dir)
+            .segment_size(crate::store::SEGMENT_SIZE)
+            .open()
+            .unwrap()
+    }
+
     fn open(dir: &Path) -> Result<Store, StoreError> {
         Store::open(&StoreConfig::new(dir))
     }
@@ -881,11 +890,7 @@ mod tests {
         let batch = model.batch(37);
         {
             // The layout before the segment files: entries and hashes trees.
-            let db = sled::Config::new()
-                .path(dir.path())
-                .segment_size(crate::store::SEGMENT_SIZE)
-                .open()
-                .unwrap();
+            let db = legacy_db(dir.path());
             let entries = db.open_tree("entries").unwrap();
             for e in &batch.entries {
                 let mut value = e.signature.to_vec();
@@ -916,11 +921,7 @@ mod tests {
     fn a_store_with_one_key_per_exec_id_is_moved_into_buckets() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::Config::new()
-                .path(dir.path())
-                .segment_size(crate::store::SEGMENT_SIZE)
-                .open()
-                .unwrap();
+            let db = legacy_db(dir.path());
             let legacy = db.open_tree("exec_ids").unwrap();
             for n in 0..1_000u64 {
                 legacy
