@@ -476,20 +476,19 @@ impl SledBatches {
         exec_ids: &sled::Tree,
     ) -> Result<Self, StoreError> {
         let mut b = Self {
-            exec_ids: sled::Batch::default(),
+            exec_ids: bucket_updates(
+                exec_ids,
+                batch
+                    .entries
+                    .iter()
+                    .filter_map(|e| e.index_exec_id.as_deref().map(|id| (id, e.index))),
+            )?,
             content: sled::Batch::default(),
             nonces: sled::Batch::default(),
             pending: sled::Batch::default(),
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
-        b.exec_ids = bucket_updates(
-            exec_ids,
-            batch
-                .entries
-                .iter()
-                .filter_map(|e| e.index_exec_id.as_deref().map(|id| (id, e.index))),
-        )?;
         for e in &batch.entries {
             if let Some(c) = &e.content {
                 check_len(c.len())?;
@@ -606,11 +605,10 @@ fn open_segments(
     let (segments, rebuilt) =
         Segments::open(dir, size, head.map(|h| h.root), mark, dictionary.clone())?;
     if let Some(mark) = rebuilt {
-        meta.insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
         if let Some(d) = dictionary {
             meta.insert(META_ENTRIES_DICT, d)?;
         }
-        sync_sled(db, log_file)?;
+        commit_mark(db, meta, log_file, mark)?;
     }
     // The legacy trees go only once the segment files are committed.
     if legacy {
@@ -627,11 +625,9 @@ impl Drop for Inner {
     /// A clean close makes the derived segment files durable and records
     /// it, so that the next open has nothing to rebuild.
     fn drop(&mut self) {
-        let synced = self.segments.sync_derived().and_then(|mark| {
-            let Some(mark) = mark else { return Ok(()) };
-            self.meta
-                .insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
-            sync_sled(&self.db, &self.log_file)
+        let synced = self.segments.sync_derived().and_then(|mark| match mark {
+            Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark),
+            None => Ok(()),
         });
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
@@ -694,6 +690,18 @@ fn open_exec_ids(db: &sled::Db, log_file: &File) -> Result<sled::Tree, StoreErro
     Ok(buckets)
 }
 
+/// Records a segments mark outside an append (after a rebuild at open, a
+/// clean close, or a tamper) and makes it durable.
+fn commit_mark(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    log_file: &File,
+    mark: SegmentsMark,
+) -> Result<(), StoreError> {
+    meta.insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
+    sync_sled(db, log_file)
+}
+
 /// `flush()` then a real `fdatasync` of sled's log file (see "Durability").
 fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
     db.flush()?;
@@ -734,15 +742,13 @@ impl Store {
     /// check, and syncs. Exists only so tamper tests and the tampering
     /// harness can corrupt a store on purpose; nothing else calls it.
     #[doc(hidden)]
-    /// `entries` and `hashes` name the segment files (key: the index;
-    /// an entry keeps its length).
+    /// `entries` and `hashes` name the segment files (key: the index; an
+    /// entry's value is signature ‖ bytes, re-encoded in place of the old).
     pub fn tamper_raw(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         if tree == "entries" || tree == "hashes" {
             if let Some(mark) = self.inner.segments.tamper(tree, decode_u64(key)?, value)? {
-                self.inner
-                    .meta
-                    .insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
-                self.sync()?;
+                let i = &self.inner;
+                commit_mark(&i.db, &i.meta, &i.log_file, mark)?;
             }
             return Ok(());
         }

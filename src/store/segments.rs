@@ -233,11 +233,7 @@ impl Segments {
     /// by walking their records in `entries.bin`, which must end at `end`,
     /// then makes them durable.
     fn rebuild(&self, from: u64, to: u64, end: u64) -> Result<SegmentsMark, StoreError> {
-        let mut offset = if from == 0 {
-            0
-        } else {
-            self.read_end(from - 1)?
-        };
+        let mut offset = self.record_start(from)?;
         let mut hash_at = tlog_tiles::stored_hash_count(from);
         for index in from..to {
             let (bytes, _, next) = self.read_record(offset, end)?;
@@ -432,11 +428,7 @@ impl Segments {
             .get()
             .ok_or_else(|| StoreError::Corrupt("no entries to tamper with".into()))?;
         let mut tail = self.lock_tail()?;
-        let start = if index == 0 {
-            0
-        } else {
-            self.read_end(index - 1)?
-        };
+        let start = self.record_start(index)?;
         let (mut records, mut offsets, mut end) = (Vec::new(), Vec::new(), start);
         let mut at = start;
         for i in index..tail.count {
@@ -463,6 +455,14 @@ impl Segments {
         }
         tail.mark.entries_end = end;
         Ok(Some(tail.mark))
+    }
+
+    /// Where entry `index`'s record starts: where the one before it ends.
+    fn record_start(&self, index: u64) -> Result<u64, StoreError> {
+        match index.checked_sub(1) {
+            Some(before) => self.read_end(before),
+            None => Ok(0),
+        }
     }
 
     /// The end offset of entry `index`'s record, from `entries.idx`.
@@ -567,13 +567,11 @@ fn lay_out_hashes(tail: &Tail, batch: &BatchWrite) -> Result<Vec<u8>, StoreError
 
 /// The largest tree size whose stored hashes fit in `hashes` slots.
 fn whole_records(hashes: u64) -> u64 {
-    // stored_hash_count(n) ≥ n, so n ≤ hashes; step down from an estimate.
+    // stored_hash_count(n) = 2n − popcount(n) < 2n, so size hashes/2 always
+    // fits; step up from there (at most ~64 steps).
     let mut n = hashes / 2;
     while tlog_tiles::stored_hash_count(n + 1) <= hashes {
         n += 1;
-    }
-    while n > 0 && tlog_tiles::stored_hash_count(n) > hashes {
-        n -= 1;
     }
     n
 }
