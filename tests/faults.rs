@@ -86,7 +86,11 @@ async fn reservation_faults_answer_503_and_the_service_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_faults_stop_the_writer_without_corrupting_the_log() {
-    for point in [FaultPoint::CommitWrite, FaultPoint::CommitSync] {
+    for point in [
+        FaultPoint::CommitWrite,
+        FaultPoint::EntriesSync,
+        FaultPoint::CommitSync,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut receipts: Vec<Receipt> = Vec::new();
         {

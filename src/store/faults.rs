@@ -15,11 +15,14 @@ pub enum FaultPoint {
     ReserveSync,
     /// The batch transaction of the sequencer.
     CommitWrite,
+    /// The fdatasync of `entries.bin`, which must precede the batch
+    /// transaction.
+    EntriesSync,
     /// The flush + fdatasync after the batch transaction.
     CommitSync,
 }
 
-const POINTS: usize = 4;
+const POINTS: usize = 5;
 
 /// Armed faults: -1 is off; n ≥ 0 fails the pass after n more successes.
 pub(super) struct Faults([AtomicI64; POINTS]);
@@ -27,6 +30,7 @@ pub(super) struct Faults([AtomicI64; POINTS]);
 impl Default for Faults {
     fn default() -> Self {
         Self([
+            AtomicI64::new(-1),
             AtomicI64::new(-1),
             AtomicI64::new(-1),
             AtomicI64::new(-1),

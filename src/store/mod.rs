@@ -299,7 +299,9 @@ impl Store {
             self.inner.faults.check(FaultPoint::CommitWrite)?;
         }
         // The segment files first, durable before the head that covers them.
-        let staged = batch.map(|b| self.inner.segments.stage(b)).transpose()?;
+        let staged = batch
+            .map(|b| self.inner.segments.stage(b, &self.inner.faults))
+            .transpose()?;
         let dictionary = staged
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());

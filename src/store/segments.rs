@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 use tlog_tiles::{Error as TlogError, HashReader};
 
 use super::codec::Codec;
-use super::{BatchWrite, SignedEntryBytes, StoreError};
+use super::faults::Faults;
+use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
 use crate::core::hash::{leaf_hash, Hash};
 
 /// How often, at most, the derived files are made durable. What was not
@@ -274,7 +275,7 @@ impl Segments {
     /// Writes `batch`'s entries and hashes at the end of the committed
     /// data and makes `entries.bin` durable (and the derived files, when
     /// their interval is up). Nothing becomes visible until [`Self::publish`].
-    pub(super) fn stage(&self, batch: &BatchWrite) -> Result<Staged, StoreError> {
+    pub(super) fn stage(&self, batch: &BatchWrite, faults: &Faults) -> Result<Staged, StoreError> {
         let tail = self.lock_tail()?;
         if batch.entries.is_empty() && batch.hashes.is_empty() {
             return Ok(Staged {
@@ -293,6 +294,7 @@ impl Segments {
         self.index.write_all_at(&offsets, tail.count * IDX_SLOT)?;
         self.hashes
             .write_all_at(&hashes, tail.hash_count * HASH_SLOT)?;
+        faults.check(FaultPoint::EntriesSync)?;
         self.entries.sync_data()?;
         let derived = if tail.last_derived_sync.elapsed() >= DERIVED_SYNC_INTERVAL {
             self.index.sync_data()?;
@@ -800,6 +802,23 @@ mod tests {
         store.commit(&model.batch(4)).unwrap();
         drop(store);
         assert_holds(&open(dir.path()).unwrap(), &model);
+    }
+
+    #[test]
+    fn a_batch_whose_entries_file_is_not_durable_is_not_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = written(dir.path());
+        let committed = model.head();
+        let store = open(dir.path()).unwrap();
+        store.inject_fault(FaultPoint::EntriesSync, 0);
+        assert!(store.commit(&model.batch(3)).is_err());
+        // The batch's bytes reached the file, but no head covers them.
+        assert_eq!(store.head().unwrap(), Some(committed));
+        assert!(store.entry(committed.size).unwrap().is_none());
+        drop(store);
+        let store = open(dir.path()).unwrap();
+        assert_eq!(store.head().unwrap(), Some(committed));
+        assert!(store.entry(committed.size).unwrap().is_none());
     }
 
     #[test]
