@@ -252,6 +252,22 @@ impl Entry {
 /// `prev` of entry 0.
 pub const GENESIS_PREV: Hash = Hash::from_bytes([0; 32]);
 
+/// The exec_id the store indexes an entry's bytes under: the entry's own,
+/// except for a replay, which carries the original attempt's exec_id and
+/// must leave it pointing at the original. `None` for bytes that are not an
+/// entry. Reads only the two fields (the store calls it for every entry when
+/// it rebuilds its exec_id table, and on each lookup to check a candidate).
+#[must_use]
+pub fn indexed_exec_id(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Indexed {
+        exec_id: String,
+        outcome: Outcome,
+    }
+    let fields: Indexed = serde_json::from_slice(bytes).ok()?;
+    (fields.outcome != Outcome::Replayed).then_some(fields.exec_id)
+}
+
 /// Reason codes are short machine identifiers: `[a-z0-9_]{1,64}`.
 #[must_use]
 pub fn is_reason_code(code: &str) -> bool {

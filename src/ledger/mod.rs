@@ -129,8 +129,8 @@ impl LedgerConfig {
 
     fn store_config(&self) -> StoreConfig {
         StoreConfig {
-            path: self.data_dir.join("db"),
             cache_bytes: self.cache_bytes,
+            ..StoreConfig::new(self.data_dir.join("db"))
         }
     }
 }
@@ -495,6 +495,18 @@ impl Ledger {
     /// A fresh receipt for the entry at `index`, against the best cosigned
     /// checkpoint that includes it, or else the latest checkpoint.
     pub fn receipt(&self, index: u64) -> Result<Receipt, LedgerError> {
+        let entry = self.store.entry(index)?.ok_or(LedgerError::NotFound)?;
+        self.receipt_of_entry(index, entry)
+    }
+
+    /// The receipt of entry `index`, whose stored bytes and signature the
+    /// caller already read; `NotFound` until its batch is durable (the
+    /// store shows a batch to readers before its sync returns).
+    fn receipt_of_entry(
+        &self,
+        index: u64,
+        (bytes, signature): crate::store::SignedEntryBytes,
+    ) -> Result<Receipt, LedgerError> {
         let committed = self
             .committed
             .read()
@@ -503,7 +515,6 @@ impl Ledger {
         if index >= committed.head.size {
             return Err(LedgerError::NotFound);
         }
-        let (bytes, signature) = self.store.entry(index)?.ok_or(LedgerError::NotFound)?;
         let (tree_size, checkpoint) =
             self.receipt_checkpoint(index, (committed.head.size, committed.checkpoint))?;
         let hashes = prove_inclusion(
@@ -523,11 +534,11 @@ impl Ledger {
 
     /// A fresh receipt for the entry with this exec_id.
     pub fn receipt_for_exec_id(&self, exec_id: &str) -> Result<Receipt, LedgerError> {
-        let index = self
+        let (index, entry) = self
             .store
-            .index_of_exec_id(exec_id)?
+            .entry_of_exec_id(exec_id)?
             .ok_or(LedgerError::NotFound)?;
-        self.receipt(index)
+        self.receipt_of_entry(index, entry)
     }
 
     fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {

@@ -80,8 +80,8 @@ mod tests {
     fn only_the_newest_cosigned_checkpoints_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreConfig {
-            path: dir.path().join("db"),
             cache_bytes: 1 << 20,
+            ..StoreConfig::new(dir.path().join("db"))
         })
         .unwrap();
         let total = KEEP_COSIGNED as u64 + 10;

@@ -8,14 +8,15 @@
 //! # Segment files (see [`segments`])
 //!
 //! `entries.bin` (signature ‖ entry bytes, by index), `entries.idx` (record
-//! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout).
+//! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout); and
+//! `exec_ids.tab`, the exec_id → index hash table ([`exec_table`]), derived
+//! from `entries.bin` and written after each commit.
 //!
 //! # sled trees (key → value; all integers big-endian)
 //!
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
-//! | `exec_id_buckets` | 20 bits of SHA-256(exec_id) (`u32`) | (exec_id, index) list ([`exec_index`]) |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
 //! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (JSON)                     |
@@ -42,7 +43,7 @@
 
 mod codec;
 mod cosignatures;
-mod exec_index;
+mod exec_table;
 mod faults;
 mod hash_reader;
 pub mod reservations;
@@ -98,7 +99,15 @@ pub struct StoreConfig {
     /// sled page-cache size in bytes (sled's default of 1 GiB is too much
     /// for a sidecar; 64 MiB is the default here).
     pub cache_bytes: u64,
+    /// The exec_id an entry's bytes are indexed under (see
+    /// [`crate::core::entry::indexed_exec_id`], the default): used to index
+    /// entries again at open and to check a lookup's candidates. The store
+    /// itself never interprets entry bytes.
+    pub exec_id_of: ExecIdOf,
 }
+
+/// Reads the exec_id to index an entry under from its bytes.
+pub type ExecIdOf = fn(&[u8]) -> Option<String>;
 
 impl StoreConfig {
     /// Defaults for a directory.
@@ -106,6 +115,7 @@ impl StoreConfig {
         Self {
             path: path.into(),
             cache_bytes: 64 << 20,
+            exec_id_of: crate::core::entry::indexed_exec_id,
         }
     }
 }
@@ -195,8 +205,9 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     segments: Segments,
+    exec_table: exec_table::ExecTable,
+    exec_id_of: ExecIdOf,
     checkpoints: sled::Tree,
-    exec_ids: sled::Tree,
     content: sled::Tree,
     meta: sled::Tree,
     nonces: sled::Tree,
@@ -222,11 +233,13 @@ impl Store {
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
+        let exec_table = open_exec_table(&db, &segments, config, &log_file)?;
         sync_dir(&config.path)?;
         let inner = Inner {
             segments,
+            exec_table,
+            exec_id_of: config.exec_id_of,
             checkpoints: db.open_tree("checkpoints")?,
-            exec_ids: open_exec_ids(&db, &log_file)?,
             content: db.open_tree("content")?,
             meta,
             nonces: db.open_tree("nonces")?,
@@ -306,7 +319,7 @@ impl Store {
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());
         let batches = batch
-            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary, &self.inner.exec_ids))
+            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary))
             .transpose()?;
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
@@ -327,7 +340,6 @@ impl Store {
         }
         let i = &self.inner;
         let found = (
-            &i.exec_ids,
             &i.content,
             &i.checkpoints,
             &i.meta,
@@ -335,13 +347,12 @@ impl Store {
             &i.pending,
             &i.approvals,
         )
-            .transaction(|(tx, tc, tk, tm, tn, tp, ta)| {
+            .transaction(|(tc, tk, tm, tn, tp, ta)| {
                 // The batch first: a reservation of a nonce completed in
                 // this same cycle then finds its final record (a replay).
                 if let Some(b) = &batches {
                     tn.apply_batch(&b.nonces)?;
                     tp.apply_batch(&b.pending)?;
-                    tx.apply_batch(&b.exec_ids)?;
                     tc.apply_batch(&b.content)?;
                     tk.apply_batch(&b.checkpoints)?;
                     tm.apply_batch(&b.meta)?;
@@ -352,8 +363,17 @@ impl Store {
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(reservations::tx_error)?;
-        if let Some(staged) = &staged {
+        if let (Some(staged), Some(batch)) = (&staged, batch) {
             self.inner.segments.publish(staged)?;
+            // Before anyone is answered, so that a receipt's exec_id can be
+            // looked up as soon as the receipt exists.
+            self.inner.exec_table.insert_batch(
+                batch
+                    .entries
+                    .iter()
+                    .filter_map(|e| e.index_exec_id.as_deref().map(|id| (id, e.index))),
+                staged.count(),
+            )?;
         }
         let mut found = found.into_iter();
         for slot in results.iter_mut().filter(|r| r.is_ok()) {
@@ -396,10 +416,23 @@ impl Store {
 
     /// Index of the entry with this exec_id.
     pub fn index_of_exec_id(&self, exec_id: &str) -> Result<Option<u64>, StoreError> {
-        match self.inner.exec_ids.get(exec_index::bucket_key(exec_id))? {
-            Some(bucket) => exec_index::lookup(&bucket, exec_id),
-            None => Ok(None),
+        Ok(self.entry_of_exec_id(exec_id)?.map(|(index, _)| index))
+    }
+
+    /// The entry with this exec_id, and its index: the table's candidates,
+    /// each checked against the entry it points at.
+    pub fn entry_of_exec_id(
+        &self,
+        exec_id: &str,
+    ) -> Result<Option<(u64, SignedEntryBytes)>, StoreError> {
+        for index in self.inner.exec_table.candidates(exec_id)? {
+            if let Some(entry) = self.entry(index)? {
+                if (self.inner.exec_id_of)(&entry.0).as_deref() == Some(exec_id) {
+                    return Ok(Some((index, entry)));
+                }
+            }
         }
+        Ok(None)
     }
 
     /// Cleartext content stored beside entry `index`.
@@ -455,14 +488,15 @@ impl Store {
 
     /// Bytes on disk: what sled reports plus the segment files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.size_on_disk()? + self.inner.segments.len_on_disk()?)
+        Ok(self.inner.db.size_on_disk()?
+            + self.inner.segments.len_on_disk()?
+            + self.inner.exec_table.len_on_disk()?)
     }
 }
 
 /// A [`BatchWrite`] as one sled batch per tree, built before the
 /// transaction (whose closure may run more than once).
 struct SledBatches {
-    exec_ids: sled::Batch,
     content: sled::Batch,
     nonces: sled::Batch,
     pending: sled::Batch,
@@ -475,16 +509,8 @@ impl SledBatches {
         batch: &BatchWrite,
         mark: Option<SegmentsMark>,
         dictionary: Option<&[u8]>,
-        exec_ids: &sled::Tree,
     ) -> Result<Self, StoreError> {
         let mut b = Self {
-            exec_ids: bucket_updates(
-                exec_ids,
-                batch
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.index_exec_id.as_deref().map(|id| (id, e.index))),
-            )?,
             content: sled::Batch::default(),
             nonces: sled::Batch::default(),
             pending: sled::Batch::default(),
@@ -634,62 +660,51 @@ impl Drop for Inner {
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
         }
+        if let Err(e) = self.exec_table.sync_now() {
+            tracing::warn!(error = %e, "could not sync the exec_id table at close; the next open indexes the rest again");
+        }
     }
 }
 
-/// The new values of the exec_id buckets that `additions` touch, as a
-/// sled batch. Read outside the append transaction: only the ledger's one
-/// writer changes this tree, so the values read are the ones replaced.
-fn bucket_updates<'a>(
-    exec_ids: &sled::Tree,
-    additions: impl Iterator<Item = (&'a str, u64)>,
-) -> Result<sled::Batch, StoreError> {
-    let mut by_bucket: std::collections::BTreeMap<[u8; 4], Vec<(&str, u64)>> =
-        std::collections::BTreeMap::new();
-    for (id, index) in additions {
-        by_bucket
-            .entry(exec_index::bucket_key(id))
-            .or_default()
-            .push((id, index));
+/// Opens the exec_id table and indexes the entries its header does not
+/// yet cover (those of the last second before a crash, or all of them when
+/// the file is new: a store from before the table, whose sled trees of
+/// exec_ids are dropped once the table is durable).
+fn open_exec_table(
+    db: &sled::Db,
+    segments: &Segments,
+    config: &StoreConfig,
+    log_file: &File,
+) -> Result<exec_table::ExecTable, StoreError> {
+    let table = exec_table::ExecTable::open(&config.path, exec_table::FIRST_BITS)?;
+    let size = segments.visible();
+    let from = table.indexed()?;
+    if from < size {
+        tracing::info!(from, to = size, "indexing exec_ids from entries.bin");
     }
-    let mut batch = sled::Batch::default();
-    for (key, items) in by_bucket {
-        let old = exec_ids.get(key)?;
-        batch.insert(&key, exec_index::with_added(old.as_deref(), &items)?);
-    }
-    Ok(batch)
-}
-
-/// Opens the exec_id buckets, first moving a legacy `exec_ids` tree (one
-/// key per exec_id) into them; the legacy tree is dropped only after the
-/// buckets are durable, and a repeated move is harmless.
-fn open_exec_ids(db: &sled::Db, log_file: &File) -> Result<sled::Tree, StoreError> {
-    let buckets = db.open_tree(EXEC_ID_BUCKETS)?;
-    if !has_tree(db, LEGACY_EXEC_IDS)? {
-        return Ok(buckets);
-    }
-    tracing::info!("moving the exec_id index into hash buckets");
-    let legacy = db.open_tree(LEGACY_EXEC_IDS)?;
-    let mut chunk: Vec<(String, u64)> = Vec::new();
-    let mut items = legacy.iter();
-    loop {
-        chunk.clear();
-        for item in items.by_ref().take(100_000) {
-            let (k, v) = item?;
-            let id = String::from_utf8(k.to_vec())
-                .map_err(|_| StoreError::Corrupt("legacy exec_id is not UTF-8".into()))?;
-            chunk.push((id, decode_u64(&v)?));
+    for index in from..size {
+        let (bytes, _) = segments
+            .entry(index)?
+            .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
+        if let Some(exec_id) = (config.exec_id_of)(&bytes) {
+            table.reindex(&exec_id, index)?;
         }
-        if chunk.is_empty() {
-            break;
+        if (index + 1) % 1_000_000 == 0 {
+            tracing::info!(indexed = index + 1, of = size, "indexing exec_ids");
         }
-        let batch = bucket_updates(&buckets, chunk.iter().map(|(id, i)| (id.as_str(), *i)))?;
-        buckets.apply_batch(batch)?;
     }
-    sync_sled(db, log_file)?;
-    db.drop_tree(LEGACY_EXEC_IDS)?;
-    sync_sled(db, log_file)?;
-    Ok(buckets)
+    table.sync_now()?;
+    let mut dropped = false;
+    for legacy in LEGACY_EXEC_ID_TREES {
+        if has_tree(db, legacy)? {
+            db.drop_tree(legacy)?;
+            dropped = true;
+        }
+    }
+    if dropped {
+        sync_sled(db, log_file)?;
+    }
+    Ok(table)
 }
 
 /// Records a segments mark outside an append (after a rebuild at open, a
@@ -714,10 +729,9 @@ fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
 /// sled trees of stores written before the segment files existed.
 const LEGACY_ENTRIES: &str = "entries";
 const LEGACY_HASHES: &str = "hashes";
-/// One key per exec_id, before the buckets.
-const LEGACY_EXEC_IDS: &str = "exec_ids";
-/// The exec_id index ([`exec_index`]).
-const EXEC_ID_BUCKETS: &str = "exec_id_buckets";
+/// sled trees that held the exec_id index before `exec_ids.tab`: one key
+/// per exec_id, then hash buckets.
+const LEGACY_EXEC_ID_TREES: [&str; 2] = ["exec_ids", "exec_id_buckets"];
 
 fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
     Ok(db

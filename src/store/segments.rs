@@ -132,6 +132,13 @@ pub(super) struct Segments {
     visible_hashes: AtomicU64,
 }
 
+impl Staged {
+    /// Entries in the log once this batch is committed.
+    pub(super) fn count(&self) -> u64 {
+        self.count
+    }
+}
+
 impl Segments {
     /// Opens the files in `dir` for a store whose committed head has
     /// `size` entries and whose committed mark is `mark`, and brings them
@@ -367,6 +374,11 @@ impl Segments {
         self.visible.store(count, Ordering::Release);
     }
 
+    /// Entries readers may see (the committed head's size).
+    pub(super) fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
     /// Entry `index`, if committed.
     pub(super) fn entry(&self, index: u64) -> Result<Option<SignedEntryBytes>, StoreError> {
         if index >= self.visible.load(Ordering::Acquire) {
@@ -594,7 +606,8 @@ impl HashReader for FileHashes<'_> {
     }
 }
 
-fn open_rw(path: &Path) -> Result<File, StoreError> {
+/// Opens (creating if missing) a file for positioned reads and writes.
+pub(super) fn open_rw(path: &Path) -> Result<File, StoreError> {
     Ok(OpenOptions::new()
         .read(true)
         .write(true)
@@ -702,7 +715,7 @@ mod tests {
                     index,
                     bytes: bytes.into_bytes(),
                     signature: [index as u8; 64],
-                    index_exec_id: None,
+                    index_exec_id: Some(format!("record {index}")),
                     content: None,
                     completion: None,
                 });
@@ -732,7 +745,17 @@ mod tests {
     }
 
     fn open(dir: &Path) -> Result<Store, StoreError> {
-        Store::open(&StoreConfig::new(dir))
+        Store::open(&StoreConfig {
+            exec_id_of: record_name,
+            ..StoreConfig::new(dir)
+        })
+    }
+
+    /// The model's exec_id: its records' first two words ("record 7").
+    fn record_name(bytes: &[u8]) -> Option<String> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut words = text.split(' ');
+        Some(format!("{} {}", words.next()?, words.next()?))
     }
 
     /// A store of 50 entries in batches of 1..=10, closed.
@@ -757,6 +780,12 @@ mod tests {
             assert_eq!(sig, [i as u8; 64]);
         }
         assert!(store.entry(model.size).unwrap().is_none());
+        for i in 0..model.size {
+            let id = format!("record {i}");
+            assert_eq!(store.index_of_exec_id(&id).unwrap(), Some(i), "{id}");
+        }
+        let next = format!("record {}", model.size);
+        assert_eq!(store.index_of_exec_id(&next).unwrap(), None);
         for (i, h) in (0u64..).zip(&model.hashes) {
             assert_eq!(store.stored_hash(i).unwrap(), Some(Hash::from(*h)));
         }
@@ -935,27 +964,41 @@ mod tests {
     }
 
     #[test]
-    fn a_store_with_one_key_per_exec_id_is_moved_into_buckets() {
+    fn a_store_with_exec_ids_in_sled_trees_indexes_them_from_the_entries() {
         let dir = tempfile::tempdir().unwrap();
+        let model = written(dir.path());
         {
+            // The layouts before the table: one key per exec_id, then buckets.
             let db = legacy_db(dir.path());
-            let legacy = db.open_tree("exec_ids").unwrap();
-            for n in 0..1_000u64 {
-                legacy
-                    .insert(format!("exec-{n}").as_bytes(), &n.to_be_bytes()[..])
-                    .unwrap();
+            for tree in ["exec_ids", "exec_id_buckets"] {
+                db.open_tree(tree).unwrap().insert(b"k", b"v").unwrap();
             }
             db.flush().unwrap();
         }
+        std::fs::remove_file(dir.path().join(super::super::exec_table::FILE_NAME)).unwrap();
         let store = open(dir.path()).unwrap();
-        for n in [0u64, 1, 499, 999] {
-            assert_eq!(
-                store.index_of_exec_id(&format!("exec-{n}")).unwrap(),
-                Some(n)
-            );
+        assert_holds(&store, &model);
+        for tree in ["exec_ids", "exec_id_buckets"] {
+            assert!(!super::super::has_tree(&store.inner.db, tree).unwrap());
         }
-        assert_eq!(store.index_of_exec_id("exec-1000").unwrap(), None);
-        assert!(!super::super::has_tree(&store.inner.db, "exec_ids").unwrap());
+    }
+
+    #[test]
+    fn a_slot_pointing_at_another_entry_is_not_an_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = written(dir.path());
+        let store = open(dir.path()).unwrap();
+        // Slots that name entries which do not carry those exec_ids (as a
+        // stale or colliding slot would), one of them newer than the true one.
+        let wrong = [("record 3", 7), ("record 50", 9), ("record 51", 50)];
+        store
+            .inner
+            .exec_table
+            .insert_batch(wrong.into_iter(), model.size)
+            .unwrap();
+        assert_eq!(store.index_of_exec_id("record 3").unwrap(), Some(3));
+        assert_eq!(store.index_of_exec_id("record 50").unwrap(), None);
+        assert_eq!(store.index_of_exec_id("record 51").unwrap(), None);
     }
 
     #[test]

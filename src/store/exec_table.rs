@@ -1,0 +1,561 @@
+//! The exec_id → entry index map: an on-disk hash table, `exec_ids.tab`,
+//! derived from `entries.bin` and kept outside sled and outside the append
+//! transaction.
+//!
+//! Why a file: in sled, the map cost the ledger's one writer a
+//! read-modify-write of sled pages for every entry, and at 10M entries
+//! those pages are outside sled's cache (the writer spent its time
+//! materializing them). Here an insert is one `pread` of a probe run and a
+//! 16-byte `pwrite` into the OS page cache, and a lookup is a `pread` per
+//! table; nothing of it is held in the process's memory.
+//!
+//! # Layout
+//!
+//! A 4 KiB header, then tables 0, 1, 2, … back to back; table `k` has
+//! `2^(first_bits + k)` slots of 16 bytes: a fingerprint (`u64` BE, the
+//! first 8 bytes of SHA-256(exec_id) with the low bit set, so that 0 means
+//! an empty slot) and the entry index (`u64` BE). Linear probing from the
+//! next 8 bytes of the digest. Only the last table takes new exec_ids;
+//! when it is 3/4 full a table twice its size is added after it. No table
+//! is ever rewritten, so growing never pauses the writer; a lookup probes
+//! every table (about log2 of the log's size / 2^16 of them).
+//!
+//! Header: magic `OEXTAB01` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
+//! exec_ids in the last table (`u64`) ‖ `indexed` (`u64`): every entry
+//! below `indexed` is in the table durably.
+//!
+//! # Durability and trust
+//!
+//! The table is derived data. Inserts happen after each batch's sled
+//! transaction commits; the file is fdatasynced at most once per
+//! [`DERIVED_SYNC_INTERVAL`] (and when a table is added, and at a clean
+//! close), and only *after* such a sync does the header claim the entries
+//! inserted before it. At open, entries from `indexed` to the head are
+//! indexed again from `entries.bin`; one found already (inserted after the
+//! last header) is not inserted twice. A fingerprint match is only a
+//! candidate: the store reads the entry and compares its exec_id, so a
+//! stale, torn or colliding slot can cost a lookup a read, never a wrong
+//! answer. This module must never be the only evidence of where an exec_id
+//! is, and never write to a table other than the last.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+
+use super::segments::DERIVED_SYNC_INTERVAL;
+use super::StoreError;
+
+/// File name in the store directory.
+pub(super) const FILE_NAME: &str = "exec_ids.tab";
+const MAGIC: &[u8; 8] = b"OEXTAB01";
+/// Bytes before table 0 (a page, so tables stay page-aligned).
+const HEADER_LEN: u64 = 4096;
+/// Bytes of the header that are used.
+const HEADER_USED: usize = 32;
+const SLOT: u64 = 16;
+/// Slots read per `pread` while walking a probe run.
+const WINDOW: u64 = 32;
+/// log2 of table 0's slots in a new file (1 MiB).
+pub(super) const FIRST_BITS: u32 = 16;
+/// Largest `first_bits + tables` a header may claim (2^48 slots).
+const MAX_BITS: u32 = 48;
+
+/// Where an exec_id's slot is looked for.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    fingerprint: u64,
+    seed: u64,
+}
+
+impl Key {
+    fn of(exec_id: &str) -> Self {
+        let digest = Sha256::digest(exec_id.as_bytes());
+        let word = |at: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&digest[at..at + 8]);
+            u64::from_be_bytes(bytes)
+        };
+        Self {
+            fingerprint: word(0) | 1,
+            seed: word(8),
+        }
+    }
+}
+
+/// What the writer knows of the file (readers need only `tables`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    first_bits: u32,
+    tables: u32,
+    in_last: u64,
+    indexed: u64,
+}
+
+impl Header {
+    fn fresh(first_bits: u32) -> Self {
+        Self {
+            first_bits,
+            tables: 1,
+            in_last: 0,
+            indexed: 0,
+        }
+    }
+
+    fn encode(self) -> [u8; HEADER_USED] {
+        let mut out = [0u8; HEADER_USED];
+        out[..8].copy_from_slice(MAGIC);
+        out[8..12].copy_from_slice(&self.first_bits.to_be_bytes());
+        out[12..16].copy_from_slice(&self.tables.to_be_bytes());
+        out[16..24].copy_from_slice(&self.in_last.to_be_bytes());
+        out[24..].copy_from_slice(&self.indexed.to_be_bytes());
+        out
+    }
+
+    /// The header, if `bytes` is one this code wrote for a file of
+    /// `file_len` bytes.
+    fn decode(bytes: &[u8; HEADER_USED], file_len: u64) -> Option<Self> {
+        let u32_at = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_be_bytes);
+        let u64_at = |at: usize| bytes[at..at + 8].try_into().ok().map(u64::from_be_bytes);
+        let header = Self {
+            first_bits: u32_at(8)?,
+            tables: u32_at(12)?,
+            in_last: u64_at(16)?,
+            indexed: u64_at(24)?,
+        };
+        let plausible = &bytes[..8] == MAGIC
+            && header.tables >= 1
+            && header.first_bits.checked_add(header.tables)? <= MAX_BITS
+            && header.in_last <= header.capacity(header.tables - 1)
+            && file_len >= header.offset(header.tables);
+        plausible.then_some(header)
+    }
+
+    fn capacity(self, k: u32) -> u64 {
+        capacity(self.first_bits, k)
+    }
+
+    fn offset(self, k: u32) -> u64 {
+        offset(self.first_bits, k)
+    }
+}
+
+/// Slots in table `k` of a file whose table 0 has `2^first_bits`.
+fn capacity(first_bits: u32, k: u32) -> u64 {
+    1u64 << (first_bits + k)
+}
+
+/// Where table `k` starts (table `tables` = where the file ends).
+fn offset(first_bits: u32, k: u32) -> u64 {
+    HEADER_LEN + SLOT * (capacity(first_bits, k) - capacity(first_bits, 0))
+}
+
+/// Writer-side state.
+#[derive(Debug)]
+struct State {
+    header: Header,
+    /// The `indexed` of the header last written after a sync.
+    durable: u64,
+    last_sync: Instant,
+}
+
+/// The end of a probe run: the indexes whose fingerprint matched, and the
+/// first empty slot (`None` if the table is full).
+struct Run {
+    matches: Vec<u64>,
+    empty: Option<u64>,
+}
+
+/// The open table file.
+pub(super) struct ExecTable {
+    file: File,
+    /// log2 of table 0's slots (fixed for the file's life).
+    first_bits: u32,
+    /// Tables readers may probe.
+    tables: AtomicU32,
+    state: Mutex<State>,
+}
+
+impl ExecTable {
+    /// Opens (or creates) the table in `dir`. A file whose header this code
+    /// did not write is started afresh (it is derived; the caller indexes
+    /// again from [`Self::indexed`]).
+    pub(super) fn open(dir: &Path, first_bits: u32) -> Result<Self, StoreError> {
+        let file = super::segments::open_rw(&dir.join(FILE_NAME))?;
+        let len = file.metadata()?.len();
+        let mut bytes = [0u8; HEADER_USED];
+        let found = if len >= HEADER_LEN {
+            file.read_exact_at(&mut bytes, 0)?;
+            Header::decode(&bytes, len)
+        } else {
+            None
+        };
+        let header = match found {
+            Some(h) => h,
+            None => {
+                if len > 0 {
+                    tracing::warn!("{FILE_NAME} has no valid header; indexing every entry again");
+                }
+                let fresh = Header::fresh(first_bits);
+                file.set_len(0)?;
+                file.set_len(fresh.offset(1))?;
+                file.write_all_at(&fresh.encode(), 0)?;
+                file.sync_all()?;
+                fresh
+            }
+        };
+        Ok(Self {
+            file,
+            first_bits: header.first_bits,
+            tables: AtomicU32::new(header.tables),
+            state: Mutex::new(State {
+                header,
+                durable: header.indexed,
+                last_sync: Instant::now(),
+            }),
+        })
+    }
+
+    /// Every entry below this index is in the table durably.
+    pub(super) fn indexed(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.header.indexed)
+    }
+
+    /// Entry indexes that may hold `exec_id` (newest table first). The
+    /// caller checks each against the entry.
+    /// Never waits for the writer.
+    pub(super) fn candidates(&self, exec_id: &str) -> Result<Vec<u64>, StoreError> {
+        let key = Key::of(exec_id);
+        let mut found = Vec::new();
+        for k in (0..self.tables.load(Ordering::Acquire)).rev() {
+            found.extend(self.run(k, key)?.matches);
+        }
+        Ok(found)
+    }
+
+    /// Records `exec_ids` (with their indexes) for the entries below
+    /// `indexed`, and syncs if the interval is up. Only the store's writer
+    /// calls this, after the batch committed.
+    pub(super) fn insert_batch<'a>(
+        &self,
+        exec_ids: impl Iterator<Item = (&'a str, u64)>,
+        indexed: u64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        for (exec_id, index) in exec_ids {
+            self.insert(&mut state, Key::of(exec_id), index)?;
+        }
+        state.header.indexed = indexed;
+        if state.last_sync.elapsed() >= DERIVED_SYNC_INTERVAL {
+            self.sync_and_mark(&mut state)?;
+        }
+        Ok(())
+    }
+
+    /// Indexes entry `index`, found at open past the durable header,
+    /// unless a slot inserted after that header already records it (a slot
+    /// with this fingerprint *and* this index can only be its own: slots
+    /// are written after their entry is committed, and a committed entry
+    /// never changes).
+    pub(super) fn reindex(&self, exec_id: &str, index: u64) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        let key = Key::of(exec_id);
+        let header = state.header;
+        let last = header.tables - 1;
+        if self.run(last, key)?.matches.contains(&index) {
+            // Inserted after the last header: counted in none yet.
+            state.header.in_last += 1;
+        } else if !self.in_older_tables(header, key, index)? {
+            self.insert(&mut state, key, index)?;
+        }
+        state.header.indexed = state.header.indexed.max(index + 1);
+        Ok(())
+    }
+
+    /// Whether a table before the last records `index` under `key` (inserted
+    /// after the last header, before the table that followed it was added).
+    fn in_older_tables(&self, header: Header, key: Key, index: u64) -> Result<bool, StoreError> {
+        for k in 0..header.tables - 1 {
+            if self.run(k, key)?.matches.contains(&index) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Makes every insert durable and says so in the header (a clean close,
+    /// or the end of indexing at open).
+    pub(super) fn sync_now(&self) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        if state.durable < state.header.indexed {
+            self.sync_and_mark(&mut state)?;
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Bytes the file takes.
+    pub(super) fn len_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn insert(&self, state: &mut State, key: Key, index: u64) -> Result<(), StoreError> {
+        let header = state.header;
+        let last = header.tables - 1;
+        let full = header.in_last + 1 > header.capacity(last) / 4 * 3;
+        let empty = if full {
+            None
+        } else {
+            self.run(last, key)?.empty
+        };
+        let Some(at) = empty else {
+            self.add_table(state)?;
+            return self.insert(state, key, index);
+        };
+        let mut slot = [0u8; SLOT as usize];
+        slot[..8].copy_from_slice(&key.fingerprint.to_be_bytes());
+        slot[8..].copy_from_slice(&index.to_be_bytes());
+        self.file
+            .write_all_at(&slot, header.offset(last) + at * SLOT)?;
+        state.header.in_last += 1;
+        Ok(())
+    }
+
+    /// Adds a table twice the size of the last, durably, before anything
+    /// is written to it.
+    fn add_table(&self, state: &mut State) -> Result<(), StoreError> {
+        let mut next = state.header;
+        next.tables += 1;
+        next.in_last = 0;
+        if next.first_bits + next.tables > MAX_BITS {
+            return Err(StoreError::TooLarge(usize::MAX));
+        }
+        // Everything inserted so far becomes durable: the header may claim
+        // the entries of the last completed batch (this one's are not all
+        // inserted yet).
+        self.file.sync_data()?;
+        self.file.set_len(next.offset(next.tables))?;
+        self.file.write_all_at(&next.encode(), 0)?;
+        self.file.sync_data()?;
+        state.header = next;
+        state.durable = next.indexed;
+        self.tables.store(next.tables, Ordering::Release);
+        Ok(())
+    }
+
+    fn sync_and_mark(&self, state: &mut State) -> Result<(), StoreError> {
+        self.file.sync_data()?;
+        self.file.write_all_at(&state.header.encode(), 0)?;
+        state.durable = state.header.indexed;
+        state.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Walks table `k`'s probe run for `key` up to its first empty slot.
+    fn run(&self, k: u32, key: Key) -> Result<Run, StoreError> {
+        let capacity = capacity(self.first_bits, k);
+        let base = offset(self.first_bits, k);
+        let mut at = key.seed & (capacity - 1);
+        let mut matches = Vec::new();
+        let mut window = [0u8; (WINDOW * SLOT) as usize];
+        let mut seen = 0u64;
+        while seen < capacity {
+            let count = WINDOW.min(capacity - at).min(capacity - seen);
+            let bytes = &mut window[..(count * SLOT) as usize];
+            self.file.read_exact_at(bytes, base + at * SLOT)?;
+            for slot in bytes.chunks_exact(SLOT as usize) {
+                let fingerprint = be_u64(&slot[..8]);
+                if fingerprint == 0 {
+                    return Ok(Run {
+                        matches,
+                        empty: Some(at),
+                    });
+                }
+                if fingerprint == key.fingerprint {
+                    matches.push(be_u64(&slot[8..]));
+                }
+                at = (at + 1) & (capacity - 1);
+                seen += 1;
+            }
+        }
+        Ok(Run {
+            matches,
+            empty: None,
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Corrupt("exec_id table lock poisoned".into()))
+    }
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut array = [0u8; 8];
+    array.copy_from_slice(bytes);
+    u64::from_be_bytes(array)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u64) -> String {
+        format!("exec-{n}")
+    }
+
+    /// Inserts exec_ids `from..to` as entries of those indexes, in batches
+    /// of `per_batch`, as the writer does.
+    fn insert(table: &ExecTable, from: u64, to: u64, per_batch: u64) {
+        let mut at = from;
+        while at < to {
+            let end = (at + per_batch).min(to);
+            let ids: Vec<(String, u64)> = (at..end).map(|n| (id(n), n)).collect();
+            table
+                .insert_batch(ids.iter().map(|(s, n)| (s.as_str(), *n)), end)
+                .unwrap();
+            at = end;
+        }
+    }
+
+    /// Occupied slots per table, read from the file.
+    fn occupied(table: &ExecTable) -> Vec<u64> {
+        let tables = table.tables.load(Ordering::Acquire);
+        (0..tables)
+            .map(|k| {
+                let mut bytes = vec![0u8; (capacity(table.first_bits, k) * SLOT) as usize];
+                table
+                    .file
+                    .read_exact_at(&mut bytes, offset(table.first_bits, k))
+                    .unwrap();
+                bytes
+                    .chunks_exact(SLOT as usize)
+                    .filter(|s| be_u64(&s[..8]) != 0)
+                    .count() as u64
+            })
+            .collect()
+    }
+
+    /// Every exec_id below `to` has exactly one slot, with its index; the
+    /// header's count of the last table is exact.
+    fn assert_exact(table: &ExecTable, to: u64) {
+        for n in 0..to {
+            assert_eq!(table.candidates(&id(n)).unwrap(), vec![n], "exec_id {n}");
+        }
+        assert!(table.candidates(&id(to)).unwrap().is_empty());
+        let occupied = occupied(table);
+        assert_eq!(occupied.iter().sum::<u64>(), to);
+        let state = table.lock().unwrap();
+        assert_eq!(Some(&state.header.in_last), occupied.last());
+    }
+
+    #[test]
+    fn inserted_exec_ids_are_found_across_a_clean_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), FIRST_BITS).unwrap();
+        insert(&table, 0, 1_000, 64);
+        assert_exact(&table, 1_000);
+        table.sync_now().unwrap();
+        drop(table);
+        let table = ExecTable::open(dir.path(), FIRST_BITS).unwrap();
+        assert_eq!(table.indexed().unwrap(), 1_000);
+        assert_exact(&table, 1_000);
+    }
+
+    #[test]
+    fn tables_are_added_as_the_last_fills_and_none_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), 2).unwrap();
+        insert(&table, 0, 3, 3);
+        let first_table = occupied(&table);
+        insert(&table, 3, 500, 7);
+        let tables = table.tables.load(Ordering::Acquire);
+        // 4, 8, 16, ... slots, each filled to 3/4 before the next.
+        assert_eq!(tables, 8, "{:?}", occupied(&table));
+        assert_eq!(occupied(&table)[0], first_table[0]);
+        assert_eq!(
+            table.len_on_disk().unwrap(),
+            offset(2, tables),
+            "the file ends with the last table"
+        );
+        assert_exact(&table, 500);
+    }
+
+    #[test]
+    fn entries_past_the_durable_header_are_indexed_again_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), 3).unwrap();
+        insert(&table, 0, 40, 10);
+        table.sync_now().unwrap();
+        // Within the sync interval: slots written, the header not moved,
+        // and tables added on the way (each writes a header of its own).
+        insert(&table, 40, 300, 9);
+        drop(table);
+        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let from = table.indexed().unwrap();
+        assert!((40..300).contains(&from), "header at {from}");
+        for n in from..300 {
+            table.reindex(&id(n), n).unwrap();
+        }
+        assert_exact(&table, 300);
+        // The counts stay exact for what follows.
+        insert(&table, 300, 400, 13);
+        assert_exact(&table, 400);
+    }
+
+    #[test]
+    fn reindexing_what_was_never_inserted_inserts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), 3).unwrap();
+        for n in 0..100 {
+            table.reindex(&id(n), n).unwrap();
+        }
+        assert_eq!(table.indexed().unwrap(), 100);
+        assert_exact(&table, 100);
+    }
+
+    #[test]
+    fn a_file_without_a_valid_header_starts_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), 3).unwrap();
+        insert(&table, 0, 50, 10);
+        table.sync_now().unwrap();
+        drop(table);
+        let path = dir.path().join(FILE_NAME);
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.write_all_at(b"NOTATABL", 0).unwrap();
+        let table = ExecTable::open(dir.path(), 3).unwrap();
+        assert_eq!(table.indexed().unwrap(), 0);
+        assert!(table.candidates(&id(1)).unwrap().is_empty());
+        // A header whose tables run past the file's end is not trusted either.
+        let mut header = Header::fresh(3);
+        header.tables = 5;
+        file.write_all_at(&header.encode(), 0).unwrap();
+        drop(table);
+        let table = ExecTable::open(dir.path(), 3).unwrap();
+        assert_eq!(table.tables.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn a_full_table_is_never_probed_forever() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), 2).unwrap();
+        // Fill table 0 completely behind the writer's back.
+        let mut slot = [0u8; SLOT as usize];
+        for at in 0..4u64 {
+            slot[..8].copy_from_slice(&(2 * at + 1).to_be_bytes());
+            table
+                .file
+                .write_all_at(&slot, HEADER_LEN + at * SLOT)
+                .unwrap();
+        }
+        assert!(table.candidates("anything").unwrap().is_empty());
+        insert(&table, 0, 1, 1);
+        assert_eq!(table.candidates(&id(0)).unwrap(), vec![0]);
+    }
+}
