@@ -558,4 +558,57 @@ mod tests {
         insert(&table, 0, 1, 1);
         assert_eq!(table.candidates(&id(0)).unwrap(), vec![0]);
     }
+
+    /// What may happen to the table between two looks at it.
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// The writer indexes a batch of this many entries.
+        Batch(u64),
+        /// A clean close's sync.
+        Sync,
+        /// A crash (nothing synced since the last sync or added table),
+        /// then an open that indexes the rest again.
+        Crash,
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            6 => (1u64..40).prop_map(Step::Batch),
+            1 => Just(Step::Sync),
+            2 => Just(Step::Crash),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever the order of batches, syncs and crashes, every exec_id
+        /// ends up in exactly one slot and the header's count stays exact.
+        #[test]
+        fn any_history_of_batches_and_crashes_leaves_one_slot_per_exec_id(
+            steps in proptest::collection::vec(step(), 1..30)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut table = ExecTable::open(dir.path(), 2).unwrap();
+            let mut size = 0;
+            for step in steps {
+                match step {
+                    Step::Batch(n) => {
+                        insert(&table, size, size + n, n);
+                        size += n;
+                    }
+                    Step::Sync => table.sync_now().unwrap(),
+                    Step::Crash => {
+                        drop(table);
+                        table = ExecTable::open(dir.path(), 2).unwrap();
+                        for n in table.indexed().unwrap()..size {
+                            table.reindex(&id(n), n).unwrap();
+                        }
+                    }
+                }
+                assert_exact(&table, size);
+            }
+        }
+    }
 }

@@ -1,8 +1,9 @@
 //! The ledger's bulk data in three append-only files beside sled: the
 //! signed entries, an offset index over them, and the Merkle stored hashes.
 //!
-//! sled keeps what is small or must be looked up by key (head, exec_ids,
-//! nonces, approvals, checkpoints, content); the entries and hashes, which
+//! sled keeps what is small or must be looked up by key (head, nonces,
+//! approvals, checkpoints, content; exec_ids have their own table,
+//! [`super::exec_table`]); the entries and hashes, which
 //! grow with every attempt and are only ever read by position, live here.
 //! In sled they cost a B-tree page per handful of values: memory at open
 //! and on every read, start-up time and ~2× the bytes on disk, all growing
