@@ -27,10 +27,11 @@
 //! # Durability and trust
 //!
 //! The table is derived data. Inserts happen after each batch's sled
-//! transaction commits; the file is fdatasynced at most once per
-//! [`DERIVED_SYNC_INTERVAL`] (and when a table is added, and at a clean
-//! close), and only *after* such a sync does the header claim the entries
-//! inserted before it. At open, entries from `indexed` to the head are
+//! transaction commits; the file is fdatasynced about once per
+//! [`DERIVED_SYNC_INTERVAL`] by a thread of its own ([`Syncer`]: the
+//! inserts dirty pages all over the file, and syncing them on the writer
+//! stalled appends), and when a table is added, and at a clean close; only
+//! *after* such a sync does the header claim the entries inserted before it. At open, entries from `indexed` to the head are
 //! indexed again from `entries.bin`; one found already (inserted after the
 //! last header) is not inserted twice. A fingerprint match is only a
 //! candidate: the store reads the entry and compares its exec_id, so a
@@ -42,8 +43,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use sha2::{Digest, Sha256};
 
@@ -160,7 +161,6 @@ struct State {
     header: Header,
     /// The `indexed` of the header last written after a sync.
     durable: u64,
-    last_sync: Instant,
 }
 
 /// The end of a probe run: the indexes whose fingerprint matched, and the
@@ -215,7 +215,6 @@ impl ExecTable {
             state: Mutex::new(State {
                 header,
                 durable: header.indexed,
-                last_sync: Instant::now(),
             }),
         })
     }
@@ -225,21 +224,28 @@ impl ExecTable {
         Ok(self.lock()?.header.indexed)
     }
 
-    /// Entry indexes that may hold `exec_id` (newest table first). The
-    /// caller checks each against the entry.
-    /// Never waits for the writer.
-    pub(super) fn candidates(&self, exec_id: &str) -> Result<Vec<u64>, StoreError> {
+    /// The first of `exec_id`'s candidate indexes (newest table first) that
+    /// `confirm` accepts, with what it returned: the caller checks each
+    /// against the entry. Never waits for the writer.
+    pub(super) fn find<T>(
+        &self,
+        exec_id: &str,
+        mut confirm: impl FnMut(u64) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let key = Key::of(exec_id);
-        let mut found = Vec::new();
         for k in (0..self.tables.load(Ordering::Acquire)).rev() {
-            found.extend(self.run(k, key)?.matches);
+            for index in self.run(k, key)?.matches {
+                if let Some(found) = confirm(index)? {
+                    return Ok(Some(found));
+                }
+            }
         }
-        Ok(found)
+        Ok(None)
     }
 
     /// Records `exec_ids` (with their indexes) for the entries below
-    /// `indexed`, and syncs if the interval is up. Only the store's writer
-    /// calls this, after the batch committed.
+    /// `indexed`. Only the store's writer calls this, after the batch
+    /// committed; the [`Syncer`] makes it durable.
     pub(super) fn insert_batch<'a>(
         &self,
         exec_ids: impl Iterator<Item = (&'a str, u64)>,
@@ -250,9 +256,6 @@ impl ExecTable {
             self.insert(&mut state, Key::of(exec_id), index)?;
         }
         state.header.indexed = indexed;
-        if state.last_sync.elapsed() >= DERIVED_SYNC_INTERVAL {
-            self.sync_and_mark(&mut state)?;
-        }
         Ok(())
     }
 
@@ -292,8 +295,29 @@ impl ExecTable {
     pub(super) fn sync_now(&self) -> Result<(), StoreError> {
         let mut state = self.lock()?;
         if state.durable < state.header.indexed {
-            self.sync_and_mark(&mut state)?;
             self.file.sync_data()?;
+            let header = state.header;
+            self.mark(&mut state, header)?;
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// The [`Syncer`]'s step: syncs without holding the writer up, then
+    /// records in the header what was inserted before the sync began
+    /// (unless a table was added meanwhile: its header is newer).
+    fn sync_behind_the_writer(&self) -> Result<(), StoreError> {
+        let before = {
+            let state = self.lock()?;
+            if state.durable >= state.header.indexed {
+                return Ok(());
+            }
+            state.header
+        };
+        self.file.sync_data()?;
+        let mut state = self.lock()?;
+        if state.header.tables == before.tables {
+            self.mark(&mut state, before)?;
         }
         Ok(())
     }
@@ -347,11 +371,12 @@ impl ExecTable {
         Ok(())
     }
 
-    fn sync_and_mark(&self, state: &mut State) -> Result<(), StoreError> {
-        self.file.sync_data()?;
-        self.file.write_all_at(&state.header.encode(), 0)?;
-        state.durable = state.header.indexed;
-        state.last_sync = Instant::now();
+    /// Writes `header`, whose inserts a sync has made durable; it becomes
+    /// durable itself with the next sync (until then the older one holds,
+    /// which only means more to index again).
+    fn mark(&self, state: &mut State, header: Header) -> Result<(), StoreError> {
+        self.file.write_all_at(&header.encode(), 0)?;
+        state.durable = header.indexed;
         Ok(())
     }
 
@@ -395,6 +420,51 @@ impl ExecTable {
     }
 }
 
+/// The thread that makes the table durable about once per
+/// [`DERIVED_SYNC_INTERVAL`]; stopped (and joined) when dropped.
+pub(super) struct Syncer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    /// Starts syncing `table` in the background.
+    pub(super) fn start(table: Arc<ExecTable>) -> Result<Self, StoreError> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("exec-id-sync".into())
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let mut guard = stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                while !*guard {
+                    guard = wake
+                        .wait_timeout(guard, DERIVED_SYNC_INTERVAL)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .0;
+                    if let Err(e) = table.sync_behind_the_writer() {
+                        tracing::warn!(error = %e, "could not sync {FILE_NAME}; the next open indexes the rest again");
+                    }
+                }
+            })?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn be_u64(bytes: &[u8]) -> u64 {
     let mut array = [0u8; 8];
     array.copy_from_slice(bytes);
@@ -407,6 +477,16 @@ mod tests {
 
     fn id(n: u64) -> String {
         format!("exec-{n}")
+    }
+
+    /// Every index the table holds for `exec_id`, in the order `find` tries them.
+    fn candidates(table: &ExecTable, exec_id: &str) -> Result<Vec<u64>, StoreError> {
+        let mut all = Vec::new();
+        table.find::<()>(exec_id, |index| {
+            all.push(index);
+            Ok(None)
+        })?;
+        Ok(all)
     }
 
     /// Inserts exec_ids `from..to` as entries of those indexes, in batches
@@ -445,9 +525,9 @@ mod tests {
     /// header's count of the last table is exact.
     fn assert_exact(table: &ExecTable, to: u64) {
         for n in 0..to {
-            assert_eq!(table.candidates(&id(n)).unwrap(), vec![n], "exec_id {n}");
+            assert_eq!(candidates(&table, &id(n)).unwrap(), vec![n], "exec_id {n}");
         }
-        assert!(table.candidates(&id(to)).unwrap().is_empty());
+        assert!(candidates(&table, &id(to)).unwrap().is_empty());
         let occupied = occupied(table);
         assert_eq!(occupied.iter().sum::<u64>(), to);
         let state = table.lock().unwrap();
@@ -531,7 +611,7 @@ mod tests {
         file.write_all_at(b"NOTATABL", 0).unwrap();
         let table = ExecTable::open(dir.path(), 3).unwrap();
         assert_eq!(table.indexed().unwrap(), 0);
-        assert!(table.candidates(&id(1)).unwrap().is_empty());
+        assert!(candidates(&table, &id(1)).unwrap().is_empty());
         // A header whose tables run past the file's end is not trusted either.
         let mut header = Header::fresh(3);
         header.tables = 5;
@@ -554,9 +634,9 @@ mod tests {
                 .write_all_at(&slot, HEADER_LEN + at * SLOT)
                 .unwrap();
         }
-        assert!(table.candidates("anything").unwrap().is_empty());
+        assert!(candidates(&table, "anything").unwrap().is_empty());
         insert(&table, 0, 1, 1);
-        assert_eq!(table.candidates(&id(0)).unwrap(), vec![0]);
+        assert_eq!(candidates(&table, &id(0)).unwrap(), vec![0]);
     }
 
     /// What may happen to the table between two looks at it.

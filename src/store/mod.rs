@@ -205,7 +205,9 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     segments: Segments,
-    exec_table: exec_table::ExecTable,
+    exec_table: Arc<exec_table::ExecTable>,
+    /// Makes `exec_table` durable in the background (stops when dropped).
+    _exec_table_syncer: exec_table::Syncer,
     exec_id_of: ExecIdOf,
     checkpoints: sled::Tree,
     content: sled::Tree,
@@ -233,10 +235,11 @@ impl Store {
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
-        let exec_table = open_exec_table(&db, &segments, config, &log_file)?;
+        let exec_table = Arc::new(open_exec_table(&db, &segments, config, &log_file)?);
         sync_dir(&config.path)?;
         let inner = Inner {
             segments,
+            _exec_table_syncer: exec_table::Syncer::start(Arc::clone(&exec_table))?,
             exec_table,
             exec_id_of: config.exec_id_of,
             checkpoints: db.open_tree("checkpoints")?,
@@ -425,14 +428,12 @@ impl Store {
         &self,
         exec_id: &str,
     ) -> Result<Option<(u64, SignedEntryBytes)>, StoreError> {
-        for index in self.inner.exec_table.candidates(exec_id)? {
-            if let Some(entry) = self.entry(index)? {
-                if (self.inner.exec_id_of)(&entry.0).as_deref() == Some(exec_id) {
-                    return Ok(Some((index, entry)));
-                }
-            }
-        }
-        Ok(None)
+        self.inner.exec_table.find(exec_id, |index| {
+            Ok(self
+                .entry(index)?
+                .filter(|(bytes, _)| (self.inner.exec_id_of)(bytes).as_deref() == Some(exec_id))
+                .map(|entry| (index, entry)))
+        })
     }
 
     /// Cleartext content stored beside entry `index`.
