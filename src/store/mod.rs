@@ -19,7 +19,7 @@
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
-//! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (JSON)                     |
+//! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (binary, [`reservations`]) |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |

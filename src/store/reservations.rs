@@ -75,13 +75,125 @@ pub fn nonce_key(tenant: &str, nonce: &str) -> Vec<u8> {
     key
 }
 
+/// First byte of a binary nonce record (JSON records, written before it,
+/// start with `{`).
+const RECORD_V1: u8 = 1;
+/// `status` / `index` of a record that has none yet.
+const NO_STATUS: u16 = 0;
+const NO_INDEX: u64 = u64::MAX;
+/// String length that stands for `None` (`approval_key`).
+const NO_STRING: u32 = u32::MAX;
+
+/// A nonce record's stored bytes: `1` ‖ outcome (`u8`, 0 = none) ‖
+/// request hash (32) ‖ status (`u16`, 0 = none) ‖ index (`u64`, all ones =
+/// none) ‖ exec_id, approval key, action, tenant, nonce, each a `u32`
+/// length (all ones = none) and UTF-8. About half the JSON it replaced:
+/// every attempt writes its record twice and sled keeps it forever.
 pub(super) fn encode(record: &NonceRecord) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(record)
-        .map_err(|e| StoreError::Corrupt(format!("encoding nonce record: {e}")))
+    let mut out = Vec::with_capacity(128);
+    out.push(RECORD_V1);
+    out.push(record.outcome.map_or(0, outcome_code));
+    out.extend_from_slice(record.request_hash.as_bytes());
+    out.extend_from_slice(&record.status.unwrap_or(NO_STATUS).to_be_bytes());
+    out.extend_from_slice(&record.index.unwrap_or(NO_INDEX).to_be_bytes());
+    for text in [
+        Some(&record.exec_id),
+        record.approval_key.as_ref(),
+        Some(&record.action),
+        Some(&record.tenant),
+        Some(&record.nonce),
+    ] {
+        let len = match text {
+            Some(t) => u32::try_from(t.len())
+                .ok()
+                .filter(|&l| l != NO_STRING)
+                .ok_or(StoreError::TooLarge(t.len()))?,
+            None => NO_STRING,
+        };
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(text.map_or(&[][..], |t| t.as_bytes()));
+    }
+    Ok(out)
 }
 
 fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")))
+    if bytes.first() == Some(&b'{') {
+        return serde_json::from_slice(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")));
+    }
+    decode_v1(bytes).ok_or_else(|| StoreError::Corrupt("nonce record".into()))
+}
+
+fn decode_v1(bytes: &[u8]) -> Option<NonceRecord> {
+    let mut r = Reader(bytes);
+    if r.take(1)? != [RECORD_V1] {
+        return None;
+    }
+    let outcome = match r.take(1)?[0] {
+        0 => None,
+        code => Some(outcome_of(code)?),
+    };
+    let request_hash = Hash::from_slice(r.take(32)?).ok()?;
+    let status = Some(u16::from_be_bytes(r.take(2)?.try_into().ok()?)).filter(|&s| s != NO_STATUS);
+    let index = Some(u64::from_be_bytes(r.take(8)?.try_into().ok()?)).filter(|&i| i != NO_INDEX);
+    let exec_id = r.string()??;
+    let approval_key = r.string()?;
+    let action = r.string()??;
+    let tenant = r.string()??;
+    let nonce = r.string()??;
+    r.0.is_empty().then_some(NonceRecord {
+        outcome,
+        request_hash,
+        exec_id,
+        approval_key,
+        status,
+        index,
+        action,
+        tenant,
+        nonce,
+    })
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+
+    /// A length-prefixed string: `Some(None)` for the `None` length.
+    fn string(&mut self) -> Option<Option<String>> {
+        let len = u32::from_be_bytes(self.take(4)?.try_into().ok()?);
+        if len == NO_STRING {
+            return Some(None);
+        }
+        let bytes = self.take(usize::try_from(len).ok()?)?;
+        Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
+    }
+}
+
+const OUTCOMES: [Outcome; 5] = [
+    Outcome::Executed,
+    Outcome::Failed,
+    Outcome::Rejected,
+    Outcome::Replayed,
+    Outcome::Interrupted,
+];
+
+fn outcome_code(outcome: Outcome) -> u8 {
+    (1u8..)
+        .zip(OUTCOMES)
+        .find(|(_, o)| *o == outcome)
+        .map_or(0, |(c, _)| c)
+}
+
+fn outcome_of(code: u8) -> Option<Outcome> {
+    OUTCOMES.get(usize::from(code).checked_sub(1)?).copied()
 }
 
 /// One reservation to make inside a writer cycle's transaction
@@ -235,5 +347,70 @@ pub(super) fn tx_error(e: TransactionError<()>) -> StoreError {
     match e {
         TransactionError::Storage(s) => StoreError::Sled(s),
         TransactionError::Abort(()) => StoreError::Corrupt("transaction aborted".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u8) -> NonceRecord {
+        NonceRecord {
+            outcome: None,
+            request_hash: Hash::from_bytes([n; 32]),
+            exec_id: format!("exec-{n}"),
+            approval_key: None,
+            status: None,
+            index: None,
+            action: "echo".into(),
+            tenant: String::new(),
+            nonce: format!("nonce-{n}"),
+        }
+    }
+
+    #[test]
+    fn records_round_trip_in_every_state_and_shrink() {
+        let pending = record(1);
+        let mut done = record(2);
+        done.approval_key = Some("key ‖ approval".into());
+        done.status = Some(409);
+        done.index = Some((1 << 53) - 1);
+        for outcome in OUTCOMES {
+            done.outcome = Some(outcome);
+            assert_eq!(decode(&encode(&done).unwrap()).unwrap(), done);
+        }
+        let bytes = encode(&pending).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), pending);
+        let json = serde_json::to_vec(&pending).unwrap();
+        assert!(
+            bytes.len() * 2 < json.len(),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+    }
+
+    #[test]
+    fn json_records_written_before_still_decode() {
+        let mut done = record(3);
+        done.outcome = Some(Outcome::Executed);
+        done.status = Some(200);
+        done.index = Some(7);
+        let json = serde_json::to_vec(&done).unwrap();
+        assert_eq!(decode(&json).unwrap(), done);
+    }
+
+    #[test]
+    fn damaged_records_are_corrupt_never_a_panic() {
+        let bytes = encode(&record(4)).unwrap();
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
+        let mut bad_outcome = bytes;
+        bad_outcome[1] = 9;
+        assert!(decode(&bad_outcome).is_err());
     }
 }
