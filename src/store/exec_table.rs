@@ -527,7 +527,7 @@ mod tests {
     /// header's count of the last table is exact.
     fn assert_exact(table: &ExecTable, to: u64) {
         for n in 0..to {
-            assert_eq!(candidates(&table, &id(n)).unwrap(), vec![n], "exec_id {n}");
+            assert_eq!(candidates(table, &id(n)).unwrap(), vec![n], "exec_id {n}");
         }
         assert!(candidates(&table, &id(to)).unwrap().is_empty());
         let occupied = occupied(table);
