@@ -529,7 +529,7 @@ mod tests {
         for n in 0..to {
             assert_eq!(candidates(table, &id(n)).unwrap(), vec![n], "exec_id {n}");
         }
-        assert!(candidates(&table, &id(to)).unwrap().is_empty());
+        assert!(candidates(table, &id(to)).unwrap().is_empty());
         let occupied = occupied(table);
         assert_eq!(occupied.iter().sum::<u64>(), to);
         let state = table.lock().unwrap();
