@@ -17,7 +17,7 @@
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
-//! | `content`     | index `u64`            | cleartext payload/result + salts (JSON) |
+//! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
 //! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (binary, [`reservations`]) |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
@@ -342,21 +342,13 @@ impl Store {
             }
         }
         let i = &self.inner;
-        let found = (
-            &i.content,
-            &i.checkpoints,
-            &i.meta,
-            &i.nonces,
-            &i.pending,
-            &i.approvals,
-        )
-            .transaction(|(tc, tk, tm, tn, tp, ta)| {
+        let found = (&i.checkpoints, &i.meta, &i.nonces, &i.pending, &i.approvals)
+            .transaction(|(tk, tm, tn, tp, ta)| {
                 // The batch first: a reservation of a nonce completed in
                 // this same cycle then finds its final record (a replay).
                 if let Some(b) = &batches {
                     tn.apply_batch(&b.nonces)?;
                     tp.apply_batch(&b.pending)?;
-                    tc.apply_batch(&b.content)?;
                     tk.apply_batch(&b.checkpoints)?;
                     tm.apply_batch(&b.meta)?;
                 }
@@ -436,8 +428,13 @@ impl Store {
         })
     }
 
-    /// Cleartext content stored beside entry `index`.
+    /// Cleartext content stored beside entry `index`: in its record in
+    /// `entries.bin`, or (for entries written before content moved there)
+    /// in the sled tree `content`.
     pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(content) = self.inner.segments.content(index)? {
+            return Ok(Some(content));
+        }
         Ok(self
             .inner
             .content
@@ -498,7 +495,6 @@ impl Store {
 /// A [`BatchWrite`] as one sled batch per tree, built before the
 /// transaction (whose closure may run more than once).
 struct SledBatches {
-    content: sled::Batch,
     nonces: sled::Batch,
     pending: sled::Batch,
     checkpoints: sled::Batch,
@@ -512,19 +508,11 @@ impl SledBatches {
         dictionary: Option<&[u8]>,
     ) -> Result<Self, StoreError> {
         let mut b = Self {
-            content: sled::Batch::default(),
             nonces: sled::Batch::default(),
             pending: sled::Batch::default(),
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
-        for e in &batch.entries {
-            if let Some(c) = &e.content {
-                check_len(c.len())?;
-                b.content
-                    .insert(e.index.to_be_bytes().to_vec(), c.as_slice());
-            }
-        }
         for c in batch.entries.iter().filter_map(|e| e.completion.as_ref()) {
             b.nonces
                 .insert(c.key.as_slice(), reservations::encode(&c.record)?);

@@ -2,8 +2,9 @@
 //! signed entries, an offset index over them, and the Merkle stored hashes.
 //!
 //! sled keeps what is small or must be looked up by key (head, nonces,
-//! approvals, checkpoints, content; exec_ids have their own table,
-//! [`super::exec_table`]); the entries and hashes, which
+//! approvals, checkpoints; exec_ids have their own table,
+//! [`super::exec_table`]); the entries (with their cleartext content, if
+//! kept) and hashes, which
 //! grow with every attempt and are only ever read by position, live here.
 //! In sled they cost a B-tree page per handful of values: memory at open
 //! and on every read, start-up time and ~2× the bytes on disk, all growing
@@ -13,7 +14,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]) |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -56,6 +57,9 @@ pub const DERIVED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes before the signature in an `entries.bin` record.
 const LEN_PREFIX: u64 = 4;
+/// Set in a record's length word when the record carries a content frame
+/// (records written before content moved out of sled never do).
+const CONTENT_FLAG: u32 = 1 << 31;
 /// Signature bytes in a record.
 const SIG_LEN: usize = 64;
 /// Bytes per `entries.idx` slot and per `hashes.bin` slot.
@@ -245,8 +249,9 @@ impl Segments {
         let mut offset = self.record_start(from)?;
         let mut hash_at = tlog_tiles::stored_hash_count(from);
         for index in from..to {
-            let (bytes, _, next) = self.read_record(offset, end)?;
-            offset = next;
+            let record = self.read_record(offset, end)?;
+            offset = record.end;
+            let bytes = self.codec()?.decompress(&record.entry)?;
             self.index
                 .write_all_at(&offset.to_be_bytes(), index * IDX_SLOT)?;
             // Readers over the hashes written so far in this walk.
@@ -382,6 +387,27 @@ impl Segments {
 
     /// Entry `index`, if committed.
     pub(super) fn entry(&self, index: u64) -> Result<Option<SignedEntryBytes>, StoreError> {
+        let Some(record) = self.record(index)? else {
+            return Ok(None);
+        };
+        Ok(Some((
+            self.codec()?.decompress(&record.entry)?,
+            record.signature,
+        )))
+    }
+
+    /// The cleartext content kept in entry `index`'s record: `None` when
+    /// the entry is not committed or its record carries none (the store
+    /// then looks in sled, where content was kept before).
+    pub(super) fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.record(index)?.and_then(|r| r.content) {
+            Some(frame) => Ok(Some(self.codec()?.decompress(&frame)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Entry `index`'s record, if committed.
+    fn record(&self, index: u64) -> Result<Option<Record>, StoreError> {
         if index >= self.visible.load(Ordering::Acquire) {
             return Ok(None);
         }
@@ -397,13 +423,13 @@ impl Segments {
                 be_u64(&pair[8..]).ok_or_else(corrupt)?,
             )
         };
-        let (bytes, sig, next) = self.read_record(start, end)?;
-        if next != end {
+        let record = self.read_record(start, end)?;
+        if record.end != end {
             return Err(StoreError::Corrupt(format!(
                 "entry {index}: its record does not end where the index says"
             )));
         }
-        Ok(Some((bytes, sig)))
+        Ok(Some(record))
     }
 
     /// Stored hash `index`, if committed.
@@ -438,17 +464,18 @@ impl Segments {
             self.hashes.sync_data()?;
             return Ok(None);
         }
-        let codec = self
-            .codec
-            .get()
-            .ok_or_else(|| StoreError::Corrupt("no entries to tamper with".into()))?;
+        let codec = self.codec()?;
         let mut tail = self.lock_tail()?;
         let start = self.record_start(index)?;
         let (mut records, mut offsets, mut end) = (Vec::new(), Vec::new(), start);
         let mut at = start;
         for i in index..tail.count {
-            let (bytes, sig, next) = self.read_record(at, tail.mark.entries_end)?;
-            at = next;
+            let record = self.read_record(at, tail.mark.entries_end)?;
+            at = record.end;
+            let content = record
+                .content
+                .map(|frame| codec.decompress(&frame))
+                .transpose()?;
             let (sig, bytes) = if i == index {
                 let (s, b) = value.split_at(SIG_LEN.min(value.len()));
                 (
@@ -457,9 +484,9 @@ impl Segments {
                     b.to_vec(),
                 )
             } else {
-                (sig, bytes)
+                (record.signature, codec.decompress(&record.entry)?)
             };
-            end += append_record(codec, &sig, &bytes, &mut records)?;
+            end += append_record(codec, &sig, &bytes, content.as_deref(), &mut records)?;
             offsets.extend_from_slice(&end.to_be_bytes());
         }
         self.entries.write_all_at(&records, start)?;
@@ -487,29 +514,43 @@ impl Segments {
         Ok(u64::from_be_bytes(slot))
     }
 
-    /// The record at `start`, which must lie wholly before `limit`: its
-    /// entry bytes, signature, and where it ends.
-    fn read_record(&self, start: u64, limit: u64) -> Result<(Vec<u8>, [u8; 64], u64), StoreError> {
+    /// The record at `start`, which must lie wholly before `limit`, still
+    /// compressed.
+    fn read_record(&self, start: u64, limit: u64) -> Result<Record, StoreError> {
         let corrupt = |what: &str| StoreError::Corrupt(format!("entries.bin at {start}: {what}"));
         let mut prefix = [0u8; 4];
         if start + LEN_PREFIX > limit {
             return Err(corrupt("record past the committed end"));
         }
         self.entries.read_exact_at(&mut prefix, start)?;
-        let len = u64::from(u32::from_be_bytes(prefix));
+        let word = u32::from_be_bytes(prefix);
+        let len = u64::from(word & !CONTENT_FLAG);
         if len < SIG_LEN as u64 || start + LEN_PREFIX + len > limit {
             return Err(corrupt("record length out of bounds"));
         }
         let mut record = vec![0u8; usize::try_from(len).map_err(|_| corrupt("length"))?];
         self.entries
             .read_exact_at(&mut record, start + LEN_PREFIX)?;
-        let codec = self
-            .codec
-            .get()
-            .ok_or_else(|| corrupt("records but no committed dictionary"))?;
-        let (sig, body) = record.split_at(SIG_LEN);
-        let sig: [u8; 64] = sig.try_into().map_err(|_| corrupt("signature length"))?;
-        Ok((codec.decompress(body)?, sig, start + LEN_PREFIX + len))
+        let body = record.split_off(SIG_LEN);
+        let signature: [u8; 64] = record.try_into().map_err(|_| corrupt("signature length"))?;
+        let (entry, content) = if word & CONTENT_FLAG == 0 {
+            (body, None)
+        } else {
+            split_content(body).ok_or_else(|| corrupt("entry frame length out of bounds"))?
+        };
+        Ok(Record {
+            signature,
+            entry,
+            content,
+            end: start + LEN_PREFIX + len,
+        })
+    }
+
+    /// The codec of a store that has records.
+    fn codec(&self) -> Result<&Codec, StoreError> {
+        self.codec.get().ok_or_else(|| {
+            StoreError::Corrupt("entries.bin has records but no committed dictionary".into())
+        })
     }
 
     fn lock_tail(&self) -> Result<std::sync::MutexGuard<'_, Tail>, StoreError> {
@@ -543,27 +584,78 @@ fn lay_out_entries(
             )));
         }
         super::check_len(SIG_LEN + e.bytes.len())?;
-        end += append_record(codec, &e.signature, &e.bytes, &mut records)?;
+        if let Some(c) = &e.content {
+            super::check_len(c.len())?;
+        }
+        end += append_record(
+            codec,
+            &e.signature,
+            &e.bytes,
+            e.content.as_deref(),
+            &mut records,
+        )?;
         offsets.extend_from_slice(&end.to_be_bytes());
     }
     Ok((records, offsets, end))
 }
 
-/// Appends one record (length ‖ signature ‖ compressed bytes) to `out`,
-/// and returns its length.
+/// Appends one record to `out` — length ‖ signature ‖ compressed bytes, or
+/// with `content`: flagged length ‖ signature ‖ entry frame length ‖ entry
+/// frame ‖ content frame — and returns its length.
 fn append_record(
     codec: &Codec,
     signature: &[u8; 64],
     bytes: &[u8],
+    content: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> Result<u64, StoreError> {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(signature);
-    codec.compress_into(bytes, out)?;
-    let len = u32::try_from(out.len() - at - 4).map_err(|_| StoreError::TooLarge(bytes.len()))?;
-    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
+    let flag = match content {
+        None => {
+            codec.compress_into(bytes, out)?;
+            0
+        }
+        Some(content) => {
+            let frame_at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            codec.compress_into(bytes, out)?;
+            let frame_len = word(out.len() - frame_at - 4)?;
+            out[frame_at..frame_at + 4].copy_from_slice(&frame_len.to_be_bytes());
+            codec.compress_into(content, out)?;
+            CONTENT_FLAG
+        }
+    };
+    let len = word(out.len() - at - 4)?;
+    out[at..at + 4].copy_from_slice(&(len | flag).to_be_bytes());
     Ok(LEN_PREFIX + u64::from(len))
+}
+
+/// A record length, which must leave [`CONTENT_FLAG`] free.
+fn word(len: usize) -> Result<u32, StoreError> {
+    u32::try_from(len)
+        .ok()
+        .filter(|l| l & CONTENT_FLAG == 0)
+        .ok_or(StoreError::TooLarge(len))
+}
+
+/// A flagged record's body (after the signature): its entry frame and
+/// content frame.
+fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let frame_len = usize::try_from(u32::from_be_bytes(body.get(..4)?.try_into().ok()?)).ok()?;
+    let content = body.split_off(4usize.checked_add(frame_len).filter(|&e| e <= body.len())?);
+    body.drain(..4);
+    Some((body, Some(content)))
+}
+
+/// One `entries.bin` record, its frames still compressed.
+struct Record {
+    signature: [u8; 64],
+    entry: Vec<u8>,
+    content: Option<Vec<u8>>,
+    /// Where the record ends in the file.
+    end: u64,
 }
 
 /// The stored hashes of a batch, contiguous from the committed count.
@@ -650,7 +742,7 @@ pub(super) fn write_entries_file(
             Some(c) => c,
             None => codec.insert(Codec::new(bytes.to_vec())?),
         };
-        append_record(codec, &sig, bytes, &mut buffer)?;
+        append_record(codec, &sig, bytes, None, &mut buffer)?;
         if buffer.len() >= 1 << 20 {
             file.write_all_at(&buffer, end)?;
             end += buffer.len() as u64;
@@ -1000,6 +1092,48 @@ mod tests {
         assert_eq!(store.index_of_exec_id("record 3").unwrap(), Some(3));
         assert_eq!(store.index_of_exec_id("record 50").unwrap(), None);
         assert_eq!(store.index_of_exec_id("record 51").unwrap(), None);
+    }
+
+    #[test]
+    fn content_lives_in_its_entry_record_across_a_rebuild_and_a_tamper() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::default();
+        let store = open(dir.path()).unwrap();
+        let mut batch = model.batch(10);
+        for e in batch.entries.iter_mut().filter(|e| e.index % 2 == 0) {
+            e.content = Some(format!("{{\"content\":{}}}", e.index).into_bytes());
+        }
+        store.commit(&batch).unwrap();
+        let assert_content = |store: &Store| {
+            for i in 0..10u64 {
+                let expected = (i % 2 == 0).then(|| format!("{{\"content\":{i}}}").into_bytes());
+                assert_eq!(store.content(i).unwrap(), expected, "content {i}");
+            }
+            assert_eq!(store.content(10).unwrap(), None);
+        };
+        assert_holds(&store, &model);
+        assert_content(&store);
+        // Content of entries written before it moved into the records.
+        store
+            .tamper_raw("content", &3u64.to_be_bytes(), b"legacy")
+            .unwrap();
+        assert_eq!(store.content(3).unwrap(), Some(b"legacy".to_vec()));
+        // Re-encoding entry 1 (as an editor would) moves the later records
+        // with their content.
+        let (bytes, sig) = store.entry(1).unwrap().unwrap();
+        let mut value = sig.to_vec();
+        value.extend_from_slice(&bytes);
+        store
+            .tamper_raw("entries", &1u64.to_be_bytes(), &value)
+            .unwrap();
+        drop(store);
+        for file in ["entries.idx", "hashes.bin"] {
+            std::fs::remove_file(dir.path().join(file)).unwrap();
+        }
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        assert_eq!(store.content(4).unwrap(), Some(b"{\"content\":4}".to_vec()));
+        assert_eq!(store.content(3).unwrap(), Some(b"legacy".to_vec()));
     }
 
     #[test]
