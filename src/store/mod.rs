@@ -442,6 +442,19 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
+    /// Erases the cleartext content kept beside entry `index`, durably (in
+    /// place in its record, and from the sled tree of older stores). The
+    /// log is unchanged: entries hold only salted commitments to content.
+    /// Returns whether there was any. Nothing in the service calls it yet.
+    pub fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
+        let in_record = self.inner.segments.erase_content(index)?;
+        let in_sled = self.inner.content.remove(index.to_be_bytes())?.is_some();
+        if in_sled {
+            self.sync()?;
+        }
+        Ok(in_record || in_sled)
+    }
+
     /// The signed checkpoint of size `size`, if one was stored.
     pub fn checkpoint(&self, size: u64) -> Result<Option<String>, StoreError> {
         self.inner

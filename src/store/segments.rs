@@ -401,8 +401,27 @@ impl Segments {
     /// then looks in sled, where content was kept before).
     pub(super) fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match self.record(index)?.and_then(|r| r.content) {
-            Some(frame) => Ok(Some(self.codec()?.decompress(&frame)?)),
-            None => Ok(None),
+            Some(frame) if !is_erased(&frame) => Ok(Some(self.codec()?.decompress(&frame)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Erases entry `index`'s content in place: its frame becomes zeros
+    /// (no zstd frame starts with a zero byte), durably. The entry, its
+    /// signature and every proof are untouched — the entry holds only
+    /// salted commitments to the content. Returns whether there was any.
+    pub(super) fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
+        let Some(record) = self.record(index)? else {
+            return Ok(false);
+        };
+        match record.content {
+            Some(frame) if !is_erased(&frame) => {
+                let at = record.end - frame.len() as u64;
+                self.entries.write_all_at(&vec![0; frame.len()], at)?;
+                self.entries.sync_data()?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
@@ -474,6 +493,7 @@ impl Segments {
             at = record.end;
             let content = record
                 .content
+                .filter(|frame| !is_erased(frame))
                 .map(|frame| codec.decompress(&frame))
                 .transpose()?;
             let (sig, bytes) = if i == index {
@@ -647,6 +667,11 @@ fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let content = body.split_off(4usize.checked_add(frame_len).filter(|&e| e <= body.len())?);
     body.drain(..4);
     Some((body, Some(content)))
+}
+
+/// Whether a content frame was erased ([`Segments::erase_content`]).
+fn is_erased(frame: &[u8]) -> bool {
+    frame.iter().all(|&b| b == 0)
 }
 
 /// One `entries.bin` record, its frames still compressed.
@@ -1134,6 +1159,26 @@ mod tests {
         assert_holds(&store, &model);
         assert_eq!(store.content(4).unwrap(), Some(b"{\"content\":4}".to_vec()));
         assert_eq!(store.content(3).unwrap(), Some(b"legacy".to_vec()));
+        // Erased in place: gone across a reopen and a rebuild, the log whole.
+        assert!(store.erase_content(4).unwrap());
+        assert!(store.erase_content(3).unwrap());
+        assert!(!store.erase_content(4).unwrap());
+        assert!(!store.erase_content(5).unwrap());
+        let len = std::fs::metadata(dir.path().join("entries.bin"))
+            .unwrap()
+            .len();
+        drop(store);
+        std::fs::remove_file(dir.path().join("hashes.bin")).unwrap();
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        for i in [3, 4] {
+            assert_eq!(store.content(i).unwrap(), None, "content {i}");
+        }
+        assert_eq!(store.content(6).unwrap(), Some(b"{\"content\":6}".to_vec()));
+        let after = std::fs::metadata(dir.path().join("entries.bin"))
+            .unwrap()
+            .len();
+        assert_eq!(after, len, "erasing moves no record");
     }
 
     #[test]
