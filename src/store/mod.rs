@@ -19,8 +19,8 @@
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
-//! | `nonces`      | tenant ‖ 0 ‖ nonce     | nonce record (binary, [`reservations`]) |
-//! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight    |
+//! | `nonces`      | tenant ‖ 0 ‖ nonce     | final nonce record (binary, [`reservations`]) |
+//! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
 //! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |

@@ -2,13 +2,17 @@
 //! counters.
 //!
 //! A reservation is one sled transaction over three trees: it fails if the
-//! nonce is already known (returning what is known) or the approval already
-//! consumed; otherwise it records the nonce as `pending` in both `nonces`
-//! and the small `pending` tree, and marks the approval consumed. The
-//! ledger writer then makes it durable ([`Store::sync_cycle`]) *before*
-//! anyone runs the handler. The sequencer later replaces the pending record with the
-//! final one and deletes it from `pending`, in the same transaction as the
-//! ledger entry — so "entry exists" and "nonce done" are never out of step.
+//! nonce is already known — done (in `nonces`) or in flight (in `pending`)
+//! — returning what is known, or if the approval is already consumed;
+//! otherwise it records the nonce in the small `pending` tree and marks the
+//! approval consumed. The ledger writer then makes it durable
+//! ([`Store::sync_cycle`]) *before* anyone runs the handler. The sequencer
+//! later writes the final record to `nonces` and deletes the pending one,
+//! in the same transaction as the ledger entry — so "entry exists" and
+//! "nonce done" are never out of step. (Until issue 5's third pass the
+//! pending record was written to `nonces` too: one record more per attempt
+//! for sled to write and collect. Stores of that time hold such records
+//! only for attempts in flight at their last stop, and read the same.)
 //! At start-up only `pending` is scanned (its size is the number of
 //! attempts in flight at a crash, not the size of the log).
 
@@ -251,7 +255,7 @@ pub(super) fn reserve_in(
     approvals: &TransactionalTree,
     r: &Encoded<'_>,
 ) -> ConflictableTransactionResult<Found, ()> {
-    if let Some(existing) = nonces.get(r.key)? {
+    if let Some(existing) = nonces.get(r.key)?.or(pending.get(r.key)?) {
         return Ok(Found::Existing(existing.to_vec()));
     }
     if let Some(ak) = r.approval_key {
@@ -260,7 +264,6 @@ pub(super) fn reserve_in(
         }
         approvals.insert(ak.as_bytes(), r.key)?;
     }
-    nonces.insert(r.key, r.value.as_slice())?;
     pending.insert(r.key, r.value.as_slice())?;
     Ok(Found::Reserved)
 }
@@ -412,5 +415,29 @@ mod tests {
         let mut bad_outcome = bytes;
         bad_outcome[1] = 9;
         assert!(decode(&bad_outcome).is_err());
+    }
+
+    #[test]
+    fn a_nonce_in_flight_is_known_from_the_pending_tree_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::StoreConfig::new(dir.path())).unwrap();
+        let key = nonce_key("", "n-1");
+        let first = record(1);
+        assert_eq!(
+            store.reserve(&key, &first, Some("approval-1")).unwrap(),
+            Reservation::Reserved
+        );
+        assert_eq!(
+            store.reserve(&key, &record(9), None).unwrap(),
+            Reservation::Existing(first.clone())
+        );
+        assert_eq!(
+            store
+                .reserve(&nonce_key("", "n-2"), &record(2), Some("approval-1"))
+                .unwrap(),
+            Reservation::ApprovalUsed
+        );
+        assert!(store.inner.nonces.get(&key).unwrap().is_none());
+        assert_eq!(store.pending_reservations().unwrap(), vec![(key, first)]);
     }
 }
