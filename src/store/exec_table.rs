@@ -18,7 +18,8 @@
 //! next 8 bytes of the digest. Only the last table takes new exec_ids;
 //! when it is 3/4 full a table twice its size is added after it. No table
 //! is ever rewritten, so growing never pauses the writer; a lookup probes
-//! every table (about log2 of the log's size / 2^16 of them).
+//! the tables newest first until a candidate is confirmed (there are about
+//! log2 of the log's size / 2^16 of them; an unknown exec_id probes all).
 //!
 //! Header: magic `OEXTAB01` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
 //! exec_ids in the last table (`u64`) ‖ `indexed` (`u64`): every entry
@@ -31,9 +32,10 @@
 //! [`DERIVED_SYNC_INTERVAL`] by a thread of its own ([`Syncer`]: the
 //! inserts dirty pages all over the file, and syncing them on the writer
 //! stalled appends), and when a table is added, and at a clean close; only
-//! *after* such a sync does the header claim the entries inserted before it. At open, entries from `indexed` to the head are
-//! indexed again from `entries.bin`; one found already (inserted after the
-//! last header) is not inserted twice. A fingerprint match is only a
+//! *after* such a sync does the header claim the entries inserted before
+//! it. At open, entries from `indexed` to the head are indexed again from
+//! `entries.bin`; one found already (inserted after the last header) is not
+//! inserted twice. A fingerprint match is only a
 //! candidate: the store reads the entry and compares its exec_id, so a
 //! stale, torn or colliding slot can cost a lookup a read, never a wrong
 //! answer. This module must never be the only evidence of where an exec_id
