@@ -17,12 +17,12 @@ use crate::exec::{Boundary, Mode, Policy};
 use crate::http::AppState;
 use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
 
-/// Largest allowed `--max-body-bytes`. A sled tree node holds up to 17
-/// values and sled moves a node larger than a quarter segment (4 MiB here)
-/// into a blob file that it writes without fsync; with a payload and a
-/// result each near this size (true of the built-in handlers; the store
-/// refuses any single value over `store::MAX_VALUE_LEN`), a node stays well
-/// below that.
+/// Largest allowed `--max-body-bytes`. An attempt's stored content holds
+/// its payload and its result (for `echo`, the payload again), and the
+/// store refuses content over `store::MAX_VALUE_LEN` (200 KiB, also the
+/// largest frame it decompresses); within 64 KiB content stays near
+/// 130 KiB. (Content was kept in sled until issue 5's third pass, where
+/// larger values also risked sled's unsynced blob files.)
 const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
 
 /// Arguments of `openexec serve`; every one also an environment variable.
@@ -134,7 +134,7 @@ impl ServeArgs {
         }
         if self.max_body_bytes > MAX_BODY_BYTES_LIMIT {
             return Err(format!(
-                "OPENEXEC_MAX_BODY_BYTES {} exceeds {MAX_BODY_BYTES_LIMIT}: larger values would make sled write blob files it does not fsync",
+                "OPENEXEC_MAX_BODY_BYTES {} exceeds {MAX_BODY_BYTES_LIMIT}: larger bodies could make an attempt's stored content exceed the store's 200 KiB value limit",
                 self.max_body_bytes
             ));
         }

@@ -63,10 +63,12 @@ pub use reservations::{nonce_key, Completion, NonceRecord, Reservation, Reservat
 use crate::core::hash::Hash;
 use segments::{Segments, SegmentsMark};
 
-/// Largest value the store accepts. A sled node holds up to 17 values and
-/// sled moves a node larger than a quarter segment (4 MiB) into a blob file
-/// that it writes *without* fsync; 17 × 200 KiB stays below that. (The
-/// service's body limit, at most 64 KiB, keeps content values near 130 KiB.)
+/// Largest value the store accepts: an entry's content frame in
+/// `entries.bin` (also the most a read decompresses), or a sled value — a
+/// sled node holds up to 17 values and sled moves a node larger than a
+/// quarter segment (4 MiB) into a blob file that it writes *without* fsync;
+/// 17 × 200 KiB stays below that. (The service's body limit, at most
+/// 64 KiB, keeps content near 130 KiB.)
 pub const MAX_VALUE_LEN: usize = 200 * 1024;
 
 /// sled segment size: its blob threshold is a quarter of this.
