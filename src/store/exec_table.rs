@@ -31,7 +31,7 @@
 //! transaction commits; the file is fdatasynced about once per
 //! [`SYNC_INTERVAL`] by a thread of its own ([`Syncer`]: the inserts dirty
 //! pages all over the file, and syncing them on the writer stalled
-//! appends), and when a table is added, and at a clean close; only
+//! appends), and at a clean close; only
 //! *after* such a sync does the header claim the entries inserted before
 //! it. At open, entries from `indexed` to the head are indexed again from
 //! `entries.bin`; one found already (inserted after the last header) is not
@@ -363,24 +363,31 @@ impl ExecTable {
         Ok(())
     }
 
-    /// Adds a table twice the size of the last, durably, before anything
-    /// is written to it.
+    /// Adds a table twice the size of the last, without a sync, so that
+    /// growing never holds the writer up on the table's dirty pages (at 10M
+    /// entries, up to an interval's worth of random pages). The new table's
+    /// region is first cut off and extended again, so it holds zeros even
+    /// if a crash left slots of an earlier attempt there; the header
+    /// written now claims only what the last sync covered, and becomes
+    /// durable with the next one. Should a crash lose it, the next open
+    /// sees the old last table, indexes the entries since that sync into
+    /// it again, and adds the new table again when it fills.
     fn add_table(&self, state: &mut State) -> Result<(), StoreError> {
-        let mut next = state.header;
+        let current = state.header;
+        let mut next = current;
         next.tables += 1;
         next.in_last = 0;
         if next.first_bits + next.tables > MAX_BITS {
             return Err(StoreError::TooLarge(usize::MAX));
         }
-        // Everything inserted so far becomes durable: the header may claim
-        // the entries of the last completed batch (this one's are not all
-        // inserted yet).
-        self.file.sync_data()?;
+        self.file.set_len(current.offset(current.tables))?;
         self.file.set_len(next.offset(next.tables))?;
-        self.file.write_all_at(&next.encode(), 0)?;
-        self.file.sync_data()?;
+        let claimed = Header {
+            indexed: state.durable,
+            ..next
+        };
+        self.file.write_all_at(&claimed.encode(), 0)?;
         state.header = next;
-        state.durable = next.indexed;
         self.tables.store(next.tables, Ordering::Release);
         Ok(())
     }
@@ -647,6 +654,29 @@ mod tests {
             table.reindex(&id(n), n).unwrap();
         }
         assert_exact(&table, 45);
+    }
+
+    #[test]
+    fn a_table_added_again_after_a_crash_starts_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = ExecTable::open(dir.path(), 2).unwrap();
+        insert(&table, 0, 3, 3);
+        table.sync_now().unwrap();
+        // What a crash can leave: table 1's region written (slots of
+        // entries the lost header's table held) while the durable header
+        // still says one table.
+        table.file.set_len(offset(2, 2)).unwrap();
+        let mut stale = [0u8; SLOT as usize];
+        stale[..8].copy_from_slice(&Key::of(&id(99)).fingerprint.to_be_bytes());
+        stale[8..].copy_from_slice(&99u64.to_be_bytes());
+        table.file.write_all_at(&stale, offset(2, 1)).unwrap();
+        drop(table);
+        let table = ExecTable::open(dir.path(), 2).unwrap();
+        assert_eq!(table.tables.load(Ordering::Acquire), 1);
+        insert(&table, 3, 20, 4);
+        assert!(table.tables.load(Ordering::Acquire) > 1);
+        assert!(candidates(&table, &id(99)).unwrap().is_empty());
+        assert_exact(&table, 20);
     }
 
     #[test]
