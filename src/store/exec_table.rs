@@ -280,27 +280,31 @@ impl ExecTable {
     pub(super) fn reindex(&self, exec_id: &str, index: u64) -> Result<(), StoreError> {
         let mut state = self.lock()?;
         let key = Key::of(exec_id);
-        let header = state.header;
-        let last = header.tables - 1;
-        if self.run(last, key)?.matches.contains(&index) {
+        let last = state.header.tables - 1;
+        match self.table_recording(state.header.tables, key, index)? {
             // Inserted after the last header: counted in none yet.
-            state.header.in_last += 1;
-        } else if !self.in_older_tables(header, key, index)? {
-            self.insert(&mut state, key, index)?;
+            Some(k) if k == last => state.header.in_last += 1,
+            // Inserted before the table that followed it was added.
+            Some(_) => {}
+            None => self.insert(&mut state, key, index)?,
         }
         state.header.indexed = state.header.indexed.max(index + 1);
         Ok(())
     }
 
-    /// Whether a table before the last records `index` under `key` (inserted
-    /// after the last header, before the table that followed it was added).
-    fn in_older_tables(&self, header: Header, key: Key, index: u64) -> Result<bool, StoreError> {
-        for k in 0..header.tables - 1 {
+    /// The table, of the first `tables`, that records `index` under `key`.
+    fn table_recording(
+        &self,
+        tables: u32,
+        key: Key,
+        index: u64,
+    ) -> Result<Option<u32>, StoreError> {
+        for k in (0..tables).rev() {
             if self.run(k, key)?.matches.contains(&index) {
-                return Ok(true);
+                return Ok(Some(k));
             }
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Makes every insert durable and says so in the header (a clean close,

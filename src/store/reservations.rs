@@ -255,7 +255,11 @@ pub(super) fn reserve_in(
     approvals: &TransactionalTree,
     r: &Encoded<'_>,
 ) -> ConflictableTransactionResult<Found, ()> {
-    if let Some(existing) = nonces.get(r.key)?.or(pending.get(r.key)?) {
+    let existing = match nonces.get(r.key)? {
+        Some(done) => Some(done),
+        None => pending.get(r.key)?,
+    };
+    if let Some(existing) = existing {
         return Ok(Found::Existing(existing.to_vec()));
     }
     if let Some(ak) = r.approval_key {

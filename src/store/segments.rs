@@ -397,12 +397,12 @@ impl Segments {
     }
 
     /// The cleartext content kept in entry `index`'s record: `None` when
-    /// the entry is not committed or its record carries none (the store
-    /// then looks in sled, where content was kept before).
+    /// the entry is not committed, or its record carries none or it was
+    /// erased (the store then looks in sled, where content was kept before).
     pub(super) fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match self.record(index)?.and_then(|r| r.content) {
-            Some(frame) if !is_erased(&frame) => Ok(Some(self.codec()?.decompress(&frame)?)),
-            _ => Ok(None),
+            Some(frame) => Ok(Some(self.codec()?.decompress(&frame)?)),
+            None => Ok(None),
         }
     }
 
@@ -415,13 +415,13 @@ impl Segments {
             return Ok(false);
         };
         match record.content {
-            Some(frame) if !is_erased(&frame) => {
+            Some(frame) => {
                 let at = record.end - frame.len() as u64;
                 self.entries.write_all_at(&vec![0; frame.len()], at)?;
                 self.entries.sync_data()?;
                 Ok(true)
             }
-            _ => Ok(false),
+            None => Ok(false),
         }
     }
 
@@ -493,7 +493,6 @@ impl Segments {
             at = record.end;
             let content = record
                 .content
-                .filter(|frame| !is_erased(frame))
                 .map(|frame| codec.decompress(&frame))
                 .transpose()?;
             let (sig, bytes) = if i == index {
@@ -661,12 +660,12 @@ fn word(len: usize) -> Result<u32, StoreError> {
 }
 
 /// A flagged record's body (after the signature): its entry frame and
-/// content frame.
+/// content frame (`None` once erased).
 fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
     let frame_len = usize::try_from(u32::from_be_bytes(body.get(..4)?.try_into().ok()?)).ok()?;
     let content = body.split_off(4usize.checked_add(frame_len).filter(|&e| e <= body.len())?);
     body.drain(..4);
-    Some((body, Some(content)))
+    Some((body, Some(content).filter(|frame| !is_erased(frame))))
 }
 
 /// Whether a content frame was erased ([`Segments::erase_content`]).
@@ -678,6 +677,7 @@ fn is_erased(frame: &[u8]) -> bool {
 struct Record {
     signature: [u8; 64],
     entry: Vec<u8>,
+    /// The content frame, unless the record has none or it was erased.
     content: Option<Vec<u8>>,
     /// Where the record ends in the file.
     end: u64,
