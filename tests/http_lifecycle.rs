@@ -6,7 +6,7 @@ mod common;
 
 use openexec::core::entry::{Entry, Outcome};
 use openexec::core::receipt::{verify_receipt, Receipt};
-use openexec::store::{nonce_key, NonceRecord, Reservation, Store, StoreConfig};
+use openexec::store::{nonce_key, PendingNonce, Reservation, Store, StoreConfig};
 use serde_json::json;
 
 use common::server::start_in;
@@ -25,13 +25,10 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
             .unwrap();
     {
         let store = Store::open(&StoreConfig::new(data.join("db"))).unwrap();
-        let record = NonceRecord {
-            outcome: None,
+        let record = PendingNonce {
             request_hash,
             exec_id: "exec-crashed".into(),
             approval_key: None,
-            status: None,
-            index: None,
             action: "counter".into(),
             tenant: String::new(),
             nonce: "crash-1".into(),

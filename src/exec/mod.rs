@@ -34,13 +34,13 @@ use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
 use crate::core::canonical::{commitment, request_hash, to_canonical_bytes};
-use crate::core::entry::{ApprovalSummary, EntryDraft, Outcome};
+use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome};
 use crate::core::hash::Hash;
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{salt_to_base64, Content, Salts};
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
 use crate::ledger::{Appended, Ledger, LedgerError};
-use crate::store::{nonce_key, Completion, NonceRecord, Reservation};
+use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
 use handlers::{Handler, HandlerContext, Registry};
 use metrics::Metrics;
 
@@ -194,16 +194,8 @@ impl Boundary {
                 outcome: Outcome::Interrupted,
                 reason: "interrupted_at_restart".into(),
             };
-            let done = NonceRecord {
-                outcome: Some(Outcome::Interrupted),
-                status: Some(500),
-                ..record
-            };
-            self.ledger.append_completing_blocking(
-                draft,
-                None,
-                Some(Completion { key, record: done }),
-            )?;
+            self.ledger
+                .append_completing_blocking(draft, None, Some(Completion { key }))?;
             self.metrics
                 .record(Outcome::Interrupted, "interrupted_at_restart");
         }
@@ -306,13 +298,10 @@ impl Boundary {
         verified: Option<VerifiedApproval>,
     ) -> Response {
         let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
-        let record = NonceRecord {
-            outcome: None,
+        let record = PendingNonce {
             request_hash: attempt.request_hash,
             exec_id: attempt.exec_id.clone(),
             approval_key: verified.as_ref().map(|v| v.consume_key.clone()),
-            status: None,
-            index: None,
             action: attempt.request.action.as_str().to_owned(),
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
@@ -320,7 +309,7 @@ impl Boundary {
         // Durable before the handler runs: the ledger's writer answers only
         // after the fdatasync it shares with the other reservations and
         // entries queued at the same time.
-        let reserved = self.ledger.reserve(key.clone(), record.clone()).await;
+        let reserved = self.ledger.reserve(key.clone(), record).await;
         match reserved {
             Ok(Reservation::Reserved) => {}
             Ok(Reservation::ApprovalUsed) => {
@@ -333,24 +322,16 @@ impl Boundary {
                     )
                     .await;
             }
-            Ok(Reservation::Existing(existing)) => {
-                return self.existing_nonce(attempt, existing).await
-            }
+            Ok(Reservation::InFlight(_)) => return self.nonce_in_flight(attempt).await,
+            Ok(Reservation::Done { index }) => return self.replay(attempt, index).await,
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation failed");
                 return storage_unavailable();
             }
         }
         let decision = self.run_handler(handler, &attempt);
-        let completion = Completion {
-            key,
-            record: NonceRecord {
-                outcome: Some(decision.outcome),
-                status: Some(decision.status),
-                ..record
-            },
-        };
-        self.finish(attempt, decision, Some(completion)).await
+        self.finish(attempt, decision, Some(Completion { key }))
+            .await
     }
 
     /// Runs the handler once, catching panics.
@@ -385,22 +366,27 @@ impl Boundary {
         }
     }
 
-    /// A nonce that is already known: in flight, conflicting, or a replay.
-    async fn existing_nonce(&self, mut attempt: Attempt, existing: NonceRecord) -> Response {
-        let Some(original_outcome) = existing.outcome else {
-            return self
-                .finish(
-                    attempt,
-                    Decision::reject(
-                        409,
-                        "nonce_in_flight",
-                        "A request with this nonce is still in flight",
-                    ),
-                    None,
-                )
-                .await;
+    /// A nonce held by an attempt still in flight.
+    async fn nonce_in_flight(&self, attempt: Attempt) -> Response {
+        let decision = Decision::reject(
+            409,
+            "nonce_in_flight",
+            "A request with this nonce is still in flight",
+        );
+        self.finish(attempt, decision, None).await
+    }
+
+    /// A nonce whose attempt is done, its entry at `index`: a replay of the
+    /// same request, or a conflict.
+    async fn replay(&self, mut attempt: Attempt, index: u64) -> Response {
+        let original = match self.entry_completing(index, &attempt) {
+            Ok(entry) => entry,
+            Err(e) => {
+                tracing::error!(exec_id = %attempt.exec_id, index, error = %e, "the entry of a done nonce cannot be read");
+                return storage_unavailable();
+            }
         };
-        if existing.request_hash != attempt.request_hash {
+        if original.request_hash != attempt.request_hash {
             return self
                 .finish(
                     attempt,
@@ -413,27 +399,36 @@ impl Boundary {
                 )
                 .await;
         }
-        let result = existing.index.and_then(|i| self.original_result(i));
-        let status = existing.status.unwrap_or(200);
+        let status = answered_status(original.outcome);
         let decision = Decision {
             outcome: Outcome::Replayed,
-            reason: format!("replay_of_{original_outcome}"),
+            reason: format!("replay_of_{}", original.outcome),
             status,
             detail: (status != 200)
                 .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
-            result,
+            result: self.original_result(index),
         };
         // The replay entry carries the original exec_id (it is not indexed
         // under it, so lookups still find the original), and the response
         // names the original execution, as the original service did.
-        attempt.exec_id = existing.exec_id;
+        attempt.exec_id = original.exec_id;
         let mut response = self.finish(attempt, decision, None).await;
         if let Value::Object(map) = &mut response.body {
             if map.get("outcome") == Some(&json!("replayed")) {
-                map.insert("original_outcome".into(), json!(original_outcome));
+                map.insert("original_outcome".into(), json!(original.outcome));
             }
         }
         response
+    }
+
+    /// The entry a done nonce names, which must hold that nonce.
+    fn entry_completing(&self, index: u64, attempt: &Attempt) -> Result<Entry, String> {
+        let (bytes, _) = self.ledger.entry(index).map_err(|e| e.to_string())?;
+        let entry = Entry::from_canonical_bytes(&bytes).map_err(|e| e.to_string())?;
+        if entry.nonce != attempt.request.nonce.as_str() || entry.tenant != attempt.tenant {
+            return Err("it holds another nonce".into());
+        }
+        Ok(entry)
     }
 
     fn original_result(&self, index: u64) -> Option<Value> {
@@ -535,6 +530,18 @@ fn approval_rejection(e: ApprovalError) -> Decision {
         403
     };
     Decision::reject(status, e.code(), e.to_string())
+}
+
+/// The HTTP status an attempt that completed a nonce was answered with,
+/// which its replays repeat: only `executed` (200) and `failed` or
+/// `interrupted` (500) complete one ([`Boundary::run_handler`],
+/// [`Boundary::recover_interrupted`]).
+fn answered_status(outcome: Outcome) -> u16 {
+    if outcome == Outcome::Executed {
+        200
+    } else {
+        500
+    }
 }
 
 /// 503 without internal detail (the cause is logged, not sent).

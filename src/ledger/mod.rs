@@ -34,7 +34,7 @@ use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofErr
 use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
 use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
 use crate::store::{
-    Completion, Head, NonceRecord, Reservation, Store, StoreConfig, StoreError, StoreHashReader,
+    Completion, Head, PendingNonce, Reservation, Store, StoreConfig, StoreError, StoreHashReader,
 };
 
 /// Default log origin (checkpoint first line and key name).
@@ -184,7 +184,7 @@ enum Work {
 /// A nonce reservation: answered once it is durable.
 struct ReserveJob {
     key: Vec<u8>,
-    record: NonceRecord,
+    record: PendingNonce,
     reply: tokio::sync::oneshot::Sender<Result<Reservation, LedgerError>>,
 }
 
@@ -375,7 +375,7 @@ impl Ledger {
     pub async fn reserve(
         &self,
         key: Vec<u8>,
-        record: NonceRecord,
+        record: PendingNonce,
     ) -> Result<Reservation, LedgerError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Work::Reserve(ReserveJob { key, record, reply }))?;

@@ -271,10 +271,7 @@ impl Sequencer {
                 bytes,
                 index_exec_id: (entry.outcome != Outcome::Replayed).then(|| entry.exec_id.clone()),
                 content,
-                completion: completion.map(|mut c| {
-                    c.record.index = Some(index);
-                    c
-                }),
+                completion,
             });
             entries.push(entry);
             prev = leaf;

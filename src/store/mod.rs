@@ -19,7 +19,7 @@
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
-//! | `nonces`      | tenant ‖ 0 ‖ nonce     | final nonce record (binary, [`reservations`]) |
+//! | `nonces`      | tenant ‖ 0 ‖ nonce     | done nonce: `2` ‖ its entry's index (older stores: the whole record, [`reservations`]) |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
@@ -58,7 +58,7 @@ use sled::transaction::Transactional;
 pub use cosignatures::KEEP_COSIGNED;
 pub use faults::FaultPoint;
 pub use hash_reader::{OverlayReader, StoreHashReader};
-pub use reservations::{nonce_key, Completion, NonceRecord, Reservation, ReservationRequest};
+pub use reservations::{nonce_key, Completion, PendingNonce, Reservation, ReservationRequest};
 
 use crate::core::hash::Hash;
 use segments::{Segments, SegmentsMark};
@@ -181,7 +181,7 @@ pub struct StoredEntry {
     pub index_exec_id: Option<String>,
     /// Cleartext content to keep beside it (deletable), if any.
     pub content: Option<Vec<u8>>,
-    /// The nonce record to finalize with it, if the attempt held a nonce.
+    /// The nonce this entry completes, if the attempt held one.
     pub completion: Option<Completion>,
 }
 
@@ -528,9 +528,13 @@ impl SledBatches {
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
-        for c in batch.entries.iter().filter_map(|e| e.completion.as_ref()) {
+        for (e, c) in batch
+            .entries
+            .iter()
+            .filter_map(|e| e.completion.as_ref().map(|c| (e, c)))
+        {
             b.nonces
-                .insert(c.key.as_slice(), reservations::encode(&c.record)?);
+                .insert(c.key.as_slice(), &reservations::encode_done(e.index)[..]);
             b.pending.remove(c.key.as_slice());
         }
         if let Some((size, note)) = &batch.checkpoint {

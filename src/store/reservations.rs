@@ -7,16 +7,20 @@
 //! otherwise it records the nonce in the small `pending` tree and marks the
 //! approval consumed. The ledger writer then makes it durable
 //! ([`Store::sync_cycle`]) *before* anyone runs the handler. The sequencer
-//! later writes the final record to `nonces` and deletes the pending one,
+//! later writes the done record to `nonces` and deletes the pending one,
 //! in the same transaction as the ledger entry — so "entry exists" and
-//! "nonce done" are never out of step. (Until issue 5's third pass the
-//! pending record was written to `nonces` too: one record more per attempt
-//! for sled to write and collect. Stores of that time hold such records
-//! only for attempts in flight at their last stop, and read the same.)
+//! "nonce done" are never out of step.
+//!
+//! A done record holds only the index of the nonce's entry (9 bytes): the
+//! entry already says everything a replay needs (exec_id, request hash,
+//! outcome), and sled keeps every done record for ever, so each byte here
+//! is paid once per attempt, several times over on disk. Records written
+//! before issue 5's fourth pass (the whole record, binary or JSON, also
+//! kept in `nonces` while in flight before its third pass) still read.
 //! At start-up only `pending` is scanned (its size is the number of
 //! attempts in flight at a crash, not the size of the log).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sled::transaction::{
     ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
 };
@@ -25,27 +29,21 @@ use super::{Store, StoreError};
 use crate::core::entry::Outcome;
 use crate::core::hash::Hash;
 
-/// What is known of a nonce.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NonceRecord {
-    /// `None` while in flight; the recorded outcome once done.
-    pub outcome: Option<Outcome>,
+/// A nonce held by an attempt in flight: what is needed to record it as
+/// `interrupted` if the process stops before its entry is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingNonce {
     /// Request hash of the attempt that holds the nonce.
     pub request_hash: Hash,
     /// exec_id of that attempt.
     pub exec_id: String,
     /// The approval it consumed, if any.
     pub approval_key: Option<String>,
-    /// HTTP status it was answered with, once done.
-    pub status: Option<u16>,
-    /// Its ledger index, once done.
-    pub index: Option<u64>,
-    /// Action and approval summary, to record an `interrupted` entry at restart.
+    /// Its action.
     pub action: String,
-    /// Tenant.
+    /// Its tenant.
     pub tenant: String,
-    /// Nonce (also in the key; kept for the interrupted entry).
+    /// The nonce (also in the key).
     pub nonce: String,
 }
 
@@ -54,19 +52,39 @@ pub struct NonceRecord {
 pub enum Reservation {
     /// The nonce is now reserved (and the approval consumed).
     Reserved,
-    /// The nonce was already known.
-    Existing(NonceRecord),
+    /// The nonce is held by an attempt still in flight.
+    InFlight(PendingNonce),
+    /// The nonce's attempt is done: its entry is at `index`.
+    Done {
+        /// Ledger index of the entry that completed the nonce.
+        index: u64,
+    },
     /// The approval was already consumed by another nonce.
     ApprovalUsed,
 }
 
-/// The final nonce record to write with the entry, under `key`.
+/// What is known of a nonce, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    InFlight(PendingNonce),
+    Done(u64),
+}
+
+impl From<Known> for Reservation {
+    fn from(known: Known) -> Self {
+        match known {
+            Known::InFlight(p) => Self::InFlight(p),
+            Known::Done(index) => Self::Done { index },
+        }
+    }
+}
+
+/// The nonce to mark done with an entry: its key (the entry's index is the
+/// record).
 #[derive(Debug, Clone)]
 pub struct Completion {
     /// Nonce key (tenant ‖ 0x00 ‖ nonce).
     pub key: Vec<u8>,
-    /// The done record.
-    pub record: NonceRecord,
 }
 
 /// The key of a nonce in its tenant's scope.
@@ -79,27 +97,37 @@ pub fn nonce_key(tenant: &str, nonce: &str) -> Vec<u8> {
     key
 }
 
-/// First byte of a binary nonce record (JSON records, written before it,
-/// start with `{`).
+/// First byte of a binary record that says everything (pending records;
+/// done records before the fourth pass). JSON records, written before it,
+/// start with `{`.
 const RECORD_V1: u8 = 1;
+/// First byte of a done record: `2` ‖ entry index (`u64`).
+const RECORD_DONE: u8 = 2;
 /// `status` / `index` of a record that has none yet.
 const NO_STATUS: u16 = 0;
 const NO_INDEX: u64 = u64::MAX;
 /// String length that stands for `None` (`approval_key`).
 const NO_STRING: u32 = u32::MAX;
 
-/// A nonce record's stored bytes: `1` ‖ outcome (`u8`, 0 = none) ‖
-/// request hash (32) ‖ status (`u16`, 0 = none) ‖ index (`u64`, all ones =
-/// none) ‖ exec_id, approval key, action, tenant, nonce, each a `u32`
-/// length (all ones = none) and UTF-8. About half the JSON it replaced:
-/// every attempt writes its record twice and sled keeps it forever.
-pub(super) fn encode(record: &NonceRecord) -> Result<Vec<u8>, StoreError> {
+/// A done record: the index of the entry that completed the nonce.
+pub(super) fn encode_done(index: u64) -> [u8; 9] {
+    let mut out = [RECORD_DONE; 9];
+    out[1..].copy_from_slice(&index.to_be_bytes());
+    out
+}
+
+/// A pending record's stored bytes, in the layout done records also had
+/// before the fourth pass: `1` ‖ outcome (`u8`, 0 = none) ‖ request hash
+/// (32) ‖ status (`u16`, 0 = none) ‖ index (`u64`, all ones = none) ‖
+/// exec_id, approval key, action, tenant, nonce, each a `u32` length (all
+/// ones = none) and UTF-8.
+pub(super) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.push(RECORD_V1);
-    out.push(record.outcome.map_or(0, outcome_code));
+    out.push(0);
     out.extend_from_slice(record.request_hash.as_bytes());
-    out.extend_from_slice(&record.status.unwrap_or(NO_STATUS).to_be_bytes());
-    out.extend_from_slice(&record.index.unwrap_or(NO_INDEX).to_be_bytes());
+    out.extend_from_slice(&NO_STATUS.to_be_bytes());
+    out.extend_from_slice(&NO_INDEX.to_be_bytes());
     for text in [
         Some(&record.exec_id),
         record.approval_key.as_ref(),
@@ -120,15 +148,63 @@ pub(super) fn encode(record: &NonceRecord) -> Result<Vec<u8>, StoreError> {
     Ok(out)
 }
 
-fn decode(bytes: &[u8]) -> Result<NonceRecord, StoreError> {
-    if bytes.first() == Some(&b'{') {
-        return serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")));
+fn decode(bytes: &[u8]) -> Result<Known, StoreError> {
+    let corrupt = || StoreError::Corrupt("nonce record".into());
+    match bytes.first() {
+        Some(&RECORD_DONE) => {
+            let index: [u8; 8] = bytes
+                .get(1..)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(corrupt)?;
+            Ok(Known::Done(u64::from_be_bytes(index)))
+        }
+        Some(b'{') => serde_json::from_slice::<FullRecord>(bytes)
+            .map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")))?
+            .known()
+            .ok_or_else(corrupt),
+        _ => decode_v1(bytes)
+            .and_then(FullRecord::known)
+            .ok_or_else(corrupt),
     }
-    decode_v1(bytes).ok_or_else(|| StoreError::Corrupt("nonce record".into()))
 }
 
-fn decode_v1(bytes: &[u8]) -> Option<NonceRecord> {
+/// A record in the layout that says everything (binary `1`, or JSON): a
+/// pending record, or a done record written before the fourth pass.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullRecord {
+    outcome: Option<Outcome>,
+    request_hash: Hash,
+    exec_id: String,
+    approval_key: Option<String>,
+    // Kept by older done records; the entry's outcome now decides it.
+    #[allow(dead_code)]
+    status: Option<u16>,
+    index: Option<u64>,
+    action: String,
+    tenant: String,
+    nonce: String,
+}
+
+impl FullRecord {
+    /// In flight without an outcome; done with one (and then it must name
+    /// its entry).
+    fn known(self) -> Option<Known> {
+        match self.outcome {
+            None => Some(Known::InFlight(PendingNonce {
+                request_hash: self.request_hash,
+                exec_id: self.exec_id,
+                approval_key: self.approval_key,
+                action: self.action,
+                tenant: self.tenant,
+                nonce: self.nonce,
+            })),
+            Some(_) => self.index.map(Known::Done),
+        }
+    }
+}
+
+fn decode_v1(bytes: &[u8]) -> Option<FullRecord> {
     let mut r = Reader(bytes);
     if r.take(1)? != [RECORD_V1] {
         return None;
@@ -145,7 +221,7 @@ fn decode_v1(bytes: &[u8]) -> Option<NonceRecord> {
     let action = r.string()??;
     let tenant = r.string()??;
     let nonce = r.string()??;
-    r.0.is_empty().then_some(NonceRecord {
+    r.0.is_empty().then_some(FullRecord {
         outcome,
         request_hash,
         exec_id,
@@ -181,6 +257,7 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Outcome codes of binary `1` records (1-based; 0 = none).
 const OUTCOMES: [Outcome; 5] = [
     Outcome::Executed,
     Outcome::Failed,
@@ -188,13 +265,6 @@ const OUTCOMES: [Outcome; 5] = [
     Outcome::Replayed,
     Outcome::Interrupted,
 ];
-
-fn outcome_code(outcome: Outcome) -> u8 {
-    (1u8..)
-        .zip(OUTCOMES)
-        .find(|(_, o)| *o == outcome)
-        .map_or(0, |(c, _)| c)
-}
 
 fn outcome_of(code: u8) -> Option<Outcome> {
     OUTCOMES.get(usize::from(code).checked_sub(1)?).copied()
@@ -207,7 +277,7 @@ pub struct ReservationRequest<'a> {
     /// Nonce key (tenant ‖ 0x00 ‖ nonce).
     pub key: &'a [u8],
     /// The pending record to store under it.
-    pub record: &'a NonceRecord,
+    pub record: &'a PendingNonce,
 }
 
 /// A reservation as the transaction saw it: its stored value is encoded
@@ -222,7 +292,7 @@ impl<'a> Encoded<'a> {
     pub(super) fn new(request: ReservationRequest<'a>) -> Result<Self, StoreError> {
         Ok(Self {
             key: request.key,
-            value: encode(request.record)?,
+            value: encode_pending(request.record)?,
             approval_key: request.record.approval_key.as_deref(),
         })
     }
@@ -241,7 +311,7 @@ impl Found {
         match self {
             Self::Reserved => Ok(Reservation::Reserved),
             Self::ApprovalUsed => Ok(Reservation::ApprovalUsed),
-            Self::Existing(bytes) => Ok(Reservation::Existing(decode(&bytes)?)),
+            Self::Existing(bytes) => Ok(decode(&bytes)?.into()),
         }
     }
 }
@@ -281,7 +351,7 @@ impl Store {
     pub fn reserve(
         &self,
         key: &[u8],
-        record: &NonceRecord,
+        record: &PendingNonce,
         approval_key: Option<&str>,
     ) -> Result<Reservation, StoreError> {
         self.inner.faults.check(super::FaultPoint::ReserveWrite)?;
@@ -308,13 +378,18 @@ impl Store {
     }
 
     /// Reservations left pending (attempts in flight when the process stopped).
-    pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, NonceRecord)>, StoreError> {
+    pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, PendingNonce)>, StoreError> {
         self.inner
             .pending
             .iter()
             .map(|r| {
                 let (k, v) = r?;
-                Ok((k.to_vec(), decode(&v)?))
+                match decode(&v)? {
+                    Known::InFlight(p) => Ok((k.to_vec(), p)),
+                    Known::Done(_) => Err(StoreError::Corrupt(
+                        "a done nonce record in the pending tree".into(),
+                    )),
+                }
             })
             .collect()
     }
@@ -361,64 +436,95 @@ pub(super) fn tx_error(e: TransactionError<()>) -> StoreError {
 mod tests {
     use super::*;
 
-    fn record(n: u8) -> NonceRecord {
-        NonceRecord {
-            outcome: None,
+    fn record(n: u8) -> PendingNonce {
+        PendingNonce {
             request_hash: Hash::from_bytes([n; 32]),
             exec_id: format!("exec-{n}"),
             approval_key: None,
-            status: None,
-            index: None,
             action: "echo".into(),
             tenant: String::new(),
             nonce: format!("nonce-{n}"),
         }
     }
 
+    /// A done record as written before the fourth pass: the pending layout
+    /// with an outcome, a status and an index.
+    fn old_done_record(pending: &PendingNonce, outcome: Outcome, index: u64) -> Vec<u8> {
+        let mut bytes = encode_pending(pending).unwrap();
+        bytes[1] = (1u8..)
+            .zip(OUTCOMES)
+            .find(|(_, o)| *o == outcome)
+            .unwrap()
+            .0;
+        bytes[34..36].copy_from_slice(&500u16.to_be_bytes());
+        bytes[36..44].copy_from_slice(&index.to_be_bytes());
+        bytes
+    }
+
     #[test]
-    fn records_round_trip_in_every_state_and_shrink() {
-        let pending = record(1);
-        let mut done = record(2);
-        done.approval_key = Some("key ‖ approval".into());
-        done.status = Some(409);
-        done.index = Some((1 << 53) - 1);
-        for outcome in OUTCOMES {
-            done.outcome = Some(outcome);
-            assert_eq!(decode(&encode(&done).unwrap()).unwrap(), done);
+    fn pending_and_done_records_round_trip() {
+        let mut pending = record(1);
+        assert_eq!(
+            decode(&encode_pending(&pending).unwrap()).unwrap(),
+            Known::InFlight(pending.clone())
+        );
+        pending.approval_key = Some("key ‖ approval".into());
+        assert_eq!(
+            decode(&encode_pending(&pending).unwrap()).unwrap(),
+            Known::InFlight(pending)
+        );
+        for index in [0, 7, (1 << 53) - 1, u64::MAX] {
+            assert_eq!(decode(&encode_done(index)).unwrap(), Known::Done(index));
         }
-        let bytes = encode(&pending).unwrap();
-        assert_eq!(decode(&bytes).unwrap(), pending);
-        let json = serde_json::to_vec(&pending).unwrap();
-        assert!(
-            bytes.len() * 2 < json.len(),
-            "{} vs {}",
-            bytes.len(),
-            json.len()
+    }
+
+    #[test]
+    fn done_records_written_before_still_decode_to_their_entry() {
+        let pending = record(2);
+        for outcome in OUTCOMES {
+            let bytes = old_done_record(&pending, outcome, 41);
+            assert_eq!(decode(&bytes).unwrap(), Known::Done(41), "{outcome}");
+        }
+        let json = serde_json::json!({
+            "outcome": "executed", "request_hash": pending.request_hash,
+            "exec_id": "e", "approval_key": null, "status": 200, "index": 7,
+            "action": "echo", "tenant": "", "nonce": "n",
+        });
+        assert_eq!(
+            decode(&serde_json::to_vec(&json).unwrap()).unwrap(),
+            Known::Done(7)
+        );
+        let in_flight = serde_json::json!({
+            "outcome": null, "request_hash": pending.request_hash,
+            "exec_id": "exec-2", "approval_key": null, "status": null, "index": null,
+            "action": "echo", "tenant": "", "nonce": "nonce-2",
+        });
+        assert_eq!(
+            decode(&serde_json::to_vec(&in_flight).unwrap()).unwrap(),
+            Known::InFlight(pending)
         );
     }
 
     #[test]
-    fn json_records_written_before_still_decode() {
-        let mut done = record(3);
-        done.outcome = Some(Outcome::Executed);
-        done.status = Some(200);
-        done.index = Some(7);
-        let json = serde_json::to_vec(&done).unwrap();
-        assert_eq!(decode(&json).unwrap(), done);
-    }
-
-    #[test]
     fn damaged_records_are_corrupt_never_a_panic() {
-        let bytes = encode(&record(4)).unwrap();
-        for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        let pending = encode_pending(&record(4)).unwrap();
+        let done = encode_done(5);
+        let old_done = old_done_record(&record(4), Outcome::Executed, 5);
+        for bytes in [&pending[..], &done[..], &old_done[..]] {
+            for cut in 0..bytes.len() {
+                assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+            }
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert!(decode(&longer).is_err());
         }
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(decode(&longer).is_err());
-        let mut bad_outcome = bytes;
+        let mut bad_outcome = pending;
         bad_outcome[1] = 9;
         assert!(decode(&bad_outcome).is_err());
+        // Done, but naming no entry.
+        let mut no_index = old_done;
+        no_index[36..44].copy_from_slice(&NO_INDEX.to_be_bytes());
+        assert!(decode(&no_index).is_err());
     }
 
     #[test]
@@ -433,7 +539,7 @@ mod tests {
         );
         assert_eq!(
             store.reserve(&key, &record(9), None).unwrap(),
-            Reservation::Existing(first.clone())
+            Reservation::InFlight(first.clone())
         );
         assert_eq!(
             store
@@ -443,5 +549,38 @@ mod tests {
         );
         assert!(store.inner.nonces.get(&key).unwrap().is_none());
         assert_eq!(store.pending_reservations().unwrap(), vec![(key, first)]);
+    }
+
+    #[test]
+    fn a_done_record_is_nine_bytes_and_names_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&super::super::StoreConfig::new(dir.path())).unwrap();
+        let key = nonce_key("t", "n-3");
+        assert_eq!(
+            store.reserve(&key, &record(3), None).unwrap(),
+            Reservation::Reserved
+        );
+        let mut batch = super::super::BatchWrite::default();
+        batch.entries.push(super::super::StoredEntry {
+            index: 0,
+            bytes: b"{}".to_vec(),
+            signature: [0; 64],
+            index_exec_id: None,
+            content: None,
+            completion: Some(Completion { key: key.clone() }),
+        });
+        batch.hashes.push((0, Hash::from_bytes([1; 32])));
+        batch.head = Some(super::super::Head {
+            size: 1,
+            root: Hash::from_bytes([1; 32]),
+            last_leaf: Hash::from_bytes([1; 32]),
+        });
+        store.commit(&batch).unwrap();
+        assert_eq!(store.inner.nonces.get(&key).unwrap().unwrap().len(), 9);
+        assert!(store.pending_reservations().unwrap().is_empty());
+        assert_eq!(
+            store.reserve(&key, &record(4), None).unwrap(),
+            Reservation::Done { index: 0 }
+        );
     }
 }
