@@ -8,6 +8,11 @@
 //! dictionary file shipped with the binary, and never changes for a store:
 //! it is committed in sled's `meta` (`entries_dict`) with the first batch.
 //!
+//! Since issue 5's fourth pass a record's frames are [`tokens`]-rewritten
+//! before compression (base64 hashes and UUIDs as raw bytes), and
+//! compressed against the dictionary rewritten the same way; the record
+//! says so in a flag, and records written before read as they were.
+//!
 //! This module never decides what an entry is; a record that does not
 //! decompress is reported as corrupt, never guessed at.
 
@@ -15,32 +20,54 @@ use std::sync::Mutex;
 
 use zstd::bulk::{Compressor, Decompressor};
 
+use super::tokens::{detokenize, tokenize};
 use super::{StoreError, MAX_VALUE_LEN};
 
 /// zstd level: 3 is zstd's default; higher levels gain little on records
 /// this small and cost the writer time.
 const LEVEL: i32 = 3;
 
+/// How a record's frames were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Form {
+    /// Compressed as they are, against the dictionary as it is (records
+    /// written before the fourth pass).
+    Plain,
+    /// Rewritten by [`tokenize`], then compressed against the dictionary
+    /// rewritten the same way (every record written now).
+    Tokens,
+}
+
 /// A store's entry codec.
 pub(super) struct Codec {
     dictionary: Vec<u8>,
+    /// Compresses in [`Form::Tokens`], the form the store writes.
     compressor: Mutex<Compressor<'static>>,
-    /// Decompressors with the dictionary loaded, reused across reads
-    /// (loading digests the dictionary).
-    decompressors: Mutex<Vec<Decompressor<'static>>>,
+    /// Decompressors with a dictionary loaded, reused across reads
+    /// (loading digests the dictionary): one pool per form.
+    tokens: Pool,
+    plain: Pool,
+}
+
+/// Decompressors over one dictionary.
+struct Pool {
+    dictionary: Vec<u8>,
+    idle: Mutex<Vec<Decompressor<'static>>>,
 }
 
 impl Codec {
-    /// A codec over `dictionary`.
+    /// A codec over `dictionary` (the store's committed one, as committed).
     pub(super) fn new(dictionary: Vec<u8>) -> Result<Self, StoreError> {
-        let mut compressor = Compressor::with_dictionary(LEVEL, &dictionary)?;
+        let tokenized = tokenize(&dictionary);
+        let mut compressor = Compressor::with_dictionary(LEVEL, &tokenized)?;
         // A 4-byte checksum per record: damage on disk fails the read
         // instead of yielding other bytes.
         compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
         Ok(Self {
+            plain: Pool::new(dictionary.clone()),
+            tokens: Pool::new(tokenized),
             dictionary,
             compressor: Mutex::new(compressor),
-            decompressors: Mutex::new(Vec::new()),
         })
     }
 
@@ -49,20 +76,54 @@ impl Codec {
         &self.dictionary
     }
 
-    /// Appends the compressed form of `bytes` to `out`.
-    pub(super) fn compress_into(&self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), StoreError> {
-        let mut compressor = self
-            .compressor
-            .lock()
-            .map_err(|_| StoreError::Corrupt("entry compressor poisoned".into()))?;
-        out.extend_from_slice(&compressor.compress(bytes)?);
+    /// Appends the compressed form of `bytes` to `out`, in `form`. The
+    /// store writes [`Form::Tokens`]; [`Form::Plain`] is written only by
+    /// tests, to make a store as it was before.
+    pub(super) fn compress_into(
+        &self,
+        bytes: &[u8],
+        form: Form,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let compressed = match form {
+            Form::Tokens => self
+                .compressor
+                .lock()
+                .map_err(|_| StoreError::Corrupt("entry compressor poisoned".into()))?
+                .compress(&tokenize(bytes))?,
+            Form::Plain => {
+                let mut plain = Compressor::with_dictionary(LEVEL, &self.dictionary)?;
+                plain.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+                plain.compress(bytes)?
+            }
+        };
+        out.extend_from_slice(&compressed);
         Ok(())
     }
 
-    /// The entry bytes of a compressed record body.
-    pub(super) fn decompress(&self, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+    /// The bytes of a compressed frame written in `form`.
+    pub(super) fn decompress(&self, body: &[u8], form: Form) -> Result<Vec<u8>, StoreError> {
+        match form {
+            Form::Plain => self.plain.decompress(body, MAX_VALUE_LEN),
+            // An escaped byte takes two: a value's tokens may be up to
+            // twice as long as the value.
+            Form::Tokens => detokenize(&self.tokens.decompress(body, 2 * MAX_VALUE_LEN)?),
+        }
+    }
+}
+
+impl Pool {
+    fn new(dictionary: Vec<u8>) -> Self {
+        Self {
+            dictionary,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The frame's bytes, if at most `capacity`.
+    fn decompress(&self, body: &[u8], capacity: usize) -> Result<Vec<u8>, StoreError> {
         let pooled = self
-            .decompressors
+            .idle
             .lock()
             .map_err(|_| StoreError::Corrupt("entry decompressors poisoned".into()))?
             .pop();
@@ -71,9 +132,9 @@ impl Codec {
             None => Decompressor::with_dictionary(&self.dictionary)?,
         };
         let bytes = decompressor
-            .decompress(body, MAX_VALUE_LEN)
+            .decompress(body, capacity)
             .map_err(|e| StoreError::Corrupt(format!("an entry record does not decompress: {e}")));
-        if let Ok(mut pool) = self.decompressors.lock() {
+        if let Ok(mut pool) = self.idle.lock() {
             pool.push(decompressor);
         }
         bytes
@@ -91,24 +152,52 @@ mod tests {
         let codec = Codec::new(FIRST.to_vec()).unwrap();
         let next = br#"{"action":"echo","approval":{"kind":"none"},"exec_id":"a-2","index":1,"origin":"example.org/log","outcome":"rejected"}"#;
         let mut body = Vec::new();
-        codec.compress_into(next, &mut body).unwrap();
+        codec.compress_into(next, Form::Tokens, &mut body).unwrap();
         assert!(body.len() * 3 < next.len(), "{} bytes", body.len());
-        assert_eq!(codec.decompress(&body).unwrap(), next);
+        assert_eq!(codec.decompress(&body, Form::Tokens).unwrap(), next);
         // Reads reuse pooled decompressors.
-        assert_eq!(codec.decompress(&body).unwrap(), next);
+        assert_eq!(codec.decompress(&body, Form::Tokens).unwrap(), next);
+    }
+
+    #[test]
+    fn records_written_before_tokens_still_read() {
+        let codec = Codec::new(FIRST.to_vec()).unwrap();
+        // As the third pass wrote them.
+        let mut old = Compressor::with_dictionary(LEVEL, FIRST).unwrap();
+        old.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
+            .unwrap();
+        let body = old.compress(FIRST).unwrap();
+        assert_eq!(codec.decompress(&body, Form::Plain).unwrap(), FIRST);
+        let mut again = Vec::new();
+        codec.compress_into(FIRST, Form::Plain, &mut again).unwrap();
+        assert_eq!(again, body);
+    }
+
+    #[test]
+    fn a_largest_value_of_marker_bytes_round_trips() {
+        let codec = Codec::new(FIRST.to_vec()).unwrap();
+        let value = vec![0x01; MAX_VALUE_LEN];
+        let mut body = Vec::new();
+        codec
+            .compress_into(&value, Form::Tokens, &mut body)
+            .unwrap();
+        assert_eq!(codec.decompress(&body, Form::Tokens).unwrap(), value);
     }
 
     #[test]
     fn another_dictionary_or_damaged_bytes_fail_the_read() {
         let codec = Codec::new(FIRST.to_vec()).unwrap();
         let mut body = Vec::new();
-        codec.compress_into(FIRST, &mut body).unwrap();
+        codec.compress_into(FIRST, Form::Tokens, &mut body).unwrap();
         let other = Codec::new(b"{\"something\":\"else entirely\"}".to_vec()).unwrap();
-        assert!(other.decompress(&body).is_err());
+        assert!(other.decompress(&body, Form::Tokens).is_err());
         for at in [body.len() / 2, body.len() - 1] {
             let mut damaged = body.clone();
             damaged[at] ^= 0x01;
-            assert!(codec.decompress(&damaged).is_err(), "flip at {at}");
+            assert!(
+                codec.decompress(&damaged, Form::Tokens).is_err(),
+                "flip at {at}"
+            );
         }
     }
 }

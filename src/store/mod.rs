@@ -48,6 +48,7 @@ mod faults;
 mod hash_reader;
 pub mod reservations;
 pub mod segments;
+mod tokens;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -14,7 +14,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record written since issue 5's fourth pass) |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use tlog_tiles::{Error as TlogError, HashReader};
 
-use super::codec::Codec;
+use super::codec::{Codec, Form};
 use super::faults::Faults;
 use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
 use crate::core::hash::{leaf_hash, Hash};
@@ -60,6 +60,11 @@ const LEN_PREFIX: u64 = 4;
 /// Set in a record's length word when the record carries a content frame
 /// (records written before content moved out of sled never do).
 const CONTENT_FLAG: u32 = 1 << 31;
+/// Set in a record's length word when its frames are in [`Form::Tokens`]
+/// (every record written since issue 5's fourth pass).
+const TOKENS_FLAG: u32 = 1 << 30;
+/// The flag bits of a length word.
+const FLAGS: u32 = CONTENT_FLAG | TOKENS_FLAG;
 /// Signature bytes in a record.
 const SIG_LEN: usize = 64;
 /// Bytes per `entries.idx` slot and per `hashes.bin` slot.
@@ -121,6 +126,9 @@ struct Tail {
     last_derived_sync: Instant,
     /// Whether the codec's dictionary is committed in sled.
     dictionary_committed: bool,
+    /// How new records are written: [`Form::Tokens`], except in tests that
+    /// make a store as it was before.
+    write_form: Form,
 }
 
 /// The three files, and how much of them is committed.
@@ -174,6 +182,7 @@ impl Segments {
                 mark: SegmentsMark::default(),
                 last_derived_sync: Instant::now(),
                 dictionary_committed,
+                write_form: Form::Tokens,
             }),
             visible: AtomicU64::new(0),
             visible_hashes: AtomicU64::new(0),
@@ -251,7 +260,7 @@ impl Segments {
         for index in from..to {
             let record = self.read_record(offset, end)?;
             offset = record.end;
-            let bytes = self.codec()?.decompress(&record.entry)?;
+            let bytes = record.entry_bytes(self.codec()?)?;
             self.index
                 .write_all_at(&offset.to_be_bytes(), index * IDX_SLOT)?;
             // Readers over the hashes written so far in this walk.
@@ -390,18 +399,15 @@ impl Segments {
         let Some(record) = self.record(index)? else {
             return Ok(None);
         };
-        Ok(Some((
-            self.codec()?.decompress(&record.entry)?,
-            record.signature,
-        )))
+        Ok(Some((record.entry_bytes(self.codec()?)?, record.signature)))
     }
 
     /// The cleartext content kept in entry `index`'s record: `None` when
     /// the entry is not committed, or its record carries none or it was
     /// erased (the store then looks in sled, where content was kept before).
     pub(super) fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.record(index)?.and_then(|r| r.content) {
-            Some(frame) => Ok(Some(self.codec()?.decompress(&frame)?)),
+        match self.record(index)? {
+            Some(record) => record.content_bytes(self.codec()?),
             None => Ok(None),
         }
     }
@@ -491,10 +497,7 @@ impl Segments {
         for i in index..tail.count {
             let record = self.read_record(at, tail.mark.entries_end)?;
             at = record.end;
-            let content = record
-                .content
-                .map(|frame| codec.decompress(&frame))
-                .transpose()?;
+            let content = record.content_bytes(codec)?;
             let (sig, bytes) = if i == index {
                 let (s, b) = value.split_at(SIG_LEN.min(value.len()));
                 (
@@ -503,9 +506,16 @@ impl Segments {
                     b.to_vec(),
                 )
             } else {
-                (record.signature, codec.decompress(&record.entry)?)
+                (record.signature, record.entry_bytes(codec)?)
             };
-            end += append_record(codec, &sig, &bytes, content.as_deref(), &mut records)?;
+            end += append_record(
+                codec,
+                Form::Tokens,
+                &sig,
+                &bytes,
+                content.as_deref(),
+                &mut records,
+            )?;
             offsets.extend_from_slice(&end.to_be_bytes());
         }
         self.entries.write_all_at(&records, start)?;
@@ -543,7 +553,7 @@ impl Segments {
         }
         self.entries.read_exact_at(&mut prefix, start)?;
         let word = u32::from_be_bytes(prefix);
-        let len = u64::from(word & !CONTENT_FLAG);
+        let len = u64::from(word & !FLAGS);
         if len < SIG_LEN as u64 || start + LEN_PREFIX + len > limit {
             return Err(corrupt("record length out of bounds"));
         }
@@ -557,10 +567,16 @@ impl Segments {
         } else {
             split_content(body).ok_or_else(|| corrupt("entry frame length out of bounds"))?
         };
+        let form = if word & TOKENS_FLAG == 0 {
+            Form::Plain
+        } else {
+            Form::Tokens
+        };
         Ok(Record {
             signature,
             entry,
             content,
+            form,
             end: start + LEN_PREFIX + len,
         })
     }
@@ -608,6 +624,7 @@ fn lay_out_entries(
         }
         end += append_record(
             codec,
+            tail.write_form,
             &e.signature,
             &e.bytes,
             e.content.as_deref(),
@@ -623,6 +640,7 @@ fn lay_out_entries(
 /// frame ‖ content frame — and returns its length.
 fn append_record(
     codec: &Codec,
+    form: Form,
     signature: &[u8; 64],
     bytes: &[u8],
     content: Option<&[u8]>,
@@ -633,29 +651,33 @@ fn append_record(
     out.extend_from_slice(signature);
     let flag = match content {
         None => {
-            codec.compress_into(bytes, out)?;
+            codec.compress_into(bytes, form, out)?;
             0
         }
         Some(content) => {
             let frame_at = out.len();
             out.extend_from_slice(&[0; 4]);
-            codec.compress_into(bytes, out)?;
+            codec.compress_into(bytes, form, out)?;
             let frame_len = word(out.len() - frame_at - 4)?;
             out[frame_at..frame_at + 4].copy_from_slice(&frame_len.to_be_bytes());
-            codec.compress_into(content, out)?;
+            codec.compress_into(content, form, out)?;
             CONTENT_FLAG
         }
     };
     let len = word(out.len() - at - 4)?;
-    out[at..at + 4].copy_from_slice(&(len | flag).to_be_bytes());
+    let form_flag = match form {
+        Form::Plain => 0,
+        Form::Tokens => TOKENS_FLAG,
+    };
+    out[at..at + 4].copy_from_slice(&(len | flag | form_flag).to_be_bytes());
     Ok(LEN_PREFIX + u64::from(len))
 }
 
-/// A record length, which must leave [`CONTENT_FLAG`] free.
+/// A record length, which must leave the [`FLAGS`] free.
 fn word(len: usize) -> Result<u32, StoreError> {
     u32::try_from(len)
         .ok()
-        .filter(|l| l & CONTENT_FLAG == 0)
+        .filter(|l| l & FLAGS == 0)
         .ok_or(StoreError::TooLarge(len))
 }
 
@@ -679,8 +701,23 @@ struct Record {
     entry: Vec<u8>,
     /// The content frame, unless the record has none or it was erased.
     content: Option<Vec<u8>>,
+    /// How its frames were written.
+    form: Form,
     /// Where the record ends in the file.
     end: u64,
+}
+
+impl Record {
+    fn entry_bytes(&self, codec: &Codec) -> Result<Vec<u8>, StoreError> {
+        codec.decompress(&self.entry, self.form)
+    }
+
+    fn content_bytes(&self, codec: &Codec) -> Result<Option<Vec<u8>>, StoreError> {
+        self.content
+            .as_ref()
+            .map(|frame| codec.decompress(frame, self.form))
+            .transpose()
+    }
 }
 
 /// The stored hashes of a batch, contiguous from the committed count.
@@ -767,7 +804,7 @@ pub(super) fn write_entries_file(
             Some(c) => c,
             None => codec.insert(Codec::new(bytes.to_vec())?),
         };
-        append_record(codec, &sig, bytes, None, &mut buffer)?;
+        append_record(codec, Form::Tokens, &sig, bytes, None, &mut buffer)?;
         if buffer.len() >= 1 << 20 {
             file.write_all_at(&buffer, end)?;
             end += buffer.len() as u64;
@@ -1179,6 +1216,55 @@ mod tests {
             .unwrap()
             .len();
         assert_eq!(after, len, "erasing moves no record");
+    }
+
+    #[test]
+    fn records_written_before_tokens_read_beside_new_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut model = Model::default();
+        let store = open(dir.path()).unwrap();
+        let with_content = |mut batch: BatchWrite| {
+            for e in &mut batch.entries {
+                // A hash and a UUID, which tokens shorten.
+                e.content = Some(
+                    format!(
+                        "{{\"salt\":\"{}\",\"id\":\"37cbf50e-ed7e-4cef-94c2-{:012}\"}}",
+                        base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            [e.index as u8; 32]
+                        ),
+                        e.index
+                    )
+                    .into_bytes(),
+                );
+            }
+            batch
+        };
+        // The store as the third pass wrote it, then records of now.
+        store.inner.segments.lock_tail().unwrap().write_form = Form::Plain;
+        store.commit(&with_content(model.batch(5))).unwrap();
+        store.inner.segments.lock_tail().unwrap().write_form = Form::Tokens;
+        store.commit(&with_content(model.batch(5))).unwrap();
+        let contents: Vec<_> = (0..10)
+            .map(|i| store.content(i).unwrap().unwrap())
+            .collect();
+        let plain_end = store.inner.segments.record_start(5).unwrap();
+        let tokens_len = store.inner.segments.record_start(10).unwrap() - plain_end;
+        assert!(tokens_len < plain_end, "{tokens_len} vs {plain_end}");
+        drop(store);
+        for file in ["entries.idx", "hashes.bin"] {
+            std::fs::remove_file(dir.path().join(file)).unwrap();
+        }
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        for (i, content) in (0..10).zip(&contents) {
+            assert_eq!(store.content(i).unwrap().as_ref(), Some(content), "{i}");
+        }
+        assert!(store.erase_content(2).unwrap());
+        assert!(store.erase_content(7).unwrap());
+        assert_eq!(store.content(2).unwrap(), None);
+        assert_eq!(store.content(7).unwrap(), None);
+        assert_holds(&store, &model);
     }
 
     #[test]
