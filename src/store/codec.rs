@@ -10,8 +10,9 @@
 //!
 //! Since issue 5's fourth pass a record's frames are [`tokens`]-rewritten
 //! before compression (base64 hashes and UUIDs as raw bytes), and
-//! compressed against the dictionary rewritten the same way; the record
-//! says so in a flag, and records written before read as they were.
+//! compressed against the dictionary rewritten the same way (and followed
+//! by the keys every content frame holds); the record says so in a flag,
+//! and records written before read as they were.
 //!
 //! This module never decides what an entry is; a record that does not
 //! decompress is reported as corrupt, never guessed at.
@@ -27,6 +28,13 @@ use super::{StoreError, MAX_VALUE_LEN};
 /// this small and cost the writer time.
 const LEVEL: i32 = 3;
 
+/// Appended to the dictionary of [`Form::Tokens`]: the text a content frame
+/// (payload, result and salts, `core::receipt::Content`) always holds, which
+/// the first entry does not. Part of the format: records were compressed
+/// against it, so it never changes (content frames 130 → 111 bytes on HTTP
+/// echo records).
+const CONTENT_KEYS: &[u8] = br#"{"payload":{},"result":{},"salts":{"payload":"","result":""}}"#;
+
 /// How a record's frames were written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Form {
@@ -34,7 +42,8 @@ pub(super) enum Form {
     /// written before the fourth pass).
     Plain,
     /// Rewritten by [`tokenize`], then compressed against the dictionary
-    /// rewritten the same way (every record written now).
+    /// rewritten the same way and followed by [`CONTENT_KEYS`] (every
+    /// record written now).
     Tokens,
 }
 
@@ -58,7 +67,8 @@ struct Pool {
 impl Codec {
     /// A codec over `dictionary` (the store's committed one, as committed).
     pub(super) fn new(dictionary: Vec<u8>) -> Result<Self, StoreError> {
-        let tokenized = tokenize(&dictionary);
+        let mut tokenized = tokenize(&dictionary);
+        tokenized.extend_from_slice(CONTENT_KEYS);
         let mut compressor = Compressor::with_dictionary(LEVEL, &tokenized)?;
         // A 4-byte checksum per record: damage on disk fails the read
         // instead of yielding other bytes.
