@@ -146,3 +146,44 @@ fn a_rolled_back_data_directory_is_refused_at_start() {
     std::fs::remove_file(dir.path().join("data.checkpoint")).unwrap();
     assert!(start_in(&data, &[]).is_ok());
 }
+
+#[test]
+fn a_done_nonce_is_replayed_from_its_entry_and_never_from_another_nonces() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut s = start_in(&data, &[]).unwrap();
+    let first = json!({"action": "counter", "payload": {"name": "done"}, "nonce": "done-1"});
+    let other = json!({"action": "echo", "payload": {"x": 1}, "nonce": "done-2"});
+    let (status, r) = s.execute(&first);
+    assert_eq!((status, &r["result"]["value"]), (200, &json!(1)));
+    let (status, _) = s.execute(&other);
+    assert_eq!(status, 200);
+    // A replay reads outcome, request hash and exec_id from the entry the
+    // done record names.
+    let (status, again) = s.execute(&first);
+    assert_eq!(
+        (status, again["replayed"].as_bool(), &again["exec_id"]),
+        (200, Some(true), &r["exec_id"])
+    );
+    s.stop();
+    // Point the first nonce's done record at the other nonce's entry.
+    {
+        let store = Store::open(&StoreConfig::new(data.join("db"))).unwrap();
+        let mut done_at_entry_1 = vec![2u8];
+        done_at_entry_1.extend_from_slice(&1u64.to_be_bytes());
+        store
+            .tamper_raw("nonces", &nonce_key("", "done-1"), &done_at_entry_1)
+            .unwrap();
+    }
+    let s = start_in(&data, &[]).unwrap();
+    let (status, r) = s.execute(&first);
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (503, Some("ledger_unavailable")),
+        "{r}"
+    );
+    // Not run again: the counter is where the first execution left it.
+    let (_, r) =
+        s.execute(&json!({"action": "counter", "payload": {"name": "done"}, "nonce": "done-3"}));
+    assert_eq!(r["result"]["value"], 2);
+}
