@@ -165,5 +165,15 @@ mod tests {
             Err(HashError::Base64)
         );
         assert_eq!(Hash::from_base64("AAAA"), Err(HashError::Length(3)));
+        let longer = STANDARD.encode([7u8; 33]);
+        assert_eq!(Hash::from_base64(&longer), Err(HashError::Length(33)));
+        // In JSON, escaped or not, borrowed or not.
+        let json = format!("[\"{text}\",\"{}\"]", text.replace('/', "\\/"));
+        let parsed: Vec<Hash> = serde_json::from_str(&json).unwrap();
+        assert_eq!(parsed, vec![h, h]);
+        let parsed: Vec<Hash> = serde_json::from_reader(json.as_bytes()).unwrap();
+        assert_eq!(parsed, vec![h, h]);
+        assert!(serde_json::from_str::<Hash>("\"AAAA\"").is_err());
+        assert!(serde_json::from_str::<Hash>("7").is_err());
     }
 }
