@@ -49,11 +49,11 @@ pub(super) enum Form {
 
 /// A store's entry codec.
 pub(super) struct Codec {
-    dictionary: Vec<u8>,
     /// Compresses in [`Form::Tokens`], the form the store writes.
     compressor: Mutex<Compressor<'static>>,
     /// Decompressors with a dictionary loaded, reused across reads
-    /// (loading digests the dictionary): one pool per form.
+    /// (loading digests the dictionary): one pool per form. `plain`'s
+    /// dictionary is the store's, as committed.
     tokens: Pool,
     plain: Pool,
 }
@@ -74,16 +74,15 @@ impl Codec {
         // instead of yielding other bytes.
         compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
         Ok(Self {
-            plain: Pool::new(dictionary.clone()),
+            plain: Pool::new(dictionary),
             tokens: Pool::new(tokenized),
-            dictionary,
             compressor: Mutex::new(compressor),
         })
     }
 
     /// The dictionary (to commit with the first batch).
     pub(super) fn dictionary(&self) -> &[u8] {
-        &self.dictionary
+        &self.plain.dictionary
     }
 
     /// Appends the compressed form of `bytes` to `out`, in `form`. The
@@ -102,7 +101,7 @@ impl Codec {
                 .map_err(|_| StoreError::Corrupt("entry compressor poisoned".into()))?
                 .compress(&tokenize(bytes))?,
             Form::Plain => {
-                let mut plain = Compressor::with_dictionary(LEVEL, &self.dictionary)?;
+                let mut plain = Compressor::with_dictionary(LEVEL, self.dictionary())?;
                 plain.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
                 plain.compress(bytes)?
             }

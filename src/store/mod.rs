@@ -324,9 +324,7 @@ impl Store {
         let dictionary = staged
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());
-        let batches = batch
-            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary))
-            .transpose()?;
+        let batches = batch.map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary));
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
         for r in reservations {
@@ -518,11 +516,7 @@ struct SledBatches {
 }
 
 impl SledBatches {
-    fn new(
-        batch: &BatchWrite,
-        mark: Option<SegmentsMark>,
-        dictionary: Option<&[u8]>,
-    ) -> Result<Self, StoreError> {
+    fn new(batch: &BatchWrite, mark: Option<SegmentsMark>, dictionary: Option<&[u8]>) -> Self {
         let mut b = Self {
             nonces: sled::Batch::default(),
             pending: sled::Batch::default(),
@@ -552,7 +546,7 @@ impl SledBatches {
         if let Some(dictionary) = dictionary {
             b.meta.insert(META_ENTRIES_DICT, dictionary);
         }
-        Ok(b)
+        b
     }
 }
 

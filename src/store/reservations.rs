@@ -177,9 +177,9 @@ struct FullRecord {
     request_hash: Hash,
     exec_id: String,
     approval_key: Option<String>,
-    // Kept by older done records; the entry's outcome now decides it.
-    #[allow(dead_code)]
-    status: Option<u16>,
+    /// Kept by older done records; the entry's outcome now decides it.
+    #[serde(default, rename = "status")]
+    _status: serde::de::IgnoredAny,
     index: Option<u64>,
     action: String,
     tenant: String,
@@ -214,7 +214,8 @@ fn decode_v1(bytes: &[u8]) -> Option<FullRecord> {
         code => Some(outcome_of(code)?),
     };
     let request_hash = Hash::from_slice(r.take(32)?).ok()?;
-    let status = Some(u16::from_be_bytes(r.take(2)?.try_into().ok()?)).filter(|&s| s != NO_STATUS);
+    // The status of older done records: the entry's outcome now decides it.
+    r.take(2)?;
     let index = Some(u64::from_be_bytes(r.take(8)?.try_into().ok()?)).filter(|&i| i != NO_INDEX);
     let exec_id = r.string()??;
     let approval_key = r.string()?;
@@ -226,7 +227,7 @@ fn decode_v1(bytes: &[u8]) -> Option<FullRecord> {
         request_hash,
         exec_id,
         approval_key,
-        status,
+        _status: serde::de::IgnoredAny,
         index,
         action,
         tenant,
