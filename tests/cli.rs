@@ -58,6 +58,35 @@ fn verify_checks_many_receipts_from_json_lines_and_names_each_failure() {
 }
 
 #[test]
+fn verify_counts_an_unreadable_line_as_one_failure_and_checks_the_rest() {
+    let s = common::server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    let receipt =
+        |n: &str| s.execute(&json!({"action": "echo", "nonce": n})).1["receipt"].to_string();
+    let (_, vkey) = s.get("/ledger/key");
+    std::fs::write(path("log.vkey"), &vkey).unwrap();
+    let text = [receipt("u-1"), "{not json".to_owned(), receipt("u-2")].join("\n");
+    std::fs::write(path("mixed.jsonl"), text).unwrap();
+    let out = openexec(&["verify", "--key", &path("log.vkey"), &path("mixed.jsonl")]);
+    assert!(!out.status.success());
+    let text = line(&out);
+    assert!(
+        text.starts_with(&format!(
+            "FAILED: {}:2: receipt is not JSON",
+            path("mixed.jsonl")
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("FAILED: 1 of 3 receipts failed"), "{text}");
+    // A file with no receipt at all verifies nothing, and says so.
+    std::fs::write(path("empty.jsonl"), "\n\n").unwrap();
+    let out = openexec(&["verify", "--key", &path("log.vkey"), &path("empty.jsonl")]);
+    assert!(!out.status.success());
+    assert_eq!(line(&out), "FAILED: no receipt in the files given");
+}
+
+#[test]
 fn keygen_writes_a_private_key_and_refuses_to_overwrite() {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir().unwrap();

@@ -58,14 +58,37 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
     }
 }
 
-/// One receipt read from a file, with where it came from.
-struct Loaded {
-    place: String,
-    receipt: Receipt,
+/// One receipt's text and where it came from. It is parsed only when it
+/// is checked, on the core that checks it, so that many receipts are never
+/// all held parsed at once (a parsed receipt is larger than its line).
+struct Source<'a> {
+    /// The file's name as given.
+    file: &'a str,
+    /// The line, for JSON Lines; `None` when the file is one receipt.
+    line: Option<usize>,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn place(&self) -> String {
+        match self.line {
+            Some(n) => format!("{}:{n}", self.file),
+            None => self.file.to_owned(),
+        }
+    }
+}
+
+/// Why one receipt failed.
+enum Failed {
+    /// Its text is not a receipt in any accepted form.
+    Unreadable(String),
+    /// It was read, and did not verify.
+    Invalid(String),
 }
 
 fn verify(args: &VerifyArgs) -> Result<String, String> {
-    let receipts = load_all(&args.receipts)?;
+    let files = read_all(&args.receipts)?;
+    let sources = sources(&files);
     let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
     let proof = args
         .consistency
@@ -83,48 +106,68 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
             e.to_string()
         }
     };
-    let results: Vec<Result<String, String>> = match (&args.policy, &args.key) {
+    // Many receipts print only their failures and a count: no success line
+    // is built for them.
+    let one = sources.len() == 1;
+    let results: Vec<Result<String, Failed>> = match (&args.policy, &args.key) {
         (Some(path), _) => {
             let policy = Policy::parse(&read(path)?).map_err(|e| format!("policy: {e}"))?;
-            receipts
-                .iter()
-                .map(|l| {
-                    verify_receipt_with_policy(&l.receipt, &policy, trusted.as_ref())
-                        .map(|(v, met)| describe(&v, trusted.is_some(), Some(&met)))
+            on_every_core(&sources, |part| {
+                check_each(part, |receipt| {
+                    verify_receipt_with_policy(receipt, &policy, trusted.as_ref())
+                        .map(|(v, met)| {
+                            if one {
+                                describe(&v, trusted.is_some(), Some(&met))
+                            } else {
+                                String::new()
+                            }
+                        })
                         .map_err(|e| match e {
                             PolicyReceiptError::Receipt(inner) => explain(inner),
                             other => other.to_string(),
                         })
                 })
-                .collect()
+            })
         }
         (None, Some(key)) => {
             let log = LogVerifier::from_vkey(&read_key(key)?)
                 .map_err(|e| format!("verifier key: {e}"))?;
-            // Many receipts print only their failures and a count: no
-            // success line is built for them.
-            let one = receipts.len() == 1;
-            on_every_core(&receipts, |part| {
+            on_every_core(&sources, |part| {
+                // One verifier per core: it remembers the checkpoints it
+                // has verified, which many receipts share.
                 let mut verifier = ReceiptVerifier::new(&log, trusted.as_ref());
-                part.iter()
-                    .map(|l| {
-                        verifier
-                            .verify(&l.receipt)
-                            .map(|v| {
-                                if one {
-                                    describe(&v, trusted.is_some(), None)
-                                } else {
-                                    String::new()
-                                }
-                            })
-                            .map_err(explain)
-                    })
-                    .collect()
+                check_each(part, |receipt| {
+                    verifier
+                        .verify(receipt)
+                        .map(|v| {
+                            if one {
+                                describe(&v, trusted.is_some(), None)
+                            } else {
+                                String::new()
+                            }
+                        })
+                        .map_err(explain)
+                })
             })
         }
         (None, None) => return Err("give --key or --policy".into()),
     };
-    summarize(&receipts, results)
+    summarize(&sources, results)
+}
+
+/// Parses and checks each source in turn; a parsed receipt is dropped as
+/// soon as it is checked.
+fn check_each(
+    sources: &[Source<'_>],
+    mut check: impl FnMut(&Receipt) -> Result<String, String>,
+) -> Vec<Result<String, Failed>> {
+    sources
+        .iter()
+        .map(|s| {
+            let receipt = parse_receipt(s.text).map_err(Failed::Unreadable)?;
+            check(&receipt).map_err(Failed::Invalid)
+        })
+        .collect()
 }
 
 /// Runs `check` over contiguous parts of `items`, one per core, and returns
@@ -146,29 +189,40 @@ fn on_every_core<T: Sync, R: Send>(items: &[T], check: impl Fn(&[T]) -> Vec<R> +
     })
 }
 
-/// One receipt: its own line. Several: a line per failure, then a count.
-fn summarize(receipts: &[Loaded], results: Vec<Result<String, String>>) -> Result<String, String> {
-    if results.len() == 1 {
-        return results
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Err("no receipt".into()));
+/// One receipt: its own line (an unreadable one names its file). Several:
+/// a line per failure, each naming its place, then a count.
+fn summarize(
+    sources: &[Source<'_>],
+    results: Vec<Result<String, Failed>>,
+) -> Result<String, String> {
+    if let ([source], [result]) = (sources, results.as_slice()) {
+        return match result {
+            Ok(line) => Ok(line.clone()),
+            Err(Failed::Unreadable(e)) => Err(format!("{}: {e}", source.place())),
+            Err(Failed::Invalid(e)) => Err(e.clone()),
+        };
     }
-    let failures: Vec<String> = receipts
+    if sources.is_empty() {
+        return Err("no receipt in the files given".into());
+    }
+    let failures: Vec<String> = sources
         .iter()
         .zip(results)
-        .filter_map(|(l, r)| r.err().map(|e| format!("{}: {e}", l.place)))
+        .filter_map(|(s, r)| match r {
+            Ok(_) => None,
+            Err(Failed::Unreadable(e) | Failed::Invalid(e)) => Some(format!("{}: {e}", s.place())),
+        })
         .collect();
     for failure in &failures {
         println!("FAILED: {failure}");
     }
     if failures.is_empty() {
-        Ok(format!("{} receipts verified", receipts.len()))
+        Ok(format!("{} receipts verified", sources.len()))
     } else {
         Err(format!(
             "{} of {} receipts failed",
             failures.len(),
-            receipts.len()
+            sources.len()
         ))
     }
 }
@@ -202,38 +256,42 @@ fn describe(verified: &VerifiedReceipt, trusted: bool, quorum: Option<&PolicyOk>
     line
 }
 
-fn load_all(paths: &[PathBuf]) -> Result<Vec<Loaded>, String> {
-    let mut all = Vec::new();
-    for path in paths {
-        let text = read(path)?;
-        all.extend(parse_receipts(&text, &path.display().to_string())?);
-    }
-    Ok(all)
+/// Each file's name and text.
+fn read_all(paths: &[PathBuf]) -> Result<Vec<(String, String)>, String> {
+    paths
+        .iter()
+        .map(|p| Ok((p.display().to_string(), read(p)?)))
+        .collect()
 }
 
-/// One receipt (JSON, `/execute` response, tlog-proof), or JSON Lines of them.
-fn parse_receipts(text: &str, name: &str) -> Result<Vec<Loaded>, String> {
-    let single = |receipt| {
-        Ok(vec![Loaded {
-            place: name.to_owned(),
-            receipt,
-        }])
-    };
-    if text.starts_with(tlog_proof::HEADER) {
-        return single(tlog_proof::import(text).map_err(|e| format!("{name}: {e}"))?);
+/// The receipts of the files: a file that is one receipt (JSON, an
+/// `/execute` response, tlog-proof text) is one source, any other file is
+/// JSON Lines — a source per non-empty line.
+fn sources(files: &[(String, String)]) -> Vec<Source<'_>> {
+    let mut all = Vec::new();
+    for (name, text) in files {
+        let whole = text.starts_with(tlog_proof::HEADER)
+            || serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+        if whole {
+            all.push(Source {
+                file: name,
+                line: None,
+                text,
+            });
+            continue;
+        }
+        all.extend(
+            text.lines()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(i, line)| Source {
+                    file: name,
+                    line: Some(i + 1),
+                    text: line,
+                }),
+        );
     }
-    if serde_json::from_str::<serde_json::Value>(text).is_ok() {
-        return single(parse_receipt(text).map_err(|e| format!("{name}: {e}"))?);
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            let place = format!("{name}:{}", i + 1);
-            let receipt = parse_receipt(line).map_err(|e| format!("{place}: {e}"))?;
-            Ok(Loaded { place, receipt })
-        })
-        .collect()
+    all
 }
 
 fn read(path: &PathBuf) -> Result<String, String> {

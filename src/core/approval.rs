@@ -28,6 +28,7 @@ use super::canonical::to_canonical_bytes;
 use super::entry::{ApprovalKind, ApprovalSummary};
 use super::hash::Hash;
 use super::pyjson::{dumps_sorted, Separators};
+use super::signing::verify_strict;
 
 /// Format tag of a v2 approval.
 pub const V2_FORMAT: &str = "openexec-approval/v2";
@@ -374,9 +375,9 @@ fn verify_v2(
         .ok_or(ApprovalError::BadSignature)?;
     let message = v2_message(a).map_err(|e| ApprovalError::Malformed(e.to_string()))?;
     let signature = decode_signature(&a.signature).ok_or(ApprovalError::BadSignature)?;
-    key.key
-        .verify_strict(&message, &signature)
-        .map_err(|_| ApprovalError::BadSignature)?;
+    if !verify_strict(&key.key, &message, &signature) {
+        return Err(ApprovalError::BadSignature);
+    }
     Ok(VerifiedApproval {
         summary: ApprovalSummary {
             kind: ApprovalKind::OpenexecV2,
@@ -453,7 +454,7 @@ fn find_signer<'a>(
 ) -> Option<&'a ApproverKey> {
     let signature = decode_signature(signature)?;
     keys.iter()
-        .find(|k| k.key.verify_strict(message, &signature).is_ok())
+        .find(|k| verify_strict(&k.key, message, &signature))
 }
 
 /// Mints a v1 artifact (for operators who are their own approver, and tests).
