@@ -40,6 +40,13 @@ async fn execute(b: &Boundary, nonce: &str) -> Response {
     b.execute(body.as_bytes(), None).await
 }
 
+/// An `echo`: a handler without effects, reserved and recorded in one
+/// writer cycle.
+async fn echo(b: &Boundary, nonce: &str) -> Response {
+    let body = json!({"action": "echo", "payload": {"n": nonce}, "nonce": nonce}).to_string();
+    b.execute(body.as_bytes(), None).await
+}
+
 fn assert_unavailable(r: &Response) {
     assert_eq!(
         (r.status, r.body["code"].as_str()),
@@ -113,5 +120,69 @@ async fn commit_faults_stop_the_writer_without_corrupting_the_log() {
         }
         assert_eq!(common::full_audit(ledger.store()), None, "{point:?}");
         assert!(ledger.head().size >= 5);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cycle_attempts_answer_503_on_a_reservation_fault_and_leave_the_nonce_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = boundary(dir.path());
+    assert_eq!(echo(&b, "before").await.status, 200);
+    let size = b.ledger().head().size;
+    b.ledger().store().inject_fault(FaultPoint::ReserveWrite, 0);
+    assert_unavailable(&echo(&b, "faulted").await);
+    // Nothing was appended, the writer goes on, and the nonce is free.
+    assert_eq!(b.ledger().head().size, size);
+    assert!(b.ledger().is_writable());
+    let again = echo(&b, "faulted").await;
+    assert_eq!(
+        (again.status, again.body["outcome"].as_str()),
+        (200, Some("executed")),
+        "{}",
+        again.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_cycle_attempts_stop_the_writer_on_a_commit_fault_without_corrupting_the_log() {
+    for point in [
+        FaultPoint::CommitWrite,
+        FaultPoint::EntriesSync,
+        FaultPoint::CommitSync,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut receipts: Vec<Receipt> = Vec::new();
+        {
+            let b = boundary(dir.path());
+            for i in 0..5 {
+                let r = echo(&b, &format!("ok-{i}")).await;
+                receipts.push(serde_json::from_value(r.body["receipt"].clone()).unwrap());
+            }
+            b.ledger().store().inject_fault(point, 0);
+            assert_unavailable(&echo(&b, "faulted").await);
+            assert!(!b.ledger().is_writable(), "{point:?}");
+            assert_unavailable(&echo(&b, "later").await);
+        }
+        // Restart: the log is whole, every receipt given out still
+        // verifies, and the faulted nonce is free, or done once: by its
+        // entry if that reached the disk (a failed sync is not proof that
+        // nothing did), else as interrupted if its reservation did.
+        let b = boundary(dir.path());
+        tokio::task::block_in_place(|| b.recover_interrupted()).unwrap();
+        for r in &receipts {
+            verify_receipt(r, b.ledger().verifier(), None).unwrap();
+        }
+        assert_eq!(common::full_audit(b.ledger().store()), None, "{point:?}");
+        let again = echo(&b, "faulted").await;
+        match again.body["outcome"].as_str() {
+            Some("executed") => assert_eq!(again.status, 200),
+            Some("replayed") => assert!(
+                ["interrupted", "executed"]
+                    .contains(&again.body["original_outcome"].as_str().unwrap()),
+                "{point:?}: {}",
+                again.body
+            ),
+            _ => panic!("{point:?}: {}", again.body),
+        }
     }
 }

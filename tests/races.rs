@@ -1,5 +1,7 @@
 //! Races at scale: 10,000 attempts on one nonce over 64 connections run the
-//! handler once; one approval raced across 1,000 nonces executes once;
+//! handler once; one approval raced across 1,000 nonces executes once; the
+//! same for a handler without effects (`echo`, reserved and recorded in
+//! one writer cycle): one executed entry for the nonce in the whole log;
 //! appends running while proofs and an audit read never yield a proof that
 //! fails to verify.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
@@ -84,8 +86,76 @@ fn ten_thousand_attempts_on_one_nonce_over_64_connections_run_once() {
     assert_eq!(r["result"]["value"], 2, "the counter moved once");
 }
 
+/// Every entry of the log, parsed.
+fn all_entries(s: &common::server::TestServer) -> Vec<Value> {
+    let (_, health) = s.get_json("/health");
+    let size = health["ledger"]["size"].as_u64().unwrap();
+    (0..size)
+        .step_by(1000)
+        .flat_map(|start| {
+            let end = (start + 1000).min(size);
+            let (status, page) = s.get_json(&format!("/ledger/entries?start={start}&end={end}"));
+            assert_eq!(status, 200, "{page}");
+            page["entries"].as_array().unwrap().clone()
+        })
+        .map(|e| serde_json::from_str(e["entry"].as_str().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn attempts_raced_on_one_nonce_of_a_handler_without_effects_record_one_execution() {
+    let s = common::server::start(&[]);
+    let body = json!({"action": "echo", "payload": {"n": 1}, "nonce": "echo-nonce"});
+    let results = hammer(&s.base, 64, 2_000, |_| body.clone());
+    let executed: Vec<&Value> = results
+        .iter()
+        .map(|(_, r)| r)
+        .filter(|r| r["outcome"] == "executed")
+        .collect();
+    assert_eq!(executed.len(), 1, "one attempt wins the nonce");
+    let winner = executed[0]["exec_id"].clone();
+    for (status, r) in &results {
+        match status {
+            // The winner, or a replay naming it, with its result.
+            200 => {
+                assert_eq!(r["exec_id"], winner, "{r}");
+                assert_eq!(r["result"], json!({"echo": {"n": 1}}));
+            }
+            409 => assert_eq!(r["code"], "nonce_in_flight"),
+            429 => assert_eq!(r["code"], "rate_limited"),
+            other => panic!("unexpected {other}: {r}"),
+        }
+    }
+    // The log holds one executed entry for the nonce; every other entry
+    // for it is a rejection or a replay, none carries a result of its own.
+    let entries = all_entries(&s);
+    let of_nonce: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["nonce"] == "echo-nonce")
+        .collect();
+    assert_eq!(
+        of_nonce
+            .iter()
+            .filter(|e| e["outcome"] == "executed")
+            .count(),
+        1
+    );
+    assert!(of_nonce
+        .iter()
+        .all(|e| ["executed", "rejected", "replayed"].contains(&e["outcome"].as_str().unwrap())));
+}
+
 #[test]
 fn one_approval_raced_across_1000_nonces_executes_once() {
+    approval_raced_across_nonces("counter", &json!({"name": "race1000"}));
+}
+
+#[test]
+fn one_approval_for_a_handler_without_effects_raced_across_1000_nonces_executes_once() {
+    approval_raced_across_nonces("echo", &json!({"msg": "race1000"}));
+}
+
+fn approval_raced_across_nonces(action: &str, payload: &Value) {
     let key = SigningKey::from_bytes(&[31; 32]);
     let pem = key
         .verifying_key()
@@ -98,13 +168,12 @@ fn one_approval_raced_across_1000_nonces_executes_once() {
         ("CLAWSHIELD_TENANT_ID", "t"),
         ("OPENEXEC_REJECT_RATE", "0"),
     ]);
-    let payload = json!({"name": "race1000"});
     let art = serde_json::to_value(mint_v1(
         &key,
         "ap-1000",
         "t",
-        "counter",
-        &payload,
+        action,
+        payload,
         Utc::now(),
         chrono::Duration::seconds(600),
     ))
@@ -113,7 +182,7 @@ fn one_approval_raced_across_1000_nonces_executes_once() {
         &s.base,
         64,
         1000,
-        |i| json!({"action": "counter", "payload": payload, "nonce": format!("n-{i}"), "approval_artifact": art}),
+        |i| json!({"action": action, "payload": payload, "nonce": format!("n-{i}"), "approval_artifact": art}),
     );
     assert_eq!(results.iter().filter(|(st, _)| *st == 200).count(), 1);
     assert!(results

@@ -4,7 +4,9 @@
 //! nothing is loaded, evaluated or registered at run time. Each handler has
 //! a `check` (pure payload validation, run *before* the nonce is reserved,
 //! so a bad payload is a rejection and the nonce stays free for a corrected
-//! retry) and a `run` (the side effect, run at most once per nonce).
+//! retry) and a `run` (the action, run at most once per nonce), and says
+//! whether `run` has effects beyond its result ([`Effects`]): only a
+//! handler without any may be computed before its nonce is won.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +27,20 @@ pub type CheckFn = fn(&Value) -> Result<(), String>;
 /// Runs the action; an `Err` is recorded as `failed`.
 pub type RunFn = fn(&HandlerContext<'_>, &Value) -> Result<Value, String>;
 
+/// Whether running a handler changes anything besides producing its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effects {
+    /// None: the result is a function of the payload, and the handler
+    /// touches nothing else. Such a handler may be computed before its
+    /// nonce is reserved; if the nonce is not won, the result is thrown
+    /// away and nothing happened. Its attempt then needs one durable
+    /// writer cycle instead of two ([`crate::ledger::Ledger::reserve_and_append`]).
+    None,
+    /// Some (state, money, mail): the handler runs only once its nonce's
+    /// reservation is durable, and at most once per nonce.
+    Some,
+}
+
 /// One registered handler.
 #[derive(Clone, Copy)]
 pub struct Handler {
@@ -32,6 +48,9 @@ pub struct Handler {
     pub check: CheckFn,
     /// The action.
     pub run: RunFn,
+    /// What running it changes; a handler that touches anything outside
+    /// its result must say [`Effects::Some`].
+    pub effects: Effects,
 }
 
 /// The sealed registry: built once, read-only afterwards.
@@ -49,6 +68,7 @@ impl Registry {
             Handler {
                 check: accept_any,
                 run: echo,
+                effects: Effects::None,
             },
         );
         handlers.insert(
@@ -56,6 +76,7 @@ impl Registry {
             Handler {
                 check: check_add,
                 run: add,
+                effects: Effects::None,
             },
         );
         handlers.insert(
@@ -63,6 +84,7 @@ impl Registry {
             Handler {
                 check: accept_any,
                 run: sha256,
+                effects: Effects::None,
             },
         );
         handlers.insert(
@@ -70,6 +92,7 @@ impl Registry {
             Handler {
                 check: check_counter,
                 run: counter,
+                effects: Effects::Some,
             },
         );
         Self { handlers }

@@ -16,8 +16,16 @@
 //!    one durable batch (a rejection past the per-client rate limit is
 //!    answered 429 instead and not recorded); 9. respond with the receipt.
 //!
+//! A handler without effects ([`handlers::Effects::None`]: `echo`, `add`,
+//! `sha256`) takes 7 before 6: its result is computed first, and the
+//! writer reserves the nonce and records the entry in one durable cycle
+//! (6 and 8 together), or — nonce not won — appends nothing, the result
+//! is dropped, and the attempt is answered as in 6.
+//!
 //! This module never answers with a receipt before the attempt's entry is
-//! durable, and never runs a handler without a durable reservation.
+//! durable, never runs a handler with effects without a durable
+//! reservation, and never records or returns the result of an attempt
+//! that did not win its nonce.
 
 pub mod handlers;
 pub mod metrics;
@@ -39,9 +47,9 @@ use crate::core::hash::Hash;
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{salt_to_base64, Content, Salts};
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
-use crate::ledger::{Appended, Ledger, LedgerError};
+use crate::ledger::{Appended, Ledger, LedgerError, Recorded};
 use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
-use handlers::{Handler, HandlerContext, Registry};
+use handlers::{Effects, Handler, HandlerContext, Registry};
 use metrics::Metrics;
 
 /// Execution mode.
@@ -306,32 +314,80 @@ impl Boundary {
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
         };
+        if handler.effects == Effects::None {
+            return self
+                .compute_then_record(attempt, handler, key, record)
+                .await;
+        }
         // Durable before the handler runs: the ledger's writer answers only
         // after the fdatasync it shares with the other reservations and
         // entries queued at the same time.
-        let reserved = self.ledger.reserve(key.clone(), record).await;
-        match reserved {
-            Ok(Reservation::Reserved) => {}
-            Ok(Reservation::ApprovalUsed) => {
-                let e = ApprovalError::Reused;
-                return self
-                    .finish(
-                        attempt,
-                        Decision::reject(403, e.code(), e.to_string()),
-                        None,
-                    )
-                    .await;
+        match self.ledger.reserve(key.clone(), record).await {
+            Ok(Reservation::Reserved) => {
+                let decision = self.run_handler(handler, &attempt);
+                self.finish(attempt, decision, Some(Completion { key }))
+                    .await
             }
-            Ok(Reservation::InFlight(_)) => return self.nonce_in_flight(attempt).await,
-            Ok(Reservation::Done { index }) => return self.replay(attempt, index).await,
+            Ok(other) => self.not_reserved(attempt, other).await,
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation failed");
-                return storage_unavailable();
+                storage_unavailable()
             }
         }
+    }
+
+    /// Steps 6–9 for a handler without effects: its result is computed
+    /// first, then the writer reserves the nonce and, if it is won,
+    /// records the entry in the same durable cycle. If the nonce is not
+    /// won the result is dropped — nothing happened — and the attempt is
+    /// answered as [`Self::reserve_and_run`] would have answered it.
+    async fn compute_then_record(
+        &self,
+        attempt: Attempt,
+        handler: Handler,
+        key: Vec<u8>,
+        record: PendingNonce,
+    ) -> Response {
         let decision = self.run_handler(handler, &attempt);
-        self.finish(attempt, decision, Some(Completion { key }))
+        let (draft, content) = match self.draft(&attempt, &decision) {
+            Ok(v) => v,
+            Err(e) => return Response::error(422, "invalid_payload", e),
+        };
+        match self
+            .ledger
+            .reserve_and_append(key, record, draft, content)
             .await
+        {
+            Ok(Recorded::Appended(appended)) => self.recorded(&attempt, &decision, &appended),
+            Ok(Recorded::NotReserved(other)) => self.not_reserved(attempt, other).await,
+            Err(e) => {
+                tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation and record failed");
+                storage_unavailable()
+            }
+        }
+    }
+
+    /// An attempt whose nonce was not reserved for it.
+    async fn not_reserved(&self, attempt: Attempt, reservation: Reservation) -> Response {
+        match reservation {
+            Reservation::ApprovalUsed => {
+                let e = ApprovalError::Reused;
+                self.finish(
+                    attempt,
+                    Decision::reject(403, e.code(), e.to_string()),
+                    None,
+                )
+                .await
+            }
+            Reservation::InFlight(_) => self.nonce_in_flight(attempt).await,
+            Reservation::Done { index } => self.replay(attempt, index).await,
+            // Not an answer the writer gives for a nonce it did not
+            // reserve; refused rather than run without a reservation.
+            Reservation::Reserved => {
+                tracing::error!(exec_id = %attempt.exec_id, "a reserved nonce was answered as not reserved");
+                storage_unavailable()
+            }
+        }
     }
 
     /// Runs the handler once, catching panics.
@@ -465,24 +521,27 @@ impl Boundary {
             .append_completing(draft, content, completion)
             .await
         {
-            Ok(appended) => {
-                self.metrics.record(decision.outcome, &decision.reason);
-                tracing::debug!(
-                    exec_id = %attempt.exec_id,
-                    action = %attempt.request.action,
-                    outcome = %decision.outcome,
-                    reason = %decision.reason,
-                    status = decision.status,
-                    index = appended.entry.index,
-                    "attempt recorded"
-                );
-                respond(&attempt, &decision, &appended)
-            }
+            Ok(appended) => self.recorded(&attempt, &decision, &appended),
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, error = %e, "attempt could not be recorded");
                 storage_unavailable()
             }
         }
+    }
+
+    /// An attempt whose entry is durable: counted, logged, answered.
+    fn recorded(&self, attempt: &Attempt, decision: &Decision, appended: &Appended) -> Response {
+        self.metrics.record(decision.outcome, &decision.reason);
+        tracing::debug!(
+            exec_id = %attempt.exec_id,
+            action = %attempt.request.action,
+            outcome = %decision.outcome,
+            reason = %decision.reason,
+            status = decision.status,
+            index = appended.entry.index,
+            "attempt recorded"
+        );
+        respond(attempt, decision, appended)
     }
 
     fn draft(

@@ -179,6 +179,58 @@ enum Work {
     Append(Box<Job>),
     /// Reserve a nonce.
     Reserve(ReserveJob),
+    /// Reserve a nonce and, if it is won, append the entry that completes
+    /// it, in the same cycle (see [`Ledger::reserve_and_append`]).
+    ReserveAndAppend(Box<ReserveAndAppendJob>),
+}
+
+/// A reservation whose entry is already drafted.
+struct ReserveAndAppendJob {
+    key: Vec<u8>,
+    record: PendingNonce,
+    draft: EntryDraft,
+    content: Option<EncodedContent>,
+    reply: tokio::sync::oneshot::Sender<Result<Ticket, LedgerError>>,
+}
+
+/// The writer's answer to a [`ReserveAndAppendJob`].
+enum Ticket {
+    /// The nonce was won and its entry is durable.
+    Sealed(Box<Sealed>),
+    /// The nonce was not won (nothing was appended): why.
+    NotReserved(Reservation),
+}
+
+/// How [`Ledger::reserve_and_append`] ended.
+#[derive(Debug)]
+pub enum Recorded {
+    /// The nonce was reserved and the entry completing it is durable.
+    Appended(Box<Appended>),
+    /// The nonce was not reserved, and nothing was appended: in flight,
+    /// done, or its approval already used.
+    NotReserved(Reservation),
+}
+
+/// Where the writer answers one append.
+enum AppendReply {
+    /// A plain append.
+    Plain(tokio::sync::oneshot::Sender<Result<Sealed, LedgerError>>),
+    /// The append of a won [`ReserveAndAppendJob`].
+    Reserved(tokio::sync::oneshot::Sender<Result<Ticket, LedgerError>>),
+}
+
+impl AppendReply {
+    /// Answers the caller (who may have gone: then nobody is told).
+    fn send(self, result: Result<Sealed, LedgerError>) {
+        match self {
+            Self::Plain(tx) => {
+                let _ = tx.send(result);
+            }
+            Self::Reserved(tx) => {
+                let _ = tx.send(result.map(|sealed| Ticket::Sealed(Box::new(sealed))));
+            }
+        }
+    }
 }
 
 /// A nonce reservation: answered once it is durable.
@@ -192,7 +244,7 @@ struct Job {
     draft: EntryDraft,
     content: Option<EncodedContent>,
     completion: Option<Completion>,
-    reply: tokio::sync::oneshot::Sender<Result<Sealed, LedgerError>>,
+    reply: AppendReply,
 }
 
 /// What the sequencer hands back for one durable entry: everything its
@@ -338,34 +390,52 @@ impl Ledger {
         content: Option<Content>,
         completion: Option<Completion>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<Sealed, LedgerError>>, LedgerError> {
-        // The only draft field that can make encoding fail; checked here so
-        // one bad draft is refused alone instead of failing a whole batch.
-        if !crate::core::entry::is_reason_code(&draft.reason) {
-            return Err(LedgerError::Entry(EntryError::InvalidField("reason")));
-        }
-        // Encoded here, once: the size check and the stored value use the
-        // same bytes, and an oversized value is refused alone.
-        let content = content
-            .map(|c| {
-                let bytes = serde_json::to_vec(&c)
-                    .map_err(|_| LedgerError::Store(StoreError::TooLarge(usize::MAX)))?;
-                if bytes.len() > crate::store::MAX_VALUE_LEN {
-                    return Err(LedgerError::Store(StoreError::TooLarge(bytes.len())));
-                }
-                Ok(EncodedContent {
-                    bytes,
-                    salts: c.salts,
-                })
-            })
-            .transpose()?;
+        let content = encode(&draft, content)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Work::Append(Box::new(Job {
             draft,
             content,
             completion,
-            reply,
+            reply: AppendReply::Plain(reply),
         })))?;
         Ok(rx)
+    }
+
+    /// Reserves the nonce `key` for `record` (consuming the approval it
+    /// names) and, if it is won, appends `draft` — the entry completing it
+    /// — in the same writer cycle: one fdatasync makes the reservation,
+    /// the entry and the nonce's final record durable together. If the
+    /// nonce is not won, nothing is appended.
+    ///
+    /// This is for handlers without effects (see
+    /// [`crate::exec::handlers::Effects`]), whose result is computed before
+    /// the nonce is reserved and discarded if it is not won. A handler with
+    /// effects must not run before [`Self::reserve`] has answered.
+    pub async fn reserve_and_append(
+        &self,
+        key: Vec<u8>,
+        record: PendingNonce,
+        draft: EntryDraft,
+        content: Option<Content>,
+    ) -> Result<Recorded, LedgerError> {
+        let content = encode(&draft, content)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(Work::ReserveAndAppend(Box::new(ReserveAndAppendJob {
+            key,
+            record,
+            draft,
+            content,
+            reply,
+        })))?;
+        match rx
+            .await
+            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+        {
+            Ticket::Sealed(sealed) => Ok(Recorded::Appended(Box::new(
+                sealed.into_appended(&self.store)?,
+            ))),
+            Ticket::NotReserved(reservation) => Ok(Recorded::NotReserved(reservation)),
+        }
     }
 
     /// Atomically reserves the nonce `key` for `record` (and consumes the
@@ -553,6 +623,33 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Checks a draft and encodes its content, once, at submission: the
+/// size check and the stored value use the same bytes, and a draft or
+/// content that cannot be stored is refused alone instead of failing the
+/// whole batch it would have joined.
+fn encode(
+    draft: &EntryDraft,
+    content: Option<Content>,
+) -> Result<Option<EncodedContent>, LedgerError> {
+    // The only draft field that can make encoding fail.
+    if !crate::core::entry::is_reason_code(&draft.reason) {
+        return Err(LedgerError::Entry(EntryError::InvalidField("reason")));
+    }
+    content
+        .map(|c| {
+            let bytes = serde_json::to_vec(&c)
+                .map_err(|_| LedgerError::Store(StoreError::TooLarge(usize::MAX)))?;
+            if bytes.len() > crate::store::MAX_VALUE_LEN {
+                return Err(LedgerError::Store(StoreError::TooLarge(bytes.len())));
+            }
+            Ok(EncodedContent {
+                bytes,
+                salts: c.salts,
+            })
+        })
+        .transpose()
 }
 
 /// Builds a receipt from its parts.
