@@ -26,9 +26,13 @@ pub struct BenchArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
     pub duration: u64,
-    /// Action to execute (`echo` by default; its payload is `{"msg": "bench"}`).
+    /// Action to execute (`echo` by default).
     #[arg(long, default_value = "echo")]
     pub action: String,
+    /// The payload sent with each execution (JSON), e.g. `{"name": "b"}`
+    /// for `counter`, a handler with effects.
+    #[arg(long, default_value = r#"{"msg": "bench"}"#, value_parser = parse_payload)]
+    pub payload: serde_json::Value,
     /// What to load: `execute` (POST /execute) or `receipts` (GET /receipts/{exec_id}).
     #[arg(long, value_enum, default_value_t = Mode::Execute)]
     pub mode: Mode,
@@ -73,9 +77,10 @@ pub fn run(args: &BenchArgs) -> ExitCode {
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..args.connections.max(1))
             .map(|t| {
-                let (url, action, run_id, ids) = (&args.url, &args.action, &run_id, &exec_ids);
+                let (url, run_id, ids) = (&args.url, &run_id, &exec_ids);
+                let request = (args.action.as_str(), &args.payload);
                 scope.spawn(move || match args.mode {
-                    Mode::Execute => load(url, action, &format!("bench-{run_id}-{t}"), deadline),
+                    Mode::Execute => load(url, request, &format!("bench-{run_id}-{t}"), deadline),
                     Mode::Receipts => fetch_receipts(url, ids, t, deadline),
                 })
             })
@@ -120,7 +125,12 @@ pub fn run(args: &BenchArgs) -> ExitCode {
 }
 
 /// One connection's loop: a fresh nonce per request until the deadline.
-fn load(url: &str, action: &str, prefix: &str, deadline: Instant) -> Tally {
+fn load(
+    url: &str,
+    (action, payload): (&str, &serde_json::Value),
+    prefix: &str,
+    deadline: Instant,
+) -> Tally {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
@@ -129,7 +139,7 @@ fn load(url: &str, action: &str, prefix: &str, deadline: Instant) -> Tally {
     let mut i: u64 = 0;
     while Instant::now() < deadline {
         i += 1;
-        let body = json!({ "action": action, "payload": { "msg": "bench" }, "nonce": format!("{prefix}-{i}") });
+        let body = json!({ "action": action, "payload": payload, "nonce": format!("{prefix}-{i}") });
         let sent = Instant::now();
         match agent.post(&endpoint).send_json(body) {
             Ok(r) if (200..300).contains(&r.status()) => {
@@ -148,6 +158,11 @@ fn load(url: &str, action: &str, prefix: &str, deadline: Instant) -> Tally {
         }
     }
     tally
+}
+
+/// `--payload`: JSON text.
+fn parse_payload(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// `sample` exec_ids of entries at random indices of the current ledger.
