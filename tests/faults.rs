@@ -35,16 +35,49 @@ fn boundary(dir: &std::path::Path) -> Boundary {
     Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy)
 }
 
-async fn execute(b: &Boundary, nonce: &str) -> Response {
-    let body = json!({"action": "counter", "payload": {"name": nonce}, "nonce": nonce}).to_string();
-    b.execute(body.as_bytes(), None).await
+/// `counter` has effects (reserved, then run, then recorded: two writer
+/// cycles); `echo` has none (reserved and recorded in one cycle).
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Counter,
+    Echo,
 }
 
-/// An `echo`: a handler without effects, reserved and recorded in one
-/// writer cycle.
+async fn execute_as(b: &Boundary, action: Action, nonce: &str) -> Response {
+    let body = match action {
+        Action::Counter => json!({"action": "counter", "payload": {"name": nonce}, "nonce": nonce}),
+        Action::Echo => json!({"action": "echo", "payload": {"n": nonce}, "nonce": nonce}),
+    };
+    b.execute(body.to_string().as_bytes(), None).await
+}
+
+async fn execute(b: &Boundary, nonce: &str) -> Response {
+    execute_as(b, Action::Counter, nonce).await
+}
+
 async fn echo(b: &Boundary, nonce: &str) -> Response {
-    let body = json!({"action": "echo", "payload": {"n": nonce}, "nonce": nonce}).to_string();
-    b.execute(body.as_bytes(), None).await
+    execute_as(b, Action::Echo, nonce).await
+}
+
+/// Five receipts, then a fault at `point` on the sixth attempt: it and the
+/// next one are 503 and the writer has stopped. Returns the receipts.
+async fn receipts_then_a_commit_fault(
+    dir: &std::path::Path,
+    point: FaultPoint,
+    action: Action,
+) -> Vec<Receipt> {
+    let b = boundary(dir);
+    let mut receipts = Vec::new();
+    for i in 0..5 {
+        let r = execute_as(&b, action, &format!("ok-{i}")).await;
+        receipts.push(serde_json::from_value(r.body["receipt"].clone()).unwrap());
+    }
+    b.ledger().store().inject_fault(point, 0);
+    assert_unavailable(&execute_as(&b, action, "faulted").await);
+    // Fail-stop: the writer refuses further appends.
+    assert!(!b.ledger().is_writable(), "{point:?} {action:?}");
+    assert_unavailable(&execute_as(&b, action, "later").await);
+    receipts
 }
 
 fn assert_unavailable(r: &Response) {
@@ -99,19 +132,7 @@ async fn commit_faults_stop_the_writer_without_corrupting_the_log() {
         FaultPoint::CommitSync,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut receipts: Vec<Receipt> = Vec::new();
-        {
-            let b = boundary(dir.path());
-            for i in 0..5 {
-                let r = execute(&b, &format!("ok-{i}")).await;
-                receipts.push(serde_json::from_value(r.body["receipt"].clone()).unwrap());
-            }
-            b.ledger().store().inject_fault(point, 0);
-            assert_unavailable(&execute(&b, "faulted").await);
-            // Fail-stop: the writer refuses further appends.
-            assert!(!b.ledger().is_writable(), "{point:?}");
-            assert_unavailable(&execute(&b, "later").await);
-        }
+        let receipts = receipts_then_a_commit_fault(dir.path(), point, Action::Counter).await;
         // Restart: the log is whole, every receipt given out still verifies.
         let ledger = common::open(dir.path());
         for r in &receipts {
@@ -151,18 +172,7 @@ async fn one_cycle_attempts_stop_the_writer_on_a_commit_fault_without_corrupting
         FaultPoint::CommitSync,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut receipts: Vec<Receipt> = Vec::new();
-        {
-            let b = boundary(dir.path());
-            for i in 0..5 {
-                let r = echo(&b, &format!("ok-{i}")).await;
-                receipts.push(serde_json::from_value(r.body["receipt"].clone()).unwrap());
-            }
-            b.ledger().store().inject_fault(point, 0);
-            assert_unavailable(&echo(&b, "faulted").await);
-            assert!(!b.ledger().is_writable(), "{point:?}");
-            assert_unavailable(&echo(&b, "later").await);
-        }
+        let receipts = receipts_then_a_commit_fault(dir.path(), point, Action::Echo).await;
         // Restart: the log is whole, every receipt given out still
         // verifies, and the faulted nonce is free, or done once: by its
         // entry if that reached the disk (a failed sync is not proof that

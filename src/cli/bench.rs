@@ -139,7 +139,8 @@ fn load(
     let mut i: u64 = 0;
     while Instant::now() < deadline {
         i += 1;
-        let body = json!({ "action": action, "payload": payload, "nonce": format!("{prefix}-{i}") });
+        let body =
+            json!({ "action": action, "payload": payload, "nonce": format!("{prefix}-{i}") });
         let sent = Instant::now();
         match agent.post(&endpoint).send_json(body) {
             Ok(r) if (200..300).contains(&r.status()) => {

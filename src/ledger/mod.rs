@@ -34,7 +34,8 @@ use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofErr
 use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
 use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
 use crate::store::{
-    Completion, Head, PendingNonce, Reservation, Store, StoreConfig, StoreError, StoreHashReader,
+    Completion, Head, PendingNonce, Reservation, ReservationRequest, Store, StoreConfig,
+    StoreError, StoreHashReader,
 };
 
 /// Default log origin (checkpoint first line and key name).
@@ -184,10 +185,24 @@ enum Work {
     ReserveAndAppend(Box<ReserveAndAppendJob>),
 }
 
-/// A reservation whose entry is already drafted.
-struct ReserveAndAppendJob {
+/// A nonce to reserve (its key) for an attempt (its pending record).
+struct NonceClaim {
     key: Vec<u8>,
     record: PendingNonce,
+}
+
+impl NonceClaim {
+    fn request(&self) -> ReservationRequest<'_> {
+        ReservationRequest {
+            key: &self.key,
+            record: &self.record,
+        }
+    }
+}
+
+/// A reservation whose entry is already drafted.
+struct ReserveAndAppendJob {
+    claim: NonceClaim,
     draft: EntryDraft,
     content: Option<EncodedContent>,
     reply: tokio::sync::oneshot::Sender<Result<Ticket, LedgerError>>,
@@ -235,8 +250,7 @@ impl AppendReply {
 
 /// A nonce reservation: answered once it is durable.
 struct ReserveJob {
-    key: Vec<u8>,
-    record: PendingNonce,
+    claim: NonceClaim,
     reply: tokio::sync::oneshot::Sender<Result<Reservation, LedgerError>>,
 }
 
@@ -367,7 +381,7 @@ impl Ledger {
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
         rx.await
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+            .map_err(writer_stopped)??
             .into_appended(&self.store)
     }
 
@@ -380,7 +394,7 @@ impl Ledger {
     ) -> Result<Appended, LedgerError> {
         let rx = self.submit(draft, content, completion)?;
         rx.blocking_recv()
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
+            .map_err(writer_stopped)??
             .into_appended(&self.store)
     }
 
@@ -421,16 +435,12 @@ impl Ledger {
         let content = encode(&draft, content)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Work::ReserveAndAppend(Box::new(ReserveAndAppendJob {
-            key,
-            record,
+            claim: NonceClaim { key, record },
             draft,
             content,
             reply,
         })))?;
-        match rx
-            .await
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))??
-        {
+        match rx.await.map_err(writer_stopped)?? {
             Ticket::Sealed(sealed) => Ok(Recorded::Appended(Box::new(
                 sealed.into_appended(&self.store)?,
             ))),
@@ -448,9 +458,11 @@ impl Ledger {
         record: PendingNonce,
     ) -> Result<Reservation, LedgerError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Work::Reserve(ReserveJob { key, record, reply }))?;
-        rx.await
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))?
+        self.send(Work::Reserve(ReserveJob {
+            claim: NonceClaim { key, record },
+            reply,
+        }))?;
+        rx.await.map_err(writer_stopped)?
     }
 
     fn send(&self, work: Work) -> Result<(), LedgerError> {
@@ -458,9 +470,7 @@ impl Ledger {
         let sender = jobs
             .as_ref()
             .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
-        sender
-            .send(work)
-            .map_err(|_| LedgerError::Unavailable("the writer stopped".into()))
+        sender.send(work).map_err(writer_stopped)
     }
 
     /// Stops accepting appends, lets the writer commit everything already
@@ -623,6 +633,12 @@ impl Drop for Ledger {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// The error of a request whose reply channel the writer dropped, or whose
+/// work it could not take: it has stopped.
+fn writer_stopped<E>(_: E) -> LedgerError {
+    LedgerError::Unavailable("the writer stopped".into())
 }
 
 /// Checks a draft and encodes its content, once, at submission: the

@@ -206,13 +206,8 @@ impl Sequencer {
         if reserving.is_empty() {
             return Vec::new();
         }
-        let requests: Vec<ReservationRequest<'_>> = reserving
-            .iter()
-            .map(|r| ReservationRequest {
-                key: &r.key,
-                record: &r.record,
-            })
-            .collect();
+        let requests: Vec<ReservationRequest<'_>> =
+            reserving.iter().map(|r| r.claim.request()).collect();
         let results = match self.store.write_cycle(None, &requests) {
             Ok(results) => results,
             Err(e) => {
@@ -228,7 +223,7 @@ impl Sequencer {
                 Ok(Reservation::Reserved) => won.push(Job {
                     draft: r.draft,
                     content: r.content,
-                    completion: Some(Completion { key: r.key }),
+                    completion: Some(Completion { key: r.claim.key }),
                     reply: AppendReply::Reserved(r.reply),
                 }),
                 Ok(other) => {
@@ -246,13 +241,8 @@ impl Sequencer {
     /// syncs it once. A failure with a batch is fail-stop; with
     /// reservations alone it fails only those reservations.
     fn write_and_sync(&self, batch: Option<&BatchWrite>, reservations: &[ReserveJob]) -> Written {
-        let requests: Vec<ReservationRequest<'_>> = reservations
-            .iter()
-            .map(|r| ReservationRequest {
-                key: &r.key,
-                record: &r.record,
-            })
-            .collect();
+        let requests: Vec<ReservationRequest<'_>> =
+            reservations.iter().map(|r| r.claim.request()).collect();
         let reserved = match self.store.write_cycle(batch, &requests) {
             Ok(r) => r,
             Err(e) if batch.is_some() => return Written::BatchFailed(e.into()),
