@@ -25,7 +25,9 @@ pub(crate) const ALG_ED25519: u8 = 0x01;
 
 /// The canonical encodings of the eight points of small order (the whole
 /// torsion subgroup of edwards25519; libsodium's blocklist holds the same
-/// eight). A unit test derives each from curve25519-dalek.
+/// eight). A unit test checks them with curve25519-dalek: each decodes,
+/// canonically, to a point of small order, and they are eight distinct
+/// points — the whole subgroup.
 const SMALL_ORDER_ENCODINGS: [[u8; 32]; 8] = [
     hex32("0100000000000000000000000000000000000000000000000000000000000000"),
     hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
