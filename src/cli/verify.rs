@@ -109,19 +109,20 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     // Many receipts print only their failures and a count: no success line
     // is built for them.
     let one = sources.len() == 1;
+    let success = |v: &VerifiedReceipt, met: Option<&PolicyOk>| {
+        if one {
+            describe(v, trusted.is_some(), met)
+        } else {
+            String::new()
+        }
+    };
     let results: Vec<Result<String, Failed>> = match (&args.policy, &args.key) {
         (Some(path), _) => {
             let policy = Policy::parse(&read(path)?).map_err(|e| format!("policy: {e}"))?;
             on_every_core(&sources, |part| {
                 check_each(part, |receipt| {
                     verify_receipt_with_policy(receipt, &policy, trusted.as_ref())
-                        .map(|(v, met)| {
-                            if one {
-                                describe(&v, trusted.is_some(), Some(&met))
-                            } else {
-                                String::new()
-                            }
-                        })
+                        .map(|(v, met)| success(&v, Some(&met)))
                         .map_err(|e| match e {
                             PolicyReceiptError::Receipt(inner) => explain(inner),
                             other => other.to_string(),
@@ -139,13 +140,7 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
                 check_each(part, |receipt| {
                     verifier
                         .verify(receipt)
-                        .map(|v| {
-                            if one {
-                                describe(&v, trusted.is_some(), None)
-                            } else {
-                                String::new()
-                            }
-                        })
+                        .map(|v| success(&v, None))
                         .map_err(explain)
                 })
             })

@@ -129,9 +129,7 @@ impl Sequencer {
         let (mut jobs, reservations, reserving) = split(work);
         if let Some(reason) = &self.failed {
             let reason = reason.clone();
-            for r in reserving {
-                let _ = r.reply.send(Err(LedgerError::Unavailable(reason.clone())));
-            }
+            refuse_reserving(reserving, &reason);
             refuse(jobs.into_iter().map(|j| j.reply), reservations, &reason);
             return;
         }
@@ -211,9 +209,7 @@ impl Sequencer {
         let results = match self.store.write_cycle(None, &requests) {
             Ok(results) => results,
             Err(e) => {
-                for r in reserving {
-                    let _ = r.reply.send(Err(LedgerError::Unavailable(e.to_string())));
-                }
+                refuse_reserving(reserving, &e.to_string());
                 return Vec::new();
             }
         };
@@ -416,6 +412,15 @@ fn refuse(
         reply.send(Err(LedgerError::Unavailable(reason.to_owned())));
     }
     for r in reservations {
+        let _ = r
+            .reply
+            .send(Err(LedgerError::Unavailable(reason.to_owned())));
+    }
+}
+
+/// Answers every reservation with a drafted entry with `reason`.
+fn refuse_reserving(reserving: Vec<ReserveAndAppendJob>, reason: &str) {
+    for r in reserving {
         let _ = r
             .reply
             .send(Err(LedgerError::Unavailable(reason.to_owned())));

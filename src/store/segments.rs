@@ -567,11 +567,7 @@ impl Segments {
         } else {
             split_content(body).ok_or_else(|| corrupt("entry frame length out of bounds"))?
         };
-        let form = if word & TOKENS_FLAG == 0 {
-            Form::Plain
-        } else {
-            Form::Tokens
-        };
+        let form = form_of(word);
         Ok(Record {
             signature,
             entry,
@@ -665,12 +661,26 @@ fn append_record(
         }
     };
     let len = word(out.len() - at - 4)?;
-    let form_flag = match form {
+    out[at..at + 4].copy_from_slice(&(len | flag | form_flag(form)).to_be_bytes());
+    Ok(LEN_PREFIX + u64::from(len))
+}
+
+/// The length-word flag of a record written in `form`; [`form_of`] reads
+/// it back.
+const fn form_flag(form: Form) -> u32 {
+    match form {
         Form::Plain => 0,
         Form::Tokens => TOKENS_FLAG,
-    };
-    out[at..at + 4].copy_from_slice(&(len | flag | form_flag).to_be_bytes());
-    Ok(LEN_PREFIX + u64::from(len))
+    }
+}
+
+/// The form a record was written in, from its length word.
+const fn form_of(word: u32) -> Form {
+    if word & TOKENS_FLAG == 0 {
+        Form::Plain
+    } else {
+        Form::Tokens
+    }
 }
 
 /// A record length, which must leave the [`FLAGS`] free.
