@@ -357,6 +357,34 @@ pub fn indexed_exec_id(bytes: &[u8]) -> Option<String> {
     (fields.outcome != Outcome::Replayed).then_some(fields.exec_id)
 }
 
+/// The key a nonce is known by in its tenant's scope: tenant ‖ 0x00 ‖
+/// nonce.
+#[must_use]
+pub fn nonce_key(tenant: &str, nonce: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(tenant.len() + 1 + nonce.len());
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(nonce.as_bytes());
+    key
+}
+
+/// The [`nonce_key`] of the attempt an entry's bytes record; `None` for
+/// bytes that are not an entry. Reads only the two fields (the store calls
+/// it to check a done-nonce candidate against the entry, and for every
+/// completing entry when it rebuilds its table of done nonces).
+#[must_use]
+pub fn entry_nonce_key(bytes: &[u8]) -> Option<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Scoped<'a> {
+        #[serde(borrow)]
+        tenant: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        nonce: std::borrow::Cow<'a, str>,
+    }
+    let fields: Scoped<'_> = serde_json::from_slice(bytes).ok()?;
+    Some(nonce_key(&fields.tenant, &fields.nonce))
+}
+
 /// Reason codes are short machine identifiers: `[a-z0-9_]{1,64}`.
 #[must_use]
 pub fn is_reason_code(code: &str) -> bool {

@@ -9,8 +9,22 @@
 //!
 //! `entries.bin` (signature ‖ entry bytes, by index), `entries.idx` (record
 //! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout); and
-//! `exec_ids.tab`, the exec_id → index hash table ([`exec_table`]), derived
-//! from `entries.bin` and written after each commit.
+//! two hash tables ([`key_table`]) derived from `entries.bin` and written
+//! after each commit: `exec_ids.tab` (exec_id → index) and `nonces.tab`
+//! (done nonce → index of the entry that completed it).
+//!
+//! # Nonces
+//!
+//! A nonce in flight is a record in sled's `pending` tree; a done nonce is
+//! the entry that completed it, found through `nonces.tab` and confirmed
+//! against that entry: its record in `entries.bin` carries the completion
+//! flag and the entry names the same tenant and nonce (entries below
+//! `done_nonces_from`, written before the flag, were moved in from sled's
+//! old `nonces` tree and are confirmed by tenant and nonce alone). A nonce
+//! leaves `pending` in the sled transaction that commits its entry, and is
+//! put in `nonces.tab` right after it; every reservation takes the done
+//! check and its sled transaction under one lock that each commit also
+//! holds until its inserts are in, so none sees a nonce in neither place.
 //!
 //! # sled trees (key → value; all integers big-endian)
 //!
@@ -18,8 +32,7 @@
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
-//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
-//! | `nonces`      | tenant ‖ 0 ‖ nonce     | done nonce: `2` ‖ its entry's index (older stores: the whole record, [`reservations`]) |
+//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary, `done_nonces_from` |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
 //! | `approvals`   | approval consume key   | nonce key that consumed it              |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
@@ -43,16 +56,17 @@
 
 mod codec;
 mod cosignatures;
-mod exec_table;
 mod faults;
 mod hash_reader;
+mod key_table;
 pub mod reservations;
 pub mod segments;
 mod tokens;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sled::transaction::Transactional;
 
@@ -107,10 +121,17 @@ pub struct StoreConfig {
     /// entries again at open and to check a lookup's candidates. The store
     /// itself never interprets entry bytes.
     pub exec_id_of: ExecIdOf,
+    /// The nonce key an entry's bytes record (see
+    /// [`crate::core::entry::entry_nonce_key`], the default): used to index
+    /// completing entries again at open and to check a done-nonce
+    /// candidate.
+    pub nonce_key_of: NonceKeyOf,
 }
 
 /// Reads the exec_id to index an entry under from its bytes.
 pub type ExecIdOf = fn(&[u8]) -> Option<String>;
+/// Reads the nonce key of the attempt an entry records from its bytes.
+pub type NonceKeyOf = fn(&[u8]) -> Option<Vec<u8>>;
 
 impl StoreConfig {
     /// Defaults for a directory.
@@ -119,6 +140,7 @@ impl StoreConfig {
             path: path.into(),
             cache_bytes: 64 << 20,
             exec_id_of: crate::core::entry::indexed_exec_id,
+            nonce_key_of: crate::core::entry::entry_nonce_key,
         }
     }
 }
@@ -208,14 +230,24 @@ pub struct Store {
 struct Inner {
     db: sled::Db,
     segments: Segments,
-    exec_table: Arc<exec_table::ExecTable>,
+    exec_table: Arc<key_table::KeyTable>,
     /// Makes `exec_table` durable in the background (stops when dropped).
-    _exec_table_syncer: exec_table::Syncer,
+    _exec_table_syncer: key_table::Syncer,
     exec_id_of: ExecIdOf,
+    done_nonces: Arc<key_table::KeyTable>,
+    /// Makes `done_nonces` durable in the background (stops when dropped).
+    _done_nonces_syncer: key_table::Syncer,
+    /// Entries from here on carry the completion flag when they completed
+    /// their nonce (see "Nonces").
+    done_nonces_from: u64,
+    nonce_key_of: NonceKeyOf,
+    /// Held by each reservation from its done check to the end of its sled
+    /// transaction, and by each commit from its transaction until its
+    /// nonces are in `done_nonces` (see "Nonces").
+    nonce_order: Mutex<()>,
     checkpoints: sled::Tree,
     content: sled::Tree,
     meta: sled::Tree,
-    nonces: sled::Tree,
     pending: sled::Tree,
     approvals: sled::Tree,
     counters: sled::Tree,
@@ -229,6 +261,10 @@ struct Inner {
 const META_HEAD: &[u8] = b"head";
 /// The dictionary `entries.bin` is compressed with ([`codec`]).
 const META_ENTRIES_DICT: &[u8] = b"entries_dict";
+/// The first index whose record says whether its entry completed its
+/// nonce (`u64`): the head's size when the store moved its done nonces
+/// out of sled (0 for a store that never had them there).
+const META_DONE_NONCES_FROM: &[u8] = b"done_nonces_from";
 
 impl Store {
     /// Opens (or creates) the store in `config.path`.
@@ -239,17 +275,25 @@ impl Store {
         let meta = db.open_tree("meta")?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
         let exec_table = Arc::new(open_exec_table(&db, &segments, config, &log_file)?);
+        let pending = db.open_tree("pending")?;
+        let (done_nonces, done_nonces_from) =
+            open_done_nonces(&db, &meta, &pending, &segments, config, &log_file)?;
+        let done_nonces = Arc::new(done_nonces);
         sync_dir(&config.path)?;
         let inner = Inner {
             segments,
-            _exec_table_syncer: exec_table::Syncer::start(Arc::clone(&exec_table))?,
+            _exec_table_syncer: key_table::Syncer::start(Arc::clone(&exec_table))?,
             exec_table,
             exec_id_of: config.exec_id_of,
+            _done_nonces_syncer: key_table::Syncer::start(Arc::clone(&done_nonces))?,
+            done_nonces,
+            done_nonces_from,
+            nonce_key_of: config.nonce_key_of,
+            nonce_order: Mutex::new(()),
             checkpoints: db.open_tree("checkpoints")?,
             content: db.open_tree("content")?,
             meta,
-            nonces: db.open_tree("nonces")?,
-            pending: db.open_tree("pending")?,
+            pending,
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
             faults: faults::Faults::default(),
@@ -325,6 +369,14 @@ impl Store {
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());
         let batches = batch.map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary));
+        let _order = self.lock_nonce_order()?;
+        // A nonce this batch completes is done for the cycle's
+        // reservations, though `nonces.tab` takes it only after the commit.
+        let completed: HashMap<&[u8], u64> = batch
+            .iter()
+            .flat_map(|b| &b.entries)
+            .filter_map(|e| e.completion.as_ref().map(|c| (c.key.as_slice(), e.index)))
+            .collect();
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
         for r in reservations {
@@ -334,7 +386,11 @@ impl Store {
                 .check(FaultPoint::ReserveWrite)
                 .and_then(|()| reservations::Encoded::new(*r));
             match one {
-                Ok(e) => {
+                Ok(mut e) => {
+                    e.done = match completed.get(r.key) {
+                        Some(&index) => Some(index),
+                        None => self.done_index(r.key)?,
+                    };
                     encoded.push(e);
                     // Placeholder, replaced by the transaction's answer.
                     results.push(Ok(Reservation::Reserved));
@@ -343,19 +399,16 @@ impl Store {
             }
         }
         let i = &self.inner;
-        let found = (&i.checkpoints, &i.meta, &i.nonces, &i.pending, &i.approvals)
-            .transaction(|(tk, tm, tn, tp, ta)| {
-                // The batch first: a reservation of a nonce completed in
-                // this same cycle then finds its final record (a replay).
+        let found = (&i.checkpoints, &i.meta, &i.pending, &i.approvals)
+            .transaction(|(tk, tm, tp, ta)| {
                 if let Some(b) = &batches {
-                    tn.apply_batch(&b.nonces)?;
                     tp.apply_batch(&b.pending)?;
                     tk.apply_batch(&b.checkpoints)?;
                     tm.apply_batch(&b.meta)?;
                 }
                 encoded
                     .iter()
-                    .map(|r| reservations::reserve_in(tn, tp, ta, r))
+                    .map(|r| reservations::reserve_in(tp, ta, r))
                     .collect::<Result<Vec<_>, _>>()
             })
             .map_err(reservations::tx_error)?;
@@ -364,10 +417,16 @@ impl Store {
             // Before anyone is answered, so that a receipt's exec_id can be
             // looked up as soon as the receipt exists.
             self.inner.exec_table.insert_batch(
-                batch
-                    .entries
-                    .iter()
-                    .filter_map(|e| e.index_exec_id.as_deref().map(|id| (id, e.index))),
+                batch.entries.iter().filter_map(|e| {
+                    e.index_exec_id
+                        .as_deref()
+                        .map(|id| (id.as_bytes(), e.index))
+                }),
+                staged.count(),
+            )?;
+            // Before the lock is let go (see "Nonces").
+            self.inner.done_nonces.insert_batch(
+                completed.iter().map(|(&key, &index)| (key, index)),
                 staged.count(),
             )?;
         }
@@ -421,12 +480,37 @@ impl Store {
         &self,
         exec_id: &str,
     ) -> Result<Option<(u64, SignedEntryBytes)>, StoreError> {
-        self.inner.exec_table.find(exec_id, |index| {
+        self.inner.exec_table.find(exec_id.as_bytes(), |index| {
             Ok(self
                 .entry(index)?
                 .filter(|(bytes, _)| (self.inner.exec_id_of)(bytes).as_deref() == Some(exec_id))
                 .map(|entry| (index, entry)))
         })
+    }
+
+    /// The index of the entry that completed the nonce `key`, if it is
+    /// done: the table's candidates, each checked against its entry (see
+    /// "Nonces"). Callers hold [`Inner::nonce_order`].
+    fn done_index(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        let i = &self.inner;
+        i.done_nonces.find(key, |index| {
+            let bytes = if index < i.done_nonces_from {
+                i.segments.entry(index)?.map(|(bytes, _)| bytes)
+            } else {
+                i.segments.completing_entry(index)?
+            };
+            Ok(bytes
+                .filter(|b| (i.nonce_key_of)(b).as_deref() == Some(key))
+                .map(|_| index))
+        })
+    }
+
+    /// Takes the lock that orders reservations after commits.
+    fn lock_nonce_order(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+        self.inner
+            .nonce_order
+            .lock()
+            .map_err(|_| StoreError::Corrupt("nonce lock poisoned".into()))
     }
 
     /// Cleartext content stored beside entry `index`: in its record in
@@ -502,14 +586,14 @@ impl Store {
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.inner.db.size_on_disk()?
             + self.inner.segments.len_on_disk()?
-            + self.inner.exec_table.len_on_disk()?)
+            + self.inner.exec_table.len_on_disk()?
+            + self.inner.done_nonces.len_on_disk()?)
     }
 }
 
 /// A [`BatchWrite`] as one sled batch per tree, built before the
 /// transaction (whose closure may run more than once).
 struct SledBatches {
-    nonces: sled::Batch,
     pending: sled::Batch,
     checkpoints: sled::Batch,
     meta: sled::Batch,
@@ -518,18 +602,11 @@ struct SledBatches {
 impl SledBatches {
     fn new(batch: &BatchWrite, mark: Option<SegmentsMark>, dictionary: Option<&[u8]>) -> Self {
         let mut b = Self {
-            nonces: sled::Batch::default(),
             pending: sled::Batch::default(),
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
-        for (e, c) in batch
-            .entries
-            .iter()
-            .filter_map(|e| e.completion.as_ref().map(|c| (e, c)))
-        {
-            b.nonces
-                .insert(c.key.as_slice(), &reservations::encode_done(e.index)[..]);
+        for c in batch.entries.iter().filter_map(|e| e.completion.as_ref()) {
             b.pending.remove(c.key.as_slice());
         }
         if let Some((size, note)) = &batch.checkpoint {
@@ -663,14 +740,16 @@ impl Drop for Inner {
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
         }
-        if let Err(e) = self.exec_table.sync_now() {
-            tracing::warn!(error = %e, "could not sync the exec_id table at close; the next open indexes the rest again");
+        for table in [&self.exec_table, &self.done_nonces] {
+            if let Err(e) = table.sync_now() {
+                tracing::warn!(error = %e, "could not sync a key table at close; the next open indexes the rest again");
+            }
         }
     }
 }
 
 /// Opens the exec_id table and indexes the entries its header does not
-/// yet cover (those of the last second before a crash, or all of them when
+/// yet cover (those of the last seconds before a crash, or all of them when
 /// the file is new: a store from before the table, whose sled trees of
 /// exec_ids are dropped once the table is durable).
 fn open_exec_table(
@@ -678,25 +757,15 @@ fn open_exec_table(
     segments: &Segments,
     config: &StoreConfig,
     log_file: &File,
-) -> Result<exec_table::ExecTable, StoreError> {
-    let table = exec_table::ExecTable::open(&config.path, exec_table::FIRST_BITS)?;
-    let size = segments.visible();
-    let from = table.indexed()?;
-    if from < size {
-        tracing::info!(from, to = size, "indexing exec_ids from entries.bin");
-    }
-    for index in from..size {
-        let (bytes, _) = segments
+) -> Result<key_table::KeyTable, StoreError> {
+    let table =
+        key_table::KeyTable::open(&config.path, key_table::EXEC_IDS, key_table::FIRST_BITS)?;
+    index_past_header(&table, segments, |index| {
+        Ok(segments
             .entry(index)?
-            .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
-        if let Some(exec_id) = (config.exec_id_of)(&bytes) {
-            table.reindex(&exec_id, index)?;
-        }
-        if (index + 1) % 1_000_000 == 0 {
-            tracing::info!(indexed = index + 1, of = size, "indexing exec_ids");
-        }
-    }
-    table.sync_now()?;
+            .and_then(|(bytes, _)| (config.exec_id_of)(&bytes))
+            .map(String::into_bytes))
+    })?;
     let mut dropped = false;
     for legacy in LEGACY_EXEC_ID_TREES {
         if has_tree(db, legacy)? {
@@ -708,6 +777,141 @@ fn open_exec_table(
         sync_sled(db, log_file)?;
     }
     Ok(table)
+}
+
+/// Indexes in `table` the committed entries its header does not cover,
+/// each under the key `key_of` reads from it (none: not indexed), and
+/// makes the table durable.
+fn index_past_header(
+    table: &key_table::KeyTable,
+    segments: &Segments,
+    key_of: impl Fn(u64) -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<(), StoreError> {
+    let size = segments.visible();
+    let from = table.indexed()?;
+    if from < size {
+        tracing::info!(
+            table = table.name(),
+            from,
+            to = size,
+            "indexing entries.bin"
+        );
+    }
+    for index in from..size {
+        if let Some(key) = key_of(index)? {
+            table.reindex(&key, index)?;
+        }
+        if (index + 1) % 1_000_000 == 0 {
+            tracing::info!(
+                table = table.name(),
+                indexed = index + 1,
+                of = size,
+                "indexing entries.bin"
+            );
+        }
+    }
+    table.sync_now()
+}
+
+/// Opens the done-nonce table (see "Nonces") and indexes the completing
+/// entries its header does not cover; returns it with
+/// `done_nonces_from`. A store without that mark has its done nonces in
+/// sled's `nonces` tree (or none): they are moved first
+/// ([`move_done_nonces_out_of_sled`]).
+fn open_done_nonces(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    pending: &sled::Tree,
+    segments: &Segments,
+    config: &StoreConfig,
+    log_file: &File,
+) -> Result<(key_table::KeyTable, u64), StoreError> {
+    let from = match meta.get(META_DONE_NONCES_FROM)? {
+        Some(v) => decode_u64(&v)?,
+        None => move_done_nonces_out_of_sled(db, meta, pending, segments, config, log_file)?,
+    };
+    let table =
+        key_table::KeyTable::open(&config.path, key_table::DONE_NONCES, key_table::FIRST_BITS)?;
+    if table.indexed()? < from {
+        return Err(StoreError::Corrupt(format!(
+            "{} does not cover the done nonces moved into it from sled (entries below {from}), \
+             and nothing else records which of those entries completed their nonce: \
+             restore the file from a backup of this store",
+            key_table::DONE_NONCES
+        )));
+    }
+    index_past_header(&table, segments, |index| {
+        Ok(segments
+            .completing_entry(index)?
+            .and_then(|bytes| (config.nonce_key_of)(&bytes)))
+    })?;
+    if has_tree(db, LEGACY_NONCES)? {
+        db.drop_tree(LEGACY_NONCES)?;
+        sync_sled(db, log_file)?;
+    }
+    Ok((table, from))
+}
+
+/// The one-time move of a store's done nonces from sled's `nonces` tree
+/// (one key per attempt ever made: at 11M attempts, ~400 MB of sled keys
+/// and values, most of it resident) into a new `nonces.tab`, made durable
+/// before `done_nonces_from` (the head's size) is committed; records of
+/// attempts in flight (kept in `nonces` by stores older still) move to
+/// `pending` in that same transaction. The old tree is dropped by the
+/// caller afterwards. A crash before the commit leaves the old tree whole
+/// and the move starts again from an empty table.
+fn move_done_nonces_out_of_sled(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    pending: &sled::Tree,
+    segments: &Segments,
+    config: &StoreConfig,
+    log_file: &File,
+) -> Result<u64, StoreError> {
+    let from = segments.visible();
+    let path = config.path.join(key_table::DONE_NONCES);
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let table =
+        key_table::KeyTable::open(&config.path, key_table::DONE_NONCES, key_table::FIRST_BITS)?;
+    let mut in_flight = sled::Batch::default();
+    if has_tree(db, LEGACY_NONCES)? {
+        tracing::info!(
+            "moving done nonces from sled into {}",
+            key_table::DONE_NONCES
+        );
+        let mut moved = 0u64;
+        for record in db.open_tree(LEGACY_NONCES)?.iter() {
+            let (key, value) = record?;
+            match reservations::decode(&value)? {
+                reservations::Known::Done(index) => {
+                    table.insert_batch(std::iter::once((key.as_ref(), index)), 0)?;
+                    moved += 1;
+                    if moved % 1_000_000 == 0 {
+                        tracing::info!(moved, "moving done nonces");
+                    }
+                }
+                reservations::Known::InFlight(_) => in_flight.insert(key, value),
+            }
+        }
+        tracing::info!(moved, "moved done nonces");
+    }
+    table.insert_batch(std::iter::empty(), from)?;
+    table.sync_now()?;
+    drop(table);
+    sync_dir(&config.path)?;
+    let mut mark = sled::Batch::default();
+    mark.insert(META_DONE_NONCES_FROM, from.to_be_bytes().to_vec());
+    (meta, pending)
+        .transaction(|(tm, tp)| {
+            tm.apply_batch(&mark)?;
+            tp.apply_batch(&in_flight)?;
+            Ok(())
+        })
+        .map_err(reservations::tx_error)?;
+    sync_sled(db, log_file)?;
+    Ok(from)
 }
 
 /// Records a segments mark outside an append (after a rebuild at open, a
@@ -735,6 +939,8 @@ const LEGACY_HASHES: &str = "hashes";
 /// sled trees that held the exec_id index before `exec_ids.tab`: one key
 /// per exec_id, then hash buckets.
 const LEGACY_EXEC_ID_TREES: [&str; 2] = ["exec_ids", "exec_id_buckets"];
+/// The sled tree that held done nonces before `nonces.tab`.
+const LEGACY_NONCES: &str = "nonces";
 
 fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
     Ok(db
@@ -762,8 +968,15 @@ impl Store {
     /// harness can corrupt a store on purpose; nothing else calls it.
     #[doc(hidden)]
     /// `entries` and `hashes` name the segment files (key: the index; an
-    /// entry's value is signature ‖ bytes, re-encoded in place of the old).
+    /// entry's value is signature ‖ bytes, re-encoded in place of the old);
+    /// `nonces.tab` adds a slot to that table (value: the index, `u64`).
     pub fn tamper_raw(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        if tree == key_table::DONE_NONCES {
+            let table = &self.inner.done_nonces;
+            let indexed = table.indexed()?;
+            table.insert_batch(std::iter::once((key, decode_u64(value)?)), indexed)?;
+            return table.sync_now();
+        }
         if tree == "entries" || tree == "hashes" {
             if let Some(mark) = self.inner.segments.tamper(tree, decode_u64(key)?, value)? {
                 let i = &self.inner;

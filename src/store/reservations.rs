@@ -1,24 +1,23 @@
 //! Nonce reservations, single-use approvals, and the `counter` handler's
 //! counters.
 //!
-//! A reservation is one sled transaction over three trees: it fails if the
-//! nonce is already known — done (in `nonces`) or in flight (in `pending`)
-//! — returning what is known, or if the approval is already consumed;
-//! otherwise it records the nonce in the small `pending` tree and marks the
-//! approval consumed. The ledger writer then makes it durable
-//! ([`Store::sync_cycle`]) *before* anyone runs the handler. The sequencer
-//! later writes the done record to `nonces` and deletes the pending one,
-//! in the same transaction as the ledger entry — so "entry exists" and
-//! "nonce done" are never out of step.
+//! A reservation fails if the nonce is already known — done (its
+//! completing entry found through `nonces.tab`, checked by the store
+//! before the transaction, see "Nonces" in [`super`]) or in flight (in
+//! `pending`) — returning what is known, or if the approval is already
+//! consumed; otherwise one sled transaction records the nonce in the small
+//! `pending` tree and marks the approval consumed. The ledger writer then
+//! makes it durable ([`Store::sync_cycle`]) *before* anyone runs the
+//! handler. The sequencer later deletes the pending record in the same
+//! transaction as the ledger entry whose record carries the completion
+//! flag — so "entry exists" and "nonce done" are never out of step.
 //!
-//! A done record holds only the index of the nonce's entry (9 bytes): the
-//! entry already says everything a replay needs (exec_id, request hash,
-//! outcome), and sled keeps every done record for ever, so each byte here
-//! is paid once per attempt, several times over on disk. Records written
-//! before issue 5's fourth pass (the whole record, binary or JSON, also
-//! kept in `nonces` while in flight before its third pass) still read.
-//! At start-up only `pending` is scanned (its size is the number of
-//! attempts in flight at a crash, not the size of the log).
+//! Done nonces were once records in a sled tree `nonces` (the entry's
+//! index; before issue 5's fourth pass the whole record, binary or JSON,
+//! also kept there while in flight before its third pass): [`decode`]
+//! still reads them, for the one-time move into `nonces.tab`. At start-up
+//! only `pending` is scanned (its size is the number of attempts in flight
+//! at a crash, not the size of the log).
 
 use serde::Deserialize;
 use sled::transaction::{
@@ -63,9 +62,9 @@ pub enum Reservation {
     ApprovalUsed,
 }
 
-/// What is known of a nonce, as stored.
+/// What a stored nonce record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Known {
+pub(super) enum Known {
     InFlight(PendingNonce),
     Done(u64),
 }
@@ -87,21 +86,14 @@ pub struct Completion {
     pub key: Vec<u8>,
 }
 
-/// The key of a nonce in its tenant's scope.
-#[must_use]
-pub fn nonce_key(tenant: &str, nonce: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(tenant.len() + 1 + nonce.len());
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(0);
-    key.extend_from_slice(nonce.as_bytes());
-    key
-}
+pub use crate::core::entry::nonce_key;
 
 /// First byte of a binary record that says everything (pending records;
 /// done records before the fourth pass). JSON records, written before it,
 /// start with `{`.
 const RECORD_V1: u8 = 1;
-/// First byte of a done record: `2` ‖ entry index (`u64`).
+/// First byte of a done record of the old `nonces` tree: `2` ‖ entry
+/// index (`u64`).
 const RECORD_DONE: u8 = 2;
 /// `status` / `index` of a record that has none yet.
 const NO_STATUS: u16 = 0;
@@ -109,7 +101,10 @@ const NO_INDEX: u64 = u64::MAX;
 /// String length that stands for `None` (`approval_key`).
 const NO_STRING: u32 = u32::MAX;
 
-/// A done record: the index of the entry that completed the nonce.
+/// A done record of the old `nonces` tree: the index of the entry that
+/// completed the nonce (stores written it from issue 5's fourth pass until
+/// `nonces.tab`; tests write it to build such a store).
+#[cfg(test)]
 pub(super) fn encode_done(index: u64) -> [u8; 9] {
     let mut out = [RECORD_DONE; 9];
     out[1..].copy_from_slice(&index.to_be_bytes());
@@ -148,7 +143,8 @@ pub(super) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreErro
     Ok(out)
 }
 
-fn decode(bytes: &[u8]) -> Result<Known, StoreError> {
+/// Reads a pending record, or a record of the old `nonces` tree.
+pub(super) fn decode(bytes: &[u8]) -> Result<Known, StoreError> {
     let corrupt = || StoreError::Corrupt("nonce record".into());
     match bytes.first() {
         Some(&RECORD_DONE) => {
@@ -287,6 +283,9 @@ pub(super) struct Encoded<'a> {
     pub(super) key: &'a [u8],
     pub(super) value: Vec<u8>,
     pub(super) approval_key: Option<&'a str>,
+    /// The index of the entry that completed the nonce, if it is done
+    /// (looked up by the store before the transaction).
+    pub(super) done: Option<u64>,
 }
 
 impl<'a> Encoded<'a> {
@@ -295,6 +294,7 @@ impl<'a> Encoded<'a> {
             key: request.key,
             value: encode_pending(request.record)?,
             approval_key: request.record.approval_key.as_deref(),
+            done: None,
         })
     }
 }
@@ -304,7 +304,8 @@ impl<'a> Encoded<'a> {
 pub(super) enum Found {
     Reserved,
     ApprovalUsed,
-    Existing(Vec<u8>),
+    Done(u64),
+    InFlight(Vec<u8>),
 }
 
 impl Found {
@@ -312,26 +313,31 @@ impl Found {
         match self {
             Self::Reserved => Ok(Reservation::Reserved),
             Self::ApprovalUsed => Ok(Reservation::ApprovalUsed),
-            Self::Existing(bytes) => Ok(decode(&bytes)?.into()),
+            Self::Done(index) => Ok(Reservation::Done { index }),
+            Self::InFlight(bytes) => match decode(&bytes)? {
+                Known::InFlight(p) => Ok(Reservation::InFlight(p)),
+                Known::Done(_) => Err(StoreError::Corrupt(
+                    "a done nonce record in the pending tree".into(),
+                )),
+            },
         }
     }
 }
 
-/// The body of one reservation, inside a transaction over `nonces`,
-/// `pending` and `approvals`: refuses a known nonce or a consumed approval,
-/// otherwise records the nonce as pending and consumes the approval.
+/// The body of one reservation, inside a transaction over `pending` and
+/// `approvals`: refuses a nonce found done (before the transaction) or in
+/// flight, or a consumed approval; otherwise records the nonce as pending
+/// and consumes the approval.
 pub(super) fn reserve_in(
-    nonces: &TransactionalTree,
     pending: &TransactionalTree,
     approvals: &TransactionalTree,
     r: &Encoded<'_>,
 ) -> ConflictableTransactionResult<Found, ()> {
-    let existing = match nonces.get(r.key)? {
-        Some(done) => Some(done),
-        None => pending.get(r.key)?,
-    };
-    if let Some(existing) = existing {
-        return Ok(Found::Existing(existing.to_vec()));
+    if let Some(index) = r.done {
+        return Ok(Found::Done(index));
+    }
+    if let Some(existing) = pending.get(r.key)? {
+        return Ok(Found::InFlight(existing.to_vec()));
     }
     if let Some(ak) = r.approval_key {
         if approvals.get(ak.as_bytes())?.is_some() {
@@ -356,15 +362,15 @@ impl Store {
         approval_key: Option<&str>,
     ) -> Result<Reservation, StoreError> {
         self.inner.faults.check(super::FaultPoint::ReserveWrite)?;
+        let _order = self.lock_nonce_order()?;
         let encoded = Encoded {
             approval_key,
+            done: self.done_index(key)?,
             ..Encoded::new(ReservationRequest { key, record })?
         };
         let i = &self.inner;
-        (&i.nonces, &i.pending, &i.approvals)
-            .transaction(|(nonces, pending, approvals)| {
-                reserve_in(nonces, pending, approvals, &encoded)
-            })
+        (&i.pending, &i.approvals)
+            .transaction(|(pending, approvals)| reserve_in(pending, approvals, &encoded))
             .map_err(tx_error)?
             .decode()
     }
@@ -528,6 +534,213 @@ mod tests {
         assert!(decode(&no_index).is_err());
     }
 
+    use super::super::{BatchWrite, Head, StoreConfig, StoredEntry};
+
+    fn open(dir: &std::path::Path) -> Store {
+        Store::open(&StoreConfig::new(dir)).unwrap()
+    }
+
+    /// Entry bytes naming `nonce` (all the store reads of an entry here).
+    fn entry_naming(nonce: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"tenant": "t", "nonce": nonce})).unwrap()
+    }
+
+    /// The next batch of `store`: entries naming `nonces`, each completing
+    /// its nonce if `complete`, with their real stored hashes and root.
+    fn batch_naming(store: &Store, nonces: &[&str], complete: bool) -> BatchWrite {
+        use crate::core::hash::leaf_hash;
+        use std::collections::HashMap;
+        let from = store.head().unwrap().map_or(0, |h| h.size);
+        let mut batch = BatchWrite::default();
+        let mut pending: HashMap<u64, Hash> = HashMap::new();
+        let mut last_leaf = Hash::from_bytes([0; 32]);
+        for (index, nonce) in (from..).zip(nonces) {
+            let bytes = entry_naming(nonce);
+            last_leaf = leaf_hash(&bytes);
+            let reader = super::super::OverlayReader {
+                base: store,
+                pending: &pending,
+            };
+            let stored =
+                tlog_tiles::stored_hashes_for_record_hash(index, last_leaf.into(), &reader)
+                    .unwrap();
+            for (at, h) in (tlog_tiles::stored_hash_index(0, index)..).zip(stored) {
+                pending.insert(at, h.into());
+                batch.hashes.push((at, h.into()));
+            }
+            batch.entries.push(StoredEntry {
+                index,
+                bytes,
+                signature: [0; 64],
+                index_exec_id: None,
+                content: None,
+                completion: complete.then(|| Completion {
+                    key: nonce_key("t", nonce),
+                }),
+            });
+        }
+        let size = from + nonces.len() as u64;
+        let reader = super::super::OverlayReader {
+            base: store,
+            pending: &pending,
+        };
+        batch.head = Some(Head {
+            size,
+            root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size))
+                .unwrap(),
+            last_leaf,
+        });
+        batch
+    }
+
+    fn reserve(store: &Store, nonce: &str) -> Reservation {
+        store
+            .reserve(&nonce_key("t", nonce), &record(1), None)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_done_nonce_is_its_completing_entry_across_a_reopen_and_a_lost_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        store
+            .commit(&batch_naming(&store, &["x", "a", "b"], true))
+            .unwrap();
+        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 1 });
+        assert_eq!(reserve(&store, "b"), Reservation::Done { index: 2 });
+        assert!(store.pending_reservations().unwrap().is_empty());
+        assert!(!super::super::has_tree(&store.inner.db, "nonces").unwrap());
+        drop(store);
+        assert_eq!(
+            reserve(&open(dir.path()), "a"),
+            Reservation::Done { index: 1 }
+        );
+        // The table is derived from the records' completion flags.
+        std::fs::remove_file(dir.path().join(super::super::key_table::DONE_NONCES)).unwrap();
+        let store = open(dir.path());
+        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 1 });
+        assert_eq!(reserve(&store, "x"), Reservation::Done { index: 0 });
+        assert_eq!(reserve(&store, "c"), Reservation::Reserved);
+    }
+
+    #[test]
+    fn an_entry_that_names_a_nonce_it_did_not_complete_is_not_its_done_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // Entry 0 completes "a"; entry 1 names "b" without completing it
+        // (as a refused attempt does).
+        store.commit(&batch_naming(&store, &["a"], true)).unwrap();
+        store.commit(&batch_naming(&store, &["b"], false)).unwrap();
+        // Slots a crash could leave: "b" at the entry naming it, "c" at an
+        // entry completing another nonce, "d" past the head.
+        let stale = [("b", 1), ("c", 0), ("d", 5)].map(|(n, i)| (nonce_key("t", n), i));
+        store
+            .inner
+            .done_nonces
+            .insert_batch(stale.iter().map(|(k, i)| (k.as_slice(), *i)), 2)
+            .unwrap();
+        for nonce in ["b", "c", "d"] {
+            assert_eq!(reserve(&store, nonce), Reservation::Reserved, "{nonce}");
+        }
+        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
+    }
+
+    #[test]
+    fn a_reservation_in_the_cycle_that_completes_its_nonce_finds_it_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        let key = nonce_key("t", "a");
+        let pending = record(2);
+        let answers = store
+            .write_cycle(
+                Some(&batch_naming(&store, &["a"], true)),
+                &[ReservationRequest {
+                    key: &key,
+                    record: &pending,
+                }],
+            )
+            .unwrap();
+        assert_eq!(answers.len(), 1);
+        assert_eq!(
+            answers[0].as_ref().unwrap(),
+            &Reservation::Done { index: 0 }
+        );
+    }
+
+    /// A store as written before `nonces.tab`: entries without the
+    /// completion flag, done records (and an old in-flight record) in the
+    /// sled tree `nonces`, no `done_nonces_from`.
+    fn store_with_nonces_in_sled(dir: &std::path::Path) {
+        let store = open(dir);
+        store
+            .commit(&batch_naming(&store, &["a", "b", "c"], false))
+            .unwrap();
+        drop(store);
+        let db = sled::Config::new()
+            .path(dir)
+            .segment_size(crate::store::SEGMENT_SIZE)
+            .open()
+            .unwrap();
+        let nonces = db.open_tree("nonces").unwrap();
+        nonces
+            .insert(nonce_key("t", "a"), &encode_done(0)[..])
+            .unwrap();
+        nonces
+            .insert(
+                nonce_key("t", "c"),
+                old_done_record(&record(3), Outcome::Failed, 2),
+            )
+            .unwrap();
+        let mut in_flight = record(4);
+        in_flight.tenant = "t".into();
+        in_flight.nonce = "f".into();
+        nonces
+            .insert(nonce_key("t", "f"), encode_pending(&in_flight).unwrap())
+            .unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .remove(super::super::META_DONE_NONCES_FROM)
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        std::fs::remove_file(dir.join(super::super::key_table::DONE_NONCES)).unwrap();
+    }
+
+    #[test]
+    fn done_nonces_in_the_old_sled_tree_move_into_the_table_once() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_nonces_in_sled(dir.path());
+        let store = open(dir.path());
+        assert!(!super::super::has_tree(&store.inner.db, "nonces").unwrap());
+        assert_eq!(store.inner.done_nonces_from, 3);
+        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
+        assert_eq!(reserve(&store, "c"), Reservation::Done { index: 2 });
+        // Entry 1 names "b" but the old tree never said it completed it.
+        assert_eq!(reserve(&store, "b"), Reservation::Reserved);
+        let moved = store.pending_reservations().unwrap();
+        assert!(moved
+            .iter()
+            .any(|(k, p)| *k == nonce_key("t", "f") && p.nonce == "f"));
+        // New entries are confirmed by their flag, old ones by the move.
+        store.commit(&batch_naming(&store, &["d"], true)).unwrap();
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(reserve(&store, "d"), Reservation::Done { index: 3 });
+        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
+    }
+
+    #[test]
+    fn a_lost_table_of_moved_nonces_refuses_to_open_rather_than_forget_them() {
+        let dir = tempfile::tempdir().unwrap();
+        store_with_nonces_in_sled(dir.path());
+        drop(open(dir.path()));
+        std::fs::remove_file(dir.path().join(super::super::key_table::DONE_NONCES)).unwrap();
+        let refused = Store::open(&StoreConfig::new(dir.path())).err().unwrap();
+        assert!(refused.to_string().contains("restore"), "{refused}");
+    }
+
     #[test]
     fn a_nonce_in_flight_is_known_from_the_pending_tree_alone() {
         let dir = tempfile::tempdir().unwrap();
@@ -548,40 +761,6 @@ mod tests {
                 .unwrap(),
             Reservation::ApprovalUsed
         );
-        assert!(store.inner.nonces.get(&key).unwrap().is_none());
         assert_eq!(store.pending_reservations().unwrap(), vec![(key, first)]);
-    }
-
-    #[test]
-    fn a_done_record_is_nine_bytes_and_names_its_entry() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&super::super::StoreConfig::new(dir.path())).unwrap();
-        let key = nonce_key("t", "n-3");
-        assert_eq!(
-            store.reserve(&key, &record(3), None).unwrap(),
-            Reservation::Reserved
-        );
-        let mut batch = super::super::BatchWrite::default();
-        batch.entries.push(super::super::StoredEntry {
-            index: 0,
-            bytes: b"{}".to_vec(),
-            signature: [0; 64],
-            index_exec_id: None,
-            content: None,
-            completion: Some(Completion { key: key.clone() }),
-        });
-        batch.hashes.push((0, Hash::from_bytes([1; 32])));
-        batch.head = Some(super::super::Head {
-            size: 1,
-            root: Hash::from_bytes([1; 32]),
-            last_leaf: Hash::from_bytes([1; 32]),
-        });
-        store.commit(&batch).unwrap();
-        assert_eq!(store.inner.nonces.get(&key).unwrap().unwrap().len(), 9);
-        assert!(store.pending_reservations().unwrap().is_empty());
-        assert_eq!(
-            store.reserve(&key, &record(4), None).unwrap(),
-            Reservation::Done { index: 0 }
-        );
     }
 }

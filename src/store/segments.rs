@@ -63,8 +63,12 @@ const CONTENT_FLAG: u32 = 1 << 31;
 /// Set in a record's length word when its frames are in [`Form::Tokens`]
 /// (every record written since issue 5's fourth pass).
 const TOKENS_FLAG: u32 = 1 << 30;
+/// Set in a record's length word when its entry completed the entry's
+/// nonce (the store's `nonces.tab` takes only such entries; records written
+/// before it never carry the flag, see `done_nonces_from` in [`super`]).
+const COMPLETES_FLAG: u32 = 1 << 29;
 /// The flag bits of a length word.
-const FLAGS: u32 = CONTENT_FLAG | TOKENS_FLAG;
+const FLAGS: u32 = CONTENT_FLAG | TOKENS_FLAG | COMPLETES_FLAG;
 /// Signature bytes in a record.
 const SIG_LEN: usize = 64;
 /// Bytes per `entries.idx` slot and per `hashes.bin` slot.
@@ -402,6 +406,15 @@ impl Segments {
         Ok(Some((record.entry_bytes(self.codec()?)?, record.signature)))
     }
 
+    /// Entry `index`'s bytes, if it is committed and its record says it
+    /// completed its nonce.
+    pub(super) fn completing_entry(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.record(index)? {
+            Some(record) if record.completes => Ok(Some(record.entry_bytes(self.codec()?)?)),
+            _ => Ok(None),
+        }
+    }
+
     /// The cleartext content kept in entry `index`'s record: `None` when
     /// the entry is not committed, or its record carries none or it was
     /// erased (the store then looks in sled, where content was kept before).
@@ -508,14 +521,13 @@ impl Segments {
             } else {
                 (record.signature, record.entry_bytes(codec)?)
             };
-            end += append_record(
-                codec,
-                Form::Tokens,
-                &sig,
-                &bytes,
-                content.as_deref(),
-                &mut records,
-            )?;
+            let parts = RecordParts {
+                signature: &sig,
+                bytes: &bytes,
+                content: content.as_deref(),
+                completes: record.completes,
+            };
+            end += append_record(codec, Form::Tokens, &parts, &mut records)?;
             offsets.extend_from_slice(&end.to_be_bytes());
         }
         self.entries.write_all_at(&records, start)?;
@@ -573,6 +585,7 @@ impl Segments {
             entry,
             content,
             form,
+            completes: word & COMPLETES_FLAG != 0,
             end: start + LEN_PREFIX + len,
         })
     }
@@ -618,50 +631,59 @@ fn lay_out_entries(
         if let Some(c) = &e.content {
             super::check_len(c.len())?;
         }
-        end += append_record(
-            codec,
-            tail.write_form,
-            &e.signature,
-            &e.bytes,
-            e.content.as_deref(),
-            &mut records,
-        )?;
+        let parts = RecordParts {
+            signature: &e.signature,
+            bytes: &e.bytes,
+            content: e.content.as_deref(),
+            completes: e.completion.is_some(),
+        };
+        end += append_record(codec, tail.write_form, &parts, &mut records)?;
         offsets.extend_from_slice(&end.to_be_bytes());
     }
     Ok((records, offsets, end))
 }
 
+/// What one record holds.
+struct RecordParts<'a> {
+    signature: &'a [u8; 64],
+    /// The entry's bytes.
+    bytes: &'a [u8],
+    /// Its cleartext content, if kept.
+    content: Option<&'a [u8]>,
+    /// Whether the entry completed its nonce ([`COMPLETES_FLAG`]).
+    completes: bool,
+}
+
 /// Appends one record to `out` — length ‖ signature ‖ compressed bytes, or
-/// with `content`: flagged length ‖ signature ‖ entry frame length ‖ entry
+/// with content: flagged length ‖ signature ‖ entry frame length ‖ entry
 /// frame ‖ content frame — and returns its length.
 fn append_record(
     codec: &Codec,
     form: Form,
-    signature: &[u8; 64],
-    bytes: &[u8],
-    content: Option<&[u8]>,
+    parts: &RecordParts<'_>,
     out: &mut Vec<u8>,
 ) -> Result<u64, StoreError> {
     let at = out.len();
     out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(signature);
-    let flag = match content {
+    out.extend_from_slice(parts.signature);
+    let flag = match parts.content {
         None => {
-            codec.compress_into(bytes, form, out)?;
+            codec.compress_into(parts.bytes, form, out)?;
             0
         }
         Some(content) => {
             let frame_at = out.len();
             out.extend_from_slice(&[0; 4]);
-            codec.compress_into(bytes, form, out)?;
+            codec.compress_into(parts.bytes, form, out)?;
             let frame_len = word(out.len() - frame_at - 4)?;
             out[frame_at..frame_at + 4].copy_from_slice(&frame_len.to_be_bytes());
             codec.compress_into(content, form, out)?;
             CONTENT_FLAG
         }
     };
+    let completes = if parts.completes { COMPLETES_FLAG } else { 0 };
     let len = word(out.len() - at - 4)?;
-    out[at..at + 4].copy_from_slice(&(len | flag | form_flag(form)).to_be_bytes());
+    out[at..at + 4].copy_from_slice(&(len | flag | completes | form_flag(form)).to_be_bytes());
     Ok(LEN_PREFIX + u64::from(len))
 }
 
@@ -713,6 +735,8 @@ struct Record {
     content: Option<Vec<u8>>,
     /// How its frames were written.
     form: Form,
+    /// Whether its entry completed its nonce ([`COMPLETES_FLAG`]).
+    completes: bool,
     /// Where the record ends in the file.
     end: u64,
 }
@@ -814,7 +838,13 @@ pub(super) fn write_entries_file(
             Some(c) => c,
             None => codec.insert(Codec::new(bytes.to_vec())?),
         };
-        append_record(codec, Form::Tokens, &sig, bytes, None, &mut buffer)?;
+        let parts = RecordParts {
+            signature: &sig,
+            bytes,
+            content: None,
+            completes: false,
+        };
+        append_record(codec, Form::Tokens, &parts, &mut buffer)?;
         if buffer.len() >= 1 << 20 {
             file.write_all_at(&buffer, end)?;
             end += buffer.len() as u64;
@@ -1140,7 +1170,7 @@ mod tests {
             }
             db.flush().unwrap();
         }
-        std::fs::remove_file(dir.path().join(super::super::exec_table::FILE_NAME)).unwrap();
+        std::fs::remove_file(dir.path().join(super::super::key_table::EXEC_IDS)).unwrap();
         let store = open(dir.path()).unwrap();
         assert_holds(&store, &model);
         for tree in ["exec_ids", "exec_id_buckets"] {
@@ -1159,7 +1189,10 @@ mod tests {
         store
             .inner
             .exec_table
-            .insert_batch(wrong.into_iter(), model.size)
+            .insert_batch(
+                wrong.map(|(id, i)| (id.as_bytes(), i)).into_iter(),
+                model.size,
+            )
             .unwrap();
         assert_eq!(store.index_of_exec_id("record 3").unwrap(), Some(3));
         assert_eq!(store.index_of_exec_id("record 50").unwrap(), None);

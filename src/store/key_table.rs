@@ -1,28 +1,32 @@
-//! The exec_id → entry index map: an on-disk hash table, `exec_ids.tab`,
-//! derived from `entries.bin` and kept outside sled and outside the append
-//! transaction.
+//! A key → entry index map kept as an on-disk hash table beside the log,
+//! derived from `entries.bin` and written outside sled and outside the
+//! append transaction. The store keeps two: `exec_ids.tab` (exec_id → the
+//! entry that answers it) and `nonces.tab` (tenant ‖ 0 ‖ nonce → the entry
+//! that completed the nonce).
 //!
-//! Why a file: in sled, the map cost the ledger's one writer a
+//! Why a file: in sled, each map cost the ledger's one writer a
 //! read-modify-write of sled pages for every entry, and at 10M entries
 //! those pages are outside sled's cache (the writer spent its time
-//! materializing them). Here an insert is one `pread` of a probe run and a
-//! 16-byte `pwrite` into the OS page cache, and a lookup is a `pread` per
-//! table; nothing of it is held in the process's memory.
+//! materializing them) while sled's own memory grew with every key (done
+//! nonces: 361 MB resident right after opening an 11M-entry ledger). Here
+//! an insert is one `pread` of a probe run and a 16-byte `pwrite` into the
+//! OS page cache, and a lookup is a `pread` per table; nothing of it is
+//! held in the process's memory.
 //!
 //! # Layout
 //!
 //! A 4 KiB header, then tables 0, 1, 2, … back to back; table `k` has
 //! `2^(first_bits + k)` slots of 16 bytes: a fingerprint (`u64` BE, the
-//! first 8 bytes of SHA-256(exec_id) with the low bit set, so that 0 means
+//! first 8 bytes of SHA-256(key) with the low bit set, so that 0 means
 //! an empty slot) and the entry index (`u64` BE). Linear probing from the
-//! next 8 bytes of the digest. Only the last table takes new exec_ids;
+//! next 8 bytes of the digest. Only the last table takes new keys;
 //! when it is 3/4 full a table twice its size is added after it. No table
 //! is ever rewritten, so growing never pauses the writer; a lookup probes
 //! the tables newest first until a candidate is confirmed (there are about
-//! log2 of the log's size / 2^16 of them; an unknown exec_id probes all).
+//! log2 of the log's size / 2^16 of them; an unknown key probes all).
 //!
 //! Header: magic `OEXTAB01` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
-//! exec_ids in the last table (`u64`) ‖ `indexed` (`u64`): every entry
+//! keys in the last table (`u64`) ‖ `indexed` (`u64`): every entry
 //! below `indexed` is in the table durably.
 //!
 //! # Durability and trust
@@ -36,10 +40,10 @@
 //! it. At open, entries from `indexed` to the head are indexed again from
 //! `entries.bin`; one found already (inserted after the last header) is not
 //! inserted twice. A fingerprint match is only a
-//! candidate: the store reads the entry and compares its exec_id, so a
-//! stale, torn or colliding slot can cost a lookup a read, never a wrong
-//! answer. This module must never be the only evidence of where an exec_id
-//! is, and never write to a table other than the last.
+//! candidate: the store reads the entry and checks it against the key, so
+//! a stale, torn or colliding slot can cost a lookup a read, never a wrong
+//! answer. This module must never be the only evidence of where a key's
+//! entry is, and never write to a table other than the last.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -64,8 +68,10 @@ pub const SYNC_INTERVAL: Duration = Duration::from_secs(10);
 /// Bytes read at a time when warming the last table at start.
 const WARM_CHUNK: usize = 1 << 20;
 
-/// File name in the store directory.
-pub(super) const FILE_NAME: &str = "exec_ids.tab";
+/// File of the exec_id → entry map, in the store directory.
+pub(super) const EXEC_IDS: &str = "exec_ids.tab";
+/// File of the done nonce → completing entry map, in the store directory.
+pub(super) const DONE_NONCES: &str = "nonces.tab";
 const MAGIC: &[u8; 8] = b"OEXTAB01";
 /// Bytes before table 0 (a page, so tables stay page-aligned).
 const HEADER_LEN: u64 = 4096;
@@ -79,7 +85,7 @@ pub(super) const FIRST_BITS: u32 = 16;
 /// Largest `first_bits + tables` a header may claim (2^48 slots).
 const MAX_BITS: u32 = 48;
 
-/// Where an exec_id's slot is looked for.
+/// Where a key's slot is looked for.
 #[derive(Debug, Clone, Copy)]
 struct Key {
     fingerprint: u64,
@@ -87,8 +93,8 @@ struct Key {
 }
 
 impl Key {
-    fn of(exec_id: &str) -> Self {
-        let digest = Sha256::digest(exec_id.as_bytes());
+    fn of(key: &[u8]) -> Self {
+        let digest = Sha256::digest(key);
         let word = |at: usize| {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(&digest[at..at + 8]);
@@ -184,8 +190,10 @@ struct Run {
 }
 
 /// The open table file.
-pub(super) struct ExecTable {
+pub(super) struct KeyTable {
     file: File,
+    /// The file's name, for what is logged about it.
+    name: &'static str,
     /// log2 of table 0's slots (fixed for the file's life).
     first_bits: u32,
     /// Tables readers may probe.
@@ -193,12 +201,16 @@ pub(super) struct ExecTable {
     state: Mutex<State>,
 }
 
-impl ExecTable {
+impl KeyTable {
     /// Opens (or creates) the table in `dir`. A file whose header this code
     /// did not write is started afresh (it is derived; the caller indexes
     /// again from [`Self::indexed`]).
-    pub(super) fn open(dir: &Path, first_bits: u32) -> Result<Self, StoreError> {
-        let file = super::segments::open_rw(&dir.join(FILE_NAME))?;
+    pub(super) fn open(
+        dir: &Path,
+        name: &'static str,
+        first_bits: u32,
+    ) -> Result<Self, StoreError> {
+        let file = super::segments::open_rw(&dir.join(name))?;
         let len = file.metadata()?.len();
         let mut bytes = [0u8; HEADER_USED];
         let found = if len >= HEADER_LEN {
@@ -211,7 +223,7 @@ impl ExecTable {
             Some(h) => h,
             None => {
                 if len > 0 {
-                    tracing::warn!("{FILE_NAME} has no valid header; indexing every entry again");
+                    tracing::warn!("{name} has no valid header; indexing every entry again");
                 }
                 let fresh = Header::fresh(first_bits);
                 file.set_len(0)?;
@@ -223,6 +235,7 @@ impl ExecTable {
         };
         Ok(Self {
             file,
+            name,
             first_bits: header.first_bits,
             tables: AtomicU32::new(header.tables),
             state: Mutex::new(State {
@@ -232,20 +245,25 @@ impl ExecTable {
         })
     }
 
+    /// The file's name.
+    pub(super) fn name(&self) -> &'static str {
+        self.name
+    }
+
     /// Every entry below this index is in the table durably.
     pub(super) fn indexed(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.header.indexed)
     }
 
-    /// The first of `exec_id`'s candidate indexes (newest table first) that
+    /// The first of `key`'s candidate indexes (newest table first) that
     /// `confirm` accepts, with what it returned: the caller checks each
     /// against the entry. Never waits for the writer.
     pub(super) fn find<T>(
         &self,
-        exec_id: &str,
+        key: &[u8],
         mut confirm: impl FnMut(u64) -> Result<Option<T>, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let key = Key::of(exec_id);
+        let key = Key::of(key);
         for k in (0..self.tables.load(Ordering::Acquire)).rev() {
             for index in self.run(k, key)?.matches {
                 if let Some(found) = confirm(index)? {
@@ -256,17 +274,17 @@ impl ExecTable {
         Ok(None)
     }
 
-    /// Records `exec_ids` (with their indexes) for the entries below
+    /// Records `keys` (with their entries' indexes) for the entries below
     /// `indexed`. Only the store's writer calls this, after the batch
     /// committed; the [`Syncer`] makes it durable.
     pub(super) fn insert_batch<'a>(
         &self,
-        exec_ids: impl Iterator<Item = (&'a str, u64)>,
+        keys: impl Iterator<Item = (&'a [u8], u64)>,
         indexed: u64,
     ) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        for (exec_id, index) in exec_ids {
-            self.insert(&mut state, Key::of(exec_id), index)?;
+        for (key, index) in keys {
+            self.insert(&mut state, Key::of(key), index)?;
         }
         state.header.indexed = indexed;
         Ok(())
@@ -277,9 +295,9 @@ impl ExecTable {
     /// with this fingerprint *and* this index can only be its own: slots
     /// are written after their entry is committed, and a committed entry
     /// never changes).
-    pub(super) fn reindex(&self, exec_id: &str, index: u64) -> Result<(), StoreError> {
+    pub(super) fn reindex(&self, key: &[u8], index: u64) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        let key = Key::of(exec_id);
+        let key = Key::of(key);
         let last = state.header.tables - 1;
         match self.table_recording(state.header.tables, key, index)? {
             // Inserted after the last header: counted in none yet.
@@ -459,7 +477,7 @@ impl ExecTable {
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
         self.state
             .lock()
-            .map_err(|_| StoreError::Corrupt("exec_id table lock poisoned".into()))
+            .map_err(|_| StoreError::Corrupt(format!("{} lock poisoned", self.name)))
     }
 }
 
@@ -474,16 +492,17 @@ pub(super) struct Syncer {
 
 impl Syncer {
     /// Starts syncing `table` in the background.
-    pub(super) fn start(table: Arc<ExecTable>) -> Result<Self, StoreError> {
+    pub(super) fn start(table: Arc<KeyTable>) -> Result<Self, StoreError> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = Arc::clone(&stop);
+        let name = table.name;
         let thread = std::thread::Builder::new()
-            .name("exec-id-sync".into())
+            .name(format!("sync-{name}"))
             .spawn(move || {
                 let (stopped, wake) = &*signal;
                 let is_stopped = || *stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Err(e) = table.warm_last_table(is_stopped) {
-                    tracing::debug!(error = %e, "could not read {FILE_NAME} ahead");
+                    tracing::debug!(error = %e, "could not read {name} ahead");
                 }
                 let mut guard = stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 while !*guard {
@@ -492,7 +511,7 @@ impl Syncer {
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .0;
                     if let Err(e) = table.sync_behind_the_writer() {
-                        tracing::warn!(error = %e, "could not sync {FILE_NAME}; the next open indexes the rest again");
+                        tracing::warn!(error = %e, "could not sync {name}; the next open indexes the rest again");
                     }
                 }
             })?;
@@ -531,9 +550,9 @@ mod tests {
     }
 
     /// Every index the table holds for `exec_id`, in the order `find` tries them.
-    fn candidates(table: &ExecTable, exec_id: &str) -> Result<Vec<u64>, StoreError> {
+    fn candidates(table: &KeyTable, exec_id: &str) -> Result<Vec<u64>, StoreError> {
         let mut all = Vec::new();
-        table.find::<()>(exec_id, |index| {
+        table.find::<()>(exec_id.as_bytes(), |index| {
             all.push(index);
             Ok(None)
         })?;
@@ -542,20 +561,20 @@ mod tests {
 
     /// Inserts exec_ids `from..to` as entries of those indexes, in batches
     /// of `per_batch`, as the writer does.
-    fn insert(table: &ExecTable, from: u64, to: u64, per_batch: u64) {
+    fn insert(table: &KeyTable, from: u64, to: u64, per_batch: u64) {
         let mut at = from;
         while at < to {
             let end = (at + per_batch).min(to);
             let ids: Vec<(String, u64)> = (at..end).map(|n| (id(n), n)).collect();
             table
-                .insert_batch(ids.iter().map(|(s, n)| (s.as_str(), *n)), end)
+                .insert_batch(ids.iter().map(|(s, n)| (s.as_bytes(), *n)), end)
                 .unwrap();
             at = end;
         }
     }
 
     /// Occupied slots per table, read from the file.
-    fn occupied(table: &ExecTable) -> Vec<u64> {
+    fn occupied(table: &KeyTable) -> Vec<u64> {
         let tables = table.tables.load(Ordering::Acquire);
         (0..tables)
             .map(|k| {
@@ -574,17 +593,17 @@ mod tests {
 
     /// Indexes the exec_ids from the header's count up to `to` again, as
     /// the store does at open; returns where the header said to start.
-    fn reindex_past_header(table: &ExecTable, to: u64) -> u64 {
+    fn reindex_past_header(table: &KeyTable, to: u64) -> u64 {
         let from = table.indexed().unwrap();
         for n in from..to {
-            table.reindex(&id(n), n).unwrap();
+            table.reindex(id(n).as_bytes(), n).unwrap();
         }
         from
     }
 
     /// Every exec_id below `to` has exactly one slot, with its index; the
     /// header's count of the last table is exact.
-    fn assert_exact(table: &ExecTable, to: u64) {
+    fn assert_exact(table: &KeyTable, to: u64) {
         for n in 0..to {
             assert_eq!(candidates(table, &id(n)).unwrap(), vec![n], "exec_id {n}");
         }
@@ -598,12 +617,12 @@ mod tests {
     #[test]
     fn inserted_exec_ids_are_found_across_a_clean_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), FIRST_BITS).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, FIRST_BITS).unwrap();
         insert(&table, 0, 1_000, 64);
         assert_exact(&table, 1_000);
         table.sync_now().unwrap();
         drop(table);
-        let table = ExecTable::open(dir.path(), FIRST_BITS).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, FIRST_BITS).unwrap();
         assert_eq!(table.indexed().unwrap(), 1_000);
         assert_exact(&table, 1_000);
     }
@@ -611,7 +630,7 @@ mod tests {
     #[test]
     fn tables_are_added_as_the_last_fills_and_none_is_rewritten() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 2).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 2).unwrap();
         insert(&table, 0, 3, 3);
         let first_table = occupied(&table);
         insert(&table, 3, 500, 7);
@@ -630,14 +649,14 @@ mod tests {
     #[test]
     fn entries_past_the_durable_header_are_indexed_again_once() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         insert(&table, 0, 40, 10);
         table.sync_now().unwrap();
         // Within the sync interval: slots written, the header not moved,
         // and tables added on the way (each writes a header of its own).
         insert(&table, 40, 300, 9);
         drop(table);
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         let from = reindex_past_header(&table, 300);
         assert!((40..300).contains(&from), "header at {from}");
         assert_exact(&table, 300);
@@ -649,7 +668,7 @@ mod tests {
     #[test]
     fn the_background_sync_records_what_it_made_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         insert(&table, 0, 30, 10);
         table.sync_behind_the_writer().unwrap();
         assert_eq!(table.lock().unwrap().durable, 30);
@@ -659,7 +678,7 @@ mod tests {
         drop(table);
         // Its header is written after the sync, and claims only what that
         // sync covered.
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         assert_eq!(reindex_past_header(&table, 45), 30);
         assert_exact(&table, 45);
     }
@@ -667,7 +686,7 @@ mod tests {
     #[test]
     fn a_table_added_again_after_a_crash_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 2).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 2).unwrap();
         insert(&table, 0, 3, 3);
         table.sync_now().unwrap();
         // What a crash can leave: table 1's region written (slots of
@@ -675,11 +694,11 @@ mod tests {
         // still says one table.
         table.file.set_len(offset(2, 2)).unwrap();
         let mut stale = [0u8; SLOT as usize];
-        stale[..8].copy_from_slice(&Key::of(&id(99)).fingerprint.to_be_bytes());
+        stale[..8].copy_from_slice(&Key::of(id(99).as_bytes()).fingerprint.to_be_bytes());
         stale[8..].copy_from_slice(&99u64.to_be_bytes());
         table.file.write_all_at(&stale, offset(2, 1)).unwrap();
         drop(table);
-        let table = ExecTable::open(dir.path(), 2).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 2).unwrap();
         assert_eq!(table.tables.load(Ordering::Acquire), 1);
         insert(&table, 3, 20, 4);
         assert!(table.tables.load(Ordering::Acquire) > 1);
@@ -690,9 +709,9 @@ mod tests {
     #[test]
     fn reindexing_what_was_never_inserted_inserts_it() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         for n in 0..100 {
-            table.reindex(&id(n), n).unwrap();
+            table.reindex(id(n).as_bytes(), n).unwrap();
         }
         assert_eq!(table.indexed().unwrap(), 100);
         assert_exact(&table, 100);
@@ -701,14 +720,14 @@ mod tests {
     #[test]
     fn a_file_without_a_valid_header_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         insert(&table, 0, 50, 10);
         table.sync_now().unwrap();
         drop(table);
-        let path = dir.path().join(FILE_NAME);
+        let path = dir.path().join(EXEC_IDS);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(b"NOTATABL", 0).unwrap();
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         assert_eq!(table.indexed().unwrap(), 0);
         assert!(candidates(&table, &id(1)).unwrap().is_empty());
         // A header whose tables run past the file's end is not trusted either.
@@ -716,14 +735,14 @@ mod tests {
         header.tables = 5;
         file.write_all_at(&header.encode(), 0).unwrap();
         drop(table);
-        let table = ExecTable::open(dir.path(), 3).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 3).unwrap();
         assert_eq!(table.tables.load(Ordering::Acquire), 1);
     }
 
     #[test]
     fn a_full_table_is_never_probed_forever() {
         let dir = tempfile::tempdir().unwrap();
-        let table = ExecTable::open(dir.path(), 2).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, 2).unwrap();
         // Fill table 0 completely behind the writer's back.
         let mut slot = [0u8; SLOT as usize];
         for at in 0..4u64 {
@@ -769,7 +788,7 @@ mod tests {
             steps in proptest::collection::vec(step(), 1..30)
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let mut table = ExecTable::open(dir.path(), 2).unwrap();
+            let mut table = KeyTable::open(dir.path(), EXEC_IDS, 2).unwrap();
             let mut size = 0;
             for step in steps {
                 match step {
@@ -780,7 +799,7 @@ mod tests {
                     Step::Sync => table.sync_now().unwrap(),
                     Step::Crash => {
                         drop(table);
-                        table = ExecTable::open(dir.path(), 2).unwrap();
+                        table = KeyTable::open(dir.path(), EXEC_IDS, 2).unwrap();
                         reindex_past_header(&table, size);
                     }
                 }
