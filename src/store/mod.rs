@@ -758,8 +758,12 @@ fn open_exec_table(
     config: &StoreConfig,
     log_file: &File,
 ) -> Result<key_table::KeyTable, StoreError> {
-    let table =
-        key_table::KeyTable::open(&config.path, key_table::EXEC_IDS, key_table::FIRST_BITS)?;
+    let table = key_table::KeyTable::open(
+        &config.path,
+        key_table::EXEC_IDS,
+        key_table::FIRST_BITS,
+        key_table::Filtering::None,
+    )?;
     index_past_header(&table, segments, |index| {
         Ok(segments
             .entry(index)?
@@ -830,8 +834,12 @@ fn open_done_nonces(
         Some(v) => decode_u64(&v)?,
         None => move_done_nonces_out_of_sled(db, meta, pending, segments, config, log_file)?,
     };
-    let table =
-        key_table::KeyTable::open(&config.path, key_table::DONE_NONCES, key_table::FIRST_BITS)?;
+    let table = key_table::KeyTable::open(
+        &config.path,
+        key_table::DONE_NONCES,
+        key_table::FIRST_BITS,
+        key_table::Filtering::InMemory,
+    )?;
     if table.indexed()? < from {
         return Err(StoreError::Corrupt(format!(
             "{} does not cover the done nonces moved into it from sled (entries below {from}), \
@@ -873,8 +881,12 @@ fn move_done_nonces_out_of_sled(
     if path.exists() {
         std::fs::remove_file(&path)?;
     }
-    let table =
-        key_table::KeyTable::open(&config.path, key_table::DONE_NONCES, key_table::FIRST_BITS)?;
+    let table = key_table::KeyTable::open(
+        &config.path,
+        key_table::DONE_NONCES,
+        key_table::FIRST_BITS,
+        key_table::Filtering::InMemory,
+    )?;
     let mut in_flight = sled::Batch::default();
     if has_tree(db, LEGACY_NONCES)? {
         tracing::info!(
@@ -903,6 +915,12 @@ fn move_done_nonces_out_of_sled(
     sync_dir(&config.path)?;
     let mut mark = sled::Batch::default();
     mark.insert(META_DONE_NONCES_FROM, from.to_be_bytes().to_vec());
+    // Rewritten in the current format, so that no older binary opens the
+    // store once its done nonces are no longer in sled.
+    if let Some(segments_mark) = meta.get(SegmentsMark::META_KEY)? {
+        let current = SegmentsMark::decode(&segments_mark)?.encode();
+        mark.insert(SegmentsMark::META_KEY, current.to_vec());
+    }
     (meta, pending)
         .transaction(|(tm, tp)| {
             tm.apply_batch(&mark)?;

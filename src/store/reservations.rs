@@ -699,10 +699,10 @@ mod tests {
         nonces
             .insert(nonce_key("t", "f"), encode_pending(&in_flight).unwrap())
             .unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .remove(super::super::META_DONE_NONCES_FROM)
-            .unwrap();
+        let meta = db.open_tree("meta").unwrap();
+        meta.remove(super::super::META_DONE_NONCES_FROM).unwrap();
+        let mark = meta.get("segments").unwrap().unwrap();
+        meta.insert("segments", &mark[..16]).unwrap();
         db.flush().unwrap();
         drop(db);
         std::fs::remove_file(dir.join(super::super::key_table::DONE_NONCES)).unwrap();
@@ -715,6 +715,8 @@ mod tests {
         let store = open(dir.path());
         assert!(!super::super::has_tree(&store.inner.db, "nonces").unwrap());
         assert_eq!(store.inner.done_nonces_from, 3);
+        // In the format older binaries refuse (they read 16-byte marks).
+        assert_eq!(store.meta("segments").unwrap().unwrap().len(), 24);
         assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
         assert_eq!(reserve(&store, "c"), Reservation::Done { index: 2 });
         // Entry 1 names "b" but the old tree never said it completed it.

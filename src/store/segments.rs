@@ -14,7 +14,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record written since issue 5's fourth pass) |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record written since issue 5's fourth pass); the third says the entry completed its nonce (since the sixth pass) |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -85,25 +85,44 @@ pub struct SegmentsMark {
     pub derived: u64,
 }
 
+/// The store format a mark is written with, after its two sizes: 6 since
+/// done nonces left sled (issue 5's sixth pass). Binaries before it read
+/// only a 16-byte mark, so they refuse to open such a store instead of
+/// taking every nonce moved out of sled for a new one.
+const STORE_FORMAT: u64 = 6;
+
 impl SegmentsMark {
     pub(super) const META_KEY: &'static [u8] = b"segments";
-    const LEN: usize = 16;
+    /// A mark written before [`STORE_FORMAT`]: the two sizes alone.
+    const OLD_LEN: usize = 16;
+    const LEN: usize = 24;
 
     pub(super) fn encode(self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[..8].copy_from_slice(&self.entries_end.to_be_bytes());
-        out[8..].copy_from_slice(&self.derived.to_be_bytes());
+        out[8..16].copy_from_slice(&self.derived.to_be_bytes());
+        out[16..].copy_from_slice(&STORE_FORMAT.to_be_bytes());
         out
     }
 
     pub(super) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
         let corrupt = || StoreError::Corrupt("segments mark has the wrong length".into());
-        if bytes.len() != Self::LEN {
-            return Err(corrupt());
+        match bytes.len() {
+            Self::OLD_LEN => {}
+            Self::LEN => {
+                let format = be_u64(&bytes[16..]).ok_or_else(corrupt)?;
+                if format > STORE_FORMAT {
+                    return Err(StoreError::Corrupt(format!(
+                        "the store is in format {format}, written by a newer version of \
+                         OpenExec (this one reads up to {STORE_FORMAT})"
+                    )));
+                }
+            }
+            _ => return Err(corrupt()),
         }
         Ok(Self {
             entries_end: be_u64(&bytes[..8]).ok_or_else(corrupt)?,
-            derived: be_u64(&bytes[8..]).ok_or_else(corrupt)?,
+            derived: be_u64(&bytes[8..16]).ok_or_else(corrupt)?,
         })
     }
 }
@@ -1176,6 +1195,23 @@ mod tests {
         for tree in ["exec_ids", "exec_id_buckets"] {
             assert!(!super::super::has_tree(&store.inner.db, tree).unwrap());
         }
+    }
+
+    #[test]
+    fn marks_carry_the_store_format_and_older_marks_still_read() {
+        let mark = SegmentsMark {
+            entries_end: 1234,
+            derived: 56,
+        };
+        let bytes = mark.encode();
+        assert_eq!(bytes.len(), 24);
+        assert_eq!(SegmentsMark::decode(&bytes).unwrap(), mark);
+        assert_eq!(SegmentsMark::decode(&bytes[..16]).unwrap(), mark);
+        let mut newer = bytes;
+        newer[16..].copy_from_slice(&(STORE_FORMAT + 1).to_be_bytes());
+        let refused = SegmentsMark::decode(&newer).unwrap_err().to_string();
+        assert!(refused.contains("newer version"), "{refused}");
+        assert!(SegmentsMark::decode(&bytes[..20]).is_err());
     }
 
     #[test]
