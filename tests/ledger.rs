@@ -222,3 +222,29 @@ fn oversized_content_is_refused_alone() {
         0
     );
 }
+
+#[test]
+fn audit_names_the_second_entry_that_completes_one_nonce() {
+    use openexec::ledger::audit::Location;
+    use openexec::store::Completion;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::open(dir.path());
+    let completing = |n: u64, nonce: &str| {
+        let mut draft = common::draft(n);
+        draft.nonce = nonce.into();
+        let key = openexec::core::entry::nonce_key(&draft.tenant, nonce);
+        ledger
+            .append_completing_blocking(draft, None, Some(Completion { key }))
+            .unwrap();
+    };
+    ledger.append(common::draft(0), None).unwrap();
+    completing(1, "once");
+    completing(2, "other");
+    assert_eq!(common::full_audit(ledger.store()), None);
+    // The writer completes whatever it is given; the boundary never gives
+    // it one nonce twice, and the audit would see it if it did.
+    completing(3, "once");
+    let finding = common::full_audit(ledger.store()).expect("a finding");
+    assert_eq!(finding.at, Location::Entry(3));
+    assert!(finding.problem.contains("done record is entry 1"), "{}", finding.problem);
+}

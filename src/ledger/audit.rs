@@ -6,7 +6,10 @@
 //! first bad index. As an independent cross-check it also rebuilds the
 //! whole tree from the raw leaf hashes with `rs_merkle` (a different Merkle
 //! implementation from the `tlog_tiles` code that wrote the log) and
-//! compares the head root. rs_merkle keeps every level of a tree in memory,
+//! compares the head root. Each entry whose record says it completed its
+//! nonce must be the entry the done-nonce table answers for that nonce —
+//! so no nonce was completed twice, and replays would find that entry.
+//! rs_merkle keeps every level of a tree in memory,
 //! so the rebuild runs it over chunks of [`REBUILD_CHUNK`] leaves (a perfect
 //! subtree each, ~20 MB: rs_merkle keeps about 320 bytes per leaf) and
 //! then once more over the chunk roots: RFC
@@ -22,7 +25,7 @@ use rs_merkle::{Hasher, MerkleTree};
 
 use super::LedgerError;
 use crate::core::checkpoint::SignedCheckpoint;
-use crate::core::entry::{Entry, GENESIS_PREV};
+use crate::core::entry::{nonce_key, Entry, GENESIS_PREV};
 use crate::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::signing::LogVerifier;
@@ -301,7 +304,8 @@ fn check_block(
 }
 
 /// Checks entry `index` by itself: present, canonical, index, origin,
-/// signature, stored Merkle hashes.
+/// signature, stored Merkle hashes, and (if it completed its nonce) that
+/// the done-nonce table answers it for that nonce.
 fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<EntryCheck, String> {
     let (bytes, sig) = store
         .entry(index)
@@ -317,6 +321,7 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
     let leaf = leaf_hash(&bytes);
     let rest = if verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig)) {
         check_stored_hashes(store, index, leaf)
+            .and_then(|()| check_completion(store, index, &entry))
     } else {
         Err("entry signature is invalid".into())
     };
@@ -325,6 +330,25 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
         leaf,
         rest,
     })
+}
+
+/// A completing entry is the one its nonce's done record leads to: two
+/// entries completing one nonce cannot both be.
+fn check_completion(store: &Store, index: u64, entry: &Entry) -> Result<(), String> {
+    if !store.completes_nonce(index).map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let key = nonce_key(&entry.tenant, &entry.nonce);
+    match store.done_nonce(&key).map_err(|e| e.to_string())? {
+        Some(done) if done == index => Ok(()),
+        found => Err(format!(
+            "completes nonce {:?} of tenant {:?}, whose done record is {}: a nonce completed \
+             twice, or nonces.tab is damaged",
+            entry.nonce,
+            entry.tenant,
+            found.map_or("missing".to_string(), |i| format!("entry {i}"))
+        )),
+    }
 }
 
 /// The stored Merkle hashes that leaf `index` added are the ones it implies.

@@ -505,6 +505,20 @@ impl Store {
         })
     }
 
+    /// Whether entry `index`'s record says it completed its nonce (entries
+    /// written before the flag never say so; see "Nonces").
+    pub fn completes_nonce(&self, index: u64) -> Result<bool, StoreError> {
+        self.inner.segments.completes(index)
+    }
+
+    /// The index of the entry that completed the nonce `key`, as a
+    /// reservation would find it (`openexec audit` checks that a completing
+    /// entry is its own nonce's answer).
+    pub fn done_nonce(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
+        let _order = self.lock_nonce_order()?;
+        self.done_index(key)
+    }
+
     /// Takes the lock that orders reservations after commits.
     fn lock_nonce_order(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
         self.inner

@@ -434,6 +434,18 @@ impl Segments {
         }
     }
 
+    /// Whether entry `index` is committed and its record says it completed
+    /// its nonce (reads only the record's length word).
+    pub(super) fn completes(&self, index: u64) -> Result<bool, StoreError> {
+        if index >= self.visible.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let mut word = [0u8; 4];
+        self.entries
+            .read_exact_at(&mut word, self.record_start(index)?)?;
+        Ok(u32::from_be_bytes(word) & COMPLETES_FLAG != 0)
+    }
+
     /// The cleartext content kept in entry `index`'s record: `None` when
     /// the entry is not committed, or its record carries none or it was
     /// erased (the store then looks in sled, where content was kept before).
