@@ -246,5 +246,9 @@ fn audit_names_the_second_entry_that_completes_one_nonce() {
     completing(3, "once");
     let finding = common::full_audit(ledger.store()).expect("a finding");
     assert_eq!(finding.at, Location::Entry(3));
-    assert!(finding.problem.contains("done record is entry 1"), "{}", finding.problem);
+    assert!(
+        finding.problem.contains("done record is entry 1"),
+        "{}",
+        finding.problem
+    );
 }

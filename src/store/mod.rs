@@ -848,12 +848,7 @@ fn open_done_nonces(
         Some(v) => decode_u64(&v)?,
         None => move_done_nonces_out_of_sled(db, meta, pending, segments, config, log_file)?,
     };
-    let table = key_table::KeyTable::open(
-        &config.path,
-        key_table::DONE_NONCES,
-        key_table::FIRST_BITS,
-        key_table::Filtering::InMemory,
-    )?;
+    let table = open_done_nonces_file(&config.path)?;
     if table.indexed()? < from {
         return Err(StoreError::Corrupt(format!(
             "{} does not cover the done nonces moved into it from sled (entries below {from}), \
@@ -872,6 +867,17 @@ fn open_done_nonces(
         sync_sled(db, log_file)?;
     }
     Ok((table, from))
+}
+
+/// `nonces.tab` in `dir`, with its filters (most lookups are of a fresh
+/// nonce).
+fn open_done_nonces_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> {
+    key_table::KeyTable::open(
+        dir,
+        key_table::DONE_NONCES,
+        key_table::FIRST_BITS,
+        key_table::Filtering::InMemory,
+    )
 }
 
 /// The one-time move of a store's done nonces from sled's `nonces` tree
@@ -895,12 +901,7 @@ fn move_done_nonces_out_of_sled(
     if path.exists() {
         std::fs::remove_file(&path)?;
     }
-    let table = key_table::KeyTable::open(
-        &config.path,
-        key_table::DONE_NONCES,
-        key_table::FIRST_BITS,
-        key_table::Filtering::InMemory,
-    )?;
+    let table = open_done_nonces_file(&config.path)?;
     let mut in_flight = sled::Batch::default();
     if has_tree(db, LEGACY_NONCES)? {
         tracing::info!(
