@@ -82,11 +82,18 @@ impl Rng {
     }
 }
 
+/// A knob: decimal or `0x` hexadecimal; a value that is neither stops the
+/// test (rather than silently running with the default).
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    let Ok(value) = std::env::var(name) else {
+        return default;
+    };
+    let value = value.trim();
+    let parsed = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => value.parse(),
+    };
+    parsed.unwrap_or_else(|e| panic!("{name}={value:?}: {e}"))
 }
 
 fn agent() -> ureq::Agent {
