@@ -276,8 +276,13 @@ impl Store {
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
         let exec_table = Arc::new(open_exec_table(&db, &segments, config, &log_file)?);
         let pending = db.open_tree("pending")?;
-        let (done_nonces, done_nonces_from) =
-            open_done_nonces(&db, &meta, &pending, &segments, config, &log_file)?;
+        let sled_parts = SledParts {
+            db: &db,
+            meta: &meta,
+            pending: &pending,
+            log_file: &log_file,
+        };
+        let (done_nonces, done_nonces_from) = open_done_nonces(&sled_parts, &segments, config)?;
         let done_nonces = Arc::new(done_nonces);
         sync_dir(&config.path)?;
         let inner = Inner {
@@ -837,16 +842,16 @@ fn index_past_header(
 /// sled's `nonces` tree (or none): they are moved first
 /// ([`move_done_nonces_out_of_sled`]).
 fn open_done_nonces(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    pending: &sled::Tree,
+    sled: &SledParts<'_>,
     segments: &Segments,
     config: &StoreConfig,
-    log_file: &File,
 ) -> Result<(key_table::KeyTable, u64), StoreError> {
+    let SledParts {
+        db, meta, log_file, ..
+    } = *sled;
     let from = match meta.get(META_DONE_NONCES_FROM)? {
         Some(v) => decode_u64(&v)?,
-        None => move_done_nonces_out_of_sled(db, meta, pending, segments, config, log_file)?,
+        None => move_done_nonces_out_of_sled(sled, segments.visible(), &config.path)?,
     };
     let table = open_done_nonces_file(&config.path)?;
     if table.indexed()? < from {
@@ -869,6 +874,16 @@ fn open_done_nonces(
     Ok((table, from))
 }
 
+/// The sled database and the trees the open steps after the segment files
+/// read and write, with sled's log file (to make their writes durable).
+#[derive(Clone, Copy)]
+struct SledParts<'a> {
+    db: &'a sled::Db,
+    meta: &'a sled::Tree,
+    pending: &'a sled::Tree,
+    log_file: &'a File,
+}
+
 /// `nonces.tab` in `dir`, with its filters (most lookups are of a fresh
 /// nonce).
 fn open_done_nonces_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> {
@@ -882,26 +897,29 @@ fn open_done_nonces_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> 
 
 /// The one-time move of a store's done nonces from sled's `nonces` tree
 /// (one key per attempt ever made: at 11M attempts, ~400 MB of sled keys
-/// and values, most of it resident) into a new `nonces.tab`, made durable
-/// before `done_nonces_from` (the head's size) is committed; records of
+/// and values, most of it resident) into a new `nonces.tab` in `dir`, made
+/// durable before `done_nonces_from` (`from`, the head's size) is
+/// committed; records of
 /// attempts in flight (kept in `nonces` by stores older still) move to
 /// `pending` in that same transaction. The old tree is dropped by the
 /// caller afterwards. A crash before the commit leaves the old tree whole
 /// and the move starts again from an empty table.
 fn move_done_nonces_out_of_sled(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    pending: &sled::Tree,
-    segments: &Segments,
-    config: &StoreConfig,
-    log_file: &File,
+    sled: &SledParts<'_>,
+    from: u64,
+    dir: &Path,
 ) -> Result<u64, StoreError> {
-    let from = segments.visible();
-    let path = config.path.join(key_table::DONE_NONCES);
+    let SledParts {
+        db,
+        meta,
+        pending,
+        log_file,
+    } = *sled;
+    let path = dir.join(key_table::DONE_NONCES);
     if path.exists() {
         std::fs::remove_file(&path)?;
     }
-    let table = open_done_nonces_file(&config.path)?;
+    let table = open_done_nonces_file(dir)?;
     let mut in_flight = sled::Batch::default();
     if has_tree(db, LEGACY_NONCES)? {
         tracing::info!(
@@ -927,7 +945,7 @@ fn move_done_nonces_out_of_sled(
     table.insert_batch(std::iter::empty(), from)?;
     table.sync_now()?;
     drop(table);
-    sync_dir(&config.path)?;
+    sync_dir(dir)?;
     let mut mark = sled::Batch::default();
     mark.insert(META_DONE_NONCES_FROM, from.to_be_bytes().to_vec());
     // Rewritten in the current format, so that no older binary opens the
