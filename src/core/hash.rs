@@ -1,6 +1,6 @@
 //! SHA-256 values and the RFC 6962 leaf and node hashes.
 //!
-//! [`Hash`] is the one 32-byte digest type of the crate. Its text form is
+//! [`Hash`](struct@Hash) is the one 32-byte digest type of the crate. Its text form is
 //! standard padded base64 (as in C2SP checkpoints), decoded strictly.
 
 use std::fmt;

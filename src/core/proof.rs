@@ -244,7 +244,7 @@ pub mod reference {
     use super::super::hash::{empty_tree_hash, node_hash, Hash};
     use super::largest_power_of_two_below;
 
-    /// MTH(D[n]) of RFC 6962 §2.1, by direct recursion.
+    /// MTH(D\[n\]) of RFC 6962 §2.1, by direct recursion.
     #[must_use]
     pub fn root(leaves: &[Hash]) -> Hash {
         match leaves.len() {
@@ -257,7 +257,7 @@ pub mod reference {
         }
     }
 
-    /// PATH(m, D[n]) of RFC 6962 §2.1.1.
+    /// PATH(m, D\[n\]) of RFC 6962 §2.1.1.
     #[must_use]
     pub fn inclusion(m: usize, leaves: &[Hash]) -> Vec<Hash> {
         let n = leaves.len();
@@ -276,7 +276,7 @@ pub mod reference {
         }
     }
 
-    /// PROOF(m, D[n]) of RFC 6962 §2.1.2.
+    /// PROOF(m, D\[n\]) of RFC 6962 §2.1.2.
     #[must_use]
     pub fn consistency(m: usize, leaves: &[Hash]) -> Vec<Hash> {
         if m == 0 || m >= leaves.len() {

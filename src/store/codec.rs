@@ -8,7 +8,7 @@
 //! dictionary file shipped with the binary, and never changes for a store:
 //! it is committed in sled's `meta` (`entries_dict`) with the first batch.
 //!
-//! Since issue 5's fourth pass a record's frames are [`tokens`]-rewritten
+//! Since issue 5's fourth pass a record's frames are [`super::tokens`]-rewritten
 //! before compression (base64 hashes and UUIDs as raw bytes), and
 //! compressed against the dictionary rewritten the same way (and followed
 //! by the keys every content frame holds); the record says so in a flag,

@@ -1,9 +1,9 @@
 //! The ledger's bulk data in three append-only files beside sled: the
 //! signed entries, an offset index over them, and the Merkle stored hashes.
 //!
-//! sled keeps what is small or must be looked up by key (head, nonces,
-//! approvals, checkpoints; exec_ids have their own table,
-//! [`super::exec_table`]); the entries (with their cleartext content, if
+//! sled keeps what is small or must be looked up by key (head, nonces in
+//! flight, approvals, checkpoints; exec_ids and done nonces have their own
+//! tables, [`super::key_table`]); the entries (with their cleartext content, if
 //! kept) and hashes, which
 //! grow with every attempt and are only ever read by position, live here.
 //! In sled they cost a B-tree page per handful of values: memory at open

@@ -1,7 +1,7 @@
 //! Pulling: the witness reads a log's published checkpoint and a
 //! consistency proof over HTTP, and hands its cosignature back.
 //!
-//! One round for one URL is [`pull_once`]: `GET /ledger/checkpoint`, verify
+//! One round for one URL is [`Follower::pull_once`]: `GET /ledger/checkpoint`, verify
 //! it is the expected log's, refuse a rollback, `GET
 //! /ledger/proof/consistency` from the last cosigned size, then
 //! [`Witness::add_checkpoint`] (which checks, persists, and only then
