@@ -274,7 +274,6 @@ impl Store {
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
-        let exec_table = Arc::new(open_exec_table(&db, &segments, config, &log_file)?);
         let pending = db.open_tree("pending")?;
         let sled_parts = SledParts {
             db: &db,
@@ -282,7 +281,18 @@ impl Store {
             pending: &pending,
             log_file: &log_file,
         };
-        let (done_nonces, done_nonces_from) = open_done_nonces(&sled_parts, &segments, config)?;
+        // The two tables index what their headers miss on a thread each:
+        // after a kill -9 under load at 13.6M, ~68k entries each, 0.45 s
+        // apiece, most of it reading and decompressing those entries.
+        let (exec_table, (done_nonces, done_nonces_from)) = std::thread::scope(|scope| {
+            let nonces = scope.spawn(|| open_done_nonces(&sled_parts, &segments, config));
+            let exec_table = open_exec_table(&db, &segments, config, &log_file);
+            let nonces = nonces
+                .join()
+                .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
+            Ok::<_, StoreError>((exec_table?, nonces?))
+        })?;
+        let exec_table = Arc::new(exec_table);
         let done_nonces = Arc::new(done_nonces);
         sync_dir(&config.path)?;
         let inner = Inner {
