@@ -794,10 +794,10 @@ fn open_exec_table(
         key_table::Filtering::None,
     )?;
     index_past_header(&table, segments, |index| {
-        Ok(segments
+        let (bytes, _) = segments
             .entry(index)?
-            .and_then(|(bytes, _)| (config.exec_id_of)(&bytes))
-            .map(String::into_bytes))
+            .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
+        Ok((config.exec_id_of)(&bytes).map(String::into_bytes))
     })?;
     let mut dropped = false;
     for legacy in LEGACY_EXEC_ID_TREES {

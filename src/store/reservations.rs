@@ -69,17 +69,8 @@ pub(super) enum Known {
     Done(u64),
 }
 
-impl From<Known> for Reservation {
-    fn from(known: Known) -> Self {
-        match known {
-            Known::InFlight(p) => Self::InFlight(p),
-            Known::Done(index) => Self::Done { index },
-        }
-    }
-}
-
-/// The nonce to mark done with an entry: its key (the entry's index is the
-/// record).
+/// The nonce an entry completes: its key (the entry's record gets the
+/// completion flag, the nonce leaves `pending` and enters `nonces.tab`).
 #[derive(Debug, Clone)]
 pub struct Completion {
     /// Nonce key (tenant ‖ 0x00 ‖ nonce).
@@ -141,6 +132,16 @@ pub(super) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreErro
         out.extend_from_slice(text.map_or(&[][..], |t| t.as_bytes()));
     }
     Ok(out)
+}
+
+/// Reads a record of the `pending` tree, which must be in flight.
+fn decode_in_flight(bytes: &[u8]) -> Result<PendingNonce, StoreError> {
+    match decode(bytes)? {
+        Known::InFlight(p) => Ok(p),
+        Known::Done(_) => Err(StoreError::Corrupt(
+            "a done nonce record in the pending tree".into(),
+        )),
+    }
 }
 
 /// Reads a pending record, or a record of the old `nonces` tree.
@@ -314,12 +315,7 @@ impl Found {
             Self::Reserved => Ok(Reservation::Reserved),
             Self::ApprovalUsed => Ok(Reservation::ApprovalUsed),
             Self::Done(index) => Ok(Reservation::Done { index }),
-            Self::InFlight(bytes) => match decode(&bytes)? {
-                Known::InFlight(p) => Ok(Reservation::InFlight(p)),
-                Known::Done(_) => Err(StoreError::Corrupt(
-                    "a done nonce record in the pending tree".into(),
-                )),
-            },
+            Self::InFlight(bytes) => decode_in_flight(&bytes).map(Reservation::InFlight),
         }
     }
 }
@@ -391,12 +387,7 @@ impl Store {
             .iter()
             .map(|r| {
                 let (k, v) = r?;
-                match decode(&v)? {
-                    Known::InFlight(p) => Ok((k.to_vec(), p)),
-                    Known::Done(_) => Err(StoreError::Corrupt(
-                        "a done nonce record in the pending tree".into(),
-                    )),
-                }
+                Ok((k.to_vec(), decode_in_flight(&v)?))
             })
             .collect()
     }
