@@ -660,6 +660,33 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_reservation_racing_the_commit_that_completes_its_nonce_never_wins_it() {
+        // Without the lock that orders reservations after commits, a
+        // reservation could run between the commit's transaction (the
+        // nonce leaves `pending`) and its insert into `nonces.tab`, and
+        // find the nonce in neither place.
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        for round in 0..200 {
+            let nonce = format!("race-{round}");
+            assert_eq!(reserve(&store, &nonce), Reservation::Reserved);
+            let batch = batch_naming(&store, &[nonce.as_str()], true);
+            let seen = std::thread::scope(|scope| {
+                let racer = scope.spawn(|| loop {
+                    match reserve(&store, &nonce) {
+                        Reservation::InFlight(_) => continue,
+                        other => return other,
+                    }
+                });
+                store.commit(&batch).unwrap();
+                racer.join().unwrap()
+            });
+            let index = batch.entries[0].index;
+            assert_eq!(seen, Reservation::Done { index }, "round {round}");
+        }
+    }
+
     /// A store as written before `nonces.tab`: entries without the
     /// completion flag, done records (and an old in-flight record) in the
     /// sled tree `nonces`, no `done_nonces_from`.
