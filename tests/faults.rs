@@ -196,3 +196,107 @@ async fn one_cycle_attempts_stop_the_writer_on_a_commit_fault_without_corrupting
         }
     }
 }
+
+/// The sequencer writes the next cycle while the syncer makes the last one
+/// durable; nothing that rests on a cycle still syncing is answered before
+/// it. With the sync of X's cycle held (and then failed), a retry of X's
+/// nonce and a fresh attempt are not answered while the sync is held
+/// (the retry's own entry — every attempt is recorded — queues behind
+/// it), and once it fails all three are refused: nobody gets a receipt or
+/// a replay of an entry that may not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_resting_on_a_cycle_still_syncing_wait_for_its_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(boundary(dir.path()));
+    assert_eq!(echo(&b, "before").await.status, 200);
+    let stall = b
+        .ledger()
+        .store()
+        .inject_stalled_fault(FaultPoint::CommitSync, 0);
+    let attempt = |nonce: &'static str| {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { echo(&b, nonce).await })
+    };
+    let first = attempt("x");
+    tokio::task::block_in_place(|| stall.wait_reached());
+    // X's cycle is written and its sync held; the sequencer is free to
+    // decide the next ones.
+    let retry = attempt("x");
+    let fresh = attempt("y");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!first.is_finished(), "answered before its sync");
+    assert!(
+        !retry.is_finished(),
+        "a retry was answered before the cycle it rests on was durable"
+    );
+    assert!(!fresh.is_finished(), "answered before its sync");
+    stall.release();
+    for r in [first, retry, fresh] {
+        assert_unavailable(&r.await.unwrap());
+    }
+    assert!(!b.ledger().is_writable());
+}
+
+/// The writer's own answer for a nonce it did not win waits for the cycles
+/// before it: with the sync of X's cycle held, the sequencer decides that
+/// a second reservation of X's nonce finds it done (X's entry is written,
+/// not durable) — and that answer is not given until the sync ends; the
+/// sync fails, so it is a refusal. Answering it from the sequencer, ahead
+/// of the syncer, fails this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_found_done_in_a_cycle_still_syncing_is_answered_after_that_sync() {
+    use openexec::core::entry::EntryDraft;
+    use openexec::ledger::Ledger;
+    use openexec::store::{nonce_key, PendingNonce};
+
+    fn claim(draft: &EntryDraft) -> (Vec<u8>, PendingNonce) {
+        let record = PendingNonce {
+            request_hash: draft.request_hash,
+            exec_id: draft.exec_id.clone(),
+            approval_key: None,
+            action: draft.action.clone(),
+            tenant: draft.tenant.clone(),
+            nonce: draft.nonce.clone(),
+        };
+        (nonce_key(&draft.tenant, &draft.nonce), record)
+    }
+    async fn reserve_and_append(
+        ledger: &Ledger,
+        draft: EntryDraft,
+    ) -> Result<openexec::ledger::Recorded, openexec::ledger::LedgerError> {
+        let (key, record) = claim(&draft);
+        ledger.reserve_and_append(key, record, draft, None).await
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(common::open(dir.path()));
+    let stall = ledger
+        .store()
+        .inject_stalled_fault(FaultPoint::CommitSync, 0);
+    let first = tokio::spawn({
+        let ledger = Arc::clone(&ledger);
+        async move { reserve_and_append(&ledger, common::draft(1)).await }
+    });
+    tokio::task::block_in_place(|| stall.wait_reached());
+    let mut again = common::draft(1);
+    again.exec_id = "exec-again".into();
+    let retry = tokio::spawn({
+        let ledger = Arc::clone(&ledger);
+        async move { reserve_and_append(&ledger, again).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !retry.is_finished(),
+        "answered before the cycle its answer rests on was durable: {:?}",
+        retry.await.unwrap()
+    );
+    stall.release();
+    assert!(matches!(
+        first.await.unwrap(),
+        Err(openexec::ledger::LedgerError::Unavailable(_))
+    ));
+    assert!(matches!(
+        retry.await.unwrap(),
+        Err(openexec::ledger::LedgerError::Unavailable(_))
+    ));
+}

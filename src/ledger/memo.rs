@@ -5,7 +5,7 @@
 //! contradicts one it already signed.
 //!
 //! The memo is rewritten (write + rename) after a batch at most every
-//! 20 ms (`sequencer::MEMO_INTERVAL`) and when the writer stops, without
+//! 20 ms (`syncer::MEMO_INTERVAL`) and when the writer stops, without
 //! an fsync of its own: after a crash it can only be *older* than the
 //! durable head, and an older checkpoint of the same log is still a prefix
 //! of it, so the check stays sound; it just covers slightly less. A memo whose

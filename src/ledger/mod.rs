@@ -15,6 +15,7 @@ pub mod audit;
 pub mod keyfile;
 pub mod memo;
 mod sequencer;
+mod syncer;
 mod witnessed;
 
 pub use witnessed::{Accepted, CosignError};

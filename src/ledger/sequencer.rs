@@ -10,25 +10,31 @@
 //! For the batch of appends it assigns indices, chains each
 //! entry to the previous leaf hash, computes the new stored Merkle hashes
 //! and root, signs each entry (spread over the cores for a large batch:
-//! signatures do not chain, only leaf hashes do), signs one checkpoint,
-//! writes it all as one store transaction, fsyncs once, and only then
-//! answers every caller of the batch. Each caller builds its own receipt
-//! (inclusion proof against the batch's checkpoint) on its own thread, from
-//! hashes that are by then durable: only what must be serial runs here.
+//! signatures do not chain, only leaf hashes do), signs one checkpoint, and
+//! writes it all as one store transaction. The sync, the publication of the
+//! new head and the answers are the [`super::syncer`]'s: this thread hands
+//! each written cycle over and goes on with the next one while the last is
+//! being made durable (a two-stage pipeline; the syncer's module doc says
+//! why that is sound). Each caller builds its own receipt (inclusion proof
+//! against the batch's checkpoint) on its own thread, from hashes that are
+//! by then durable: only what must be serial runs here.
 //! A storage failure answers the whole batch with an error and stops the
 //! writer (fail-stop): it never guesses what reached the disk.
+//!
+//! This thread must never answer a caller with anything but a refusal: an
+//! answer that rests on written state waits for the syncer.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc, PoisonError, RwLock};
+use std::sync::{mpsc, Arc, OnceLock, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use chrono::Utc;
 
+use super::syncer::{refuse, refuse_decided, stop, DecidedAnswer, Syncer, WrittenCycle};
 use super::{
-    raise, AppendReply, Committed, EncodedContent, Job, LedgerError, LedgerStats,
-    ReserveAndAppendJob, ReserveJob, Sealed, Ticket, Work,
+    AppendReply, Committed, EncodedContent, Job, LedgerError, LedgerStats, ReserveAndAppendJob,
+    ReserveJob, Ticket, Work,
 };
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::EntryDraft;
@@ -38,40 +44,45 @@ use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
 use crate::store::{
     BatchWrite, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
-    StoreError, StoredEntry,
+    StoredEntry,
 };
 
+/// Written cycles that may wait for the syncer besides the one it is
+/// syncing: none, so the sequencer writes cycle N+1 while cycle N syncs,
+/// and waits for that sync before handing N+1 over. A deeper queue would
+/// only make batches smaller.
+const PIPELINE_DEPTH: usize = 0;
+
+/// The writer: a sequencer thread and its syncer.
 pub(super) struct Sequencer {
-    store: Store,
-    signer: crate::core::signing::LogSigner,
-    committed: Arc<RwLock<Committed>>,
-    stats: Arc<LedgerStats>,
-    max_batch: usize,
-    head: Head,
-    failed: Option<String>,
-    memo: super::memo::CheckpointMemo,
-    /// The newest checkpoint not yet in the memo, and when the memo was
-    /// last written (see [`MEMO_INTERVAL`]).
-    memo_due: Option<Arc<str>>,
-    memo_written: Instant,
+    writer: Writer,
+    syncer: Syncer,
 }
 
-/// Least time between two writes of the checkpoint memo. A write is a file
-/// write and a rename (~5% of this thread when done every cycle); a memo up
-/// to this much older than the head is still sound (see `memo`: an older
-/// checkpoint of the log is a prefix of it), it covers a rollback of the
-/// last few milliseconds less. The newest checkpoint is written when the
-/// writer stops.
-const MEMO_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+/// The sequencer thread's state.
+struct Writer {
+    store: Store,
+    signer: crate::core::signing::LogSigner,
+    stats: Arc<LedgerStats>,
+    max_batch: usize,
+    /// The head of everything written, durable or not: the next batch
+    /// chains to it.
+    head: Head,
+    /// Set once, by either thread, when a storage failure stops the writer.
+    stopped: Arc<OnceLock<String>>,
+    /// Threads to sign a large batch on (the machine's parallelism, read
+    /// once: `available_parallelism` reads cgroup files on every call).
+    signing_threads: usize,
+}
 
 /// A batch laid out in memory, before it is written.
-struct Prepared {
-    write: BatchWrite,
-    entries: Vec<Entry>,
-    checkpoint: SignedCheckpoint,
-    head: Head,
+pub(super) struct Prepared {
+    pub(super) write: BatchWrite,
+    pub(super) entries: Vec<Entry>,
+    pub(super) checkpoint: SignedCheckpoint,
+    pub(super) head: Head,
     /// Salts of each entry's content, for its receipt.
-    salts: Vec<Option<Salts>>,
+    pub(super) salts: Vec<Option<Salts>>,
 }
 
 impl Sequencer {
@@ -87,21 +98,33 @@ impl Sequencer {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .head;
-        Self {
+        let stopped = Arc::new(OnceLock::new());
+        let syncer = Syncer::new(
+            store.clone(),
+            committed,
+            stats.clone(),
+            stopped.clone(),
+            memo,
+        );
+        let writer = Writer {
             store,
             signer,
-            committed,
             stats,
             max_batch: max_batch.max(1),
-            memo,
-            memo_due: None,
-            memo_written: Instant::now(),
             head,
-            failed: None,
-        }
+            stopped,
+            signing_threads: std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get),
+        };
+        Self { writer, syncer }
     }
 
-    pub(super) fn spawn(mut self, rx: mpsc::Receiver<Work>) -> std::io::Result<JoinHandle<()>> {
+    /// Starts both threads. The handle is the sequencer's, which joins the
+    /// syncer before it ends: once it has, every cycle is answered.
+    pub(super) fn spawn(self, rx: mpsc::Receiver<Work>) -> std::io::Result<JoinHandle<()>> {
+        let Self { mut writer, syncer } = self;
+        let (to_syncer, written) = mpsc::sync_channel(PIPELINE_DEPTH);
+        let syncer = syncer.spawn(written)?;
         std::thread::Builder::new()
             .name("openexec-sequencer".into())
             .spawn(move || {
@@ -109,84 +132,90 @@ impl Sequencer {
                 // gone, so shutdown drains the queue before the loop ends.
                 while let Ok(first) = rx.recv() {
                     let mut work = vec![first];
-                    while work.len() < self.max_batch {
+                    while work.len() < writer.max_batch {
                         match rx.try_recv() {
                             Ok(w) => work.push(w),
                             Err(_) => break,
                         }
                     }
-                    self.run_cycle(work);
+                    if let Some(cycle) = writer.run_cycle(work) {
+                        if let Err(mpsc::SendError(cycle)) = to_syncer.send(cycle) {
+                            let reason = "the ledger's syncer thread is gone";
+                            let _ = writer.stopped.set(reason.to_owned());
+                            cycle.refuse(reason);
+                        }
+                    }
                 }
-                self.write_memo();
+                drop(to_syncer);
+                if syncer.join().is_err() {
+                    tracing::error!("the ledger's syncer thread panicked");
+                }
             })
     }
+}
 
-    /// One cycle: the queued reservations and the queued appends are
-    /// written, made durable by one shared sync, and only then answered.
-    /// A reservation with its entry drafted is decided first, and its
-    /// entry joins this cycle's batch if the nonce is won.
-    fn run_cycle(&mut self, work: Vec<Work>) {
+impl Writer {
+    /// One cycle, up to its sync: the queued reservations and the queued
+    /// appends are written, to be made durable by one shared sync and only
+    /// then answered (by the syncer). A reservation with its entry drafted
+    /// is decided first, and its entry joins this cycle's batch if the
+    /// nonce is won. Returns the written cycle, or `None` if everyone in it
+    /// has already been refused.
+    fn run_cycle(&mut self, work: Vec<Work>) -> Option<WrittenCycle> {
         let (mut jobs, reservations, reserving) = split(work);
-        if let Some(reason) = &self.failed {
-            let reason = reason.clone();
-            refuse_reserving(reserving, &reason);
-            refuse(jobs.into_iter().map(|j| j.reply), reservations, &reason);
-            return;
+        if let Some(reason) = self.stopped.get() {
+            refuse_reserving(reserving, reason);
+            refuse(jobs.into_iter().map(|j| j.reply), reservations, reason);
+            return None;
         }
-        jobs.extend(self.reserve_first(reserving));
+        let started = Instant::now();
+        let (won, decided) = self.reserve_first(reserving);
+        jobs.extend(won);
         let (drafts, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
             .unzip();
-        let started = Instant::now();
         let prepared = match (!drafts.is_empty())
             .then(|| self.prepare(drafts))
             .transpose()
         {
             Ok(p) => p,
             Err(e) => {
-                let reason = self.stop(&e);
+                let reason = stop(&self.stopped, &self.stats, &e);
                 refuse(replies, reservations, &reason);
-                return;
+                refuse_decided(decided, &reason);
+                return None;
             }
         };
-        match self.write_and_sync(prepared.as_ref().map(|p| &p.write), &reservations) {
-            Written::Durable(reserved) => {
-                let note = prepared.map(|p| {
-                    let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                    let (sealed, note) = self.publish(p, nanos);
-                    for (reply, one) in replies.into_iter().zip(sealed) {
-                        reply.send(Ok(one));
-                    }
-                    note
-                });
-                answer_reservations(reservations, reserved, None);
-                // After the replies: the memo is advisory (see `memo`), so
-                // no caller waits for it.
-                if let Some(note) = note {
-                    self.memo_due = Some(note);
-                    if self.memo_written.elapsed() >= MEMO_INTERVAL {
-                        self.write_memo();
-                    }
+        let requests: Vec<ReservationRequest<'_>> =
+            reservations.iter().map(|r| r.claim.request()).collect();
+        match self
+            .store
+            .write_cycle(prepared.as_ref().map(|p| &p.write), &requests)
+        {
+            Ok(reserved) => {
+                if let Some(p) = &prepared {
+                    self.head = p.head;
                 }
+                Some(WrittenCycle {
+                    started,
+                    batch: prepared.map(|p| (p, replies)),
+                    reservations,
+                    reserved,
+                    decided,
+                })
             }
-            Written::ReservationsNotDurable(reserved, why) => {
-                answer_reservations(reservations, reserved, Some(&why));
-            }
-            Written::ReservationsFailed(why) => refuse([], reservations, &why),
-            Written::BatchFailed(e) => {
-                let reason = self.stop(&e);
+            Err(e) if prepared.is_some() => {
+                let reason = stop(&self.stopped, &self.stats, &e.into());
                 refuse(replies, reservations, &reason);
+                refuse_decided(decided, &reason);
+                None
             }
-        }
-    }
-
-    /// Writes the newest checkpoint not yet in the memo, if any.
-    fn write_memo(&mut self) {
-        if let Some(note) = self.memo_due.take() {
-            self.memo_written = Instant::now();
-            if let Err(e) = self.memo.record(&note) {
-                tracing::warn!(error = %e, path = %self.memo.path().display(), "could not update the checkpoint memo");
+            Err(e) => {
+                // Reservations alone failed, and wrote nothing; the
+                // decided answers may rest on cycles still syncing.
+                refuse([], reservations, &e.to_string());
+                Some(WrittenCycle::answers_only(started, decided))
             }
         }
     }
@@ -198,11 +227,13 @@ impl Sequencer {
     /// pending record written here and the final record the batch writes
     /// are made durable by the cycle's one sync (a crash before it leaves
     /// at most the pending record: `interrupted` at restart, as for any
-    /// reservation). A nonce not won is answered at once with why, from
-    /// state already durable or decided: nothing of it is appended.
-    fn reserve_first(&self, reserving: Vec<ReserveAndAppendJob>) -> Vec<Job> {
+    /// reservation). A nonce not won is decided here — nothing of it is
+    /// appended — but answered only with the cycle, by the syncer: the
+    /// state it was decided on (a nonce completed or reserved by the cycle
+    /// before, say) may not be durable yet.
+    fn reserve_first(&self, reserving: Vec<ReserveAndAppendJob>) -> (Vec<Job>, Vec<DecidedAnswer>) {
         if reserving.is_empty() {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         }
         let requests: Vec<ReservationRequest<'_>> =
             reserving.iter().map(|r| r.claim.request()).collect();
@@ -210,100 +241,31 @@ impl Sequencer {
             Ok(results) => results,
             Err(e) => {
                 refuse_reserving(reserving, &e.to_string());
-                return Vec::new();
+                return (Vec::new(), Vec::new());
             }
         };
         let mut won = Vec::new();
+        let mut decided = Vec::new();
         for (r, result) in reserving.into_iter().zip(results) {
-            match result {
-                Ok(Reservation::Reserved) => won.push(Job {
-                    draft: r.draft,
-                    content: r.content,
-                    completion: Some(Completion { key: r.claim.key }),
-                    reply: AppendReply::Reserved(r.reply),
-                }),
-                Ok(other) => {
-                    let _ = r.reply.send(Ok(Ticket::NotReserved(other)));
+            let result = match result {
+                Ok(Reservation::Reserved) => {
+                    won.push(Job {
+                        draft: r.draft,
+                        content: r.content,
+                        completion: Some(Completion { key: r.claim.key }),
+                        reply: AppendReply::Reserved(r.reply),
+                    });
+                    continue;
                 }
-                Err(e) => {
-                    let _ = r.reply.send(Err(e.into()));
-                }
-            }
+                Ok(other) => Ok(Ticket::NotReserved(other)),
+                Err(e) => Err(e.into()),
+            };
+            decided.push(DecidedAnswer {
+                reply: r.reply,
+                result,
+            });
         }
-        won
-    }
-
-    /// Writes the cycle (batch and reservations, one transaction) and
-    /// syncs it once. A failure with a batch is fail-stop; with
-    /// reservations alone it fails only those reservations.
-    fn write_and_sync(&self, batch: Option<&BatchWrite>, reservations: &[ReserveJob]) -> Written {
-        let requests: Vec<ReservationRequest<'_>> =
-            reservations.iter().map(|r| r.claim.request()).collect();
-        let reserved = match self.store.write_cycle(batch, &requests) {
-            Ok(r) => r,
-            Err(e) if batch.is_some() => return Written::BatchFailed(e.into()),
-            Err(e) => return Written::ReservationsFailed(e.to_string()),
-        };
-        // Only new reservations change state and need the sync.
-        let changed = reserved
-            .iter()
-            .any(|r| matches!(r, Ok(Reservation::Reserved)));
-        if batch.is_none() && !changed {
-            return Written::Durable(reserved);
-        }
-        match self.store.sync_cycle(batch.is_some(), changed) {
-            Ok(()) => Written::Durable(reserved),
-            Err(e) if batch.is_some() => Written::BatchFailed(e.into()),
-            Err(e) => Written::ReservationsNotDurable(reserved, e.to_string()),
-        }
-    }
-
-    /// Fail-stop after a storage failure of a batch: every later request
-    /// is refused with `reason`.
-    fn stop(&mut self, e: &LedgerError) -> String {
-        let reason = e.to_string();
-        self.failed = Some(format!("writer stopped after a storage failure: {reason}"));
-        self.stats.writer_failed.store(true, Ordering::Relaxed);
-        tracing::error!(error = %reason, "ledger writer stopped after a storage failure");
-        reason
-    }
-
-    /// After the batch's sync: makes it the committed head, and returns
-    /// what each caller needs to build its receipt, in draft order, and
-    /// the batch's checkpoint.
-    fn publish(&mut self, prepared: Prepared, nanos: u64) -> (Vec<Sealed>, Arc<str>) {
-        self.head = prepared.head;
-        let note: Arc<str> = Arc::from(prepared.checkpoint.note_text());
-        {
-            let mut committed = self
-                .committed
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            committed.head = prepared.head;
-            committed.checkpoint = note.to_string();
-        }
-        let n = u64::try_from(prepared.entries.len()).unwrap_or(u64::MAX);
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.entries.fetch_add(n, Ordering::Relaxed);
-        self.stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
-        raise(&self.stats.max_batch, n);
-        let size = prepared.head.size;
-        let sealed = prepared
-            .write
-            .entries
-            .into_iter()
-            .zip(prepared.entries)
-            .zip(prepared.salts)
-            .map(|((stored, entry), salts)| Sealed {
-                entry,
-                bytes: stored.bytes,
-                signature: stored.signature,
-                tree_size: size,
-                checkpoint: Arc::clone(&note),
-                salts,
-            })
-            .collect();
-        (sealed, note)
+        (won, decided)
     }
 
     /// Lays out a batch: positions, chain, signatures, Merkle hashes, root,
@@ -349,7 +311,7 @@ impl Sequencer {
             prev = leaf;
             index += 1;
         }
-        sign_all(&self.signer, &mut write.entries);
+        sign_all(&self.signer, &mut write.entries, self.signing_threads);
         let root = tree_root(
             &OverlayReader {
                 base: &self.store,
@@ -375,19 +337,6 @@ impl Sequencer {
     }
 }
 
-/// How a cycle's write and sync went.
-enum Written {
-    /// Durable (or nothing needed a sync): each reservation's result.
-    Durable(Vec<Result<Reservation, StoreError>>),
-    /// Reservations alone, written but not made durable: their results
-    /// and why.
-    ReservationsNotDurable(Vec<Result<Reservation, StoreError>>, String),
-    /// Reservations alone, whose write failed: why.
-    ReservationsFailed(String),
-    /// The batch could not be written or made durable (fail-stop).
-    BatchFailed(LedgerError),
-}
-
 /// A cycle's work, as appends, reservations, and reservations with their
 /// entries drafted.
 fn split(work: Vec<Work>) -> (Vec<Job>, Vec<ReserveJob>, Vec<ReserveAndAppendJob>) {
@@ -402,22 +351,6 @@ fn split(work: Vec<Work>) -> (Vec<Job>, Vec<ReserveJob>, Vec<ReserveAndAppendJob
     (jobs, reservations, reserving)
 }
 
-/// Answers every append and reservation of a cycle with `reason`.
-fn refuse(
-    appends: impl IntoIterator<Item = AppendReply>,
-    reservations: Vec<ReserveJob>,
-    reason: &str,
-) {
-    for reply in appends {
-        reply.send(Err(LedgerError::Unavailable(reason.to_owned())));
-    }
-    for r in reservations {
-        let _ = r
-            .reply
-            .send(Err(LedgerError::Unavailable(reason.to_owned())));
-    }
-}
-
 /// Answers every reservation with a drafted entry with `reason`.
 fn refuse_reserving(reserving: Vec<ReserveAndAppendJob>, reason: &str) {
     for r in reserving {
@@ -427,42 +360,20 @@ fn refuse_reserving(reserving: Vec<ReserveAndAppendJob>, reason: &str) {
     }
 }
 
-/// Answers each reservation with its result, except that a new
-/// reservation whose sync failed (`sync_failed`) is an error: it is not
-/// durable, so its handler must not run.
-fn answer_reservations(
-    reservations: Vec<ReserveJob>,
-    results: Vec<Result<Reservation, StoreError>>,
-    sync_failed: Option<&str>,
-) {
-    for (job, result) in reservations.into_iter().zip(results) {
-        let answer = match (sync_failed, result) {
-            (Some(e), Ok(Reservation::Reserved)) => Err(LedgerError::Unavailable(format!(
-                "the reservation could not be made durable: {e}"
-            ))),
-            (_, r) => r.map_err(LedgerError::from),
-        };
-        let _ = job.reply.send(answer);
-    }
-}
-
 /// Fewest entries worth a second signing thread (a thread costs about as
 /// much as one signature, ~20 µs).
 const PARALLEL_SIGNING_MIN: usize = 8;
 
 /// Signs every entry of a batch. The signatures are independent of one
 /// another (the chain runs through leaf hashes), so a large batch is split
-/// over the available cores.
-fn sign_all(signer: &crate::core::signing::LogSigner, entries: &mut [StoredEntry]) {
+/// over up to `cores` threads.
+fn sign_all(signer: &crate::core::signing::LogSigner, entries: &mut [StoredEntry], cores: usize) {
     let sign = |chunk: &mut [StoredEntry]| {
         for e in chunk {
             e.signature = signer.sign_entry(&e.bytes).to_bytes();
         }
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZeroUsize::get)
-        .min(entries.len() / PARALLEL_SIGNING_MIN)
-        .max(1);
+    let threads = cores.min(entries.len() / PARALLEL_SIGNING_MIN).max(1);
     if threads == 1 {
         sign(entries);
         return;

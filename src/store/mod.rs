@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex};
 use sled::transaction::Transactional;
 
 pub use cosignatures::KEEP_COSIGNED;
-pub use faults::FaultPoint;
+pub use faults::{FaultPoint, FaultStall};
 pub use hash_reader::{OverlayReader, StoreHashReader};
 pub use reservations::{nonce_key, Completion, PendingNonce, Reservation, ReservationRequest};
 
@@ -1022,6 +1022,14 @@ impl Store {
     #[doc(hidden)]
     pub fn inject_fault(&self, point: FaultPoint, successes_first: u32) {
         self.inner.faults.arm(point, successes_first);
+    }
+
+    /// Arms an injected failure at `point` like [`Self::inject_fault`],
+    /// and holds the failing operation until the returned stall is let go.
+    /// For tests that act while that operation is under way.
+    #[doc(hidden)]
+    pub fn inject_stalled_fault(&self, point: FaultPoint, successes_first: u32) -> FaultStall {
+        self.inner.faults.arm_stalled(point, successes_first)
     }
 
     /// Overwrites a raw value in one of the store's trees, bypassing every
