@@ -57,6 +57,7 @@
 mod codec;
 mod cosignatures;
 mod faults;
+mod hash_cache;
 mod hash_reader;
 mod key_table;
 pub mod reservations;
@@ -428,7 +429,7 @@ impl Store {
             })
             .map_err(reservations::tx_error)?;
         if let (Some(staged), Some(batch)) = (&staged, batch) {
-            self.inner.segments.publish(staged)?;
+            self.inner.segments.publish(staged, &batch.hashes)?;
             // Before anyone is answered, so that a receipt's exec_id can be
             // looked up as soon as the receipt exists.
             self.inner.exec_table.insert_batch(

@@ -48,6 +48,7 @@ use tlog_tiles::{Error as TlogError, HashReader};
 
 use super::codec::{Codec, Form};
 use super::faults::Faults;
+use super::hash_cache::HashCache;
 use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
 use crate::core::hash::{leaf_hash, Hash};
 
@@ -166,6 +167,8 @@ pub(super) struct Segments {
     visible: AtomicU64,
     /// Stored hashes readers may see.
     visible_hashes: AtomicU64,
+    /// Stored hashes proofs read often, in memory.
+    cache: HashCache,
 }
 
 impl Staged {
@@ -209,6 +212,7 @@ impl Segments {
             }),
             visible: AtomicU64::new(0),
             visible_hashes: AtomicU64::new(0),
+            cache: HashCache::default(),
         };
         let rebuilt = segments.recover(size, root, mark)?;
         Ok((segments, rebuilt))
@@ -375,9 +379,16 @@ impl Segments {
         self.codec.get().map(Codec::dictionary)
     }
 
-    /// After the sled transaction that committed `staged`: it is the new
-    /// tail, and readers may see it.
-    pub(super) fn publish(&self, staged: &Staged) -> Result<(), StoreError> {
+    /// After the sled transaction that committed `staged` (whose stored
+    /// hashes are `hashes`): it is the new tail, and readers may see it.
+    pub(super) fn publish(
+        &self,
+        staged: &Staged,
+        hashes: &[(u64, Hash)],
+    ) -> Result<(), StoreError> {
+        if let Some(&(first, _)) = hashes.first() {
+            self.cache.published(first, hashes.iter().map(|&(_, h)| h));
+        }
         let mut tail = self.lock_tail()?;
         if staged.mark.derived != tail.mark.derived {
             tail.last_derived_sync = Instant::now();
@@ -506,9 +517,14 @@ impl Segments {
         if index >= self.visible_hashes.load(Ordering::Acquire) {
             return Ok(None);
         }
+        if let Some(hash) = self.cache.get(index) {
+            return Ok(Some(hash));
+        }
         let mut bytes = [0u8; 32];
         self.hashes.read_exact_at(&mut bytes, index * HASH_SLOT)?;
-        Ok(Some(Hash::from_bytes(bytes)))
+        let hash = Hash::from_bytes(bytes);
+        self.cache.read_from_file(index, hash);
+        Ok(Some(hash))
     }
 
     /// Bytes the three files take.
@@ -528,6 +544,7 @@ impl Segments {
         index: u64,
         value: &[u8],
     ) -> Result<Option<SegmentsMark>, StoreError> {
+        self.cache.clear();
         if file != "entries" {
             self.hashes.write_all_at(value, index * HASH_SLOT)?;
             self.hashes.sync_data()?;
