@@ -234,7 +234,7 @@ fn audit_names_the_second_entry_that_completes_one_nonce() {
         draft.nonce = nonce.into();
         let key = openexec::core::entry::nonce_key(&draft.tenant, nonce);
         ledger
-            .append_completing_blocking(draft, None, Some(Completion { key }))
+            .append_completing_blocking(draft, None, Some(Completion::reserved(key)))
             .unwrap();
     };
     ledger.append(common::draft(0), None).unwrap();

@@ -203,7 +203,7 @@ impl Boundary {
                 reason: "interrupted_at_restart".into(),
             };
             self.ledger
-                .append_completing_blocking(draft, None, Some(Completion { key }))?;
+                .append_completing_blocking(draft, None, Some(Completion::reserved(key)))?;
             self.metrics
                 .record(Outcome::Interrupted, "interrupted_at_restart");
         }
@@ -325,7 +325,7 @@ impl Boundary {
         match self.ledger.reserve(key.clone(), record).await {
             Ok(Reservation::Reserved) => {
                 let decision = self.run_handler(handler, &attempt);
-                self.finish(attempt, decision, Some(Completion { key }))
+                self.finish(attempt, decision, Some(Completion::reserved(key)))
                     .await
             }
             Ok(other) => self.not_reserved(attempt, other).await,

@@ -43,7 +43,7 @@ use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
 use crate::store::{
-    BatchWrite, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
+    BatchWrite, Claimed, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
     StoredEntry,
 };
 
@@ -220,24 +220,24 @@ impl Writer {
         }
     }
 
-    /// Reserves the nonces of reservations whose entries are drafted, in a
-    /// store transaction of their own ahead of the batch (which is laid
-    /// out only once it is known which of them join it). A won nonce's
-    /// entry becomes an append of this cycle that completes it — the
-    /// pending record written here and the final record the batch writes
-    /// are made durable by the cycle's one sync (a crash before it leaves
-    /// at most the pending record: `interrupted` at restart, as for any
-    /// reservation). A nonce not won is decided here — nothing of it is
-    /// appended — but answered only with the cycle, by the syncer: the
-    /// state it was decided on (a nonce completed or reserved by the cycle
-    /// before, say) may not be durable yet.
+    /// Claims the nonces of reservations whose entries are drafted
+    /// ([`Store::claim`]: decided, nothing written), ahead of the batch,
+    /// which is laid out only once it is known which of them join it. A
+    /// won nonce's entry becomes an append of this cycle that completes it
+    /// and consumes its approval: nonce, approval and entry are committed
+    /// by the batch's one transaction and made durable by the cycle's one
+    /// sync, together or not at all (a crash before it leaves nothing — the
+    /// handler has no effects). A nonce not won is decided here — nothing
+    /// of it is appended — but answered only with the cycle, by the syncer:
+    /// the state it was decided on (a nonce completed or reserved by the
+    /// cycle before, say) may not be durable yet.
     fn reserve_first(&self, reserving: Vec<ReserveAndAppendJob>) -> (Vec<Job>, Vec<DecidedAnswer>) {
         if reserving.is_empty() {
             return (Vec::new(), Vec::new());
         }
         let requests: Vec<ReservationRequest<'_>> =
             reserving.iter().map(|r| r.claim.request()).collect();
-        let results = match self.store.write_cycle(None, &requests) {
+        let results = match self.store.claim(&requests) {
             Ok(results) => results,
             Err(e) => {
                 refuse_reserving(reserving, &e.to_string());
@@ -252,7 +252,12 @@ impl Writer {
                     won.push(Job {
                         draft: r.draft,
                         content: r.content,
-                        completion: Some(Completion { key: r.claim.key }),
+                        completion: Some(Completion {
+                            key: r.claim.key,
+                            claimed: Some(Claimed {
+                                approval_key: r.claim.record.approval_key,
+                            }),
+                        }),
                         reply: AppendReply::Reserved(r.reply),
                     });
                     continue;

@@ -74,7 +74,9 @@ use sled::transaction::Transactional;
 pub use cosignatures::KEEP_COSIGNED;
 pub use faults::{FaultPoint, FaultStall};
 pub use hash_reader::{OverlayReader, StoreHashReader};
-pub use reservations::{nonce_key, Completion, PendingNonce, Reservation, ReservationRequest};
+pub use reservations::{
+    nonce_key, Claimed, Completion, PendingNonce, Reservation, ReservationRequest,
+};
 
 use crate::core::hash::Hash;
 use segments::{Segments, SegmentsMark};
@@ -417,8 +419,11 @@ impl Store {
         let i = &self.inner;
         let found = (&i.checkpoints, &i.meta, &i.pending, &i.approvals)
             .transaction(|(tk, tm, tp, ta)| {
+                // The batch first: a reservation of this cycle finds the
+                // approvals its claims consumed.
                 if let Some(b) = &batches {
                     tp.apply_batch(&b.pending)?;
+                    ta.apply_batch(&b.approvals)?;
                     tk.apply_batch(&b.checkpoints)?;
                     tm.apply_batch(&b.meta)?;
                 }
@@ -625,6 +630,7 @@ impl Store {
 /// transaction (whose closure may run more than once).
 struct SledBatches {
     pending: sled::Batch,
+    approvals: sled::Batch,
     checkpoints: sled::Batch,
     meta: sled::Batch,
 }
@@ -633,11 +639,18 @@ impl SledBatches {
     fn new(batch: &BatchWrite, mark: Option<SegmentsMark>, dictionary: Option<&[u8]>) -> Self {
         let mut b = Self {
             pending: sled::Batch::default(),
+            approvals: sled::Batch::default(),
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
         for c in batch.entries.iter().filter_map(|e| e.completion.as_ref()) {
-            b.pending.remove(c.key.as_slice());
+            match &c.claimed {
+                None => b.pending.remove(c.key.as_slice()),
+                Some(Claimed {
+                    approval_key: Some(ak),
+                }) => b.approvals.insert(ak.as_bytes(), c.key.as_slice()),
+                Some(Claimed { approval_key: None }) => {}
+            }
         }
         if let Some((size, note)) = &batch.checkpoint {
             b.checkpoints

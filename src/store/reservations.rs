@@ -19,6 +19,8 @@
 //! only `pending` is scanned (its size is the number of attempts in flight
 //! at a crash, not the size of the log).
 
+use std::collections::{HashMap, HashSet};
+
 use serde::Deserialize;
 use sled::transaction::{
     ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
@@ -70,11 +72,33 @@ pub(super) enum Known {
 }
 
 /// The nonce an entry completes: its key (the entry's record gets the
-/// completion flag, the nonce leaves `pending` and enters `nonces.tab`).
+/// completion flag, the nonce enters `nonces.tab`), and how it was held
+/// until then.
 #[derive(Debug, Clone)]
 pub struct Completion {
     /// Nonce key (tenant ‖ 0x00 ‖ nonce).
     pub key: Vec<u8>,
+    /// `None`: reserved in an earlier cycle, whose pending record the
+    /// entry's batch removes. `Some`: claimed in the entry's own cycle
+    /// ([`Store::claim`]), with no pending record; the batch consumes the
+    /// claim's approval, if any, in the transaction that commits the entry.
+    pub claimed: Option<Claimed>,
+}
+
+impl Completion {
+    /// The completion of a nonce reserved in an earlier cycle.
+    #[must_use]
+    pub fn reserved(key: Vec<u8>) -> Self {
+        Self { key, claimed: None }
+    }
+}
+
+/// A nonce claimed in the cycle that completes it: the approval its entry
+/// consumes.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The approval's key, if the attempt had one.
+    pub approval_key: Option<String>,
 }
 
 pub use crate::core::entry::nonce_key;
@@ -346,6 +370,68 @@ pub(super) fn reserve_in(
 }
 
 impl Store {
+    /// Decides reservations whose entries are appended in this same cycle
+    /// (handlers without effects), writing nothing: each is refused if its
+    /// nonce is done or in flight — pending in the store, or claimed by an
+    /// earlier request of `requests` — or its approval is consumed or
+    /// claimed earlier in `requests`; otherwise it is won (`Reserved`).
+    ///
+    /// A won claim holds its nonce only in the caller's hands: the entry
+    /// that completes it must be committed in the same cycle, by the same
+    /// writer, and its [`Completion::claimed`] consumes the approval in the
+    /// transaction that commits the entry — so nonce, approval and entry
+    /// become durable together or not at all, and nothing is left pending
+    /// for a crash to turn into `interrupted`. Sound only because the
+    /// ledger writer alone reserves and commits: nothing can change
+    /// `pending`, `approvals` or `nonces.tab` between this decision and
+    /// that transaction.
+    pub fn claim(
+        &self,
+        requests: &[ReservationRequest<'_>],
+    ) -> Result<Vec<Result<Reservation, StoreError>>, StoreError> {
+        let _order = self.lock_nonce_order()?;
+        let mut nonces: HashMap<&[u8], &PendingNonce> = HashMap::new();
+        let mut approvals: HashSet<&str> = HashSet::new();
+        let mut results = Vec::with_capacity(requests.len());
+        for r in requests {
+            if let Err(e) = self.inner.faults.check(super::FaultPoint::ReserveWrite) {
+                results.push(Err(e));
+                continue;
+            }
+            let found = self.claim_one(r, &nonces, &approvals)?;
+            if matches!(found, Reservation::Reserved) {
+                nonces.insert(r.key, r.record);
+                approvals.extend(r.record.approval_key.as_deref());
+            }
+            results.push(Ok(found));
+        }
+        Ok(results)
+    }
+
+    /// One claim's decision, given what earlier claims of its cycle took.
+    fn claim_one(
+        &self,
+        r: &ReservationRequest<'_>,
+        nonces: &HashMap<&[u8], &PendingNonce>,
+        approvals: &HashSet<&str>,
+    ) -> Result<Reservation, StoreError> {
+        if let Some(index) = self.done_index(r.key)? {
+            return Ok(Reservation::Done { index });
+        }
+        if let Some(&holder) = nonces.get(r.key) {
+            return Ok(Reservation::InFlight(holder.clone()));
+        }
+        if let Some(existing) = self.inner.pending.get(r.key)? {
+            return decode_in_flight(&existing).map(Reservation::InFlight);
+        }
+        if let Some(ak) = r.record.approval_key.as_deref() {
+            if approvals.contains(ak) || self.inner.approvals.get(ak.as_bytes())?.is_some() {
+                return Ok(Reservation::ApprovalUsed);
+            }
+        }
+        Ok(Reservation::Reserved)
+    }
+
     /// Atomically reserves `key` for `record` and consumes `approval_key`,
     /// in a transaction of its own. Not yet durable: sync
     /// ([`Store::sync_cycle`]) before acting on it. (The service reserves
@@ -565,9 +651,7 @@ mod tests {
                 signature: [0; 64],
                 index_exec_id: None,
                 content: None,
-                completion: complete.then(|| Completion {
-                    key: nonce_key("t", nonce),
-                }),
+                completion: complete.then(|| Completion::reserved(nonce_key("t", nonce))),
             });
         }
         let size = from + nonces.len() as u64;
@@ -685,6 +769,112 @@ mod tests {
             let index = batch.entries[0].index;
             assert_eq!(seen, Reservation::Done { index }, "round {round}");
         }
+    }
+
+    /// `(nonce, approval)` pairs as claim requests of tenant "t".
+    fn claims(store: &Store, requests: &[(&str, Option<&str>)]) -> Vec<Reservation> {
+        let keys: Vec<Vec<u8>> = requests.iter().map(|(n, _)| nonce_key("t", n)).collect();
+        let records: Vec<PendingNonce> = requests
+            .iter()
+            .map(|(n, approval)| PendingNonce {
+                nonce: (*n).to_owned(),
+                approval_key: approval.map(str::to_owned),
+                ..record(7)
+            })
+            .collect();
+        let requests: Vec<ReservationRequest<'_>> = keys
+            .iter()
+            .zip(&records)
+            .map(|(key, record)| ReservationRequest { key, record })
+            .collect();
+        store
+            .claim(&requests)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn claims_write_nothing_and_refuse_what_is_held_done_or_taken_earlier_in_the_cycle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(reserve(&store, "done"), Reservation::Reserved);
+        store
+            .commit(&batch_naming(&store, &["done"], true))
+            .unwrap();
+        assert_eq!(reserve(&store, "held"), Reservation::Reserved);
+        let used = PendingNonce {
+            approval_key: Some("used".into()),
+            ..record(3)
+        };
+        store
+            .reserve(&nonce_key("t", "with-used"), &used, Some("used"))
+            .unwrap();
+        let found = claims(
+            &store,
+            &[
+                ("fresh", None),
+                ("fresh", None),
+                ("held", None),
+                ("done", None),
+                ("first", Some("k")),
+                ("second", Some("k")),
+                ("third", Some("used")),
+            ],
+        );
+        assert_eq!(found[0], Reservation::Reserved);
+        assert!(matches!(&found[1], Reservation::InFlight(p) if p.nonce == "fresh"));
+        assert!(matches!(&found[2], Reservation::InFlight(p) if p.exec_id == "exec-1"));
+        assert_eq!(found[3], Reservation::Done { index: 0 });
+        assert_eq!(found[4], Reservation::Reserved);
+        assert_eq!(found[5], Reservation::ApprovalUsed);
+        assert_eq!(found[6], Reservation::ApprovalUsed);
+        // Nothing was written: the winners are free again for the next cycle.
+        assert_eq!(store.pending_reservations().unwrap().len(), 2);
+        assert_eq!(store.approval_consumed_by("k").unwrap(), None);
+        assert_eq!(claims(&store, &[("fresh", None)]), [Reservation::Reserved]);
+    }
+
+    #[test]
+    fn a_claimed_completion_consumes_its_approval_in_the_transaction_of_its_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        assert_eq!(claims(&store, &[("a", Some("k"))]), [Reservation::Reserved]);
+        let mut batch = batch_naming(&store, &["a"], true);
+        for e in &mut batch.entries {
+            if let Some(c) = &mut e.completion {
+                c.claimed = Some(Claimed {
+                    approval_key: Some("k".into()),
+                });
+            }
+        }
+        // A reservation of the same cycle naming the same approval finds
+        // it consumed.
+        let key = nonce_key("t", "b");
+        let other = PendingNonce {
+            approval_key: Some("k".into()),
+            ..record(4)
+        };
+        let answers = store
+            .write_cycle(
+                Some(&batch),
+                &[ReservationRequest {
+                    key: &key,
+                    record: &other,
+                }],
+            )
+            .unwrap();
+        assert_eq!(answers[0].as_ref().unwrap(), &Reservation::ApprovalUsed);
+        assert_eq!(
+            store.approval_consumed_by("k").unwrap(),
+            Some(nonce_key("t", "a"))
+        );
+        assert!(store.pending_reservations().unwrap().is_empty());
+        assert_eq!(
+            claims(&store, &[("a", None)]),
+            [Reservation::Done { index: 0 }]
+        );
     }
 
     /// A store as written before `nonces.tab`: entries without the
