@@ -270,6 +270,33 @@ fn bench_reports_throughput_and_fails_on_errors() {
         text.contains("executions_per_second=") && text.ends_with("errors=0"),
         "{text}"
     );
+    // Every execution it counts is an entry of the (fresh) log.
+    let counted: u64 = text
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("executions="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (_, checkpoint) = s.get("/ledger/checkpoint");
+    let size: u64 = checkpoint.lines().nth(1).unwrap().parse().unwrap();
+    assert!(counted > 0);
+    assert_eq!(size, counted, "{text}");
+    let out = openexec(&[
+        "bench",
+        "--url",
+        &s.base,
+        "--mode",
+        "receipts",
+        "--sample",
+        "5",
+        "--connections",
+        "2",
+        "--duration",
+        "1",
+    ]);
+    let text = line(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.starts_with("connections=2 receipts="), "{text}");
     let out = openexec(&[
         "bench",
         "--url",
