@@ -3,6 +3,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+#[cfg(feature = "server")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = openexec::cli::Cli::parse();
     openexec::cli::run(cli)

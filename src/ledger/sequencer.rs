@@ -48,10 +48,11 @@ use crate::store::{
 };
 
 /// Written cycles that may wait for the syncer besides the one it is
-/// syncing: none, so the sequencer writes cycle N+1 while cycle N syncs,
-/// and waits for that sync before handing N+1 over. A deeper queue would
-/// only make batches smaller.
-const PIPELINE_DEPTH: usize = 0;
+/// syncing: one, so the sequencer can write cycle N+2 while N syncs and
+/// N+1 waits. Order and soundness do not depend on it (the syncer takes
+/// cycles in order, each written before its sync begins); measured at 64
+/// connections, one instead of none gave +3.8% (three alternating pairs).
+const PIPELINE_DEPTH: usize = 1;
 
 /// The writer: a sequencer thread and its syncer.
 pub(super) struct Sequencer {
