@@ -291,7 +291,7 @@ async fn exchange(
     request: &[u8],
     buffer: &mut Vec<u8>,
 ) -> Result<u16, String> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
 
     stream
         .write_all(request)
@@ -299,13 +299,7 @@ async fn exchange(
         .map_err(|e| format!("sending: {e}"))?;
     buffer.clear();
     let (status, body_at, length) = loop {
-        let read = stream
-            .read_buf(buffer)
-            .await
-            .map_err(|e| format!("reading: {e}"))?;
-        if read == 0 {
-            return Err("the server closed the connection before answering".into());
-        }
+        read_more(stream, buffer, "before answering").await?;
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(buffer) {
@@ -324,16 +318,26 @@ async fn exchange(
         }
     };
     while buffer.len() < body_at + length {
-        let read = stream
-            .read_buf(buffer)
-            .await
-            .map_err(|e| format!("reading: {e}"))?;
-        if read == 0 {
-            return Err("the server closed the connection mid-answer".into());
-        }
+        read_more(stream, buffer, "mid-answer").await?;
     }
     buffer.drain(..body_at);
     Ok(status)
+}
+
+/// Reads what has arrived onto `buffer`; a closed connection is an error
+/// (`when` says at which point of the answer).
+async fn read_more(
+    stream: &mut tokio::net::TcpStream,
+    buffer: &mut Vec<u8>,
+    when: &str,
+) -> Result<(), String> {
+    use tokio::io::AsyncReadExt as _;
+
+    match stream.read_buf(buffer).await {
+        Ok(0) => Err(format!("the server closed the connection {when}")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("reading: {e}")),
+    }
 }
 
 /// `--payload`: JSON text.

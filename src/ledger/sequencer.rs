@@ -141,9 +141,10 @@ impl Sequencer {
                     }
                     if let Some(cycle) = writer.run_cycle(work) {
                         if let Err(mpsc::SendError(cycle)) = to_syncer.send(cycle) {
-                            let reason = "the ledger's syncer thread is gone";
-                            let _ = writer.stopped.set(reason.to_owned());
-                            cycle.refuse(reason);
+                            let gone = LedgerError::Unavailable(
+                                "the ledger's syncer thread is gone".into(),
+                            );
+                            cycle.refuse(&stop(&writer.stopped, &writer.stats, &gone));
                         }
                     }
                 }
