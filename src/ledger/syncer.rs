@@ -154,7 +154,12 @@ impl Syncer {
             self.store.sync_cycle(batch, reservations)
         } else {
             Ok(())
-        };
+        }
+        .and_then(|()| match &cycle.batch {
+            // Before anyone is answered (see `Store::index_exec_ids`).
+            Some((prepared, _)) => self.store.index_exec_ids(&prepared.write),
+            None => Ok(()),
+        });
         match synced {
             Ok(()) => self.answer(cycle),
             Err(e) if batch => {

@@ -355,7 +355,30 @@ impl Store {
     /// Writes one batch atomically and makes it durable before returning.
     pub fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
         self.write_cycle(Some(batch), &[])?;
-        self.sync_cycle(true, false)
+        self.sync_cycle(true, false)?;
+        self.index_exec_ids(batch)
+    }
+
+    /// Indexes the exec_ids of a batch written by [`Store::write_cycle`]
+    /// in `exec_ids.tab`. The ledger's syncer calls it after the batch's
+    /// sync and before answering anyone, so that a receipt's exec_id can
+    /// be looked up as soon as the receipt exists — and off the sequencer,
+    /// whose cycle is the serial part of every append. Batches must be
+    /// indexed in the order they were written (the table's header claims
+    /// every entry below the last batch indexed, once synced; a crash
+    /// before that is re-indexed from `entries.bin` at open).
+    pub fn index_exec_ids(&self, batch: &BatchWrite) -> Result<(), StoreError> {
+        let Some(last) = batch.entries.last() else {
+            return Ok(());
+        };
+        self.inner.exec_table.insert_batch(
+            batch.entries.iter().filter_map(|e| {
+                e.index_exec_id
+                    .as_deref()
+                    .map(|id| (id.as_bytes(), e.index))
+            }),
+            last.index + 1,
+        )
     }
 
     /// Writes one cycle of the ledger writer as *one* sled transaction: the
@@ -435,16 +458,6 @@ impl Store {
             .map_err(reservations::tx_error)?;
         if let (Some(staged), Some(batch)) = (&staged, batch) {
             self.inner.segments.publish(staged, &batch.hashes)?;
-            // Before anyone is answered, so that a receipt's exec_id can be
-            // looked up as soon as the receipt exists.
-            self.inner.exec_table.insert_batch(
-                batch.entries.iter().filter_map(|e| {
-                    e.index_exec_id
-                        .as_deref()
-                        .map(|id| (id.as_bytes(), e.index))
-                }),
-                staged.count(),
-            )?;
             // Before the lock is let go (see "Nonces").
             self.inner.done_nonces.insert_batch(
                 completed.iter().map(|(&key, &index)| (key, index)),
