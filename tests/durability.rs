@@ -91,9 +91,11 @@ fn acknowledged_appends_survive_kill_9() {
 }
 
 /// Runs the load under `strace -f` and checks, in syscall order, that the
-/// receipt of batch number b is written only after at least b + 2
-/// fdatasync calls have returned (two happen when a new log is created:
-/// one for its metadata, one for the genesis checkpoint).
+/// receipt of batch number b is written only after b fdatasyncs of
+/// `entries.bin` and at least b + 2 of the files batches commit in (sled's
+/// log or the commit ring) have returned (two of sled's log happen when a
+/// new log is created: one for its metadata, one for the genesis
+/// checkpoint).
 #[test]
 fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,11 +144,13 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
     sizes.dedup();
     let ordinal = |size: u64| sizes.iter().position(|&s| s == size).unwrap() + 1;
 
-    // Replay the trace in order: count completed fdatasyncs of sled's log
-    // and of the entries file (`-y` names each descriptor's path), and note
-    // both counts at each write to stdout (one write per receipt line).
+    // Replay the trace in order: count completed fdatasyncs of the files a
+    // batch commits in — sled's log, or the commit ring for a batch that
+    // changes nothing else in sled — and of the entries file (`-y` names
+    // each descriptor's path), and note both counts at each write to
+    // stdout (one write per receipt line).
     let trace = std::fs::read_to_string(&trace).unwrap();
-    let (mut sled_synced, mut entries_synced) = (0usize, 0usize);
+    let (mut commits_synced, mut entries_synced, mut ring_synced) = (0usize, 0usize, 0usize);
     let mut synced_at_write = Vec::new();
     // A syscall interrupted by another thread's shows as "<unfinished ...>"
     // and later "<... fdatasync resumed>" on the same pid, without the path.
@@ -156,6 +160,8 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
         let file = if line.contains("fdatasync(") {
             let file = if line.contains("/db/db>") {
                 "sled"
+            } else if line.contains("/db/commits.ring>") {
+                "ring"
             } else if line.contains("/db/entries.bin>") {
                 "entries"
             } else {
@@ -172,13 +178,17 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
             if line.contains("write(1<") {
                 // The syscall's entry (complete or "unfinished") marks when
                 // the receipt left the process.
-                synced_at_write.push((sled_synced, entries_synced));
+                synced_at_write.push((commits_synced, entries_synced));
             }
             continue;
         };
         if line.trim_end().ends_with("= 0") {
             match file {
-                "sled" => sled_synced += 1,
+                "sled" => commits_synced += 1,
+                "ring" => {
+                    commits_synced += 1;
+                    ring_synced += 1;
+                }
                 "entries" => entries_synced += 1,
                 _ => {}
             }
@@ -189,16 +199,21 @@ fn no_receipt_is_written_before_its_batch_is_fdatasynced() {
         receipts.len(),
         "one write per receipt line"
     );
+    assert!(
+        ring_synced > 0,
+        "batches after the first commit in the ring: the test covers that path"
+    );
     // stdout lines are in write order, so receipt k was written when
     // synced_at_write[k] fdatasyncs had completed. Batch b needs b syncs of
-    // the entries file and b syncs of sled's log after the two at genesis.
+    // the entries file and b commit syncs after the two of sled's log at
+    // genesis.
     for (k, receipt) in receipts.iter().enumerate() {
         let batch = ordinal(receipt.inclusion_proof.tree_size);
-        let (sled, entries) = synced_at_write[k];
+        let (commits, entries) = synced_at_write[k];
         assert!(
-            sled >= batch + 2 && entries >= batch,
-            "receipt of batch {batch} written after only {sled} fdatasyncs of sled's log \
-             and {entries} of entries.bin"
+            commits >= batch + 2 && entries >= batch,
+            "receipt of batch {batch} written after only {commits} commit fdatasyncs (sled's \
+             log or the commit ring) and {entries} of entries.bin"
         );
     }
 }

@@ -195,7 +195,7 @@ impl Writer {
             .store
             .write_cycle(prepared.as_ref().map(|p| &p.write), &requests)
         {
-            Ok(reserved) => {
+            Ok(written) => {
                 if let Some(p) = &prepared {
                     self.head = p.head;
                 }
@@ -203,7 +203,8 @@ impl Writer {
                     started,
                     batch: prepared.map(|p| (p, replies)),
                     reservations,
-                    reserved,
+                    reserved: written.reserved,
+                    sync: written.sync,
                     decided,
                 })
             }

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use super::sequencer::Prepared;
 use super::{raise, AppendReply, Committed, LedgerError, LedgerStats, ReserveJob, Sealed, Ticket};
-use crate::store::{Reservation, Store, StoreError};
+use crate::store::{CycleSync, Reservation, Store, StoreError};
 
 /// Least time between two writes of the checkpoint memo. A write is a file
 /// write and a rename (~5% of the writer when done every cycle); a memo up
@@ -54,6 +54,8 @@ pub(super) struct WrittenCycle {
     /// The cycle's plain reservations and what the store decided for each.
     pub(super) reservations: Vec<ReserveJob>,
     pub(super) reserved: Vec<Result<Reservation, StoreError>>,
+    /// How the store makes the cycle durable.
+    pub(super) sync: CycleSync,
     /// Answers already decided (a nonce not won by a reservation with a
     /// drafted entry), which may rest on cycles still being made durable.
     pub(super) decided: Vec<DecidedAnswer>,
@@ -75,15 +77,9 @@ impl WrittenCycle {
             batch: None,
             reservations: Vec::new(),
             reserved: Vec::new(),
+            sync: CycleSync::default(),
             decided,
         }
-    }
-
-    /// Whether its sync writes anything: a batch, or a new reservation.
-    fn new_reservations(&self) -> bool {
-        self.reserved
-            .iter()
-            .any(|r| matches!(r, Ok(Reservation::Reserved)))
     }
 
     /// Answers everyone in the cycle with `reason`.
@@ -149,17 +145,14 @@ impl Syncer {
             return;
         }
         let batch = cycle.batch.is_some();
-        let reservations = cycle.new_reservations();
-        let synced = if batch || reservations {
-            self.store.sync_cycle(batch, reservations)
-        } else {
-            Ok(())
-        }
-        .and_then(|()| match &cycle.batch {
-            // Before anyone is answered (see `Store::index_exec_ids`).
-            Some((prepared, _)) => self.store.index_exec_ids(&prepared.write),
-            None => Ok(()),
-        });
+        let synced = self
+            .store
+            .sync_cycle(&cycle.sync)
+            .and_then(|()| match &cycle.batch {
+                // Before anyone is answered (see `Store::index_exec_ids`).
+                Some((prepared, _)) => self.store.index_exec_ids(&prepared.write),
+                None => Ok(()),
+            });
         match synced {
             Ok(()) => self.answer(cycle),
             Err(e) if batch => {

@@ -5,7 +5,7 @@
 //! It stores bytes under keys and makes a batch durable; it does not know
 //! what an entry means, never signs, and never decides what to append.
 //!
-//! # Segment files (see [`segments`])
+//! # Files (see [`segments`], [`key_table`], [`commit_ring`])
 //!
 //! `entries.bin` (signature ‖ entry bytes, by index), `entries.idx` (record
 //! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout); and
@@ -43,7 +43,10 @@
 //! A batch's entries and hashes are first written to the segment files and
 //! `entries.bin` is made durable (fdatasync); then the rest of the batch
 //! and the new head (with where `entries.bin` ends) are applied as one
-//! sled transaction. sled 0.34's `flush()` writes its log with
+//! sled transaction — or, for a batch that changes nothing else in sled,
+//! written to the commit ring ([`commit_ring`], `commits.ring`) at the
+//! sync: one slot and one fdatasync. The committed head is the newer of
+//! sled's and the ring's. sled 0.34's `flush()` writes its log with
 //! `sync_file_range`, which neither flushes the disk cache nor the file's
 //! size metadata, and sled leaves the real `fsync` to a background thread
 //! every 500 ms; so [`Store::commit`] calls `flush()` and then `fdatasync`
@@ -55,6 +58,7 @@
 //! sled writes blob files without a sync, and this fsync would not cover them.
 
 mod codec;
+mod commit_ring;
 mod cosignatures;
 mod faults;
 mod hash_cache;
@@ -79,6 +83,7 @@ pub use reservations::{
 };
 
 use crate::core::hash::Hash;
+use commit_ring::{CommitRing, RingCommit};
 use segments::{Segments, SegmentsMark};
 
 /// Largest value the store accepts: an entry's content frame in
@@ -224,6 +229,52 @@ pub struct BatchWrite {
     pub checkpoint: Option<(u64, String)>,
 }
 
+/// What [`Store::write_cycle`] decided and how to make it durable.
+pub struct CycleWrite {
+    /// The answer to each reservation, in order.
+    pub reserved: Vec<Result<Reservation, StoreError>>,
+    /// To pass to [`Store::sync_cycle`] before anyone acts on the cycle.
+    pub sync: CycleSync,
+}
+
+/// How a written cycle is made durable ([`Store::sync_cycle`]).
+#[derive(Debug, Default)]
+pub struct CycleSync {
+    batch: bool,
+    reservations: bool,
+    /// The batch's commit, when it goes to the commit ring.
+    ring: Option<RingCommit>,
+}
+
+/// The ring commit of a batch, when the batch changes nothing in sled but
+/// the head and the checkpoint: every nonce it completes was claimed (no
+/// pending record to remove) without an approval to consume, and its
+/// checkpoint fits a ring slot.
+fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
+    let only_head = batch.entries.iter().all(|e| {
+        e.completion
+            .as_ref()
+            .is_none_or(|c| matches!(c.claimed, Some(Claimed { approval_key: None })))
+    });
+    match (&batch.head, &batch.checkpoint) {
+        (Some(head), Some((size, note)))
+            if only_head && *size == head.size && CommitRing::fits(note) =>
+        {
+            Some(RingCommit {
+                head: *head,
+                mark,
+                checkpoint: note.clone(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// sled's committed head.
+fn read_head(meta: &sled::Tree) -> Result<Option<Head>, StoreError> {
+    meta.get(META_HEAD)?.map(|v| Head::decode(&v)).transpose()
+}
+
 /// The sled-backed store.
 #[derive(Clone)]
 pub struct Store {
@@ -258,6 +309,10 @@ struct Inner {
     faults: faults::Faults,
     /// sled's log file, kept open so each commit can `fdatasync` it.
     log_file: File,
+    /// Where batches that change nothing else in sled commit.
+    ring: CommitRing,
+    /// The ring's last commit while it is newer than sled's head.
+    ring_ahead: Mutex<Option<RingCommit>>,
     path: PathBuf,
 }
 
@@ -276,6 +331,7 @@ impl Store {
         let db = open_sled(config)?;
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
+        let ring = open_ring(&db, &meta, &config.path, &log_file)?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
         let pending = db.open_tree("pending")?;
         let sled_parts = SledParts {
@@ -317,6 +373,8 @@ impl Store {
             faults: faults::Faults::default(),
             db,
             log_file,
+            ring,
+            ring_ahead: Mutex::new(None),
             path: config.path.clone(),
         };
         Ok(Self {
@@ -330,13 +388,20 @@ impl Store {
         &self.inner.path
     }
 
-    /// The committed head, or `None` for a store never written.
+    /// The committed head, or `None` for a store never written: the newer
+    /// of sled's and the commit ring's.
     pub fn head(&self) -> Result<Option<Head>, StoreError> {
+        if let Some(ahead) = self.lock_ring_ahead()?.as_ref() {
+            return Ok(Some(ahead.head));
+        }
+        read_head(&self.inner.meta)
+    }
+
+    fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
         self.inner
-            .meta
-            .get(META_HEAD)?
-            .map(|v| Head::decode(&v))
-            .transpose()
+            .ring_ahead
+            .lock()
+            .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))
     }
 
     /// A metadata value.
@@ -354,8 +419,8 @@ impl Store {
 
     /// Writes one batch atomically and makes it durable before returning.
     pub fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
-        self.write_cycle(Some(batch), &[])?;
-        self.sync_cycle(true, false)?;
+        let written = self.write_cycle(Some(batch), &[])?;
+        self.sync_cycle(&written.sync)?;
         self.index_exec_ids(batch)
     }
 
@@ -381,15 +446,19 @@ impl Store {
         )
     }
 
-    /// Writes one cycle of the ledger writer as *one* sled transaction: the
-    /// batch (if any) and every reservation of the cycle, each reservation
-    /// answered as [`Store::reserve`] would. Not yet durable: the writer
-    /// calls [`Store::sync_cycle`] before anyone acts on it.
+    /// Writes one cycle of the ledger writer: the batch (if any) and every
+    /// reservation of the cycle, each reservation answered as
+    /// [`Store::reserve`] would. Not yet durable: the writer calls
+    /// [`Store::sync_cycle`] with the returned [`CycleSync`] before anyone
+    /// acts on it.
     ///
-    /// One transaction rather than one per reservation because each sled
-    /// transaction seals and writes sled's I/O buffer (with a device wait)
-    /// twice: with a transaction per reservation, those writes, not the
-    /// fdatasync, were most of the device time of `POST /execute`.
+    /// A cycle that changes sled beyond the head and checkpoint (a
+    /// reservation, a pending record leaving, an approval consumed, the
+    /// entry dictionary) is *one* sled transaction: each sled transaction
+    /// seals and writes sled's I/O buffer, so a transaction per reservation
+    /// made those writes, not the fdatasync, most of the device time of
+    /// `POST /execute`. Any other batch commits in the commit ring at the
+    /// sync instead ([`commit_ring`]), and writes nothing to sled here.
     ///
     /// A reservation that cannot be encoded (or whose injected fault
     /// fires) fails alone and writes nothing; a failure of the transaction
@@ -398,7 +467,7 @@ impl Store {
         &self,
         batch: Option<&BatchWrite>,
         reservations: &[ReservationRequest<'_>],
-    ) -> Result<Vec<Result<Reservation, StoreError>>, StoreError> {
+    ) -> Result<CycleWrite, StoreError> {
         if batch.is_some() {
             self.inner.faults.check(FaultPoint::CommitWrite)?;
         }
@@ -409,7 +478,15 @@ impl Store {
         let dictionary = staged
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());
-        let batches = batch.map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary));
+        let ring = match (batch, staged) {
+            (Some(b), Some(s)) if reservations.is_empty() && dictionary.is_none() => {
+                ring_commit(b, s.mark)
+            }
+            _ => None,
+        };
+        let batches = batch
+            .filter(|_| ring.is_none())
+            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary));
         let _order = self.lock_nonce_order()?;
         // A nonce this batch completes is done for the cycle's
         // reservations, though `nonces.tab` takes it only after the commit.
@@ -439,23 +516,11 @@ impl Store {
                 Err(e) => results.push(Err(e)),
             }
         }
-        let i = &self.inner;
-        let found = (&i.checkpoints, &i.meta, &i.pending, &i.approvals)
-            .transaction(|(tk, tm, tp, ta)| {
-                // The batch first: a reservation of this cycle finds the
-                // approvals its claims consumed.
-                if let Some(b) = &batches {
-                    tp.apply_batch(&b.pending)?;
-                    ta.apply_batch(&b.approvals)?;
-                    tk.apply_batch(&b.checkpoints)?;
-                    tm.apply_batch(&b.meta)?;
-                }
-                encoded
-                    .iter()
-                    .map(|r| reservations::reserve_in(tp, ta, r))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .map_err(reservations::tx_error)?;
+        let found = if batches.is_some() || !encoded.is_empty() {
+            self.apply_in_sled(batches.as_ref(), &encoded)?
+        } else {
+            Vec::new()
+        };
         if let (Some(staged), Some(batch)) = (&staged, batch) {
             self.inner.segments.publish(staged, &batch.hashes)?;
             // Before the lock is let go (see "Nonces").
@@ -470,27 +535,87 @@ impl Store {
                 *slot = f.decode();
             }
         }
-        Ok(results)
+        let sync = CycleSync {
+            batch: batch.is_some(),
+            reservations: results
+                .iter()
+                .any(|r| matches!(r, Ok(Reservation::Reserved))),
+            ring,
+        };
+        Ok(CycleWrite {
+            reserved: results,
+            sync,
+        })
     }
 
-    /// Makes everything written so far durable with one `flush()` and one
-    /// real fdatasync: the ledger writer calls it once per cycle, for the
-    /// batch (`batch`) and the reservations (`reservations`) it wrote in
-    /// that cycle, so that both share one device wait.
-    pub fn sync_cycle(&self, batch: bool, reservations: bool) -> Result<(), StoreError> {
-        if batch {
+    /// The sled transaction of a cycle: the batch first, so that a
+    /// reservation of this cycle finds the approvals its claims consumed.
+    fn apply_in_sled(
+        &self,
+        batches: Option<&SledBatches>,
+        encoded: &[reservations::Encoded],
+    ) -> Result<Vec<reservations::Found>, StoreError> {
+        let i = &self.inner;
+        (&i.checkpoints, &i.meta, &i.pending, &i.approvals)
+            .transaction(|(tk, tm, tp, ta)| {
+                if let Some(b) = batches {
+                    tp.apply_batch(&b.pending)?;
+                    ta.apply_batch(&b.approvals)?;
+                    tk.apply_batch(&b.checkpoints)?;
+                    tm.apply_batch(&b.meta)?;
+                }
+                encoded
+                    .iter()
+                    .map(|r| reservations::reserve_in(tp, ta, r))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(reservations::tx_error)
+    }
+
+    /// Makes a written cycle durable: its commit in the ring (one `pwrite`
+    /// and `fdatasync`), or sled's `flush()` and a real `fdatasync` of its
+    /// log — once per cycle for the batch and the reservations together,
+    /// so that both share one device wait.
+    pub fn sync_cycle(&self, sync: &CycleSync) -> Result<(), StoreError> {
+        if sync.batch {
             self.inner.faults.check(FaultPoint::CommitSync)?;
         }
-        if reservations {
+        if sync.reservations {
             self.inner.faults.check(FaultPoint::ReserveSync)?;
         }
-        self.sync()
+        if let Some(commit) = &sync.ring {
+            return self.commit_in_ring(commit);
+        }
+        if sync.batch || sync.reservations {
+            self.sync()?;
+        }
+        if sync.batch {
+            // sled's head is the newest again.
+            *self.lock_ring_ahead()? = None;
+        }
+        Ok(())
+    }
+
+    /// Commits a batch in the ring, then files its checkpoint in sled's
+    /// history (durable with sled's next flush; the newest is in the ring
+    /// until then and copied back at open if a crash lost it).
+    fn commit_in_ring(&self, commit: &RingCommit) -> Result<(), StoreError> {
+        self.inner.ring.write(commit)?;
+        self.inner
+            .checkpoints
+            .insert(commit.size().to_be_bytes(), commit.checkpoint.as_bytes())?;
+        *self.lock_ring_ahead()? = Some(commit.clone());
+        Ok(())
     }
 
     /// Makes the reservations written so far durable (`flush()` + a real
     /// fdatasync).
     pub fn sync_reservations(&self) -> Result<(), StoreError> {
-        self.sync_cycle(false, true)
+        self.sync_cycle(&CycleSync {
+            batch: false,
+            reservations: true,
+            ring: None,
+        })
     }
 
     /// `flush()` then a real `fdatasync` of sled's log file.
@@ -741,7 +866,7 @@ fn open_segments(
     dir: &Path,
     log_file: &File,
 ) -> Result<Segments, StoreError> {
-    let head = meta.get(META_HEAD)?.map(|v| Head::decode(&v)).transpose()?;
+    let head = read_head(meta)?;
     let stored_mark = meta
         .get(SegmentsMark::META_KEY)?
         .map(|v| SegmentsMark::decode(&v))
@@ -785,13 +910,32 @@ fn open_segments(
     Ok(segments)
 }
 
+impl Inner {
+    /// Copies the ring's last commit into sled if it is newer than sled's
+    /// head, so that sled holds the newest head with the mark written next
+    /// to it. Returns the committed size.
+    fn promote_ring(&self) -> Result<u64, StoreError> {
+        let ahead = self
+            .ring_ahead
+            .lock()
+            .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))?
+            .take();
+        if let Some(commit) = ahead {
+            promote(&self.db, &self.meta, &self.log_file, &commit)?;
+        }
+        Ok(read_head(&self.meta)?.map_or(0, |h| h.size))
+    }
+}
+
 impl Drop for Inner {
     /// A clean close makes the derived segment files durable and records
     /// it, so that the next open has nothing to rebuild.
     fn drop(&mut self) {
-        let synced = self.segments.sync_derived().and_then(|mark| match mark {
-            Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark),
-            None => Ok(()),
+        let synced = self.promote_ring().and_then(|committed| {
+            match self.segments.sync_derived(committed)? {
+                Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark),
+                None => Ok(()),
+            }
         });
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
@@ -1002,6 +1146,57 @@ fn move_done_nonces_out_of_sled(
     Ok(from)
 }
 
+/// Opens the commit ring, and promotes its newest commit into sled when
+/// it is newer than sled's head (a crash before a clean close), so that
+/// everything after reads sled alone. A store from before the ring has its
+/// mark written again first, in the format that older binaries refuse
+/// (see `segments::STORE_FORMAT`), before the ring can hold a commit.
+fn open_ring(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &Path,
+    log_file: &File,
+) -> Result<CommitRing, StoreError> {
+    if !dir.join(commit_ring::FILE).exists() {
+        if let Some(mark) = meta.get(SegmentsMark::META_KEY)? {
+            commit_mark(db, meta, log_file, SegmentsMark::decode(&mark)?)?;
+        }
+    }
+    let (ring, newest) = CommitRing::open(dir)?;
+    let sled_size = read_head(meta)?.map(|h| h.size);
+    if let Some(commit) = newest.filter(|c| sled_size.is_none_or(|s| c.size() > s)) {
+        tracing::info!(
+            size = commit.size(),
+            "the commit ring holds a newer head than sled: copying it into sled"
+        );
+        promote(db, meta, log_file, &commit)?;
+    }
+    Ok(ring)
+}
+
+/// Writes a ring commit into sled (head, mark, checkpoint) as one
+/// transaction and makes it durable.
+fn promote(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    log_file: &File,
+    commit: &RingCommit,
+) -> Result<(), StoreError> {
+    let checkpoints = db.open_tree("checkpoints")?;
+    (meta, &checkpoints)
+        .transaction(|(tm, tk)| {
+            tm.insert(META_HEAD, commit.head.encode().to_vec())?;
+            tm.insert(SegmentsMark::META_KEY, commit.mark.encode().to_vec())?;
+            tk.insert(
+                commit.size().to_be_bytes().to_vec(),
+                commit.checkpoint.as_bytes(),
+            )?;
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(reservations::tx_error)?;
+    sync_sled(db, log_file)
+}
+
 /// Records a segments mark outside an append (after a rebuild at open, a
 /// clean close, or a tamper) and makes it durable.
 fn commit_mark(
@@ -1073,6 +1268,8 @@ impl Store {
             table.insert_batch(std::iter::once((key, decode_u64(value)?)), indexed)?;
             return table.sync_now();
         }
+        // Tampering acts on sled's state: make it the newest first.
+        self.inner.promote_ring()?;
         if tree == "entries" || tree == "hashes" {
             if let Some(mark) = self.inner.segments.tamper(tree, decode_u64(key)?, value)? {
                 let i = &self.inner;

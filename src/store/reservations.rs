@@ -736,7 +736,8 @@ mod tests {
                     record: &pending,
                 }],
             )
-            .unwrap();
+            .unwrap()
+            .reserved;
         assert_eq!(answers.len(), 1);
         assert_eq!(
             answers[0].as_ref().unwrap(),
@@ -864,7 +865,8 @@ mod tests {
                     record: &other,
                 }],
             )
-            .unwrap();
+            .unwrap()
+            .reserved;
         assert_eq!(answers[0].as_ref().unwrap(), &Reservation::ApprovalUsed);
         assert_eq!(
             store.approval_consumed_by("k").unwrap(),

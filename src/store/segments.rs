@@ -87,16 +87,19 @@ pub struct SegmentsMark {
 }
 
 /// The store format a mark is written with, after its two sizes: 6 since
-/// done nonces left sled (issue 5's sixth pass). Binaries before it read
-/// only a 16-byte mark, so they refuse to open such a store instead of
-/// taking every nonce moved out of sled for a new one.
-const STORE_FORMAT: u64 = 6;
+/// done nonces left sled (issue 5's sixth pass), 7 since heads may be
+/// committed in the commit ring (`commit_ring`, the eighth pass). Binaries
+/// before 6 read only a 16-byte mark and binaries of 6 refuse 7, so none
+/// of them opens a store it would misread: one that took every nonce moved
+/// out of sled for a new one, or took sled's head for the newest and cut
+/// off the entries committed in the ring after it.
+const STORE_FORMAT: u64 = 7;
 
 impl SegmentsMark {
     pub(super) const META_KEY: &'static [u8] = b"segments";
     /// A mark written before [`STORE_FORMAT`]: the two sizes alone.
     const OLD_LEN: usize = 16;
-    const LEN: usize = 24;
+    pub(super) const LEN: usize = 24;
 
     pub(super) fn encode(self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
@@ -404,10 +407,12 @@ impl Segments {
 
     /// Makes the derived files durable now if they are behind, and returns
     /// the mark to commit for it (at a clean close, so that the next open
-    /// rebuilds nothing).
-    pub(super) fn sync_derived(&self) -> Result<Option<SegmentsMark>, StoreError> {
+    /// rebuilds nothing). Nothing when the files hold more than the
+    /// `committed` head (a batch written whose commit failed): that mark
+    /// would not match the head it is committed beside.
+    pub(super) fn sync_derived(&self, committed: u64) -> Result<Option<SegmentsMark>, StoreError> {
         let mut tail = self.lock_tail()?;
-        if tail.mark.derived >= tail.count {
+        if tail.mark.derived >= tail.count || tail.count != committed {
             return Ok(None);
         }
         self.index.sync_data()?;
@@ -1039,6 +1044,59 @@ mod tests {
     fn append_garbage(path: &Path, bytes: usize) {
         let mut f = OpenOptions::new().append(true).open(path).unwrap();
         f.write_all(&vec![0xAB; bytes]).unwrap();
+    }
+
+    /// The model's next batch of `count`, with a checkpoint: a batch the
+    /// store commits in the commit ring.
+    fn ring_batch(model: &mut Model, count: u64) -> BatchWrite {
+        let mut batch = model.batch(count);
+        batch.checkpoint = Some((model.size, format!("checkpoint {}\n", model.size)));
+        batch
+    }
+
+    #[test]
+    fn a_head_committed_in_the_ring_survives_a_crash_and_is_copied_into_sled() {
+        let dir = tempfile::tempdir().unwrap();
+        let crashed = tempfile::tempdir().unwrap();
+        let mut model = Model::default();
+        let store = open(dir.path()).unwrap();
+        // The first batch chooses the entry dictionary: a sled transaction.
+        store.commit(&ring_batch(&mut model, 3)).unwrap();
+        let in_sled = model.head();
+        assert_eq!(
+            crate::store::read_head(&store.inner.meta).unwrap(),
+            Some(in_sled)
+        );
+        store.commit(&ring_batch(&mut model, 4)).unwrap();
+        store.commit(&ring_batch(&mut model, 2)).unwrap();
+        assert_eq!(
+            crate::store::read_head(&store.inner.meta).unwrap(),
+            Some(in_sled),
+            "the later batches changed nothing in sled but the head: the ring took them"
+        );
+        assert_eq!(store.head().unwrap(), Some(model.head()));
+        // A crash now: the files as they are, with no clean close.
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", dir.path().display()))
+            .arg(crashed.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        drop(store);
+        for path in [crashed.path(), dir.path()] {
+            let store = open(path).unwrap();
+            assert_holds(&store, &model);
+            assert_eq!(
+                crate::store::read_head(&store.inner.meta).unwrap(),
+                Some(model.head()),
+                "opening copies the ring's newer head into sled"
+            );
+            assert_eq!(
+                store.latest_checkpoint().unwrap(),
+                Some((9, "checkpoint 9\n".to_owned()))
+            );
+        }
     }
 
     #[test]
