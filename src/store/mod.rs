@@ -912,8 +912,8 @@ fn open_segments(
 
 impl Inner {
     /// Copies the ring's last commit into sled if it is newer than sled's
-    /// head, so that sled holds the newest head with the mark written next
-    /// to it. Returns the committed size.
+    /// head ([`promote_if_newer`]), so that sled holds the newest head with
+    /// the mark written next to it. Returns the committed size.
     fn promote_ring(&self) -> Result<u64, StoreError> {
         let ahead = self
             .ring_ahead
@@ -921,7 +921,7 @@ impl Inner {
             .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))?
             .take();
         if let Some(commit) = ahead {
-            promote(&self.db, &self.meta, &self.log_file, &commit)?;
+            promote_if_newer(&self.db, &self.meta, &self.log_file, &commit)?;
         }
         Ok(read_head(&self.meta)?.map_or(0, |h| h.size))
     }
@@ -1163,25 +1163,34 @@ fn open_ring(
         }
     }
     let (ring, newest) = CommitRing::open(dir)?;
-    let sled_size = read_head(meta)?.map(|h| h.size);
-    if let Some(commit) = newest.filter(|c| sled_size.is_none_or(|s| c.size() > s)) {
-        tracing::info!(
-            size = commit.size(),
-            "the commit ring holds a newer head than sled: copying it into sled"
-        );
-        promote(db, meta, log_file, &commit)?;
+    if let Some(commit) = newest {
+        if promote_if_newer(db, meta, log_file, &commit)? {
+            tracing::info!(
+                size = commit.size(),
+                "the commit ring held a newer head than sled: copied it into sled"
+            );
+        }
     }
     Ok(ring)
 }
 
 /// Writes a ring commit into sled (head, mark, checkpoint) as one
-/// transaction and makes it durable.
-fn promote(
+/// transaction and makes it durable — only if it is newer than sled's
+/// head. Sled's can be the newer even when the ring's was written later
+/// than sled's last *durable* head: a cycle written through sled after the
+/// ring's whose sync failed is still in sled's memory, with the rest of its
+/// transaction (pending records removed, approvals consumed); its head
+/// must not be replaced by an older one while the rest stays. Returns
+/// whether it wrote.
+fn promote_if_newer(
     db: &sled::Db,
     meta: &sled::Tree,
     log_file: &File,
     commit: &RingCommit,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    if read_head(meta)?.is_some_and(|h| h.size >= commit.size()) {
+        return Ok(false);
+    }
     let checkpoints = db.open_tree("checkpoints")?;
     (meta, &checkpoints)
         .transaction(|(tm, tk)| {
@@ -1194,7 +1203,8 @@ fn promote(
             Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
         })
         .map_err(reservations::tx_error)?;
-    sync_sled(db, log_file)
+    sync_sled(db, log_file)?;
+    Ok(true)
 }
 
 /// Records a segments mark outside an append (after a rebuild at open, a

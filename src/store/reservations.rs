@@ -674,6 +674,43 @@ mod tests {
             .unwrap()
     }
 
+    /// `batch` with a checkpoint, as the ledger's batches have: one that
+    /// changes nothing else in sled commits in the commit ring.
+    fn checkpointed(mut batch: BatchWrite) -> BatchWrite {
+        let size = batch.head.map_or(0, |h| h.size);
+        batch.checkpoint = Some((size, format!("checkpoint {size}\n")));
+        batch
+    }
+
+    #[test]
+    fn a_failed_commit_through_sled_after_a_ring_commit_never_frees_its_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // The first batch chooses the entry dictionary (through sled); the
+        // second changes nothing else in sled and commits in the ring.
+        store
+            .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+            .unwrap();
+        store
+            .commit(&checkpointed(batch_naming(&store, &["y"], false)))
+            .unwrap();
+        let in_sled = |store: &Store| super::super::read_head(&store.inner.meta).unwrap();
+        assert_eq!(in_sled(&store).map(|h| h.size), Some(1));
+        assert_eq!(store.head().unwrap().map(|h| h.size), Some(2));
+        // A nonce whose handler ran: its completing batch removes its
+        // pending record in a sled transaction, and that cycle's sync fails.
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        store.inject_fault(crate::store::FaultPoint::CommitSync, 0);
+        let completing = checkpointed(batch_naming(&store, &["a"], true));
+        let written = store.write_cycle(Some(&completing), &[]).unwrap();
+        assert!(store.sync_cycle(&written.sync).is_err());
+        // A clean close must not put the ring's older head over the
+        // transaction still in sled's memory, nor leave the nonce free.
+        drop(store);
+        let store = open(dir.path());
+        assert_ne!(reserve(&store, "a"), Reservation::Reserved);
+    }
+
     #[test]
     fn a_done_nonce_is_its_completing_entry_across_a_reopen_and_a_lost_table() {
         let dir = tempfile::tempdir().unwrap();
