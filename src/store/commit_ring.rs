@@ -115,8 +115,9 @@ pub(super) struct CommitRing {
 
 impl CommitRing {
     /// Opens the ring in `dir`, creating it (every slot empty) if absent.
-    /// Returns it with its newest commit.
-    pub(super) fn open(dir: &Path) -> Result<(Self, Option<RingCommit>), StoreError> {
+    /// Returns it with the commits its slots hold, oldest first (the last
+    /// is its newest commit).
+    pub(super) fn open(dir: &Path) -> Result<(Self, Vec<RingCommit>), StoreError> {
         let path = dir.join(FILE);
         let file = OpenOptions::new()
             .read(true)
@@ -131,16 +132,17 @@ impl CommitRing {
         }
         let mut bytes = vec![0u8; SLOT_LEN * SLOTS as usize];
         file.read_exact_at(&mut bytes, 0)?;
-        let newest = (0..SLOTS)
+        let mut held: Vec<(u64, RingCommit)> = (0..SLOTS)
             .zip(bytes.chunks_exact(SLOT_LEN))
             .filter_map(|(at, slot)| RingCommit::decode(slot).map(|c| (at, c)))
-            .max_by_key(|(_, c)| c.size());
-        let next = newest.as_ref().map_or(0, |(at, _)| (at + 1) % SLOTS);
+            .collect();
+        held.sort_by_key(|(_, c)| c.size());
+        let next = held.last().map_or(0, |(at, _)| (at + 1) % SLOTS);
         let ring = Self {
             file,
             next: Mutex::new(next),
         };
-        Ok((ring, newest.map(|(_, c)| c)))
+        Ok((ring, held.into_iter().map(|(_, c)| c).collect()))
     }
 
     /// Whether `commit` fits in a slot.
@@ -188,21 +190,23 @@ mod tests {
     #[test]
     fn the_newest_commit_is_found_after_the_ring_wraps() {
         let dir = tempfile::tempdir().unwrap();
-        let (ring, newest) = CommitRing::open(dir.path()).unwrap();
-        assert_eq!(newest, None, "a new ring holds no commit");
+        let (ring, held) = CommitRing::open(dir.path()).unwrap();
+        assert!(held.is_empty(), "a new ring holds no commit");
         for size in 1..=SLOTS + 3 {
             ring.write(&commit(size)).unwrap();
         }
         drop(ring);
-        let (ring, newest) = CommitRing::open(dir.path()).unwrap();
-        assert_eq!(newest, Some(commit(SLOTS + 3)));
+        let (ring, held) = CommitRing::open(dir.path()).unwrap();
+        let expected: Vec<_> = (4..=SLOTS + 3).map(commit).collect();
+        assert_eq!(held, expected, "the last SLOTS commits, oldest first");
         ring.write(&commit(SLOTS + 4)).unwrap();
-        let (_, newest) = CommitRing::open(dir.path()).unwrap();
+        let (_, held) = CommitRing::open(dir.path()).unwrap();
         assert_eq!(
-            newest,
-            Some(commit(SLOTS + 4)),
+            held.last(),
+            Some(&commit(SLOTS + 4)),
             "reopening resumes at the right slot"
         );
+        assert_eq!(held.len(), SLOTS as usize);
     }
 
     #[test]
@@ -218,8 +222,8 @@ mod tests {
             .open(dir.path().join(FILE))
             .unwrap();
         file.write_all_at(&[0xff], SLOT_LEN as u64 + 20).unwrap();
-        let (_, newest) = CommitRing::open(dir.path()).unwrap();
-        assert_eq!(newest, Some(commit(7)));
+        let (_, held) = CommitRing::open(dir.path()).unwrap();
+        assert_eq!(held, vec![commit(7)]);
     }
 
     #[test]

@@ -331,8 +331,9 @@ impl Store {
         let db = open_sled(config)?;
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
-        let ring = open_ring(&db, &meta, &config.path, &log_file)?;
+        let (ring, held) = open_ring(&db, &meta, &config.path, &log_file)?;
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
+        restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
         let pending = db.open_tree("pending")?;
         let sled_parts = SledParts {
             db: &db,
@@ -391,10 +392,13 @@ impl Store {
     /// The committed head, or `None` for a store never written: the newer
     /// of sled's and the commit ring's.
     pub fn head(&self) -> Result<Option<Head>, StoreError> {
-        if let Some(ahead) = self.lock_ring_ahead()?.as_ref() {
-            return Ok(Some(ahead.head));
-        }
-        read_head(&self.inner.meta)
+        let ring = self.lock_ring_ahead()?.as_ref().map(|c| c.head);
+        let sled = read_head(&self.inner.meta)?;
+        Ok(match (ring, sled) {
+            (Some(r), Some(s)) if s.size >= r.size => Some(s),
+            (Some(r), _) => Some(r),
+            (None, s) => s,
+        })
     }
 
     fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
@@ -597,8 +601,9 @@ impl Store {
     }
 
     /// Commits a batch in the ring, then files its checkpoint in sled's
-    /// history (durable with sled's next flush; the newest is in the ring
-    /// until then and copied back at open if a crash lost it).
+    /// history (durable with sled's next flush; until then the ring's slots
+    /// hold the newest few, filed again at open if a crash lost them —
+    /// [`restore_ring_checkpoints`]).
     fn commit_in_ring(&self, commit: &RingCommit) -> Result<(), StoreError> {
         self.inner.ring.write(commit)?;
         self.inner
@@ -1148,30 +1153,88 @@ fn move_done_nonces_out_of_sled(
 
 /// Opens the commit ring, and promotes its newest commit into sled when
 /// it is newer than sled's head (a crash before a clean close), so that
-/// everything after reads sled alone. A store from before the ring has its
-/// mark written again first, in the format that older binaries refuse
-/// (see `segments::STORE_FORMAT`), before the ring can hold a commit.
+/// everything after reads sled alone. Returns the ring with the commits it
+/// holds.
+///
+/// Refuses, writing nothing: a store in the ring's format without its ring
+/// (its newest head may have been there, and opening at sled's older head
+/// would cut off committed entries), and a ring whose newer head ends past
+/// `entries.bin` (a ring that does not belong with these files, such as
+/// one left over a restored older copy). A store in an older format has its
+/// mark written again in the current one once the ring exists, before the
+/// ring can hold a commit: older binaries refuse the store from then on.
 fn open_ring(
     db: &sled::Db,
     meta: &sled::Tree,
     dir: &Path,
     log_file: &File,
-) -> Result<CommitRing, StoreError> {
-    if !dir.join(commit_ring::FILE).exists() {
-        if let Some(mark) = meta.get(SegmentsMark::META_KEY)? {
-            commit_mark(db, meta, log_file, SegmentsMark::decode(&mark)?)?;
+) -> Result<(CommitRing, Vec<RingCommit>), StoreError> {
+    let stored_mark = meta.get(SegmentsMark::META_KEY)?;
+    let format = stored_mark
+        .as_deref()
+        .map(SegmentsMark::format_of)
+        .transpose()?;
+    if format.is_some_and(|f| f >= segments::RING_FORMAT) && !dir.join(commit_ring::FILE).exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} is missing: this store's newest head may be there, and opening without it \
+             would cut off committed entries; restore it with the rest of the directory",
+            commit_ring::FILE
+        )));
+    }
+    let (ring, held) = CommitRing::open(dir)?;
+    if let (Some(bytes), Some(format)) = (&stored_mark, format) {
+        if format < segments::RING_FORMAT {
+            commit_mark(db, meta, log_file, SegmentsMark::decode(bytes)?)?;
         }
     }
-    let (ring, newest) = CommitRing::open(dir)?;
-    if let Some(commit) = newest {
-        if promote_if_newer(db, meta, log_file, &commit)? {
+    if let Some(newest) = held.last() {
+        let entries_len = std::fs::metadata(dir.join("entries.bin")).map_or(0, |m| m.len());
+        let sled_size = read_head(meta)?.map_or(0, |h| h.size);
+        if newest.size() > sled_size && newest.mark.entries_end > entries_len {
+            return Err(StoreError::Corrupt(format!(
+                "{} holds a head of {} entries ending at byte {} of entries.bin, which has {} \
+                 bytes: the ring does not belong with these files",
+                commit_ring::FILE,
+                newest.size(),
+                newest.mark.entries_end,
+                entries_len
+            )));
+        }
+        if promote_if_newer(db, meta, log_file, newest)? {
             tracing::info!(
-                size = commit.size(),
+                size = newest.size(),
                 "the commit ring held a newer head than sled: copied it into sled"
             );
         }
     }
-    Ok(ring)
+    Ok((ring, held))
+}
+
+/// Files in sled's checkpoint history the checkpoints of ring commits it
+/// lacks (a crash can lose a ring commit's checkpoint when sled's
+/// background flush made a later transaction durable first), each only if
+/// the tree at its size has its root.
+fn restore_ring_checkpoints(
+    db: &sled::Db,
+    segments: &Segments,
+    held: &[RingCommit],
+    log_file: &File,
+) -> Result<(), StoreError> {
+    let checkpoints = db.open_tree("checkpoints")?;
+    let mut restored = false;
+    for commit in held.iter().filter(|c| c.size() <= segments.visible()) {
+        let key = commit.size().to_be_bytes();
+        if checkpoints.contains_key(key)? || segments.tree_root(commit.size())? != commit.head.root
+        {
+            continue;
+        }
+        checkpoints.insert(key, commit.checkpoint.as_bytes())?;
+        restored = true;
+    }
+    if restored {
+        sync_sled(db, log_file)?;
+    }
+    Ok(())
 }
 
 /// Writes a ring commit into sled (head, mark, checkpoint) as one

@@ -625,9 +625,15 @@ mod tests {
     /// The next batch of `store`: entries naming `nonces`, each completing
     /// its nonce if `complete`, with their real stored hashes and root.
     fn batch_naming(store: &Store, nonces: &[&str], complete: bool) -> BatchWrite {
+        let from = store.head().unwrap().map_or(0, |h| h.size);
+        batch_naming_from(store, from, nonces, complete)
+    }
+
+    /// [`batch_naming`] from index `from` (a batch written while the one
+    /// before it awaits its sync).
+    fn batch_naming_from(store: &Store, from: u64, nonces: &[&str], complete: bool) -> BatchWrite {
         use crate::core::hash::leaf_hash;
         use std::collections::HashMap;
-        let from = store.head().unwrap().map_or(0, |h| h.size);
         let mut batch = BatchWrite::default();
         let mut pending: HashMap<u64, Hash> = HashMap::new();
         let mut last_leaf = Hash::from_bytes([0; 32]);
@@ -685,18 +691,7 @@ mod tests {
     #[test]
     fn a_failed_commit_through_sled_after_a_ring_commit_never_frees_its_nonce() {
         let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
-        // The first batch chooses the entry dictionary (through sled); the
-        // second changes nothing else in sled and commits in the ring.
-        store
-            .commit(&checkpointed(batch_naming(&store, &["x"], false)))
-            .unwrap();
-        store
-            .commit(&checkpointed(batch_naming(&store, &["y"], false)))
-            .unwrap();
-        let in_sled = |store: &Store| super::super::read_head(&store.inner.meta).unwrap();
-        assert_eq!(in_sled(&store).map(|h| h.size), Some(1));
-        assert_eq!(store.head().unwrap().map(|h| h.size), Some(2));
+        let store = store_with_a_ring_head(dir.path());
         // A nonce whose handler ran: its completing batch removes its
         // pending record in a sled transaction, and that cycle's sync fails.
         assert_eq!(reserve(&store, "a"), Reservation::Reserved);
@@ -709,6 +704,121 @@ mod tests {
         drop(store);
         let store = open(dir.path());
         assert_ne!(reserve(&store, "a"), Reservation::Reserved);
+    }
+
+    /// A store at size 2: the first batch through sled (it chooses the
+    /// entry dictionary), the second in the commit ring.
+    fn store_with_a_ring_head(dir: &std::path::Path) -> Store {
+        let store = open(dir);
+        store
+            .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+            .unwrap();
+        store
+            .commit(&checkpointed(batch_naming(&store, &["y"], false)))
+            .unwrap();
+        let in_sled = super::super::read_head(&store.inner.meta).unwrap();
+        assert_eq!(in_sled.map(|h| h.size), Some(1));
+        assert_eq!(store.head().unwrap().map(|h| h.size), Some(2));
+        store
+    }
+
+    /// The files of `from` as they are now: what a crash would leave.
+    fn crash_image(from: &std::path::Path) -> tempfile::TempDir {
+        let to = tempfile::tempdir().unwrap();
+        let copied = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", from.display()))
+            .arg(to.path())
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        to
+    }
+
+    #[test]
+    fn a_cycle_refused_before_its_sync_then_a_clean_close_never_frees_its_nonce() {
+        // As when a later cycle's failure stops the writer and the syncer
+        // refuses this one without syncing it.
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_ring_head(dir.path());
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        let completing = checkpointed(batch_naming(&store, &["a"], true));
+        let written = store.write_cycle(Some(&completing), &[]).unwrap();
+        assert!(
+            written.sync.ring.is_none(),
+            "a batch that removes a pending record commits through sled"
+        );
+        drop(store);
+        let store = open(dir.path());
+        assert_ne!(reserve(&store, "a"), Reservation::Reserved);
+    }
+
+    #[test]
+    fn the_head_is_never_behind_the_latest_checkpoint_while_a_cycle_awaits_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_ring_head(dir.path());
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        let next = checkpointed(batch_naming(&store, &["a"], true));
+        let _written = store.write_cycle(Some(&next), &[]).unwrap();
+        let head = store.head().unwrap().unwrap().size;
+        let latest = store.latest_checkpoint().unwrap().unwrap().0;
+        assert_eq!((head, latest), (3, 3));
+    }
+
+    #[test]
+    fn a_ring_commits_checkpoint_lost_behind_a_later_transaction_is_restored_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+            .unwrap();
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        // A ring cycle written, then a cycle through sled written before
+        // the ring cycle's sync; sled's background flush writes the
+        // latter's transaction; the syncer writes the ring slot, and the
+        // process dies before the checkpoint reaches sled's history.
+        let ring_cycle = checkpointed(batch_naming(&store, &["y"], false));
+        let in_ring = store.write_cycle(Some(&ring_cycle), &[]).unwrap();
+        let commit = in_ring.sync.ring.clone().expect("a ring commit");
+        let through_sled = checkpointed(batch_naming_from(&store, 2, &["a"], true));
+        let _written = store.write_cycle(Some(&through_sled), &[]).unwrap();
+        store.inner.db.flush().unwrap();
+        store.inner.ring.write(&commit).unwrap();
+        let image = crash_image(dir.path());
+        drop(store);
+        let store = open(image.path());
+        assert_eq!(store.head().unwrap().map(|h| h.size), Some(3));
+        assert_eq!(
+            store.checkpoint(2).unwrap().as_deref(),
+            Some("checkpoint 2\n")
+        );
+    }
+
+    #[test]
+    fn a_store_whose_ring_is_missing_or_not_its_own_refuses_to_open_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_ring_head(dir.path());
+        let image = crash_image(dir.path());
+        drop(store);
+        let entries = |d: &std::path::Path| std::fs::read(d.join("entries.bin")).unwrap();
+        let before = entries(image.path());
+        // Without the ring.
+        let ring = image.path().join(super::super::commit_ring::FILE);
+        let kept = std::fs::read(&ring).unwrap();
+        std::fs::remove_file(&ring).unwrap();
+        let refused = Store::open(&StoreConfig::new(image.path())).err().unwrap();
+        assert!(refused.to_string().contains("is missing"), "{refused}");
+        assert_eq!(entries(image.path()), before, "nothing cut off");
+        // With the ring, over an entries file that ends before its head
+        // (an older copy restored under a newer ring).
+        std::fs::write(&ring, kept).unwrap();
+        let shorter = &before[..before.len() - 1];
+        std::fs::write(image.path().join("entries.bin"), shorter).unwrap();
+        for _ in 0..2 {
+            let refused = Store::open(&StoreConfig::new(image.path())).err().unwrap();
+            assert!(refused.to_string().contains("does not belong"), "{refused}");
+        }
+        assert_eq!(entries(image.path()), shorter, "nothing cut off");
     }
 
     #[test]

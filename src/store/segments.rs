@@ -129,7 +129,17 @@ impl SegmentsMark {
             derived: be_u64(&bytes[8..16]).ok_or_else(corrupt)?,
         })
     }
+
+    /// The store format a stored mark was written in (0 for a mark from
+    /// before formats were recorded); refuses what [`Self::decode`] refuses.
+    pub(super) fn format_of(bytes: &[u8]) -> Result<u64, StoreError> {
+        Self::decode(bytes)?;
+        Ok(bytes.get(16..).and_then(be_u64).unwrap_or(0))
+    }
 }
+
+/// The first store format whose newest head may be in the commit ring.
+pub(super) const RING_FORMAT: u64 = 7;
 
 /// A batch written to the files and ready for its sled transaction.
 #[derive(Debug, Clone, Copy)]
@@ -426,6 +436,14 @@ impl Segments {
         self.visible_hashes
             .store(tlog_tiles::stored_hash_count(count), Ordering::Release);
         self.visible.store(count, Ordering::Release);
+    }
+
+    /// The root of the tree of the first `size` entries, from the stored
+    /// hashes.
+    pub(super) fn tree_root(&self, size: u64) -> Result<Hash, StoreError> {
+        tlog_tiles::tree_hash(size, &FileHashes(self))
+            .map(Hash::from)
+            .map_err(|e| StoreError::Corrupt(format!("tree of the segment files: {e}")))
     }
 
     /// Entries readers may see (the committed head's size).
