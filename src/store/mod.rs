@@ -392,20 +392,13 @@ impl Store {
     /// The committed head, or `None` for a store never written: the newer
     /// of sled's and the commit ring's.
     pub fn head(&self) -> Result<Option<Head>, StoreError> {
-        let ring = self.lock_ring_ahead()?.as_ref().map(|c| c.head);
+        let ring = self.inner.lock_ring_ahead()?.as_ref().map(|c| c.head);
         let sled = read_head(&self.inner.meta)?;
         Ok(match (ring, sled) {
             (Some(r), Some(s)) if s.size >= r.size => Some(s),
             (Some(r), _) => Some(r),
             (None, s) => s,
         })
-    }
-
-    fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
-        self.inner
-            .ring_ahead
-            .lock()
-            .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))
     }
 
     /// A metadata value.
@@ -595,7 +588,7 @@ impl Store {
         }
         if sync.batch {
             // sled's head is the newest again.
-            *self.lock_ring_ahead()? = None;
+            *self.inner.lock_ring_ahead()? = None;
         }
         Ok(())
     }
@@ -609,7 +602,7 @@ impl Store {
         self.inner
             .checkpoints
             .insert(commit.size().to_be_bytes(), commit.checkpoint.as_bytes())?;
-        *self.lock_ring_ahead()? = Some(commit.clone());
+        *self.inner.lock_ring_ahead()? = Some(commit.clone());
         Ok(())
     }
 
@@ -916,15 +909,17 @@ fn open_segments(
 }
 
 impl Inner {
+    fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
+        self.ring_ahead
+            .lock()
+            .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))
+    }
+
     /// Copies the ring's last commit into sled if it is newer than sled's
     /// head ([`promote_if_newer`]), so that sled holds the newest head with
     /// the mark written next to it. Returns the committed size.
     fn promote_ring(&self) -> Result<u64, StoreError> {
-        let ahead = self
-            .ring_ahead
-            .lock()
-            .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))?
-            .take();
+        let ahead = self.lock_ring_ahead()?.take();
         if let Some(commit) = ahead {
             promote_if_newer(&self.db, &self.meta, &self.log_file, &commit)?;
         }
