@@ -754,6 +754,56 @@ mod tests {
     }
 
     #[test]
+    fn every_crash_point_of_interleaved_ring_and_sled_cycles_opens_consistent() {
+        // The writer's order: the sequencer writes a ring cycle, then a
+        // cycle through sled (completing nonce "a"), before the syncer has
+        // synced the first; sled's background flush may run at any time.
+        // An image of the files is taken after each step, as a crash
+        // there would leave them, with the size acknowledged by then.
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_ring_head(dir.path());
+        assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+        store.sync_reservations().unwrap();
+        let mut images = vec![(crash_image(dir.path()), 2)];
+        let ring = checkpointed(batch_naming(&store, &["y2"], false));
+        let in_ring = store.write_cycle(Some(&ring), &[]).unwrap();
+        assert!(in_ring.sync.ring.is_some());
+        images.push((crash_image(dir.path()), 2));
+        let completing = checkpointed(batch_naming_from(&store, 3, &["a"], true));
+        let through_sled = store.write_cycle(Some(&completing), &[]).unwrap();
+        assert!(through_sled.sync.ring.is_none());
+        images.push((crash_image(dir.path()), 2));
+        store.inner.db.flush().unwrap();
+        images.push((crash_image(dir.path()), 2));
+        store.sync_cycle(&in_ring.sync).unwrap();
+        images.push((crash_image(dir.path()), 3));
+        store.sync_cycle(&through_sled.sync).unwrap();
+        images.push((crash_image(dir.path()), 4));
+        store
+            .commit(&checkpointed(batch_naming(&store, &["z"], false)))
+            .unwrap();
+        images.push((crash_image(dir.path()), 5));
+        drop(store);
+        images.push((crash_image(dir.path()), 5));
+        for (step, (image, acknowledged)) in images.iter().enumerate() {
+            let store = open(image.path());
+            let head = store.head().unwrap().unwrap().size;
+            assert!(head >= *acknowledged, "step {step}: head {head}");
+            let (latest, _) = store.latest_checkpoint().unwrap().unwrap();
+            assert_eq!(
+                latest, head,
+                "step {step}: the latest checkpoint is the head's"
+            );
+            let a = reserve(&store, "a");
+            if head >= 4 {
+                assert_eq!(a, Reservation::Done { index: 3 }, "step {step}");
+            } else {
+                assert!(matches!(a, Reservation::InFlight(_)), "step {step}: {a:?}");
+            }
+        }
+    }
+
+    #[test]
     fn the_head_is_never_behind_the_latest_checkpoint_while_a_cycle_awaits_its_sync() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_a_ring_head(dir.path());
