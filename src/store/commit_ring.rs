@@ -48,7 +48,7 @@ const PREFIX_LEN: usize = MAGIC.len() + 4;
 const FIXED_LEN: usize = Head::LEN + SegmentsMark::LEN;
 /// The longest checkpoint note a slot holds; a batch with a longer one
 /// commits through sled.
-pub(super) const MAX_NOTE_LEN: usize = SLOT_LEN - PREFIX_LEN - FIXED_LEN - DIGEST_LEN;
+const MAX_NOTE_LEN: usize = SLOT_LEN - PREFIX_LEN - FIXED_LEN - DIGEST_LEN;
 
 /// One commit: what a batch's sled transaction would have written to
 /// `meta` (head, segments mark) and `checkpoints`.
@@ -62,7 +62,7 @@ pub struct RingCommit {
 impl RingCommit {
     /// The slot's bytes, or `None` when the note does not fit.
     fn encode(&self) -> Option<Vec<u8>> {
-        if self.checkpoint.len() > MAX_NOTE_LEN {
+        if !CommitRing::fits(&self.checkpoint) {
             return None;
         }
         let len = FIXED_LEN + self.checkpoint.len();
@@ -145,9 +145,9 @@ impl CommitRing {
         Ok((ring, held.into_iter().map(|(_, c)| c).collect()))
     }
 
-    /// Whether `commit` fits in a slot.
-    pub(super) fn fits(commit_note: &str) -> bool {
-        commit_note.len() <= MAX_NOTE_LEN
+    /// Whether a checkpoint note fits in a slot.
+    pub(super) fn fits(note: &str) -> bool {
+        note.len() <= MAX_NOTE_LEN
     }
 
     /// Writes `commit` to the next slot and makes it durable. The slot

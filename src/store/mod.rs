@@ -270,6 +270,21 @@ fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
     }
 }
 
+/// The files of the store directory `from` as they are now, copied with
+/// `cp -a`: what a crash at this moment would leave. Tests only.
+#[cfg(test)]
+fn crash_image(from: &Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().expect("a temporary directory");
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to.path())
+        .status()
+        .expect("cp runs");
+    assert!(copied.success(), "cp -a {}", from.display());
+    to
+}
+
 /// sled's committed head.
 fn read_head(meta: &sled::Tree) -> Result<Option<Head>, StoreError> {
     meta.get(META_HEAD)?.map(|v| Head::decode(&v)).transpose()

@@ -611,7 +611,7 @@ mod tests {
         assert!(decode(&no_index).is_err());
     }
 
-    use super::super::{BatchWrite, Head, StoreConfig, StoredEntry};
+    use super::super::{crash_image, BatchWrite, Head, StoreConfig, StoredEntry};
 
     fn open(dir: &std::path::Path) -> Store {
         Store::open(&StoreConfig::new(dir)).unwrap()
@@ -720,19 +720,6 @@ mod tests {
         assert_eq!(in_sled.map(|h| h.size), Some(1));
         assert_eq!(store.head().unwrap().map(|h| h.size), Some(2));
         store
-    }
-
-    /// The files of `from` as they are now: what a crash would leave.
-    fn crash_image(from: &std::path::Path) -> tempfile::TempDir {
-        let to = tempfile::tempdir().unwrap();
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", from.display()))
-            .arg(to.path())
-            .status()
-            .unwrap();
-        assert!(copied.success());
-        to
     }
 
     #[test]

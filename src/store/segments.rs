@@ -273,9 +273,7 @@ impl Segments {
         };
         self.publish_counts(size);
         if let Some(root) = root {
-            let found: Hash = tlog_tiles::tree_hash(size, &FileHashes(self))
-                .map_err(|e| StoreError::Corrupt(format!("tree of the segment files: {e}")))?
-                .into();
+            let found = self.tree_root(size)?;
             if found != root {
                 return Err(StoreError::Corrupt(format!(
                     "the stored hashes give root {found} at size {size}, the committed head \
@@ -1075,7 +1073,6 @@ mod tests {
     #[test]
     fn a_head_committed_in_the_ring_survives_a_crash_and_is_copied_into_sled() {
         let dir = tempfile::tempdir().unwrap();
-        let crashed = tempfile::tempdir().unwrap();
         let mut model = Model::default();
         let store = open(dir.path()).unwrap();
         // The first batch chooses the entry dictionary: a sled transaction.
@@ -1094,13 +1091,7 @@ mod tests {
         );
         assert_eq!(store.head().unwrap(), Some(model.head()));
         // A crash now: the files as they are, with no clean close.
-        let copied = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(format!("{}/.", dir.path().display()))
-            .arg(crashed.path())
-            .status()
-            .unwrap();
-        assert!(copied.success());
+        let crashed = crate::store::crash_image(dir.path());
         drop(store);
         for path in [crashed.path(), dir.path()] {
             let store = open(path).unwrap();
