@@ -1294,6 +1294,27 @@ mod tests {
     }
 
     #[test]
+    fn a_store_from_before_the_ring_is_marked_in_the_ring_format_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = written(dir.path());
+        let store = open(dir.path()).unwrap();
+        let mut older = SegmentsMark::decode(&store.meta("segments").unwrap().unwrap())
+            .unwrap()
+            .encode();
+        older[16..].copy_from_slice(&6u64.to_be_bytes());
+        store
+            .tamper_raw("meta", SegmentsMark::META_KEY, &older)
+            .unwrap();
+        drop(store);
+        std::fs::remove_file(dir.path().join(crate::store::commit_ring::FILE)).unwrap();
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
+        let mark = store.meta("segments").unwrap().unwrap();
+        assert_eq!(SegmentsMark::format_of(&mark).unwrap(), RING_FORMAT);
+        assert!(dir.path().join(crate::store::commit_ring::FILE).exists());
+    }
+
+    #[test]
     fn marks_carry_the_store_format_and_older_marks_still_read() {
         let mark = SegmentsMark {
             entries_end: 1234,
