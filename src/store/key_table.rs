@@ -16,18 +16,33 @@
 //! # Layout
 //!
 //! A 4 KiB header, then tables 0, 1, 2, … back to back; table `k` has
-//! `2^(first_bits + k)` slots of 16 bytes: a fingerprint (`u64` BE, the
+//! `2^(first_bits + k)` slots of 16 bytes while `k < doubling`, and
+//! `2^cap_bits` after: a slot holds a fingerprint (`u64` BE, the
 //! first 8 bytes of SHA-256(key) with the low bit set, so that 0 means
 //! an empty slot) and the entry index (`u64` BE). Linear probing from the
 //! next 8 bytes of the digest. Only the last table takes new keys;
-//! when it is 3/4 full a table twice its size is added after it. No table
+//! when it is 3/4 full the next table is added after it. No table
 //! is ever rewritten, so growing never pauses the writer; a lookup probes
-//! the tables newest first until a candidate is confirmed (there are about
-//! log2 of the log's size / 2^16 of them; an unknown key probes all).
+//! the tables newest first until a candidate is confirmed (an unknown key
+//! probes all, unless the [filters](#filters) rule them out).
 //!
-//! Header: magic `OEXTAB01` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
-//! keys in the last table (`u64`) ‖ `indexed` (`u64`): every entry
-//! below `indexed` is in the table durably.
+//! Why the cap ([`CAP_BITS`], 16 MiB): the OS writes back every page an
+//! insert dirtied, and inserts land on random slots of the last table. A
+//! last table that doubled without end (256 MiB at 10M keys) had every one
+//! of its pages dirtied between two syncs — ~25 MB/s of write-back per
+//! table at 20,000 appends/s, sharing the device with the log's own
+//! fdatasyncs. A capped last table bounds that at its size per sync,
+//! whatever the ledger's length; the price is more tables to probe (one
+//! per 786,432 keys past the first 1M), which the filters answer from
+//! memory.
+//!
+//! Header: magic `OEXTAB02` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
+//! keys in the last table (`u64`) ‖ `indexed` (`u64`) ‖ `doubling`
+//! (`u32`) ‖ `cap_bits` (`u32`): every entry below `indexed` is in the
+//! table durably. A file of the first layout (`OEXTAB01`, the first four
+//! fields: tables that double without end) is read as `doubling` = its
+//! tables (or the cap's, if fewer); if its last table is past the cap, a
+//! capped table is added at open to take the new keys.
 //!
 //! # Durability and trust
 //!
@@ -43,11 +58,13 @@
 //!
 //! # Filters
 //!
-//! A table opened with [`Filtering::InMemory`] (the store's `nonces.tab`,
-//! where most lookups are of a key never seen: a fresh nonce) keeps a
-//! Bloom filter per table in memory, over the slots' fingerprints — one
-//! byte per slot (~1% false positives at the 3/4 fill limit), 32 MB for
-//! the tables of 10M keys. A lookup skips a table whose filter says the
+//! Every table has a blocked Bloom filter in memory, over its slots'
+//! fingerprints — one byte per slot (~1% false positives at the 3/4 fill
+//! limit), ~14 MB per file at 10M keys; a key's bits lie in one 64-byte
+//! block, one cache line to test per table. Most lookups in `nonces.tab`
+//! are of a key never seen (a fresh nonce), and without filters a receipt's
+//! exec_id would be probed in half the capped tables on average. A lookup
+//! skips a table whose filter says the
 //! key is not there instead of reading its probe run (at 10M, nine
 //! `pread`s for a fresh nonce were 15% of the writer thread). The filters
 //! of the tables found at open are filled from the file by the
@@ -89,74 +106,144 @@ const WARM_CHUNK: usize = 1 << 20;
 pub(super) const EXEC_IDS: &str = "exec_ids.tab";
 /// File of the done nonce → completing entry map, in the store directory.
 pub(super) const DONE_NONCES: &str = "nonces.tab";
-const MAGIC: &[u8; 8] = b"OEXTAB01";
+const MAGIC: &[u8; 8] = b"OEXTAB02";
+/// The first layout's magic: tables that double without end.
+const MAGIC_UNCAPPED: &[u8; 8] = b"OEXTAB01";
 /// Bytes before table 0 (a page, so tables stay page-aligned).
 const HEADER_LEN: u64 = 4096;
 /// Bytes of the header that are used.
-const HEADER_USED: usize = 32;
+const HEADER_USED: usize = 40;
+/// Bytes of the first layout's header.
+const HEADER_USED_UNCAPPED: usize = 32;
 const SLOT: u64 = 16;
 /// Slots read per `pread` while walking a probe run.
 const WINDOW: u64 = 32;
 /// log2 of table 0's slots in a new file (1 MiB).
-pub(super) const FIRST_BITS: u32 = 16;
-/// Largest `first_bits + tables` a header may claim (2^48 slots).
+const FIRST_BITS: u32 = 16;
+/// log2 of the slots of every table past the doubling ones (16 MiB; see
+/// the module docs for why tables stop growing).
+const CAP_BITS: u32 = 20;
+/// The store's tables: 2^16, 2^17, … 2^20 slots, then 2^20 each.
+pub(super) const SHAPE: Shape = Shape {
+    first_bits: FIRST_BITS,
+    cap_bits: CAP_BITS,
+};
+/// Largest log2 of a table's slots a header may claim.
 const MAX_BITS: u32 = 48;
+/// Most tables a header may claim (with [`CAP_BITS`], over 800M keys).
+const MAX_TABLES: u32 = 1024;
 
 /// Bits of a table's filter per slot of the table: a table holds at most
 /// 3/4 of its slots, so ~10.7 bits per key, which with [`FILTER_PROBES`]
-/// bits per key gives under 1% false positives.
+/// bits per key in one [`Block`] gives about 1% false positives.
 const FILTER_BITS_PER_SLOT: u64 = 8;
 const FILTER_PROBES: u64 = 6;
 
-/// Whether a table keeps [filters](self#filters) in memory.
+/// The sizes of a new file's tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Filtering {
-    /// No filters: every lookup reads a probe run from every table until
-    /// confirmed (lookups are mostly of keys that exist).
-    None,
-    /// A Bloom filter per table.
-    InMemory,
+pub(super) struct Shape {
+    /// log2 of table 0's slots.
+    pub first_bits: u32,
+    /// log2 of the slots of the tables past the doubling ones.
+    pub cap_bits: u32,
 }
 
-/// A Bloom filter over the fingerprints of one table.
+/// Where a file's tables lie: table `k` has `2^(first_bits + k)` slots
+/// while `k < doubling`, then `2^cap_bits`. Fixed for the file's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Layout {
+    first_bits: u32,
+    doubling: u32,
+    cap_bits: u32,
+}
+
+impl Layout {
+    fn of(shape: Shape) -> Self {
+        Self {
+            first_bits: shape.first_bits,
+            doubling: shape.cap_bits.saturating_sub(shape.first_bits),
+            cap_bits: shape.cap_bits,
+        }
+    }
+
+    /// Whether a header may claim this layout with `tables` tables (so
+    /// that no offset overflows).
+    fn is_plausible(self, tables: u32) -> bool {
+        self.first_bits
+            .checked_add(self.doubling)
+            .is_some_and(|b| b <= MAX_BITS)
+            && self.cap_bits <= MAX_BITS
+            && (1..=MAX_TABLES).contains(&tables)
+    }
+
+    /// Slots in table `k`.
+    fn capacity(self, k: u32) -> u64 {
+        if k < self.doubling {
+            1u64 << (self.first_bits + k)
+        } else {
+            1u64 << self.cap_bits
+        }
+    }
+
+    /// Where table `k` starts (table `tables` = where the file ends).
+    fn offset(self, k: u32) -> u64 {
+        let doubled = k.min(self.doubling);
+        let before = (1u64 << (self.first_bits + doubled)) - (1u64 << self.first_bits)
+            + u64::from(k - doubled) * (1u64 << self.cap_bits);
+        HEADER_LEN + SLOT * before
+    }
+}
+
+/// One cache line of a filter: all of a key's bits are in one block.
+#[repr(align(64))]
+struct Block([AtomicU64; 8]);
+
+/// A blocked Bloom filter over the fingerprints of one table.
 struct Filter {
-    words: Vec<AtomicU64>,
+    blocks: Vec<Block>,
     /// Whether every slot the file held at open has been added.
     complete: AtomicBool,
 }
 
 impl Filter {
     fn new(slots: u64, complete: bool) -> Self {
-        let words = (slots * FILTER_BITS_PER_SLOT / 64).max(1);
+        let blocks = (slots * FILTER_BITS_PER_SLOT / 512).max(1);
         Self {
-            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            blocks: (0..blocks)
+                .map(|_| Block(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
             complete: AtomicBool::new(complete),
         }
     }
 
-    /// The filter's bit positions for `fingerprint` (double hashing over
-    /// its two halves; the bit count is a power of two).
-    fn positions(&self, fingerprint: u64) -> impl Iterator<Item = (usize, u64)> {
-        let bits = self.words.len() as u64 * 64;
-        let step = fingerprint.rotate_left(32) | 1;
-        (0..FILTER_PROBES).map(move |i| {
-            let bit = fingerprint.wrapping_add(i.wrapping_mul(step)) & (bits - 1);
+    /// The block of `fingerprint` (its high half; the block count is a
+    /// power of two) and its bit positions there (double hashing over the
+    /// low half, past the always-set low bit).
+    fn positions(&self, fingerprint: u64) -> (&Block, impl Iterator<Item = (usize, u64)>) {
+        let block = &self.blocks[((fingerprint >> 32) as usize) & (self.blocks.len() - 1)];
+        let first = fingerprint >> 1;
+        let step = (fingerprint >> 10) | 1;
+        let bits = (0..FILTER_PROBES).map(move |i| {
+            let bit = first.wrapping_add(i.wrapping_mul(step)) & 511;
             ((bit / 64) as usize, 1u64 << (bit % 64))
-        })
+        });
+        (block, bits)
     }
 
     fn add(&self, fingerprint: u64) {
-        for (word, mask) in self.positions(fingerprint) {
-            self.words[word].fetch_or(mask, Ordering::Relaxed);
+        let (block, bits) = self.positions(fingerprint);
+        for (word, mask) in bits {
+            block.0[word].fetch_or(mask, Ordering::Relaxed);
         }
     }
 
     /// False only if `fingerprint` was never added (once complete).
     fn may_hold(&self, fingerprint: u64) -> bool {
-        !self.complete.load(Ordering::Acquire)
-            || self
-                .positions(fingerprint)
-                .all(|(word, mask)| self.words[word].load(Ordering::Relaxed) & mask != 0)
+        if !self.complete.load(Ordering::Acquire) {
+            return true;
+        }
+        let (block, mut bits) = self.positions(fingerprint);
+        bits.all(|(word, mask)| block.0[word].load(Ordering::Relaxed) & mask != 0)
     }
 }
 
@@ -185,16 +272,16 @@ impl Key {
 /// What the writer knows of the file (readers need only `tables`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Header {
-    first_bits: u32,
+    layout: Layout,
     tables: u32,
     in_last: u64,
     indexed: u64,
 }
 
 impl Header {
-    fn fresh(first_bits: u32) -> Self {
+    fn fresh(shape: Shape) -> Self {
         Self {
-            first_bits,
+            layout: Layout::of(shape),
             tables: 1,
             in_last: 0,
             indexed: 0,
@@ -204,49 +291,65 @@ impl Header {
     fn encode(self) -> [u8; HEADER_USED] {
         let mut out = [0u8; HEADER_USED];
         out[..8].copy_from_slice(MAGIC);
-        out[8..12].copy_from_slice(&self.first_bits.to_be_bytes());
+        out[8..12].copy_from_slice(&self.layout.first_bits.to_be_bytes());
         out[12..16].copy_from_slice(&self.tables.to_be_bytes());
         out[16..24].copy_from_slice(&self.in_last.to_be_bytes());
-        out[24..].copy_from_slice(&self.indexed.to_be_bytes());
+        out[24..32].copy_from_slice(&self.indexed.to_be_bytes());
+        out[32..36].copy_from_slice(&self.layout.doubling.to_be_bytes());
+        out[36..].copy_from_slice(&self.layout.cap_bits.to_be_bytes());
         out
     }
 
     /// The header, if `bytes` is one this code wrote for a file of
-    /// `file_len` bytes.
-    fn decode(bytes: &[u8; HEADER_USED], file_len: u64) -> Option<Self> {
+    /// `file_len` bytes — or one of the first layout's, read with the cap
+    /// of `shape` for the tables it has yet to add.
+    fn decode(bytes: &[u8; HEADER_USED], file_len: u64, shape: Shape) -> Option<Self> {
         let u32_at = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_be_bytes);
         let u64_at = |at: usize| bytes[at..at + 8].try_into().ok().map(u64::from_be_bytes);
+        let (first_bits, tables) = (u32_at(8)?, u32_at(12)?);
+        let layout = match &bytes[..8] {
+            m if m == MAGIC => Layout {
+                first_bits,
+                doubling: u32_at(32)?,
+                cap_bits: u32_at(36)?,
+            },
+            m if m == MAGIC_UNCAPPED && bytes[HEADER_USED_UNCAPPED..].iter().all(|b| *b == 0) => {
+                let fresh = Layout::of(Shape {
+                    first_bits,
+                    ..shape
+                });
+                Layout {
+                    doubling: tables.max(fresh.doubling),
+                    ..fresh
+                }
+            }
+            _ => return None,
+        };
         let header = Self {
-            first_bits: u32_at(8)?,
-            tables: u32_at(12)?,
+            layout,
+            tables,
             in_last: u64_at(16)?,
             indexed: u64_at(24)?,
         };
-        let plausible = &bytes[..8] == MAGIC
-            && header.tables >= 1
-            && header.first_bits.checked_add(header.tables)? <= MAX_BITS
+        let plausible = layout.is_plausible(tables)
             && header.in_last <= header.capacity(header.tables - 1)
             && file_len >= header.offset(header.tables);
         plausible.then_some(header)
     }
 
     fn capacity(self, k: u32) -> u64 {
-        capacity(self.first_bits, k)
+        self.layout.capacity(k)
     }
 
     fn offset(self, k: u32) -> u64 {
-        offset(self.first_bits, k)
+        self.layout.offset(k)
     }
-}
 
-/// Slots in table `k` of a file whose table 0 has `2^first_bits`.
-fn capacity(first_bits: u32, k: u32) -> u64 {
-    1u64 << (first_bits + k)
-}
-
-/// Where table `k` starts (table `tables` = where the file ends).
-fn offset(first_bits: u32, k: u32) -> u64 {
-    HEADER_LEN + SLOT * (capacity(first_bits, k) - capacity(first_bits, 0))
+    /// Whether the last table is larger than the cap (a file of the first
+    /// layout): new keys then go to a capped table added at open.
+    fn last_is_past_the_cap(self) -> bool {
+        self.capacity(self.tables - 1) > 1u64 << self.layout.cap_bits
+    }
 }
 
 /// Writer-side state.
@@ -269,13 +372,13 @@ pub(super) struct KeyTable {
     file: File,
     /// The file's name, for what is logged about it.
     name: &'static str,
-    /// log2 of table 0's slots (fixed for the file's life).
-    first_bits: u32,
+    /// Where the tables lie (fixed for the file's life).
+    layout: Layout,
     /// Tables readers may probe.
     tables: AtomicU32,
-    /// Filter `k` is table `k`'s (with [`Filtering::InMemory`]; none
-    /// otherwise). Set before the table is visible in `tables`.
-    filters: Option<Vec<OnceLock<Filter>>>,
+    /// Filter `k` is table `k`'s. Set before the table is visible in
+    /// `tables`.
+    filters: Vec<OnceLock<Filter>>,
     state: Mutex<State>,
     /// Probe runs read (what the filters save).
     #[cfg(test)]
@@ -286,12 +389,7 @@ impl KeyTable {
     /// Opens (or creates) the table in `dir`. A file whose header this code
     /// did not write is started afresh (it is derived; the caller indexes
     /// again from [`Self::indexed`]).
-    pub(super) fn open(
-        dir: &Path,
-        name: &'static str,
-        first_bits: u32,
-        filtering: Filtering,
-    ) -> Result<Self, StoreError> {
+    pub(super) fn open(dir: &Path, name: &'static str, shape: Shape) -> Result<Self, StoreError> {
         let file = super::segments::open_rw(&dir.join(name))?;
         // Slots are read and written 16 bytes at a time, all over the file:
         // no readahead, so that the page cache holds it in 4 KiB pages. Read
@@ -305,7 +403,7 @@ impl KeyTable {
         let mut bytes = [0u8; HEADER_USED];
         let found = if len >= HEADER_LEN {
             file.read_exact_at(&mut bytes, 0)?;
-            Header::decode(&bytes, len)
+            Header::decode(&bytes, len, shape)
         } else {
             None
         };
@@ -315,7 +413,7 @@ impl KeyTable {
                 if len > 0 {
                     tracing::warn!("{name} has no valid header; indexing every entry again");
                 }
-                let fresh = Header::fresh(first_bits);
+                let fresh = Header::fresh(shape);
                 file.set_len(0)?;
                 file.set_len(fresh.offset(1))?;
                 file.write_all_at(&fresh.encode(), 0)?;
@@ -323,21 +421,19 @@ impl KeyTable {
                 fresh
             }
         };
-        let filters = (filtering == Filtering::InMemory).then(|| {
-            (0..MAX_BITS)
-                .map(|k| {
-                    let slot = OnceLock::new();
-                    if k < header.tables {
-                        let _ = slot.set(Filter::new(header.capacity(k), false));
-                    }
-                    slot
-                })
-                .collect()
-        });
-        Ok(Self {
+        let filters = (0..MAX_TABLES)
+            .map(|k| {
+                let slot = OnceLock::new();
+                if k < header.tables {
+                    let _ = slot.set(Filter::new(header.capacity(k), false));
+                }
+                slot
+            })
+            .collect();
+        let table = Self {
             file,
             name,
-            first_bits: header.first_bits,
+            layout: header.layout,
             tables: AtomicU32::new(header.tables),
             filters,
             state: Mutex::new(State {
@@ -346,7 +442,14 @@ impl KeyTable {
             }),
             #[cfg(test)]
             runs: AtomicU64::new(0),
-        })
+        };
+        if header.last_is_past_the_cap() {
+            tracing::info!("{name}: new keys go to tables of the capped size from now on");
+            let mut state = table.lock()?;
+            table.add_table(&mut state)?;
+            drop(state);
+        }
+        Ok(table)
     }
 
     /// The file's name.
@@ -509,7 +612,7 @@ impl KeyTable {
         let mut next = current;
         next.tables += 1;
         next.in_last = 0;
-        if next.first_bits + next.tables > MAX_BITS {
+        if next.tables > MAX_TABLES {
             return Err(StoreError::TooLarge(usize::MAX));
         }
         self.file.set_len(current.offset(current.tables))?;
@@ -519,11 +622,7 @@ impl KeyTable {
             ..next
         };
         self.file.write_all_at(&claimed.encode(), 0)?;
-        if let Some(slot) = self
-            .filters
-            .as_ref()
-            .and_then(|f| f.get(current.tables as usize))
-        {
+        if let Some(slot) = self.filters.get(current.tables as usize) {
             // Complete from the start: the region was just zeroed.
             let _ = slot.set(Filter::new(next.capacity(current.tables), true));
         }
@@ -533,7 +632,7 @@ impl KeyTable {
     }
 
     fn filter(&self, k: u32) -> Option<&Filter> {
-        self.filters.as_ref()?.get(k as usize)?.get()
+        self.filters.get(k as usize)?.get()
     }
 
     /// Whether table `k` may hold `key` (always, without a complete filter).
@@ -543,18 +642,16 @@ impl KeyTable {
 
     /// Reads the tables found at open, adding each slot's fingerprint to
     /// its table's filter, and marks each filter complete once its table
-    /// is read; until `stop()`. Without filters, reads only the last table
-    /// (the one inserts go to): either way the OS page cache holds it
-    /// afterwards, so that after a restart inserts do not wait on the disk.
+    /// is read; until `stop()`. The OS page cache then holds the last
+    /// table too, so that after a restart inserts do not wait on the disk.
     fn warm(&self, stop: impl Fn() -> bool) -> Result<(), StoreError> {
-        let last = self.tables.load(Ordering::Acquire) - 1;
-        let first = if self.filters.is_some() { 0 } else { last };
+        let tables = self.tables.load(Ordering::Acquire);
         let mut buffer = vec![0u8; WARM_CHUNK];
-        for k in first..=last {
+        for k in 0..tables {
             let filter = self
                 .filter(k)
                 .filter(|f| !f.complete.load(Ordering::Acquire));
-            let (start, end) = (offset(self.first_bits, k), offset(self.first_bits, k + 1));
+            let (start, end) = (self.layout.offset(k), self.layout.offset(k + 1));
             let mut at = start;
             while at < end {
                 if stop() {
@@ -592,8 +689,8 @@ impl KeyTable {
     fn run(&self, k: u32, key: Key) -> Result<Run, StoreError> {
         #[cfg(test)]
         self.runs.fetch_add(1, Ordering::Relaxed);
-        let capacity = capacity(self.first_bits, k);
-        let base = offset(self.first_bits, k);
+        let capacity = self.layout.capacity(k);
+        let base = self.layout.offset(k);
         let mut at = key.seed & (capacity - 1);
         let mut matches = Vec::new();
         let mut window = [0u8; (WINDOW * SLOT) as usize];
@@ -694,6 +791,14 @@ fn be_u64(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    /// Tables of `2^first_bits`, twice that, … (a cap no test reaches).
+    fn uncapped(first_bits: u32) -> Shape {
+        Shape {
+            first_bits,
+            cap_bits: 30,
+        }
+    }
+
     fn id(n: u64) -> String {
         format!("exec-{n}")
     }
@@ -727,10 +832,10 @@ mod tests {
         let tables = table.tables.load(Ordering::Acquire);
         (0..tables)
             .map(|k| {
-                let mut bytes = vec![0u8; (capacity(table.first_bits, k) * SLOT) as usize];
+                let mut bytes = vec![0u8; (table.layout.capacity(k) * SLOT) as usize];
                 table
                     .file
-                    .read_exact_at(&mut bytes, offset(table.first_bits, k))
+                    .read_exact_at(&mut bytes, table.layout.offset(k))
                     .unwrap();
                 bytes
                     .chunks_exact(SLOT as usize)
@@ -766,12 +871,12 @@ mod tests {
     #[test]
     fn inserted_exec_ids_are_found_across_a_clean_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, FIRST_BITS, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, SHAPE).unwrap();
         insert(&table, 0, 1_000, 64);
         assert_exact(&table, 1_000);
         table.sync_now().unwrap();
         drop(table);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, FIRST_BITS, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, SHAPE).unwrap();
         assert_eq!(table.indexed().unwrap(), 1_000);
         assert_exact(&table, 1_000);
     }
@@ -779,7 +884,7 @@ mod tests {
     #[test]
     fn tables_are_added_as_the_last_fills_and_none_is_rewritten() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 2, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
         insert(&table, 0, 3, 3);
         let first_table = occupied(&table);
         insert(&table, 3, 500, 7);
@@ -789,23 +894,109 @@ mod tests {
         assert_eq!(occupied(&table)[0], first_table[0]);
         assert_eq!(
             table.len_on_disk().unwrap(),
-            offset(2, tables),
+            table.layout.offset(tables),
             "the file ends with the last table"
         );
         assert_exact(&table, 500);
     }
 
+    /// Tables of 4 and 8 slots, then 16 each.
+    const CAPPED: Shape = Shape {
+        first_bits: 2,
+        cap_bits: 4,
+    };
+
+    #[test]
+    fn past_the_cap_every_table_added_has_the_caps_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        insert(&table, 0, 500, 7);
+        let tables = table.tables.load(Ordering::Acquire);
+        // 3 in the first, 6 in the second, then 12 (3/4 of 16) in each.
+        assert_eq!(tables, 2 + (500u32 - 9).div_ceil(12));
+        let sizes: Vec<u64> = (0..tables).map(|k| table.layout.capacity(k)).collect();
+        assert_eq!(&sizes[..3], &[4, 8, 16]);
+        assert!(sizes[2..].iter().all(|s| *s == 16), "{sizes:?}");
+        assert_eq!(table.len_on_disk().unwrap(), table.layout.offset(tables));
+        assert_exact(&table, 500);
+        table.sync_now().unwrap();
+        drop(table);
+        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        assert_eq!(table.tables.load(Ordering::Acquire), tables);
+        table.warm(|| false).unwrap();
+        assert_exact(&table, 500);
+    }
+
+    /// Rewrites the header of the file in `dir` as the first layout's.
+    fn write_uncapped_header(dir: &Path, header: Header) {
+        let mut bytes = [0u8; HEADER_USED];
+        bytes[..HEADER_USED_UNCAPPED].copy_from_slice(&header.encode()[..HEADER_USED_UNCAPPED]);
+        bytes[..8].copy_from_slice(MAGIC_UNCAPPED);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(EXEC_IDS))
+            .unwrap();
+        file.write_all_at(&bytes, 0).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_the_uncapped_layout_keeps_its_keys_and_takes_new_ones_in_capped_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+        insert(&table, 0, 300, 11);
+        table.sync_now().unwrap();
+        let old = table.lock().unwrap().header;
+        let old_tables = old.tables;
+        // 4, 8, … 256 slots: past the cap of 16.
+        assert_eq!(table.layout.capacity(old_tables - 1), 256);
+        drop(table);
+        write_uncapped_header(dir.path(), old);
+        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        assert_eq!(table.indexed().unwrap(), 300);
+        assert_eq!(table.tables.load(Ordering::Acquire), old_tables + 1);
+        assert_eq!(table.layout.capacity(old_tables - 1), 256);
+        assert_eq!(table.layout.capacity(old_tables), 16);
+        assert_exact(&table, 300);
+        insert(&table, 300, 400, 9);
+        let tables = table.tables.load(Ordering::Acquire);
+        assert!((old_tables..tables).all(|k| table.layout.capacity(k) == 16));
+        assert_eq!(table.len_on_disk().unwrap(), table.layout.offset(tables));
+        assert_exact(&table, 400);
+        table.sync_now().unwrap();
+        drop(table);
+        // Its own header from then on: the same layout, no table added.
+        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        assert_eq!(table.tables.load(Ordering::Acquire), tables);
+        assert_exact(&table, 400);
+    }
+
+    #[test]
+    fn a_file_of_the_uncapped_layout_within_the_cap_grows_as_a_new_one_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+        insert(&table, 0, 5, 5);
+        table.sync_now().unwrap();
+        let old = table.lock().unwrap().header;
+        assert_eq!(old.tables, 2);
+        drop(table);
+        write_uncapped_header(dir.path(), old);
+        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        assert_eq!(table.layout, Layout::of(CAPPED));
+        insert(&table, 5, 100, 5);
+        assert_exact(&table, 100);
+    }
+
     #[test]
     fn entries_past_the_durable_header_are_indexed_again_once() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         insert(&table, 0, 40, 10);
         table.sync_now().unwrap();
         // Within the sync interval: slots written, the header not moved,
         // and tables added on the way (each writes a header of its own).
         insert(&table, 40, 300, 9);
         drop(table);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         let from = reindex_past_header(&table, 300);
         assert!((40..300).contains(&from), "header at {from}");
         assert_exact(&table, 300);
@@ -817,7 +1008,7 @@ mod tests {
     #[test]
     fn the_background_sync_records_what_it_made_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         insert(&table, 0, 30, 10);
         table.sync_behind_the_writer().unwrap();
         assert_eq!(table.lock().unwrap().durable, 30);
@@ -827,7 +1018,7 @@ mod tests {
         drop(table);
         // Its header is written after the sync, and claims only what that
         // sync covered.
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         assert_eq!(reindex_past_header(&table, 45), 30);
         assert_exact(&table, 45);
     }
@@ -835,19 +1026,22 @@ mod tests {
     #[test]
     fn a_table_added_again_after_a_crash_starts_empty() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 2, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
         insert(&table, 0, 3, 3);
         table.sync_now().unwrap();
         // What a crash can leave: table 1's region written (slots of
         // entries the lost header's table held) while the durable header
         // still says one table.
-        table.file.set_len(offset(2, 2)).unwrap();
+        table.file.set_len(table.layout.offset(2)).unwrap();
         let mut stale = [0u8; SLOT as usize];
         stale[..8].copy_from_slice(&Key::of(id(99).as_bytes()).fingerprint.to_be_bytes());
         stale[8..].copy_from_slice(&99u64.to_be_bytes());
-        table.file.write_all_at(&stale, offset(2, 1)).unwrap();
+        table
+            .file
+            .write_all_at(&stale, table.layout.offset(1))
+            .unwrap();
         drop(table);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 2, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
         assert_eq!(table.tables.load(Ordering::Acquire), 1);
         insert(&table, 3, 20, 4);
         assert!(table.tables.load(Ordering::Acquire) > 1);
@@ -858,7 +1052,7 @@ mod tests {
     #[test]
     fn reindexing_what_was_never_inserted_inserts_it() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         for n in 0..100 {
             table.reindex(id(n).as_bytes(), n).unwrap();
         }
@@ -869,29 +1063,29 @@ mod tests {
     #[test]
     fn a_file_without_a_valid_header_starts_afresh() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         insert(&table, 0, 50, 10);
         table.sync_now().unwrap();
         drop(table);
         let path = dir.path().join(EXEC_IDS);
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         file.write_all_at(b"NOTATABL", 0).unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         assert_eq!(table.indexed().unwrap(), 0);
         assert!(candidates(&table, &id(1)).unwrap().is_empty());
         // A header whose tables run past the file's end is not trusted either.
-        let mut header = Header::fresh(3);
+        let mut header = Header::fresh(uncapped(3));
         header.tables = 5;
         file.write_all_at(&header.encode(), 0).unwrap();
         drop(table);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         assert_eq!(table.tables.load(Ordering::Acquire), 1);
     }
 
     #[test]
     fn a_full_table_is_never_probed_forever() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 2, Filtering::None).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
         // Fill table 0 completely behind the writer's back.
         let mut slot = [0u8; SLOT as usize];
         for at in 0..4u64 {
@@ -918,11 +1112,11 @@ mod tests {
     #[test]
     fn complete_filters_spare_the_reads_of_absent_keys_and_hide_none() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::InMemory).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         insert(&table, 0, 300, 7);
         table.sync_now().unwrap();
         drop(table);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, 3, Filtering::InMemory).unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         let tables = u64::from(table.tables.load(Ordering::Acquire));
         assert!(tables >= 5, "{tables} tables");
         let absent = || (1_000..2_000).map(id);
@@ -972,14 +1166,10 @@ mod tests {
         #[test]
         fn any_history_of_batches_and_crashes_leaves_one_slot_per_exec_id(
             steps in proptest::collection::vec(step(), 1..30),
-            filtering in proptest::prop_oneof![
-                proptest::strategy::Just(Filtering::None),
-                proptest::strategy::Just(Filtering::InMemory),
-            ],
             fill_filters in proptest::bool::ANY,
         ) {
             let dir = tempfile::tempdir().unwrap();
-            let mut table = KeyTable::open(dir.path(), EXEC_IDS, 2, filtering).unwrap();
+            let mut table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
             let mut size = 0;
             for step in steps {
                 match step {
@@ -990,7 +1180,7 @@ mod tests {
                     Step::Sync => table.sync_now().unwrap(),
                     Step::Crash => {
                         drop(table);
-                        table = KeyTable::open(dir.path(), EXEC_IDS, 2, filtering).unwrap();
+                        table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
                         reindex_past_header(&table, size);
                         if fill_filters {
                             table.warm(|| false).unwrap();

@@ -973,12 +973,7 @@ fn open_exec_table(
     config: &StoreConfig,
     log_file: &File,
 ) -> Result<key_table::KeyTable, StoreError> {
-    let table = key_table::KeyTable::open(
-        &config.path,
-        key_table::EXEC_IDS,
-        key_table::FIRST_BITS,
-        key_table::Filtering::None,
-    )?;
+    let table = key_table::KeyTable::open(&config.path, key_table::EXEC_IDS, key_table::SHAPE)?;
     index_past_header(&table, segments, |index| {
         let (bytes, _) = segments
             .entry(index)?
@@ -1080,15 +1075,9 @@ struct SledParts<'a> {
     log_file: &'a File,
 }
 
-/// `nonces.tab` in `dir`, with its filters (most lookups are of a fresh
-/// nonce).
+/// `nonces.tab` in `dir`.
 fn open_done_nonces_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> {
-    key_table::KeyTable::open(
-        dir,
-        key_table::DONE_NONCES,
-        key_table::FIRST_BITS,
-        key_table::Filtering::InMemory,
-    )
+    key_table::KeyTable::open(dir, key_table::DONE_NONCES, key_table::SHAPE)
 }
 
 /// The one-time move of a store's done nonces from sled's `nonces` tree
