@@ -747,8 +747,15 @@ impl Syncer {
             .spawn(move || {
                 let (stopped, wake) = &*signal;
                 let is_stopped = || *stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Err(e) = table.warm(is_stopped) {
-                    tracing::debug!(error = %e, "could not read {name} ahead");
+                let started = std::time::Instant::now();
+                match table.warm(is_stopped) {
+                    Ok(()) if !is_stopped() => tracing::info!(
+                        tables = table.tables.load(Ordering::Acquire),
+                        ms = started.elapsed().as_millis(),
+                        "{name}: filters filled"
+                    ),
+                    Ok(()) => {}
+                    Err(e) => tracing::debug!(error = %e, "could not read {name} ahead"),
                 }
                 let mut guard = stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 while !*guard {
