@@ -71,6 +71,7 @@ mod tokens;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::Transactional;
@@ -328,8 +329,21 @@ struct Inner {
     ring: CommitRing,
     /// The ring's last commit while it is newer than sled's head.
     ring_ahead: Mutex<Option<RingCommit>>,
+    /// The size of the newest checkpoint in sled's history.
+    history_filed: AtomicU64,
     path: PathBuf,
 }
+
+/// Ring-committed batches file their checkpoint in sled's history only
+/// when it is this many entries past the newest one there. Each sled
+/// insert of a new key stays in the process's memory (sled 0.34 keeps the
+/// nodes it inserted into beyond its cache capacity): one checkpoint per
+/// batch grew the server by ~730 bytes per append when requests came one
+/// at a time. The newest checkpoint is never lost by this: the ring holds
+/// it, and open and a clean close file it ([`restore_ring_checkpoints`],
+/// [`promote_if_newer`]); any other size's can be signed again from the
+/// tree (checkpoints are deterministic).
+pub const HISTORY_STRIDE: u64 = 4096;
 
 const META_HEAD: &[u8] = b"head";
 /// The dictionary `entries.bin` is compressed with ([`codec`]).
@@ -391,8 +405,17 @@ impl Store {
             log_file,
             ring,
             ring_ahead: Mutex::new(None),
+            history_filed: AtomicU64::new(0),
             path: config.path.clone(),
         };
+        let newest = inner
+            .checkpoints
+            .last()?
+            .map(|(k, _)| decode_u64(&k))
+            .transpose()?;
+        inner
+            .history_filed
+            .store(newest.unwrap_or(0), Ordering::Relaxed);
         Ok(Self {
             inner: Arc::new(inner),
         })
@@ -609,14 +632,19 @@ impl Store {
     }
 
     /// Commits a batch in the ring, then files its checkpoint in sled's
-    /// history (durable with sled's next flush; until then the ring's slots
-    /// hold the newest few, filed again at open if a crash lost them —
+    /// history if it is [`HISTORY_STRIDE`] entries past the newest there
+    /// (durable with sled's next flush; until then the ring's slots hold
+    /// the newest few, filed again at open if a crash lost them —
     /// [`restore_ring_checkpoints`]).
     fn commit_in_ring(&self, commit: &RingCommit) -> Result<(), StoreError> {
         self.inner.ring.write(commit)?;
-        self.inner
-            .checkpoints
-            .insert(commit.size().to_be_bytes(), commit.checkpoint.as_bytes())?;
+        let filed = &self.inner.history_filed;
+        if commit.size() >= filed.load(Ordering::Relaxed).saturating_add(HISTORY_STRIDE) {
+            self.inner
+                .checkpoints
+                .insert(commit.size().to_be_bytes(), commit.checkpoint.as_bytes())?;
+            filed.store(commit.size(), Ordering::Relaxed);
+        }
         *self.inner.lock_ring_ahead()? = Some(commit.clone());
         Ok(())
     }

@@ -802,6 +802,44 @@ mod tests {
         assert_eq!((head, latest), (3, 3));
     }
 
+    /// The sizes of the checkpoints in sled's history.
+    fn history(store: &Store) -> Vec<u64> {
+        store.checkpoints().map(|c| c.unwrap().0).collect()
+    }
+
+    #[test]
+    fn ring_commits_file_a_checkpoint_once_per_stride_and_the_newest_is_filed_at_open_and_close() {
+        use super::super::HISTORY_STRIDE;
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let names: Vec<String> = (0..HISTORY_STRIDE + 100).map(|n| format!("n{n}")).collect();
+        for chunk in names.chunks(512) {
+            let nonces: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            store
+                .commit(&checkpointed(batch_naming(&store, &nonces, false)))
+                .unwrap();
+        }
+        let size = HISTORY_STRIDE + 100;
+        assert_eq!(store.head().unwrap().map(|h| h.size), Some(size));
+        // Nine batches; in the history: the one through sled that chose the
+        // dictionary, the first ring commit a stride past the newest — not
+        // every batch, and not yet the newest.
+        let filed = history(&store);
+        assert!(filed.len() <= 3, "{filed:?}");
+        assert!(filed.contains(&HISTORY_STRIDE), "{filed:?}");
+        assert!(!filed.contains(&size), "{filed:?}");
+        // A crash: open files the newest from the ring.
+        let image = crash_image(dir.path());
+        let crashed = open(image.path());
+        let newest = (size, format!("checkpoint {size}\n"));
+        assert_eq!(crashed.latest_checkpoint().unwrap(), Some(newest.clone()));
+        drop(crashed);
+        // A clean close files it too.
+        drop(store);
+        let store = open(dir.path());
+        assert_eq!(store.latest_checkpoint().unwrap(), Some(newest));
+    }
+
     #[test]
     fn a_ring_commits_checkpoint_lost_behind_a_later_transaction_is_restored_at_open() {
         let dir = tempfile::tempdir().unwrap();
