@@ -30,7 +30,7 @@
 //!
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
-//! | `checkpoints` | tree size `u64`        | signed checkpoint note                  |
+//! | `checkpoints` | tree size `u64`        | signed checkpoint note (see [`HISTORY_STRIDE`]) |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary, `done_nonces_from` |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
@@ -329,7 +329,8 @@ struct Inner {
     ring: CommitRing,
     /// The ring's last commit while it is newer than sled's head.
     ring_ahead: Mutex<Option<RingCommit>>,
-    /// The size of the newest checkpoint in sled's history.
+    /// The size of the newest checkpoint a ring commit filed in sled's
+    /// history, or of the newest found there at open.
     history_filed: AtomicU64,
     path: PathBuf,
 }
