@@ -215,16 +215,16 @@ fn proofs_and_an_audit_read_correctly_while_appends_run() {
             let (ledger, done, checked) = (&ledger, &done, &checked);
             scope.spawn(move || {
                 let mut i = r;
+                // The checkpoint of the receipt verified before this one.
+                let mut previous: Option<SignedCheckpoint> = None;
                 while !done.load(Ordering::Relaxed) {
                     let head = ledger.head().size;
                     let receipt = ledger.receipt(i % head).unwrap();
                     let verified = verify_receipt(&receipt, ledger.verifier(), None).unwrap();
+                    let new = &verified.checkpoint;
                     // An older checkpoint is a prefix of the latest one.
-                    let old = ledger.store().checkpoint(i % head + 1).unwrap();
-                    if let Some(old) = old {
-                        let old =
-                            SignedCheckpoint::open(old.as_bytes(), ledger.verifier()).unwrap();
-                        let new = &verified.checkpoint;
+                    if let Some(old) = &previous {
+                        assert!(old.size() <= new.size());
                         let proof = ledger.consistency_proof(old.size(), new.size()).unwrap();
                         verify_consistency(
                             &proof,
@@ -235,6 +235,7 @@ fn proofs_and_an_audit_read_correctly_while_appends_run() {
                         )
                         .unwrap();
                     }
+                    previous = Some(new.clone());
                     checked.fetch_add(1, Ordering::Relaxed);
                     i += 7;
                 }

@@ -33,7 +33,7 @@
 //! table at 20,000 appends/s, sharing the device with the log's own
 //! fdatasyncs. A capped last table bounds that at its size per sync,
 //! whatever the ledger's length; the price is more tables to probe (one
-//! per 786,432 keys past the first 1M), which the filters answer from
+//! per 786,432 keys past the first 737,280), which the filters answer from
 //! memory.
 //!
 //! Header: magic `OEXTAB02` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
@@ -130,8 +130,9 @@ pub(super) const SHAPE: Shape = Shape {
 };
 /// Largest log2 of a table's slots a header may claim.
 const MAX_BITS: u32 = 48;
-/// Most tables a header may claim (with [`CAP_BITS`], over 800M keys).
-const MAX_TABLES: u32 = 1024;
+/// Most tables a header may claim (with [`CAP_BITS`], 12.9 billion
+/// keys; each costs the process 40 bytes until used).
+const MAX_TABLES: u32 = 16_384;
 
 /// Bits of a table's filter per slot of the table: a table holds at most
 /// 3/4 of its slots, so ~10.7 bits per key, which with [`FILTER_PROBES`]
@@ -166,14 +167,23 @@ impl Layout {
         }
     }
 
-    /// Whether a header may claim this layout with `tables` tables (so
-    /// that no offset overflows).
+    /// Whether a header may claim this layout with `tables` tables: no
+    /// offset overflows, and every table holds keys (3/4 of 2 slots is
+    /// none: such a layout would add tables until the limit).
     fn is_plausible(self, tables: u32) -> bool {
+        let fits = || {
+            let doubled = tables.min(self.doubling);
+            let slots = (1u128 << (self.first_bits + doubled)) - (1u128 << self.first_bits)
+                + u128::from(tables - doubled) * (1u128 << self.cap_bits);
+            u128::from(HEADER_LEN) + u128::from(SLOT) * slots <= u128::from(u64::MAX)
+        };
         self.first_bits
             .checked_add(self.doubling)
             .is_some_and(|b| b <= MAX_BITS)
-            && self.cap_bits <= MAX_BITS
+            && (2..=MAX_BITS).contains(&self.first_bits)
+            && (2..=MAX_BITS).contains(&self.cap_bits)
             && (1..=MAX_TABLES).contains(&tables)
+            && fits()
     }
 
     /// Slots in table `k`.
@@ -598,7 +608,8 @@ impl KeyTable {
         Ok(())
     }
 
-    /// Adds a table twice the size of the last, without a sync, so that
+    /// Adds the next table (twice the size of the last while the layout
+    /// doubles, else the cap's), without a sync, so that
     /// growing never holds the writer up on the table's dirty pages (at 10M
     /// entries, up to an interval's worth of random pages). The new table's
     /// region is first cut off and extended again, so it holds zeros even
@@ -612,8 +623,8 @@ impl KeyTable {
         let mut next = current;
         next.tables += 1;
         next.in_last = 0;
-        if next.tables > MAX_TABLES {
-            return Err(StoreError::TooLarge(usize::MAX));
+        if !next.layout.is_plausible(next.tables) {
+            return Err(StoreError::TableFull(self.name, current.tables));
         }
         self.file.set_len(current.offset(current.tables))?;
         self.file.set_len(next.offset(next.tables))?;
@@ -1087,6 +1098,18 @@ mod tests {
         drop(table);
         let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
         assert_eq!(table.tables.load(Ordering::Acquire), 1);
+        // Nor one whose tables would hold no keys (3/4 of 2 slots), which
+        // would add tables until the limit and jam every insert.
+        insert(&table, 0, 20, 5);
+        table.sync_now().unwrap();
+        let mut header = table.lock().unwrap().header;
+        header.layout.cap_bits = 1;
+        file.write_all_at(&header.encode(), 0).unwrap();
+        drop(table);
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+        assert_eq!(table.indexed().unwrap(), 0);
+        insert(&table, 0, 40, 5);
+        assert_exact(&table, 40);
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub enum StoreError {
     /// A value exceeds [`MAX_VALUE_LEN`].
     #[error("value of {0} bytes exceeds the store limit")]
     TooLarge(usize),
+    /// A key table holds as many tables as its header may claim.
+    #[error("{0} is full ({1} tables)")]
+    TableFull(&'static str, u32),
 }
 
 /// Options for opening a store.
