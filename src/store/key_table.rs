@@ -171,19 +171,13 @@ impl Layout {
     /// offset overflows, and every table holds keys (3/4 of 2 slots is
     /// none: such a layout would add tables until the limit).
     fn is_plausible(self, tables: u32) -> bool {
-        let fits = || {
-            let doubled = tables.min(self.doubling);
-            let slots = (1u128 << (self.first_bits + doubled)) - (1u128 << self.first_bits)
-                + u128::from(tables - doubled) * (1u128 << self.cap_bits);
-            u128::from(HEADER_LEN) + u128::from(SLOT) * slots <= u128::from(u64::MAX)
-        };
         self.first_bits
             .checked_add(self.doubling)
             .is_some_and(|b| b <= MAX_BITS)
             && (2..=MAX_BITS).contains(&self.first_bits)
             && (2..=MAX_BITS).contains(&self.cap_bits)
             && (1..=MAX_TABLES).contains(&tables)
-            && fits()
+            && self.wide_offset(tables) <= u128::from(u64::MAX)
     }
 
     /// Slots in table `k`.
@@ -196,11 +190,18 @@ impl Layout {
     }
 
     /// Where table `k` starts (table `tables` = where the file ends).
+    /// Fits a `u64` for every `k` up to a plausible header's tables.
     fn offset(self, k: u32) -> u64 {
+        u64::try_from(self.wide_offset(k)).unwrap_or(u64::MAX)
+    }
+
+    /// [`Self::offset`], computed where it cannot overflow (with
+    /// `first_bits + doubling` and `cap_bits` at most [`MAX_BITS`]).
+    fn wide_offset(self, k: u32) -> u128 {
         let doubled = k.min(self.doubling);
-        let before = (1u64 << (self.first_bits + doubled)) - (1u64 << self.first_bits)
-            + u64::from(k - doubled) * (1u64 << self.cap_bits);
-        HEADER_LEN + SLOT * before
+        let before = (1u128 << (self.first_bits + doubled)) - (1u128 << self.first_bits)
+            + u128::from(k - doubled) * (1u128 << self.cap_bits);
+        u128::from(HEADER_LEN) + u128::from(SLOT) * before
     }
 }
 
@@ -945,31 +946,33 @@ mod tests {
         assert_exact(&table, 500);
     }
 
-    /// Rewrites the header of the file in `dir` as the first layout's.
-    fn write_uncapped_header(dir: &Path, header: Header) {
+    /// A file of uncapped tables from 4 slots holding exec_ids `0..keys`,
+    /// with its header rewritten as the first layout's, opened again with
+    /// [`CAPPED`]; and the header it had.
+    fn reopened_from_the_uncapped_layout(dir: &Path, keys: u64) -> (Header, KeyTable) {
+        let table = KeyTable::open(dir, EXEC_IDS, uncapped(2)).unwrap();
+        insert(&table, 0, keys, 11);
+        table.sync_now().unwrap();
+        let old = table.lock().unwrap().header;
+        drop(table);
         let mut bytes = [0u8; HEADER_USED];
-        bytes[..HEADER_USED_UNCAPPED].copy_from_slice(&header.encode()[..HEADER_USED_UNCAPPED]);
+        bytes[..HEADER_USED_UNCAPPED].copy_from_slice(&old.encode()[..HEADER_USED_UNCAPPED]);
         bytes[..8].copy_from_slice(MAGIC_UNCAPPED);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(dir.join(EXEC_IDS))
             .unwrap();
         file.write_all_at(&bytes, 0).unwrap();
+        (old, KeyTable::open(dir, EXEC_IDS, CAPPED).unwrap())
     }
 
     #[test]
     fn a_file_of_the_uncapped_layout_keeps_its_keys_and_takes_new_ones_in_capped_tables() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
-        insert(&table, 0, 300, 11);
-        table.sync_now().unwrap();
-        let old = table.lock().unwrap().header;
+        let (old, table) = reopened_from_the_uncapped_layout(dir.path(), 300);
         let old_tables = old.tables;
         // 4, 8, … 256 slots: past the cap of 16.
-        assert_eq!(table.layout.capacity(old_tables - 1), 256);
-        drop(table);
-        write_uncapped_header(dir.path(), old);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        assert_eq!(old.capacity(old_tables - 1), 256);
         assert_eq!(table.indexed().unwrap(), 300);
         assert_eq!(table.tables.load(Ordering::Acquire), old_tables + 1);
         assert_eq!(table.layout.capacity(old_tables - 1), 256);
@@ -991,14 +994,8 @@ mod tests {
     #[test]
     fn a_file_of_the_uncapped_layout_within_the_cap_grows_as_a_new_one_would() {
         let dir = tempfile::tempdir().unwrap();
-        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
-        insert(&table, 0, 5, 5);
-        table.sync_now().unwrap();
-        let old = table.lock().unwrap().header;
+        let (old, table) = reopened_from_the_uncapped_layout(dir.path(), 5);
         assert_eq!(old.tables, 2);
-        drop(table);
-        write_uncapped_header(dir.path(), old);
-        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
         assert_eq!(table.layout, Layout::of(CAPPED));
         insert(&table, 5, 100, 5);
         assert_exact(&table, 100);
@@ -1110,6 +1107,18 @@ mod tests {
         assert_eq!(table.indexed().unwrap(), 0);
         insert(&table, 0, 40, 5);
         assert_exact(&table, 40);
+    }
+
+    #[test]
+    fn a_layout_whose_file_would_end_past_u64_offsets_is_not_plausible() {
+        let layout = Layout::of(Shape {
+            first_bits: 16,
+            cap_bits: MAX_BITS,
+        });
+        assert!(layout.is_plausible(1_000));
+        // 16 bytes × 2^48 slots × 16,384 tables: past 2^64.
+        assert!(!layout.is_plausible(MAX_TABLES));
+        assert_eq!(layout.offset(MAX_TABLES), u64::MAX);
     }
 
     #[test]

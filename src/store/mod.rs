@@ -412,17 +412,12 @@ impl Store {
             history_filed: AtomicU64::new(0),
             path: config.path.clone(),
         };
-        let newest = inner
-            .checkpoints
-            .last()?
-            .map(|(k, _)| decode_u64(&k))
-            .transpose()?;
-        inner
-            .history_filed
-            .store(newest.unwrap_or(0), Ordering::Relaxed);
-        Ok(Self {
+        let store = Self {
             inner: Arc::new(inner),
-        })
+        };
+        let newest = store.latest_checkpoint()?.map_or(0, |(size, _)| size);
+        store.inner.history_filed.store(newest, Ordering::Relaxed);
+        Ok(store)
     }
 
     /// Directory of the store.
