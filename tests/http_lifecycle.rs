@@ -115,6 +115,21 @@ fn sigterm_drains_in_flight_requests_and_every_answered_entry_is_kept() {
     }
 }
 
+/// A supervisor (or test) may stop the server as soon as it has printed
+/// its listening line. actix installs its signal handlers only after its
+/// workers have started, so such a SIGTERM used to kill the process
+/// without a clean close (no handler yet) or be lost (handler installed,
+/// listener not yet subscribed: the server kept running). Repeated because
+/// the window is a race.
+#[test]
+fn a_sigterm_right_after_the_listening_line_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..20 {
+        let mut s = start_in(&dir.path().join(format!("data-{round}")), &[]).unwrap();
+        s.stop(); // asserts a clean exit within the limit
+    }
+}
+
 #[test]
 fn a_rolled_back_data_directory_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();

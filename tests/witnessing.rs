@@ -559,3 +559,21 @@ fn the_published_checkpoint_advances_at_most_once_per_interval() {
     execute(&eager, "pub-2");
     assert_eq!(size_of(&eager, &published(&eager)), 2);
 }
+
+/// As for `serve` (`tests/http_lifecycle.rs`): a SIGTERM sent as soon as
+/// the witness has printed its listening line stops it cleanly, instead of
+/// killing it unclean or being lost.
+#[test]
+fn a_witness_stopped_right_after_its_listening_line_exits_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log_vkey = openexec::core::signing::LogSigner::from_seed("log.example/sigterm", [7; 32])
+        .unwrap()
+        .verifier()
+        .vkey();
+    for round in 0..10 {
+        let dir = tmp.path().join(format!("w-{round}"));
+        witness_key(&dir, "w.example/sigterm");
+        let mut witness = start_witness(&dir, &["--accept", &log_vkey]);
+        common::server::terminate(&mut witness.child);
+    }
+}

@@ -12,6 +12,8 @@ mod bench;
 mod ledger_cmds;
 #[cfg(feature = "server")]
 mod serve;
+#[cfg(feature = "server")]
+mod signals;
 mod verify;
 #[cfg(feature = "server")]
 mod witness;

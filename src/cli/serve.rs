@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::{ArgAction, Args};
 
+use super::signals::StopSignals;
 use crate::core::approval::{ApprovalPolicy, ApproverKey};
 use crate::core::cosignature::WitnessVerifier;
 use crate::core::request::Limits;
@@ -255,12 +256,21 @@ fn serve(config: ServeConfig) -> Result<(), String> {
     let listener =
         TcpListener::bind(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let system = actix_web::rt::System::new();
+    // Listen before announcing: a stop sent right after the line is kept.
+    let stop = system
+        .block_on(async { StopSignals::listen() })
+        .map_err(|e| format!("listening for stop signals: {e}"))?;
     tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, "openexec listening");
     // One line on stdout that scripts and tests can wait for.
     println!("openexec listening on http://{addr}");
     let state = Arc::new(AppState { boundary });
-    let served =
-        actix_web::rt::System::new().block_on(crate::http::run(listener, state, config.workers));
+    let served = system.block_on(crate::http::run(
+        listener,
+        state,
+        config.workers,
+        stop.received(),
+    ));
     ledger.shutdown();
     tracing::info!(
         size = ledger.head().size,

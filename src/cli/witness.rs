@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use rand_core::{OsRng, RngCore as _};
 
+use super::signals::StopSignals;
 use crate::core::cosignature::WitnessSigner;
 use crate::core::signing::LogVerifier;
 use crate::ledger::keyfile::write_secret;
@@ -112,10 +113,17 @@ fn serve(witness: &Arc<Witness>, bind: &str) -> Result<(), String> {
     }
     let listener = TcpListener::bind(bind).map_err(|e| format!("binding {bind}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let system = actix_web::rt::System::new();
+    // Listen before announcing: a stop sent right after the line is kept.
+    let stop = system
+        .block_on(async { StopSignals::listen() })
+        .map_err(|e| format!("listening for stop signals: {e}"))?;
     // One line on stdout that scripts and tests can wait for.
     println!("openexec witness listening on http://{addr}");
-    actix_web::rt::System::new()
-        .block_on(async { crate::witness::server::build(witness.clone(), listener)?.await })
+    system
+        .block_on(async {
+            crate::witness::server::build(witness.clone(), listener, stop.received())?.await
+        })
         .map_err(|e| e.to_string())
 }
 

@@ -92,9 +92,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
 }
 
-/// Serves on `listener` until SIGINT/SIGTERM (actix drains in-flight
-/// requests on either), then returns. The caller then shuts the ledger
-/// down, which commits every queued append before the process exits.
+/// Serves on `listener` until `stop` resolves, then drains in-flight
+/// requests (up to 10 s) and returns. It installs no signal handlers of
+/// its own: the caller passes a future that it made before announcing the
+/// server (`cli::signals`). The caller then shuts the ledger down, which
+/// commits every queued append before the process exits.
 ///
 /// Assembled from actix-http rather than `HttpServer` only so that each
 /// accepted stream can be wrapped in [`conn::BoundedHeads`]; the timeouts
@@ -103,6 +105,7 @@ pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     workers: usize,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let data = web::Data::from(state);
     let local = listener.local_addr()?;
@@ -111,6 +114,7 @@ pub async fn run(
     builder
         .workers(workers.max(1))
         .shutdown_timeout(10)
+        .shutdown_signal(stop)
         .listen("openexec-http", listener, move || {
             let data = data.clone();
             let draining = draining.clone();

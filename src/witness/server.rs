@@ -8,6 +8,7 @@
 //! `{detail, code}`. The handler only parses and maps; the decision is
 //! [`Witness::add_checkpoint`]'s.
 
+use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,10 +20,12 @@ use serde_json::json;
 use super::{now_secs, Witness, WitnessError};
 use crate::core::witness::{AddCheckpoint, Refusal, MAX_REQUEST_BYTES};
 
-/// Builds the server on an already bound listener.
+/// Builds the server on an already bound listener; it stops gracefully
+/// when `stop` resolves (it installs no signal handlers of its own).
 pub fn build(
     witness: Arc<Witness>,
     listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<actix_web::dev::Server> {
     let data = web::Data::from(witness);
     Ok(HttpServer::new(move || {
@@ -45,6 +48,7 @@ pub fn build(
     .client_request_timeout(Duration::from_secs(5))
     .client_disconnect_timeout(Duration::from_secs(1))
     .keep_alive(Duration::from_secs(5))
+    .shutdown_signal(stop)
     .listen(listener)?
     .run())
 }

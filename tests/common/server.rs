@@ -9,6 +9,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// How long [`TestServer::stop`] waits for the process to exit: the
+/// server's own drain limit (10 s) with room for a loaded machine.
+pub const STOP_LIMIT: Duration = Duration::from_secs(30);
+
 /// A running server; killed on drop.
 pub struct TestServer {
     pub child: Child,
@@ -117,13 +121,9 @@ impl TestServer {
         openexec::core::signing::LogVerifier::from_vkey(text.trim()).expect("vkey")
     }
 
-    /// Sends SIGTERM and waits.
+    /// Sends SIGTERM and waits for a clean exit; see [`terminate`].
     pub fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
+        terminate(&mut self.child);
     }
 }
 
@@ -145,5 +145,32 @@ fn into_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
         Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+/// Sends SIGTERM to `child` and waits for a clean exit (status 0). Panics
+/// if the process dies otherwise, or (after a SIGKILL) if it is still
+/// running [`STOP_LIMIT`] later, so that a server that ignores the signal
+/// fails its test instead of hanging it.
+pub fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = std::time::Instant::now() + STOP_LIMIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            assert!(
+                status.success(),
+                "the server did not stop cleanly: {status}"
+            );
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server was still running {STOP_LIMIT:?} after SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
