@@ -83,6 +83,61 @@ fn a1_one_approval_runs_once_across_nonces() {
     assert_eq!(r["code"], "approval_reused");
 }
 
+/// Single use outlives the process: approvals consumed by a handler with
+/// effects (`counter`, reserved before it runs) and by one without
+/// (`echo`, claimed with its entry) stay consumed while it runs, across a
+/// `kill -9` and across a clean restart — the store keeps them in
+/// `approvals.tab`, confirmed against the entries that consumed them.
+#[test]
+fn a1_consumed_approvals_stay_consumed_across_restarts_and_crashes() {
+    let key = SigningKey::from_bytes(&[14; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let pem = pem(&key);
+    let env = [
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", pem.as_str()),
+        ("CLAWSHIELD_TENANT_ID", "t1"),
+    ];
+    let counter = json!({"name": "a1-restart"});
+    let echo = json!({"msg": "a1-restart"});
+    let approvals = [
+        (
+            "counter",
+            &counter,
+            v1(&key, "ap-counter", "t1", "counter", &counter),
+        ),
+        ("echo", &echo, v1(&key, "ap-echo", "t1", "echo", &echo)),
+    ];
+    let mut s = start_in(&data, &env).unwrap();
+    for (action, payload, art) in &approvals {
+        let (status, r) = s.execute(&json!({"action": action, "payload": payload, "nonce": format!("{action}-0"), "approval_artifact": art}));
+        assert_eq!(status, 200, "{r}");
+    }
+    let reuse = |s: &TestServer, round: &str| {
+        for (action, payload, art) in &approvals {
+            let (status, r) = s.execute(&json!({"action": action, "payload": payload, "nonce": format!("{action}-{round}"), "approval_artifact": art}));
+            assert_eq!(
+                (status, r["code"].as_str()),
+                (403, Some("approval_reused")),
+                "{action} after {round}: {r}"
+            );
+        }
+    };
+    reuse(&s, "live");
+    // SIGKILL right after, before the tables' periodic sync: the next start
+    // recovers as after a crash. (A kill keeps the OS page cache; losing
+    // the table's unsynced slots is covered by the store's tests, which
+    // open crash images and stores whose table was lost.)
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let mut s = start_in(&data, &env).unwrap();
+    reuse(&s, "crash");
+    s.stop();
+    let s = start_in(&data, &env).unwrap();
+    reuse(&s, "restart");
+}
+
 #[test]
 fn a1_one_approval_raced_across_100_nonces_executes_once() {
     let key = SigningKey::from_bytes(&[12; 32]);

@@ -5,7 +5,9 @@
 //! answer or transport error. With `--mode receipts` the connections
 //! instead fetch `GET /receipts/{exec_id}` for exec_ids sampled at random
 //! over the whole ledger (read through `GET /ledger/entries/{index}`
-//! first), so the proofs are of old and new entries alike.
+//! first), so the proofs are of old and new entries alike. With
+//! `--approver-key` each execution carries a v2 approval of exactly that
+//! request, minted by the load generator, to load a `clawshield` service.
 //!
 //! The connections are tasks on a small tokio runtime (one thread per
 //! core), each a kept-alive HTTP/1.1 connection that sends one request,
@@ -21,7 +23,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use ed25519_dalek::pkcs8::DecodePrivateKey as _;
 use serde_json::json;
+
+use crate::core::approval::mint_v2;
+use crate::core::canonical::request_hash;
 
 /// Arguments of `openexec bench`.
 #[derive(Debug, Args)]
@@ -48,6 +54,14 @@ pub struct BenchArgs {
     /// In `receipts` mode: how many entries to sample (their exec_ids are fetched in turn).
     #[arg(long, default_value_t = 1000)]
     pub sample: usize,
+    /// An approver's private key (PKCS#8 PEM file, as `approver-keygen`
+    /// writes): each execution then carries its own v2 approval, minted
+    /// here, for a service in `clawshield` mode that trusts the key.
+    #[arg(long = "approver-key")]
+    pub approver_key: Option<std::path::PathBuf>,
+    /// The tenant the approvals name (the service's `CLAWSHIELD_TENANT_ID`).
+    #[arg(long, default_value = "")]
+    pub tenant: String,
 }
 
 /// What `openexec bench` sends.
@@ -87,6 +101,16 @@ pub fn run(args: &BenchArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let approver = match args.approver_key.as_deref().map(read_approver).transpose() {
+        Ok(key) => key.map(|key| Approver {
+            key: std::sync::Arc::new(key),
+            tenant: args.tenant.clone(),
+        }),
+        Err(e) => {
+            eprintln!("error: --approver-key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -104,8 +128,14 @@ pub fn run(args: &BenchArgs) -> ExitCode {
         let exec_ids = std::sync::Arc::new(exec_ids);
         let tasks: Vec<_> = (0..args.connections.max(1))
             .map(|t| {
-                let request =
-                    Request::new(args, &target, format!("bench-{run_id}-{t}"), &exec_ids, t);
+                let request = Request::new(
+                    args,
+                    &target,
+                    format!("bench-{run_id}-{t}"),
+                    &exec_ids,
+                    approver.clone(),
+                    t,
+                );
                 tokio::spawn(drive(target.address.clone(), request, deadline))
             })
             .collect();
@@ -185,6 +215,7 @@ enum Request {
         action: String,
         payload: serde_json::Value,
         prefix: String,
+        approver: Option<Approver>,
     },
     /// `GET /receipts/{id}`, walking the sample from this connection's offset.
     Receipt {
@@ -200,6 +231,7 @@ impl Request {
         target: &Target,
         prefix: String,
         exec_ids: &std::sync::Arc<Vec<String>>,
+        approver: Option<Approver>,
         connection: usize,
     ) -> Self {
         match args.mode {
@@ -211,6 +243,7 @@ impl Request {
                 action: args.action.clone(),
                 payload: args.payload.clone(),
                 prefix,
+                approver,
             },
             Mode::Receipts => Self::Receipt {
                 host: target.host.clone(),
@@ -228,9 +261,14 @@ impl Request {
                 action,
                 payload,
                 prefix,
+                approver,
             } => {
-                let body = json!({ "action": action, "payload": payload, "nonce": format!("{prefix}-{i}") })
-                    .to_string();
+                let nonce = format!("{prefix}-{i}");
+                let mut body = json!({ "action": action, "payload": payload, "nonce": nonce });
+                if let Some(approver) = approver {
+                    body["approval_artifact"] = approver.approve(action, payload, &nonce);
+                }
+                let body = body.to_string();
                 format!("{head}Content-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
             }
             Self::Receipt {
@@ -244,6 +282,48 @@ impl Request {
             }
         }
     }
+}
+
+/// Mints a v2 approval for each execution (`--approver-key`).
+#[derive(Clone)]
+struct Approver {
+    key: std::sync::Arc<ed25519_dalek::SigningKey>,
+    tenant: String,
+}
+
+impl Approver {
+    /// A v2 approval of exactly this request, with the nonce as its id;
+    /// `null` (which the service refuses, counted as an error) if the
+    /// request cannot be hashed.
+    fn approve(&self, action: &str, payload: &serde_json::Value, nonce: &str) -> serde_json::Value {
+        let minted = request_hash(action, payload, nonce, &self.tenant)
+            .map_err(|e| e.to_string())
+            .and_then(|rh| {
+                mint_v2(
+                    &self.key,
+                    nonce,
+                    &self.tenant,
+                    &rh,
+                    chrono::Utc::now(),
+                    chrono::Duration::seconds(APPROVAL_TTL_SECS),
+                )
+                .map_err(|e| e.to_string())
+            });
+        minted
+            .ok()
+            .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Lifetime of the approvals `bench` mints, each just before it is sent:
+/// ample for any queue, and within the service's default maximum (1 h).
+const APPROVAL_TTL_SECS: i64 = 300;
+
+fn read_approver(path: &std::path::Path) -> Result<ed25519_dalek::SigningKey, String> {
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&pem)
+        .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))
 }
 
 /// One connection's loop: request after request until the deadline.

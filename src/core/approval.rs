@@ -15,7 +15,8 @@
 //!   zoned timestamps, a maximum lifetime and a small clock-skew allowance.
 //!
 //! Single use is enforced by the caller (the nonce reservation consumes
-//! [`VerifiedApproval::consume_key`] atomically); this module is pure.
+//! [`ApprovalSummary::consume_key`] of the verified summary atomically);
+//! this module is pure.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -258,10 +259,10 @@ impl Artifact {
 /// A verified approval.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedApproval {
-    /// What the ledger entry records.
+    /// What the ledger entry records; its
+    /// [`consume_key`](ApprovalSummary::consume_key) for the attempt's
+    /// tenant is the key its single use is recorded under.
     pub summary: ApprovalSummary,
-    /// The key under which its single use is recorded.
-    pub consume_key: String,
 }
 
 /// The request an approval must name.
@@ -340,7 +341,6 @@ fn verify_v1(
             key_id: Some(key.key_id.clone()),
             expires_at: Some(a.expires_at.clone()),
         },
-        consume_key: format!("v1\n{}\n{}", a.tenant_id, a.approval_id),
     })
 }
 
@@ -385,7 +385,6 @@ fn verify_v2(
             key_id: Some(a.key_id.clone()),
             expires_at: Some(a.expires_at.clone()),
         },
-        consume_key: format!("v2\n{}\n{}", a.key_id, a.approval_id),
     })
 }
 
@@ -544,6 +543,53 @@ mod tests {
             v1_action_hash("echo", &Value::Null),
             v1_action_hash("echo", &json!({}))
         );
+    }
+
+    /// The consume keys of verified approvals, as sled's `approvals` tree
+    /// has held them since the first release (`v1 ‖ tenant ‖ id`, `v2 ‖
+    /// key id ‖ id`, newline-separated): records written then must still
+    /// be found under the key the summary gives now.
+    #[test]
+    fn verified_approvals_consume_the_keys_they_always_did() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let payload = json!({"msg": "once"});
+        let rh = request_hash("echo", &payload, "n", "tenant-001").unwrap();
+        let req = RequestRef {
+            action: "echo",
+            payload: &payload,
+            request_hash: &rh,
+        };
+        let policy = policy(&key, Some("tenant-001"));
+        let v1 = Artifact::V1(mint_v1(
+            &key,
+            "ap-1",
+            "tenant-001",
+            "echo",
+            &payload,
+            now(),
+            Duration::seconds(300),
+        ));
+        let v1 = verify(&v1, req, &policy, now()).unwrap();
+        assert_eq!(
+            v1.summary.consume_key("tenant-001").as_deref(),
+            Some("v1\ntenant-001\nap-1")
+        );
+        let v2 = mint_v2(
+            &key,
+            "ap-2",
+            "tenant-001",
+            &rh,
+            now(),
+            Duration::seconds(300),
+        )
+        .unwrap();
+        let key_id = v2.key_id.clone();
+        let v2 = verify(&Artifact::V2(v2), req, &policy, now()).unwrap();
+        assert_eq!(
+            v2.summary.consume_key("tenant-001"),
+            Some(format!("v2\n{key_id}\nap-2"))
+        );
+        assert_eq!(ApprovalSummary::none().consume_key("tenant-001"), None);
     }
 
     #[test]

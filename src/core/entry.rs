@@ -94,6 +94,27 @@ impl ApprovalSummary {
             expires_at: None,
         }
     }
+
+    /// The key under which this approval's single use is recorded, for an
+    /// attempt of `tenant`: `v1 ‖ \n ‖ tenant ‖ \n ‖ id` for ClawShield v1
+    /// (verified only when the tenant is configured and equal to the
+    /// artifact's, see [`crate::core::approval`]), `v2 ‖ \n ‖ key_id ‖ \n ‖
+    /// id` for v2 (a v2 id is scoped by its signer). `None` without an
+    /// approval.
+    ///
+    /// One function for both sides of single use: the service consumes the
+    /// key of the summary it writes into the entry, and the store confirms
+    /// a consumed key against the entry that consumed it
+    /// ([`entry_approval_key`]), so the two cannot disagree.
+    #[must_use]
+    pub fn consume_key(&self, tenant: &str) -> Option<String> {
+        let id = self.id.as_deref()?;
+        match self.kind {
+            ApprovalKind::None => None,
+            ApprovalKind::ClawshieldV1 => Some(format!("v1\n{tenant}\n{id}")),
+            ApprovalKind::OpenexecV2 => Some(format!("v2\n{}\n{id}", self.key_id.as_deref()?)),
+        }
+    }
 }
 
 /// Everything the caller decides about an entry; the sequencer adds the
@@ -385,6 +406,22 @@ pub fn entry_nonce_key(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(nonce_key(&fields.tenant, &fields.nonce))
 }
 
+/// The [`ApprovalSummary::consume_key`] of the approval an entry's bytes
+/// name, for the entry's tenant; `None` for an entry without one or bytes
+/// that are not an entry. Reads only the two fields (the store calls it to
+/// check a consumed-approval candidate against the entry, and for every
+/// completing entry when it rebuilds its table of consumed approvals).
+#[must_use]
+pub fn entry_approval_key(bytes: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Approved {
+        tenant: String,
+        approval: ApprovalSummary,
+    }
+    let fields: Approved = serde_json::from_slice(bytes).ok()?;
+    fields.approval.consume_key(&fields.tenant)
+}
+
 /// Reason codes are short machine identifiers: `[a-z0-9_]{1,64}`.
 #[must_use]
 pub fn is_reason_code(code: &str) -> bool {
@@ -449,6 +486,40 @@ pub(crate) mod tests {
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.starts_with(r#"{"action":"echo","approval":{"expires_at":null,"id":null,"key_id":null,"kind":"none"},"exec_id":"exec-0","index":0,"#), "{text}");
         assert!(text.contains(r#""time":"2026-11-21T23:40:00.123456Z""#));
+    }
+
+    /// The store confirms a consumed approval with `entry_approval_key`
+    /// over the entry's bytes; the service consumed `consume_key` of the
+    /// summary it put in the entry. They must agree for every kind.
+    #[test]
+    fn an_entrys_approval_key_is_the_consume_key_of_its_summary() {
+        let approvals = [
+            (ApprovalKind::None, None, None),
+            (ApprovalKind::ClawshieldV1, Some("ap-1"), Some("k1")),
+            (ApprovalKind::OpenexecV2, Some("ap-2"), Some("k2")),
+            (ApprovalKind::OpenexecV2, Some("ap-3"), None),
+        ];
+        for (kind, id, key_id) in approvals {
+            let approval = ApprovalSummary {
+                kind,
+                id: id.map(str::to_owned),
+                key_id: key_id.map(str::to_owned),
+                expires_at: Some("2026-11-22T00:00:00Z".into()),
+            };
+            let draft = EntryDraft {
+                approval: approval.clone(),
+                ..sample_draft(1)
+            };
+            let e = Entry::from_draft(draft, "example.com/log", 1, GENESIS_PREV, sample_time());
+            let bytes = e.to_canonical_bytes().unwrap();
+            let expected = approval.consume_key("tenant-001");
+            assert_eq!(entry_approval_key(&bytes), expected, "{kind:?}");
+            assert_eq!(
+                expected.is_some(),
+                kind != ApprovalKind::None && key_id.is_some()
+            );
+        }
+        assert_eq!(entry_approval_key(b"not an entry"), None);
     }
 
     #[test]

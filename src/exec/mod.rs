@@ -237,10 +237,10 @@ impl Boundary {
             Ok(v) => v,
             Err(decision) => return self.finish(attempt, decision, None).await,
         };
-        if let Some(v) = &verified {
-            attempt.approval = v.summary.clone();
+        if let Some(v) = verified {
+            attempt.approval = v.summary;
         }
-        self.reserve_and_run(attempt, handler, verified).await
+        self.reserve_and_run(attempt, handler).await
     }
 
     /// The configured tenant, else (clawshield mode) the artifact's, else "".
@@ -299,17 +299,14 @@ impl Boundary {
     }
 
     /// Steps 6–9.
-    async fn reserve_and_run(
-        &self,
-        attempt: Attempt,
-        handler: Handler,
-        verified: Option<VerifiedApproval>,
-    ) -> Response {
+    async fn reserve_and_run(&self, attempt: Attempt, handler: Handler) -> Response {
         let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
         let record = PendingNonce {
             request_hash: attempt.request_hash,
             exec_id: attempt.exec_id.clone(),
-            approval_key: verified.as_ref().map(|v| v.consume_key.clone()),
+            // The key of the approval the entry will record (see
+            // `ApprovalSummary::consume_key`).
+            approval_key: attempt.approval.consume_key(&attempt.tenant),
             action: attempt.request.action.as_str().to_owned(),
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),

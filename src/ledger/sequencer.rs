@@ -43,7 +43,7 @@ use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
 use crate::store::{
-    BatchWrite, Claimed, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
+    BatchWrite, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
     StoredEntry,
 };
 
@@ -255,12 +255,7 @@ impl Writer {
                     won.push(Job {
                         draft: r.draft,
                         content: r.content,
-                        completion: Some(Completion {
-                            key: r.claim.key,
-                            claimed: Some(Claimed {
-                                approval_key: r.claim.record.approval_key,
-                            }),
-                        }),
+                        completion: Some(Completion::claimed(r.claim.key)),
                         reply: AppendReply::Reserved(r.reply),
                     });
                     continue;
@@ -306,6 +301,11 @@ impl Writer {
             }
             let (content, entry_salts) = content.map(|c| (c.bytes, c.salts)).unzip();
             salts.push(entry_salts);
+            // What `entry_approval_key` reads from `bytes`: the approval a
+            // completing entry consumed (see "Approvals" in `store`).
+            let approval_key = completion
+                .as_ref()
+                .and_then(|_| entry.approval.consume_key(&entry.tenant));
             write.entries.push(StoredEntry {
                 index,
                 // Filled in by `sign_all` once the batch is laid out.
@@ -314,6 +314,7 @@ impl Writer {
                 index_exec_id: (entry.outcome != Outcome::Replayed).then(|| entry.exec_id.clone()),
                 content,
                 completion,
+                approval_key,
             });
             entries.push(entry);
             prev = leaf;

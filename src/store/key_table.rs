@@ -1,8 +1,9 @@
 //! A key → entry index map kept as an on-disk hash table beside the log,
 //! derived from `entries.bin` and written outside sled and outside the
-//! append transaction. The store keeps two: `exec_ids.tab` (exec_id → the
-//! entry that answers it) and `nonces.tab` (tenant ‖ 0 ‖ nonce → the entry
-//! that completed the nonce).
+//! append transaction. The store keeps three: `exec_ids.tab` (exec_id → the
+//! entry that answers it), `nonces.tab` (tenant ‖ 0 ‖ nonce → the entry
+//! that completed the nonce) and `approvals.tab` (an approval's consume
+//! key → the entry that consumed it).
 //!
 //! Why a file: in sled, each map cost the ledger's one writer a
 //! read-modify-write of sled pages for every entry, and at 10M entries
@@ -106,6 +107,9 @@ const WARM_CHUNK: usize = 1 << 20;
 pub(super) const EXEC_IDS: &str = "exec_ids.tab";
 /// File of the done nonce → completing entry map, in the store directory.
 pub(super) const DONE_NONCES: &str = "nonces.tab";
+/// File of the consumed approval → consuming entry map, in the store
+/// directory.
+pub(super) const CONSUMED_APPROVALS: &str = "approvals.tab";
 const MAGIC: &[u8; 8] = b"OEXTAB02";
 /// The first layout's magic: tables that double without end.
 const MAGIC_UNCAPPED: &[u8; 8] = b"OEXTAB01";

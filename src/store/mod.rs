@@ -9,9 +9,10 @@
 //!
 //! `entries.bin` (signature ‖ entry bytes, by index), `entries.idx` (record
 //! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout); and
-//! two hash tables ([`key_table`]) derived from `entries.bin` and written
-//! after each commit: `exec_ids.tab` (exec_id → index) and `nonces.tab`
-//! (done nonce → index of the entry that completed it).
+//! three hash tables ([`key_table`]) derived from `entries.bin` and written
+//! after each commit: `exec_ids.tab` (exec_id → index), `nonces.tab`
+//! (done nonce → index of the entry that completed it) and `approvals.tab`
+//! (consumed approval → index of the entry that consumed it).
 //!
 //! # Nonces
 //!
@@ -26,15 +27,32 @@
 //! check and its sled transaction under one lock that each commit also
 //! holds until its inserts are in, so none sees a nonce in neither place.
 //!
+//! # Approvals
+//!
+//! Approvals follow their nonces. One held by a reservation in flight is a
+//! record in sled's `approvals` tree, written in the reservation's
+//! transaction and removed in the transaction that commits the entry
+//! completing the nonce; a claim's ([`Store::claim`]) is never in sled.
+//! Once consumed by a committed entry, the approval is that entry: the
+//! entry completes its nonce and names the approval, and `approvals.tab`
+//! maps the approval's key to it, confirmed against the entry
+//! (`approval_key_of`), taken under the same lock as the done nonces. sled
+//! keeps every approval consumed before `approvals_from` (the head's size
+//! when the table was created; nothing is moved), and any whose entry does
+//! not name it (an attempt recorded as `interrupted` at restart): such a
+//! record stays in sled, consumed for good. (sled 0.34 keeps every node it
+//! inserted a key into in memory, so a key per consumed approval grew the
+//! server by ~1.1 KB per approval; an in-flight record is removed again.)
+//!
 //! # sled trees (key → value; all integers big-endian)
 //!
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note (see [`HISTORY_STRIDE`]) |
 //! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
-//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary, `done_nonces_from` |
+//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary, `done_nonces_from`, `approvals_from` |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
-//! | `approvals`   | approval consume key   | nonce key that consumed it              |
+//! | `approvals`   | approval consume key   | nonce key of the reservation holding it (in flight), or that consumed it (before `approvals_from`, or its entry does not name it) |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
 //! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |
 //!
@@ -80,7 +98,7 @@ pub use cosignatures::KEEP_COSIGNED;
 pub use faults::{FaultPoint, FaultStall};
 pub use hash_reader::{OverlayReader, StoreHashReader};
 pub use reservations::{
-    nonce_key, Claimed, Completion, PendingNonce, Reservation, ReservationRequest,
+    nonce_key, Completion, Held, PendingNonce, Reservation, ReservationRequest,
 };
 
 use crate::core::hash::Hash;
@@ -138,12 +156,19 @@ pub struct StoreConfig {
     /// completing entries again at open and to check a done-nonce
     /// candidate.
     pub nonce_key_of: NonceKeyOf,
+    /// The key of the approval an entry's bytes name (see
+    /// [`crate::core::entry::entry_approval_key`], the default): used to
+    /// index completing entries again at open and to check a
+    /// consumed-approval candidate.
+    pub approval_key_of: ApprovalKeyOf,
 }
 
 /// Reads the exec_id to index an entry under from its bytes.
 pub type ExecIdOf = fn(&[u8]) -> Option<String>;
 /// Reads the nonce key of the attempt an entry records from its bytes.
 pub type NonceKeyOf = fn(&[u8]) -> Option<Vec<u8>>;
+/// Reads the key of the approval an entry names from its bytes.
+pub type ApprovalKeyOf = fn(&[u8]) -> Option<String>;
 
 impl StoreConfig {
     /// Defaults for a directory.
@@ -153,6 +178,7 @@ impl StoreConfig {
             cache_bytes: 64 << 20,
             exec_id_of: crate::core::entry::indexed_exec_id,
             nonce_key_of: crate::core::entry::entry_nonce_key,
+            approval_key_of: crate::core::entry::entry_approval_key,
         }
     }
 }
@@ -218,6 +244,10 @@ pub struct StoredEntry {
     pub content: Option<Vec<u8>>,
     /// The nonce this entry completes, if the attempt held one.
     pub completion: Option<Completion>,
+    /// The approval this entry consumed: for an entry that completes its
+    /// nonce and names an approval, the key `approval_key_of` reads from
+    /// its bytes (the sequencer takes it from the entry it serialized).
+    pub approval_key: Option<String>,
 }
 
 /// Everything one sequencer batch writes, atomically.
@@ -252,13 +282,13 @@ pub struct CycleSync {
 
 /// The ring commit of a batch, when the batch changes nothing in sled but
 /// the head and the checkpoint: every nonce it completes was claimed (no
-/// pending record to remove) without an approval to consume, and its
-/// checkpoint fits a ring slot.
+/// pending record, nor an approval's, to remove), and its checkpoint fits
+/// a ring slot.
 fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
     let only_head = batch.entries.iter().all(|e| {
         e.completion
             .as_ref()
-            .is_none_or(|c| matches!(c.claimed, Some(Claimed { approval_key: None })))
+            .is_none_or(|c| c.held == Held::Claimed)
     });
     match (&batch.head, &batch.checkpoint) {
         (Some(head), Some((size, note)))
@@ -314,9 +344,14 @@ struct Inner {
     /// their nonce (see "Nonces").
     done_nonces_from: u64,
     nonce_key_of: NonceKeyOf,
-    /// Held by each reservation from its done check to the end of its sled
-    /// transaction, and by each commit from its transaction until its
-    /// nonces are in `done_nonces` (see "Nonces").
+    /// Consumed approvals (see "Approvals").
+    consumed_approvals: Arc<key_table::KeyTable>,
+    /// Makes `consumed_approvals` durable in the background.
+    _consumed_approvals_syncer: key_table::Syncer,
+    approval_key_of: ApprovalKeyOf,
+    /// Held by each reservation from its done checks to the end of its
+    /// sled transaction, and by each commit from its transaction until its
+    /// nonces and approvals are in their tables (see "Nonces").
     nonce_order: Mutex<()>,
     checkpoints: sled::Tree,
     content: sled::Tree,
@@ -356,6 +391,9 @@ const META_ENTRIES_DICT: &[u8] = b"entries_dict";
 /// nonce (`u64`): the head's size when the store moved its done nonces
 /// out of sled (0 for a store that never had them there).
 const META_DONE_NONCES_FROM: &[u8] = b"done_nonces_from";
+/// The head's size when `approvals.tab` was created (`u64`): approvals
+/// consumed before it are in sled (see "Approvals").
+const META_APPROVALS_FROM: &[u8] = b"approvals_from";
 
 impl Store {
     /// Opens (or creates) the store in `config.path`.
@@ -374,19 +412,22 @@ impl Store {
             pending: &pending,
             log_file: &log_file,
         };
-        // The two tables index what their headers miss on a thread each:
+        // The tables index what their headers miss on two threads (the
+        // completion tables share one pass over the completing entries):
         // after a kill -9 under load at 13.6M, ~68k entries each, 0.45 s
         // apiece, most of it reading and decompressing those entries.
-        let (exec_table, (done_nonces, done_nonces_from)) = std::thread::scope(|scope| {
-            let nonces = scope.spawn(|| open_done_nonces(&sled_parts, &segments, config));
+        let (exec_table, completions) = std::thread::scope(|scope| {
+            let completions =
+                scope.spawn(|| open_completion_tables(&sled_parts, &segments, config));
             let exec_table = open_exec_table(&db, &segments, config, &log_file);
-            let nonces = nonces
+            let completions = completions
                 .join()
                 .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
-            Ok::<_, StoreError>((exec_table?, nonces?))
+            Ok::<_, StoreError>((exec_table?, completions?))
         })?;
         let exec_table = Arc::new(exec_table);
-        let done_nonces = Arc::new(done_nonces);
+        let done_nonces = Arc::new(completions.done_nonces);
+        let consumed_approvals = Arc::new(completions.consumed_approvals);
         sync_dir(&config.path)?;
         let inner = Inner {
             segments,
@@ -395,8 +436,11 @@ impl Store {
             exec_id_of: config.exec_id_of,
             _done_nonces_syncer: key_table::Syncer::start(Arc::clone(&done_nonces))?,
             done_nonces,
-            done_nonces_from,
+            done_nonces_from: completions.done_nonces_from,
             nonce_key_of: config.nonce_key_of,
+            _consumed_approvals_syncer: key_table::Syncer::start(Arc::clone(&consumed_approvals))?,
+            consumed_approvals,
+            approval_key_of: config.approval_key_of,
             nonce_order: Mutex::new(()),
             checkpoints: db.open_tree("checkpoints")?,
             content: db.open_tree("content")?,
@@ -522,12 +566,18 @@ impl Store {
             .filter(|_| ring.is_none())
             .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary));
         let _order = self.lock_nonce_order()?;
-        // A nonce this batch completes is done for the cycle's
-        // reservations, though `nonces.tab` takes it only after the commit.
+        // A nonce (an approval) this batch completes (consumes) is done for
+        // the cycle's reservations, though `nonces.tab` (`approvals.tab`)
+        // takes it only after the commit.
         let completed: HashMap<&[u8], u64> = batch
             .iter()
             .flat_map(|b| &b.entries)
             .filter_map(|e| e.completion.as_ref().map(|c| (c.key.as_slice(), e.index)))
+            .collect();
+        let consumed: HashMap<&[u8], u64> = batch
+            .iter()
+            .flat_map(|b| &b.entries)
+            .filter_map(|e| e.approval_key.as_ref().map(|k| (k.as_bytes(), e.index)))
             .collect();
         let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
         let mut encoded = Vec::new();
@@ -543,6 +593,10 @@ impl Store {
                         Some(&index) => Some(index),
                         None => self.done_index(r.key)?,
                     };
+                    if let Some(ak) = e.approval_key {
+                        e.approval_done = consumed.contains_key(ak.as_bytes())
+                            || self.approval_done(ak)?.is_some();
+                    }
                     encoded.push(e);
                     // Placeholder, replaced by the transaction's answer.
                     results.push(Ok(Reservation::Reserved));
@@ -560,6 +614,10 @@ impl Store {
             // Before the lock is let go (see "Nonces").
             self.inner.done_nonces.insert_batch(
                 completed.iter().map(|(&key, &index)| (key, index)),
+                staged.count(),
+            )?;
+            self.inner.consumed_approvals.insert_batch(
+                consumed.iter().map(|(&key, &index)| (key, index)),
                 staged.count(),
             )?;
         }
@@ -582,8 +640,8 @@ impl Store {
         })
     }
 
-    /// The sled transaction of a cycle: the batch first, so that a
-    /// reservation of this cycle finds the approvals its claims consumed.
+    /// The sled transaction of a cycle: the batch, then the reservations
+    /// (which found what the batch completes before it, in `write_cycle`).
     fn apply_in_sled(
         &self,
         batches: Option<&SledBatches>,
@@ -704,6 +762,19 @@ impl Store {
         })
     }
 
+    /// The index of the entry that consumed the approval `key`, if a
+    /// committed entry did: the table's candidates, each checked against
+    /// its entry (see "Approvals"). Callers hold [`Inner::nonce_order`].
+    fn approval_done(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let i = &self.inner;
+        i.consumed_approvals.find(key.as_bytes(), |index| {
+            Ok(i.segments
+                .completing_entry(index)?
+                .filter(|b| (i.approval_key_of)(b).as_deref() == Some(key))
+                .map(|_| index))
+        })
+    }
+
     /// Whether entry `index`'s record says it completed its nonce (entries
     /// written before the flag never say so; see "Nonces").
     pub fn completes_nonce(&self, index: u64) -> Result<bool, StoreError> {
@@ -800,7 +871,8 @@ impl Store {
         Ok(self.inner.db.size_on_disk()?
             + self.inner.segments.len_on_disk()?
             + self.inner.exec_table.len_on_disk()?
-            + self.inner.done_nonces.len_on_disk()?)
+            + self.inner.done_nonces.len_on_disk()?
+            + self.inner.consumed_approvals.len_on_disk()?)
     }
 }
 
@@ -821,13 +893,19 @@ impl SledBatches {
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
-        for c in batch.entries.iter().filter_map(|e| e.completion.as_ref()) {
-            match &c.claimed {
-                None => b.pending.remove(c.key.as_slice()),
-                Some(Claimed {
-                    approval_key: Some(ak),
-                }) => b.approvals.insert(ak.as_bytes(), c.key.as_slice()),
-                Some(Claimed { approval_key: None }) => {}
+        for e in &batch.entries {
+            // A reservation's records leave sled with its entry; a claim
+            // has none there (see "Approvals").
+            let Some(Completion {
+                key,
+                held: Held::Reserved,
+            }) = &e.completion
+            else {
+                continue;
+            };
+            b.pending.remove(key.as_slice());
+            if let Some(ak) = &e.approval_key {
+                b.approvals.remove(ak.as_bytes());
             }
         }
         if let Some((size, note)) = &batch.checkpoint {
@@ -982,7 +1060,11 @@ impl Drop for Inner {
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
         }
-        for table in [&self.exec_table, &self.done_nonces] {
+        for table in [
+            &self.exec_table,
+            &self.done_nonces,
+            &self.consumed_approvals,
+        ] {
             if let Err(e) = table.sync_now() {
                 tracing::warn!(error = %e, "could not sync a key table at close; the next open indexes the rest again");
             }
@@ -1001,12 +1083,17 @@ fn open_exec_table(
     log_file: &File,
 ) -> Result<key_table::KeyTable, StoreError> {
     let table = key_table::KeyTable::open(&config.path, key_table::EXEC_IDS, key_table::SHAPE)?;
-    index_past_header(&table, segments, |index| {
-        let (bytes, _) = segments
-            .entry(index)?
-            .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
-        Ok((config.exec_id_of)(&bytes).map(String::into_bytes))
-    })?;
+    let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
+    index_past_headers(
+        segments,
+        |index| {
+            let (bytes, _) = segments
+                .entry(index)?
+                .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
+            Ok(Some(bytes))
+        },
+        &[(&table, &exec_id_of)],
+    )?;
     let mut dropped = false;
     for legacy in LEGACY_EXEC_ID_TREES {
         if has_tree(db, legacy)? {
@@ -1020,76 +1107,161 @@ fn open_exec_table(
     Ok(table)
 }
 
-/// Indexes in `table` the committed entries its header does not cover,
-/// each under the key `key_of` reads from it (none: not indexed), and
-/// makes the table durable.
-fn index_past_header(
-    table: &key_table::KeyTable,
+/// A table to index at open, with the key it takes from an entry's bytes
+/// (none: the entry is not indexed there).
+type Indexing<'a> = (
+    &'a key_table::KeyTable,
+    &'a dyn Fn(&[u8]) -> Option<Vec<u8>>,
+);
+
+/// Indexes in each table the committed entries its header does not cover,
+/// reading each entry once for all of them (`read`: the bytes to index, or
+/// none for an entry no table takes), and makes the tables durable.
+fn index_past_headers(
     segments: &Segments,
-    key_of: impl Fn(u64) -> Result<Option<Vec<u8>>, StoreError>,
+    read: impl Fn(u64) -> Result<Option<Vec<u8>>, StoreError>,
+    tables: &[Indexing<'_>],
 ) -> Result<(), StoreError> {
     let size = segments.visible();
-    let from = table.indexed()?;
-    if from < size {
-        tracing::info!(
-            table = table.name(),
-            from,
-            to = size,
-            "indexing entries.bin"
-        );
-    }
-    for index in from..size {
-        if let Some(key) = key_of(index)? {
-            table.reindex(&key, index)?;
-        }
-        if (index + 1) % 1_000_000 == 0 {
+    let starts = tables
+        .iter()
+        .map(|(table, _)| table.indexed())
+        .collect::<Result<Vec<u64>, _>>()?;
+    for ((table, _), &start) in tables.iter().zip(&starts) {
+        if start < size {
             tracing::info!(
                 table = table.name(),
-                indexed = index + 1,
-                of = size,
+                from = start,
+                to = size,
                 "indexing entries.bin"
             );
         }
     }
-    table.sync_now()
+    let from = starts.iter().copied().min().unwrap_or(size);
+    for index in from..size {
+        if let Some(bytes) = read(index)? {
+            for ((table, key_of), &start) in tables.iter().zip(&starts) {
+                if let Some(key) = key_of(&bytes).filter(|_| index >= start) {
+                    table.reindex(&key, index)?;
+                }
+            }
+        }
+        if (index + 1) % 1_000_000 == 0 {
+            tracing::info!(indexed = index + 1, of = size, "indexing entries.bin");
+        }
+    }
+    tables.iter().try_for_each(|(table, _)| table.sync_now())
 }
 
-/// Opens the done-nonce table (see "Nonces") and indexes the completing
-/// entries its header does not cover; returns it with
-/// `done_nonces_from`. A store without that mark has its done nonces in
-/// sled's `nonces` tree (or none): they are moved first
-/// ([`move_done_nonces_out_of_sled`]).
-fn open_done_nonces(
+/// The tables of completing entries, as opened.
+struct CompletionTables {
+    done_nonces: key_table::KeyTable,
+    done_nonces_from: u64,
+    consumed_approvals: key_table::KeyTable,
+}
+
+/// Opens the done-nonce and consumed-approval tables (see "Nonces" and
+/// "Approvals") and indexes the completing entries their headers do not
+/// cover, in one pass. A store without `done_nonces_from` has its done
+/// nonces in sled's `nonces` tree (or none): they are moved first
+/// ([`move_done_nonces_out_of_sled`]); one without `approvals_from` gets
+/// its `approvals.tab` ([`create_consumed_approvals`]).
+fn open_completion_tables(
     sled: &SledParts<'_>,
     segments: &Segments,
     config: &StoreConfig,
-) -> Result<(key_table::KeyTable, u64), StoreError> {
+) -> Result<CompletionTables, StoreError> {
     let SledParts {
         db, meta, log_file, ..
     } = *sled;
-    let from = match meta.get(META_DONE_NONCES_FROM)? {
+    let done_nonces_from = match meta.get(META_DONE_NONCES_FROM)? {
         Some(v) => decode_u64(&v)?,
         None => move_done_nonces_out_of_sled(sled, segments.visible(), &config.path)?,
     };
-    let table = open_done_nonces_file(&config.path)?;
-    if table.indexed()? < from {
+    let done_nonces = open_done_nonces_file(&config.path)?;
+    if done_nonces.indexed()? < done_nonces_from {
         return Err(StoreError::Corrupt(format!(
-            "{} does not cover the done nonces moved into it from sled (entries below {from}), \
-             and nothing else records which of those entries completed their nonce: \
-             restore the file from a backup of this store",
+            "{} does not cover the done nonces moved into it from sled (entries below \
+             {done_nonces_from}), and nothing else records which of those entries completed \
+             their nonce: restore the file from a backup of this store",
             key_table::DONE_NONCES
         )));
     }
-    index_past_header(&table, segments, |index| {
-        Ok(segments
-            .completing_entry(index)?
-            .and_then(|bytes| (config.nonce_key_of)(&bytes)))
-    })?;
+    if meta.get(META_APPROVALS_FROM)?.is_none() {
+        create_consumed_approvals(sled, segments.visible(), &config.path)?;
+    }
+    // A lost file is indexed again from the start: every entry that
+    // consumed an approval says so.
+    let consumed_approvals = open_consumed_approvals_file(&config.path)?;
+    let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
+    let approval_key_of = |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
+    index_past_headers(
+        segments,
+        |index| segments.completing_entry(index),
+        &[
+            (&done_nonces, &nonce_key_of),
+            (&consumed_approvals, &approval_key_of),
+        ],
+    )?;
     if has_tree(db, LEGACY_NONCES)? {
         db.drop_tree(LEGACY_NONCES)?;
         sync_sled(db, log_file)?;
     }
-    Ok((table, from))
+    Ok(CompletionTables {
+        done_nonces,
+        done_nonces_from,
+        consumed_approvals,
+    })
+}
+
+/// `approvals.tab` in `dir`.
+fn open_consumed_approvals_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> {
+    key_table::KeyTable::open(dir, key_table::CONSUMED_APPROVALS, key_table::SHAPE)
+}
+
+/// Creates `approvals.tab` for a store without `approvals_from`: empty, and
+/// claiming every entry below `from` (the head's size) indexed — the
+/// approvals those consumed are in sled and stay there. It is durable
+/// before `approvals_from` is committed, with the segments mark rewritten
+/// in the current format in the same transaction, so that no older binary
+/// (which would look for consumed approvals in sled alone) opens the store
+/// from then on. A crash before that commit starts it again.
+fn create_consumed_approvals(
+    sled: &SledParts<'_>,
+    from: u64,
+    dir: &Path,
+) -> Result<(), StoreError> {
+    let SledParts {
+        db, meta, log_file, ..
+    } = *sled;
+    let path = dir.join(key_table::CONSUMED_APPROVALS);
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let table = open_consumed_approvals_file(dir)?;
+    table.insert_batch(std::iter::empty(), from)?;
+    table.sync_now()?;
+    drop(table);
+    sync_dir(dir)?;
+    let mut mark = sled::Batch::default();
+    mark.insert(META_APPROVALS_FROM, from.to_be_bytes().to_vec());
+    rewrite_mark_in_current_format(meta, &mut mark)?;
+    meta.apply_batch(mark)?;
+    sync_sled(db, log_file)
+}
+
+/// Adds to `batch` the stored segments mark, rewritten in the current
+/// store format: committed with a change older binaries would misread, it
+/// makes them refuse the store.
+fn rewrite_mark_in_current_format(
+    meta: &sled::Tree,
+    batch: &mut sled::Batch,
+) -> Result<(), StoreError> {
+    if let Some(segments_mark) = meta.get(SegmentsMark::META_KEY)? {
+        let current = SegmentsMark::decode(&segments_mark)?.encode();
+        batch.insert(SegmentsMark::META_KEY, current.to_vec());
+    }
+    Ok(())
 }
 
 /// The sled database and the trees the open steps after the segment files
@@ -1160,12 +1332,9 @@ fn move_done_nonces_out_of_sled(
     sync_dir(dir)?;
     let mut mark = sled::Batch::default();
     mark.insert(META_DONE_NONCES_FROM, from.to_be_bytes().to_vec());
-    // Rewritten in the current format, so that no older binary opens the
-    // store once its done nonces are no longer in sled.
-    if let Some(segments_mark) = meta.get(SegmentsMark::META_KEY)? {
-        let current = SegmentsMark::decode(&segments_mark)?.encode();
-        mark.insert(SegmentsMark::META_KEY, current.to_vec());
-    }
+    // So that no older binary opens the store once its done nonces are no
+    // longer in sled.
+    rewrite_mark_in_current_format(meta, &mut mark)?;
     (meta, pending)
         .transaction(|(tm, tp)| {
             tm.apply_batch(&mark)?;

@@ -5,12 +5,15 @@
 //! completing entry found through `nonces.tab`, checked by the store
 //! before the transaction, see "Nonces" in [`super`]) or in flight (in
 //! `pending`) — returning what is known, or if the approval is already
-//! consumed; otherwise one sled transaction records the nonce in the small
-//! `pending` tree and marks the approval consumed. The ledger writer then
-//! makes it durable ([`Store::sync_cycle`]) *before* anyone runs the
-//! handler. The sequencer later deletes the pending record in the same
-//! transaction as the ledger entry whose record carries the completion
-//! flag — so "entry exists" and "nonce done" are never out of step.
+//! consumed (by a committed entry, found through `approvals.tab`, or held
+//! by a reservation in flight, in `approvals`; see "Approvals" in
+//! [`super`]); otherwise one sled transaction records the nonce in the
+//! small `pending` tree and the approval as held in `approvals`. The
+//! ledger writer then makes it durable ([`Store::sync_cycle`]) *before*
+//! anyone runs the handler. The sequencer later deletes both records in
+//! the same transaction as the ledger entry whose record carries the
+//! completion flag (and names the approval) — so "entry exists", "nonce
+//! done" and "approval consumed" are never out of step.
 //!
 //! Done nonces were once records in a sled tree `nonces` (the entry's
 //! index; before issue 5's fourth pass the whole record, binary or JSON,
@@ -78,27 +81,39 @@ pub(super) enum Known {
 pub struct Completion {
     /// Nonce key (tenant ‖ 0x00 ‖ nonce).
     pub key: Vec<u8>,
-    /// `None`: reserved in an earlier cycle, whose pending record the
-    /// entry's batch removes. `Some`: claimed in the entry's own cycle
-    /// ([`Store::claim`]), with no pending record; the batch consumes the
-    /// claim's approval, if any, in the transaction that commits the entry.
-    pub claimed: Option<Claimed>,
+    /// How the nonce was held until its entry.
+    pub held: Held,
+}
+
+/// How a completed nonce was held until its entry was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// Reserved in an earlier cycle: the entry's batch removes its pending
+    /// record (and its approval's in-flight record) in a sled transaction.
+    Reserved,
+    /// Claimed in the entry's own cycle ([`Store::claim`]): nothing of it
+    /// is in sled.
+    Claimed,
 }
 
 impl Completion {
     /// The completion of a nonce reserved in an earlier cycle.
     #[must_use]
     pub fn reserved(key: Vec<u8>) -> Self {
-        Self { key, claimed: None }
+        Self {
+            key,
+            held: Held::Reserved,
+        }
     }
-}
 
-/// A nonce claimed in the cycle that completes it: the approval its entry
-/// consumes.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    /// The approval's key, if the attempt had one.
-    pub approval_key: Option<String>,
+    /// The completion of a nonce claimed in the entry's own cycle.
+    #[must_use]
+    pub fn claimed(key: Vec<u8>) -> Self {
+        Self {
+            key,
+            held: Held::Claimed,
+        }
+    }
 }
 
 pub use crate::core::entry::nonce_key;
@@ -311,6 +326,10 @@ pub(super) struct Encoded<'a> {
     /// The index of the entry that completed the nonce, if it is done
     /// (looked up by the store before the transaction).
     pub(super) done: Option<u64>,
+    /// Whether the approval was consumed by a committed entry (found in
+    /// `approvals.tab` or in the cycle's batch by the store before the
+    /// transaction; the transaction checks sled's in-flight records).
+    pub(super) approval_done: bool,
 }
 
 impl<'a> Encoded<'a> {
@@ -320,6 +339,7 @@ impl<'a> Encoded<'a> {
             value: encode_pending(request.record)?,
             approval_key: request.record.approval_key.as_deref(),
             done: None,
+            approval_done: false,
         })
     }
 }
@@ -346,8 +366,9 @@ impl Found {
 
 /// The body of one reservation, inside a transaction over `pending` and
 /// `approvals`: refuses a nonce found done (before the transaction) or in
-/// flight, or a consumed approval; otherwise records the nonce as pending
-/// and consumes the approval.
+/// flight, or an approval consumed (found done before the transaction, or
+/// held in flight in `approvals`); otherwise records the nonce as pending
+/// and the approval as held by it.
 pub(super) fn reserve_in(
     pending: &TransactionalTree,
     approvals: &TransactionalTree,
@@ -360,7 +381,7 @@ pub(super) fn reserve_in(
         return Ok(Found::InFlight(existing.to_vec()));
     }
     if let Some(ak) = r.approval_key {
-        if approvals.get(ak.as_bytes())?.is_some() {
+        if r.approval_done || approvals.get(ak.as_bytes())?.is_some() {
             return Ok(Found::ApprovalUsed);
         }
         approvals.insert(ak.as_bytes(), r.key)?;
@@ -377,14 +398,14 @@ impl Store {
     /// claimed earlier in `requests`; otherwise it is won (`Reserved`).
     ///
     /// A won claim holds its nonce only in the caller's hands: the entry
-    /// that completes it must be committed in the same cycle, by the same
-    /// writer, and its [`Completion::claimed`] consumes the approval in the
-    /// transaction that commits the entry — so nonce, approval and entry
-    /// become durable together or not at all, and nothing is left pending
-    /// for a crash to turn into `interrupted`. Sound only because the
-    /// ledger writer alone reserves and commits: nothing can change
-    /// `pending`, `approvals` or `nonces.tab` between this decision and
-    /// that transaction.
+    /// that completes it ([`Completion::claimed`]) must be committed in the
+    /// same cycle, by the same writer, and that entry is what consumes the
+    /// approval (it names it; `approvals.tab` takes it with the nonce) — so
+    /// nonce, approval and entry become durable together or not at all,
+    /// and nothing is left pending for a crash to turn into `interrupted`.
+    /// Sound only because the ledger writer alone reserves and commits:
+    /// nothing can change `pending`, `approvals`, `nonces.tab` or
+    /// `approvals.tab` between this decision and that commit.
     pub fn claim(
         &self,
         requests: &[ReservationRequest<'_>],
@@ -425,7 +446,7 @@ impl Store {
             return decode_in_flight(&existing).map(Reservation::InFlight);
         }
         if let Some(ak) = r.record.approval_key.as_deref() {
-            if approvals.contains(ak) || self.inner.approvals.get(ak.as_bytes())?.is_some() {
+            if approvals.contains(ak) || self.approval_used_unlocked(ak)? {
                 return Ok(Reservation::ApprovalUsed);
             }
         }
@@ -448,6 +469,10 @@ impl Store {
         let encoded = Encoded {
             approval_key,
             done: self.done_index(key)?,
+            approval_done: approval_key
+                .map(|ak| self.approval_done(ak))
+                .transpose()?
+                .is_some_and(|done| done.is_some()),
             ..Encoded::new(ReservationRequest { key, record })?
         };
         let i = &self.inner;
@@ -457,13 +482,17 @@ impl Store {
             .decode()
     }
 
-    /// The nonce key an approval was consumed by, if it was.
-    pub fn approval_consumed_by(&self, approval_key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .inner
-            .approvals
-            .get(approval_key.as_bytes())?
-            .map(|v| v.to_vec()))
+    /// Whether an approval was consumed: by a committed entry (see
+    /// "Approvals" in [`super`]) or by a reservation still in flight.
+    pub fn approval_used(&self, approval_key: &str) -> Result<bool, StoreError> {
+        let _order = self.lock_nonce_order()?;
+        self.approval_used_unlocked(approval_key)
+    }
+
+    /// [`Self::approval_used`], for callers that hold the nonce lock.
+    fn approval_used_unlocked(&self, approval_key: &str) -> Result<bool, StoreError> {
+        Ok(self.approval_done(approval_key)?.is_some()
+            || self.inner.approvals.get(approval_key.as_bytes())?.is_some())
     }
 
     /// Reservations left pending (attempts in flight when the process stopped).
@@ -617,9 +646,29 @@ mod tests {
         Store::open(&StoreConfig::new(dir)).unwrap()
     }
 
-    /// Entry bytes naming `nonce` (all the store reads of an entry here).
-    fn entry_naming(nonce: &str) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({"tenant": "t", "nonce": nonce})).unwrap()
+    /// Entry bytes naming `nonce` and, if given, the v2 approval of id
+    /// `approval` (all the store reads of an entry here).
+    fn entry_naming(nonce: &str, approval: Option<&str>) -> Vec<u8> {
+        let mut entry = serde_json::json!({"tenant": "t", "nonce": nonce});
+        if let Some(id) = approval {
+            entry["approval"] = serde_json::to_value(summary(id)).unwrap();
+        }
+        serde_json::to_vec(&entry).unwrap()
+    }
+
+    /// A v2 approval's summary as an entry records it.
+    fn summary(id: &str) -> crate::core::entry::ApprovalSummary {
+        crate::core::entry::ApprovalSummary {
+            kind: crate::core::entry::ApprovalKind::OpenexecV2,
+            id: Some(id.to_owned()),
+            key_id: Some("kid".into()),
+            expires_at: None,
+        }
+    }
+
+    /// The consume key of the approval of id `id` (tenant `t`).
+    fn approval_key(id: &str) -> String {
+        summary(id).consume_key("t").unwrap()
     }
 
     /// The next batch of `store`: entries naming `nonces`, each completing
@@ -632,13 +681,26 @@ mod tests {
     /// [`batch_naming`] from index `from` (a batch written while the one
     /// before it awaits its sync).
     fn batch_naming_from(store: &Store, from: u64, nonces: &[&str], complete: bool) -> BatchWrite {
+        let named: Vec<(&str, Option<&str>)> = nonces.iter().map(|n| (*n, None)).collect();
+        batch_approving(store, from, &named, complete.then_some(Held::Reserved))
+    }
+
+    /// The batch of `store` from index `from`: entries naming each (nonce,
+    /// approval id), each completing its nonce as `held` says (and then
+    /// consuming its approval), with their real stored hashes and root.
+    fn batch_approving(
+        store: &Store,
+        from: u64,
+        named: &[(&str, Option<&str>)],
+        held: Option<Held>,
+    ) -> BatchWrite {
         use crate::core::hash::leaf_hash;
         use std::collections::HashMap;
         let mut batch = BatchWrite::default();
         let mut pending: HashMap<u64, Hash> = HashMap::new();
         let mut last_leaf = Hash::from_bytes([0; 32]);
-        for (index, nonce) in (from..).zip(nonces) {
-            let bytes = entry_naming(nonce);
+        for (index, &(nonce, approval)) in (from..).zip(named) {
+            let bytes = entry_naming(nonce, approval);
             last_leaf = leaf_hash(&bytes);
             let reader = super::super::OverlayReader {
                 base: store,
@@ -657,10 +719,14 @@ mod tests {
                 signature: [0; 64],
                 index_exec_id: None,
                 content: None,
-                completion: complete.then(|| Completion::reserved(nonce_key("t", nonce))),
+                completion: held.map(|held| Completion {
+                    key: nonce_key("t", nonce),
+                    held,
+                }),
+                approval_key: held.and(approval).map(approval_key),
             });
         }
-        let size = from + nonces.len() as u64;
+        let size = from + named.len() as u64;
         let reader = super::super::OverlayReader {
             base: store,
             pending: &pending,
@@ -1055,50 +1121,233 @@ mod tests {
         assert_eq!(found[6], Reservation::ApprovalUsed);
         // Nothing was written: the winners are free again for the next cycle.
         assert_eq!(store.pending_reservations().unwrap().len(), 2);
-        assert_eq!(store.approval_consumed_by("k").unwrap(), None);
+        assert!(!store.approval_used("k").unwrap());
         assert_eq!(claims(&store, &[("fresh", None)]), [Reservation::Reserved]);
     }
 
+    /// `named` as the next batch of `store`, completing each nonce as
+    /// `held` says, committed through [`Store::write_cycle`] with
+    /// `reservations` of the same cycle; returns their answers and whether
+    /// the batch went to the commit ring.
+    fn commit_approving(
+        store: &Store,
+        named: &[(&str, Option<&str>)],
+        held: Held,
+        reservations: &[(&str, &str)],
+    ) -> (Vec<Reservation>, bool) {
+        let from = store.head().unwrap().map_or(0, |h| h.size);
+        let batch = checkpointed(batch_approving(store, from, named, Some(held)));
+        let keys: Vec<Vec<u8>> = reservations
+            .iter()
+            .map(|(n, _)| nonce_key("t", n))
+            .collect();
+        let records: Vec<PendingNonce> = reservations
+            .iter()
+            .map(|(n, a)| PendingNonce {
+                nonce: (*n).to_owned(),
+                approval_key: Some(approval_key(a)),
+                ..record(4)
+            })
+            .collect();
+        let requests: Vec<ReservationRequest<'_>> = keys
+            .iter()
+            .zip(&records)
+            .map(|(key, record)| ReservationRequest { key, record })
+            .collect();
+        let written = store.write_cycle(Some(&batch), &requests).unwrap();
+        let ring = written.sync.ring.is_some();
+        store.sync_cycle(&written.sync).unwrap();
+        let answers = written.reserved.into_iter().map(Result::unwrap).collect();
+        (answers, ring)
+    }
+
+    /// How many records sled's `approvals` tree holds.
+    fn approvals_in_sled(store: &Store) -> usize {
+        store.inner.approvals.len()
+    }
+
     #[test]
-    fn a_claimed_completion_consumes_its_approval_in_the_transaction_of_its_entry() {
+    fn a_claimed_completion_consumes_its_approval_with_its_entry_and_writes_nothing_to_sled() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        assert_eq!(claims(&store, &[("a", Some("k"))]), [Reservation::Reserved]);
-        let mut batch = batch_naming(&store, &["a"], true);
-        for e in &mut batch.entries {
-            if let Some(c) = &mut e.completion {
-                c.claimed = Some(Claimed {
-                    approval_key: Some("k".into()),
-                });
-            }
-        }
+        // The first batch chooses the entry dictionary (through sled).
+        store
+            .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+            .unwrap();
+        let k = approval_key("k");
+        assert_eq!(claims(&store, &[("a", Some(&k))]), [Reservation::Reserved]);
         // A reservation of the same cycle naming the same approval finds
         // it consumed.
-        let key = nonce_key("t", "b");
-        let other = PendingNonce {
-            approval_key: Some("k".into()),
-            ..record(4)
-        };
-        let answers = store
-            .write_cycle(
-                Some(&batch),
-                &[ReservationRequest {
-                    key: &key,
-                    record: &other,
-                }],
-            )
-            .unwrap()
-            .reserved;
-        assert_eq!(answers[0].as_ref().unwrap(), &Reservation::ApprovalUsed);
-        assert_eq!(
-            store.approval_consumed_by("k").unwrap(),
-            Some(nonce_key("t", "a"))
+        let (answers, ring) = commit_approving(&store, &[("a", Some("k"))], Held::Claimed, &[]);
+        assert!(answers.is_empty());
+        assert!(
+            ring,
+            "a batch of claims commits in the ring, approvals or not"
         );
-        assert!(store.pending_reservations().unwrap().is_empty());
+        assert_eq!(approvals_in_sled(&store), 0);
+        assert!(store.approval_used(&k).unwrap());
+        assert_eq!(
+            claims(&store, &[("b", Some(&k))]),
+            [Reservation::ApprovalUsed]
+        );
+        assert_eq!(
+            store
+                .reserve(&nonce_key("t", "c"), &record(5), Some(&k))
+                .unwrap(),
+            Reservation::ApprovalUsed
+        );
         assert_eq!(
             claims(&store, &[("a", None)]),
-            [Reservation::Done { index: 0 }]
+            [Reservation::Done { index: 1 }]
         );
+        // Known after a crash (the table rebuilt from the entry) and after
+        // a clean close.
+        let image = super::super::crash_image(dir.path());
+        assert!(open(image.path()).approval_used(&k).unwrap());
+        drop(store);
+        assert!(open(dir.path()).approval_used(&k).unwrap());
+    }
+
+    #[test]
+    fn an_approval_consumed_in_the_batch_of_a_cycle_is_used_for_its_reservations() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let k = approval_key("k");
+        assert_eq!(claims(&store, &[("a", Some(&k))]), [Reservation::Reserved]);
+        let (answers, _) =
+            commit_approving(&store, &[("a", Some("k"))], Held::Claimed, &[("b", "k")]);
+        assert_eq!(answers, [Reservation::ApprovalUsed]);
+        assert!(store.pending_reservations().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_reserved_approval_leaves_sled_with_its_entry_and_stays_consumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let k = approval_key("k");
+        let holder = PendingNonce {
+            approval_key: Some(k.clone()),
+            ..record(1)
+        };
+        let key = nonce_key("t", "a");
+        assert_eq!(
+            store.reserve(&key, &holder, Some(&k)).unwrap(),
+            Reservation::Reserved
+        );
+        store.sync_reservations().unwrap();
+        assert_eq!(approvals_in_sled(&store), 1);
+        // In flight: refused to claims and reservations alike.
+        assert_eq!(
+            claims(&store, &[("b", Some(&k))]),
+            [Reservation::ApprovalUsed]
+        );
+        // Its entry completes the nonce and names the approval; a
+        // reservation of the same cycle still finds it consumed, though
+        // the batch removes its record from sled.
+        let (answers, ring) =
+            commit_approving(&store, &[("a", Some("k"))], Held::Reserved, &[("c", "k")]);
+        assert_eq!(answers, [Reservation::ApprovalUsed]);
+        assert!(!ring);
+        assert_eq!(approvals_in_sled(&store), 0);
+        assert!(store.approval_used(&k).unwrap());
+        let image = super::super::crash_image(dir.path());
+        assert!(open(image.path()).approval_used(&k).unwrap());
+        // A lost table is built again from the entries.
+        drop(store);
+        std::fs::remove_file(dir.path().join(super::super::key_table::CONSUMED_APPROVALS)).unwrap();
+        let store = open(dir.path());
+        assert!(store.approval_used(&k).unwrap());
+        assert_eq!(
+            claims(&store, &[("d", Some(&k))]),
+            [Reservation::ApprovalUsed]
+        );
+    }
+
+    #[test]
+    fn an_approval_whose_entry_does_not_name_it_stays_consumed_in_sled() {
+        // As for an attempt recorded `interrupted` at restart: its entry
+        // completes the nonce but names no approval.
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let k = approval_key("k");
+        let holder = PendingNonce {
+            approval_key: Some(k.clone()),
+            ..record(1)
+        };
+        store
+            .reserve(&nonce_key("t", "a"), &holder, Some(&k))
+            .unwrap();
+        store.sync_reservations().unwrap();
+        commit_approving(&store, &[("a", None)], Held::Reserved, &[]);
+        assert_eq!(approvals_in_sled(&store), 1);
+        assert!(store.pending_reservations().unwrap().is_empty());
+        drop(store);
+        let store = open(dir.path());
+        assert!(store.approval_used(&k).unwrap());
+        assert_eq!(
+            claims(&store, &[("b", Some(&k))]),
+            [Reservation::ApprovalUsed]
+        );
+    }
+
+    #[test]
+    fn a_store_from_before_approvals_tab_keeps_its_consumed_approvals_in_sled_and_takes_the_new_format(
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let old = approval_key("old");
+        {
+            let store = open(dir.path());
+            store
+                .commit(&batch_naming(&store, &["a", "b"], false))
+                .unwrap();
+            // As such a store left it: the consumed approval in sled, no
+            // `approvals_from`, no table, the mark in format 7.
+            store
+                .tamper_raw("approvals", old.as_bytes(), &nonce_key("t", "a"))
+                .unwrap();
+            let i = &store.inner;
+            let mark = i
+                .meta
+                .get(super::super::SegmentsMark::META_KEY)
+                .unwrap()
+                .unwrap();
+            let mut older = mark.to_vec();
+            older[16..].copy_from_slice(&7u64.to_be_bytes());
+            i.meta
+                .insert(super::super::SegmentsMark::META_KEY, older)
+                .unwrap();
+            i.meta.remove(super::super::META_APPROVALS_FROM).unwrap();
+            store.sync_reservations().unwrap();
+        }
+        std::fs::remove_file(dir.path().join(super::super::key_table::CONSUMED_APPROVALS)).unwrap();
+        let store = open(dir.path());
+        assert!(store.approval_used(&old).unwrap());
+        assert_eq!(
+            claims(&store, &[("c", Some(&old))]),
+            [Reservation::ApprovalUsed]
+        );
+        let i = &store.inner;
+        let from = i
+            .meta
+            .get(super::super::META_APPROVALS_FROM)
+            .unwrap()
+            .unwrap();
+        assert_eq!(super::super::decode_u64(&from).unwrap(), 2);
+        let mark = i
+            .meta
+            .get(super::super::SegmentsMark::META_KEY)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            super::super::SegmentsMark::format_of(&mark).unwrap(),
+            super::super::segments::STORE_FORMAT
+        );
+        // New approvals go to the table, as in any store.
+        let k = approval_key("new");
+        assert_eq!(claims(&store, &[("d", Some(&k))]), [Reservation::Reserved]);
+        commit_approving(&store, &[("d", Some("new"))], Held::Claimed, &[]);
+        assert!(store.approval_used(&k).unwrap());
+        assert_eq!(approvals_in_sled(&store), 1);
     }
 
     /// A store as written before `nonces.tab`: entries without the

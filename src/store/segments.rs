@@ -88,12 +88,14 @@ pub struct SegmentsMark {
 
 /// The store format a mark is written with, after its two sizes: 6 since
 /// done nonces left sled (issue 5's sixth pass), 7 since heads may be
-/// committed in the commit ring (`commit_ring`, the eighth pass). Binaries
-/// before 6 read only a 16-byte mark and binaries of 6 refuse 7, so none
-/// of them opens a store it would misread: one that took every nonce moved
-/// out of sled for a new one, or took sled's head for the newest and cut
-/// off the entries committed in the ring after it.
-const STORE_FORMAT: u64 = 7;
+/// committed in the commit ring (`commit_ring`, the eighth pass), 8 since
+/// consumed approvals left sled for `approvals.tab` (the tenth pass).
+/// Binaries before 6 read only a 16-byte mark and each later one refuses
+/// a format above its own, so none of them opens a store it would misread:
+/// one that took every nonce moved out of sled for a new one, took sled's
+/// head for the newest and cut off the entries committed in the ring after
+/// it, or took every approval consumed since for unused.
+pub(super) const STORE_FORMAT: u64 = 8;
 
 impl SegmentsMark {
     pub(super) const META_KEY: &'static [u8] = b"segments";
@@ -982,6 +984,7 @@ mod tests {
                     index_exec_id: Some(format!("record {index}")),
                     content: None,
                     completion: None,
+                    approval_key: None,
                 });
                 self.size += 1;
                 self.last_leaf = leaf;
@@ -1310,7 +1313,7 @@ mod tests {
         let store = open(dir.path()).unwrap();
         assert_holds(&store, &model);
         let mark = store.meta("segments").unwrap().unwrap();
-        assert_eq!(SegmentsMark::format_of(&mark).unwrap(), RING_FORMAT);
+        assert_eq!(SegmentsMark::format_of(&mark).unwrap(), STORE_FORMAT);
         assert!(dir.path().join(crate::store::commit_ring::FILE).exists());
     }
 
