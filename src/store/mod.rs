@@ -42,7 +42,7 @@
 //! not name it (an attempt recorded as `interrupted` at restart): such a
 //! record stays in sled, consumed for good. (sled 0.34 keeps every node it
 //! inserted a key into in memory, so a key per consumed approval grew the
-//! server by ~1.1 KB per approval; an in-flight record is removed again.)
+//! server by ~1.2 KB per approval; an in-flight record is removed again.)
 //!
 //! # sled trees (key → value; all integers big-endian)
 //!
