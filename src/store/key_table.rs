@@ -55,7 +55,10 @@
 //! *after* such a sync does the header claim the entries inserted before
 //! it. At open, entries from `indexed` to the head are indexed again from
 //! `entries.bin`; one found already (inserted after the last header) is not
-//! inserted twice.
+//! inserted twice. A header may claim entries past the head — keys are
+//! inserted before their batch's sync, which can fail or be cut off — and
+//! is then lowered to the head, durably, before anything is inserted
+//! ([`KeyTable::claim_at_most`]).
 //!
 //! # Filters
 //!
@@ -517,9 +520,9 @@ impl KeyTable {
 
     /// Indexes entry `index`, found at open past the durable header,
     /// unless a slot inserted after that header already records it (a slot
-    /// with this fingerprint *and* this index can only be its own: slots
-    /// are written after their entry is committed, and a committed entry
-    /// never changes).
+    /// with this fingerprint *and* this index says what indexing would:
+    /// either it was inserted for this committed entry, or for an entry of
+    /// a batch that never committed whose key this entry has too).
     pub(super) fn reindex(&self, key: &[u8], index: u64) -> Result<(), StoreError> {
         let mut state = self.lock()?;
         let key = Key::of(key);
@@ -548,6 +551,29 @@ impl KeyTable {
             }
         }
         Ok(None)
+    }
+
+    /// Lowers what the header claims to `size` (the committed head's) if
+    /// it claims more, durably, before anything is inserted. The header can
+    /// run ahead of the log: the writer inserts a batch's keys before the
+    /// batch's sync, and the [`Syncer`] may mark them meanwhile, so a batch
+    /// whose sync failed or was cut off by a crash stays claimed. Left so,
+    /// the entries written later at those indexes would be taken as indexed
+    /// by the open after a crash that lost their slots — a done nonce or a
+    /// consumed approval forgotten.
+    pub(super) fn claim_at_most(&self, size: u64) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        if state.header.indexed <= size {
+            return Ok(());
+        }
+        let header = Header {
+            indexed: size,
+            ..state.header
+        };
+        state.header = header;
+        self.mark(&mut state, header)?;
+        self.file.sync_data()?;
+        Ok(())
     }
 
     /// Makes every insert durable and says so in the header (a clean close,

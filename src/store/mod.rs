@@ -1116,7 +1116,9 @@ type Indexing<'a> = (
 
 /// Indexes in each table the committed entries its header does not cover,
 /// reading each entry once for all of them (`read`: the bytes to index, or
-/// none for an entry no table takes), and makes the tables durable.
+/// none for an entry no table takes), and makes the tables durable. A
+/// header that claims entries past the log is lowered to it first
+/// ([`key_table::KeyTable::claim_at_most`]).
 fn index_past_headers(
     segments: &Segments,
     read: impl Fn(u64) -> Result<Option<Vec<u8>>, StoreError>,
@@ -1125,7 +1127,10 @@ fn index_past_headers(
     let size = segments.visible();
     let starts = tables
         .iter()
-        .map(|(table, _)| table.indexed())
+        .map(|(table, _)| {
+            table.claim_at_most(size)?;
+            table.indexed()
+        })
         .collect::<Result<Vec<u64>, _>>()?;
     for ((table, _), &start) in tables.iter().zip(&starts) {
         if start < size {

@@ -1264,6 +1264,56 @@ mod tests {
     }
 
     #[test]
+    fn a_table_header_ahead_of_the_log_is_lowered_at_open_so_later_entries_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+            .unwrap();
+        // A batch written and indexed whose commit never becomes durable
+        // (its sync fails), while the tables' syncer marks its keys.
+        store.inject_fault(crate::store::FaultPoint::CommitSync, 0);
+        let lost = checkpointed(batch_approving(
+            &store,
+            1,
+            &[("lost", Some("lost"))],
+            Some(Held::Claimed),
+        ));
+        let written = store.write_cycle(Some(&lost), &[]).unwrap();
+        assert!(store.sync_cycle(&written.sync).is_err());
+        store.inner.consumed_approvals.sync_now().unwrap();
+        store.inner.done_nonces.sync_now().unwrap();
+        let image = super::super::crash_image(dir.path());
+        drop(store);
+        let store = open(image.path());
+        assert_eq!(store.head().unwrap().map(|h| h.size), Some(1));
+        // The tables as durable right after this open.
+        let durable: Vec<(&str, Vec<u8>)> = [
+            super::super::key_table::CONSUMED_APPROVALS,
+            super::super::key_table::DONE_NONCES,
+        ]
+        .into_iter()
+        .map(|name| (name, std::fs::read(image.path().join(name)).unwrap()))
+        .collect();
+        // Entry 1 again, consuming an approval and completing a nonce; then
+        // a power loss that loses the slots inserted since.
+        let k = approval_key("k");
+        assert_eq!(claims(&store, &[("a", Some(&k))]), [Reservation::Reserved]);
+        commit_approving(&store, &[("a", Some("k"))], Held::Claimed, &[]);
+        let crashed = super::super::crash_image(image.path());
+        drop(store);
+        for (name, bytes) in durable {
+            std::fs::write(crashed.path().join(name), bytes).unwrap();
+        }
+        let store = open(crashed.path());
+        assert!(store.approval_used(&k).unwrap());
+        assert_eq!(
+            claims(&store, &[("a", None)]),
+            [Reservation::Done { index: 1 }]
+        );
+    }
+
+    #[test]
     fn an_approval_whose_entry_does_not_name_it_stays_consumed_in_sled() {
         // As for an attempt recorded `interrupted` at restart: its entry
         // completes the nonce but names no approval.
