@@ -224,6 +224,42 @@ fn oversized_content_is_refused_alone() {
 }
 
 #[test]
+fn audit_names_the_second_entry_that_consumes_one_approval() {
+    use openexec::core::entry::{ApprovalKind, ApprovalSummary};
+    use openexec::ledger::audit::Location;
+    use openexec::store::Completion;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = common::open(dir.path());
+    let approved = |n: u64, id: &str| {
+        let mut draft = common::draft(n);
+        draft.approval = ApprovalSummary {
+            kind: ApprovalKind::OpenexecV2,
+            id: Some(id.into()),
+            key_id: Some("kid".into()),
+            expires_at: None,
+        };
+        let key = openexec::core::entry::nonce_key(&draft.tenant, &draft.nonce);
+        ledger
+            .append_completing_blocking(draft, None, Some(Completion::claimed(key)))
+            .unwrap();
+    };
+    ledger.append(common::draft(0), None).unwrap();
+    approved(1, "once");
+    approved(2, "other");
+    assert_eq!(common::full_audit(ledger.store()), None);
+    // The writer consumes whatever approval its entries name; the boundary
+    // never gives it one twice, and the audit would see it if it did.
+    approved(3, "once");
+    let finding = common::full_audit(ledger.store()).expect("a finding");
+    assert_eq!(finding.at, Location::Entry(3));
+    assert!(
+        finding.problem.contains("consumed record is entry 1"),
+        "{}",
+        finding.problem
+    );
+}
+
+#[test]
 fn audit_names_the_second_entry_that_completes_one_nonce() {
     use openexec::ledger::audit::Location;
     use openexec::store::Completion;

@@ -8,7 +8,10 @@
 //! implementation from the `tlog_tiles` code that wrote the log) and
 //! compares the head root. Each entry whose record says it completed its
 //! nonce must be the entry the done-nonce table answers for that nonce —
-//! so no nonce was completed twice, and replays would find that entry.
+//! so no nonce was completed twice, and replays would find that entry —
+//! and, if it names an approval, the entry the consumed-approval table
+//! answers for that approval — so no approval was consumed twice (entries
+//! from `Store::approvals_from` on; earlier ones' approvals are in sled).
 //! rs_merkle keeps every level of a tree in memory,
 //! so the rebuild runs it over chunks of [`REBUILD_CHUNK`] leaves (a perfect
 //! subtree each, ~20 MB: rs_merkle keeps about 320 bytes per leaf) and
@@ -332,23 +335,49 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
     })
 }
 
-/// A completing entry is the one its nonce's done record leads to: two
-/// entries completing one nonce cannot both be.
+/// A completing entry is the one its nonce's done record leads to, and
+/// the one its approval's consumed record leads to: two entries completing
+/// one nonce, or consuming one approval, cannot both be.
 fn check_completion(store: &Store, index: u64, entry: &Entry) -> Result<(), String> {
     if !store.completes_nonce(index).map_err(|e| e.to_string())? {
         return Ok(());
     }
     let key = nonce_key(&entry.tenant, &entry.nonce);
     match store.done_nonce(&key).map_err(|e| e.to_string())? {
-        Some(done) if done == index => Ok(()),
+        Some(done) if done == index => {}
+        found => {
+            return Err(format!(
+                "completes nonce {:?} of tenant {:?}, whose done record is {}: a nonce \
+                 completed twice, or nonces.tab is damaged",
+                entry.nonce,
+                entry.tenant,
+                entry_or_missing(found)
+            ))
+        }
+    }
+    let Some(approval) = entry
+        .approval
+        .consume_key(&entry.tenant)
+        .filter(|_| index >= store.approvals_from())
+    else {
+        return Ok(());
+    };
+    match store
+        .approval_consumer(&approval)
+        .map_err(|e| e.to_string())?
+    {
+        Some(consumer) if consumer == index => Ok(()),
         found => Err(format!(
-            "completes nonce {:?} of tenant {:?}, whose done record is {}: a nonce completed \
-             twice, or nonces.tab is damaged",
-            entry.nonce,
-            entry.tenant,
-            found.map_or("missing".to_string(), |i| format!("entry {i}"))
+            "consumes approval {:?}, whose consumed record is {}: an approval consumed \
+             twice, or approvals.tab is damaged",
+            entry.approval.id.as_deref().unwrap_or_default(),
+            entry_or_missing(found)
         )),
     }
+}
+
+fn entry_or_missing(index: Option<u64>) -> String {
+    index.map_or("missing".to_string(), |i| format!("entry {i}"))
 }
 
 /// The stored Merkle hashes that leaf `index` added are the ones it implies.

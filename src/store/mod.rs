@@ -346,6 +346,9 @@ struct Inner {
     nonce_key_of: NonceKeyOf,
     /// Consumed approvals (see "Approvals").
     consumed_approvals: Arc<key_table::KeyTable>,
+    /// Entries from here on that consumed an approval are in
+    /// `consumed_approvals` (see "Approvals").
+    approvals_from: u64,
     /// Makes `consumed_approvals` durable in the background.
     _consumed_approvals_syncer: key_table::Syncer,
     approval_key_of: ApprovalKeyOf,
@@ -440,6 +443,7 @@ impl Store {
             nonce_key_of: config.nonce_key_of,
             _consumed_approvals_syncer: key_table::Syncer::start(Arc::clone(&consumed_approvals))?,
             consumed_approvals,
+            approvals_from: completions.approvals_from,
             approval_key_of: config.approval_key_of,
             nonce_order: Mutex::new(()),
             checkpoints: db.open_tree("checkpoints")?,
@@ -1048,15 +1052,26 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// A clean close makes the derived segment files durable and records
-    /// it, so that the next open has nothing to rebuild.
+    /// A clean close makes the derived segment files and the key tables
+    /// durable and records it, so that the next open has nothing to
+    /// rebuild; a table's header claims no more than the committed head
+    /// (a batch whose sync failed had its keys inserted).
     fn drop(&mut self) {
-        let synced = self.promote_ring().and_then(|committed| {
-            match self.segments.sync_derived(committed)? {
-                Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark),
-                None => Ok(()),
-            }
-        });
+        let committed = self.promote_ring();
+        let synced = committed
+            .as_ref()
+            .map_err(|e| e.to_string())
+            .and_then(|&size| {
+                match self
+                    .segments
+                    .sync_derived(size)
+                    .map_err(|e| e.to_string())?
+                {
+                    Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(()),
+                }
+            });
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
         }
@@ -1065,7 +1080,11 @@ impl Drop for Inner {
             &self.done_nonces,
             &self.consumed_approvals,
         ] {
-            if let Err(e) = table.sync_now() {
+            let closed = table.sync_now().and_then(|()| match &committed {
+                Ok(size) => table.claim_at_most(*size),
+                Err(_) => Ok(()),
+            });
+            if let Err(e) = closed {
                 tracing::warn!(error = %e, "could not sync a key table at close; the next open indexes the rest again");
             }
         }
@@ -1163,6 +1182,7 @@ struct CompletionTables {
     done_nonces: key_table::KeyTable,
     done_nonces_from: u64,
     consumed_approvals: key_table::KeyTable,
+    approvals_from: u64,
 }
 
 /// Opens the done-nonce and consumed-approval tables (see "Nonces" and
@@ -1192,9 +1212,10 @@ fn open_completion_tables(
             key_table::DONE_NONCES
         )));
     }
-    if meta.get(META_APPROVALS_FROM)?.is_none() {
-        create_consumed_approvals(sled, segments.visible(), &config.path)?;
-    }
+    let approvals_from = match meta.get(META_APPROVALS_FROM)? {
+        Some(v) => decode_u64(&v)?,
+        None => create_consumed_approvals(sled, segments.visible(), &config.path)?,
+    };
     // A lost file is indexed again from the start: every entry that
     // consumed an approval says so.
     let consumed_approvals = open_consumed_approvals_file(&config.path)?;
@@ -1216,6 +1237,7 @@ fn open_completion_tables(
         done_nonces,
         done_nonces_from,
         consumed_approvals,
+        approvals_from,
     })
 }
 
@@ -1230,12 +1252,13 @@ fn open_consumed_approvals_file(dir: &Path) -> Result<key_table::KeyTable, Store
 /// before `approvals_from` is committed, with the segments mark rewritten
 /// in the current format in the same transaction, so that no older binary
 /// (which would look for consumed approvals in sled alone) opens the store
-/// from then on. A crash before that commit starts it again.
+/// from then on. A crash before that commit starts it again. Returns
+/// `from`.
 fn create_consumed_approvals(
     sled: &SledParts<'_>,
     from: u64,
     dir: &Path,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let SledParts {
         db, meta, log_file, ..
     } = *sled;
@@ -1252,7 +1275,8 @@ fn create_consumed_approvals(
     mark.insert(META_APPROVALS_FROM, from.to_be_bytes().to_vec());
     rewrite_mark_in_current_format(meta, &mut mark)?;
     meta.apply_batch(mark)?;
-    sync_sled(db, log_file)
+    sync_sled(db, log_file)?;
+    Ok(from)
 }
 
 /// Adds to `batch` the stored segments mark, rewritten in the current

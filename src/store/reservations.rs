@@ -489,6 +489,23 @@ impl Store {
         self.approval_used_unlocked(approval_key)
     }
 
+    /// The index of the committed entry that consumed an approval, as a
+    /// reservation would find it — for entries from
+    /// [`Self::approvals_from`] on (earlier ones' approvals are in sled);
+    /// `openexec audit` checks that each entry that consumed one is its
+    /// approval's answer.
+    pub fn approval_consumer(&self, approval_key: &str) -> Result<Option<u64>, StoreError> {
+        let _order = self.lock_nonce_order()?;
+        self.approval_done(approval_key)
+    }
+
+    /// The first index whose consumed approval, if any, `approvals.tab`
+    /// holds (see "Approvals" in [`super`]).
+    #[must_use]
+    pub fn approvals_from(&self) -> u64 {
+        self.inner.approvals_from
+    }
+
     /// [`Self::approval_used`], for callers that hold the nonce lock.
     fn approval_used_unlocked(&self, approval_key: &str) -> Result<bool, StoreError> {
         Ok(self.approval_done(approval_key)?.is_some()
@@ -1263,15 +1280,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_table_header_ahead_of_the_log_is_lowered_at_open_so_later_entries_survive_a_crash() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(dir.path());
+    /// A store of one committed entry, and a second batch written and
+    /// indexed whose commit never becomes durable (its sync fails), while
+    /// the tables' syncer marked its keys in their headers.
+    fn store_with_a_failed_batch(dir: &std::path::Path) -> Store {
+        let store = open(dir);
         store
             .commit(&checkpointed(batch_naming(&store, &["x"], false)))
             .unwrap();
-        // A batch written and indexed whose commit never becomes durable
-        // (its sync fails), while the tables' syncer marks its keys.
         store.inject_fault(crate::store::FaultPoint::CommitSync, 0);
         let lost = checkpointed(batch_approving(
             &store,
@@ -1283,6 +1299,36 @@ mod tests {
         assert!(store.sync_cycle(&written.sync).is_err());
         store.inner.consumed_approvals.sync_now().unwrap();
         store.inner.done_nonces.sync_now().unwrap();
+        store
+    }
+
+    /// What the header of the key table `name` in `dir` claims is indexed.
+    fn claimed(dir: &std::path::Path, name: &str) -> u64 {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        u64::from_be_bytes(bytes[24..32].try_into().unwrap())
+    }
+
+    #[test]
+    fn a_clean_close_after_a_failed_sync_leaves_no_table_header_past_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_failed_batch(dir.path());
+        assert_eq!(
+            claimed(dir.path(), super::super::key_table::CONSUMED_APPROVALS),
+            2
+        );
+        drop(store);
+        for name in [
+            super::super::key_table::CONSUMED_APPROVALS,
+            super::super::key_table::DONE_NONCES,
+        ] {
+            assert_eq!(claimed(dir.path(), name), 1, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_table_header_ahead_of_the_log_is_lowered_at_open_so_later_entries_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_a_failed_batch(dir.path());
         let image = super::super::crash_image(dir.path());
         drop(store);
         let store = open(image.path());

@@ -48,6 +48,9 @@ pub fn build(
     .client_request_timeout(Duration::from_secs(5))
     .client_disconnect_timeout(Duration::from_secs(1))
     .keep_alive(Duration::from_secs(5))
+    // As `serve`: in-flight requests get 10 s to finish (actix's default
+    // would be 30).
+    .shutdown_timeout(10)
     .shutdown_signal(stop)
     .listen(listener)?
     .run())
