@@ -545,6 +545,41 @@ mod tests {
         );
     }
 
+    /// An `echo` request of tenant `tenant-001` with nonce `n`, and its
+    /// request hash.
+    struct EchoRequest {
+        payload: Value,
+        hash: Hash,
+    }
+
+    impl EchoRequest {
+        fn new(payload: Value) -> Self {
+            let hash = request_hash("echo", &payload, "n", "tenant-001").unwrap();
+            Self { payload, hash }
+        }
+
+        /// A v1 approval `ap-1` of it, issued now for 300 s.
+        fn v1(&self, key: &SigningKey) -> Artifact {
+            Artifact::V1(mint_v1(
+                key,
+                "ap-1",
+                "tenant-001",
+                "echo",
+                &self.payload,
+                now(),
+                Duration::seconds(300),
+            ))
+        }
+
+        fn as_ref(&self) -> RequestRef<'_> {
+            RequestRef {
+                action: "echo",
+                payload: &self.payload,
+                request_hash: &self.hash,
+            }
+        }
+    }
+
     /// The consume keys of verified approvals, as sled's `approvals` tree
     /// has held them since the first release (`v1 ‖ tenant ‖ id`, `v2 ‖
     /// key id ‖ id`, newline-separated): records written then must still
@@ -552,24 +587,10 @@ mod tests {
     #[test]
     fn verified_approvals_consume_the_keys_they_always_did() {
         let key = SigningKey::from_bytes(&[9; 32]);
-        let payload = json!({"msg": "once"});
-        let rh = request_hash("echo", &payload, "n", "tenant-001").unwrap();
-        let req = RequestRef {
-            action: "echo",
-            payload: &payload,
-            request_hash: &rh,
-        };
+        let echo = EchoRequest::new(json!({"msg": "once"}));
+        let (rh, req) = (&echo.hash, echo.as_ref());
         let policy = policy(&key, Some("tenant-001"));
-        let v1 = Artifact::V1(mint_v1(
-            &key,
-            "ap-1",
-            "tenant-001",
-            "echo",
-            &payload,
-            now(),
-            Duration::seconds(300),
-        ));
-        let v1 = verify(&v1, req, &policy, now()).unwrap();
+        let v1 = verify(&echo.v1(&key), req, &policy, now()).unwrap();
         assert_eq!(
             v1.summary.consume_key("tenant-001").as_deref(),
             Some("v1\ntenant-001\nap-1")
@@ -578,7 +599,7 @@ mod tests {
             &key,
             "ap-2",
             "tenant-001",
-            &rh,
+            rh,
             now(),
             Duration::seconds(300),
         )
@@ -595,22 +616,9 @@ mod tests {
     #[test]
     fn v1_round_trip_and_failures() {
         let key = SigningKey::from_bytes(&[9; 32]);
-        let payload = json!({"msg": "constitutional"});
-        let rh = request_hash("echo", &payload, "n", "tenant-001").unwrap();
-        let req = RequestRef {
-            action: "echo",
-            payload: &payload,
-            request_hash: &rh,
-        };
-        let a = Artifact::V1(mint_v1(
-            &key,
-            "ap-1",
-            "tenant-001",
-            "echo",
-            &payload,
-            now(),
-            Duration::seconds(300),
-        ));
+        let echo = EchoRequest::new(json!({"msg": "constitutional"}));
+        let (rh, req) = (&echo.hash, echo.as_ref());
+        let a = echo.v1(&key);
         let ok = verify(&a, req, &policy(&key, Some("tenant-001")), now()).unwrap();
         assert_eq!(ok.summary.kind, ApprovalKind::ClawshieldV1);
         assert_eq!(
@@ -637,7 +645,7 @@ mod tests {
         let req2 = RequestRef {
             action: "echo",
             payload: &p2,
-            request_hash: &rh,
+            request_hash: rh,
         };
         assert_eq!(
             verify(&a, req2, &policy(&key, Some("tenant-001")), now()).unwrap_err(),

@@ -1077,24 +1077,41 @@ mod tests {
         }
     }
 
+    /// The nonce keys and pending records (of `record(n)`) of `(nonce,
+    /// approval key)` requests of tenant "t".
+    fn owned_requests(
+        requests: &[(&str, Option<&str>)],
+        n: u8,
+    ) -> (Vec<Vec<u8>>, Vec<PendingNonce>) {
+        requests
+            .iter()
+            .map(|(nonce, approval)| {
+                let record = PendingNonce {
+                    nonce: (*nonce).to_owned(),
+                    approval_key: approval.map(str::to_owned),
+                    ..record(n)
+                };
+                (nonce_key("t", nonce), record)
+            })
+            .unzip()
+    }
+
+    /// [`owned_requests`] as the store takes them.
+    fn borrowed_requests<'a>(
+        keys: &'a [Vec<u8>],
+        records: &'a [PendingNonce],
+    ) -> Vec<ReservationRequest<'a>> {
+        keys.iter()
+            .zip(records)
+            .map(|(key, record)| ReservationRequest { key, record })
+            .collect()
+    }
+
     /// `(nonce, approval)` pairs as claim requests of tenant "t".
     fn claims(store: &Store, requests: &[(&str, Option<&str>)]) -> Vec<Reservation> {
-        let keys: Vec<Vec<u8>> = requests.iter().map(|(n, _)| nonce_key("t", n)).collect();
-        let records: Vec<PendingNonce> = requests
-            .iter()
-            .map(|(n, approval)| PendingNonce {
-                nonce: (*n).to_owned(),
-                approval_key: approval.map(str::to_owned),
-                ..record(7)
-            })
-            .collect();
-        let requests: Vec<ReservationRequest<'_>> = keys
-            .iter()
-            .zip(&records)
-            .map(|(key, record)| ReservationRequest { key, record })
-            .collect();
+        let (keys, records) = owned_requests(requests, 7);
         store
-            .claim(&requests)
+            .claim(&borrowed_requests(&keys, &records))
             .unwrap()
             .into_iter()
             .map(Result::unwrap)
@@ -1154,28 +1171,38 @@ mod tests {
     ) -> (Vec<Reservation>, bool) {
         let from = store.head().unwrap().map_or(0, |h| h.size);
         let batch = checkpointed(batch_approving(store, from, named, Some(held)));
-        let keys: Vec<Vec<u8>> = reservations
+        let approvals: Vec<String> = reservations.iter().map(|(_, a)| approval_key(a)).collect();
+        let keyed: Vec<(&str, Option<&str>)> = reservations
             .iter()
-            .map(|(n, _)| nonce_key("t", n))
+            .zip(&approvals)
+            .map(|((n, _), k)| (*n, Some(k.as_str())))
             .collect();
-        let records: Vec<PendingNonce> = reservations
-            .iter()
-            .map(|(n, a)| PendingNonce {
-                nonce: (*n).to_owned(),
-                approval_key: Some(approval_key(a)),
-                ..record(4)
-            })
-            .collect();
-        let requests: Vec<ReservationRequest<'_>> = keys
-            .iter()
-            .zip(&records)
-            .map(|(key, record)| ReservationRequest { key, record })
-            .collect();
-        let written = store.write_cycle(Some(&batch), &requests).unwrap();
+        let (keys, records) = owned_requests(&keyed, 4);
+        let written = store
+            .write_cycle(Some(&batch), &borrowed_requests(&keys, &records))
+            .unwrap();
         let ring = written.sync.ring.is_some();
         store.sync_cycle(&written.sync).unwrap();
         let answers = written.reserved.into_iter().map(Result::unwrap).collect();
         (answers, ring)
+    }
+
+    /// Reserves `nonce` (tenant "t") holding the approval of id `id`,
+    /// durably; returns the approval's key.
+    fn reserve_holding(store: &Store, nonce: &str, id: &str) -> String {
+        let k = approval_key(id);
+        let holder = PendingNonce {
+            approval_key: Some(k.clone()),
+            ..record(1)
+        };
+        assert_eq!(
+            store
+                .reserve(&nonce_key("t", nonce), &holder, Some(&k))
+                .unwrap(),
+            Reservation::Reserved
+        );
+        store.sync_reservations().unwrap();
+        k
     }
 
     /// How many records sled's `approvals` tree holds.
@@ -1241,17 +1268,7 @@ mod tests {
     fn a_reserved_approval_leaves_sled_with_its_entry_and_stays_consumed() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let k = approval_key("k");
-        let holder = PendingNonce {
-            approval_key: Some(k.clone()),
-            ..record(1)
-        };
-        let key = nonce_key("t", "a");
-        assert_eq!(
-            store.reserve(&key, &holder, Some(&k)).unwrap(),
-            Reservation::Reserved
-        );
-        store.sync_reservations().unwrap();
+        let k = reserve_holding(&store, "a", "k");
         assert_eq!(approvals_in_sled(&store), 1);
         // In flight: refused to claims and reservations alike.
         assert_eq!(
@@ -1365,15 +1382,7 @@ mod tests {
         // completes the nonce but names no approval.
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path());
-        let k = approval_key("k");
-        let holder = PendingNonce {
-            approval_key: Some(k.clone()),
-            ..record(1)
-        };
-        store
-            .reserve(&nonce_key("t", "a"), &holder, Some(&k))
-            .unwrap();
-        store.sync_reservations().unwrap();
+        let k = reserve_holding(&store, "a", "k");
         commit_approving(&store, &[("a", None)], Held::Reserved, &[]);
         assert_eq!(approvals_in_sled(&store), 1);
         assert!(store.pending_reservations().unwrap().is_empty());
