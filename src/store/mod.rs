@@ -1051,6 +1051,16 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Makes the derived segment files durable up to `size` and records it.
+    fn sync_derived_segments(&self, size: u64) -> Result<(), StoreError> {
+        match self.segments.sync_derived(size)? {
+            Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark),
+            None => Ok(()),
+        }
+    }
+}
+
 impl Drop for Inner {
     /// A clean close makes the derived segment files and the key tables
     /// durable and records it, so that the next open has nothing to
@@ -1060,18 +1070,8 @@ impl Drop for Inner {
         let committed = self.promote_ring();
         let synced = committed
             .as_ref()
-            .map_err(|e| e.to_string())
-            .and_then(|&size| {
-                match self
-                    .segments
-                    .sync_derived(size)
-                    .map_err(|e| e.to_string())?
-                {
-                    Some(mark) => commit_mark(&self.db, &self.meta, &self.log_file, mark)
-                        .map_err(|e| e.to_string()),
-                    None => Ok(()),
-                }
-            });
+            .map_err(ToString::to_string)
+            .and_then(|&size| self.sync_derived_segments(size).map_err(|e| e.to_string()));
         if let Err(e) = synced {
             tracing::warn!(error = %e, "could not sync the derived segment files at close; the next open rebuilds them");
         }
@@ -1101,7 +1101,7 @@ fn open_exec_table(
     config: &StoreConfig,
     log_file: &File,
 ) -> Result<key_table::KeyTable, StoreError> {
-    let table = key_table::KeyTable::open(&config.path, key_table::EXEC_IDS, key_table::SHAPE)?;
+    let table = open_table(&config.path, key_table::EXEC_IDS)?;
     let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
     index_past_headers(
         segments,
@@ -1203,7 +1203,7 @@ fn open_completion_tables(
         Some(v) => decode_u64(&v)?,
         None => move_done_nonces_out_of_sled(sled, segments.visible(), &config.path)?,
     };
-    let done_nonces = open_done_nonces_file(&config.path)?;
+    let done_nonces = open_table(&config.path, key_table::DONE_NONCES)?;
     if done_nonces.indexed()? < done_nonces_from {
         return Err(StoreError::Corrupt(format!(
             "{} does not cover the done nonces moved into it from sled (entries below \
@@ -1218,7 +1218,7 @@ fn open_completion_tables(
     };
     // A lost file is indexed again from the start: every entry that
     // consumed an approval says so.
-    let consumed_approvals = open_consumed_approvals_file(&config.path)?;
+    let consumed_approvals = open_table(&config.path, key_table::CONSUMED_APPROVALS)?;
     let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
     let approval_key_of = |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
     index_past_headers(
@@ -1241,9 +1241,32 @@ fn open_completion_tables(
     })
 }
 
-/// `approvals.tab` in `dir`.
-fn open_consumed_approvals_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> {
-    key_table::KeyTable::open(dir, key_table::CONSUMED_APPROVALS, key_table::SHAPE)
+/// The key table `name` in `dir`, in the store's shape.
+fn open_table(dir: &Path, name: &'static str) -> Result<key_table::KeyTable, StoreError> {
+    key_table::KeyTable::open(dir, name, key_table::SHAPE)
+}
+
+/// Creates the key table `name` in `dir` afresh (removing a file an
+/// interrupted earlier attempt left), lets `fill` insert what it must,
+/// then claims every entry below `from` indexed and makes the file and its
+/// directory entry durable. Returns what `fill` returned.
+fn create_table<T>(
+    dir: &Path,
+    name: &'static str,
+    from: u64,
+    fill: impl FnOnce(&key_table::KeyTable) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let path = dir.join(name);
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    let table = open_table(dir, name)?;
+    let filled = fill(&table)?;
+    table.insert_batch(std::iter::empty(), from)?;
+    table.sync_now()?;
+    drop(table);
+    sync_dir(dir)?;
+    Ok(filled)
 }
 
 /// Creates `approvals.tab` for a store without `approvals_from`: empty, and
@@ -1262,15 +1285,7 @@ fn create_consumed_approvals(
     let SledParts {
         db, meta, log_file, ..
     } = *sled;
-    let path = dir.join(key_table::CONSUMED_APPROVALS);
-    if path.exists() {
-        std::fs::remove_file(&path)?;
-    }
-    let table = open_consumed_approvals_file(dir)?;
-    table.insert_batch(std::iter::empty(), from)?;
-    table.sync_now()?;
-    drop(table);
-    sync_dir(dir)?;
+    create_table(dir, key_table::CONSUMED_APPROVALS, from, |_| Ok(()))?;
     let mut mark = sled::Batch::default();
     mark.insert(META_APPROVALS_FROM, from.to_be_bytes().to_vec());
     rewrite_mark_in_current_format(meta, &mut mark)?;
@@ -1303,11 +1318,6 @@ struct SledParts<'a> {
     log_file: &'a File,
 }
 
-/// `nonces.tab` in `dir`.
-fn open_done_nonces_file(dir: &Path) -> Result<key_table::KeyTable, StoreError> {
-    key_table::KeyTable::open(dir, key_table::DONE_NONCES, key_table::SHAPE)
-}
-
 /// The one-time move of a store's done nonces from sled's `nonces` tree
 /// (one key per attempt ever made: at 11M attempts, ~400 MB of sled keys
 /// and values, most of it resident) into a new `nonces.tab` in `dir`, made
@@ -1328,13 +1338,11 @@ fn move_done_nonces_out_of_sled(
         pending,
         log_file,
     } = *sled;
-    let path = dir.join(key_table::DONE_NONCES);
-    if path.exists() {
-        std::fs::remove_file(&path)?;
-    }
-    let table = open_done_nonces_file(dir)?;
-    let mut in_flight = sled::Batch::default();
-    if has_tree(db, LEGACY_NONCES)? {
+    let in_flight = create_table(dir, key_table::DONE_NONCES, from, |table| {
+        let mut in_flight = sled::Batch::default();
+        if !has_tree(db, LEGACY_NONCES)? {
+            return Ok(in_flight);
+        }
         tracing::info!(
             "moving done nonces from sled into {}",
             key_table::DONE_NONCES
@@ -1354,11 +1362,8 @@ fn move_done_nonces_out_of_sled(
             }
         }
         tracing::info!(moved, "moved done nonces");
-    }
-    table.insert_batch(std::iter::empty(), from)?;
-    table.sync_now()?;
-    drop(table);
-    sync_dir(dir)?;
+        Ok(in_flight)
+    })?;
     let mut mark = sled::Batch::default();
     mark.insert(META_DONE_NONCES_FROM, from.to_be_bytes().to_vec());
     // So that no older binary opens the store once its done nonces are no

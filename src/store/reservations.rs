@@ -469,10 +469,10 @@ impl Store {
         let encoded = Encoded {
             approval_key,
             done: self.done_index(key)?,
-            approval_done: approval_key
-                .map(|ak| self.approval_done(ak))
-                .transpose()?
-                .is_some_and(|done| done.is_some()),
+            approval_done: match approval_key {
+                Some(ak) => self.approval_done(ak)?.is_some(),
+                None => false,
+            },
             ..Encoded::new(ReservationRequest { key, record })?
         };
         let i = &self.inner;
