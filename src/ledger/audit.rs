@@ -10,8 +10,7 @@
 //! nonce must be the entry the done-nonce table answers for that nonce —
 //! so no nonce was completed twice, and replays would find that entry —
 //! and, if it names an approval, the entry the consumed-approval table
-//! answers for that approval — so no approval was consumed twice (entries
-//! from `Store::approvals_from` on; earlier ones' approvals are in sled).
+//! answers for that approval — so no approval was consumed twice.
 //! rs_merkle keeps every level of a tree in memory,
 //! so the rebuild runs it over chunks of [`REBUILD_CHUNK`] leaves (a perfect
 //! subtree each, ~20 MB: rs_merkle keeps about 320 bytes per leaf) and
@@ -355,11 +354,7 @@ fn check_completion(store: &Store, index: u64, entry: &Entry) -> Result<(), Stri
             ))
         }
     }
-    let Some(approval) = entry
-        .approval
-        .consume_key(&entry.tenant)
-        .filter(|_| index >= store.approvals_from())
-    else {
+    let Some(approval) = entry.approval.consume_key(&entry.tenant) else {
         return Ok(());
     };
     match store

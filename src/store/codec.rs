@@ -8,11 +8,10 @@
 //! dictionary file shipped with the binary, and never changes for a store:
 //! it is committed in sled's `meta` (`entries_dict`) with the first batch.
 //!
-//! Since issue 5's fourth pass a record's frames are [`super::tokens`]-rewritten
-//! before compression (base64 hashes and UUIDs as raw bytes), and
-//! compressed against the dictionary rewritten the same way (and followed
-//! by the keys every content frame holds); the record says so in a flag,
-//! and records written before read as they were.
+//! A record's frames are [`super::tokens`]-rewritten before compression
+//! (base64 hashes and UUIDs as raw bytes) and compressed against the
+//! dictionary rewritten the same way, followed by the keys every content
+//! frame holds ([`CONTENT_KEYS`]).
 //!
 //! This module never decides what an entry is; a record that does not
 //! decompress is reported as corrupt, never guessed at.
@@ -28,34 +27,21 @@ use super::{StoreError, MAX_VALUE_LEN};
 /// this small and cost the writer time.
 const LEVEL: i32 = 3;
 
-/// Appended to the dictionary of [`Form::Tokens`]: the text a content frame
+/// Appended to the tokenized dictionary: the text a content frame
 /// (payload, result and salts, `core::receipt::Content`) always holds, which
 /// the first entry does not. Part of the format: records were compressed
 /// against it, so it never changes (content frames 130 → 111 bytes on HTTP
 /// echo records).
 const CONTENT_KEYS: &[u8] = br#"{"payload":{},"result":{},"salts":{"payload":"","result":""}}"#;
 
-/// How a record's frames were written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Form {
-    /// Compressed as they are, against the dictionary as it is (records
-    /// written before the fourth pass).
-    Plain,
-    /// Rewritten by [`tokenize`], then compressed against the dictionary
-    /// rewritten the same way and followed by [`CONTENT_KEYS`] (every
-    /// record written now).
-    Tokens,
-}
-
 /// A store's entry codec.
 pub(super) struct Codec {
-    /// Compresses in [`Form::Tokens`], the form the store writes.
+    /// The store's dictionary, as committed.
+    dictionary: Vec<u8>,
     compressor: Mutex<Compressor<'static>>,
-    /// Decompressors with a dictionary loaded, reused across reads
-    /// (loading digests the dictionary): one pool per form. `plain`'s
-    /// dictionary is the store's, as committed.
-    tokens: Pool,
-    plain: Pool,
+    /// Decompressors with the tokenized dictionary loaded, reused across
+    /// reads (loading digests the dictionary).
+    decompressors: Pool,
 }
 
 /// Decompressors over one dictionary.
@@ -82,50 +68,33 @@ impl Codec {
             zstd::zstd_safe::ParamSwitch::Disable,
         ))?;
         Ok(Self {
-            plain: Pool::new(dictionary),
-            tokens: Pool::new(tokenized),
+            dictionary,
+            decompressors: Pool::new(tokenized),
             compressor: Mutex::new(compressor),
         })
     }
 
     /// The dictionary (to commit with the first batch).
     pub(super) fn dictionary(&self) -> &[u8] {
-        &self.plain.dictionary
+        &self.dictionary
     }
 
-    /// Appends the compressed form of `bytes` to `out`, in `form`. The
-    /// store writes [`Form::Tokens`]; [`Form::Plain`] is written only by
-    /// tests, to make a store as it was before.
-    pub(super) fn compress_into(
-        &self,
-        bytes: &[u8],
-        form: Form,
-        out: &mut Vec<u8>,
-    ) -> Result<(), StoreError> {
-        let compressed = match form {
-            Form::Tokens => self
-                .compressor
-                .lock()
-                .map_err(|_| StoreError::Corrupt("entry compressor poisoned".into()))?
-                .compress(&tokenize(bytes))?,
-            Form::Plain => {
-                let mut plain = Compressor::with_dictionary(LEVEL, self.dictionary())?;
-                plain.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
-                plain.compress(bytes)?
-            }
-        };
+    /// Appends the compressed form of `bytes` to `out`.
+    pub(super) fn compress_into(&self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), StoreError> {
+        let compressed = self
+            .compressor
+            .lock()
+            .map_err(|_| StoreError::Corrupt("entry compressor poisoned".into()))?
+            .compress(&tokenize(bytes))?;
         out.extend_from_slice(&compressed);
         Ok(())
     }
 
-    /// The bytes of a compressed frame written in `form`.
-    pub(super) fn decompress(&self, body: &[u8], form: Form) -> Result<Vec<u8>, StoreError> {
-        match form {
-            Form::Plain => self.plain.decompress(body, MAX_VALUE_LEN),
-            // An escaped byte takes two: a value's tokens may be up to
-            // twice as long as the value.
-            Form::Tokens => detokenize(&self.tokens.decompress(body, 2 * MAX_VALUE_LEN)?),
-        }
+    /// The bytes of a compressed frame.
+    pub(super) fn decompress(&self, body: &[u8]) -> Result<Vec<u8>, StoreError> {
+        // An escaped byte takes two: a value's tokens may be up to twice
+        // as long as the value.
+        detokenize(&self.decompressors.decompress(body, 2 * MAX_VALUE_LEN)?)
     }
 }
 
@@ -169,25 +138,11 @@ mod tests {
         let codec = Codec::new(FIRST.to_vec()).unwrap();
         let next = br#"{"action":"echo","approval":{"kind":"none"},"exec_id":"a-2","index":1,"origin":"example.org/log","outcome":"rejected"}"#;
         let mut body = Vec::new();
-        codec.compress_into(next, Form::Tokens, &mut body).unwrap();
+        codec.compress_into(next, &mut body).unwrap();
         assert!(body.len() * 3 < next.len(), "{} bytes", body.len());
-        assert_eq!(codec.decompress(&body, Form::Tokens).unwrap(), next);
+        assert_eq!(codec.decompress(&body).unwrap(), next);
         // Reads reuse pooled decompressors.
-        assert_eq!(codec.decompress(&body, Form::Tokens).unwrap(), next);
-    }
-
-    #[test]
-    fn records_written_before_tokens_still_read() {
-        let codec = Codec::new(FIRST.to_vec()).unwrap();
-        // As the third pass wrote them.
-        let mut old = Compressor::with_dictionary(LEVEL, FIRST).unwrap();
-        old.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))
-            .unwrap();
-        let body = old.compress(FIRST).unwrap();
-        assert_eq!(codec.decompress(&body, Form::Plain).unwrap(), FIRST);
-        let mut again = Vec::new();
-        codec.compress_into(FIRST, Form::Plain, &mut again).unwrap();
-        assert_eq!(again, body);
+        assert_eq!(codec.decompress(&body).unwrap(), next);
     }
 
     #[test]
@@ -196,23 +151,23 @@ mod tests {
         let value = vec![0x01; MAX_VALUE_LEN];
         let mut body = Vec::new();
         codec
-            .compress_into(&value, Form::Tokens, &mut body)
+            .compress_into(&value, &mut body)
             .unwrap();
-        assert_eq!(codec.decompress(&body, Form::Tokens).unwrap(), value);
+        assert_eq!(codec.decompress(&body).unwrap(), value);
     }
 
     #[test]
     fn another_dictionary_or_damaged_bytes_fail_the_read() {
         let codec = Codec::new(FIRST.to_vec()).unwrap();
         let mut body = Vec::new();
-        codec.compress_into(FIRST, Form::Tokens, &mut body).unwrap();
+        codec.compress_into(FIRST, &mut body).unwrap();
         let other = Codec::new(b"{\"something\":\"else entirely\"}".to_vec()).unwrap();
-        assert!(other.decompress(&body, Form::Tokens).is_err());
+        assert!(other.decompress(&body).is_err());
         for at in [body.len() / 2, body.len() - 1] {
             let mut damaged = body.clone();
             damaged[at] ^= 0x01;
             assert!(
-                codec.decompress(&damaged, Form::Tokens).is_err(),
+                codec.decompress(&damaged).is_err(),
                 "flip at {at}"
             );
         }

@@ -40,10 +40,8 @@
 //! Header: magic `OEXTAB02` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
 //! keys in the last table (`u64`) ‖ `indexed` (`u64`) ‖ `doubling`
 //! (`u32`) ‖ `cap_bits` (`u32`): every entry below `indexed` is in the
-//! table durably. A file of the first layout (`OEXTAB01`, the first four
-//! fields: tables that double without end) is read as `doubling` = its
-//! tables (or the cap's, if fewer); if its last table is past the cap, a
-//! capped table is added at open to take the new keys.
+//! table durably. A file with any other header is started afresh and
+//! indexed again from `entries.bin` (it is derived data).
 //!
 //! # Durability and trust
 //!
@@ -114,14 +112,10 @@ pub(super) const DONE_NONCES: &str = "nonces.tab";
 /// directory.
 pub(super) const CONSUMED_APPROVALS: &str = "approvals.tab";
 const MAGIC: &[u8; 8] = b"OEXTAB02";
-/// The first layout's magic: tables that double without end.
-const MAGIC_UNCAPPED: &[u8; 8] = b"OEXTAB01";
 /// Bytes before table 0 (a page, so tables stay page-aligned).
 const HEADER_LEN: u64 = 4096;
 /// Bytes of the header that are used.
 const HEADER_USED: usize = 40;
-/// Bytes of the first layout's header.
-const HEADER_USED_UNCAPPED: usize = 32;
 const SLOT: u64 = 16;
 /// Slots read per `pread` while walking a probe run.
 const WINDOW: u64 = 32;
@@ -319,29 +313,18 @@ impl Header {
     }
 
     /// The header, if `bytes` is one this code wrote for a file of
-    /// `file_len` bytes — or one of the first layout's, read with the cap
-    /// of `shape` for the tables it has yet to add.
-    fn decode(bytes: &[u8; HEADER_USED], file_len: u64, shape: Shape) -> Option<Self> {
+    /// `file_len` bytes.
+    fn decode(bytes: &[u8; HEADER_USED], file_len: u64) -> Option<Self> {
         let u32_at = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_be_bytes);
         let u64_at = |at: usize| bytes[at..at + 8].try_into().ok().map(u64::from_be_bytes);
         let (first_bits, tables) = (u32_at(8)?, u32_at(12)?);
-        let layout = match &bytes[..8] {
-            m if m == MAGIC => Layout {
-                first_bits,
-                doubling: u32_at(32)?,
-                cap_bits: u32_at(36)?,
-            },
-            m if m == MAGIC_UNCAPPED && bytes[HEADER_USED_UNCAPPED..].iter().all(|b| *b == 0) => {
-                let fresh = Layout::of(Shape {
-                    first_bits,
-                    ..shape
-                });
-                Layout {
-                    doubling: tables.max(fresh.doubling),
-                    ..fresh
-                }
-            }
-            _ => return None,
+        if &bytes[..8] != MAGIC {
+            return None;
+        }
+        let layout = Layout {
+            first_bits,
+            doubling: u32_at(32)?,
+            cap_bits: u32_at(36)?,
         };
         let header = Self {
             layout,
@@ -361,12 +344,6 @@ impl Header {
 
     fn offset(self, k: u32) -> u64 {
         self.layout.offset(k)
-    }
-
-    /// Whether the last table is larger than the cap (a file of the first
-    /// layout): new keys then go to a capped table added at open.
-    fn last_is_past_the_cap(self) -> bool {
-        self.capacity(self.tables - 1) > 1u64 << self.layout.cap_bits
     }
 }
 
@@ -421,7 +398,7 @@ impl KeyTable {
         let mut bytes = [0u8; HEADER_USED];
         let found = if len >= HEADER_LEN {
             file.read_exact_at(&mut bytes, 0)?;
-            Header::decode(&bytes, len, shape)
+            Header::decode(&bytes, len)
         } else {
             None
         };
@@ -461,12 +438,6 @@ impl KeyTable {
             #[cfg(test)]
             runs: AtomicU64::new(0),
         };
-        if header.last_is_past_the_cap() {
-            tracing::info!("{name}: new keys go to tables of the capped size from now on");
-            let mut state = table.lock()?;
-            table.add_table(&mut state)?;
-            drop(state);
-        }
         Ok(table)
     }
 
@@ -976,59 +947,23 @@ mod tests {
         assert_exact(&table, 500);
     }
 
-    /// A file of uncapped tables from 4 slots holding exec_ids `0..keys`,
-    /// with its header rewritten as the first layout's, opened again with
-    /// [`CAPPED`]; and the header it had.
-    fn reopened_from_the_uncapped_layout(dir: &Path, keys: u64) -> (Header, KeyTable) {
-        let table = KeyTable::open(dir, EXEC_IDS, uncapped(2)).unwrap();
-        insert(&table, 0, keys, 11);
+    #[test]
+    fn a_file_with_another_magic_is_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        insert(&table, 0, 50, 7);
         table.sync_now().unwrap();
-        let old = table.lock().unwrap().header;
+        assert_eq!(table.indexed().unwrap(), 50);
         drop(table);
-        let mut bytes = [0u8; HEADER_USED];
-        bytes[..HEADER_USED_UNCAPPED].copy_from_slice(&old.encode()[..HEADER_USED_UNCAPPED]);
-        bytes[..8].copy_from_slice(MAGIC_UNCAPPED);
         let file = std::fs::OpenOptions::new()
             .write(true)
-            .open(dir.join(EXEC_IDS))
+            .open(dir.path().join(EXEC_IDS))
             .unwrap();
-        file.write_all_at(&bytes, 0).unwrap();
-        (old, KeyTable::open(dir, EXEC_IDS, CAPPED).unwrap())
-    }
-
-    #[test]
-    fn a_file_of_the_uncapped_layout_keeps_its_keys_and_takes_new_ones_in_capped_tables() {
-        let dir = tempfile::tempdir().unwrap();
-        let (old, table) = reopened_from_the_uncapped_layout(dir.path(), 300);
-        let old_tables = old.tables;
-        // 4, 8, … 256 slots: past the cap of 16.
-        assert_eq!(old.capacity(old_tables - 1), 256);
-        assert_eq!(table.indexed().unwrap(), 300);
-        assert_eq!(table.tables.load(Ordering::Acquire), old_tables + 1);
-        assert_eq!(table.layout.capacity(old_tables - 1), 256);
-        assert_eq!(table.layout.capacity(old_tables), 16);
-        assert_exact(&table, 300);
-        insert(&table, 300, 400, 9);
-        let tables = table.tables.load(Ordering::Acquire);
-        assert!((old_tables..tables).all(|k| table.layout.capacity(k) == 16));
-        assert_eq!(table.len_on_disk().unwrap(), table.layout.offset(tables));
-        assert_exact(&table, 400);
-        table.sync_now().unwrap();
-        drop(table);
-        // Its own header from then on: the same layout, no table added.
+        file.write_all_at(b"OEXTAB01", 0).unwrap();
         let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
-        assert_eq!(table.tables.load(Ordering::Acquire), tables);
-        assert_exact(&table, 400);
-    }
-
-    #[test]
-    fn a_file_of_the_uncapped_layout_within_the_cap_grows_as_a_new_one_would() {
-        let dir = tempfile::tempdir().unwrap();
-        let (old, table) = reopened_from_the_uncapped_layout(dir.path(), 5);
-        assert_eq!(old.tables, 2);
+        assert_eq!(table.indexed().unwrap(), 0);
+        assert_eq!(table.tables.load(Ordering::Acquire), 1);
         assert_eq!(table.layout, Layout::of(CAPPED));
-        insert(&table, 5, 100, 5);
-        assert_exact(&table, 100);
     }
 
     #[test]

@@ -19,10 +19,7 @@
 //! A nonce in flight is a record in sled's `pending` tree; a done nonce is
 //! the entry that completed it, found through `nonces.tab` and confirmed
 //! against that entry: its record in `entries.bin` carries the completion
-//! flag and the entry names the same tenant and nonce (entries below
-//! `done_nonces_from`, written before the flag, were moved in from sled's
-//! old `nonces` tree and are confirmed by tenant and nonce alone). A nonce
-//! leaves `pending` in the sled transaction that commits its entry, and is
+//! flag and the entry names the same tenant and nonce. A nonce leaves `pending` in the sled transaction that commits its entry, and is
 //! put in `nonces.tab` right after it; every reservation takes the done
 //! check and its sled transaction under one lock that each commit also
 //! holds until its inserts are in, so none sees a nonce in neither place.
@@ -36,23 +33,20 @@
 //! Once consumed by a committed entry, the approval is that entry: the
 //! entry completes its nonce and names the approval, and `approvals.tab`
 //! maps the approval's key to it, confirmed against the entry
-//! (`approval_key_of`), taken under the same lock as the done nonces. sled
-//! keeps every approval consumed before `approvals_from` (the head's size
-//! when the table was created; nothing is moved), and any whose entry does
-//! not name it (an attempt recorded as `interrupted` at restart): such a
-//! record stays in sled, consumed for good. (sled 0.34 keeps every node it
-//! inserted a key into in memory, so a key per consumed approval grew the
-//! server by ~1.2 KB per approval; an in-flight record is removed again.)
+//! (`approval_key_of`), taken under the same lock as the done nonces. An
+//! approval whose entry does not name it (an attempt recorded as
+//! `interrupted` at restart) keeps its record in sled, consumed for good.
+//! (sled 0.34 keeps in memory every node it inserted a key into, so
+//! consumed approvals live in a table file, not as sled keys.)
 //!
 //! # sled trees (key → value; all integers big-endian)
 //!
 //! | tree          | key                    | value                                   |
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note (see [`HISTORY_STRIDE`]) |
-//! | `content`     | index `u64`            | cleartext payload/result + salts (JSON), for entries written before content moved into `entries.bin` records; read only |
-//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary, `done_nonces_from`, `approvals_from` |
+//! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
 //! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
-//! | `approvals`   | approval consume key   | nonce key of the reservation holding it (in flight), or that consumed it (before `approvals_from`, or its entry does not name it) |
+//! | `approvals`   | approval consume key   | nonce key of the reservation holding it (in flight), or that consumed it when its entry does not name it |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
 //! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |
 //!
@@ -82,6 +76,7 @@ mod faults;
 mod hash_cache;
 mod hash_reader;
 mod key_table;
+mod open;
 pub mod reservations;
 pub mod segments;
 mod tokens;
@@ -130,6 +125,18 @@ pub enum StoreError {
     /// Stored bytes are not what this code wrote.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// The directory holds a store in another format than this build's
+    /// (format 0: a development store that recorded none). Nothing was
+    /// written to it.
+    #[error(
+        "the store is in store format {found}; this OpenExec opens store format {} only \
+         (another format needs a migration command, never a conversion at open)",
+        segments::STORE_FORMAT
+    )]
+    UnsupportedFormat {
+        /// The format the store's segments mark records.
+        found: u64,
+    },
     /// A value exceeds [`MAX_VALUE_LEN`].
     #[error("value of {0} bytes exceeds the store limit")]
     TooLarge(usize),
@@ -340,15 +347,9 @@ struct Inner {
     done_nonces: Arc<key_table::KeyTable>,
     /// Makes `done_nonces` durable in the background (stops when dropped).
     _done_nonces_syncer: key_table::Syncer,
-    /// Entries from here on carry the completion flag when they completed
-    /// their nonce (see "Nonces").
-    done_nonces_from: u64,
     nonce_key_of: NonceKeyOf,
     /// Consumed approvals (see "Approvals").
     consumed_approvals: Arc<key_table::KeyTable>,
-    /// Entries from here on that consumed an approval are in
-    /// `consumed_approvals` (see "Approvals").
-    approvals_from: u64,
     /// Makes `consumed_approvals` durable in the background.
     _consumed_approvals_syncer: key_table::Syncer,
     approval_key_of: ApprovalKeyOf,
@@ -357,7 +358,6 @@ struct Inner {
     /// nonces and approvals are in their tables (see "Nonces").
     nonce_order: Mutex<()>,
     checkpoints: sled::Tree,
-    content: sled::Tree,
     meta: sled::Tree,
     pending: sled::Tree,
     approvals: sled::Tree,
@@ -382,92 +382,15 @@ struct Inner {
 /// nodes it inserted into beyond its cache capacity): one checkpoint per
 /// batch grew the server by ~730 bytes per append when requests came one
 /// at a time. The newest checkpoint is never lost by this: the ring holds
-/// it, and open and a clean close file it ([`restore_ring_checkpoints`],
-/// [`promote_if_newer`]); any other size's can be signed again from the
+/// it, and open and a clean close file it ([`open::restore_ring_checkpoints`],
+/// [`open::promote_if_newer`]); any other size's can be signed again from the
 /// tree (checkpoints are deterministic).
 pub const HISTORY_STRIDE: u64 = 4096;
 
 const META_HEAD: &[u8] = b"head";
 /// The dictionary `entries.bin` is compressed with ([`codec`]).
 const META_ENTRIES_DICT: &[u8] = b"entries_dict";
-/// The first index whose record says whether its entry completed its
-/// nonce (`u64`): the head's size when the store moved its done nonces
-/// out of sled (0 for a store that never had them there).
-const META_DONE_NONCES_FROM: &[u8] = b"done_nonces_from";
-/// The head's size when `approvals.tab` was created (`u64`): approvals
-/// consumed before it are in sled (see "Approvals").
-const META_APPROVALS_FROM: &[u8] = b"approvals_from";
-
 impl Store {
-    /// Opens (or creates) the store in `config.path`.
-    pub fn open(config: &StoreConfig) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(&config.path)?;
-        let db = open_sled(config)?;
-        let log_file = File::open(config.path.join("db"))?;
-        let meta = db.open_tree("meta")?;
-        let (ring, held) = open_ring(&db, &meta, &config.path, &log_file)?;
-        let segments = open_segments(&db, &meta, &config.path, &log_file)?;
-        restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
-        let pending = db.open_tree("pending")?;
-        let sled_parts = SledParts {
-            db: &db,
-            meta: &meta,
-            pending: &pending,
-            log_file: &log_file,
-        };
-        // The tables index what their headers miss on two threads (the
-        // completion tables share one pass over the completing entries):
-        // after a kill -9 under load at 13.6M, ~68k entries each, 0.45 s
-        // apiece, most of it reading and decompressing those entries.
-        let (exec_table, completions) = std::thread::scope(|scope| {
-            let completions =
-                scope.spawn(|| open_completion_tables(&sled_parts, &segments, config));
-            let exec_table = open_exec_table(&db, &segments, config, &log_file);
-            let completions = completions
-                .join()
-                .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
-            Ok::<_, StoreError>((exec_table?, completions?))
-        })?;
-        let exec_table = Arc::new(exec_table);
-        let done_nonces = Arc::new(completions.done_nonces);
-        let consumed_approvals = Arc::new(completions.consumed_approvals);
-        sync_dir(&config.path)?;
-        let inner = Inner {
-            segments,
-            _exec_table_syncer: key_table::Syncer::start(Arc::clone(&exec_table))?,
-            exec_table,
-            exec_id_of: config.exec_id_of,
-            _done_nonces_syncer: key_table::Syncer::start(Arc::clone(&done_nonces))?,
-            done_nonces,
-            done_nonces_from: completions.done_nonces_from,
-            nonce_key_of: config.nonce_key_of,
-            _consumed_approvals_syncer: key_table::Syncer::start(Arc::clone(&consumed_approvals))?,
-            consumed_approvals,
-            approvals_from: completions.approvals_from,
-            approval_key_of: config.approval_key_of,
-            nonce_order: Mutex::new(()),
-            checkpoints: db.open_tree("checkpoints")?,
-            content: db.open_tree("content")?,
-            meta,
-            pending,
-            approvals: db.open_tree("approvals")?,
-            counters: db.open_tree("counters")?,
-            faults: faults::Faults::default(),
-            db,
-            log_file,
-            ring,
-            ring_ahead: Mutex::new(None),
-            history_filed: AtomicU64::new(0),
-            path: config.path.clone(),
-        };
-        let store = Self {
-            inner: Arc::new(inner),
-        };
-        let newest = store.latest_checkpoint()?.map_or(0, |(size, _)| size);
-        store.inner.history_filed.store(newest, Ordering::Relaxed);
-        Ok(store)
-    }
-
     /// Directory of the store.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -696,7 +619,7 @@ impl Store {
     /// history if it is [`HISTORY_STRIDE`] entries past the newest there
     /// (durable with sled's next flush; until then the ring's slots hold
     /// the newest few, filed again at open if a crash lost them —
-    /// [`restore_ring_checkpoints`]).
+    /// [`open::restore_ring_checkpoints`]).
     fn commit_in_ring(&self, commit: &RingCommit) -> Result<(), StoreError> {
         self.inner.ring.write(commit)?;
         let filed = &self.inner.history_filed;
@@ -755,12 +678,8 @@ impl Store {
     fn done_index(&self, key: &[u8]) -> Result<Option<u64>, StoreError> {
         let i = &self.inner;
         i.done_nonces.find(key, |index| {
-            let bytes = if index < i.done_nonces_from {
-                i.segments.entry(index)?.map(|(bytes, _)| bytes)
-            } else {
-                i.segments.completing_entry(index)?
-            };
-            Ok(bytes
+            Ok(i.segments
+                .completing_entry(index)?
                 .filter(|b| (i.nonce_key_of)(b).as_deref() == Some(key))
                 .map(|_| index))
         })
@@ -779,8 +698,8 @@ impl Store {
         })
     }
 
-    /// Whether entry `index`'s record says it completed its nonce (entries
-    /// written before the flag never say so; see "Nonces").
+    /// Whether entry `index`'s record says it completed its nonce (see
+    /// "Nonces").
     pub fn completes_nonce(&self, index: u64) -> Result<bool, StoreError> {
         self.inner.segments.completes(index)
     }
@@ -801,31 +720,17 @@ impl Store {
             .map_err(|_| StoreError::Corrupt("nonce lock poisoned".into()))
     }
 
-    /// Cleartext content stored beside entry `index`: in its record in
-    /// `entries.bin`, or (for entries written before content moved there)
-    /// in the sled tree `content`.
+    /// Cleartext content stored beside entry `index`, in its record in
+    /// `entries.bin`.
     pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(content) = self.inner.segments.content(index)? {
-            return Ok(Some(content));
-        }
-        Ok(self
-            .inner
-            .content
-            .get(index.to_be_bytes())?
-            .map(|v| v.to_vec()))
+        self.inner.segments.content(index)
     }
 
-    /// Erases the cleartext content kept beside entry `index`, durably (in
-    /// place in its record, and from the sled tree of older stores). The
-    /// log is unchanged: entries hold only salted commitments to content.
-    /// Returns whether there was any. Nothing in the service calls it yet.
+    /// Erases the cleartext content kept beside entry `index`, durably and
+    /// in place in its record. The log is unchanged: entries hold only
+    /// salted commitments to content. Returns whether there was any.
     pub fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
-        let in_record = self.inner.segments.erase_content(index)?;
-        let in_sled = self.inner.content.remove(index.to_be_bytes())?.is_some();
-        if in_sled {
-            self.sync()?;
-        }
-        Ok(in_record || in_sled)
+        self.inner.segments.erase_content(index)
     }
 
     /// The signed checkpoint of size `size`, if one was stored.
@@ -950,88 +855,6 @@ fn utf8(bytes: &[u8]) -> Result<String, StoreError> {
         .map_err(|_| StoreError::Corrupt("checkpoint is not UTF-8".into()))
 }
 
-/// How long [`open_sled`] waits for sled's directory lock.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Opens sled, waiting up to [`LOCK_WAIT`] for its directory lock: sled
-/// releases the lock of a database dropped in this process only when its
-/// background threads have let go, a moment after the drop. Another
-/// process holding the directory still fails, with sled's lock error.
-fn open_sled(config: &StoreConfig) -> Result<sled::Db, StoreError> {
-    let started = std::time::Instant::now();
-    loop {
-        let opened = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_bytes)
-            .segment_size(SEGMENT_SIZE)
-            .mode(sled::Mode::HighThroughput)
-            .open();
-        match opened {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && started.elapsed() < LOCK_WAIT =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// Opens the segment files for the committed head, migrating a store
-/// whose entries are still in sled trees (written before the segment files
-/// existed), and commits the new segments mark if opening rebuilt the
-/// derived files.
-fn open_segments(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    dir: &Path,
-    log_file: &File,
-) -> Result<Segments, StoreError> {
-    let head = read_head(meta)?;
-    let stored_mark = meta
-        .get(SegmentsMark::META_KEY)?
-        .map(|v| SegmentsMark::decode(&v))
-        .transpose()?;
-    let legacy = has_tree(db, LEGACY_ENTRIES)?;
-    let mut dictionary = meta.get(META_ENTRIES_DICT)?.map(|v| v.to_vec());
-    let mark = match (stored_mark, legacy) {
-        (Some(mark), _) => mark,
-        (None, true) => {
-            tracing::info!("moving the entries from sled into the segment files");
-            let old = db.open_tree(LEGACY_ENTRIES)?;
-            let (mark, chosen) = segments::write_entries_file(
-                dir,
-                old.iter().map(|r| {
-                    let (k, v) = r?;
-                    Ok((decode_u64(&k)?, v.to_vec()))
-                }),
-            )?;
-            dictionary = chosen;
-            mark
-        }
-        (None, false) => SegmentsMark::default(),
-    };
-    let size = head.map_or(0, |h| h.size);
-    let (segments, rebuilt) =
-        Segments::open(dir, size, head.map(|h| h.root), mark, dictionary.clone())?;
-    if let Some(mark) = rebuilt {
-        if let Some(d) = dictionary {
-            meta.insert(META_ENTRIES_DICT, d)?;
-        }
-        commit_mark(db, meta, log_file, mark)?;
-    }
-    // The legacy trees go only once the segment files are committed.
-    if legacy {
-        db.drop_tree(LEGACY_ENTRIES)?;
-        if has_tree(db, LEGACY_HASHES)? {
-            db.drop_tree(LEGACY_HASHES)?;
-        }
-        sync_sled(db, log_file)?;
-    }
-    Ok(segments)
-}
-
 impl Inner {
     fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
         self.ring_ahead
@@ -1040,12 +863,12 @@ impl Inner {
     }
 
     /// Copies the ring's last commit into sled if it is newer than sled's
-    /// head ([`promote_if_newer`]), so that sled holds the newest head with
+    /// head ([`open::promote_if_newer`]), so that sled holds the newest head with
     /// the mark written next to it. Returns the committed size.
     fn promote_ring(&self) -> Result<u64, StoreError> {
         let ahead = self.lock_ring_ahead()?.take();
         if let Some(commit) = ahead {
-            promote_if_newer(&self.db, &self.meta, &self.log_file, &commit)?;
+            open::promote_if_newer(&self.db, &self.meta, &self.log_file, &commit)?;
         }
         Ok(read_head(&self.meta)?.map_or(0, |h| h.size))
     }
@@ -1091,414 +914,6 @@ impl Drop for Inner {
     }
 }
 
-/// Opens the exec_id table and indexes the entries its header does not
-/// yet cover (those of the last seconds before a crash, or all of them when
-/// the file is new: a store from before the table, whose sled trees of
-/// exec_ids are dropped once the table is durable).
-fn open_exec_table(
-    db: &sled::Db,
-    segments: &Segments,
-    config: &StoreConfig,
-    log_file: &File,
-) -> Result<key_table::KeyTable, StoreError> {
-    let table = open_table(&config.path, key_table::EXEC_IDS)?;
-    let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
-    index_past_headers(
-        segments,
-        |index| {
-            let (bytes, _) = segments
-                .entry(index)?
-                .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
-            Ok(Some(bytes))
-        },
-        &[(&table, &exec_id_of)],
-    )?;
-    let mut dropped = false;
-    for legacy in LEGACY_EXEC_ID_TREES {
-        if has_tree(db, legacy)? {
-            db.drop_tree(legacy)?;
-            dropped = true;
-        }
-    }
-    if dropped {
-        sync_sled(db, log_file)?;
-    }
-    Ok(table)
-}
-
-/// A table to index at open, with the key it takes from an entry's bytes
-/// (none: the entry is not indexed there).
-type Indexing<'a> = (
-    &'a key_table::KeyTable,
-    &'a dyn Fn(&[u8]) -> Option<Vec<u8>>,
-);
-
-/// Indexes in each table the committed entries its header does not cover,
-/// reading each entry once for all of them (`read`: the bytes to index, or
-/// none for an entry no table takes), and makes the tables durable. A
-/// header that claims entries past the log is lowered to it first
-/// ([`key_table::KeyTable::claim_at_most`]).
-fn index_past_headers(
-    segments: &Segments,
-    read: impl Fn(u64) -> Result<Option<Vec<u8>>, StoreError>,
-    tables: &[Indexing<'_>],
-) -> Result<(), StoreError> {
-    let size = segments.visible();
-    let starts = tables
-        .iter()
-        .map(|(table, _)| {
-            table.claim_at_most(size)?;
-            table.indexed()
-        })
-        .collect::<Result<Vec<u64>, _>>()?;
-    for ((table, _), &start) in tables.iter().zip(&starts) {
-        if start < size {
-            tracing::info!(
-                table = table.name(),
-                from = start,
-                to = size,
-                "indexing entries.bin"
-            );
-        }
-    }
-    let from = starts.iter().copied().min().unwrap_or(size);
-    for index in from..size {
-        if let Some(bytes) = read(index)? {
-            for ((table, key_of), &start) in tables.iter().zip(&starts) {
-                if let Some(key) = key_of(&bytes).filter(|_| index >= start) {
-                    table.reindex(&key, index)?;
-                }
-            }
-        }
-        if (index + 1) % 1_000_000 == 0 {
-            tracing::info!(indexed = index + 1, of = size, "indexing entries.bin");
-        }
-    }
-    tables.iter().try_for_each(|(table, _)| table.sync_now())
-}
-
-/// The tables of completing entries, as opened.
-struct CompletionTables {
-    done_nonces: key_table::KeyTable,
-    done_nonces_from: u64,
-    consumed_approvals: key_table::KeyTable,
-    approvals_from: u64,
-}
-
-/// Opens the done-nonce and consumed-approval tables (see "Nonces" and
-/// "Approvals") and indexes the completing entries their headers do not
-/// cover, in one pass. A store without `done_nonces_from` has its done
-/// nonces in sled's `nonces` tree (or none): they are moved first
-/// ([`move_done_nonces_out_of_sled`]); one without `approvals_from` gets
-/// its `approvals.tab` ([`create_consumed_approvals`]).
-fn open_completion_tables(
-    sled: &SledParts<'_>,
-    segments: &Segments,
-    config: &StoreConfig,
-) -> Result<CompletionTables, StoreError> {
-    let SledParts {
-        db, meta, log_file, ..
-    } = *sled;
-    let done_nonces_from = match meta.get(META_DONE_NONCES_FROM)? {
-        Some(v) => decode_u64(&v)?,
-        None => move_done_nonces_out_of_sled(sled, segments.visible(), &config.path)?,
-    };
-    let done_nonces = open_table(&config.path, key_table::DONE_NONCES)?;
-    if done_nonces.indexed()? < done_nonces_from {
-        return Err(StoreError::Corrupt(format!(
-            "{} does not cover the done nonces moved into it from sled (entries below \
-             {done_nonces_from}), and nothing else records which of those entries completed \
-             their nonce: restore the file from a backup of this store",
-            key_table::DONE_NONCES
-        )));
-    }
-    let approvals_from = match meta.get(META_APPROVALS_FROM)? {
-        Some(v) => decode_u64(&v)?,
-        None => create_consumed_approvals(sled, segments.visible(), &config.path)?,
-    };
-    // A lost file is indexed again from the start: every entry that
-    // consumed an approval says so.
-    let consumed_approvals = open_table(&config.path, key_table::CONSUMED_APPROVALS)?;
-    let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
-    let approval_key_of = |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
-    index_past_headers(
-        segments,
-        |index| segments.completing_entry(index),
-        &[
-            (&done_nonces, &nonce_key_of),
-            (&consumed_approvals, &approval_key_of),
-        ],
-    )?;
-    if has_tree(db, LEGACY_NONCES)? {
-        db.drop_tree(LEGACY_NONCES)?;
-        sync_sled(db, log_file)?;
-    }
-    Ok(CompletionTables {
-        done_nonces,
-        done_nonces_from,
-        consumed_approvals,
-        approvals_from,
-    })
-}
-
-/// The key table `name` in `dir`, in the store's shape.
-fn open_table(dir: &Path, name: &'static str) -> Result<key_table::KeyTable, StoreError> {
-    key_table::KeyTable::open(dir, name, key_table::SHAPE)
-}
-
-/// Creates the key table `name` in `dir` afresh (removing a file an
-/// interrupted earlier attempt left), lets `fill` insert what it must,
-/// then claims every entry below `from` indexed and makes the file and its
-/// directory entry durable. Returns what `fill` returned.
-fn create_table<T>(
-    dir: &Path,
-    name: &'static str,
-    from: u64,
-    fill: impl FnOnce(&key_table::KeyTable) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let path = dir.join(name);
-    if path.exists() {
-        std::fs::remove_file(&path)?;
-    }
-    let table = open_table(dir, name)?;
-    let filled = fill(&table)?;
-    table.insert_batch(std::iter::empty(), from)?;
-    table.sync_now()?;
-    drop(table);
-    sync_dir(dir)?;
-    Ok(filled)
-}
-
-/// Creates `approvals.tab` for a store without `approvals_from`: empty, and
-/// claiming every entry below `from` (the head's size) indexed — the
-/// approvals those consumed are in sled and stay there. It is durable
-/// before `approvals_from` is committed, with the segments mark rewritten
-/// in the current format in the same transaction, so that no older binary
-/// (which would look for consumed approvals in sled alone) opens the store
-/// from then on. A crash before that commit starts it again. Returns
-/// `from`.
-fn create_consumed_approvals(
-    sled: &SledParts<'_>,
-    from: u64,
-    dir: &Path,
-) -> Result<u64, StoreError> {
-    let SledParts {
-        db, meta, log_file, ..
-    } = *sled;
-    create_table(dir, key_table::CONSUMED_APPROVALS, from, |_| Ok(()))?;
-    let mut mark = sled::Batch::default();
-    mark.insert(META_APPROVALS_FROM, from.to_be_bytes().to_vec());
-    rewrite_mark_in_current_format(meta, &mut mark)?;
-    meta.apply_batch(mark)?;
-    sync_sled(db, log_file)?;
-    Ok(from)
-}
-
-/// Adds to `batch` the stored segments mark, rewritten in the current
-/// store format: committed with a change older binaries would misread, it
-/// makes them refuse the store.
-fn rewrite_mark_in_current_format(
-    meta: &sled::Tree,
-    batch: &mut sled::Batch,
-) -> Result<(), StoreError> {
-    if let Some(segments_mark) = meta.get(SegmentsMark::META_KEY)? {
-        let current = SegmentsMark::decode(&segments_mark)?.encode();
-        batch.insert(SegmentsMark::META_KEY, current.to_vec());
-    }
-    Ok(())
-}
-
-/// The sled database and the trees the open steps after the segment files
-/// read and write, with sled's log file (to make their writes durable).
-#[derive(Clone, Copy)]
-struct SledParts<'a> {
-    db: &'a sled::Db,
-    meta: &'a sled::Tree,
-    pending: &'a sled::Tree,
-    log_file: &'a File,
-}
-
-/// The one-time move of a store's done nonces from sled's `nonces` tree
-/// (one key per attempt ever made: at 11M attempts, ~400 MB of sled keys
-/// and values, most of it resident) into a new `nonces.tab` in `dir`, made
-/// durable before `done_nonces_from` (`from`, the head's size) is
-/// committed; records of
-/// attempts in flight (kept in `nonces` by stores older still) move to
-/// `pending` in that same transaction. The old tree is dropped by the
-/// caller afterwards. A crash before the commit leaves the old tree whole
-/// and the move starts again from an empty table.
-fn move_done_nonces_out_of_sled(
-    sled: &SledParts<'_>,
-    from: u64,
-    dir: &Path,
-) -> Result<u64, StoreError> {
-    let SledParts {
-        db,
-        meta,
-        pending,
-        log_file,
-    } = *sled;
-    let in_flight = create_table(dir, key_table::DONE_NONCES, from, |table| {
-        let mut in_flight = sled::Batch::default();
-        if !has_tree(db, LEGACY_NONCES)? {
-            return Ok(in_flight);
-        }
-        tracing::info!(
-            "moving done nonces from sled into {}",
-            key_table::DONE_NONCES
-        );
-        let mut moved = 0u64;
-        for record in db.open_tree(LEGACY_NONCES)?.iter() {
-            let (key, value) = record?;
-            match reservations::decode(&value)? {
-                reservations::Known::Done(index) => {
-                    table.insert_batch(std::iter::once((key.as_ref(), index)), 0)?;
-                    moved += 1;
-                    if moved % 1_000_000 == 0 {
-                        tracing::info!(moved, "moving done nonces");
-                    }
-                }
-                reservations::Known::InFlight(_) => in_flight.insert(key, value),
-            }
-        }
-        tracing::info!(moved, "moved done nonces");
-        Ok(in_flight)
-    })?;
-    let mut mark = sled::Batch::default();
-    mark.insert(META_DONE_NONCES_FROM, from.to_be_bytes().to_vec());
-    // So that no older binary opens the store once its done nonces are no
-    // longer in sled.
-    rewrite_mark_in_current_format(meta, &mut mark)?;
-    (meta, pending)
-        .transaction(|(tm, tp)| {
-            tm.apply_batch(&mark)?;
-            tp.apply_batch(&in_flight)?;
-            Ok(())
-        })
-        .map_err(reservations::tx_error)?;
-    sync_sled(db, log_file)?;
-    Ok(from)
-}
-
-/// Opens the commit ring, and promotes its newest commit into sled when
-/// it is newer than sled's head (a crash before a clean close), so that
-/// everything after reads sled alone. Returns the ring with the commits it
-/// holds.
-///
-/// Refuses, writing nothing: a store in the ring's format without its ring
-/// (its newest head may have been there, and opening at sled's older head
-/// would cut off committed entries), and a ring whose newer head ends past
-/// `entries.bin` (a ring that does not belong with these files, such as
-/// one left over a restored older copy). A store in an older format has its
-/// mark written again in the current one once the ring exists, before the
-/// ring can hold a commit: older binaries refuse the store from then on.
-fn open_ring(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    dir: &Path,
-    log_file: &File,
-) -> Result<(CommitRing, Vec<RingCommit>), StoreError> {
-    let stored_mark = meta.get(SegmentsMark::META_KEY)?;
-    let format = stored_mark
-        .as_deref()
-        .map(SegmentsMark::format_of)
-        .transpose()?;
-    if format.is_some_and(|f| f >= segments::RING_FORMAT) && !dir.join(commit_ring::FILE).exists() {
-        return Err(StoreError::Corrupt(format!(
-            "{} is missing: this store's newest head may be there, and opening without it \
-             would cut off committed entries; restore it with the rest of the directory",
-            commit_ring::FILE
-        )));
-    }
-    let (ring, held) = CommitRing::open(dir)?;
-    if let (Some(bytes), Some(format)) = (&stored_mark, format) {
-        if format < segments::RING_FORMAT {
-            commit_mark(db, meta, log_file, SegmentsMark::decode(bytes)?)?;
-        }
-    }
-    if let Some(newest) = held.last() {
-        let entries_len = std::fs::metadata(dir.join("entries.bin")).map_or(0, |m| m.len());
-        let sled_size = read_head(meta)?.map_or(0, |h| h.size);
-        if newest.size() > sled_size && newest.mark.entries_end > entries_len {
-            return Err(StoreError::Corrupt(format!(
-                "{} holds a head of {} entries ending at byte {} of entries.bin, which has {} \
-                 bytes: the ring does not belong with these files",
-                commit_ring::FILE,
-                newest.size(),
-                newest.mark.entries_end,
-                entries_len
-            )));
-        }
-        if promote_if_newer(db, meta, log_file, newest)? {
-            tracing::info!(
-                size = newest.size(),
-                "the commit ring held a newer head than sled: copied it into sled"
-            );
-        }
-    }
-    Ok((ring, held))
-}
-
-/// Files in sled's checkpoint history the checkpoints of ring commits it
-/// lacks (a crash can lose a ring commit's checkpoint when sled's
-/// background flush made a later transaction durable first), each only if
-/// the tree at its size has its root.
-fn restore_ring_checkpoints(
-    db: &sled::Db,
-    segments: &Segments,
-    held: &[RingCommit],
-    log_file: &File,
-) -> Result<(), StoreError> {
-    let checkpoints = db.open_tree("checkpoints")?;
-    let mut restored = false;
-    for commit in held.iter().filter(|c| c.size() <= segments.visible()) {
-        let key = commit.size().to_be_bytes();
-        if checkpoints.contains_key(key)? || segments.tree_root(commit.size())? != commit.head.root
-        {
-            continue;
-        }
-        checkpoints.insert(key, commit.checkpoint.as_bytes())?;
-        restored = true;
-    }
-    if restored {
-        sync_sled(db, log_file)?;
-    }
-    Ok(())
-}
-
-/// Writes a ring commit into sled (head, mark, checkpoint) as one
-/// transaction and makes it durable — only if it is newer than sled's
-/// head. Sled's can be the newer even when the ring's was written later
-/// than sled's last *durable* head: a cycle written through sled after the
-/// ring's whose sync failed is still in sled's memory, with the rest of its
-/// transaction (pending records removed, approvals consumed); its head
-/// must not be replaced by an older one while the rest stays. Returns
-/// whether it wrote.
-fn promote_if_newer(
-    db: &sled::Db,
-    meta: &sled::Tree,
-    log_file: &File,
-    commit: &RingCommit,
-) -> Result<bool, StoreError> {
-    if read_head(meta)?.is_some_and(|h| h.size >= commit.size()) {
-        return Ok(false);
-    }
-    let checkpoints = db.open_tree("checkpoints")?;
-    (meta, &checkpoints)
-        .transaction(|(tm, tk)| {
-            tm.insert(META_HEAD, commit.head.encode().to_vec())?;
-            tm.insert(SegmentsMark::META_KEY, commit.mark.encode().to_vec())?;
-            tk.insert(
-                commit.size().to_be_bytes().to_vec(),
-                commit.checkpoint.as_bytes(),
-            )?;
-            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
-        })
-        .map_err(reservations::tx_error)?;
-    sync_sled(db, log_file)?;
-    Ok(true)
-}
-
 /// Records a segments mark outside an append (after a rebuild at open, a
 /// clean close, or a tamper) and makes it durable.
 fn commit_mark(
@@ -1516,22 +931,6 @@ fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
     db.flush()?;
     log_file.sync_data()?;
     Ok(())
-}
-
-/// sled trees of stores written before the segment files existed.
-const LEGACY_ENTRIES: &str = "entries";
-const LEGACY_HASHES: &str = "hashes";
-/// sled trees that held the exec_id index before `exec_ids.tab`: one key
-/// per exec_id, then hash buckets.
-const LEGACY_EXEC_ID_TREES: [&str; 2] = ["exec_ids", "exec_id_buckets"];
-/// The sled tree that held done nonces before `nonces.tab`.
-const LEGACY_NONCES: &str = "nonces";
-
-fn has_tree(db: &sled::Db, name: &str) -> Result<bool, StoreError> {
-    Ok(db
-        .tree_names()
-        .iter()
-        .any(|n| n.as_ref() == name.as_bytes()))
 }
 
 /// fsync a directory so that newly created files in it survive a crash.

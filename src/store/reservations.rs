@@ -15,22 +15,16 @@
 //! completion flag (and names the approval) — so "entry exists", "nonce
 //! done" and "approval consumed" are never out of step.
 //!
-//! Done nonces were once records in a sled tree `nonces` (the entry's
-//! index; before issue 5's fourth pass the whole record, binary or JSON,
-//! also kept there while in flight before its third pass): [`decode`]
-//! still reads them, for the one-time move into `nonces.tab`. At start-up
-//! only `pending` is scanned (its size is the number of attempts in flight
-//! at a crash, not the size of the log).
+//! At start-up only `pending` is scanned (its size is the number of
+//! attempts in flight at a crash, not the size of the log).
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Deserialize;
 use sled::transaction::{
     ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
 };
 
 use super::{Store, StoreError};
-use crate::core::entry::Outcome;
 use crate::core::hash::Hash;
 
 /// A nonce held by an attempt in flight: what is needed to record it as
@@ -65,13 +59,6 @@ pub enum Reservation {
     },
     /// The approval was already consumed by another nonce.
     ApprovalUsed,
-}
-
-/// What a stored nonce record says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Known {
-    InFlight(PendingNonce),
-    Done(u64),
 }
 
 /// The nonce an entry completes: its key (the entry's record gets the
@@ -118,41 +105,25 @@ impl Completion {
 
 pub use crate::core::entry::nonce_key;
 
-/// First byte of a binary record that says everything (pending records;
-/// done records before the fourth pass). JSON records, written before it,
-/// start with `{`.
-const RECORD_V1: u8 = 1;
-/// First byte of a done record of the old `nonces` tree: `2` ‖ entry
-/// index (`u64`).
-const RECORD_DONE: u8 = 2;
-/// `status` / `index` of a record that has none yet.
-const NO_STATUS: u16 = 0;
-const NO_INDEX: u64 = u64::MAX;
+/// First byte of a pending record.
+const RECORD_PENDING: u8 = 1;
+/// The reserved fields after the first byte, as every pending record
+/// holds them: a `u8` 0 before the request hash; a `u16` 0 and a `u64` of
+/// all ones after it.
+const RESERVED_BEFORE_HASH: u8 = 0;
+const RESERVED_AFTER_HASH: [u8; 10] = [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 /// String length that stands for `None` (`approval_key`).
 const NO_STRING: u32 = u32::MAX;
 
-/// A done record of the old `nonces` tree: the index of the entry that
-/// completed the nonce (stores written it from issue 5's fourth pass until
-/// `nonces.tab`; tests write it to build such a store).
-#[cfg(test)]
-pub(super) fn encode_done(index: u64) -> [u8; 9] {
-    let mut out = [RECORD_DONE; 9];
-    out[1..].copy_from_slice(&index.to_be_bytes());
-    out
-}
-
-/// A pending record's stored bytes, in the layout done records also had
-/// before the fourth pass: `1` ‖ outcome (`u8`, 0 = none) ‖ request hash
-/// (32) ‖ status (`u16`, 0 = none) ‖ index (`u64`, all ones = none) ‖
-/// exec_id, approval key, action, tenant, nonce, each a `u32` length (all
-/// ones = none) and UTF-8.
+/// A pending record's stored bytes: `1` ‖ `0` ‖ request hash (32) ‖
+/// `0u16` ‖ `u64::MAX` ‖ exec_id, approval key, action, tenant, nonce, each
+/// a `u32` length (all ones = none) and UTF-8.
 pub(super) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
-    out.push(RECORD_V1);
-    out.push(0);
+    out.push(RECORD_PENDING);
+    out.push(RESERVED_BEFORE_HASH);
     out.extend_from_slice(record.request_hash.as_bytes());
-    out.extend_from_slice(&NO_STATUS.to_be_bytes());
-    out.extend_from_slice(&NO_INDEX.to_be_bytes());
+    out.extend_from_slice(&RESERVED_AFTER_HASH);
     for text in [
         Some(&record.exec_id),
         record.approval_key.as_ref(),
@@ -173,98 +144,30 @@ pub(super) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreErro
     Ok(out)
 }
 
-/// Reads a record of the `pending` tree, which must be in flight.
-fn decode_in_flight(bytes: &[u8]) -> Result<PendingNonce, StoreError> {
-    match decode(bytes)? {
-        Known::InFlight(p) => Ok(p),
-        Known::Done(_) => Err(StoreError::Corrupt(
-            "a done nonce record in the pending tree".into(),
-        )),
-    }
+/// Reads a record of the `pending` tree; anything but exactly what
+/// [`encode_pending`] writes is corrupt.
+pub(super) fn decode_pending(bytes: &[u8]) -> Result<PendingNonce, StoreError> {
+    decode_fields(bytes).ok_or_else(|| StoreError::Corrupt("pending nonce record".into()))
 }
 
-/// Reads a pending record, or a record of the old `nonces` tree.
-pub(super) fn decode(bytes: &[u8]) -> Result<Known, StoreError> {
-    let corrupt = || StoreError::Corrupt("nonce record".into());
-    match bytes.first() {
-        Some(&RECORD_DONE) => {
-            let index: [u8; 8] = bytes
-                .get(1..)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(corrupt)?;
-            Ok(Known::Done(u64::from_be_bytes(index)))
-        }
-        Some(b'{') => serde_json::from_slice::<FullRecord>(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("nonce record: {e}")))?
-            .known()
-            .ok_or_else(corrupt),
-        _ => decode_v1(bytes)
-            .and_then(FullRecord::known)
-            .ok_or_else(corrupt),
-    }
-}
-
-/// A record in the layout that says everything (binary `1`, or JSON): a
-/// pending record, or a done record written before the fourth pass.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FullRecord {
-    outcome: Option<Outcome>,
-    request_hash: Hash,
-    exec_id: String,
-    approval_key: Option<String>,
-    /// Kept by older done records; the entry's outcome now decides it.
-    #[serde(default, rename = "status")]
-    _status: serde::de::IgnoredAny,
-    index: Option<u64>,
-    action: String,
-    tenant: String,
-    nonce: String,
-}
-
-impl FullRecord {
-    /// In flight without an outcome; done with one (and then it must name
-    /// its entry).
-    fn known(self) -> Option<Known> {
-        match self.outcome {
-            None => Some(Known::InFlight(PendingNonce {
-                request_hash: self.request_hash,
-                exec_id: self.exec_id,
-                approval_key: self.approval_key,
-                action: self.action,
-                tenant: self.tenant,
-                nonce: self.nonce,
-            })),
-            Some(_) => self.index.map(Known::Done),
-        }
-    }
-}
-
-fn decode_v1(bytes: &[u8]) -> Option<FullRecord> {
+fn decode_fields(bytes: &[u8]) -> Option<PendingNonce> {
     let mut r = Reader(bytes);
-    if r.take(1)? != [RECORD_V1] {
+    if r.take(2)? != [RECORD_PENDING, RESERVED_BEFORE_HASH] {
         return None;
     }
-    let outcome = match r.take(1)?[0] {
-        0 => None,
-        code => Some(outcome_of(code)?),
-    };
     let request_hash = Hash::from_slice(r.take(32)?).ok()?;
-    // The status of older done records: the entry's outcome now decides it.
-    r.take(2)?;
-    let index = Some(u64::from_be_bytes(r.take(8)?.try_into().ok()?)).filter(|&i| i != NO_INDEX);
+    if r.take(RESERVED_AFTER_HASH.len())? != RESERVED_AFTER_HASH {
+        return None;
+    }
     let exec_id = r.string()??;
     let approval_key = r.string()?;
     let action = r.string()??;
     let tenant = r.string()??;
     let nonce = r.string()??;
-    r.0.is_empty().then_some(FullRecord {
-        outcome,
+    r.0.is_empty().then_some(PendingNonce {
         request_hash,
         exec_id,
         approval_key,
-        _status: serde::de::IgnoredAny,
-        index,
         action,
         tenant,
         nonce,
@@ -292,19 +195,6 @@ impl<'a> Reader<'a> {
         let bytes = self.take(usize::try_from(len).ok()?)?;
         Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
     }
-}
-
-/// Outcome codes of binary `1` records (1-based; 0 = none).
-const OUTCOMES: [Outcome; 5] = [
-    Outcome::Executed,
-    Outcome::Failed,
-    Outcome::Rejected,
-    Outcome::Replayed,
-    Outcome::Interrupted,
-];
-
-fn outcome_of(code: u8) -> Option<Outcome> {
-    OUTCOMES.get(usize::from(code).checked_sub(1)?).copied()
 }
 
 /// One reservation to make inside a writer cycle's transaction
@@ -359,7 +249,7 @@ impl Found {
             Self::Reserved => Ok(Reservation::Reserved),
             Self::ApprovalUsed => Ok(Reservation::ApprovalUsed),
             Self::Done(index) => Ok(Reservation::Done { index }),
-            Self::InFlight(bytes) => decode_in_flight(&bytes).map(Reservation::InFlight),
+            Self::InFlight(bytes) => decode_pending(&bytes).map(Reservation::InFlight),
         }
     }
 }
@@ -443,7 +333,7 @@ impl Store {
             return Ok(Reservation::InFlight(holder.clone()));
         }
         if let Some(existing) = self.inner.pending.get(r.key)? {
-            return decode_in_flight(&existing).map(Reservation::InFlight);
+            return decode_pending(&existing).map(Reservation::InFlight);
         }
         if let Some(ak) = r.record.approval_key.as_deref() {
             if approvals.contains(ak) || self.approval_used_unlocked(ak)? {
@@ -490,20 +380,11 @@ impl Store {
     }
 
     /// The index of the committed entry that consumed an approval, as a
-    /// reservation would find it — for entries from
-    /// [`Self::approvals_from`] on (earlier ones' approvals are in sled);
-    /// `openexec audit` checks that each entry that consumed one is its
-    /// approval's answer.
+    /// reservation would find it (`openexec audit` checks that each entry
+    /// that consumed one is its approval's answer).
     pub fn approval_consumer(&self, approval_key: &str) -> Result<Option<u64>, StoreError> {
         let _order = self.lock_nonce_order()?;
         self.approval_done(approval_key)
-    }
-
-    /// The first index whose consumed approval, if any, `approvals.tab`
-    /// holds (see "Approvals" in [`super`]).
-    #[must_use]
-    pub fn approvals_from(&self) -> u64 {
-        self.inner.approvals_from
     }
 
     /// [`Self::approval_used`], for callers that hold the nonce lock.
@@ -519,7 +400,7 @@ impl Store {
             .iter()
             .map(|r| {
                 let (k, v) = r?;
-                Ok((k.to_vec(), decode_in_flight(&v)?))
+                Ok((k.to_vec(), decode_pending(&v)?))
             })
             .collect()
     }
@@ -577,84 +458,44 @@ mod tests {
         }
     }
 
-    /// A done record as written before the fourth pass: the pending layout
-    /// with an outcome, a status and an index.
-    fn old_done_record(pending: &PendingNonce, outcome: Outcome, index: u64) -> Vec<u8> {
-        let mut bytes = encode_pending(pending).unwrap();
-        bytes[1] = (1u8..)
-            .zip(OUTCOMES)
-            .find(|(_, o)| *o == outcome)
-            .unwrap()
-            .0;
-        bytes[34..36].copy_from_slice(&500u16.to_be_bytes());
-        bytes[36..44].copy_from_slice(&index.to_be_bytes());
-        bytes
-    }
-
     #[test]
-    fn pending_and_done_records_round_trip() {
+    fn pending_records_round_trip() {
         let mut pending = record(1);
         assert_eq!(
-            decode(&encode_pending(&pending).unwrap()).unwrap(),
-            Known::InFlight(pending.clone())
+            decode_pending(&encode_pending(&pending).unwrap()).unwrap(),
+            pending
         );
         pending.approval_key = Some("key ‖ approval".into());
+        pending.tenant = "tenant-ü".into();
         assert_eq!(
-            decode(&encode_pending(&pending).unwrap()).unwrap(),
-            Known::InFlight(pending)
-        );
-        for index in [0, 7, (1 << 53) - 1, u64::MAX] {
-            assert_eq!(decode(&encode_done(index)).unwrap(), Known::Done(index));
-        }
-    }
-
-    #[test]
-    fn done_records_written_before_still_decode_to_their_entry() {
-        let pending = record(2);
-        for outcome in OUTCOMES {
-            let bytes = old_done_record(&pending, outcome, 41);
-            assert_eq!(decode(&bytes).unwrap(), Known::Done(41), "{outcome}");
-        }
-        let json = serde_json::json!({
-            "outcome": "executed", "request_hash": pending.request_hash,
-            "exec_id": "e", "approval_key": null, "status": 200, "index": 7,
-            "action": "echo", "tenant": "", "nonce": "n",
-        });
-        assert_eq!(
-            decode(&serde_json::to_vec(&json).unwrap()).unwrap(),
-            Known::Done(7)
-        );
-        let in_flight = serde_json::json!({
-            "outcome": null, "request_hash": pending.request_hash,
-            "exec_id": "exec-2", "approval_key": null, "status": null, "index": null,
-            "action": "echo", "tenant": "", "nonce": "nonce-2",
-        });
-        assert_eq!(
-            decode(&serde_json::to_vec(&in_flight).unwrap()).unwrap(),
-            Known::InFlight(pending)
+            decode_pending(&encode_pending(&pending).unwrap()).unwrap(),
+            pending
         );
     }
 
     #[test]
     fn damaged_records_are_corrupt_never_a_panic() {
-        let pending = encode_pending(&record(4)).unwrap();
-        let done = encode_done(5);
-        let old_done = old_done_record(&record(4), Outcome::Executed, 5);
-        for bytes in [&pending[..], &done[..], &old_done[..]] {
+        let mut with_key = record(4);
+        with_key.approval_key = Some("k".into());
+        for pending in [record(4), with_key] {
+            let bytes = encode_pending(&pending).unwrap();
             for cut in 0..bytes.len() {
-                assert!(decode(&bytes[..cut]).is_err(), "cut at {cut}");
+                assert!(decode_pending(&bytes[..cut]).is_err(), "cut at {cut}");
             }
-            let mut longer = bytes.to_vec();
+            let mut longer = bytes.clone();
             longer.push(0);
-            assert!(decode(&longer).is_err());
+            assert!(decode_pending(&longer).is_err());
+            // The kind byte and every reserved byte hold one value only.
+            for at in [0, 1].into_iter().chain(34..44) {
+                let mut changed = bytes.clone();
+                changed[at] ^= 0x01;
+                assert!(decode_pending(&changed).is_err(), "byte {at}");
+            }
+            // A string that is not UTF-8.
+            let mut not_utf8 = bytes.clone();
+            not_utf8[48] = 0xff;
+            assert!(decode_pending(&not_utf8).is_err());
         }
-        let mut bad_outcome = pending;
-        bad_outcome[1] = 9;
-        assert!(decode(&bad_outcome).is_err());
-        // Done, but naming no entry.
-        let mut no_index = old_done;
-        no_index[36..44].copy_from_slice(&NO_INDEX.to_be_bytes());
-        assert!(decode(&no_index).is_err());
     }
 
     use super::super::{crash_image, BatchWrite, Head, StoreConfig, StoredEntry};
@@ -990,7 +831,6 @@ mod tests {
         assert_eq!(reserve(&store, "a"), Reservation::Done { index: 1 });
         assert_eq!(reserve(&store, "b"), Reservation::Done { index: 2 });
         assert!(store.pending_reservations().unwrap().is_empty());
-        assert!(!super::super::has_tree(&store.inner.db, "nonces").unwrap());
         drop(store);
         assert_eq!(
             reserve(&open(dir.path()), "a"),
@@ -1393,140 +1233,6 @@ mod tests {
             claims(&store, &[("b", Some(&k))]),
             [Reservation::ApprovalUsed]
         );
-    }
-
-    #[test]
-    fn a_store_from_before_approvals_tab_keeps_its_consumed_approvals_in_sled_and_takes_the_new_format(
-    ) {
-        let dir = tempfile::tempdir().unwrap();
-        let old = approval_key("old");
-        {
-            let store = open(dir.path());
-            store
-                .commit(&batch_naming(&store, &["a", "b"], false))
-                .unwrap();
-            // As such a store left it: the consumed approval in sled, no
-            // `approvals_from`, no table, the mark in format 7.
-            store
-                .tamper_raw("approvals", old.as_bytes(), &nonce_key("t", "a"))
-                .unwrap();
-            let i = &store.inner;
-            let mark = i
-                .meta
-                .get(super::super::SegmentsMark::META_KEY)
-                .unwrap()
-                .unwrap();
-            let mut older = mark.to_vec();
-            older[16..].copy_from_slice(&7u64.to_be_bytes());
-            i.meta
-                .insert(super::super::SegmentsMark::META_KEY, older)
-                .unwrap();
-            i.meta.remove(super::super::META_APPROVALS_FROM).unwrap();
-            store.sync_reservations().unwrap();
-        }
-        std::fs::remove_file(dir.path().join(super::super::key_table::CONSUMED_APPROVALS)).unwrap();
-        let store = open(dir.path());
-        assert!(store.approval_used(&old).unwrap());
-        assert_eq!(
-            claims(&store, &[("c", Some(&old))]),
-            [Reservation::ApprovalUsed]
-        );
-        let i = &store.inner;
-        let from = i
-            .meta
-            .get(super::super::META_APPROVALS_FROM)
-            .unwrap()
-            .unwrap();
-        assert_eq!(super::super::decode_u64(&from).unwrap(), 2);
-        let mark = i
-            .meta
-            .get(super::super::SegmentsMark::META_KEY)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            super::super::SegmentsMark::format_of(&mark).unwrap(),
-            super::super::segments::STORE_FORMAT
-        );
-        // New approvals go to the table, as in any store.
-        let k = approval_key("new");
-        assert_eq!(claims(&store, &[("d", Some(&k))]), [Reservation::Reserved]);
-        commit_approving(&store, &[("d", Some("new"))], Held::Claimed, &[]);
-        assert!(store.approval_used(&k).unwrap());
-        assert_eq!(approvals_in_sled(&store), 1);
-    }
-
-    /// A store as written before `nonces.tab`: entries without the
-    /// completion flag, done records (and an old in-flight record) in the
-    /// sled tree `nonces`, no `done_nonces_from`.
-    fn store_with_nonces_in_sled(dir: &std::path::Path) {
-        let store = open(dir);
-        store
-            .commit(&batch_naming(&store, &["a", "b", "c"], false))
-            .unwrap();
-        drop(store);
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(crate::store::SEGMENT_SIZE)
-            .open()
-            .unwrap();
-        let nonces = db.open_tree("nonces").unwrap();
-        nonces
-            .insert(nonce_key("t", "a"), &encode_done(0)[..])
-            .unwrap();
-        nonces
-            .insert(
-                nonce_key("t", "c"),
-                old_done_record(&record(3), Outcome::Failed, 2),
-            )
-            .unwrap();
-        let mut in_flight = record(4);
-        in_flight.tenant = "t".into();
-        in_flight.nonce = "f".into();
-        nonces
-            .insert(nonce_key("t", "f"), encode_pending(&in_flight).unwrap())
-            .unwrap();
-        let meta = db.open_tree("meta").unwrap();
-        meta.remove(super::super::META_DONE_NONCES_FROM).unwrap();
-        let mark = meta.get("segments").unwrap().unwrap();
-        meta.insert("segments", &mark[..16]).unwrap();
-        db.flush().unwrap();
-        drop(db);
-        std::fs::remove_file(dir.join(super::super::key_table::DONE_NONCES)).unwrap();
-    }
-
-    #[test]
-    fn done_nonces_in_the_old_sled_tree_move_into_the_table_once() {
-        let dir = tempfile::tempdir().unwrap();
-        store_with_nonces_in_sled(dir.path());
-        let store = open(dir.path());
-        assert!(!super::super::has_tree(&store.inner.db, "nonces").unwrap());
-        assert_eq!(store.inner.done_nonces_from, 3);
-        // In the format older binaries refuse (they read 16-byte marks).
-        assert_eq!(store.meta("segments").unwrap().unwrap().len(), 24);
-        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
-        assert_eq!(reserve(&store, "c"), Reservation::Done { index: 2 });
-        // Entry 1 names "b" but the old tree never said it completed it.
-        assert_eq!(reserve(&store, "b"), Reservation::Reserved);
-        let moved = store.pending_reservations().unwrap();
-        assert!(moved
-            .iter()
-            .any(|(k, p)| *k == nonce_key("t", "f") && p.nonce == "f"));
-        // New entries are confirmed by their flag, old ones by the move.
-        store.commit(&batch_naming(&store, &["d"], true)).unwrap();
-        drop(store);
-        let store = open(dir.path());
-        assert_eq!(reserve(&store, "d"), Reservation::Done { index: 3 });
-        assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
-    }
-
-    #[test]
-    fn a_lost_table_of_moved_nonces_refuses_to_open_rather_than_forget_them() {
-        let dir = tempfile::tempdir().unwrap();
-        store_with_nonces_in_sled(dir.path());
-        drop(open(dir.path()));
-        std::fs::remove_file(dir.path().join(super::super::key_table::DONE_NONCES)).unwrap();
-        let refused = Store::open(&StoreConfig::new(dir.path())).err().unwrap();
-        assert!(refused.to_string().contains("restore"), "{refused}");
     }
 
     #[test]

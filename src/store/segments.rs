@@ -14,7 +14,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record written since issue 5's fourth pass); the third says the entry completed its nonce (since the sixth pass) |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record); the third says the entry completed its nonce |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use tlog_tiles::{Error as TlogError, HashReader};
 
-use super::codec::{Codec, Form};
+use super::codec::Codec;
 use super::faults::Faults;
 use super::hash_cache::HashCache;
 use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
@@ -58,15 +58,13 @@ pub const DERIVED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes before the signature in an `entries.bin` record.
 const LEN_PREFIX: u64 = 4;
-/// Set in a record's length word when the record carries a content frame
-/// (records written before content moved out of sled never do).
+/// Set in a record's length word when the record carries a content frame.
 const CONTENT_FLAG: u32 = 1 << 31;
-/// Set in a record's length word when its frames are in [`Form::Tokens`]
-/// (every record written since issue 5's fourth pass).
+/// Set in every record's length word: its frames were rewritten by
+/// [`super::tokens`] before compression. A record without it is corrupt.
 const TOKENS_FLAG: u32 = 1 << 30;
 /// Set in a record's length word when its entry completed the entry's
-/// nonce (the store's `nonces.tab` takes only such entries; records written
-/// before it never carry the flag, see `done_nonces_from` in [`super`]).
+/// nonce (the store's `nonces.tab` takes only such entries).
 const COMPLETES_FLAG: u32 = 1 << 29;
 /// The flag bits of a length word.
 const FLAGS: u32 = CONTENT_FLAG | TOKENS_FLAG | COMPLETES_FLAG;
@@ -86,22 +84,17 @@ pub struct SegmentsMark {
     pub derived: u64,
 }
 
-/// The store format a mark is written with, after its two sizes: 6 since
-/// done nonces left sled (issue 5's sixth pass), 7 since heads may be
-/// committed in the commit ring (`commit_ring`, the eighth pass), 8 since
-/// consumed approvals left sled for `approvals.tab` (the tenth pass).
-/// Binaries before 6 read only a 16-byte mark and each later one refuses
-/// a format above its own, so none of them opens a store it would misread:
-/// one that took every nonce moved out of sled for a new one, took sled's
-/// head for the newest and cut off the entries committed in the ring after
-/// it, or took every approval consumed since for unused.
-pub(super) const STORE_FORMAT: u64 = 8;
+/// The store format this build reads and writes, recorded in every
+/// segments mark. A store in any other format is refused at open; a later
+/// format comes with a migration command, never an open-time conversion.
+pub const STORE_FORMAT: u64 = 1;
 
 impl SegmentsMark {
     pub(super) const META_KEY: &'static [u8] = b"segments";
-    /// A mark written before [`STORE_FORMAT`]: the two sizes alone.
-    const OLD_LEN: usize = 16;
+    /// Bytes of a stored mark: the two sizes and [`STORE_FORMAT`].
     pub(super) const LEN: usize = 24;
+    /// Bytes of the marks of development stores, which recorded no format.
+    const UNVERSIONED_LEN: usize = 16;
 
     pub(super) fn encode(self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
@@ -111,37 +104,31 @@ impl SegmentsMark {
         out
     }
 
+    /// Reads a stored mark; refuses one of another store format
+    /// ([`StoreError::UnsupportedFormat`], format 0 for a mark that records
+    /// none) or of no known length.
     pub(super) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let corrupt = || StoreError::Corrupt("segments mark has the wrong length".into());
-        match bytes.len() {
-            Self::OLD_LEN => {}
-            Self::LEN => {
-                let format = be_u64(&bytes[16..]).ok_or_else(corrupt)?;
-                if format > STORE_FORMAT {
-                    return Err(StoreError::Corrupt(format!(
-                        "the store is in format {format}, written by a newer version of \
-                         OpenExec (this one reads up to {STORE_FORMAT})"
-                    )));
-                }
-            }
-            _ => return Err(corrupt()),
+        let Ok(bytes) = <&[u8; Self::LEN]>::try_from(bytes) else {
+            return Err(if bytes.len() == Self::UNVERSIONED_LEN {
+                StoreError::UnsupportedFormat { found: 0 }
+            } else {
+                StoreError::Corrupt("segments mark has the wrong length".into())
+            });
+        };
+        let [entries_end, derived, format] = [0, 8, 16].map(|at| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_be_bytes(word)
+        });
+        if format != STORE_FORMAT {
+            return Err(StoreError::UnsupportedFormat { found: format });
         }
         Ok(Self {
-            entries_end: be_u64(&bytes[..8]).ok_or_else(corrupt)?,
-            derived: be_u64(&bytes[8..16]).ok_or_else(corrupt)?,
+            entries_end,
+            derived,
         })
     }
-
-    /// The store format a stored mark was written in (0 for a mark from
-    /// before formats were recorded); refuses what [`Self::decode`] refuses.
-    pub(super) fn format_of(bytes: &[u8]) -> Result<u64, StoreError> {
-        Self::decode(bytes)?;
-        Ok(bytes.get(16..).and_then(be_u64).unwrap_or(0))
-    }
 }
-
-/// The first store format whose newest head may be in the commit ring.
-pub(super) const RING_FORMAT: u64 = 7;
 
 /// A batch written to the files and ready for its sled transaction.
 #[derive(Debug, Clone, Copy)]
@@ -165,9 +152,6 @@ struct Tail {
     last_derived_sync: Instant,
     /// Whether the codec's dictionary is committed in sled.
     dictionary_committed: bool,
-    /// How new records are written: [`Form::Tokens`], except in tests that
-    /// make a store as it was before.
-    write_form: Form,
 }
 
 /// The three files, and how much of them is committed.
@@ -223,7 +207,6 @@ impl Segments {
                 mark: SegmentsMark::default(),
                 last_derived_sync: Instant::now(),
                 dictionary_committed,
-                write_form: Form::Tokens,
             }),
             visible: AtomicU64::new(0),
             visible_hashes: AtomicU64::new(0),
@@ -482,7 +465,7 @@ impl Segments {
 
     /// The cleartext content kept in entry `index`'s record: `None` when
     /// the entry is not committed, or its record carries none or it was
-    /// erased (the store then looks in sled, where content was kept before).
+    /// erased.
     pub(super) fn content(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match self.record(index)? {
             Some(record) => record.content_bytes(self.codec()?),
@@ -598,7 +581,7 @@ impl Segments {
                 content: content.as_deref(),
                 completes: record.completes,
             };
-            end += append_record(codec, Form::Tokens, &parts, &mut records)?;
+            end += append_record(codec, &parts, &mut records)?;
             offsets.extend_from_slice(&end.to_be_bytes());
         }
         self.entries.write_all_at(&records, start)?;
@@ -637,6 +620,9 @@ impl Segments {
         self.entries.read_exact_at(&mut prefix, start)?;
         let word = u32::from_be_bytes(prefix);
         let len = u64::from(word & !FLAGS);
+        if word & TOKENS_FLAG == 0 {
+            return Err(corrupt("record without the tokens flag"));
+        }
         if len < SIG_LEN as u64 || start + LEN_PREFIX + len > limit {
             return Err(corrupt("record length out of bounds"));
         }
@@ -650,12 +636,10 @@ impl Segments {
         } else {
             split_content(body).ok_or_else(|| corrupt("entry frame length out of bounds"))?
         };
-        let form = form_of(word);
         Ok(Record {
             signature,
             entry,
             content,
-            form,
             completes: word & COMPLETES_FLAG != 0,
             end: start + LEN_PREFIX + len,
         })
@@ -708,7 +692,7 @@ fn lay_out_entries(
             content: e.content.as_deref(),
             completes: e.completion.is_some(),
         };
-        end += append_record(codec, tail.write_form, &parts, &mut records)?;
+        end += append_record(codec, &parts, &mut records)?;
         offsets.extend_from_slice(&end.to_be_bytes());
     }
     Ok((records, offsets, end))
@@ -730,7 +714,6 @@ struct RecordParts<'a> {
 /// frame ‖ content frame — and returns its length.
 fn append_record(
     codec: &Codec,
-    form: Form,
     parts: &RecordParts<'_>,
     out: &mut Vec<u8>,
 ) -> Result<u64, StoreError> {
@@ -739,41 +722,23 @@ fn append_record(
     out.extend_from_slice(parts.signature);
     let flag = match parts.content {
         None => {
-            codec.compress_into(parts.bytes, form, out)?;
+            codec.compress_into(parts.bytes, out)?;
             0
         }
         Some(content) => {
             let frame_at = out.len();
             out.extend_from_slice(&[0; 4]);
-            codec.compress_into(parts.bytes, form, out)?;
+            codec.compress_into(parts.bytes, out)?;
             let frame_len = word(out.len() - frame_at - 4)?;
             out[frame_at..frame_at + 4].copy_from_slice(&frame_len.to_be_bytes());
-            codec.compress_into(content, form, out)?;
+            codec.compress_into(content, out)?;
             CONTENT_FLAG
         }
     };
     let completes = if parts.completes { COMPLETES_FLAG } else { 0 };
     let len = word(out.len() - at - 4)?;
-    out[at..at + 4].copy_from_slice(&(len | flag | completes | form_flag(form)).to_be_bytes());
+    out[at..at + 4].copy_from_slice(&(len | flag | completes | TOKENS_FLAG).to_be_bytes());
     Ok(LEN_PREFIX + u64::from(len))
-}
-
-/// The length-word flag of a record written in `form`; [`form_of`] reads
-/// it back.
-const fn form_flag(form: Form) -> u32 {
-    match form {
-        Form::Plain => 0,
-        Form::Tokens => TOKENS_FLAG,
-    }
-}
-
-/// The form a record was written in, from its length word.
-const fn form_of(word: u32) -> Form {
-    if word & TOKENS_FLAG == 0 {
-        Form::Plain
-    } else {
-        Form::Tokens
-    }
 }
 
 /// A record length, which must leave the [`FLAGS`] free.
@@ -804,8 +769,6 @@ struct Record {
     entry: Vec<u8>,
     /// The content frame, unless the record has none or it was erased.
     content: Option<Vec<u8>>,
-    /// How its frames were written.
-    form: Form,
     /// Whether its entry completed its nonce ([`COMPLETES_FLAG`]).
     completes: bool,
     /// Where the record ends in the file.
@@ -814,13 +777,13 @@ struct Record {
 
 impl Record {
     fn entry_bytes(&self, codec: &Codec) -> Result<Vec<u8>, StoreError> {
-        codec.decompress(&self.entry, self.form)
+        codec.decompress(&self.entry)
     }
 
     fn content_bytes(&self, codec: &Codec) -> Result<Option<Vec<u8>>, StoreError> {
         self.content
             .as_ref()
-            .map(|frame| codec.decompress(frame, self.form))
+            .map(|frame| codec.decompress(frame))
             .transpose()
     }
 }
@@ -880,65 +843,13 @@ fn be_u64(bytes: &[u8]) -> Option<u64> {
     bytes.try_into().ok().map(u64::from_be_bytes)
 }
 
-/// Writes `entries.bin` afresh from entry values (signature ‖ bytes) in
-/// index order — the migration of a store written before the segment files
-/// existed, when entries lived in a sled tree — and makes it durable.
-/// Returns the mark (whose `derived` is 0: [`Segments::open`] rebuilds the
-/// derived files) and the dictionary chosen (the first entry's bytes).
-pub(super) fn write_entries_file(
-    dir: &Path,
-    values: impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>>,
-) -> Result<(SegmentsMark, Option<Vec<u8>>), StoreError> {
-    let file = open_rw(&dir.join("entries.bin"))?;
-    file.set_len(0)?;
-    let mut end = 0u64;
-    let mut codec: Option<Codec> = None;
-    let mut buffer = Vec::with_capacity(1 << 20);
-    for (expected, value) in (0u64..).zip(values) {
-        let (index, value) = value?;
-        if index != expected || value.len() < SIG_LEN {
-            return Err(StoreError::Corrupt(format!(
-                "legacy entry {index} (expected {expected}) cannot be migrated"
-            )));
-        }
-        let (sig, bytes) = value.split_at(SIG_LEN);
-        let sig: [u8; 64] = sig
-            .try_into()
-            .map_err(|_| StoreError::Corrupt(format!("legacy entry {index}")))?;
-        let codec = match &mut codec {
-            Some(c) => c,
-            None => codec.insert(Codec::new(bytes.to_vec())?),
-        };
-        let parts = RecordParts {
-            signature: &sig,
-            bytes,
-            content: None,
-            completes: false,
-        };
-        append_record(codec, Form::Tokens, &parts, &mut buffer)?;
-        if buffer.len() >= 1 << 20 {
-            file.write_all_at(&buffer, end)?;
-            end += buffer.len() as u64;
-            buffer.clear();
-        }
-    }
-    file.write_all_at(&buffer, end)?;
-    end += buffer.len() as u64;
-    file.sync_data()?;
-    let mark = SegmentsMark {
-        entries_end: end,
-        derived: 0,
-    };
-    Ok((mark, codec.map(|c| c.dictionary().to_vec())))
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs::OpenOptions;
     use std::io::Write;
 
     use super::*;
-    use crate::store::{Head, Store, StoreConfig, StoredEntry, META_HEAD};
+    use crate::store::{Head, Store, StoreConfig, StoredEntry};
 
     /// Stored hashes kept in memory, to build batches as the sequencer would.
     #[derive(Default)]
@@ -1000,15 +911,6 @@ mod tests {
                 last_leaf: self.last_leaf,
             }
         }
-    }
-
-    /// sled opened as the store opens it, to write a legacy layout.
-    fn legacy_db(dir: &Path) -> sled::Db {
-        sled::Config::new()
-            .path(dir)
-            .segment_size(crate::store::SEGMENT_SIZE)
-            .open()
-            .unwrap()
     }
 
     fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -1243,82 +1145,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_with_entries_in_sled_trees_is_migrated() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut model = Model::default();
-        let batch = model.batch(37);
-        {
-            // The layout before the segment files: entries and hashes trees.
-            let db = legacy_db(dir.path());
-            let entries = db.open_tree("entries").unwrap();
-            for e in &batch.entries {
-                let mut value = e.signature.to_vec();
-                value.extend_from_slice(&e.bytes);
-                entries.insert(e.index.to_be_bytes(), value).unwrap();
-            }
-            let hashes = db.open_tree("hashes").unwrap();
-            for (at, h) in &batch.hashes {
-                hashes.insert(at.to_be_bytes(), h.as_bytes()).unwrap();
-            }
-            let head = model.head().encode();
-            db.open_tree("meta")
-                .unwrap()
-                .insert(META_HEAD, &head[..])
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let store = open(dir.path()).unwrap();
-        assert_holds(&store, &model);
-        assert!(!super::super::has_tree(&store.inner.db, "entries").unwrap());
-        assert!(!super::super::has_tree(&store.inner.db, "hashes").unwrap());
-        store.commit(&model.batch(2)).unwrap();
-        drop(store);
-        assert_holds(&open(dir.path()).unwrap(), &model);
-    }
-
-    #[test]
-    fn a_store_with_exec_ids_in_sled_trees_indexes_them_from_the_entries() {
-        let dir = tempfile::tempdir().unwrap();
-        let model = written(dir.path());
-        {
-            // The layouts before the table: one key per exec_id, then buckets.
-            let db = legacy_db(dir.path());
-            for tree in ["exec_ids", "exec_id_buckets"] {
-                db.open_tree(tree).unwrap().insert(b"k", b"v").unwrap();
-            }
-            db.flush().unwrap();
-        }
-        std::fs::remove_file(dir.path().join(super::super::key_table::EXEC_IDS)).unwrap();
-        let store = open(dir.path()).unwrap();
-        assert_holds(&store, &model);
-        for tree in ["exec_ids", "exec_id_buckets"] {
-            assert!(!super::super::has_tree(&store.inner.db, tree).unwrap());
-        }
-    }
-
-    #[test]
-    fn a_store_from_before_the_ring_is_marked_in_the_ring_format_at_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let model = written(dir.path());
-        let store = open(dir.path()).unwrap();
-        let mut older = SegmentsMark::decode(&store.meta("segments").unwrap().unwrap())
-            .unwrap()
-            .encode();
-        older[16..].copy_from_slice(&6u64.to_be_bytes());
-        store
-            .tamper_raw("meta", SegmentsMark::META_KEY, &older)
-            .unwrap();
-        drop(store);
-        std::fs::remove_file(dir.path().join(crate::store::commit_ring::FILE)).unwrap();
-        let store = open(dir.path()).unwrap();
-        assert_holds(&store, &model);
-        let mark = store.meta("segments").unwrap().unwrap();
-        assert_eq!(SegmentsMark::format_of(&mark).unwrap(), STORE_FORMAT);
-        assert!(dir.path().join(crate::store::commit_ring::FILE).exists());
-    }
-
-    #[test]
-    fn marks_carry_the_store_format_and_older_marks_still_read() {
+    fn marks_carry_the_store_format_and_other_formats_are_refused() {
         let mark = SegmentsMark {
             entries_end: 1234,
             derived: 56,
@@ -1326,12 +1153,61 @@ mod tests {
         let bytes = mark.encode();
         assert_eq!(bytes.len(), 24);
         assert_eq!(SegmentsMark::decode(&bytes).unwrap(), mark);
-        assert_eq!(SegmentsMark::decode(&bytes[..16]).unwrap(), mark);
-        let mut newer = bytes;
-        newer[16..].copy_from_slice(&(STORE_FORMAT + 1).to_be_bytes());
-        let refused = SegmentsMark::decode(&newer).unwrap_err().to_string();
-        assert!(refused.contains("newer version"), "{refused}");
-        assert!(SegmentsMark::decode(&bytes[..20]).is_err());
+        for (other, found) in [(STORE_FORMAT + 1, STORE_FORMAT + 1), (8, 8), (0, 0)] {
+            let mut bytes = bytes;
+            bytes[16..].copy_from_slice(&other.to_be_bytes());
+            assert!(matches!(
+                SegmentsMark::decode(&bytes),
+                Err(StoreError::UnsupportedFormat { found: f }) if f == found
+            ));
+        }
+        assert!(matches!(
+            SegmentsMark::decode(&bytes[..16]),
+            Err(StoreError::UnsupportedFormat { found: 0 })
+        ));
+        assert!(matches!(
+            SegmentsMark::decode(&bytes[..20]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_store_in_another_format_is_refused_at_open_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = written(dir.path());
+        let store = open(dir.path()).unwrap();
+        let mut other = SegmentsMark::decode(&store.meta("segments").unwrap().unwrap())
+            .unwrap()
+            .encode();
+        other[16..].copy_from_slice(&8u64.to_be_bytes());
+        store
+            .tamper_raw("meta", SegmentsMark::META_KEY, &other)
+            .unwrap();
+        drop(store);
+        let files = |dir: &Path| {
+            ["entries.bin", "entries.idx", "hashes.bin", "exec_ids.tab", "commits.ring"]
+                .map(|f| std::fs::read(dir.join(f)).unwrap())
+        };
+        let before = files(dir.path());
+        let Err(refused) = open(dir.path()) else {
+            panic!("a store in format 8 opened");
+        };
+        let line = refused.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("format 8") && line.contains("format 1"), "{line}");
+        assert_eq!(files(dir.path()), before, "a refused open writes nothing");
+        // Put back in this format, it opens whole.
+        let db = crate::store::open::open_sled(&StoreConfig::new(dir.path())).unwrap();
+        let mut current = other;
+        current[16..].copy_from_slice(&STORE_FORMAT.to_be_bytes());
+        db.open_tree("meta")
+            .unwrap()
+            .insert(SegmentsMark::META_KEY, &current[..])
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let store = open(dir.path()).unwrap();
+        assert_holds(&store, &model);
     }
 
     #[test]
@@ -1374,11 +1250,6 @@ mod tests {
         };
         assert_holds(&store, &model);
         assert_content(&store);
-        // Content of entries written before it moved into the records.
-        store
-            .tamper_raw("content", &3u64.to_be_bytes(), b"legacy")
-            .unwrap();
-        assert_eq!(store.content(3).unwrap(), Some(b"legacy".to_vec()));
         // Re-encoding entry 1 (as an editor would) moves the later records
         // with their content.
         let (bytes, sig) = store.entry(1).unwrap().unwrap();
@@ -1394,11 +1265,12 @@ mod tests {
         let store = open(dir.path()).unwrap();
         assert_holds(&store, &model);
         assert_eq!(store.content(4).unwrap(), Some(b"{\"content\":4}".to_vec()));
-        assert_eq!(store.content(3).unwrap(), Some(b"legacy".to_vec()));
+        assert_eq!(store.content(3).unwrap(), None);
         // Erased in place: gone across a reopen and a rebuild, the log whole.
         assert!(store.erase_content(4).unwrap());
-        assert!(store.erase_content(3).unwrap());
+        assert!(store.erase_content(2).unwrap());
         assert!(!store.erase_content(4).unwrap());
+        assert!(!store.erase_content(3).unwrap());
         assert!(!store.erase_content(5).unwrap());
         let len = std::fs::metadata(dir.path().join("entries.bin"))
             .unwrap()
@@ -1407,7 +1279,7 @@ mod tests {
         std::fs::remove_file(dir.path().join("hashes.bin")).unwrap();
         let store = open(dir.path()).unwrap();
         assert_holds(&store, &model);
-        for i in [3, 4] {
+        for i in [2, 3, 4] {
             assert_eq!(store.content(i).unwrap(), None, "content {i}");
         }
         assert_eq!(store.content(6).unwrap(), Some(b"{\"content\":6}".to_vec()));
@@ -1418,38 +1290,31 @@ mod tests {
     }
 
     #[test]
-    fn records_written_before_tokens_read_beside_new_ones() {
+    fn tokenized_content_reads_back_and_a_record_without_the_flag_is_corrupt() {
         let dir = tempfile::tempdir().unwrap();
         let mut model = Model::default();
         let store = open(dir.path()).unwrap();
-        let with_content = |mut batch: BatchWrite| {
-            for e in &mut batch.entries {
-                // A hash and a UUID, which tokens shorten.
-                e.content = Some(
-                    format!(
-                        "{{\"salt\":\"{}\",\"id\":\"37cbf50e-ed7e-4cef-94c2-{:012}\"}}",
-                        base64::Engine::encode(
-                            &base64::engine::general_purpose::STANDARD,
-                            [e.index as u8; 32]
-                        ),
-                        e.index
-                    )
-                    .into_bytes(),
-                );
-            }
-            batch
-        };
-        // The store as the third pass wrote it, then records of now.
-        store.inner.segments.lock_tail().unwrap().write_form = Form::Plain;
-        store.commit(&with_content(model.batch(5))).unwrap();
-        store.inner.segments.lock_tail().unwrap().write_form = Form::Tokens;
-        store.commit(&with_content(model.batch(5))).unwrap();
-        let contents: Vec<_> = (0..10)
-            .map(|i| store.content(i).unwrap().unwrap())
+        let mut batch = model.batch(10);
+        for e in &mut batch.entries {
+            // A hash and a UUID, which tokens shorten.
+            e.content = Some(
+                format!(
+                    "{{\"salt\":\"{}\",\"id\":\"37cbf50e-ed7e-4cef-94c2-{:012}\"}}",
+                    base64::Engine::encode(
+                        &base64::engine::general_purpose::STANDARD,
+                        [e.index as u8; 32]
+                    ),
+                    e.index
+                )
+                .into_bytes(),
+            );
+        }
+        let contents: Vec<_> = batch
+            .entries
+            .iter()
+            .map(|e| e.content.clone().unwrap())
             .collect();
-        let plain_end = store.inner.segments.record_start(5).unwrap();
-        let tokens_len = store.inner.segments.record_start(10).unwrap() - plain_end;
-        assert!(tokens_len < plain_end, "{tokens_len} vs {plain_end}");
+        store.commit(&batch).unwrap();
         drop(store);
         for file in ["entries.idx", "hashes.bin"] {
             std::fs::remove_file(dir.path().join(file)).unwrap();
@@ -1460,10 +1325,21 @@ mod tests {
             assert_eq!(store.content(i).unwrap().as_ref(), Some(content), "{i}");
         }
         assert!(store.erase_content(2).unwrap());
-        assert!(store.erase_content(7).unwrap());
         assert_eq!(store.content(2).unwrap(), None);
-        assert_eq!(store.content(7).unwrap(), None);
         assert_holds(&store, &model);
+        // Entry 7's length word without the tokens flag.
+        let at = store.inner.segments.record_start(7).unwrap();
+        let mut word = [0u8; 4];
+        store.inner.segments.entries.read_exact_at(&mut word, at).unwrap();
+        let cleared = u32::from_be_bytes(word) & !TOKENS_FLAG;
+        store
+            .inner
+            .segments
+            .entries
+            .write_all_at(&cleared.to_be_bytes(), at)
+            .unwrap();
+        assert!(matches!(store.entry(7), Err(StoreError::Corrupt(_))));
+        assert!(store.entry(6).unwrap().is_some());
     }
 
     #[test]
