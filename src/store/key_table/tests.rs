@@ -1,0 +1,387 @@
+use super::layout::MAX_BITS;
+use super::*;
+
+/// Tables of `2^first_bits`, twice that, … (a cap no test reaches).
+fn uncapped(first_bits: u32) -> Shape {
+    Shape {
+        first_bits,
+        cap_bits: 30,
+    }
+}
+
+fn id(n: u64) -> String {
+    format!("exec-{n}")
+}
+
+/// Every index the table holds for `exec_id`, in the order `find` tries them.
+fn candidates(table: &KeyTable, exec_id: &str) -> Result<Vec<u64>, StoreError> {
+    let mut all = Vec::new();
+    table.find::<()>(exec_id.as_bytes(), |index| {
+        all.push(index);
+        Ok(None)
+    })?;
+    Ok(all)
+}
+
+/// Inserts exec_ids `from..to` as entries of those indexes, in batches
+/// of `per_batch`, as the writer does.
+fn insert(table: &KeyTable, from: u64, to: u64, per_batch: u64) {
+    let mut at = from;
+    while at < to {
+        let end = (at + per_batch).min(to);
+        let ids: Vec<(String, u64)> = (at..end).map(|n| (id(n), n)).collect();
+        table
+            .insert_batch(ids.iter().map(|(s, n)| (s.as_bytes(), *n)), end)
+            .unwrap();
+        at = end;
+    }
+}
+
+/// Occupied slots per table, read from the file.
+fn occupied(table: &KeyTable) -> Vec<u64> {
+    let tables = table.tables.load(Ordering::Acquire);
+    (0..tables)
+        .map(|k| {
+            let mut bytes = vec![0u8; (table.layout.capacity(k) * SLOT) as usize];
+            table
+                .file
+                .read_exact_at(&mut bytes, table.layout.offset(k))
+                .unwrap();
+            bytes
+                .chunks_exact(SLOT as usize)
+                .filter(|s| be_u64(&s[..8]) != 0)
+                .count() as u64
+        })
+        .collect()
+}
+
+/// Indexes the exec_ids from the header's count up to `to` again, as
+/// the store does at open; returns where the header said to start.
+fn reindex_past_header(table: &KeyTable, to: u64) -> u64 {
+    let from = table.indexed().unwrap();
+    for n in from..to {
+        table.reindex(id(n).as_bytes(), n).unwrap();
+    }
+    from
+}
+
+/// Every exec_id below `to` has exactly one slot, with its index; the
+/// header's count of the last table is exact.
+fn assert_exact(table: &KeyTable, to: u64) {
+    for n in 0..to {
+        assert_eq!(candidates(table, &id(n)).unwrap(), vec![n], "exec_id {n}");
+    }
+    assert!(candidates(table, &id(to)).unwrap().is_empty());
+    let occupied = occupied(table);
+    assert_eq!(occupied.iter().sum::<u64>(), to);
+    let state = table.lock().unwrap();
+    assert_eq!(Some(&state.header.in_last), occupied.last());
+}
+
+#[test]
+fn inserted_exec_ids_are_found_across_a_clean_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, SHAPE).unwrap();
+    insert(&table, 0, 1_000, 64);
+    assert_exact(&table, 1_000);
+    table.sync_now().unwrap();
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, SHAPE).unwrap();
+    assert_eq!(table.indexed().unwrap(), 1_000);
+    assert_exact(&table, 1_000);
+}
+
+#[test]
+fn tables_are_added_as_the_last_fills_and_none_is_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    insert(&table, 0, 3, 3);
+    let first_table = occupied(&table);
+    insert(&table, 3, 500, 7);
+    let tables = table.tables.load(Ordering::Acquire);
+    // 4, 8, 16, ... slots, each filled to 3/4 before the next.
+    assert_eq!(tables, 8, "{:?}", occupied(&table));
+    assert_eq!(occupied(&table)[0], first_table[0]);
+    assert_eq!(
+        table.len_on_disk().unwrap(),
+        table.layout.offset(tables),
+        "the file ends with the last table"
+    );
+    assert_exact(&table, 500);
+}
+
+/// Tables of 4 and 8 slots, then 16 each.
+const CAPPED: Shape = Shape {
+    first_bits: 2,
+    cap_bits: 4,
+};
+
+#[test]
+fn past_the_cap_every_table_added_has_the_caps_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    insert(&table, 0, 500, 7);
+    let tables = table.tables.load(Ordering::Acquire);
+    // 3 in the first, 6 in the second, then 12 (3/4 of 16) in each.
+    assert_eq!(tables, 2 + (500u32 - 9).div_ceil(12));
+    let sizes: Vec<u64> = (0..tables).map(|k| table.layout.capacity(k)).collect();
+    assert_eq!(&sizes[..3], &[4, 8, 16]);
+    assert!(sizes[2..].iter().all(|s| *s == 16), "{sizes:?}");
+    assert_eq!(table.len_on_disk().unwrap(), table.layout.offset(tables));
+    assert_exact(&table, 500);
+    table.sync_now().unwrap();
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    assert_eq!(table.tables.load(Ordering::Acquire), tables);
+    table.warm(|| false).unwrap();
+    assert_exact(&table, 500);
+}
+
+#[test]
+fn a_file_with_another_magic_is_started_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    insert(&table, 0, 50, 7);
+    table.sync_now().unwrap();
+    assert_eq!(table.indexed().unwrap(), 50);
+    drop(table);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join(EXEC_IDS))
+        .unwrap();
+    file.write_all_at(b"OEXTAB01", 0).unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    assert_eq!(table.indexed().unwrap(), 0);
+    assert_eq!(table.tables.load(Ordering::Acquire), 1);
+    assert_eq!(table.layout, Layout::of(CAPPED));
+}
+
+#[test]
+fn entries_past_the_durable_header_are_indexed_again_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    insert(&table, 0, 40, 10);
+    table.sync_now().unwrap();
+    // Within the sync interval: slots written, the header not moved,
+    // and tables added on the way (each writes a header of its own).
+    insert(&table, 40, 300, 9);
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let from = reindex_past_header(&table, 300);
+    assert!((40..300).contains(&from), "header at {from}");
+    assert_exact(&table, 300);
+    // The counts stay exact for what follows.
+    insert(&table, 300, 400, 13);
+    assert_exact(&table, 400);
+}
+
+#[test]
+fn the_background_sync_records_what_it_made_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    insert(&table, 0, 30, 10);
+    table.sync_behind_the_writer().unwrap();
+    assert_eq!(table.lock().unwrap().durable, 30);
+    // Nothing new: nothing written (the header already says 30).
+    table.sync_behind_the_writer().unwrap();
+    insert(&table, 30, 45, 15);
+    drop(table);
+    // Its header is written after the sync, and claims only what that
+    // sync covered.
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    assert_eq!(reindex_past_header(&table, 45), 30);
+    assert_exact(&table, 45);
+}
+
+#[test]
+fn a_table_added_again_after_a_crash_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    insert(&table, 0, 3, 3);
+    table.sync_now().unwrap();
+    // What a crash can leave: table 1's region written (slots of
+    // entries the lost header's table held) while the durable header
+    // still says one table.
+    table.file.set_len(table.layout.offset(2)).unwrap();
+    let mut stale = [0u8; SLOT as usize];
+    stale[..8].copy_from_slice(&Key::of(id(99).as_bytes()).fingerprint.to_be_bytes());
+    stale[8..].copy_from_slice(&99u64.to_be_bytes());
+    table
+        .file
+        .write_all_at(&stale, table.layout.offset(1))
+        .unwrap();
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    assert_eq!(table.tables.load(Ordering::Acquire), 1);
+    insert(&table, 3, 20, 4);
+    assert!(table.tables.load(Ordering::Acquire) > 1);
+    assert!(candidates(&table, &id(99)).unwrap().is_empty());
+    assert_exact(&table, 20);
+}
+
+#[test]
+fn reindexing_what_was_never_inserted_inserts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    for n in 0..100 {
+        table.reindex(id(n).as_bytes(), n).unwrap();
+    }
+    assert_eq!(table.indexed().unwrap(), 100);
+    assert_exact(&table, 100);
+}
+
+#[test]
+fn a_file_without_a_valid_header_starts_afresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    insert(&table, 0, 50, 10);
+    table.sync_now().unwrap();
+    drop(table);
+    let path = dir.path().join(EXEC_IDS);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(b"NOTATABL", 0).unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    assert_eq!(table.indexed().unwrap(), 0);
+    assert!(candidates(&table, &id(1)).unwrap().is_empty());
+    // A header whose tables run past the file's end is not trusted either.
+    let mut header = Header::fresh(uncapped(3));
+    header.tables = 5;
+    file.write_all_at(&header.encode(), 0).unwrap();
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    assert_eq!(table.tables.load(Ordering::Acquire), 1);
+    // Nor one whose tables would hold no keys (3/4 of 2 slots), which
+    // would add tables until the limit and jam every insert.
+    insert(&table, 0, 20, 5);
+    table.sync_now().unwrap();
+    let mut header = table.lock().unwrap().header;
+    header.layout.cap_bits = 1;
+    file.write_all_at(&header.encode(), 0).unwrap();
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    assert_eq!(table.indexed().unwrap(), 0);
+    insert(&table, 0, 40, 5);
+    assert_exact(&table, 40);
+}
+
+#[test]
+fn a_layout_whose_file_would_end_past_u64_offsets_is_not_plausible() {
+    let layout = Layout::of(Shape {
+        first_bits: 16,
+        cap_bits: MAX_BITS,
+    });
+    assert!(layout.is_plausible(1_000));
+    // 16 bytes × 2^48 slots × 16,384 tables: past 2^64.
+    assert!(!layout.is_plausible(MAX_TABLES));
+    assert_eq!(layout.offset(MAX_TABLES), u64::MAX);
+}
+
+#[test]
+fn a_full_table_is_never_probed_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    // Fill table 0 completely behind the writer's back.
+    let mut slot = [0u8; SLOT as usize];
+    for at in 0..4u64 {
+        slot[..8].copy_from_slice(&(2 * at + 1).to_be_bytes());
+        table
+            .file
+            .write_all_at(&slot, HEADER_LEN + at * SLOT)
+            .unwrap();
+    }
+    assert!(candidates(&table, "anything").unwrap().is_empty());
+    insert(&table, 0, 1, 1);
+    assert_eq!(candidates(&table, &id(0)).unwrap(), vec![0]);
+}
+
+/// Probe runs a lookup of each of `ids` reads.
+fn runs_to_find(table: &KeyTable, ids: impl Iterator<Item = String>) -> u64 {
+    let before = table.runs.load(Ordering::Relaxed);
+    for exec_id in ids {
+        candidates(table, &exec_id).unwrap();
+    }
+    table.runs.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn complete_filters_spare_the_reads_of_absent_keys_and_hide_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    insert(&table, 0, 300, 7);
+    table.sync_now().unwrap();
+    drop(table);
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let tables = u64::from(table.tables.load(Ordering::Acquire));
+    assert!(tables >= 5, "{tables} tables");
+    let absent = || (1_000..2_000).map(id);
+    // Before the filters are filled from the file: every table read.
+    assert_eq!(runs_to_find(&table, absent()), 1_000 * tables);
+    assert_exact(&table, 300);
+    table.warm(|| false).unwrap();
+    assert_exact(&table, 300);
+    let runs = runs_to_find(&table, absent());
+    assert!(
+        runs < 1_000 * tables / 20,
+        "{runs} runs for 1,000 absent keys"
+    );
+    // Inserted after: in the filters at once, including a new table's.
+    insert(&table, 300, 700, 50);
+    assert!(table.tables.load(Ordering::Acquire) as u64 > tables);
+    assert_exact(&table, 700);
+}
+
+/// What may happen to the table between two looks at it.
+#[derive(Debug, Clone)]
+enum Step {
+    /// The writer indexes a batch of this many entries.
+    Batch(u64),
+    /// A clean close's sync.
+    Sync,
+    /// A crash (nothing synced since the last sync or added table),
+    /// then an open that indexes the rest again.
+    Crash,
+}
+
+fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    prop_oneof![
+        6 => (1u64..40).prop_map(Step::Batch),
+        1 => Just(Step::Sync),
+        2 => Just(Step::Crash),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Whatever the order of batches, syncs and crashes, every exec_id
+    /// ends up in exactly one slot and the header's count stays exact;
+    /// with filters, filled or not after each crash, every one is found.
+    #[test]
+    fn any_history_of_batches_and_crashes_leaves_one_slot_per_exec_id(
+        steps in proptest::collection::vec(step(), 1..30),
+        fill_filters in proptest::bool::ANY,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        let mut size = 0;
+        for step in steps {
+            match step {
+                Step::Batch(n) => {
+                    insert(&table, size, size + n, n);
+                    size += n;
+                }
+                Step::Sync => table.sync_now().unwrap(),
+                Step::Crash => {
+                    drop(table);
+                    table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+                    reindex_past_header(&table, size);
+                    if fill_filters {
+                        table.warm(|| false).unwrap();
+                    }
+                }
+            }
+            assert_exact(&table, size);
+        }
+    }
+}

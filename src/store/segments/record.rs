@@ -1,0 +1,111 @@
+//! One `entries.bin` record: its length word and flags, and how its
+//! signature, entry frame and content frame are laid out. Byte layout
+//! only; the file I/O is [`super::Segments`]'s.
+
+use super::super::codec::Codec;
+use super::super::StoreError;
+
+/// Bytes before the signature in an `entries.bin` record.
+pub(super) const LEN_PREFIX: u64 = 4;
+/// Set in a record's length word when the record carries a content frame.
+pub(super) const CONTENT_FLAG: u32 = 1 << 31;
+/// Set in every record's length word: its frames were rewritten by
+/// [`super::tokens`] before compression. A record without it is corrupt.
+pub(super) const TOKENS_FLAG: u32 = 1 << 30;
+/// Set in a record's length word when its entry completed the entry's
+/// nonce (the store's `nonces.tab` takes only such entries).
+pub(super) const COMPLETES_FLAG: u32 = 1 << 29;
+/// The flag bits of a length word.
+pub(super) const FLAGS: u32 = CONTENT_FLAG | TOKENS_FLAG | COMPLETES_FLAG;
+/// Signature bytes in a record.
+pub(super) const SIG_LEN: usize = 64;
+/// What one record holds.
+pub(super) struct RecordParts<'a> {
+    pub(super) signature: &'a [u8; 64],
+    /// The entry's bytes.
+    pub(super) bytes: &'a [u8],
+    /// Its cleartext content, if kept.
+    pub(super) content: Option<&'a [u8]>,
+    /// Whether the entry completed its nonce ([`COMPLETES_FLAG`]).
+    pub(super) completes: bool,
+}
+
+/// Appends one record to `out` — length ‖ signature ‖ compressed bytes, or
+/// with content: flagged length ‖ signature ‖ entry frame length ‖ entry
+/// frame ‖ content frame — and returns its length.
+pub(super) fn append_record(
+    codec: &Codec,
+    parts: &RecordParts<'_>,
+    out: &mut Vec<u8>,
+) -> Result<u64, StoreError> {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(parts.signature);
+    let flag = match parts.content {
+        None => {
+            codec.compress_into(parts.bytes, out)?;
+            0
+        }
+        Some(content) => {
+            let frame_at = out.len();
+            out.extend_from_slice(&[0; 4]);
+            codec.compress_into(parts.bytes, out)?;
+            let frame_len = word(out.len() - frame_at - 4)?;
+            out[frame_at..frame_at + 4].copy_from_slice(&frame_len.to_be_bytes());
+            codec.compress_into(content, out)?;
+            CONTENT_FLAG
+        }
+    };
+    let completes = if parts.completes { COMPLETES_FLAG } else { 0 };
+    let len = word(out.len() - at - 4)?;
+    out[at..at + 4].copy_from_slice(&(len | flag | completes | TOKENS_FLAG).to_be_bytes());
+    Ok(LEN_PREFIX + u64::from(len))
+}
+
+/// A record length, which must leave the [`FLAGS`] free.
+pub(super) fn word(len: usize) -> Result<u32, StoreError> {
+    u32::try_from(len)
+        .ok()
+        .filter(|l| l & FLAGS == 0)
+        .ok_or(StoreError::TooLarge(len))
+}
+
+/// A flagged record's body (after the signature): its entry frame and
+/// content frame (`None` once erased).
+pub(super) fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    let frame_len = usize::try_from(u32::from_be_bytes(body.get(..4)?.try_into().ok()?)).ok()?;
+    let content = body.split_off(4usize.checked_add(frame_len).filter(|&e| e <= body.len())?);
+    body.drain(..4);
+    Some((body, Some(content).filter(|frame| !is_erased(frame))))
+}
+
+/// Whether a content frame was erased ([`Segments::erase_content`]).
+pub(super) fn is_erased(frame: &[u8]) -> bool {
+    frame.iter().all(|&b| b == 0)
+}
+
+/// One `entries.bin` record, its frames still compressed.
+pub(super) struct Record {
+    pub(super) signature: [u8; 64],
+    pub(super) entry: Vec<u8>,
+    /// The content frame, unless the record has none or it was erased.
+    pub(super) content: Option<Vec<u8>>,
+    /// Whether its entry completed its nonce ([`COMPLETES_FLAG`]).
+    pub(super) completes: bool,
+    /// Where the record ends in the file.
+    pub(super) end: u64,
+}
+
+impl Record {
+    pub(super) fn entry_bytes(&self, codec: &Codec) -> Result<Vec<u8>, StoreError> {
+        codec.decompress(&self.entry)
+    }
+
+    pub(super) fn content_bytes(&self, codec: &Codec) -> Result<Option<Vec<u8>>, StoreError> {
+        self.content
+            .as_ref()
+            .map(|frame| codec.decompress(frame))
+            .transpose()
+    }
+}
+
