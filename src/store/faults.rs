@@ -1,6 +1,6 @@
 //! Fault injection at the storage boundary, for tests: each [`FaultPoint`]
-//! can be armed to fail once, after a given number of successful passes,
-//! and the failing pass can be held until the test lets it go (a stall),
+//! can be armed to fail once, after a given number of successful operations,
+//! and the failing operation can be held until the test lets it go (a stall),
 //! so that a test can act while that operation is under way.
 //! Unarmed (always, outside tests) it costs one atomic load per operation.
 
@@ -27,21 +27,21 @@ pub enum FaultPoint {
 
 const POINTS: usize = 5;
 
-/// Armed faults: -1 is off; n ≥ 0 fails the pass after n more successes.
-/// A point with a stall holds its failing pass until the stall is let go.
+/// Armed faults: -1 is off; n ≥ 0 fails the operation after n more successes.
+/// A point with a stall holds its failing operation until the stall is let go.
 pub(super) struct Faults {
     armed: [AtomicI64; POINTS],
-    stalls: Mutex<Vec<(FaultPoint, HeldPass)>>,
+    stalls: Mutex<Vec<(FaultPoint, HeldOperation)>>,
 }
 
 /// The storage side of a [`FaultStall`].
-struct HeldPass {
+struct HeldOperation {
     reached: mpsc::Sender<()>,
     release: mpsc::Receiver<()>,
 }
 
 /// The test's side of a stalled fault: [`Self::wait_reached`] returns once
-/// the failing pass has begun; the pass fails when [`Self::release`] is
+/// the failing operation has begun; the operation fails when [`Self::release`] is
 /// called (or the stall is dropped).
 pub struct FaultStall {
     reached: mpsc::Receiver<()>,
@@ -49,13 +49,13 @@ pub struct FaultStall {
 }
 
 impl FaultStall {
-    /// Blocks until the failing pass is under way (held), or the store is
+    /// Blocks until the failing operation is under way (held), or the store is
     /// gone.
     pub fn wait_reached(&self) {
         let _ = self.reached.recv();
     }
 
-    /// Lets the held pass fail.
+    /// Lets the held operation fail.
     pub fn release(&self) {
         let _ = self.release.send(());
     }
@@ -81,7 +81,7 @@ impl Faults {
         self.armed[point as usize].store(i64::from(successes_first), Ordering::SeqCst);
     }
 
-    /// Arms `point` like [`Self::arm`], and holds its failing pass until
+    /// Arms `point` like [`Self::arm`], and holds its failing operation until
     /// the returned stall is let go.
     pub(super) fn arm_stalled(&self, point: FaultPoint, successes_first: u32) -> FaultStall {
         let (reached_tx, reached_rx) = mpsc::channel();
@@ -91,7 +91,7 @@ impl Faults {
             .unwrap_or_else(PoisonError::into_inner)
             .push((
                 point,
-                HeldPass {
+                HeldOperation {
                     reached: reached_tx,
                     release: release_rx,
                 },
@@ -119,7 +119,7 @@ impl Faults {
         Ok(())
     }
 
-    /// Holds a failing pass of `point` while its stall lasts.
+    /// Holds a failing operation of `point` while its stall lasts.
     fn hold(&self, point: FaultPoint) {
         let held = {
             let mut stalls = self.stalls.lock().unwrap_or_else(PoisonError::into_inner);
@@ -128,9 +128,9 @@ impl Faults {
                 .position(|(p, _)| *p == point)
                 .map(|at| stalls.swap_remove(at).1)
         };
-        if let Some(pass) = held {
-            let _ = pass.reached.send(());
-            let _ = pass.release.recv();
+        if let Some(op) = held {
+            let _ = op.reached.send(());
+            let _ = op.release.recv();
         }
     }
 }

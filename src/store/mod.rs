@@ -272,7 +272,7 @@ pub struct BatchWrite {
 pub struct CycleWrite {
     /// The answer to each reservation, in order.
     pub reserved: Vec<Result<Reservation, StoreError>>,
-    /// To pass to [`Store::sync_cycle`] before anyone acts on the cycle.
+    /// To hand to [`Store::sync_cycle`] before anyone acts on the cycle.
     pub sync: CycleSync,
 }
 
