@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod server;
+pub mod wire;
 
 use openexec::core::entry::{ApprovalSummary, EntryDraft, Outcome};
 use openexec::core::hash::Hash;
