@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod server;
 pub mod wire;
 
