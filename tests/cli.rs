@@ -170,7 +170,7 @@ fn verify_accepts_every_receipt_form_and_names_failures() {
         &path("cp.txt"),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(line(&out).contains("pass --consistency"), "{}", line(&out));
+    assert!(line(&out).contains("add --consistency"), "{}", line(&out));
 
     // Wrong key: one line, exit 1.
     let other = openexec::core::signing::LogSigner::from_seed("openexec.local/log", [1; 32])

@@ -117,10 +117,11 @@ fn sigterm_drains_in_flight_requests_and_every_answered_entry_is_kept() {
 
 /// A supervisor (or test) may stop the server as soon as it has printed
 /// its listening line. actix installs its signal handlers only after its
-/// workers have started, so such a SIGTERM used to kill the process
+/// workers have started, and such a SIGTERM would then kill the process
 /// without a clean close (no handler yet) or be lost (handler installed,
-/// listener not yet subscribed: the server kept running). Repeated because
-/// the window is a race.
+/// listener not yet subscribed: the server keeps running); the server
+/// listens for signals itself before it prints the line
+/// (src/cli/signals.rs). Repeated because the window is a race.
 #[test]
 fn a_sigterm_right_after_the_listening_line_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();

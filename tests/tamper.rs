@@ -23,8 +23,8 @@ fn ledger_with_receipt() -> (tempfile::TempDir, openexec::ledger::Ledger, Receip
 fn flip_char(text: &str, at: usize) -> String {
     let mut bytes = text.as_bytes().to_vec();
     // Replace the byte by another ASCII letter: the text stays UTF-8 and
-    // always changes (a bit flip of '+' or '/' was skipped before, which made
-    // a test pass by luck or fail at random).
+    // always changes, whatever the byte at `at` (base64 '+' and '/'
+    // included), so no test depends on which byte it lands on.
     bytes[at] = if bytes[at] == b'A' { b'B' } else { b'A' };
     String::from_utf8(bytes).unwrap()
 }

@@ -13,11 +13,11 @@
 //! core), each a kept-alive HTTP/1.1 connection that sends one request,
 //! reads the whole answer (head parsed by `httparse`, body by its
 //! `Content-Length`) and sends the next: the load generator shares the
-//! machine with the server, and a thread per connection (what this
-//! command did before) spent 41 µs of CPU per request, four times this,
-//! mostly switching between 64 threads. A connection the server closes is opened
-//! again; the request it carried counts as an error (it is not sent twice:
-//! a `POST /execute` may have run).
+//! machine with the server, and a thread per connection costs 41 µs of
+//! CPU per request, four times this, mostly switching between 64 threads.
+//! A connection the server closes is opened again; the request it carried
+//! counts as an error (it is not sent twice: a `POST /execute` may have
+//! run).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -22,8 +22,9 @@ use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
 /// its payload and its result (for `echo`, the payload again), and the
 /// store refuses content over `store::MAX_VALUE_LEN` (200 KiB, also the
 /// largest frame it decompresses); within 64 KiB content stays near
-/// 130 KiB. (Content was kept in sled until issue 5's third pass, where
-/// larger values also risked sled's unsynced blob files.)
+/// 130 KiB. (Content is kept in its entry's `entries.bin` record, not in
+/// sled, where values this large would also risk sled's unsynced blob
+/// files.)
 const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
 
 /// Arguments of `openexec serve`; every one also an environment variable.
@@ -145,7 +146,7 @@ impl ServeArgs {
             .map_err(|e| format!("OPENEXEC_BIND {:?}: {e}", self.bind))?;
         if !bind.ip().is_loopback() && !self.allow_public_bind {
             return Err(format!(
-                "refusing to bind to non-loopback address {bind}: OpenExec has no authentication; pass --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
+                "refusing to bind to non-loopback address {bind}: OpenExec has no authentication; set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
             ));
         }
         let data_dir = match non_empty(self.db_url.as_deref()) {

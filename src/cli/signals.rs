@@ -3,11 +3,12 @@
 //! A server announces itself with one line on stdout, and a supervisor or
 //! a test may stop it as soon as it has read that line. actix-server sets
 //! up its own SIGTERM/SIGINT listeners only when the server future first
-//! runs, after its workers have started: a signal sent in between either
-//! killed the process without a clean close (no handler yet) or was lost
-//! (handler installed, listener not yet subscribed) and the server kept
-//! running. So the shells start listening here, before they print the
-//! line, and hand actix the resulting future in place of its own handlers.
+//! runs, after its workers have started: a signal sent in between would
+//! either kill the process without a clean close (no handler yet) or be
+//! lost (handler installed, listener not yet subscribed) and leave the
+//! server running. So the shells start listening here, before they print
+//! the line, and hand actix the resulting future in place of its own
+//! handlers.
 //!
 //! This module only turns signals into "stop now"; what a stop does
 //! (drain requests, commit queued appends) is the server's business.

@@ -33,7 +33,7 @@ pub struct VerifyArgs {
     #[arg(required = true)]
     pub receipts: Vec<PathBuf>,
     /// A later checkpoint you trust (signed note file). Unless it is the
-    /// receipt's own tree size, also pass `--consistency`.
+    /// receipt's own tree size, also add `--consistency`.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Consistency proof from the receipt's tree to `--checkpoint`: a file
@@ -101,7 +101,7 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     });
     let explain = |e: ReceiptError| {
         if matches!(e, ReceiptError::Consistency(_)) && proof.is_none() {
-            format!("{e} (the trusted checkpoint is for another tree size: pass --consistency)")
+            format!("{e} (the trusted checkpoint is for another tree size: add --consistency)")
         } else {
             e.to_string()
         }

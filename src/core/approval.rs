@@ -580,12 +580,11 @@ mod tests {
         }
     }
 
-    /// The consume keys of verified approvals, as sled's `approvals` tree
-    /// has held them since the first release (`v1 ‖ tenant ‖ id`, `v2 ‖
-    /// key id ‖ id`, newline-separated): records written then must still
-    /// be found under the key the summary gives now.
+    /// The consume keys of verified approvals (`v1 ‖ tenant ‖ id`, `v2 ‖
+    /// key id ‖ id`, newline-separated) are part of the store format: a
+    /// store finds the approvals it holds under them, so they are fixed.
     #[test]
-    fn verified_approvals_consume_the_keys_they_always_did() {
+    fn verified_approvals_consume_the_keys_of_the_store_format() {
         let key = SigningKey::from_bytes(&[9; 32]);
         let echo = EchoRequest::new(json!({"msg": "once"}));
         let (rh, req) = (&echo.hash, echo.as_ref());

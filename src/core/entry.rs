@@ -234,7 +234,7 @@ impl Entry {
     /// for a valid entry *is* the RFC 8785 text (the property test
     /// `key_ordered_text_is_the_canonical_text`), at a fraction of the RFC
     /// 8785 library's cost — this runs on the log's single writer thread,
-    /// where the library was ~15% of its time. Debug builds (every test)
+    /// where the library would take ~15% of its time. Debug builds (every test)
     /// check each one against the library.
     pub fn to_canonical_bytes(&self) -> Result<Vec<u8>, EntryError> {
         self.validate()?;

@@ -11,7 +11,7 @@
 //! `index < size`; a consistency proof from a size to itself is empty and
 //! requires equal roots; every tree is consistent with the empty tree, by an
 //! empty proof — as C2SP tlog-witness requires for a witness's first
-//! checkpoint (`old 0`). (transparency-dev/merkle since 2024 refuses size-0
+//! checkpoint (`old 0`). (transparency-dev/merkle refuses size-0
 //! consistency outright; that is the one place we differ.)
 
 use tlog_tiles::HashReader;

@@ -103,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn zero_rate_disables_and_unknown_clients_pass() {
+    fn zero_rate_disables_and_unknown_clients_are_let_through() {
         let l = RejectLimiter::new(0.0, 1);
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         assert!((0..100).all(|_| l.try_take(a, Instant::now())));

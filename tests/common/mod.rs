@@ -3,7 +3,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 #![allow(dead_code)]
 
+pub mod crash;
 pub mod server;
+pub mod wire;
 
 use openexec::core::entry::{ApprovalSummary, EntryDraft, Outcome};
 use openexec::core::hash::Hash;

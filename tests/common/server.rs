@@ -88,6 +88,22 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// The socket address the server listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .strip_prefix("http://")
+            .expect("http base")
+            .parse()
+            .expect("socket address")
+    }
+
+    /// The ledger's size, from `/health`.
+    pub fn ledger_size(&self) -> u64 {
+        let (status, health) = self.get_json("/health");
+        assert_eq!(status, 200);
+        health["ledger"]["size"].as_u64().expect("ledger.size")
+    }
+
     pub fn get(&self, path: &str) -> (u16, String) {
         into_parts(agent().get(&self.url(path)).call())
     }
@@ -134,7 +150,8 @@ impl Drop for TestServer {
     }
 }
 
-fn agent() -> ureq::Agent {
+/// A blocking HTTP client with a 30 s timeout per request.
+pub fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build()
