@@ -61,7 +61,7 @@ impl Store {
     /// seals and writes sled's I/O buffer, so a transaction per reservation
     /// made those writes, not the fdatasync, most of the device time of
     /// `POST /execute`. Any other batch commits in the commit ring at the
-    /// sync instead ([`commit_ring`]), and writes nothing to sled here.
+    /// sync instead ([`super::commit_ring`]), and writes nothing to sled here.
     ///
     /// A reservation that cannot be encoded (or whose injected fault
     /// fires) fails alone and writes nothing; a failure of the transaction

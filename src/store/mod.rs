@@ -124,8 +124,7 @@ pub enum StoreError {
     #[error("corrupt store: {0}")]
     Corrupt(String),
     /// The directory holds a store in another format than this build's
-    /// (format 0: a development store that recorded none). Nothing was
-    /// written to it.
+    /// (format 0: a store that records none). Nothing was written to it.
     #[error(
         "the store is in store format {found}; this OpenExec opens store format {} only \
          (another format needs a migration command, never a conversion at open)",
@@ -579,7 +578,7 @@ fn sync_dir(path: &Path) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Arms an injected failure at `point`, after `successes_first` passes.
+    /// Arms an injected failure at `point`, after `successes_first` successful operations.
     /// For fault-injection tests; nothing else calls it.
     #[doc(hidden)]
     pub fn inject_fault(&self, point: FaultPoint, successes_first: u32) {

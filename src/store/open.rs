@@ -31,6 +31,11 @@ impl Store {
         let meta = db.open_tree("meta")?;
         let existing = check_format(&meta)?;
         let (ring, held) = open_ring(&db, &meta, &config.path, &log_file, existing)?;
+        if !existing {
+            // The ring's directory entry is durable before the mark that
+            // makes its absence an error.
+            sync_dir(&config.path)?;
+        }
         let segments = open_segments(&db, &meta, &config.path, &log_file)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
         // The tables index what their headers miss on two threads (the
@@ -84,11 +89,10 @@ impl Store {
     }
 }
 
-
 /// Whether the directory holds an existing store, after checking that it
 /// is in [`super::segments::STORE_FORMAT`]: a store records its format in
 /// its segments mark from its first open, so a head without a mark is a
-/// development store that recorded none (format 0). Writes nothing.
+/// store that records no format (format 0). Writes nothing.
 fn check_format(meta: &sled::Tree) -> Result<bool, StoreError> {
     match meta.get(SegmentsMark::META_KEY)? {
         Some(mark) => SegmentsMark::decode(&mark).map(|_| true),
@@ -141,6 +145,13 @@ fn open_segments(
         .transpose()?;
     let dictionary = meta.get(META_ENTRIES_DICT)?.map(|v| v.to_vec());
     let new = stored_mark.is_none();
+    let entries_len = std::fs::metadata(dir.join("entries.bin")).map_or(0, |m| m.len());
+    if new && entries_len > 0 {
+        return Err(StoreError::Corrupt(format!(
+            "entries.bin holds {entries_len} bytes but sled records no store: the files do \
+             not belong together; restore the whole directory"
+        )));
+    }
     let mark = stored_mark.unwrap_or_default();
     let size = head.map_or(0, |h| h.size);
     let (segments, rebuilt) =
@@ -153,7 +164,6 @@ fn open_segments(
     }
     Ok(segments)
 }
-
 
 /// Opens the exec_id table and indexes the entries its header does not
 /// yet cover (those of the last seconds before a crash, or all of them when
@@ -265,7 +275,6 @@ fn open_completion_tables(
 fn open_table(dir: &Path, name: &'static str) -> Result<key_table::KeyTable, StoreError> {
     key_table::KeyTable::open(dir, name, key_table::SHAPE)
 }
-
 
 /// Opens the commit ring, and promotes its newest commit into sled when
 /// it is newer than sled's head (a crash before a clean close), so that

@@ -27,7 +27,7 @@
 //! the tables newest first until a candidate is confirmed (an unknown key
 //! probes all, unless the [filters](#filters) rule them out).
 //!
-//! Why the cap ([`CAP_BITS`], 16 MiB): the OS writes back every page an
+//! Why the cap ([`layout::CAP_BITS`], 16 MiB): the OS writes back every page an
 //! insert dirtied, and inserts land on random slots of the last table. A
 //! last table that doubled without end (256 MiB at 10M keys) had every one
 //! of its pages dirtied between two syncs — ~25 MB/s of write-back per

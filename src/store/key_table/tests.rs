@@ -1,3 +1,6 @@
+//! Unit tests of the key-table file: layout arithmetic, probing, growth,
+//! filters, syncs and the header's claims across reopen.
+
 use super::layout::MAX_BITS;
 use super::*;
 

@@ -1,3 +1,7 @@
+//! Unit tests of reservations and claims: pending records, done nonces
+//! and consumed approvals across commits, crashes, the commit ring and
+//! lost tables.
+
 use super::*;
 
 fn record(n: u8) -> PendingNonce {

@@ -19,43 +19,47 @@ pub struct SegmentsMark {
 pub const STORE_FORMAT: u64 = 1;
 
 impl SegmentsMark {
-    pub(crate) const META_KEY: &'static [u8] = b"segments";
-    /// Bytes of a stored mark: the two sizes and [`STORE_FORMAT`].
-    pub(crate) const LEN: usize = 24;
-    /// Bytes of the marks of development stores, which recorded no format.
-    const UNVERSIONED_LEN: usize = 16;
+    pub(in crate::store) const META_KEY: &'static [u8] = b"segments";
+    /// Bytes of a stored mark: the two sizes, [`STORE_FORMAT`] and
+    /// [`Self::MAGIC`].
+    pub(in crate::store) const LEN: usize = 32;
+    /// The last 8 bytes of every mark.
+    const MAGIC: &'static [u8; 8] = b"OEXSTORE";
 
-    pub(crate) fn encode(self) -> [u8; Self::LEN] {
+    pub(in crate::store) fn encode(self) -> [u8; Self::LEN] {
         let mut out = [0u8; Self::LEN];
         out[..8].copy_from_slice(&self.entries_end.to_be_bytes());
         out[8..16].copy_from_slice(&self.derived.to_be_bytes());
-        out[16..].copy_from_slice(&STORE_FORMAT.to_be_bytes());
+        out[16..24].copy_from_slice(&STORE_FORMAT.to_be_bytes());
+        out[24..].copy_from_slice(Self::MAGIC);
         out
     }
 
-    /// Reads a stored mark; refuses one of another store format
-    /// ([`StoreError::UnsupportedFormat`], format 0 for a mark that records
-    /// none) or of no known length.
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-        let Ok(bytes) = <&[u8; Self::LEN]>::try_from(bytes) else {
-            return Err(if bytes.len() == Self::UNVERSIONED_LEN {
-                StoreError::UnsupportedFormat { found: 0 }
-            } else {
-                StoreError::Corrupt("segments mark has the wrong length".into())
-            });
-        };
-        let [entries_end, derived, format] = [0, 8, 16].map(|at| {
+    /// Reads a stored mark; refuses a mark of another store format
+    /// ([`StoreError::UnsupportedFormat`]) and bytes that are no mark.
+    ///
+    /// Marks of other lengths are not read, so that no build that reads
+    /// another layout takes this one for its own: a 24-byte mark names its
+    /// format in its last 8 bytes, a 16-byte one names none (reported as
+    /// format 0).
+    pub(in crate::store) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let word = |at: usize| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&bytes[at..at + 8]);
             u64::from_be_bytes(word)
-        });
-        if format != STORE_FORMAT {
-            return Err(StoreError::UnsupportedFormat { found: format });
+        };
+        match bytes.len() {
+            16 => return Err(StoreError::UnsupportedFormat { found: 0 }),
+            24 => return Err(StoreError::UnsupportedFormat { found: word(16) }),
+            Self::LEN if &bytes[24..] == Self::MAGIC => {}
+            _ => return Err(StoreError::Corrupt("the segments mark is not a mark".into())),
         }
-        Ok(Self {
-            entries_end,
-            derived,
-        })
+        match word(16) {
+            STORE_FORMAT => Ok(Self {
+                entries_end: word(0),
+                derived: word(8),
+            }),
+            found => Err(StoreError::UnsupportedFormat { found }),
+        }
     }
 }
-

@@ -1,11 +1,11 @@
 //! The ledger's bulk data in three append-only files beside sled: the
 //! signed entries, an offset index over them, and the Merkle stored hashes.
 //!
-//! sled keeps what is small or must be looked up by key (head, nonces in
-//! flight, approvals, checkpoints; exec_ids and done nonces have their own
-//! tables, [`super::key_table`]); the entries (with their cleartext content, if
-//! kept) and hashes, which
-//! grow with every attempt and are only ever read by position, live here.
+//! sled keeps what is small or must be looked up by key (head, nonces and
+//! approvals in flight, checkpoints); exec_ids, done nonces and consumed
+//! approvals have their own tables ([`super::key_table`]). The entries
+//! (with their cleartext content, if kept) and hashes, which grow with
+//! every attempt and are only ever read by position, live here.
 //! In sled they cost a B-tree page per handful of values: memory at open
 //! and on every read, start-up time and ~2× the bytes on disk, all growing
 //! with the log. Here they cost their own bytes, and a read is one `pread`.

@@ -10,7 +10,7 @@ pub(super) const LEN_PREFIX: u64 = 4;
 /// Set in a record's length word when the record carries a content frame.
 pub(super) const CONTENT_FLAG: u32 = 1 << 31;
 /// Set in every record's length word: its frames were rewritten by
-/// [`super::tokens`] before compression. A record without it is corrupt.
+/// [`super::super::tokens`] before compression. A record without it is corrupt.
 pub(super) const TOKENS_FLAG: u32 = 1 << 30;
 /// Set in a record's length word when its entry completed the entry's
 /// nonce (the store's `nonces.tab` takes only such entries).
@@ -79,7 +79,7 @@ pub(super) fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8
     Some((body, Some(content).filter(|frame| !is_erased(frame))))
 }
 
-/// Whether a content frame was erased ([`Segments::erase_content`]).
+/// Whether a content frame was erased ([`super::Segments::erase_content`]).
 pub(super) fn is_erased(frame: &[u8]) -> bool {
     frame.iter().all(|&b| b == 0)
 }

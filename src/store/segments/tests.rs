@@ -1,3 +1,7 @@
+//! Unit tests of the segment files through the store: commits read back,
+//! what a crash leaves is cut off or rebuilt, the format mark, records and
+//! their content.
+
 use std::fs::OpenOptions;
 use std::io::Write;
 
@@ -304,24 +308,54 @@ fn marks_carry_the_store_format_and_other_formats_are_refused() {
         derived: 56,
     };
     let bytes = mark.encode();
-    assert_eq!(bytes.len(), 24);
+    assert_eq!(bytes.len(), 32);
     assert_eq!(SegmentsMark::decode(&bytes).unwrap(), mark);
-    for (other, found) in [(STORE_FORMAT + 1, STORE_FORMAT + 1), (8, 8), (0, 0)] {
+    for other in [STORE_FORMAT + 1, 8, 0, u64::MAX] {
         let mut bytes = bytes;
-        bytes[16..].copy_from_slice(&other.to_be_bytes());
+        bytes[16..24].copy_from_slice(&other.to_be_bytes());
         assert!(matches!(
             SegmentsMark::decode(&bytes),
-            Err(StoreError::UnsupportedFormat { found: f }) if f == found
+            Err(StoreError::UnsupportedFormat { found }) if found == other
+        ));
+        // The 24-byte layout names its format in its last 8 bytes.
+        assert!(matches!(
+            SegmentsMark::decode(&bytes[..24]),
+            Err(StoreError::UnsupportedFormat { found }) if found == other
         ));
     }
     assert!(matches!(
         SegmentsMark::decode(&bytes[..16]),
         Err(StoreError::UnsupportedFormat { found: 0 })
     ));
-    assert!(matches!(
-        SegmentsMark::decode(&bytes[..20]),
-        Err(StoreError::Corrupt(_))
-    ));
+    let mut no_magic = bytes;
+    no_magic[31] ^= 1;
+    for not_a_mark in [&bytes[..20], &no_magic[..], &[][..]] {
+        assert!(matches!(
+            SegmentsMark::decode(not_a_mark),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}
+
+/// The OpenExec files of a store directory (sled's aside), to check that
+/// a refused open leaves them as they were.
+fn store_files(dir: &Path) -> Vec<Vec<u8>> {
+    ["entries.bin", "entries.idx", "hashes.bin", "exec_ids.tab", "nonces.tab", "commits.ring"]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect()
+}
+
+/// Sets (or, with `None`, removes) the stored segments mark with sled
+/// alone, as another build would have left it.
+fn put_mark(dir: &Path, mark: Option<&[u8]>) {
+    let db = crate::store::open::open_sled(&StoreConfig::new(dir)).unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    match mark {
+        Some(bytes) => meta.insert(SegmentsMark::META_KEY, bytes).unwrap(),
+        None => meta.remove(SegmentsMark::META_KEY).unwrap(),
+    };
+    db.flush().unwrap();
 }
 
 #[test]
@@ -329,38 +363,81 @@ fn a_store_in_another_format_is_refused_at_open_and_left_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let model = written(dir.path());
     let store = open(dir.path()).unwrap();
-    let mut other = SegmentsMark::decode(&store.meta("segments").unwrap().unwrap())
-        .unwrap()
-        .encode();
-    other[16..].copy_from_slice(&8u64.to_be_bytes());
-    store
-        .tamper_raw("meta", SegmentsMark::META_KEY, &other)
-        .unwrap();
+    let current = store.meta("segments").unwrap().unwrap();
     drop(store);
-    let files = |dir: &Path| {
-        ["entries.bin", "entries.idx", "hashes.bin", "exec_ids.tab", "commits.ring"]
-            .map(|f| std::fs::read(dir.join(f)).unwrap())
-    };
-    let before = files(dir.path());
-    let Err(refused) = open(dir.path()) else {
-        panic!("a store in format 8 opened");
-    };
-    let line = refused.to_string();
-    assert!(!line.contains('\n'), "{line}");
-    assert!(line.contains("format 8") && line.contains("format 1"), "{line}");
-    assert_eq!(files(dir.path()), before, "a refused open writes nothing");
-    // Put back in this format, it opens whole.
-    let db = crate::store::open::open_sled(&StoreConfig::new(dir.path())).unwrap();
-    let mut current = other;
-    current[16..].copy_from_slice(&STORE_FORMAT.to_be_bytes());
-    db.open_tree("meta")
-        .unwrap()
-        .insert(SegmentsMark::META_KEY, &current[..])
-        .unwrap();
-    db.flush().unwrap();
-    drop(db);
+    let mut format_8 = current.clone();
+    format_8[16..24].copy_from_slice(&8u64.to_be_bytes());
+    let others: [(Option<&[u8]>, u64); 4] = [
+        (Some(&format_8), 8),
+        (Some(&format_8[..24]), 8),
+        (Some(&current[..16]), 0),
+        // A head without a mark.
+        (None, 0),
+    ];
+    let before = store_files(dir.path());
+    for (mark, found) in others {
+        put_mark(dir.path(), mark);
+        let Err(refused) = open(dir.path()) else {
+            panic!("a store in format {found} opened");
+        };
+        let line = refused.to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.contains(&format!("store format {found};")) && line.contains("format 1 only"),
+            "{line}"
+        );
+        assert_eq!(store_files(dir.path()), before, "a refused open writes nothing");
+    }
+    // Marked in this format again, it opens whole.
+    put_mark(dir.path(), Some(&current));
     let store = open(dir.path()).unwrap();
     assert_holds(&store, &model);
+}
+
+#[test]
+fn a_new_store_records_its_format_at_its_first_open_and_then_needs_its_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()).unwrap());
+    let db = crate::store::open::open_sled(&StoreConfig::new(dir.path())).unwrap();
+    let mark = db
+        .open_tree("meta")
+        .unwrap()
+        .get(SegmentsMark::META_KEY)
+        .unwrap()
+        .expect("a mark after the first open");
+    assert_eq!(SegmentsMark::decode(&mark).unwrap(), SegmentsMark::default());
+    drop(db);
+    std::fs::remove_file(dir.path().join(crate::store::commit_ring::FILE)).unwrap();
+    let Err(refused) = open(dir.path()) else {
+        panic!("a store without its ring opened");
+    };
+    assert!(refused.to_string().contains("commits.ring"), "{refused}");
+}
+
+#[test]
+fn entries_without_a_store_in_sled_are_refused_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = written(dir.path());
+    // sled and the ring lost, the segment files kept.
+    let kept = ["entries.bin", "entries.idx", "hashes.bin"];
+    for file in std::fs::read_dir(dir.path()).unwrap() {
+        let path = file.unwrap().path();
+        if kept.iter().any(|k| path.ends_with(k)) {
+            continue;
+        }
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    let entries = std::fs::read(dir.path().join("entries.bin")).unwrap();
+    assert!(!entries.is_empty() && model.size > 0);
+    let Err(refused) = open(dir.path()) else {
+        panic!("entries without a store opened");
+    };
+    assert!(matches!(refused, StoreError::Corrupt(_)), "{refused}");
+    assert_eq!(std::fs::read(dir.path().join("entries.bin")).unwrap(), entries);
 }
 
 #[test]
