@@ -204,3 +204,34 @@ fn health_reports_restriction() {
     assert!(h.get("warning").is_none());
     assert!(h["ledger"]["size"].is_u64());
 }
+
+/// A rejected attempt is recorded without completing its nonce: the same
+/// nonce with a corrected request (here: the approval it lacked, then a
+/// valid one) executes once, and only then is the nonce done.
+#[test]
+fn a_rejected_attempt_leaves_its_nonce_free_for_a_corrected_retry() {
+    let key = SigningKey::from_bytes(&[4; 32]);
+    let env = clawshield_env(&key, "tenant-001");
+    let s = start(&as_refs(&env));
+    let payload = json!({"name": "retried"});
+    let unapproved = json!({"action": "counter", "payload": payload, "nonce": "r-1"});
+    let (status, r) = s.execute(&unapproved);
+    assert_eq!((status, r["code"].as_str()), (403, Some("approval_missing")), "{r}");
+    let expired = json!({"action": "counter", "payload": payload, "nonce": "r-1",
+        "approval_artifact": artifact(&key, "tenant-001", "counter", &payload, -60)});
+    let (status, r) = s.execute(&expired);
+    assert_eq!(status, 403, "{r}");
+    assert_eq!(s.ledger_size(), 2, "both rejections are recorded");
+    let approved = json!({"action": "counter", "payload": payload, "nonce": "r-1",
+        "approval_artifact": artifact(&key, "tenant-001", "counter", &payload, 300)});
+    let (status, r) = s.execute(&approved);
+    assert_eq!(
+        (status, r["outcome"].as_str(), &r["result"]["value"]),
+        (200, Some("executed"), &json!(1)),
+        "{r}"
+    );
+    // Now the nonce is done: the same request is a replay, not a second run.
+    let (status, r) = s.execute(&approved);
+    assert_eq!((status, r["replayed"].as_bool()), (200, Some(true)), "{r}");
+    assert_eq!(r["result"]["value"], json!(1));
+}

@@ -577,3 +577,23 @@ fn a_witness_stopped_right_after_its_listening_line_exits_cleanly() {
         common::server::terminate(&mut witness.child);
     }
 }
+
+/// The log never waits on a witness: with witnesses configured and none of
+/// them running, every execution is answered with its receipt, and the
+/// published checkpoint simply carries no cosignature.
+#[test]
+fn the_log_answers_while_every_witness_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys: Vec<String> = ["down-1.witness.example", "down-2.witness.example"]
+        .iter()
+        .map(|name| witness_key(&tmp.path().join(name), name))
+        .collect();
+    let log = start(&[("OPENEXEC_WITNESS_KEYS", keys.join(",").as_str())]);
+    for n in 0..20 {
+        let body = execute(&log, &format!("unwitnessed-{n}"));
+        assert_eq!(body["outcome"], "executed", "{body}");
+        assert!(body["receipt"]["checkpoint"].is_string(), "{body}");
+    }
+    assert_eq!(log.ledger_size(), 20);
+    assert_eq!(count_cosignatures(&published(&log)), 0);
+}
