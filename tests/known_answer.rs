@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 use openexec::core::canonical::{commitment, request_hash, to_canonical_bytes};
 use openexec::core::checkpoint::SignedCheckpoint;
 use openexec::core::entry::{
-    ApprovalKind, ApprovalSummary, Entry, EntryDraft, Outcome, GENESIS_PREV,
+    ApprovalKind, ApprovalSummary, Entry, EntryDraft, Outcome, ReplayOf, GENESIS_PREV,
 };
 use openexec::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use openexec::core::proof::{
@@ -81,6 +81,8 @@ struct Case {
     approval: ApprovalSummary,
     outcome: Outcome,
     reason: &'static str,
+    /// For a replay: the index of the case it replays.
+    replay_of: Option<usize>,
     /// JCS of `{action, nonce, payload, tenant}`, by hand.
     request_jcs: &'static str,
     /// JCS of the payload, by hand.
@@ -104,6 +106,7 @@ fn cases() -> Vec<Case> {
             approval: ApprovalSummary::none(),
             outcome: Outcome::Executed,
             reason: "ok",
+            replay_of: None,
             request_jcs: r#"{"action":"echo","nonce":"nonce-0001","payload":{"msg":"hello"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"msg":"hello"}"#,
             result_jcs: Some(r#"{"msg":"hello"}"#),
@@ -127,26 +130,28 @@ fn cases() -> Vec<Case> {
             },
             outcome: Outcome::Rejected,
             reason: "approval_expired",
+            replay_of: None,
             request_jcs: r#"{"action":"counter","nonce":"nonce-0002","payload":{"name":"visits"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"name":"visits"}"#,
             result_jcs: None,
         },
         // 2: the request of entry 0 sent again (same request hash): recorded
-        // as replayed, no handler ran; the original result is served again
-        // and committed to. Fresh salts give different commitments to the
-        // same payload and result.
+        // as replayed under entry 0's exec_id, no handler ran; the original
+        // result is served again. The entry names entry 0 and repeats its
+        // commitments (same salts), keeping no content of its own.
         Case {
-            exec_id: "00000000-0000-4000-8000-000000000003",
+            exec_id: "00000000-0000-4000-8000-000000000001",
             tenant: "tenant-001",
             action: "echo",
             nonce: "nonce-0001",
             payload: json!({"msg": "hello"}),
             result: Some(json!({"msg": "hello"})),
-            payload_salt: [0x04; 32],
-            result_salt: Some([0x05; 32]),
+            payload_salt: [0x01; 32],
+            result_salt: Some([0x02; 32]),
             approval: ApprovalSummary::none(),
             outcome: Outcome::Replayed,
             reason: "replay_of_executed",
+            replay_of: Some(0),
             request_jcs: r#"{"action":"echo","nonce":"nonce-0001","payload":{"msg":"hello"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"msg":"hello"}"#,
             result_jcs: Some(r#"{"msg":"hello"}"#),
@@ -221,6 +226,18 @@ fn compute() -> Result<Vectors, Box<dyn Error>> {
                 return Err("a case has a result without a salt or a salt without a result".into())
             }
         };
+        let replay_of = case
+            .replay_of
+            .map(|i| {
+                entries
+                    .get(i)
+                    .map(|original: &Computed| ReplayOf {
+                        index: u64::try_from(i).unwrap_or(u64::MAX),
+                        leaf_hash: original.leaf,
+                    })
+                    .ok_or("a replay of a later case")
+            })
+            .transpose()?;
         let draft = EntryDraft {
             exec_id: case.exec_id.into(),
             tenant: case.tenant.into(),
@@ -232,6 +249,7 @@ fn compute() -> Result<Vectors, Box<dyn Error>> {
             approval: case.approval.clone(),
             outcome: case.outcome,
             reason: case.reason.into(),
+            replay_of,
         };
         let entry = Entry::from_draft(draft, ORIGIN, index, prev, time);
         let bytes = entry.to_canonical_bytes()?;
@@ -424,6 +442,7 @@ fn render(v: &Vectors) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn Error>> {
                 "approval": case.approval,
                 "outcome": case.outcome,
                 "reason": case.reason,
+                "replay_of": case.replay_of,
             },
             "request_hash_input": format!("openexec/request/v1\n{}", case.request_jcs),
             "request_hash": hash_json(&c.request_hash),
@@ -676,16 +695,21 @@ fn values_follow_the_spec() -> TestResult {
         key.verify_strict(&message, &c.signature)?;
         assert!(v.signer.verifier().verify_entry(&c.bytes, &c.signature));
     }
-    // A replay carries the request hash of the request it repeats.
-    assert_eq!(v.entries[2].request_hash, v.entries[0].request_hash);
-    assert_ne!(
-        v.entries[2].payload_commitment,
-        v.entries[0].payload_commitment
+    // A replay carries the request hash, exec_id and commitments of the
+    // entry it repeats, and names it by index and leaf hash, after `reason`.
+    let (original, replay) = (&v.entries[0], &v.entries[2]);
+    assert_eq!(replay.request_hash, original.request_hash);
+    assert_eq!(replay.entry.exec_id, original.entry.exec_id);
+    assert_eq!(replay.payload_commitment, original.payload_commitment);
+    assert_eq!(replay.result_commitment, original.result_commitment);
+    let pointer = format!(
+        r#""reason":"replay_of_executed","replay_of":{{"index":0,"leaf_hash":"{}"}},"request_hash":"#,
+        sha(&[&[0x00], &original.bytes]).to_base64()
     );
-    assert_ne!(
-        v.entries[2].result_commitment,
-        v.entries[0].result_commitment
-    );
+    assert!(std::str::from_utf8(&replay.bytes)?.contains(&pointer));
+    for c in &v.entries[..2] {
+        assert!(!std::str::from_utf8(&c.bytes)?.contains("replay_of"));
+    }
 
     // Tree: node = SHA-256(0x01 ‖ left ‖ right); 3 leaves split 2 + 1.
     let (l0, l1, l2) = (v.leaves[0], v.leaves[1], v.leaves[2]);

@@ -22,8 +22,7 @@ use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
 /// its payload and its result (for `echo`, the payload again), and the
 /// store refuses content over `store::MAX_VALUE_LEN` (200 KiB, also the
 /// largest frame it decompresses); within 64 KiB content stays near
-/// 130 KiB. (Content was kept in sled until issue 5's third pass, where
-/// larger values also risked sled's unsynced blob files.)
+/// 130 KiB.
 const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
 
 /// Arguments of `openexec serve`; every one also an environment variable.
@@ -77,13 +76,22 @@ pub struct ServeArgs {
     /// Allowed clock skew with approvers, in seconds.
     #[arg(long, env = "OPENEXEC_CLOCK_SKEW_SECS", default_value_t = 30)]
     pub clock_skew_secs: i64,
-    /// Rejected attempts recorded per client (peer IP) per second; past it,
-    /// rejections are answered 429 and not recorded. 0 disables the limit.
+    /// Rejected and replayed attempts recorded per client (peer IPv4
+    /// address or IPv6 /64) per second; past it, they are answered 429 and
+    /// not recorded. 0 disables the limit.
     #[arg(long, env = "OPENEXEC_REJECT_RATE", default_value_t = 20.0)]
     pub reject_rate: f64,
-    /// Burst of rejected attempts per client before the rate applies.
+    /// Burst of rejected and replayed attempts per client before the rate applies.
     #[arg(long, env = "OPENEXEC_REJECT_BURST", default_value_t = 200)]
     pub reject_burst: u32,
+    /// Rejected and replayed attempts recorded per second from all clients
+    /// together; past it, they are answered 429 and not recorded. 0
+    /// disables the limit.
+    #[arg(long, env = "OPENEXEC_REJECT_GLOBAL_RATE", default_value_t = 50.0)]
+    pub reject_global_rate: f64,
+    /// Burst of rejected and replayed attempts from all clients together.
+    #[arg(long, env = "OPENEXEC_REJECT_GLOBAL_BURST", default_value_t = 500)]
+    pub reject_global_burst: u32,
     /// HTTP worker threads (default: number of cores).
     #[arg(long, env = "OPENEXEC_WORKERS")]
     pub workers: Option<usize>,
@@ -139,6 +147,16 @@ impl ServeArgs {
                 self.max_body_bytes
             ));
         }
+        for (name, rate) in [
+            ("OPENEXEC_REJECT_RATE", self.reject_rate),
+            ("OPENEXEC_REJECT_GLOBAL_RATE", self.reject_global_rate),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(format!(
+                    "{name} {rate} is not a rate: give a number of attempts per second, 0 for no limit"
+                ));
+            }
+        }
         let bind: SocketAddr = self
             .bind
             .parse()
@@ -177,6 +195,8 @@ impl ServeArgs {
             store_content: self.store_content,
             reject_rate: self.reject_rate.max(0.0),
             reject_burst: self.reject_burst,
+            reject_global_rate: self.reject_global_rate.max(0.0),
+            reject_global_burst: self.reject_global_burst,
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 ..Limits::default()
