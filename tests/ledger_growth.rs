@@ -21,8 +21,10 @@ use openexec::core::hash::{leaf_hash, Hash};
 use openexec::core::receipt::{opens_commitment, verify_receipt, Receipt};
 
 /// Most bytes one replay or rejection adds to `entries.bin`, `entries.idx`
-/// and `hashes.bin` together, as SECURITY.md states it (§3).
-const MAX_BYTES_PER_UNRUN_ENTRY: u64 = 1024;
+/// and `hashes.bin` together, as SECURITY.md states it (§3): the longest
+/// entry text, uncompressed, and the record's framing, index slot and
+/// stored hashes.
+const MAX_BYTES_PER_UNRUN_ENTRY: u64 = 4096;
 
 /// The log's files that grow with each entry.
 fn log_bytes(s: &TestServer) -> u64 {
@@ -114,7 +116,7 @@ fn a_replay_of_a_large_request_adds_a_few_hundred_bytes_and_answers_the_original
          (with entries.idx and hashes.bin, {per_replay_all})"
     );
     assert!(
-        per_replay_all <= MAX_BYTES_PER_UNRUN_ENTRY / 2,
+        per_replay_all <= 512,
         "a replay of a 48 KB request added {per_replay_all} bytes"
     );
     s.stop();
@@ -124,6 +126,192 @@ fn a_replay_of_a_large_request_adds_a_few_hundred_bytes_and_answers_the_original
     assert_eq!(
         leaf_hash(&store.entry(original.entry.index).unwrap().unwrap().0),
         original.leaf_hash
+    );
+}
+
+/// Most bytes of an entry's text for an attempt that ran nothing, with
+/// every string at its bound (SECURITY.md §3): what the log key name adds
+/// beyond the default origin's comes on top.
+const MAX_UNRUN_ENTRY_TEXT: usize = 3_200;
+
+/// A string of `len` bytes that JSON escapes at 6 bytes each.
+fn escaped_6x(len: usize) -> String {
+    (0..len).map(|i| char::from(1 + (i % 31) as u8)).collect()
+}
+
+/// An entry's text with every string at its bound: a tenant and an
+/// approval id and expiry of 128 bytes, a nonce of 128 characters, all
+/// escaped at their worst (6 bytes for a control character, 2 for `"`), an
+/// action of 64, the longest reason a replay or rejection records, the
+/// default origin, and the largest index.
+#[test]
+fn the_longest_entry_of_an_attempt_that_ran_nothing_is_bounded() {
+    use openexec::core::approval::MAX_ARTIFACT_FIELD_BYTES;
+    use openexec::core::entry::{
+        ApprovalKind, ApprovalSummary, Entry, EntryDraft, ReplayOf, MAX_INDEX,
+    };
+    let longest = escaped_6x(MAX_ARTIFACT_FIELD_BYTES);
+    let draft = EntryDraft {
+        exec_id: uuid_like(),
+        tenant: longest.clone(),
+        action: "a".repeat(64),
+        nonce: "\"".repeat(128),
+        request_hash: Hash::sha256(b"r"),
+        payload_commitment: Hash::sha256(b"p"),
+        result_commitment: Some(Hash::sha256(b"q")),
+        approval: ApprovalSummary {
+            kind: ApprovalKind::ClawshieldV1,
+            id: Some(longest.clone()),
+            key_id: Some("0123456789abcdef".into()),
+            expires_at: Some(longest),
+        },
+        outcome: Outcome::Replayed,
+        // The longest reason code there is.
+        reason: "r".repeat(64),
+        replay_of: Some(ReplayOf {
+            index: MAX_INDEX - 1,
+            leaf_hash: Hash::sha256(b"l"),
+        }),
+    };
+    let entry = Entry::from_draft(
+        draft,
+        openexec::ledger::DEFAULT_ORIGIN,
+        MAX_INDEX,
+        Hash::sha256(b"prev"),
+        chrono::Utc::now(),
+    );
+    let len = entry.to_canonical_bytes().unwrap().len();
+    eprintln!("the longest entry of an attempt that ran nothing: {len} bytes");
+    assert!(len <= MAX_UNRUN_ENTRY_TEXT, "{len}");
+}
+
+fn uuid_like() -> String {
+    "00000000-0000-4000-8000-000000000000".into()
+}
+
+/// An artifact field longer than 128 bytes is malformed: the attempt is a
+/// recorded rejection that keeps none of it, not even a claimed tenant.
+/// A configured tenant longer than that refuses to start.
+#[test]
+fn an_artifacts_overlong_fields_are_refused_and_not_recorded() {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    let s = start(&[
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", &pem),
+    ]);
+    let verifier = s.verifier();
+    let long = "t".repeat(129);
+    let v2 = json!({"format": "openexec-approval/v2", "approval_id": "a", "tenant": long,
+        "request_hash": "", "key_id": "", "issued_at": "", "expires_at": ""});
+    let v1 = json!({"approval_id": "a", "tenant_id": long, "action_hash": "",
+        "issued_at": "", "expires_at": "", "signature": ""});
+    for (i, art) in [v2, v1].into_iter().enumerate() {
+        let (status, r) = s.execute(
+            &json!({"action": "echo", "payload": {}, "nonce": format!("o-{i}"), "approval_artifact": art}),
+        );
+        assert_eq!(
+            (status, r["code"].as_str()),
+            (422, Some("approval_malformed")),
+            "{r}"
+        );
+        assert!(
+            r["detail"]
+                .as_str()
+                .unwrap()
+                .contains("longer than 128 bytes"),
+            "{r}"
+        );
+        let receipt: Receipt = serde_json::from_value(r["receipt"].clone()).unwrap();
+        let entry = verify_receipt(&receipt, &verifier, None).unwrap().entry;
+        assert_eq!(entry.tenant, "");
+    }
+    let stderr = common::server::refuses(&[("CLAWSHIELD_TENANT_ID", &long)]);
+    assert!(
+        stderr.contains("CLAWSHIELD_TENANT_ID is longer than 128 bytes"),
+        "{stderr}"
+    );
+}
+
+/// Rejections and replays with every field an attempt controls at its
+/// longest, a near-limit payload in every rejection, and the longest
+/// approval id in every replay, cost at most [`MAX_BYTES_PER_UNRUN_ENTRY`]
+/// each: a rejection keeps no content either.
+#[test]
+fn the_longest_rejections_and_replays_stay_within_the_stated_bytes() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let pem = {
+        use ed25519_dalek::pkcs8::EncodePublicKey as _;
+        key.verifying_key()
+            .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+            .unwrap()
+    };
+    // No configured tenant: an artifact's claimed tenant is recorded, even
+    // on a rejection.
+    let s = start(&[
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", &pem),
+        ("OPENEXEC_REJECT_RATE", "0"),
+        ("OPENEXEC_REJECT_GLOBAL_RATE", "0"),
+    ]);
+    let tenant = escaped_6x(128);
+    // Nonces of 128 characters that JSON escapes (`"`, `\`) and that differ.
+    let nonce = |i: usize| format!("{}{i:06}", "\"\\".repeat(61));
+    assert_eq!(nonce(0).len(), 128);
+    let payload = json!({"x": 1});
+    let rh =
+        openexec::core::canonical::request_hash("sha256", &payload, &nonce(0), &tenant).unwrap();
+    let approval = openexec::core::approval::mint_v2(
+        &key,
+        &escaped_6x(128),
+        &tenant,
+        &rh,
+        chrono::Utc::now(),
+        chrono::Duration::seconds(600),
+    )
+    .unwrap();
+    let original = json!({"action": "sha256", "payload": payload, "nonce": nonce(0),
+        "approval_artifact": approval});
+    let (status, r) = s.execute(&original);
+    assert_eq!(status, 200, "{r}");
+    // A payload near the body limit: a rejection keeps none of it.
+    let blob = incompressible(60_000);
+    let action = "a".repeat(64);
+    let before = log_bytes(&s);
+    const N: usize = 60;
+    for i in 1..=N {
+        // An unknown action of 64 characters under the long tenant, then a
+        // replay of the original.
+        let unknown = json!({"action": action, "payload": {"blob": blob, "i": i},
+            "nonce": nonce(i), "approval_artifact": {"format": "openexec-approval/v2",
+            "approval_id": "x", "tenant": tenant, "request_hash": "", "key_id": "",
+            "issued_at": "", "expires_at": ""}});
+        let (status, r) = s.execute(&unknown);
+        assert_eq!(
+            (status, r["code"].as_str()),
+            (400, Some("unknown_action")),
+            "{r}"
+        );
+        assert!(
+            r["receipt"]["salts"].is_null(),
+            "a rejection keeps no content"
+        );
+        let (status, r) = s.execute(&original);
+        assert_eq!(
+            (status, r["outcome"].as_str()),
+            (200, Some("replayed")),
+            "{r}"
+        );
+    }
+    let per_entry = (log_bytes(&s) - before) / (2 * N as u64);
+    eprintln!("the longest rejections and replays cost {per_entry} bytes each");
+    assert!(
+        per_entry <= MAX_BYTES_PER_UNRUN_ENTRY,
+        "{per_entry} bytes per entry"
     );
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{ArgAction, Args};
 
 use super::signals::StopSignals;
-use crate::core::approval::{ApprovalPolicy, ApproverKey};
+use crate::core::approval::{ApprovalPolicy, ApproverKey, MAX_ARTIFACT_FIELD_BYTES};
 use crate::core::cosignature::WitnessVerifier;
 use crate::core::request::Limits;
 use crate::exec::handlers::Registry;
@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// Default: `<data dir>.checkpoint`.
     #[arg(long, env = "OPENEXEC_CHECKPOINT_MEMO")]
     pub checkpoint_memo: Option<PathBuf>,
-    /// Keep cleartext payloads and results beside the entries (needed to replay results).
+    /// Keep cleartext payloads and results beside the entries of attempts
+    /// that ran a handler (needed to replay results).
     #[arg(long, env = "OPENEXEC_STORE_CONTENT", default_value_t = true, action = ArgAction::Set)]
     pub store_content: bool,
     /// Largest accepted request body in bytes.
@@ -145,6 +146,11 @@ impl ServeArgs {
             return Err(format!(
                 "OPENEXEC_MAX_BODY_BYTES {} exceeds {MAX_BODY_BYTES_LIMIT}: larger bodies could make an attempt's stored content exceed the store's 200 KiB value limit",
                 self.max_body_bytes
+            ));
+        }
+        if non_empty(self.tenant.as_deref()).is_some_and(|t| t.len() > MAX_ARTIFACT_FIELD_BYTES) {
+            return Err(format!(
+                "CLAWSHIELD_TENANT_ID is longer than {MAX_ARTIFACT_FIELD_BYTES} bytes, the longest tenant an approval may name"
             ));
         }
         for (name, rate) in [

@@ -83,7 +83,8 @@ pub struct Policy {
     pub approvals: ApprovalPolicy,
     /// Allowed actions; `None` means every registered action.
     pub allow_list: Option<Vec<String>>,
-    /// Keep cleartext payloads and results beside the entries.
+    /// Keep cleartext payloads and results beside the entries of attempts
+    /// that ran a handler.
     pub store_content: bool,
     /// Request limits.
     pub limits: Limits,
@@ -628,7 +629,11 @@ impl Boundary {
             reason: decision.reason.clone(),
             replay_of: None,
         };
-        let content = self.policy.store_content.then(|| Content {
+        // Only an attempt that ran its handler keeps its content: a
+        // rejection ran nothing, and would keep whatever an unapproved
+        // client sent (its request hash names the request).
+        let ran = matches!(decision.outcome, Outcome::Executed | Outcome::Failed);
+        let content = (self.policy.store_content && ran).then(|| Content {
             payload: attempt.request.payload.clone(),
             result: decision.result.clone(),
             salts: Salts {
