@@ -70,6 +70,7 @@ fn draft(tag: &str, n: u64) -> EntryDraft {
         approval: ApprovalSummary::none(),
         outcome: Outcome::Executed,
         reason: "ok".into(),
+        replay_of: None,
     }
 }
 

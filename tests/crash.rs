@@ -67,7 +67,15 @@ fn audit(data: &std::path::Path, label: &str) -> Duration {
 
 /// (Re)starts the server on `data`, with 4 workers.
 fn start(data: &std::path::Path, label: &str) -> TestServer {
-    start_in(data, &[("OPENEXEC_WORKERS", "4")])
+    // Every client shares one address, and retries are replays: the limits
+    // on recording replays and rejections are lifted (they have their own
+    // tests, `tests/ledger_growth.rs`).
+    let env = [
+        ("OPENEXEC_WORKERS", "4"),
+        ("OPENEXEC_REJECT_RATE", "0"),
+        ("OPENEXEC_REJECT_GLOBAL_RATE", "0"),
+    ];
+    start_in(data, &env)
         .unwrap_or_else(|stderr| panic!("{label}: the server refused to restart:\n{stderr}"))
 }
 

@@ -31,6 +31,8 @@ fn boundary(dir: &std::path::Path) -> Boundary {
         limits: Limits::default(),
         reject_rate: 0.0,
         reject_burst: 1,
+        reject_global_rate: 0.0,
+        reject_global_burst: 1,
     };
     Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy)
 }

@@ -192,16 +192,21 @@ fn values_follow_the_spec() -> TestResult {
         key.verify_strict(&message, &c.signature)?;
         assert!(v.signer.verifier().verify_entry(&c.bytes, &c.signature));
     }
-    // A replay carries the request hash of the request it repeats.
-    assert_eq!(v.entries[2].request_hash, v.entries[0].request_hash);
-    assert_ne!(
-        v.entries[2].payload_commitment,
-        v.entries[0].payload_commitment
+    // A replay carries the request hash, exec_id and commitments of the
+    // entry it repeats, and names it by index and leaf hash, after `reason`.
+    let (original, replay) = (&v.entries[0], &v.entries[2]);
+    assert_eq!(replay.request_hash, original.request_hash);
+    assert_eq!(replay.entry.exec_id, original.entry.exec_id);
+    assert_eq!(replay.payload_commitment, original.payload_commitment);
+    assert_eq!(replay.result_commitment, original.result_commitment);
+    let pointer = format!(
+        r#""reason":"replay_of_executed","replay_of":{{"index":0,"leaf_hash":"{}"}},"request_hash":"#,
+        sha(&[&[0x00], &original.bytes]).to_base64()
     );
-    assert_ne!(
-        v.entries[2].result_commitment,
-        v.entries[0].result_commitment
-    );
+    assert!(std::str::from_utf8(&replay.bytes)?.contains(&pointer));
+    for c in &v.entries[..2] {
+        assert!(!std::str::from_utf8(&c.bytes)?.contains("replay_of"));
+    }
 
     // Tree: node = SHA-256(0x01 ‖ left ‖ right); 3 leaves split 2 + 1.
     let (l0, l1, l2) = (v.leaves[0], v.leaves[1], v.leaves[2]);

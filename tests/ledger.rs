@@ -288,3 +288,132 @@ fn audit_names_the_second_entry_that_completes_one_nonce() {
         finding.problem
     );
 }
+
+/// A replay's draft of `original` (index `at`): what the boundary writes.
+fn replay_of(ledger: &Ledger, at: u64) -> openexec::core::entry::EntryDraft {
+    use openexec::core::entry::{EntryDraft, Outcome, ReplayOf};
+    let (bytes, _) = ledger.entry(at).unwrap();
+    let original = Entry::from_canonical_bytes(&bytes).unwrap();
+    EntryDraft {
+        exec_id: original.exec_id,
+        tenant: original.tenant,
+        action: original.action,
+        nonce: original.nonce,
+        request_hash: original.request_hash,
+        payload_commitment: original.payload_commitment,
+        result_commitment: original.result_commitment,
+        approval: original.approval,
+        outcome: Outcome::Replayed,
+        reason: format!("replay_of_{}", original.outcome),
+        replay_of: Some(ReplayOf {
+            index: at,
+            leaf_hash: leaf_hash(&bytes),
+        }),
+    }
+}
+
+/// A ledger holding entry 0 (completes nothing), entry 1 (completes nonce
+/// `once`) and entry 2 (completes nonce `other`).
+fn ledger_with_originals(dir: &std::path::Path) -> Ledger {
+    use openexec::store::Completion;
+    let ledger = common::open(dir);
+    ledger.append(common::draft(0), None).unwrap();
+    for (n, nonce) in [(1, "once"), (2, "other")] {
+        let mut draft = common::draft(n);
+        draft.nonce = nonce.into();
+        let key = openexec::core::entry::nonce_key(&draft.tenant, nonce);
+        ledger
+            .append_completing_blocking(draft, None, Some(Completion::reserved(key)))
+            .unwrap();
+    }
+    ledger
+}
+
+#[test]
+fn a_replay_that_names_no_written_entry_is_refused_alone() {
+    use openexec::core::entry::{EntryError, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = ledger_with_originals(dir.path());
+    let refused = |r: Result<openexec::ledger::Appended, LedgerError>| {
+        matches!(
+            r,
+            Err(LedgerError::Entry(EntryError::InvalidField("replay_of")))
+        )
+    };
+    // Pointing at itself or later: the writer refuses it before the batch.
+    for at in [3, 4, 1 << 40] {
+        let mut draft = replay_of(&ledger, 1);
+        draft.replay_of.as_mut().unwrap().index = at;
+        assert!(refused(ledger.append(draft, None)), "{at}");
+    }
+    // A replay without its original, or a pointer on another outcome: at
+    // submission.
+    let mut draft = replay_of(&ledger, 1);
+    draft.replay_of = None;
+    assert!(refused(ledger.append(draft, None)));
+    let mut draft = replay_of(&ledger, 1);
+    draft.outcome = Outcome::Rejected;
+    assert!(refused(ledger.append(draft, None)));
+    assert!(ledger.is_writable());
+    let appended = ledger.append(replay_of(&ledger, 1), None).unwrap();
+    assert_eq!(appended.entry.index, 3);
+    assert_eq!(common::full_audit(ledger.store()), None);
+}
+
+#[test]
+fn audit_names_a_replay_that_does_not_name_its_original() {
+    use openexec::ledger::audit::Location;
+    type Spoil = fn(&mut openexec::core::entry::EntryDraft, &Ledger);
+    let cases: [(&str, Spoil, &str); 7] = [
+        ("as written", |_, _| {}, ""),
+        (
+            "another leaf hash",
+            |d, _| d.replay_of.as_mut().unwrap().leaf_hash = Hash::sha256(b"x"),
+            "whose leaf hash is not the one it names",
+        ),
+        (
+            "another nonce's entry",
+            |d, l| d.replay_of = replay_of(l, 2).replay_of,
+            "which holds another nonce",
+        ),
+        (
+            "an entry that completed nothing",
+            |d, l| d.replay_of = replay_of(l, 0).replay_of,
+            "which did not complete a nonce",
+        ),
+        (
+            "another request",
+            |d, _| d.request_hash = Hash::sha256(b"another request"),
+            "which is another request",
+        ),
+        (
+            "other commitments",
+            |d, _| d.payload_commitment = Hash::sha256(b"other payload"),
+            "does not repeat its exec_id, commitments and outcome",
+        ),
+        (
+            "another outcome",
+            |d, _| d.reason = "replay_of_failed".into(),
+            "does not repeat its exec_id, commitments and outcome",
+        ),
+    ];
+    for (what, spoil, problem) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = ledger_with_originals(dir.path());
+        let mut draft = replay_of(&ledger, 1);
+        spoil(&mut draft, &ledger);
+        ledger.append(draft, None).unwrap();
+        let finding = common::full_audit(ledger.store());
+        if problem.is_empty() {
+            assert_eq!(finding, None, "{what}");
+            continue;
+        }
+        let finding = finding.unwrap_or_else(|| panic!("{what}: no finding"));
+        assert_eq!(finding.at, Location::Entry(3), "{what}");
+        assert!(
+            finding.problem.contains(problem),
+            "{what}: {}",
+            finding.problem
+        );
+    }
+}

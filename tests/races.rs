@@ -161,12 +161,13 @@ fn approval_raced_across_nonces(action: &str, payload: &Value) {
         .verifying_key()
         .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
         .unwrap();
-    // 999 rejections from one address: lift the per-client rejection limit.
+    // 999 rejections from one address: lift the limits on recording them.
     let s = common::server::start(&[
         ("OPENEXEC_MODE", "clawshield"),
         ("CLAWSHIELD_PUBLIC_KEY", &pem),
         ("CLAWSHIELD_TENANT_ID", "t"),
         ("OPENEXEC_REJECT_RATE", "0"),
+        ("OPENEXEC_REJECT_GLOBAL_RATE", "0"),
     ]);
     let art = serde_json::to_value(mint_v1(
         &key,

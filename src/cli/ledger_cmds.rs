@@ -139,6 +139,7 @@ pub fn ledger_load(args: &LedgerLoadArgs) -> ExitCode {
                         approval: crate::core::entry::ApprovalSummary::none(),
                         outcome: crate::core::entry::Outcome::Executed,
                         reason: "ok".into(),
+                        replay_of: None,
                     };
                     match ledger.append(draft, None) {
                         Ok(appended) if args.print_receipts => {

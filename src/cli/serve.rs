@@ -10,7 +10,7 @@ use std::sync::Arc;
 use clap::{ArgAction, Args};
 
 use super::signals::StopSignals;
-use crate::core::approval::{ApprovalPolicy, ApproverKey};
+use crate::core::approval::{ApprovalPolicy, ApproverKey, MAX_ARTIFACT_FIELD_BYTES};
 use crate::core::cosignature::WitnessVerifier;
 use crate::core::request::Limits;
 use crate::exec::handlers::Registry;
@@ -62,7 +62,8 @@ pub struct ServeArgs {
     /// Default: `<data dir>.checkpoint`.
     #[arg(long, env = "OPENEXEC_CHECKPOINT_MEMO")]
     pub checkpoint_memo: Option<PathBuf>,
-    /// Keep cleartext payloads and results beside the entries (needed to replay results).
+    /// Keep cleartext payloads and results beside the entries of attempts
+    /// that ran a handler (needed to replay results).
     #[arg(long, env = "OPENEXEC_STORE_CONTENT", default_value_t = true, action = ArgAction::Set)]
     pub store_content: bool,
     /// Largest accepted request body in bytes.
@@ -78,13 +79,22 @@ pub struct ServeArgs {
     /// Allowed clock skew with approvers, in seconds.
     #[arg(long, env = "OPENEXEC_CLOCK_SKEW_SECS", default_value_t = 30)]
     pub clock_skew_secs: i64,
-    /// Rejected attempts recorded per client (peer IP) per second; past it,
-    /// rejections are answered 429 and not recorded. 0 disables the limit.
+    /// Rejected and replayed attempts recorded per client (peer IPv4
+    /// address or IPv6 /64) per second; past it, they are answered 429 and
+    /// not recorded. 0 disables the limit.
     #[arg(long, env = "OPENEXEC_REJECT_RATE", default_value_t = 20.0)]
     pub reject_rate: f64,
-    /// Burst of rejected attempts per client before the rate applies.
+    /// Burst of rejected and replayed attempts per client before the rate applies.
     #[arg(long, env = "OPENEXEC_REJECT_BURST", default_value_t = 200)]
     pub reject_burst: u32,
+    /// Rejected and replayed attempts recorded per second from all clients
+    /// together; past it, they are answered 429 and not recorded. 0
+    /// disables the limit.
+    #[arg(long, env = "OPENEXEC_REJECT_GLOBAL_RATE", default_value_t = 50.0)]
+    pub reject_global_rate: f64,
+    /// Burst of rejected and replayed attempts from all clients together.
+    #[arg(long, env = "OPENEXEC_REJECT_GLOBAL_BURST", default_value_t = 500)]
+    pub reject_global_burst: u32,
     /// HTTP worker threads (default: number of cores).
     #[arg(long, env = "OPENEXEC_WORKERS")]
     pub workers: Option<usize>,
@@ -140,6 +150,21 @@ impl ServeArgs {
                 self.max_body_bytes
             ));
         }
+        if non_empty(self.tenant.as_deref()).is_some_and(|t| t.len() > MAX_ARTIFACT_FIELD_BYTES) {
+            return Err(format!(
+                "CLAWSHIELD_TENANT_ID is longer than {MAX_ARTIFACT_FIELD_BYTES} bytes, the longest tenant an approval may name"
+            ));
+        }
+        for (name, rate) in [
+            ("OPENEXEC_REJECT_RATE", self.reject_rate),
+            ("OPENEXEC_REJECT_GLOBAL_RATE", self.reject_global_rate),
+        ] {
+            if !rate.is_finite() || rate < 0.0 {
+                return Err(format!(
+                    "{name} {rate} is not a rate: give a number of attempts per second, 0 for no limit"
+                ));
+            }
+        }
         let bind: SocketAddr = self
             .bind
             .parse()
@@ -178,6 +203,8 @@ impl ServeArgs {
             store_content: self.store_content,
             reject_rate: self.reject_rate.max(0.0),
             reject_burst: self.reject_burst,
+            reject_global_rate: self.reject_global_rate.max(0.0),
+            reject_global_burst: self.reject_global_burst,
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 ..Limits::default()

@@ -225,8 +225,12 @@ fn summarize(
 /// The success line of one receipt.
 fn describe(verified: &VerifiedReceipt, trusted: bool, quorum: Option<&PolicyOk>) -> String {
     let e = &verified.entry;
+    let replay = e
+        .replay_of
+        .map(|r| format!(", a replay of entry {}", r.index))
+        .unwrap_or_default();
     let mut line = format!(
-        "entry {} ({} {} {}) is in {} at tree size {}",
+        "entry {} ({} {} {}{replay}) is in {} at tree size {}",
         e.index,
         e.action,
         e.outcome,

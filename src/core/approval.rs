@@ -184,6 +184,27 @@ pub struct V1Artifact {
     pub signature: String,
 }
 
+/// Longest value, in bytes, of the artifact fields an entry can record:
+/// the tenant (in clawshield mode without a configured tenant, even when
+/// the artifact does not verify), and the id and expiry of one that does.
+/// Bounding them bounds the size of every entry
+/// ([`crate::core::entry::Entry`]).
+pub const MAX_ARTIFACT_FIELD_BYTES: usize = 128;
+
+/// Refuses an artifact whose field is longer than
+/// [`MAX_ARTIFACT_FIELD_BYTES`].
+fn check_field_lengths(fields: &[(&str, &str)]) -> Result<(), ApprovalError> {
+    match fields
+        .iter()
+        .find(|(_, value)| value.len() > MAX_ARTIFACT_FIELD_BYTES)
+    {
+        Some((name, _)) => Err(ApprovalError::Malformed(format!(
+            "{name} is longer than {MAX_ARTIFACT_FIELD_BYTES} bytes"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// OpenExec v2 artifact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,11 +259,23 @@ impl Artifact {
                     "approval_id must be 1-128 bytes".into(),
                 ));
             }
+            check_field_lengths(&[
+                ("tenant", &a.tenant),
+                ("key_id", &a.key_id),
+                ("issued_at", &a.issued_at),
+                ("expires_at", &a.expires_at),
+            ])?;
             Ok(Self::V2(a))
         } else {
-            serde_json::from_value(value.clone())
-                .map(Self::V1)
-                .map_err(|e| ApprovalError::Malformed(e.to_string()))
+            let a: V1Artifact = serde_json::from_value(value.clone())
+                .map_err(|e| ApprovalError::Malformed(e.to_string()))?;
+            check_field_lengths(&[
+                ("approval_id", &a.approval_id),
+                ("tenant_id", &a.tenant_id),
+                ("issued_at", &a.issued_at),
+                ("expires_at", &a.expires_at),
+            ])?;
+            Ok(Self::V1(a))
         }
     }
 

@@ -117,6 +117,18 @@ impl ApprovalSummary {
     }
 }
 
+/// The entry a `replayed` entry repeats: the one that completed the
+/// nonce, by position and leaf hash. A replay keeps no content of its own;
+/// it repeats that entry's commitments, whose content is kept there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayOf {
+    /// The original entry's index, below the replay's own.
+    pub index: u64,
+    /// The original entry's leaf hash.
+    pub leaf_hash: Hash,
+}
+
 /// Everything the caller decides about an entry; the sequencer adds the
 /// position (`index`, `prev`), the `time` and the `origin`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +153,8 @@ pub struct EntryDraft {
     pub outcome: Outcome,
     /// Machine reason code, `[a-z0-9_]{1,64}` (e.g. `ok`, `approval_expired`).
     pub reason: String,
+    /// For a `replayed` attempt, and only for one: the entry it replays.
+    pub replay_of: Option<ReplayOf>,
 }
 
 /// A ledger entry, as hashed and signed.
@@ -178,6 +192,10 @@ pub struct Entry {
     pub outcome: Outcome,
     /// See [`EntryDraft`].
     pub reason: String,
+    /// See [`EntryDraft`]. Present exactly on `replayed` entries; omitted
+    /// (never `null`) on the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_of: Option<ReplayOf>,
 }
 
 /// Why bytes are not a valid entry.
@@ -225,6 +243,7 @@ impl Entry {
             approval: draft.approval,
             outcome: draft.outcome,
             reason: draft.reason,
+            replay_of: draft.replay_of,
         }
     }
 
@@ -277,8 +296,8 @@ impl Entry {
     /// serde_json's compact text of the entry's fields in RFC 8785 key
     /// order. For the values an entry holds — strings (serde_json escapes
     /// exactly the characters RFC 8785 does, with the same short forms and
-    /// lowercase `\u00xx`), integers below 2^53 (`validate`), `null`, one
-    /// nested object with fixed keys — that is the RFC 8785 text itself
+    /// lowercase `\u00xx`), integers below 2^53 (`validate`), `null`,
+    /// nested objects with fixed keys — that is the RFC 8785 text itself
     /// (the property test `key_ordered_text_is_the_canonical_text` holds
     /// it to that over arbitrary strings).
     fn key_ordered_bytes(&self) -> Option<Vec<u8>> {
@@ -299,6 +318,7 @@ impl Entry {
             payload_commitment: &self.payload_commitment,
             prev: &self.prev,
             reason: &self.reason,
+            replay_of: self.replay_of.as_ref(),
             request_hash: &self.request_hash,
             result_commitment: self.result_commitment.as_ref(),
             tenant: &self.tenant,
@@ -326,7 +346,33 @@ impl Entry {
         if self.index == 0 && self.prev != GENESIS_PREV {
             return Err(EntryError::InvalidField("prev"));
         }
+        if self.replay_of.is_some_and(|r| r.index >= self.index) {
+            return Err(EntryError::InvalidField("replay_of"));
+        }
+        check_replay_of(self.outcome, self.replay_of.as_ref())
+    }
+}
+
+impl EntryDraft {
+    /// The checks of [`Entry`]'s encoding that depend on the draft alone
+    /// (the reason's syntax, `replay_of` exactly on a replay), so that a
+    /// draft that could not be encoded is refused before it reaches the
+    /// writer. The writer checks the rest: a replay's original must precede
+    /// it.
+    pub fn check(&self) -> Result<(), EntryError> {
+        if !is_reason_code(&self.reason) {
+            return Err(EntryError::InvalidField("reason"));
+        }
+        check_replay_of(self.outcome, self.replay_of.as_ref())
+    }
+}
+
+/// A `replayed` entry names the entry it replays; no other entry does.
+fn check_replay_of(outcome: Outcome, replay_of: Option<&ReplayOf>) -> Result<(), EntryError> {
+    if replay_of.is_some() == (outcome == Outcome::Replayed) {
         Ok(())
+    } else {
+        Err(EntryError::InvalidField("replay_of"))
     }
 }
 
@@ -343,6 +389,8 @@ struct KeyOrdered<'a> {
     payload_commitment: &'a Hash,
     prev: &'a Hash,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replay_of: Option<&'a ReplayOf>,
     request_hash: &'a Hash,
     result_commitment: Option<&'a Hash>,
     tenant: &'a str,
@@ -376,6 +424,20 @@ pub fn indexed_exec_id(bytes: &[u8]) -> Option<String> {
     }
     let fields: Indexed = serde_json::from_slice(bytes).ok()?;
     (fields.outcome != Outcome::Replayed).then_some(fields.exec_id)
+}
+
+/// The index of the entry that the entry whose bytes these are replays;
+/// `None` for an entry that is not a replay, or bytes that are not an
+/// entry. Reads only that field (a replay's receipt carries the salts kept
+/// with its original, whose commitments it repeats).
+#[must_use]
+pub fn replayed_index(bytes: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Replaying {
+        replay_of: Option<ReplayOf>,
+    }
+    let fields: Replaying = serde_json::from_slice(bytes).ok()?;
+    fields.replay_of.map(|r| r.index)
 }
 
 /// The key a nonce is known by in its tenant's scope: tenant ‖ 0x00 ‖
@@ -463,6 +525,7 @@ pub(crate) mod tests {
             approval: ApprovalSummary::none(),
             outcome: Outcome::Executed,
             reason: "ok".into(),
+            replay_of: None,
         }
     }
 
@@ -561,6 +624,7 @@ pub(crate) mod tests {
             index in 1..=MAX_INDEX,
             optional in proptest::prelude::any::<[bool; 4]>(),
             micros in 0i64..4_102_444_800_000_000,
+            replayed in proptest::prelude::any::<Option<u64>>(),
         ) {
             let some = |on: bool, text: &String| on.then(|| text.clone());
             let draft = EntryDraft {
@@ -577,8 +641,12 @@ pub(crate) mod tests {
                     key_id: some(optional[2], &texts[5]),
                     expires_at: some(optional[3], &texts[6]),
                 },
-                outcome: Outcome::Rejected,
+                outcome: if replayed.is_some() { Outcome::Replayed } else { Outcome::Rejected },
                 reason: "approval_expired".into(),
+                replay_of: replayed.map(|r| ReplayOf {
+                    index: r % index,
+                    leaf_hash: Hash::from_bytes(hashes[2]),
+                }),
             };
             let origin = format!("o{}", texts[7]);
             let time = DateTime::from_timestamp_micros(micros).unwrap();
@@ -589,6 +657,90 @@ pub(crate) mod tests {
             proptest::prop_assert_eq!(entry.to_canonical_bytes().unwrap(), canonical.clone());
             proptest::prop_assert_eq!(Entry::from_canonical_bytes(&canonical).unwrap(), entry);
         }
+    }
+
+    fn sample_replay(index: u64, of: u64) -> Entry {
+        let draft = EntryDraft {
+            outcome: Outcome::Replayed,
+            reason: "replay_of_executed".into(),
+            replay_of: Some(ReplayOf {
+                index: of,
+                leaf_hash: Hash::sha256(b"original"),
+            }),
+            ..sample_draft(index)
+        };
+        Entry::from_draft(draft, "o", index, Hash::sha256(b"p"), sample_time())
+    }
+
+    /// `replay_of` is written exactly on a replay, after `reason`, and read
+    /// back; an entry with it where it does not belong, without it on a
+    /// replay, pointing at itself or later, or spelled `null`, is refused.
+    #[test]
+    fn a_replay_names_an_earlier_entry_and_no_other_entry_names_one() {
+        let replay = sample_replay(5, 3);
+        let bytes = replay.to_canonical_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""reason":"replay_of_executed","replay_of":{"index":3,"leaf_hash":""#),
+            "{text}"
+        );
+        assert_eq!(Entry::from_canonical_bytes(&bytes).unwrap(), replay);
+        assert_eq!(replayed_index(&bytes), Some(3));
+        assert_eq!(indexed_exec_id(&bytes), None);
+
+        let plain = Entry::from_draft(sample_draft(5), "o", 5, Hash::sha256(b"p"), sample_time());
+        let plain_bytes = plain.to_canonical_bytes().unwrap();
+        assert!(!String::from_utf8_lossy(&plain_bytes).contains("replay_of"));
+        assert_eq!(replayed_index(&plain_bytes), None);
+
+        let invalid = Some(EntryError::InvalidField("replay_of"));
+        let mut without = replay.clone();
+        without.replay_of = None;
+        assert_eq!(without.to_canonical_bytes().err(), invalid);
+        let mut stray = plain.clone();
+        stray.replay_of = replay.replay_of;
+        assert_eq!(stray.to_canonical_bytes().err(), invalid);
+        for of in [5, 6, MAX_INDEX] {
+            assert_eq!(
+                sample_replay(5, of).to_canonical_bytes().err(),
+                invalid,
+                "{of}"
+            );
+        }
+        // The same checks when the bytes are read.
+        let plain_text = String::from_utf8(plain_bytes).unwrap();
+        let outcome_only = plain_text.replace(r#""outcome":"executed""#, r#""outcome":"replayed""#);
+        assert_eq!(
+            Entry::from_canonical_bytes(outcome_only.as_bytes()).err(),
+            invalid
+        );
+        let pointer = r#""replay_of":{"index":3,"#;
+        let stray_text = text.replace(r#""outcome":"replayed""#, r#""outcome":"executed""#);
+        assert!(stray_text.contains(pointer));
+        assert_eq!(
+            Entry::from_canonical_bytes(stray_text.as_bytes()).err(),
+            invalid
+        );
+        let later = text.replace(pointer, r#""replay_of":{"index":9,"#);
+        assert_eq!(Entry::from_canonical_bytes(later.as_bytes()).err(), invalid);
+        let null = plain_text.replace(r#""request_hash""#, r#""replay_of":null,"request_hash""#);
+        assert_eq!(
+            Entry::from_canonical_bytes(null.as_bytes()),
+            Err(EntryError::NonCanonical)
+        );
+        let extra = text.replace(pointer, r#""replay_of":{"exec_id":"x","index":3,"#);
+        assert!(matches!(
+            Entry::from_canonical_bytes(extra.as_bytes()),
+            Err(EntryError::Malformed(_))
+        ));
+
+        // A draft is held to the checks it can be held to alone.
+        assert_eq!(sample_draft(1).check(), Ok(()));
+        let replay_draft = EntryDraft {
+            outcome: Outcome::Replayed,
+            ..sample_draft(1)
+        };
+        assert_eq!(replay_draft.check().err(), invalid);
     }
 
     #[test]

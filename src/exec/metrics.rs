@@ -14,6 +14,7 @@ use crate::ledger::Ledger;
 pub struct Metrics {
     attempts: Mutex<BTreeMap<(String, String), u64>>,
     rate_limited: std::sync::atomic::AtomicU64,
+    rate_limited_globally: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -28,9 +29,15 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Counts one rejected attempt refused by the rate limit (not recorded).
+    /// Counts one rejected or replayed attempt refused by the rate limit
+    /// (not recorded).
     pub fn record_rate_limited(&self) {
         self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one of those refused by the global limit.
+    pub fn record_rate_limited_globally(&self) {
+        self.rate_limited_globally.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Prometheus exposition text.
@@ -86,9 +93,17 @@ impl Metrics {
             ),
             (
                 "openexec_rate_limited_total",
-                "Rejected attempts refused by the per-client rate limit (not recorded).",
+                "Rejected and replayed attempts refused by a rate limit (429, not recorded).",
                 "counter",
                 self.rate_limited.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "openexec_rate_limited_global_total",
+                "Of those, the ones refused by the global rate limit.",
+                "counter",
+                self.rate_limited_globally
+                    .load(Ordering::Relaxed)
+                    .to_string(),
             ),
         ];
         for (name, help, kind, value) in gauges {

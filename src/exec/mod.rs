@@ -13,8 +13,10 @@
 //!    (original outcome, `replayed: true`), used approval (403);
 //! 7. the handler, at most once per nonce (a panic is caught → `failed`);
 //! 8. record: the sequencer appends the entry and finalizes the nonce in
-//!    one durable batch (a rejection past the per-client rate limit is
-//!    answered 429 instead and not recorded); 9. respond with the receipt.
+//!    one durable batch (a rejection or replay past the per-client or the
+//!    global rate limit is answered 429 instead and not recorded; a replay
+//!    names its original entry and keeps no content); 9. respond with the
+//!    receipt.
 //!
 //! A handler without effects ([`handlers::Effects::None`]: `echo`, `add`,
 //! `sha256`) takes 7 before 6: its result is computed first, and the
@@ -42,8 +44,8 @@ use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
 use crate::core::canonical::{commitment, request_hash, to_canonical_bytes};
-use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome};
-use crate::core::hash::Hash;
+use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome, ReplayOf};
+use crate::core::hash::{leaf_hash, Hash};
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{salt_to_base64, Content, Salts};
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
@@ -81,14 +83,21 @@ pub struct Policy {
     pub approvals: ApprovalPolicy,
     /// Allowed actions; `None` means every registered action.
     pub allow_list: Option<Vec<String>>,
-    /// Keep cleartext payloads and results beside the entries.
+    /// Keep cleartext payloads and results beside the entries of attempts
+    /// that ran a handler.
     pub store_content: bool,
     /// Request limits.
     pub limits: Limits,
-    /// Rejected attempts recorded per client per second (0: no limit).
+    /// Rejected and replayed attempts recorded per client per second (0:
+    /// no limit).
     pub reject_rate: f64,
-    /// Burst of rejected attempts per client.
+    /// Burst of rejected and replayed attempts per client.
     pub reject_burst: u32,
+    /// Rejected and replayed attempts recorded per second from all clients
+    /// together (0: no limit).
+    pub reject_global_rate: f64,
+    /// Burst of rejected and replayed attempts from all clients together.
+    pub reject_global_burst: u32,
 }
 
 /// An HTTP-agnostic response: status and JSON body.
@@ -98,6 +107,8 @@ pub struct Response {
     pub status: u16,
     /// JSON body.
     pub body: Value,
+    /// Seconds for a `Retry-After` header, when the answer is `429`.
+    pub retry_after: Option<u64>,
 }
 
 impl Response {
@@ -107,6 +118,25 @@ impl Response {
         Self {
             status,
             body: json!({ "detail": detail.into(), "code": code }),
+            retry_after: None,
+        }
+    }
+
+    /// `429 rate_limited`, with `Retry-After`: an attempt past the limits
+    /// on recording rejections and replays ([`ratelimit`]).
+    #[must_use]
+    pub fn rate_limited(limited: ratelimit::Limited) -> Self {
+        let whose = match limited.scope {
+            ratelimit::Scope::Client => " from this client",
+            ratelimit::Scope::Global => "",
+        };
+        Self {
+            retry_after: Some(limited.retry_after_secs),
+            ..Self::error(
+                429,
+                "rate_limited",
+                format!("Too many rejected or replayed attempts{whose}; this one was not recorded"),
+            )
         }
     }
 }
@@ -123,12 +153,22 @@ pub struct Boundary {
 /// One attempt, as far as it got.
 struct Attempt {
     exec_id: String,
-    /// The client's address, for the rejection rate limit.
+    /// The client's address, for the limit on recording rejections and
+    /// replays.
     client: Option<std::net::IpAddr>,
     request: ExecuteRequest,
     tenant: String,
     request_hash: Hash,
     approval: ApprovalSummary,
+    /// For a replay: the entry it replays, whose commitments it repeats.
+    original: Option<Original>,
+}
+
+/// The entry a replay repeats, as its replay entry names it.
+struct Original {
+    at: ReplayOf,
+    payload_commitment: Hash,
+    result_commitment: Option<Hash>,
 }
 
 /// How an attempt ended, before it is recorded.
@@ -156,7 +196,12 @@ impl Boundary {
     /// A boundary over an open ledger.
     #[must_use]
     pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
-        let reject_limiter = ratelimit::RejectLimiter::new(policy.reject_rate, policy.reject_burst);
+        let reject_limiter = ratelimit::RejectLimiter::new(ratelimit::RateLimits {
+            client_rate: policy.reject_rate,
+            client_burst: policy.reject_burst,
+            global_rate: policy.reject_global_rate,
+            global_burst: policy.reject_global_burst,
+        });
         Self {
             ledger,
             registry,
@@ -201,6 +246,7 @@ impl Boundary {
                 approval: ApprovalSummary::none(),
                 outcome: Outcome::Interrupted,
                 reason: "interrupted_at_restart".into(),
+                replay_of: None,
             };
             self.ledger
                 .append_completing_blocking(draft, None, Some(Completion::reserved(key)))?;
@@ -211,8 +257,8 @@ impl Boundary {
     }
 
     /// Runs one `/execute` body through the pipeline.
-    /// `client` is the peer address, used only for the rate limit on
-    /// rejected attempts.
+    /// `client` is the peer address, used only for the limit on recording
+    /// rejected and replayed attempts.
     pub async fn execute(&self, body: &[u8], client: Option<std::net::IpAddr>) -> Response {
         let request = match parse_execute(body, &self.policy.limits) {
             Ok(r) => r,
@@ -232,6 +278,7 @@ impl Boundary {
             tenant,
             request_hash,
             approval: ApprovalSummary::none(),
+            original: None,
         };
         let (handler, verified) = match self.authorize(&attempt, artifact) {
             Ok(v) => v,
@@ -432,8 +479,8 @@ impl Boundary {
     /// A nonce whose attempt is done, its entry at `index`: a replay of the
     /// same request, or a conflict.
     async fn replay(&self, mut attempt: Attempt, index: u64) -> Response {
-        let original = match self.entry_completing(index, &attempt) {
-            Ok(entry) => entry,
+        let (original, leaf) = match self.entry_completing(index, &attempt) {
+            Ok(found) => found,
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, index, error = %e, "the entry of a done nonce cannot be read");
                 return storage_unavailable();
@@ -463,8 +510,18 @@ impl Boundary {
         };
         // The replay entry carries the original exec_id (it is not indexed
         // under it, so lookups still find the original), and the response
-        // names the original execution, as the original service did.
+        // names the original execution, as the original service did. It
+        // names the original entry and repeats its commitments instead of
+        // keeping the payload and result again.
         attempt.exec_id = original.exec_id;
+        attempt.original = Some(Original {
+            at: ReplayOf {
+                index,
+                leaf_hash: leaf,
+            },
+            payload_commitment: original.payload_commitment,
+            result_commitment: original.result_commitment,
+        });
         let mut response = self.finish(attempt, decision, None).await;
         if let Value::Object(map) = &mut response.body {
             if map.get("outcome") == Some(&json!("replayed")) {
@@ -474,14 +531,15 @@ impl Boundary {
         response
     }
 
-    /// The entry a done nonce names, which must hold that nonce.
-    fn entry_completing(&self, index: u64, attempt: &Attempt) -> Result<Entry, String> {
+    /// The entry a done nonce names, which must hold that nonce, and its
+    /// leaf hash.
+    fn entry_completing(&self, index: u64, attempt: &Attempt) -> Result<(Entry, Hash), String> {
         let (bytes, _) = self.ledger.entry(index).map_err(|e| e.to_string())?;
         let entry = Entry::from_canonical_bytes(&bytes).map_err(|e| e.to_string())?;
         if entry.nonce != attempt.request.nonce.as_str() || entry.tenant != attempt.tenant {
             return Err("it holds another nonce".into());
         }
-        Ok(entry)
+        Ok((entry, leaf_hash(&bytes)))
     }
 
     fn original_result(&self, index: u64) -> Option<Value> {
@@ -496,18 +554,18 @@ impl Boundary {
         decision: Decision,
         completion: Option<Completion>,
     ) -> Response {
-        if decision.outcome == Outcome::Rejected
-            && !self
+        if matches!(decision.outcome, Outcome::Rejected | Outcome::Replayed) {
+            if let Err(limited) = self
                 .reject_limiter
                 .try_take(attempt.client, std::time::Instant::now())
-        {
-            // Over the limit: answered, but not recorded (growth bound).
-            self.metrics.record_rate_limited();
-            return Response::error(
-                429,
-                "rate_limited",
-                "Too many rejected attempts from this client; this one was not recorded",
-            );
+            {
+                // Over the limit: answered, but not recorded (growth bound).
+                self.metrics.record_rate_limited();
+                if limited.scope == ratelimit::Scope::Global {
+                    self.metrics.record_rate_limited_globally();
+                }
+                return Response::rate_limited(limited);
+            }
         }
         let (draft, content) = match self.draft(&attempt, &decision) {
             Ok(v) => v,
@@ -546,6 +604,9 @@ impl Boundary {
         attempt: &Attempt,
         decision: &Decision,
     ) -> Result<(EntryDraft, Option<Content>), String> {
+        if let (Outcome::Replayed, Some(original)) = (decision.outcome, &attempt.original) {
+            return Ok((replay_draft(attempt, decision, original), None));
+        }
         let payload_bytes =
             to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
         let result_bytes = decision
@@ -566,8 +627,13 @@ impl Boundary {
             approval: attempt.approval.clone(),
             outcome: decision.outcome,
             reason: decision.reason.clone(),
+            replay_of: None,
         };
-        let content = self.policy.store_content.then(|| Content {
+        // Only an attempt that ran its handler keeps its content: a
+        // rejection ran nothing, and would keep whatever an unapproved
+        // client sent (its request hash names the request).
+        let ran = matches!(decision.outcome, Outcome::Executed | Outcome::Failed);
+        let content = (self.policy.store_content && ran).then(|| Content {
             payload: attempt.request.payload.clone(),
             result: decision.result.clone(),
             salts: Salts {
@@ -576,6 +642,26 @@ impl Boundary {
             },
         });
         Ok((draft, content))
+    }
+}
+
+/// A replay's entry: it names the entry it replays and repeats that
+/// entry's commitments, whose content is kept there, so that it keeps no
+/// content of its own and costs the same few hundred bytes whatever the
+/// request's size.
+fn replay_draft(attempt: &Attempt, decision: &Decision, original: &Original) -> EntryDraft {
+    EntryDraft {
+        exec_id: attempt.exec_id.clone(),
+        tenant: attempt.tenant.clone(),
+        action: attempt.request.action.as_str().to_owned(),
+        nonce: attempt.request.nonce.as_str().to_owned(),
+        request_hash: attempt.request_hash,
+        payload_commitment: original.payload_commitment,
+        result_commitment: original.result_commitment,
+        approval: attempt.approval.clone(),
+        outcome: decision.outcome,
+        reason: decision.reason.clone(),
+        replay_of: Some(original.at),
     }
 }
 
@@ -650,5 +736,6 @@ fn respond(attempt: &Attempt, decision: &Decision, appended: &Appended) -> Respo
     Response {
         status: decision.status,
         body,
+        retry_after: None,
     }
 }

@@ -148,7 +148,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     (status = 413, description = "Body too large (not recorded)", body = ErrorBody),
     (status = 415, description = "Not JSON (not recorded)", body = ErrorBody),
     (status = 422, description = "Malformed request (not recorded), or nonce conflict / malformed approval (recorded)", body = ErrorBody),
-    (status = 429, description = "Rejection past the per-client rate limit (not recorded)", body = ErrorBody),
+    (status = 429, description = "Rejection or replay past the per-client or the global rate limit (not recorded); `Retry-After` gives the seconds to wait", body = ErrorBody),
     (status = 500, description = "Handler failed (recorded)", body = ExecuteResponse),
     (status = 503, description = "Ledger unavailable", body = ErrorBody)))]
 pub(super) async fn execute(
@@ -173,7 +173,11 @@ pub(super) async fn execute(
     let response = state.boundary.execute(&body, client).await;
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
-    Ok(HttpResponse::build(status).json(response.body))
+    let mut answer = HttpResponse::build(status);
+    if let Some(secs) = response.retry_after {
+        answer.insert_header((header::RETRY_AFTER, secs.to_string()));
+    }
+    Ok(answer.json(response.body))
 }
 
 #[derive(Deserialize)]

@@ -10,7 +10,10 @@
 //! nonce must be the entry the done-nonce table answers for that nonce —
 //! so no nonce was completed twice, and replays would find that entry —
 //! and, if it names an approval, the entry the consumed-approval table
-//! answers for that approval — so no approval was consumed twice.
+//! answers for that approval — so no approval was consumed twice. Each
+//! replay must name, by index and leaf hash, an earlier entry that
+//! completed the same nonce for the same request, and repeat its exec_id,
+//! commitments and outcome.
 //! rs_merkle keeps every level of a tree in memory,
 //! so the rebuild runs it over chunks of [`REBUILD_CHUNK`] leaves (a perfect
 //! subtree each, ~20 MB: rs_merkle keeps about 320 bytes per leaf) and
@@ -306,8 +309,9 @@ fn check_block(
 }
 
 /// Checks entry `index` by itself: present, canonical, index, origin,
-/// signature, stored Merkle hashes, and (if it completed its nonce) that
-/// the done-nonce table answers it for that nonce.
+/// signature, stored Merkle hashes, (if it completed its nonce) that the
+/// done-nonce table answers it for that nonce, and (for a replay) the entry
+/// it replays.
 fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<EntryCheck, String> {
     let (bytes, sig) = store
         .entry(index)
@@ -324,6 +328,7 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
     let rest = if verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig)) {
         check_stored_hashes(store, index, leaf)
             .and_then(|()| check_completion(store, index, &entry))
+            .and_then(|()| check_replay(store, &entry))
     } else {
         Err("entry signature is invalid".into())
     };
@@ -369,6 +374,40 @@ fn check_completion(store: &Store, index: u64, entry: &Entry) -> Result<(), Stri
             entry_or_missing(found)
         )),
     }
+}
+
+/// A replay names the entry that completed its nonce, by index and leaf
+/// hash, for the same request, and repeats that entry's exec_id and
+/// commitments (the decoder has checked that it names an earlier entry).
+fn check_replay(store: &Store, replay: &Entry) -> Result<(), String> {
+    let Some(of) = replay.replay_of else {
+        return Ok(());
+    };
+    let problem = |what: &str| Err(format!("replays entry {}, {what}", of.index));
+    let Some((bytes, _)) = store.entry(of.index).map_err(|e| e.to_string())? else {
+        return problem("which is missing");
+    };
+    if leaf_hash(&bytes) != of.leaf_hash {
+        return problem("whose leaf hash is not the one it names");
+    }
+    let original = Entry::from_canonical_bytes(&bytes).map_err(|e| e.to_string())?;
+    if !store.completes_nonce(of.index).map_err(|e| e.to_string())? {
+        return problem("which did not complete a nonce");
+    }
+    if (&original.tenant, &original.nonce) != (&replay.tenant, &replay.nonce) {
+        return problem("which holds another nonce");
+    }
+    if original.request_hash != replay.request_hash {
+        return problem("which is another request");
+    }
+    if original.exec_id != replay.exec_id
+        || original.payload_commitment != replay.payload_commitment
+        || original.result_commitment != replay.result_commitment
+        || replay.reason != format!("replay_of_{}", original.outcome)
+    {
+        return problem("but does not repeat its exec_id, commitments and outcome");
+    }
+    Ok(())
 }
 
 fn entry_or_missing(index: Option<u64>) -> String {

@@ -287,6 +287,10 @@ impl Sealed {
             LeafIndex(index),
             TreeSize(self.tree_size),
         )?;
+        let salts = match (self.salts, self.entry.replay_of) {
+            (None, Some(original)) => original_salts(store, original.index),
+            (salts, _) => salts,
+        };
         let receipt = make_receipt(
             self.bytes,
             &self.signature,
@@ -294,7 +298,7 @@ impl Sealed {
             self.tree_size,
             hashes,
             self.checkpoint.to_string(),
-            self.salts,
+            salts,
         )?;
         Ok(Appended {
             entry: self.entry,
@@ -603,11 +607,11 @@ impl Ledger {
             LeafIndex(index),
             TreeSize(tree_size),
         )?;
-        let salts = self
-            .store
-            .content(index)?
-            .and_then(|c| serde_json::from_slice::<Content>(&c).ok())
-            .map(|c| c.salts);
+        let salts = match self.store.content(index)? {
+            Some(content) => salts_of(&content),
+            None => crate::core::entry::replayed_index(&bytes)
+                .and_then(|original| original_salts(&self.store, original)),
+        };
         make_receipt(
             bytes, &signature, index, tree_size, hashes, checkpoint, salts,
         )
@@ -650,10 +654,9 @@ fn encode(
     draft: &EntryDraft,
     content: Option<Content>,
 ) -> Result<Option<EncodedContent>, LedgerError> {
-    // The only draft field that can make encoding fail.
-    if !crate::core::entry::is_reason_code(&draft.reason) {
-        return Err(LedgerError::Entry(EntryError::InvalidField("reason")));
-    }
+    // What can make encoding fail, but for a replay's position, which the
+    // writer checks (`sequencer::Writer::run_cycle`).
+    draft.check()?;
     content
         .map(|c| {
             let bytes = serde_json::to_vec(&c)
@@ -667,6 +670,26 @@ fn encode(
             })
         })
         .transpose()
+}
+
+/// The salts kept in an entry's content.
+fn salts_of(content: &[u8]) -> Option<crate::core::receipt::Salts> {
+    serde_json::from_slice::<Content>(content)
+        .ok()
+        .map(|c| c.salts)
+}
+
+/// The salts a replay's receipt carries: a replay keeps no content and
+/// repeats the commitments of the entry it replays, so the salts kept with
+/// that entry open them. `None` when they cannot be read: the receipt
+/// proves the replay without them.
+fn original_salts(store: &Store, original: u64) -> Option<crate::core::receipt::Salts> {
+    store
+        .content(original)
+        .ok()
+        .flatten()
+        .as_deref()
+        .and_then(salts_of)
 }
 
 /// Builds a receipt from its parts.

@@ -173,6 +173,7 @@ impl Writer {
         let started = Instant::now();
         let (won, decided) = self.reserve_first(reserving);
         jobs.extend(won);
+        let jobs = self.refuse_misplaced_replays(jobs);
         let (drafts, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
@@ -269,6 +270,22 @@ impl Writer {
             });
         }
         (won, decided)
+    }
+
+    /// Answers alone, refused, every replay whose original is not an entry
+    /// already written: its entry could not be encoded (a replay names an
+    /// earlier entry), and would fail the whole batch.
+    fn refuse_misplaced_replays(&self, jobs: Vec<Job>) -> Vec<Job> {
+        let written = self.head.size;
+        let (kept, misplaced): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .partition(|j| j.draft.replay_of.is_none_or(|r| r.index < written));
+        for job in misplaced {
+            job.reply.send(Err(LedgerError::Entry(
+                crate::core::entry::EntryError::InvalidField("replay_of"),
+            )));
+        }
+        kept
     }
 
     /// Lays out a batch: positions, chain, signatures, Merkle hashes, root,

@@ -24,6 +24,7 @@ pub fn draft(n: u64) -> EntryDraft {
         approval: ApprovalSummary::none(),
         outcome: Outcome::Executed,
         reason: "ok".into(),
+        replay_of: None,
     }
 }
 

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use openexec::core::canonical::{commitment, request_hash, to_canonical_bytes};
 use openexec::core::checkpoint::SignedCheckpoint;
 use openexec::core::entry::{
-    ApprovalKind, ApprovalSummary, Entry, EntryDraft, Outcome, GENESIS_PREV,
+    ApprovalKind, ApprovalSummary, Entry, EntryDraft, Outcome, ReplayOf, GENESIS_PREV,
 };
 use openexec::core::hash::Hash;
 use openexec::core::proof::reference;
@@ -55,6 +55,8 @@ pub struct Case {
     pub approval: ApprovalSummary,
     pub outcome: Outcome,
     pub reason: &'static str,
+    /// For a replay: the index of the case it replays.
+    pub replay_of: Option<usize>,
     /// JCS of `{action, nonce, payload, tenant}`, by hand.
     pub request_jcs: &'static str,
     /// JCS of the payload, by hand.
@@ -78,6 +80,7 @@ pub fn cases() -> Vec<Case> {
             approval: ApprovalSummary::none(),
             outcome: Outcome::Executed,
             reason: "ok",
+            replay_of: None,
             request_jcs: r#"{"action":"echo","nonce":"nonce-0001","payload":{"msg":"hello"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"msg":"hello"}"#,
             result_jcs: Some(r#"{"msg":"hello"}"#),
@@ -101,26 +104,28 @@ pub fn cases() -> Vec<Case> {
             },
             outcome: Outcome::Rejected,
             reason: "approval_expired",
+            replay_of: None,
             request_jcs: r#"{"action":"counter","nonce":"nonce-0002","payload":{"name":"visits"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"name":"visits"}"#,
             result_jcs: None,
         },
         // 2: the request of entry 0 sent again (same request hash): recorded
-        // as replayed, no handler ran; the original result is served again
-        // and committed to. Fresh salts give different commitments to the
-        // same payload and result.
+        // as replayed under entry 0's exec_id, no handler ran; the original
+        // result is served again. The entry names entry 0 and repeats its
+        // commitments (same salts), keeping no content of its own.
         Case {
-            exec_id: "00000000-0000-4000-8000-000000000003",
+            exec_id: "00000000-0000-4000-8000-000000000001",
             tenant: "tenant-001",
             action: "echo",
             nonce: "nonce-0001",
             payload: json!({"msg": "hello"}),
             result: Some(json!({"msg": "hello"})),
-            payload_salt: [0x04; 32],
-            result_salt: Some([0x05; 32]),
+            payload_salt: [0x01; 32],
+            result_salt: Some([0x02; 32]),
             approval: ApprovalSummary::none(),
             outcome: Outcome::Replayed,
             reason: "replay_of_executed",
+            replay_of: Some(0),
             request_jcs: r#"{"action":"echo","nonce":"nonce-0001","payload":{"msg":"hello"},"tenant":"tenant-001"}"#,
             payload_jcs: r#"{"msg":"hello"}"#,
             result_jcs: Some(r#"{"msg":"hello"}"#),
@@ -195,6 +200,18 @@ pub fn compute() -> Result<Vectors, Box<dyn Error>> {
                 return Err("a case has a result without a salt or a salt without a result".into())
             }
         };
+        let replay_of = case
+            .replay_of
+            .map(|i| {
+                entries
+                    .get(i)
+                    .map(|original: &Computed| ReplayOf {
+                        index: u64::try_from(i).unwrap_or(u64::MAX),
+                        leaf_hash: original.leaf,
+                    })
+                    .ok_or("a replay of a later case")
+            })
+            .transpose()?;
         let draft = EntryDraft {
             exec_id: case.exec_id.into(),
             tenant: case.tenant.into(),
@@ -206,6 +223,7 @@ pub fn compute() -> Result<Vectors, Box<dyn Error>> {
             approval: case.approval.clone(),
             outcome: case.outcome,
             reason: case.reason.into(),
+            replay_of,
         };
         let entry = Entry::from_draft(draft, ORIGIN, index, prev, time);
         let bytes = entry.to_canonical_bytes()?;

@@ -145,6 +145,7 @@ pub fn render(v: &Vectors) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn Error>> 
                 "approval": case.approval,
                 "outcome": case.outcome,
                 "reason": case.reason,
+                "replay_of": case.replay_of,
             },
             "request_hash_input": format!("openexec/request/v1\n{}", case.request_jcs),
             "request_hash": hash_json(&c.request_hash),
