@@ -89,7 +89,14 @@ fn mint(args: &ApproveArgs) -> Result<String, String> {
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let now = chrono::Utc::now();
-    let ttl = chrono::Duration::seconds(args.ttl);
+    let ttl = chrono::Duration::try_seconds(args.ttl)
+        .filter(|ttl| now.checked_add_signed(*ttl).is_some())
+        .ok_or_else(|| {
+            format!(
+                "--ttl {}: the expiry would be outside the times chrono holds",
+                args.ttl
+            )
+        })?;
     let artifact = match args.kind {
         Kind::V1 => serde_json::to_string(&mint_v1(
             &key,
