@@ -84,6 +84,9 @@ fn mint(args: &ApproveArgs) -> Result<String, String> {
         .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
     let payload: Value =
         serde_json::from_str(&args.payload).map_err(|e| format!("--payload: {e}"))?;
+    // The service refuses such a payload (422 inexact_number): no approval
+    // for it could ever be used.
+    check_payload_numbers(&args.payload)?;
     let id = args
         .approval_id
         .clone()
@@ -116,6 +119,10 @@ fn mint(args: &ApproveArgs) -> Result<String, String> {
         }
     };
     artifact.map_err(|e| e.to_string())
+}
+
+fn check_payload_numbers(payload: &str) -> Result<(), String> {
+    crate::core::ijson::check_numbers(payload.as_bytes()).map_err(|e| format!("--payload: {e}"))
 }
 
 /// Writes a new approver private key and prints its public key PEM.

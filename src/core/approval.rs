@@ -280,7 +280,11 @@ pub struct VerifiedApproval {
 pub struct RequestRef<'a> {
     /// Action.
     pub action: &'a str,
-    /// Payload (`null` is treated as `{}` for v1, as the original did).
+    /// Payload as parsed from the request (`null` is treated as `{}`, as
+    /// the original did): the input of the v1 `action_hash`, which Python
+    /// computed over the payload as `json.loads` read it. The value a
+    /// handler runs with is a function of it, so one v1 hash approves one
+    /// handler input.
     pub payload: &'a Value,
     /// Request hash over action, payload, nonce and the effective tenant.
     pub request_hash: &'a Hash,

@@ -330,7 +330,7 @@ impl Boundary {
                     .map_err(approval_rejection)?;
                 let request = RequestRef {
                     action,
-                    payload: &attempt.request.payload,
+                    payload: &attempt.request.payload_as_sent,
                     request_hash: &attempt.request_hash,
                 };
                 Some(
