@@ -417,16 +417,6 @@ fn is_ijson(d: &Dec) -> bool {
     if want.is_empty() || f == 0.0 {
         return want.is_empty() && f == 0.0;
     }
-    // An integer below 10^38 that the double holds exactly, however JCS
-    // writes it (2^64 is written 18446744073709552000).
-    if want_exp >= 0 && want.len() + usize::try_from(want_exp).unwrap() <= 38 {
-        let value: u128 = format!("{want}{}", "0".repeat(usize::try_from(want_exp).unwrap()))
-            .parse()
-            .unwrap();
-        if f.fract() == 0.0 && f.abs() < 1e38 && f.abs() as u128 == value {
-            return f.is_sign_negative() == d.negative;
-        }
-    }
     let sci = format!("{:e}", f.abs());
     let (m, e) = sci.split_once('e').unwrap();
     let digits: String = m.chars().filter(char::is_ascii_digit).collect();

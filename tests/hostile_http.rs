@@ -778,9 +778,16 @@ fn cases() -> Vec<Case> {
             Refused,
         ),
         ok(
-            "2^64 in the payload (becomes the float 1.8446744073709552e19)",
+            "2^64 as JCS writes it (becomes the float 1.8446744073709552e19)",
             "t-2p64",
-            r#"{"n":18446744073709551616}"#,
+            r#"{"n":18446744073709552000}"#,
+        ),
+        case(
+            "2^64 in full (its canonical form is another number: not I-JSON)",
+            req(echo, "\"t-2p64-full\"", r#"{"n":18446744073709551616}"#),
+            422,
+            Some("inexact_number"),
+            Refused,
         ),
         case(
             "u64::MAX in the payload (no double holds it: not I-JSON)",
@@ -817,10 +824,17 @@ fn cases() -> Vec<Case> {
             Some("inexact_number"),
             Refused,
         ),
+        case(
+            "-2^63 in full (its canonical form is -9223372036854776000: not I-JSON)",
+            req(echo, "\"t-m2p63-full\"", r#"{"n":-9223372036854775808}"#),
+            422,
+            Some("inexact_number"),
+            Refused,
+        ),
         ok(
-            "-2^63 in the payload (a double holds it)",
-            "t-m2p63-exact",
-            r#"{"n":-9223372036854775808}"#,
+            "-2^63 as JCS writes it (a float)",
+            "t-m2p63-jcs",
+            r#"{"n":-9223372036854776000}"#,
         ),
         ok(
             "largest finite floats in the payload",
@@ -837,7 +851,7 @@ fn cases() -> Vec<Case> {
             req(
                 r#""add""#,
                 "\"t-add-big\"",
-                r#"{"a":18446744073709551616,"b":1}"#,
+                r#"{"a":18446744073709552000,"b":1}"#,
             ),
             200,
             None,
@@ -1247,16 +1261,15 @@ fn echoed_payloads_keep_odd_unicode_and_get_numbers_in_canonical_form() {
     let (status, r) = s.post_raw(
         "/execute",
         "application/json",
-        "{\"action\":\"echo\",\"nonce\":\"u1\",\"payload\":{\"m\":\"a\u{202e}b\\u0000c\u{200d}\",\"n\":18446744073709551616,\"i\":-9223372036854775808,\"f\":1.0,\"z\":-0.0,\"e\":25e-1}}"
+        "{\"action\":\"echo\",\"nonce\":\"u1\",\"payload\":{\"m\":\"a\u{202e}b\\u0000c\u{200d}\",\"n\":18446744073709552000,\"i\":-9223372036854776000,\"f\":1.0,\"z\":-0.0,\"e\":25e-1}}"
             .as_bytes(),
     );
     assert_eq!(status, 200, "{r}");
     let echo = &r["result"]["echo"];
     assert_eq!(echo["m"], json!("a\u{202e}b\u{0}c\u{200d}"));
     // The handler gets the payload read back from its canonical bytes:
-    // 2^64 and -2^63 (written 18446744073709552000 and
-    // -9223372036854776000) are floats, 1.0 the integer 1, -0.0 the
-    // integer 0 and 25e-1 the float 2.5.
+    // 2^64 and -2^63 (as JCS writes them, beyond 64-bit integers) are
+    // floats, 1.0 the integer 1, -0.0 the integer 0 and 25e-1 the float 2.5.
     assert_eq!(echo["n"].as_f64(), Some(18_446_744_073_709_551_616.0));
     assert!(echo["n"].is_f64());
     assert_eq!(echo["i"].as_f64(), Some(-9_223_372_036_854_775_808.0));

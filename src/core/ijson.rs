@@ -4,14 +4,13 @@
 //! RFC 8785 writes every number as the shortest text that reads back as the
 //! same double, so two texts that round to one double (`9007199254740993`
 //! and `9007199254740992`) canonicalize, and hash, alike. A number is
-//! therefore accepted only when the double nearest to it gives it back:
-//! its decimal value is the value of its own canonical form (`1`, `1.0`,
-//! `1e0`, `0.1`, `-0`, `1.5e300`, `18446744073709552000`), or it is an
-//! integer below 10^38 that the double holds exactly (`18446744073709551616`,
-//! 2^64, which JCS writes `18446744073709552000`). `9007199254740993`,
-//! `18446744073709551615`, `0.10000000000000001` and `1e-400` are refused.
-//! What a handler receives is then the value read back from the canonical
-//! bytes
+//! therefore accepted only when its decimal value is that of its own
+//! canonical form, the text JCS writes for the double nearest to it: `1`,
+//! `1.0`, `1e0`, `0.1`, `-0`, `1.5e300` and `18446744073709552000` (2^64
+//! as JCS writes it) are accepted; `9007199254740993`,
+//! `18446744073709551616` (2^64 in full, whose canonical form is another
+//! number), `0.10000000000000001` and `1e-400` are refused. What a handler
+//! receives is then the value read back from the canonical bytes
 //! ([`super::canonical::canonical_value`]), so the value hashed, committed,
 //! approved and run is one value.
 //!
@@ -72,19 +71,19 @@ pub fn check_numbers(text: &[u8]) -> Result<(), InexactNumber> {
     Ok(())
 }
 
-/// Checks one JSON number literal.
+/// Checks one JSON number literal: its decimal value must be that of the
+/// canonical form of its nearest double. Then the value read back from
+/// the canonical bytes (an integer when it fits 64 bits, else that
+/// double) writes back as the number that was sent, and no other text of
+/// another value shares its canonical form.
 pub fn check_number(literal: &str) -> Result<(), InexactNumber> {
     let nearest = literal
         .parse::<f64>()
         .ok()
         .filter(|d| d.is_finite())
         .and_then(|d| to_canonical_string(&d).ok());
-    let exact = |canonical: &str| {
-        let written = Decimal::of(literal);
-        written == Decimal::of(canonical) || written.is_integer_of(literal.parse().unwrap_or(0.5))
-    };
     match nearest {
-        Some(canonical) if exact(&canonical) => Ok(()),
+        Some(canonical) if Decimal::of(literal) == Decimal::of(&canonical) => Ok(()),
         nearest => Err(InexactNumber {
             literal: literal.chars().take(MAX_QUOTED_CHARS).collect(),
             nearest: nearest.unwrap_or_else(|| "no finite double".into()),
@@ -146,30 +145,6 @@ impl Decimal {
     }
 }
 
-impl Decimal {
-    /// Whether this is an integer below 10^38 in magnitude whose value is
-    /// exactly `double` (whatever digits JCS would write for it).
-    fn is_integer_of(&self, double: f64) -> bool {
-        let Ok(zeros) = usize::try_from(self.exponent - count(self.digits.len())) else {
-            return false;
-        };
-        if self.digits.len() + zeros > 38
-            || double.fract() != 0.0
-            || double.is_sign_negative() != self.negative
-        {
-            return false;
-        }
-        let value = self
-            .digits
-            .iter()
-            .chain(std::iter::repeat_n(&b'0', zeros))
-            .fold(0u128, |acc, d| acc * 10 + u128::from(d - b'0'));
-        // `double` is integral and below 10^38 < 2^127 here (it is the
-        // double nearest a value that is), so the conversion is exact.
-        double.abs() < 1e38 && value == double.abs() as u128
-    }
-}
-
 /// A length as `i64` (lengths of a parsed text are far below 2^63).
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -217,10 +192,9 @@ mod tests {
             "9007199254740992",
             "9007199254740992.0",
             "-9007199254740992",
-            "18446744073709551616",
             "18446744073709552000",
-            "-9223372036854775808",
-            "1152921504606846976",
+            "-9223372036854776000",
+            "1152921504606847000",
             "1e21",
             "1.5e300",
             "5e-324",
@@ -241,6 +215,11 @@ mod tests {
             ("18446744073709551615", "18446744073709552000"),
             ("9223372036854775807", "9223372036854776000"),
             ("18446744073709551617", "18446744073709552000"),
+            // Exact doubles written in full whose canonical form is another
+            // number: read back, they would be that other number.
+            ("18446744073709551616", "18446744073709552000"),
+            ("1152921504606846976", "1152921504606847000"),
+            ("-9223372036854775808", "-9223372036854776000"),
             ("0.10000000000000001", "0.1"),
             ("3.141592653589793238462643383279", "3.141592653589793"),
             ("1e-400", "0"),
