@@ -27,7 +27,7 @@
 //! reservation, and never records or returns the result of an attempt
 //! that did not win its nonce. A panic anywhere on the path is contained
 //! and answered `500 internal_panic`, and the attempt is recorded as far as
-//! it got ([`unwind`]).
+//! it got (`unwind`).
 
 pub mod handlers;
 pub mod metrics;
