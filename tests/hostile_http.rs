@@ -102,20 +102,27 @@ fn hostile_inputs_get_their_documented_status_and_fate() {
 }
 
 #[test]
-fn echoed_payloads_keep_odd_unicode_and_numbers_as_parsed() {
+fn echoed_payloads_keep_odd_unicode_and_get_numbers_in_canonical_form() {
     let s = start(&[]);
     let (status, r) = s.post_raw(
         "/execute",
         "application/json",
-        "{\"action\":\"echo\",\"nonce\":\"u1\",\"payload\":{\"m\":\"a\u{202e}b\\u0000c\u{200d}\",\"n\":18446744073709551616,\"i\":-9223372036854775809}}"
+        "{\"action\":\"echo\",\"nonce\":\"u1\",\"payload\":{\"m\":\"a\u{202e}b\\u0000c\u{200d}\",\"n\":18446744073709552000,\"i\":-9223372036854776000,\"f\":1.0,\"z\":-0.0,\"e\":25e-1}}"
             .as_bytes(),
     );
     assert_eq!(status, 200, "{r}");
     let echo = &r["result"]["echo"];
     assert_eq!(echo["m"], json!("a\u{202e}b\u{0}c\u{200d}"));
-    // Beyond i64/u64 an integer becomes the nearest f64: recorded (and
-    // hashed) as that float, not as the digits the client sent.
+    // The handler gets the payload read back from its canonical bytes:
+    // 2^64 and -2^63 (as JCS writes them, beyond 64-bit integers) are
+    // floats, 1.0 the integer 1, -0.0 the integer 0 and 25e-1 the float 2.5.
     assert_eq!(echo["n"].as_f64(), Some(18_446_744_073_709_551_616.0));
     assert!(echo["n"].is_f64());
     assert_eq!(echo["i"].as_f64(), Some(-9_223_372_036_854_775_808.0));
+    assert!(echo["i"].is_f64());
+    assert_eq!(echo["f"], json!(1));
+    assert!(echo["f"].is_u64());
+    assert_eq!(echo["z"], json!(0));
+    assert!(echo["z"].is_u64());
+    assert_eq!(echo["e"], json!(2.5));
 }

@@ -139,6 +139,51 @@ fn tlog_proof_round_trips_and_still_verifies() {
     ));
 }
 
+/// Import requires the `extra` bundle in exactly the RFC 8785 form export
+/// writes: the same bundle with other spacing, member order, escapes or a
+/// trailing space is refused, although it is the same JSON value.
+#[test]
+fn tlog_proof_import_requires_the_canonical_bundle() {
+    use base64::Engine as _;
+    use openexec::core::tlog_proof::TlogProofError;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (_d, ledger, receipt) = ledger_with_receipt();
+    let text = tlog_proof::export(&receipt).unwrap();
+    let line = text.lines().nth(1).unwrap();
+    let canonical = b64.decode(line.strip_prefix("extra ").unwrap()).unwrap();
+    let canonical = String::from_utf8(canonical).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&canonical).unwrap();
+    let field = |k: &str| serde_json::to_string(&value[k]).unwrap();
+
+    // The canonical bundle, re-encoded: accepted, the same receipt.
+    let with = |bundle: &str| text.replacen(line, &format!("extra {}", b64.encode(bundle)), 1);
+    let back = tlog_proof::import(&with(&canonical)).unwrap();
+    assert_eq!(back, receipt);
+    verify_receipt(&back, ledger.verifier(), None).unwrap();
+
+    let variants = [
+        serde_json::to_string_pretty(&value).unwrap(),
+        format!(
+            r#"{{"format":{},"entry":{},"entry_signature":{}}}"#,
+            field("format"),
+            field("entry"),
+            field("entry_signature")
+        ),
+        canonical.replacen("\\\"", "\\u0022", 1),
+        format!("{canonical} "),
+    ];
+    for bundle in variants {
+        assert_ne!(bundle, canonical);
+        let same: serde_json::Value = serde_json::from_str(&bundle).unwrap();
+        assert_eq!(same, value, "{bundle}");
+        assert_eq!(
+            tlog_proof::import(&with(&bundle)),
+            Err(TlogProofError::Extra),
+            "{bundle}"
+        );
+    }
+}
+
 fn audit_first_bad(dir: &std::path::Path) -> Option<Location> {
     let store =
         openexec::store::Store::open(&openexec::store::StoreConfig::new(dir.join("db"))).unwrap();

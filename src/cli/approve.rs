@@ -84,12 +84,22 @@ fn mint(args: &ApproveArgs) -> Result<String, String> {
         .map_err(|e| format!("not an Ed25519 PKCS#8 private key: {e}"))?;
     let payload: Value =
         serde_json::from_str(&args.payload).map_err(|e| format!("--payload: {e}"))?;
+    // The service refuses such a payload (422 inexact_number): no approval
+    // for it could ever be used.
+    check_payload_numbers(&args.payload)?;
     let id = args
         .approval_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let now = chrono::Utc::now();
-    let ttl = chrono::Duration::seconds(args.ttl);
+    let ttl = chrono::Duration::try_seconds(args.ttl)
+        .filter(|ttl| now.checked_add_signed(*ttl).is_some())
+        .ok_or_else(|| {
+            format!(
+                "--ttl {}: the expiry would be outside the times chrono holds",
+                args.ttl
+            )
+        })?;
     let artifact = match args.kind {
         Kind::V1 => serde_json::to_string(&mint_v1(
             &key,
@@ -109,6 +119,10 @@ fn mint(args: &ApproveArgs) -> Result<String, String> {
         }
     };
     artifact.map_err(|e| e.to_string())
+}
+
+fn check_payload_numbers(payload: &str) -> Result<(), String> {
+    crate::core::ijson::check_numbers(payload.as_bytes()).map_err(|e| format!("--payload: {e}"))
 }
 
 /// Writes a new approver private key and prints its public key PEM.

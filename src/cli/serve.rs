@@ -196,8 +196,11 @@ impl ServeArgs {
             approvals: ApprovalPolicy {
                 keys,
                 tenant: non_empty(self.tenant.as_deref()).map(str::to_owned),
-                max_lifetime: chrono::Duration::seconds(self.approval_max_lifetime_secs),
-                skew: chrono::Duration::seconds(self.clock_skew_secs),
+                max_lifetime: allowance(
+                    "OPENEXEC_APPROVAL_MAX_LIFETIME_SECS",
+                    self.approval_max_lifetime_secs,
+                )?,
+                skew: allowance("OPENEXEC_CLOCK_SKEW_SECS", self.clock_skew_secs)?,
             },
             allow_list,
             store_content: self.store_content,
@@ -235,6 +238,18 @@ impl ServeArgs {
             workers,
         })
     }
+}
+
+/// A lifetime or skew allowance: non-negative seconds that chrono holds.
+fn allowance(name: &str, seconds: i64) -> Result<chrono::Duration, String> {
+    chrono::Duration::try_seconds(seconds)
+        .filter(|_| seconds >= 0)
+        .ok_or_else(|| {
+            format!(
+                "{name} {seconds}: must be a number of seconds from 0 to {}",
+                chrono::Duration::MAX.num_seconds()
+            )
+        })
 }
 
 fn non_empty(value: Option<&str>) -> Option<&str> {

@@ -20,7 +20,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use chrono::{DateTime, Duration, NaiveDateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,6 +30,11 @@ use super::entry::{ApprovalKind, ApprovalSummary};
 use super::hash::Hash;
 use super::pyjson::{dumps_sorted, Separators};
 use super::signing::verify_strict;
+use times::{check_times, parse_v1_time};
+
+pub use times::APPROVAL_YEARS;
+
+mod times;
 
 /// Format tag of a v2 approval.
 pub const V2_FORMAT: &str = "openexec-approval/v2";
@@ -67,6 +72,10 @@ pub enum ApprovalError {
     /// `expires_at - issued_at` exceeds the maximum lifetime.
     #[error("Approval artifact lifetime exceeds the maximum of {0} seconds")]
     LifetimeTooLong(i64),
+    /// A time (the field named) is outside [`APPROVAL_YEARS`] in UTC, or
+    /// the clock-skew allowance moves it outside the times chrono holds.
+    #[error("Approval artifact {0} is outside the supported time range (years 0000 to 9999, UTC)")]
+    TimeOutOfRange(&'static str),
     /// No trusted key verifies the signature.
     #[error("Invalid signature: approval artifact is not authentic")]
     BadSignature,
@@ -100,6 +109,7 @@ impl ApprovalError {
             Self::Expired => "approval_expired",
             Self::NotYetValid => "approval_not_yet_valid",
             Self::LifetimeTooLong(_) => "approval_lifetime_too_long",
+            Self::TimeOutOfRange(_) => "approval_time_out_of_range",
             Self::BadSignature => "approval_signature_invalid",
             Self::TenantMismatch { .. } => "tenant_mismatch",
             Self::V1NeedsTenant => "approval_v1_needs_tenant",
@@ -303,7 +313,11 @@ pub struct VerifiedApproval {
 pub struct RequestRef<'a> {
     /// Action.
     pub action: &'a str,
-    /// Payload (`null` is treated as `{}` for v1, as the original did).
+    /// Payload as parsed from the request (`null` is treated as `{}`, as
+    /// the original did): the input of the v1 `action_hash`, which Python
+    /// computed over the payload as `json.loads` read it. The value a
+    /// handler runs with is a function of it, so one v1 hash approves one
+    /// handler input.
     pub payload: &'a Value,
     /// Request hash over action, payload, nonce and the effective tenant.
     pub request_hash: &'a Hash,
@@ -430,49 +444,6 @@ pub fn v2_message(a: &V2Artifact) -> Result<Vec<u8>, super::canonical::Canonical
     Ok(msg)
 }
 
-fn check_times(
-    issued: DateTime<Utc>,
-    expires: DateTime<Utc>,
-    policy: &ApprovalPolicy,
-    now: DateTime<Utc>,
-) -> Result<(), ApprovalError> {
-    if now > expires + policy.skew {
-        return Err(ApprovalError::Expired);
-    }
-    if issued > now + policy.skew {
-        return Err(ApprovalError::NotYetValid);
-    }
-    if expires <= issued {
-        return Err(ApprovalError::BadExpiry);
-    }
-    if expires - issued > policy.max_lifetime {
-        return Err(ApprovalError::LifetimeTooLong(
-            policy.max_lifetime.num_seconds(),
-        ));
-    }
-    Ok(())
-}
-
-/// Python `datetime.fromisoformat` forms: naive (taken as UTC, as the
-/// original compared with `utcnow()`) or with a zone, `T` or space.
-fn parse_v1_time(text: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Some(t.with_timezone(&Utc));
-    }
-    let normalized = text.replacen(' ', "T", 1);
-    if let Ok(t) = DateTime::parse_from_rfc3339(&normalized) {
-        return Some(t.with_timezone(&Utc));
-    }
-    [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(&normalized, f).ok())
-    .map(|t| t.and_utc())
-}
-
 /// Strict standard base64 of exactly 64 bytes.
 fn decode_signature(text: &str) -> Option<Signature> {
     let bytes = STANDARD.decode(text).ok()?;
@@ -487,6 +458,19 @@ fn find_signer<'a>(
     let signature = decode_signature(signature)?;
     keys.iter()
         .find(|k| verify_strict(&k.key, message, &signature))
+}
+
+/// `issued_at + ttl`, or the last time chrono holds when that is beyond it
+/// (an artifact [`verify`] then refuses as out of range; `openexec
+/// approve` refuses such a lifetime before minting).
+fn expiry(issued_at: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    issued_at
+        .checked_add_signed(ttl)
+        .unwrap_or(if ttl < Duration::zero() {
+            DateTime::<Utc>::MIN_UTC
+        } else {
+            DateTime::<Utc>::MAX_UTC
+        })
 }
 
 /// Mints a v1 artifact (for operators who are their own approver, and tests).
@@ -507,7 +491,7 @@ pub fn mint_v1(
         tenant_id: tenant.to_owned(),
         action_hash: v1_action_hash(action, payload),
         issued_at: fmt(issued_at),
-        expires_at: fmt(issued_at + ttl),
+        expires_at: fmt(expiry(issued_at, ttl)),
         signature: String::new(),
     };
     let message = format!(
@@ -535,12 +519,15 @@ pub fn mint_v2(
         request_hash: request_hash.to_base64(),
         key_id: ApproverKey::new(key.verifying_key()).key_id,
         issued_at: fmt(issued_at),
-        expires_at: fmt(issued_at + ttl),
+        expires_at: fmt(expiry(issued_at, ttl)),
         signature: String::new(),
     };
     a.signature = STANDARD.encode(key.sign(&v2_message(&a)?).to_bytes());
     Ok(a)
 }
+
+#[cfg(test)]
+mod time_tests;
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,16 @@ pub fn to_canonical_string<T: Serialize>(value: &T) -> Result<String, CanonicalE
     serde_json_canonicalizer::to_string(value).map_err(|e| CanonicalError(e.to_string()))
 }
 
+/// `value` read back from its RFC 8785 canonical bytes: the one value of
+/// all those that share those bytes (and so a request hash). `1.0`, `1e0`
+/// and `1` all become the integer `1`; `-0` becomes `0`. What a handler
+/// receives, what is hashed and what is committed is this value, and
+/// canonicalizing it again gives the same bytes.
+pub fn canonical_value(value: &Value) -> Result<Value, CanonicalError> {
+    let bytes = to_canonical_bytes(value)?;
+    serde_json::from_slice(&bytes).map_err(|e| CanonicalError(e.to_string()))
+}
+
 /// The fields a request hash binds: exactly what was asked, of whom, once.
 #[derive(Debug, Serialize)]
 struct RequestForHash<'a> {

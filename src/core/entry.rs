@@ -27,12 +27,14 @@ pub enum Outcome {
     Executed,
     /// The handler ran and failed (error or panic).
     Failed,
-    /// A check refused the attempt; no handler ran.
+    /// A check refused the attempt, or (reason `internal_panic`) a contained
+    /// panic stopped it before its nonce was won; nothing took effect.
     Rejected,
     /// A repeat of an already recorded request; no handler ran.
     Replayed,
-    /// A reservation found pending at start-up: the process stopped between
-    /// reserving the nonce and recording the outcome. Never re-run.
+    /// A reservation found pending at start-up (the process stopped between
+    /// reserving the nonce and recording the outcome), or one whose attempt
+    /// a contained panic stopped (reason `internal_panic`). Never re-run.
     Interrupted,
 }
 

@@ -70,6 +70,12 @@ pub fn execute_request(data: &[u8]) {
     if let Ok(r) = parse_execute(data, &Limits::default()) {
         assert!(super::request::is_action_name(&r.action) && super::request::is_nonce(&r.nonce));
         assert!(r.payload.is_object());
+        // The handler's value is the canonical value of what was sent, and
+        // a fixed point of canonicalization.
+        let canonical = super::canonical::canonical_value(&r.payload_as_sent).ok();
+        assert_eq!(canonical.as_ref(), Some(&r.payload), "handler value");
+        let again = super::canonical::canonical_value(&r.payload).ok();
+        assert_eq!(again.as_ref(), Some(&r.payload), "canonical fixed point");
     }
 }
 

@@ -15,6 +15,7 @@ pub mod entry;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hash;
+pub mod ijson;
 pub mod policy;
 pub mod proof;
 pub mod pyjson;

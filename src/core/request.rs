@@ -3,12 +3,23 @@
 //! This is the boundary's first stage. A body refused here never reaches
 //! the ledger (there is no well-formed action or nonce to record); every
 //! body that passes is recorded, whatever happens to it next.
+//!
+//! One rule binds approvals to what runs: the body (and a payload string)
+//! must be I-JSON, every number one that an IEEE double writes back
+//! exactly ([`super::ijson`]), and the payload handed on is the value read
+//! back from its RFC 8785 canonical bytes
+//! ([`super::canonical::canonical_value`]). So the value that is hashed,
+//! committed, approved and handed to the handler is one value, and two
+//! payloads with one request hash are one handler input.
 
 use std::cell::RefCell;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+
+use super::canonical::canonical_value;
+use super::ijson::{check_numbers, InexactNumber};
 
 /// Limits on an execute request.
 #[derive(Debug, Clone, Copy)]
@@ -90,8 +101,14 @@ validated_string!(
 pub struct ExecuteRequest {
     /// Action name.
     pub action: ActionName,
-    /// The payload object (`{}` when absent or null, as the original did).
+    /// The payload object (`{}` when absent or null, as the original did)
+    /// in canonical form: read back from its RFC 8785 bytes. The request
+    /// hash, the commitments and the handler all take this value.
     pub payload: Value,
+    /// The payload object as parsed from the body: what a ClawShield v1
+    /// `action_hash` covers (Python's `json.loads` keeps `1.0` a float).
+    /// [`Self::payload`] is a function of it.
+    pub payload_as_sent: Value,
     /// Nonce, scoped per tenant.
     pub nonce: Nonce,
     /// The approval artifact object, if any.
@@ -129,12 +146,15 @@ pub fn parse_execute(body: &[u8], limits: &Limits) -> Result<ExecuteRequest, Req
     }
     check_depth(body, limits.max_depth)?;
     let value = parse_json_strict(body).map_err(|e| e.into_refusal("Body"))?;
+    check_numbers(body).map_err(|e| inexact(&e, "Body"))?;
     let Value::Object(mut map) = value else {
         return Err(refuse(422, "invalid_body", "Body must be a JSON object"));
     };
     let action = ActionName::parse(&take_string(&mut map, "action")?)?;
     let nonce = Nonce::parse(&take_string(&mut map, "nonce")?)?;
-    let payload = parse_payload(map.remove("payload"), limits)?;
+    let payload_as_sent = parse_payload(map.remove("payload"), limits)?;
+    let payload = canonical_value(&payload_as_sent)
+        .map_err(|e| refuse(422, "invalid_payload", e.to_string()))?;
     let approval_artifact = match map.remove("approval_artifact") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => Some(v),
@@ -149,6 +169,7 @@ pub fn parse_execute(body: &[u8], limits: &Limits) -> Result<ExecuteRequest, Req
     Ok(ExecuteRequest {
         action,
         payload,
+        payload_as_sent,
         nonce,
         approval_artifact,
     })
@@ -178,7 +199,11 @@ fn parse_payload(value: Option<Value>, limits: &Limits) -> Result<Value, Request
         Some(v @ Value::Object(_)) => Ok(v),
         Some(Value::String(text)) => {
             check_depth(text.as_bytes(), limits.max_depth)?;
-            match parse_json_strict(text.as_bytes()) {
+            let parsed = parse_json_strict(text.as_bytes());
+            if parsed.is_ok() {
+                check_numbers(text.as_bytes()).map_err(|e| inexact(&e, "payload string"))?;
+            }
+            match parsed {
                 Ok(v @ Value::Object(_)) => Ok(v),
                 Ok(Value::Null) => Ok(Value::Object(Map::new())),
                 Err(e @ StrictJsonError::DuplicateKey(_)) => Err(e.into_refusal("payload string")),
@@ -195,6 +220,12 @@ fn parse_payload(value: Option<Value>, limits: &Limits) -> Result<Value, Request
             "payload must be an object, null, or a JSON object string",
         )),
     }
+}
+
+/// The refusal of a number in `what` ("Body", "payload string") that is
+/// not I-JSON.
+fn inexact(e: &InexactNumber, what: &str) -> RequestError {
+    refuse(422, "inexact_number", format!("{what}: {e}"))
 }
 
 /// Why [`parse_json_strict`] refused a text.

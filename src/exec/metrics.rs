@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
 
+use super::Stage;
 use crate::core::entry::Outcome;
 use crate::ledger::Ledger;
 
@@ -15,6 +16,8 @@ pub struct Metrics {
     attempts: Mutex<BTreeMap<(String, String), u64>>,
     rate_limited: std::sync::atomic::AtomicU64,
     rate_limited_globally: std::sync::atomic::AtomicU64,
+    /// Panics contained on the `/execute` path, by [`Stage`].
+    panics: [std::sync::atomic::AtomicU64; Stage::ALL.len()],
 }
 
 impl Metrics {
@@ -40,6 +43,11 @@ impl Metrics {
         self.rate_limited_globally.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one panic contained at `stage`.
+    pub fn record_panic(&self, stage: Stage) {
+        self.panics[stage as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Prometheus exposition text.
     pub fn render(&self, ledger: &Ledger) -> String {
         let mut out = String::new();
@@ -54,6 +62,16 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "openexec_attempts_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP openexec_panics_total Panics contained on the /execute path, by stage (answered 500 internal_panic).\n");
+        out.push_str("# TYPE openexec_panics_total counter\n");
+        for stage in Stage::ALL {
+            let n = self.panics[stage as usize].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "openexec_panics_total{{stage=\"{}\"}} {n}",
+                stage.as_str()
             );
         }
         let stats = ledger.stats();

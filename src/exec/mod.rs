@@ -27,11 +27,16 @@
 //! This module never answers with a receipt before the attempt's entry is
 //! durable, never runs a handler with effects without a durable
 //! reservation, and never records or returns the result of an attempt
-//! that did not win its nonce.
+//! that did not win its nonce. A panic anywhere on the path is contained
+//! and answered `500 internal_panic`, and the attempt is recorded as far as
+//! it got (`unwind`).
 
 pub mod handlers;
 pub mod metrics;
 pub mod ratelimit;
+mod unwind;
+
+pub use unwind::Stage;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -148,6 +153,7 @@ pub struct Boundary {
     policy: Policy,
     metrics: Metrics,
     reject_limiter: ratelimit::RejectLimiter,
+    panic_hook: unwind::PanicHook,
 }
 
 /// One attempt, as far as it got.
@@ -162,6 +168,8 @@ struct Attempt {
     approval: ApprovalSummary,
     /// For a replay: the entry it replays, whose commitments it repeats.
     original: Option<Original>,
+    /// How far it got, read if a panic stops it ([`unwind`]).
+    progress: Arc<unwind::Progress>,
 }
 
 /// The entry a replay repeats, as its replay entry names it.
@@ -208,7 +216,14 @@ impl Boundary {
             policy,
             metrics: Metrics::default(),
             reject_limiter,
+            panic_hook: unwind::PanicHook::default(),
         }
+    }
+
+    /// Test hook: the next attempt to reach `stage` panics there, once.
+    #[doc(hidden)]
+    pub fn inject_panic(&self, stage: Stage) {
+        self.panic_hook.arm(stage);
     }
 
     /// The ledger.
@@ -260,6 +275,26 @@ impl Boundary {
     /// `client` is the peer address, used only for the limit on recording
     /// rejected and replayed attempts.
     pub async fn execute(&self, body: &[u8], client: Option<std::net::IpAddr>) -> Response {
+        let progress = Arc::new(unwind::Progress::default());
+        let pipeline = self.run_attempt(body, client, Arc::clone(&progress));
+        match unwind::CatchUnwind::new(pipeline).await {
+            Ok(response) => response,
+            Err(payload) => {
+                let message = unwind::panic_message(payload.as_ref()).to_owned();
+                drop(payload);
+                self.contain_panic(&progress, &message).await
+            }
+        }
+    }
+
+    /// The pipeline of [`Self::execute`], noting its progress.
+    async fn run_attempt(
+        &self,
+        body: &[u8],
+        client: Option<std::net::IpAddr>,
+        progress: Arc<unwind::Progress>,
+    ) -> Response {
+        self.panic_hook.fire(Stage::Parse);
         let request = match parse_execute(body, &self.policy.limits) {
             Ok(r) => r,
             Err(e) => return Response::error(e.status, e.code, e.detail),
@@ -279,7 +314,17 @@ impl Boundary {
             request_hash,
             approval: ApprovalSummary::none(),
             original: None,
+            progress,
         };
+        attempt.progress.parsed(unwind::AttemptRecord {
+            exec_id: attempt.exec_id.clone(),
+            tenant: attempt.tenant.clone(),
+            action: attempt.request.action.as_str().to_owned(),
+            nonce: attempt.request.nonce.as_str().to_owned(),
+            request_hash: attempt.request_hash,
+            approval: ApprovalSummary::none(),
+        });
+        attempt.progress.enter(Stage::Authorize);
         let (handler, verified) = match self.authorize(&attempt, artifact) {
             Ok(v) => v,
             Err(decision) => return self.finish(attempt, decision, None).await,
@@ -309,6 +354,7 @@ impl Boundary {
         attempt: &Attempt,
         artifact: Option<Result<Artifact, ApprovalError>>,
     ) -> Result<(Handler, Option<VerifiedApproval>), Decision> {
+        self.panic_hook.fire(Stage::Authorize);
         let action = &attempt.request.action;
         if let Some(list) = &self.policy.allow_list {
             if !list.iter().any(|a| a.as_str() == action.as_str()) {
@@ -331,7 +377,7 @@ impl Boundary {
                     .map_err(approval_rejection)?;
                 let request = RequestRef {
                     action,
-                    payload: &attempt.request.payload,
+                    payload: &attempt.request.payload_as_sent,
                     request_hash: &attempt.request_hash,
                 };
                 Some(
@@ -347,6 +393,7 @@ impl Boundary {
 
     /// Steps 6–9.
     async fn reserve_and_run(&self, attempt: Attempt, handler: Handler) -> Response {
+        attempt.progress.enter(Stage::Reserve);
         let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
         let record = PendingNonce {
             request_hash: attempt.request_hash,
@@ -368,6 +415,8 @@ impl Boundary {
         // entries queued at the same time.
         match self.ledger.reserve(key.clone(), record).await {
             Ok(Reservation::Reserved) => {
+                attempt.progress.reserved(key.clone(), &attempt.approval);
+                self.panic_hook.fire(Stage::Reserve);
                 let decision = self.run_handler(handler, &attempt);
                 self.finish(attempt, decision, Some(Completion::reserved(key)))
                     .await
@@ -393,17 +442,23 @@ impl Boundary {
         record: PendingNonce,
     ) -> Response {
         let decision = self.run_handler(handler, &attempt);
+        attempt.progress.enter(Stage::Record);
+        self.panic_hook.fire(Stage::Record);
         let (draft, content) = match self.draft(&attempt, &decision) {
             Ok(v) => v,
             Err(e) => return Response::error(422, "invalid_payload", e),
         };
+        attempt.progress.handing_over();
         match self
             .ledger
             .reserve_and_append(key, record, draft, content)
             .await
         {
             Ok(Recorded::Appended(appended)) => self.recorded(&attempt, &decision, &appended),
-            Ok(Recorded::NotReserved(other)) => self.not_reserved(attempt, other).await,
+            Ok(Recorded::NotReserved(other)) => {
+                attempt.progress.not_appended();
+                self.not_reserved(attempt, other).await
+            }
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation and record failed");
                 storage_unavailable()
@@ -436,10 +491,12 @@ impl Boundary {
 
     /// Runs the handler once, catching panics.
     fn run_handler(&self, handler: Handler, attempt: &Attempt) -> Decision {
+        attempt.progress.enter(Stage::Handler);
         let ctx = HandlerContext {
             store: self.ledger.store(),
         };
         match catch_unwind(AssertUnwindSafe(|| {
+            self.panic_hook.fire(Stage::Handler);
             (handler.run)(&ctx, &attempt.request.payload)
         })) {
             Ok(Ok(result)) => Decision {
@@ -456,13 +513,16 @@ impl Boundary {
                 detail: Some(format!("Handler failed: {msg}")),
                 result: None,
             },
-            Err(_) => Decision {
-                outcome: Outcome::Failed,
-                reason: "handler_panic".into(),
-                status: 500,
-                detail: Some("Handler failed: it panicked".into()),
-                result: None,
-            },
+            Err(_) => {
+                self.metrics.record_panic(Stage::Handler);
+                Decision {
+                    outcome: Outcome::Failed,
+                    reason: "handler_panic".into(),
+                    status: 500,
+                    detail: Some("Handler failed: it panicked".into()),
+                    result: None,
+                }
+            }
         }
     }
 
@@ -567,10 +627,13 @@ impl Boundary {
                 return Response::rate_limited(limited);
             }
         }
+        attempt.progress.enter(Stage::Record);
+        self.panic_hook.fire(Stage::Record);
         let (draft, content) = match self.draft(&attempt, &decision) {
             Ok(v) => v,
             Err(e) => return Response::error(422, "invalid_payload", e),
         };
+        attempt.progress.handing_over();
         match self
             .ledger
             .append_completing(draft, content, completion)
@@ -586,7 +649,9 @@ impl Boundary {
 
     /// An attempt whose entry is durable: counted, logged, answered.
     fn recorded(&self, attempt: &Attempt, decision: &Decision, appended: &Appended) -> Response {
+        attempt.progress.enter(Stage::Respond);
         self.metrics.record(decision.outcome, &decision.reason);
+        self.panic_hook.fire(Stage::Respond);
         tracing::debug!(
             exec_id = %attempt.exec_id,
             action = %attempt.request.action,

@@ -149,7 +149,7 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     (status = 415, description = "Not JSON (not recorded)", body = ErrorBody),
     (status = 422, description = "Malformed request (not recorded), or nonce conflict / malformed approval (recorded)", body = ErrorBody),
     (status = 429, description = "Rejection or replay past the per-client or the global rate limit (not recorded); `Retry-After` gives the seconds to wait", body = ErrorBody),
-    (status = 500, description = "Handler failed (recorded)", body = ExecuteResponse),
+    (status = 500, description = "Handler failed (recorded), or a contained internal error (code internal_panic: recorded as far as the attempt got)", body = ExecuteResponse),
     (status = 503, description = "Ledger unavailable", body = ErrorBody)))]
 pub(super) async fn execute(
     state: web::Data<AppState>,
