@@ -27,6 +27,18 @@ use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
 /// files.)
 const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
 
+/// The data directory of the embedded store that `url` names: `sled://PATH`
+/// or a plain path (anything without a `scheme://`); `None` for another
+/// scheme or an empty path.
+fn embedded_data_dir(url: &str) -> Option<PathBuf> {
+    let path = match url.split_once("://") {
+        Some(("sled", path)) => path,
+        Some(_) => return None,
+        None => url,
+    };
+    (!path.is_empty()).then(|| PathBuf::from(path))
+}
+
 /// Arguments of `openexec serve`; every one also an environment variable.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -42,7 +54,7 @@ pub struct ServeArgs {
     /// Comma-separated allow-list of actions (unset: every registered action).
     #[arg(long, env = "OPENEXEC_ALLOWED_ACTIONS")]
     pub allowed_actions: Option<String>,
-    /// Storage: `sled://PATH` (unset: ./openexec-data).
+    /// Storage: `sled://PATH` or a path (unset: ./openexec-data).
     #[arg(long, env = "OPENEXEC_DB_URL")]
     pub db_url: Option<String>,
     /// Listen address.
@@ -176,13 +188,9 @@ impl ServeArgs {
         }
         let data_dir = match non_empty(self.db_url.as_deref()) {
             None => PathBuf::from("openexec-data"),
-            Some(url) => PathBuf::from(
-                url.strip_prefix("sled://")
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| {
-                        format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH)")
-                    })?,
-            ),
+            Some(url) => embedded_data_dir(url).ok_or_else(|| {
+                format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH or a path)")
+            })?,
         };
         let allow_list = non_empty(self.allowed_actions.as_deref()).map(|list| {
             list.split(',')
@@ -333,4 +341,20 @@ pub(super) fn init_tracing() {
         .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn db_urls_name_the_embedded_store_by_sled_url_or_path() {
+        use super::embedded_data_dir as dir;
+        use std::path::PathBuf;
+        assert_eq!(dir("sled:///var/lib/oe"), Some(PathBuf::from("/var/lib/oe")));
+        assert_eq!(dir("sled://rel/dir"), Some(PathBuf::from("rel/dir")));
+        assert_eq!(dir("/var/lib/oe"), Some(PathBuf::from("/var/lib/oe")));
+        assert_eq!(dir("data"), Some(PathBuf::from("data")));
+        for refused in ["sled://", "sqlite:///openexec.db", "postgres://u@h/db", ""] {
+            assert_eq!(dir(refused), None, "{refused}");
+        }
+    }
 }
