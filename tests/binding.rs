@@ -147,6 +147,37 @@ async fn a_v2_approval_runs_only_the_value_it_approved() {
     assert_eq!(again.body["result"], r.body["result"]);
 }
 
+/// A result is answered, stored and committed as one value: `add` of two
+/// exact doubles whose sum (2^53 + 1) no double holds answers the sum's
+/// canonical value, and the result commitment opens to exactly that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_result_answered_is_the_result_committed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = boundary(dir.path(), Mode::Demo);
+    let r = b
+        .execute(
+            &body("add", r#"{"a":4503599627370497,"b":4503599627370496}"#, "n-sum", None),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let answered = r.body["result"].clone();
+    assert_eq!(
+        to_canonical_bytes(&answered).unwrap(),
+        serde_json::to_vec(&answered).unwrap(),
+        "the answer is in canonical form: {answered}"
+    );
+    let e = entry(&r);
+    let content = b.ledger().store().content(e.index).unwrap().unwrap();
+    let content: Content = serde_json::from_slice(&content).unwrap();
+    assert_eq!(content.result.as_ref(), Some(&answered));
+    assert!(opens_commitment(
+        &e.result_commitment.unwrap(),
+        content.salts.result.as_ref().unwrap(),
+        &to_canonical_bytes(&answered).unwrap()
+    ));
+}
+
 /// `{"a":1}`, `{"a":1.0}` and `{"a":1e0}` are one request under RFC 8785:
 /// each runs as the integer 1, so one v2 approval of any of them approves
 /// exactly the value that runs.

@@ -251,14 +251,16 @@ impl ServeArgs {
 /// A lifetime or skew allowance: non-negative seconds that chrono holds.
 fn allowance(name: &str, seconds: i64) -> Result<chrono::Duration, String> {
     chrono::Duration::try_seconds(seconds)
-        .filter(|_| seconds >= 0)
+        .filter(|_| (0..=MAX_ALLOWANCE_SECS).contains(&seconds))
         .ok_or_else(|| {
-            format!(
-                "{name} {seconds}: must be a number of seconds from 0 to {}",
-                chrono::Duration::MAX.num_seconds()
-            )
+            format!("{name} {seconds}: must be a number of seconds from 0 to {MAX_ALLOWANCE_SECS}")
         })
 }
+
+/// The largest clock skew or approval lifetime `serve` accepts: 100 years.
+/// Any approval time stays within the years 0000–9999 that approvals may
+/// name only while these allowances are far smaller than that range.
+const MAX_ALLOWANCE_SECS: i64 = 100 * 366 * 86_400;
 
 fn non_empty(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|v| !v.is_empty())
@@ -345,6 +347,17 @@ pub(super) fn init_tracing() {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn allowances_are_whole_seconds_up_to_a_hundred_years() {
+        use super::{allowance, MAX_ALLOWANCE_SECS};
+        assert_eq!(allowance("S", 0), Ok(chrono::Duration::zero()));
+        assert!(allowance("S", MAX_ALLOWANCE_SECS).is_ok());
+        for refused in [-1, MAX_ALLOWANCE_SECS + 1, i64::MAX] {
+            let e = allowance("S", refused).unwrap_err();
+            assert!(e.contains("from 0 to 3162240000"), "{e}");
+        }
+    }
+
     #[test]
     fn db_urls_name_the_embedded_store_by_sled_url_or_path() {
         use super::embedded_data_dir as dir;

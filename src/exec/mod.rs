@@ -48,7 +48,7 @@ use serde_json::{json, Value};
 use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
-use crate::core::canonical::{commitment, request_hash, to_canonical_bytes};
+use crate::core::canonical::{canonical_value, commitment, request_hash, to_canonical_bytes};
 use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome, ReplayOf};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::pyjson::{dumps_sorted, Separators};
@@ -282,7 +282,7 @@ impl Boundary {
             Err(payload) => {
                 let message = unwind::panic_message(payload.as_ref()).to_owned();
                 drop(payload);
-                self.contain_panic(&progress, &message).await
+                self.contain_panic(&progress, &message, client).await
             }
         }
     }
@@ -448,12 +448,17 @@ impl Boundary {
             Ok(v) => v,
             Err(e) => return Response::error(422, "invalid_payload", e),
         };
-        attempt.progress.handing_over();
-        match self
+        let recorded = match self
             .ledger
-            .reserve_and_append(key, record, draft, content)
-            .await
+            .queue_reserve_and_append(key, record, draft, content)
         {
+            Ok(queued) => {
+                attempt.progress.handing_over();
+                self.ledger.reserved_and_appended(queued).await
+            }
+            Err(e) => Err(e),
+        };
+        match recorded {
             Ok(Recorded::Appended(appended)) => self.recorded(&attempt, &decision, &appended),
             Ok(Recorded::NotReserved(other)) => {
                 attempt.progress.not_appended();
@@ -499,12 +504,24 @@ impl Boundary {
             self.panic_hook.fire(Stage::Handler);
             (handler.run)(&ctx, &attempt.request.payload)
         })) {
-            Ok(Ok(result)) => Decision {
-                outcome: Outcome::Executed,
-                reason: "ok".into(),
-                status: 200,
-                detail: None,
-                result: Some(result),
+            // The result is answered, stored and committed as the value its
+            // canonical bytes read back to (I-JSON, as payloads are), so
+            // that its commitment opens to exactly what the client got.
+            Ok(Ok(result)) => match canonical_value(&result) {
+                Ok(result) => Decision {
+                    outcome: Outcome::Executed,
+                    reason: "ok".into(),
+                    status: 200,
+                    detail: None,
+                    result: Some(result),
+                },
+                Err(e) => Decision {
+                    outcome: Outcome::Failed,
+                    reason: "result_not_canonical".into(),
+                    status: 500,
+                    detail: Some(format!("Handler result cannot be canonicalized: {e}")),
+                    result: None,
+                },
             },
             Ok(Err(msg)) => Decision {
                 outcome: Outcome::Failed,
@@ -615,15 +632,8 @@ impl Boundary {
         completion: Option<Completion>,
     ) -> Response {
         if matches!(decision.outcome, Outcome::Rejected | Outcome::Replayed) {
-            if let Err(limited) = self
-                .reject_limiter
-                .try_take(attempt.client, std::time::Instant::now())
-            {
+            if let Err(limited) = self.take_recording_token(attempt.client) {
                 // Over the limit: answered, but not recorded (growth bound).
-                self.metrics.record_rate_limited();
-                if limited.scope == ratelimit::Scope::Global {
-                    self.metrics.record_rate_limited_globally();
-                }
                 return Response::rate_limited(limited);
             }
         }
@@ -633,18 +643,36 @@ impl Boundary {
             Ok(v) => v,
             Err(e) => return Response::error(422, "invalid_payload", e),
         };
-        attempt.progress.handing_over();
-        match self
-            .ledger
-            .append_completing(draft, content, completion)
-            .await
-        {
+        let appended = match self.ledger.queue_append(draft, content, completion) {
+            Ok(queued) => {
+                attempt.progress.handing_over();
+                self.ledger.appended(queued).await
+            }
+            Err(e) => Err(e),
+        };
+        match appended {
             Ok(appended) => self.recorded(&attempt, &decision, &appended),
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, error = %e, "attempt could not be recorded");
                 storage_unavailable()
             }
         }
+    }
+
+    /// Takes the right to record one rejection or replay from `client`
+    /// (per-client and global limits), counting a refusal in `/metrics`.
+    fn take_recording_token(
+        &self,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<(), ratelimit::Limited> {
+        self.reject_limiter
+            .try_take(client, std::time::Instant::now())
+            .inspect_err(|limited| {
+                self.metrics.record_rate_limited();
+                if limited.scope == ratelimit::Scope::Global {
+                    self.metrics.record_rate_limited_globally();
+                }
+            })
     }
 
     /// An attempt whose entry is durable: counted, logged, answered.

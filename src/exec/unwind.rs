@@ -190,7 +190,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Boundary {
     /// Counts the panic that stopped an attempt, records the attempt as far
     /// as it got (see the module doc) and answers 500.
-    pub(super) async fn contain_panic(&self, progress: &Progress, message: &str) -> Response {
+    pub(super) async fn contain_panic(
+        &self,
+        progress: &Progress,
+        message: &str,
+        client: Option<std::net::IpAddr>,
+    ) -> Response {
         let stage = progress.stage();
         self.metrics.record_panic(stage);
         tracing::error!(
@@ -207,7 +212,14 @@ impl Boundary {
                     "its entry was handed to the ledger; a retry with the same nonce finds it",
                 );
             }
-            Unrecorded::Attempt(record) => (record, Outcome::Rejected, None),
+            Unrecorded::Attempt(record) => {
+                // A rejection like any other: held to the same limits, so
+                // that a request that panics cannot grow the ledger faster.
+                if self.take_recording_token(client).is_err() {
+                    return panic_answer("it was not recorded: the rejection rate limit is reached");
+                }
+                (record, Outcome::Rejected, None)
+            }
             Unrecorded::Reservation(record, key) => (
                 record,
                 Outcome::Interrupted,

@@ -397,7 +397,7 @@ fn check_replay(store: &Store, replay: &Entry) -> Result<(), String> {
     if (&original.tenant, &original.nonce) != (&replay.tenant, &replay.nonce) {
         return problem("which holds another nonce");
     }
-    if original.request_hash != replay.request_hash {
+    if original.request_hash != replay.request_hash || original.action != replay.action {
         return problem("which is another request");
     }
     if original.exec_id != replay.exec_id

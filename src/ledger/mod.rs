@@ -217,6 +217,14 @@ enum Ticket {
     NotReserved(Reservation),
 }
 
+/// An entry handed to the writer, not yet durable
+/// ([`Ledger::queue_append`]).
+pub struct QueuedAppend(tokio::sync::oneshot::Receiver<Result<Sealed, LedgerError>>);
+
+/// A claim and its entry handed to the writer, not yet durable
+/// ([`Ledger::queue_reserve_and_append`]).
+pub struct QueuedRecord(tokio::sync::oneshot::Receiver<Result<Ticket, LedgerError>>);
+
 /// How [`Ledger::reserve_and_append`] ended.
 #[derive(Debug)]
 pub enum Recorded {
@@ -384,8 +392,28 @@ impl Ledger {
         content: Option<Content>,
         completion: Option<Completion>,
     ) -> Result<Appended, LedgerError> {
-        let rx = self.submit(draft, content, completion)?;
-        rx.await
+        let queued = self.queue_append(draft, content, completion)?;
+        self.appended(queued).await
+    }
+
+    /// The first half of [`Self::append_completing`]: the entry is with
+    /// the writer once this returns `Ok` (a caller that must know whether
+    /// its entry was handed over notes it between the two halves).
+    pub fn queue_append(
+        &self,
+        draft: EntryDraft,
+        content: Option<Content>,
+        completion: Option<Completion>,
+    ) -> Result<QueuedAppend, LedgerError> {
+        self.submit(draft, content, completion).map(QueuedAppend)
+    }
+
+    /// The second half of [`Self::append_completing`]: waits until the
+    /// queued entry is durable.
+    pub async fn appended(&self, queued: QueuedAppend) -> Result<Appended, LedgerError> {
+        queued
+            .0
+            .await
             .map_err(writer_stopped)??
             .into_appended(&self.store)
     }
@@ -437,6 +465,19 @@ impl Ledger {
         draft: EntryDraft,
         content: Option<Content>,
     ) -> Result<Recorded, LedgerError> {
+        let queued = self.queue_reserve_and_append(key, record, draft, content)?;
+        self.reserved_and_appended(queued).await
+    }
+
+    /// The first half of [`Self::reserve_and_append`]: the claim and its
+    /// entry are with the writer once this returns `Ok`.
+    pub fn queue_reserve_and_append(
+        &self,
+        key: Vec<u8>,
+        record: PendingNonce,
+        draft: EntryDraft,
+        content: Option<Content>,
+    ) -> Result<QueuedRecord, LedgerError> {
         let content = encode(&draft, content)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send(Work::ReserveAndAppend(Box::new(ReserveAndAppendJob {
@@ -445,7 +486,15 @@ impl Ledger {
             content,
             reply,
         })))?;
-        match rx.await.map_err(writer_stopped)?? {
+        Ok(QueuedRecord(rx))
+    }
+
+    /// The second half of [`Self::reserve_and_append`].
+    pub async fn reserved_and_appended(
+        &self,
+        queued: QueuedRecord,
+    ) -> Result<Recorded, LedgerError> {
+        match queued.0.await.map_err(writer_stopped)?? {
             Ticket::Sealed(sealed) => Ok(Recorded::Appended(Box::new(
                 sealed.into_appended(&self.store)?,
             ))),

@@ -139,7 +139,20 @@ impl Sequencer {
                             Err(_) => break,
                         }
                     }
-                    if let Some(cycle) = writer.run_cycle(work) {
+                    // A panic here would leave the cycle half written: the
+                    // writer stops (fail-stop, as after a storage failure),
+                    // its callers are answered 503 as their replies drop,
+                    // and the ledger reports itself unwritable.
+                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        writer.run_cycle(work)
+                    }));
+                    let Ok(written) = ran else {
+                        let panicked =
+                            LedgerError::Unavailable("the ledger's writer panicked".into());
+                        stop(&writer.stopped, &writer.stats, &panicked);
+                        continue;
+                    };
+                    if let Some(cycle) = written {
                         if let Err(mpsc::SendError(cycle)) = to_syncer.send(cycle) {
                             let gone = LedgerError::Unavailable(
                                 "the ledger's syncer thread is gone".into(),
