@@ -111,9 +111,10 @@ impl Store {
                 .inner
                 .faults
                 .check(FaultPoint::ReserveWrite)
-                .and_then(|()| reservations::Encoded::new(*r));
-            match one {
-                Ok(mut e) => {
+                .and_then(|()| reservations::Encoded::new(*r))
+                .and_then(|mut e| {
+                    // A lookup that meets damage fails this reservation
+                    // alone, never as "not done".
                     e.done = match completed.get(r.key) {
                         Some(&index) => Some(index),
                         None => self.done_index(r.key)?,
@@ -122,6 +123,10 @@ impl Store {
                         e.approval_done = consumed.contains_key(ak.as_bytes())
                             || self.approval_done(ak)?.is_some();
                     }
+                    Ok(e)
+                });
+            match one {
+                Ok(e) => {
                     encoded.push(e);
                     // Placeholder, replaced by the transaction's answer.
                     results.push(Ok(Reservation::Reserved));

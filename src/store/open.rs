@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use sled::transaction::Transactional;
 
 use super::commit_ring::{self, CommitRing, RingCommit};
+use super::damage::DamageLog;
 use super::segments::{Segments, SegmentsMark};
 use super::{
     commit_mark, faults, key_table, read_head, reservations, sync_dir, sync_sled, Inner, Store,
@@ -30,8 +31,9 @@ impl Store {
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let existing = check_format(&meta)?;
+        let damage = Arc::new(DamageLog::default());
         let (ring, held) = open_ring(&db, &meta, &config.path, &log_file, existing)?;
-        let segments = open_segments(&db, &meta, &config.path, &log_file)?;
+        let segments = open_segments(&db, &meta, &config.path, &log_file, &damage)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
         // The tables index what their headers miss on two threads (the
         // completion tables share one scan of the completing entries):
@@ -39,8 +41,8 @@ impl Store {
         // 0.45 s apiece, most of it reading and decompressing them.
         let (exec_table, completions) = std::thread::scope(|scope| {
             let completions =
-                scope.spawn(|| open_completion_tables(&segments, config));
-            let exec_table = open_exec_table(&segments, config);
+                scope.spawn(|| open_completion_tables(&segments, config, &damage));
+            let exec_table = open_exec_table(&segments, config, &damage);
             let completions = completions
                 .join()
                 .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
@@ -50,6 +52,7 @@ impl Store {
         let done_nonces = Arc::new(completions.done_nonces);
         let consumed_approvals = Arc::new(completions.consumed_approvals);
         sync_dir(&config.path)?;
+        damage.settle_open();
         let inner = Inner {
             segments,
             _exec_table_syncer: key_table::Syncer::start(Arc::clone(&exec_table))?,
@@ -68,6 +71,7 @@ impl Store {
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
             faults: faults::Faults::default(),
+            damage,
             db,
             log_file,
             ring,
@@ -133,6 +137,7 @@ fn open_segments(
     meta: &sled::Tree,
     dir: &Path,
     log_file: &File,
+    damage: &Arc<DamageLog>,
 ) -> Result<Segments, StoreError> {
     let head = read_head(meta)?;
     let stored_mark = meta
@@ -143,8 +148,14 @@ fn open_segments(
     let new = stored_mark.is_none();
     let mark = stored_mark.unwrap_or_default();
     let size = head.map_or(0, |h| h.size);
-    let (segments, rebuilt) =
-        Segments::open(dir, size, head.map(|h| h.root), mark, dictionary.clone())?;
+    let (segments, rebuilt) = Segments::open(
+        dir,
+        size,
+        head.map(|h| h.root),
+        mark,
+        dictionary.clone(),
+        Arc::clone(damage),
+    )?;
     if let Some(mark) = rebuilt.or(new.then_some(mark)) {
         if let Some(d) = dictionary {
             meta.insert(META_ENTRIES_DICT, d)?;
@@ -161,20 +172,37 @@ fn open_segments(
 fn open_exec_table(
     segments: &Segments,
     config: &StoreConfig,
+    damage: &Arc<DamageLog>,
 ) -> Result<key_table::KeyTable, StoreError> {
-    let table = open_table(&config.path, key_table::EXEC_IDS)?;
-    let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
-    index_past_headers(
-        segments,
-        |index| {
-            let (bytes, _) = segments
-                .entry(index)?
-                .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
-            Ok(Some(bytes))
-        },
-        &[(&table, &exec_id_of)],
-    )?;
-    Ok(table)
+    again_if_damaged(|| {
+        let table = open_table(&config.path, key_table::EXEC_IDS, damage)?;
+        let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
+        index_past_headers(
+            segments,
+            |index| {
+                let (bytes, _) = segments
+                    .entry(index)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
+                Ok(Some(bytes))
+            },
+            &[(&table, &exec_id_of)],
+        )?;
+        Ok(table)
+    })
+}
+
+/// Runs `open` (opening key tables and indexing them) once more if it met
+/// a damaged key-table slot: a table that met damage has its header
+/// invalidated, so the second time it starts afresh and every entry is
+/// indexed again. Damage in `entries.bin` fails both.
+fn again_if_damaged<T>(open: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match open() {
+        Err(StoreError::Damaged(d)) if d.file != super::segments::ENTRIES => {
+            tracing::warn!("{d}: indexing that table again from entries.bin");
+            open()
+        }
+        other => other,
+    }
 }
 
 /// A table to index at open, with the key it takes from an entry's bytes
@@ -242,28 +270,37 @@ struct CompletionTables {
 fn open_completion_tables(
     segments: &Segments,
     config: &StoreConfig,
+    damage: &Arc<DamageLog>,
 ) -> Result<CompletionTables, StoreError> {
-    let done_nonces = open_table(&config.path, key_table::DONE_NONCES)?;
-    let consumed_approvals = open_table(&config.path, key_table::CONSUMED_APPROVALS)?;
-    let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
-    let approval_key_of = |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
-    index_past_headers(
-        segments,
-        |index| segments.completing_entry(index),
-        &[
-            (&done_nonces, &nonce_key_of),
-            (&consumed_approvals, &approval_key_of),
-        ],
-    )?;
-    Ok(CompletionTables {
-        done_nonces,
-        consumed_approvals,
+    again_if_damaged(|| {
+        let done_nonces = open_table(&config.path, key_table::DONE_NONCES, damage)?;
+        let consumed_approvals =
+            open_table(&config.path, key_table::CONSUMED_APPROVALS, damage)?;
+        let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
+        let approval_key_of =
+            |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
+        index_past_headers(
+            segments,
+            |index| segments.completing_entry(index),
+            &[
+                (&done_nonces, &nonce_key_of),
+                (&consumed_approvals, &approval_key_of),
+            ],
+        )?;
+        Ok(CompletionTables {
+            done_nonces,
+            consumed_approvals,
+        })
     })
 }
 
 /// The key table `name` in `dir`, in the store's shape.
-fn open_table(dir: &Path, name: &'static str) -> Result<key_table::KeyTable, StoreError> {
-    key_table::KeyTable::open(dir, name, key_table::SHAPE)
+fn open_table(
+    dir: &Path,
+    name: &'static str,
+    damage: &Arc<DamageLog>,
+) -> Result<key_table::KeyTable, StoreError> {
+    key_table::KeyTable::open(dir, name, key_table::SHAPE, Arc::clone(damage))
 }
 
 

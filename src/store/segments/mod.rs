@@ -14,7 +14,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record); the third says the entry completed its nonce |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]) ‖ CRC-32 of the record; when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record); the third says the entry completed its nonce |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -41,12 +41,13 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tlog_tiles::{Error as TlogError, HashReader};
 
 use super::codec::Codec;
+use super::damage::{DamageLog, Damaged};
 use super::faults::Faults;
 use super::hash_cache::HashCache;
 use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
@@ -57,9 +58,16 @@ mod record;
 
 pub use mark::{SegmentsMark, STORE_FORMAT};
 use record::{
-    append_record, split_content, Record, RecordParts, COMPLETES_FLAG, CONTENT_FLAG, FLAGS,
-    LEN_PREFIX, SIG_LEN, TOKENS_FLAG,
+    append_record, crc_checks, crc_of, split_content, Record, RecordParts, COMPLETES_FLAG,
+    CONTENT_FLAG, CRC_LEN, FLAGS, LEN_PREFIX, SIG_LEN, TOKENS_FLAG,
 };
+
+/// The primary file's name, in the store directory.
+pub(super) const ENTRIES: &str = "entries.bin";
+/// The record index's name.
+pub(super) const INDEX: &str = "entries.idx";
+/// The stored hashes' name.
+pub(super) const HASHES: &str = "hashes.bin";
 
 /// How often, at most, the derived files are made durable. What was not
 /// is rebuilt at open: about this much of the log's entries, at most.
@@ -107,6 +115,8 @@ pub(super) struct Segments {
     visible_hashes: AtomicU64,
     /// Stored hashes proofs read often, in memory.
     cache: HashCache,
+    /// Where damage found is noted (the store's).
+    damage: Arc<DamageLog>,
 }
 
 impl Staged {
@@ -129,6 +139,7 @@ impl Segments {
         root: Option<Hash>,
         mark: SegmentsMark,
         dictionary: Option<Vec<u8>>,
+        damage: Arc<DamageLog>,
     ) -> Result<(Self, Option<SegmentsMark>), StoreError> {
         let codec = OnceLock::new();
         let dictionary_committed = dictionary.is_some();
@@ -136,9 +147,9 @@ impl Segments {
             let _ = codec.set(Codec::new(d)?);
         }
         let segments = Self {
-            entries: open_rw(&dir.join("entries.bin"))?,
-            index: open_rw(&dir.join("entries.idx"))?,
-            hashes: open_rw(&dir.join("hashes.bin"))?,
+            entries: open_rw(&dir.join(ENTRIES))?,
+            index: open_rw(&dir.join(INDEX))?,
+            hashes: open_rw(&dir.join(HASHES))?,
             codec,
             tail: Mutex::new(Tail {
                 count: 0,
@@ -150,6 +161,7 @@ impl Segments {
             visible: AtomicU64::new(0),
             visible_hashes: AtomicU64::new(0),
             cache: HashCache::default(),
+            damage,
         };
         let rebuilt = segments.recover(size, root, mark)?;
         Ok((segments, rebuilt))
@@ -191,26 +203,61 @@ impl Segments {
                 to = size,
                 "rebuilding the entry index and stored hashes from entries.bin"
             );
-            Some(self.rebuild(derived, size, mark.entries_end)?)
+            match self.rebuild(derived, size, mark.entries_end) {
+                Ok(rebuilt) => Some(rebuilt),
+                // The index slot the rebuild starts from may be damaged.
+                Err(StoreError::Damaged(d)) if derived > 0 => {
+                    let rebuilt = self.rebuild_all(size, mark, &d.to_string())?;
+                    return self.check_root(size, root).map(|()| rebuilt);
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
         self.publish_counts(size);
-        if let Some(root) = root {
-            let found = self.tree_root(size)?;
-            if found != root {
-                return Err(StoreError::Corrupt(format!(
-                    "the stored hashes give root {found} at size {size}, the committed head \
-                     says {root}: entries.bin was altered after it was committed{}",
-                    if derived < size {
-                        format!(" (somewhere in entries {derived}..{size}, rebuilt at this open)")
-                    } else {
-                        String::new()
-                    }
-                )));
+        match self.check_root(size, root) {
+            Err(StoreError::Corrupt(_)) if derived > 0 => {
+                // The derived files may be what is damaged.
+                let rebuilt = self.rebuild_all(size, mark, "they do not give the committed root")?;
+                self.check_root(size, root).map(|()| rebuilt)
             }
+            checked => checked.map(|()| rebuilt),
         }
-        Ok(rebuilt)
+    }
+
+    /// Whether the stored hashes give the committed `root` at `size`.
+    fn check_root(&self, size: u64, root: Option<Hash>) -> Result<(), StoreError> {
+        let Some(root) = root else {
+            return Ok(());
+        };
+        let found = self.tree_root(size)?;
+        if found == root {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt(format!(
+            "the stored hashes give root {found} at size {size}, the committed head \
+             says {root}: entries.bin was altered after it was committed"
+        )))
+    }
+
+    /// Derives `entries.idx` and `hashes.bin` again from the whole of
+    /// `entries.bin` (whose records must check), because of `why`.
+    fn rebuild_all(
+        &self,
+        size: u64,
+        mark: SegmentsMark,
+        why: &str,
+    ) -> Result<Option<SegmentsMark>, StoreError> {
+        self.damage.repaired(format!(
+            "{INDEX} and {HASHES} are damaged ({why}): deriving them again from {ENTRIES}"
+        ));
+        self.index.set_len(0)?;
+        self.hashes.set_len(0)?;
+        self.cache.clear();
+        let rebuilt = self.rebuild(0, size, mark.entries_end)?;
+        self.publish_counts(size);
+        Ok(Some(rebuilt))
     }
 
     /// Re-derives `entries.idx` and `hashes.bin` for entries `from..to`
@@ -390,16 +437,10 @@ impl Segments {
         }
     }
 
-    /// Whether entry `index` is committed and its record says it completed
-    /// its nonce (reads only the record's length word).
+    /// Whether entry `index` is committed and its record (which checks)
+    /// says it completed its nonce.
     pub(super) fn completes(&self, index: u64) -> Result<bool, StoreError> {
-        if index >= self.visible.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        let mut word = [0u8; 4];
-        self.entries
-            .read_exact_at(&mut word, self.record_start(index)?)?;
-        Ok(u32::from_be_bytes(word) & COMPLETES_FLAG != 0)
+        Ok(self.record(index)?.is_some_and(|r| r.completes))
     }
 
     /// The cleartext content kept in entry `index`'s record: `None` when
@@ -413,22 +454,27 @@ impl Segments {
     }
 
     /// Erases entry `index`'s content in place: its frame becomes zeros
-    /// (no zstd frame starts with a zero byte), durably. The entry, its
-    /// signature and every proof are untouched — the entry holds only
-    /// salted commitments to the content. Returns whether there was any.
+    /// (no zstd frame starts with a zero byte) and the record's CRC is
+    /// computed again, in one write, durably. The entry, its signature and
+    /// every proof are untouched — the entry holds only salted commitments
+    /// to the content. Returns whether there was any.
     pub(super) fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
         let Some(record) = self.record(index)? else {
             return Ok(false);
         };
-        match record.content {
-            Some(frame) => {
-                let at = record.end - frame.len() as u64;
-                self.entries.write_all_at(&vec![0; frame.len()], at)?;
-                self.entries.sync_data()?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let Some(frame) = record.content else {
+            return Ok(false);
+        };
+        let crc_at = record.end - CRC_LEN as u64;
+        let frame_at = crc_at - frame.len() as u64;
+        let mut covered = vec![0u8; usize::try_from(frame_at - record.start).unwrap_or(0)];
+        self.entries.read_exact_at(&mut covered, record.start)?;
+        covered.resize(covered.len() + frame.len(), 0);
+        let mut tail = vec![0u8; frame.len()];
+        tail.extend_from_slice(&crc_of(&covered));
+        self.entries.write_all_at(&tail, frame_at)?;
+        self.entries.sync_data()?;
+        Ok(true)
     }
 
     /// Entry `index`'s record, if committed.
@@ -450,8 +496,10 @@ impl Segments {
         };
         let record = self.read_record(start, end)?;
         if record.end != end {
-            return Err(StoreError::Corrupt(format!(
-                "entry {index}: its record does not end where the index says"
+            return Err(self.damage.found(Damaged::new(
+                INDEX,
+                index * IDX_SLOT,
+                format!("entry {index}'s record does not end where the index says"),
             )));
         }
         Ok(Some(record))
@@ -548,38 +596,47 @@ impl Segments {
         Ok(u64::from_be_bytes(slot))
     }
 
-    /// The record at `start`, which must lie wholly before `limit`, still
-    /// compressed.
+    /// The record at `start`, which must lie wholly before `limit` and
+    /// check (its CRC), still compressed.
     fn read_record(&self, start: u64, limit: u64) -> Result<Record, StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("entries.bin at {start}: {what}"));
+        let damaged = |what: &str| self.damage.found(Damaged::new(ENTRIES, start, what));
         let mut prefix = [0u8; 4];
         if start + LEN_PREFIX > limit {
-            return Err(corrupt("record past the committed end"));
+            return Err(damaged("a record starts past the committed end"));
         }
         self.entries.read_exact_at(&mut prefix, start)?;
         let word = u32::from_be_bytes(prefix);
         let len = u64::from(word & !FLAGS);
-        if word & TOKENS_FLAG == 0 {
-            return Err(corrupt("record without the tokens flag"));
+        if len < (SIG_LEN + CRC_LEN) as u64 || start + LEN_PREFIX + len > limit {
+            return Err(damaged("a record's length is out of bounds"));
         }
-        if len < SIG_LEN as u64 || start + LEN_PREFIX + len > limit {
-            return Err(corrupt("record length out of bounds"));
-        }
-        let mut record = vec![0u8; usize::try_from(len).map_err(|_| corrupt("length"))?];
+        let total = usize::try_from(LEN_PREFIX + len).map_err(|_| damaged("length"))?;
+        let mut record = vec![0u8; total];
+        record[..4].copy_from_slice(&prefix);
         self.entries
-            .read_exact_at(&mut record, start + LEN_PREFIX)?;
-        let body = record.split_off(SIG_LEN);
-        let signature: [u8; 64] = record.try_into().map_err(|_| corrupt("signature length"))?;
+            .read_exact_at(&mut record[4..], start + LEN_PREFIX)?;
+        if !crc_checks(&record) {
+            return Err(damaged("a record fails its CRC"));
+        }
+        if word & TOKENS_FLAG == 0 {
+            return Err(damaged("a record without the tokens flag"));
+        }
+        record.truncate(total - CRC_LEN);
+        let body = record.split_off(4 + SIG_LEN);
+        let signature: [u8; 64] = record[4..]
+            .try_into()
+            .map_err(|_| damaged("signature length"))?;
         let (entry, content) = if word & CONTENT_FLAG == 0 {
             (body, None)
         } else {
-            split_content(body).ok_or_else(|| corrupt("entry frame length out of bounds"))?
+            split_content(body).ok_or_else(|| damaged("the entry frame's length is out of bounds"))?
         };
         Ok(Record {
             signature,
             entry,
             content,
             completes: word & COMPLETES_FLAG != 0,
+            start,
             end: start + LEN_PREFIX + len,
         })
     }

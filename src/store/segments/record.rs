@@ -1,6 +1,11 @@
-//! One `entries.bin` record: its length word and flags, and how its
-//! signature, entry frame and content frame are laid out. Byte layout
-//! only; the file I/O is [`super::Segments`]'s.
+//! One `entries.bin` record: its length word and flags, how its
+//! signature, entry frame and content frame are laid out, and its CRC.
+//! Byte layout only; the file I/O is [`super::Segments`]'s.
+//!
+//! A record ends in a CRC-32 of all its bytes before it, length word and
+//! flags included: a record read with any one to 32 adjacent bits changed
+//! fails its check, whatever they held (the completion flag, a length, a
+//! frame, the signature), and is never read as another record.
 
 use super::super::codec::Codec;
 use super::super::StoreError;
@@ -19,6 +24,8 @@ pub(super) const COMPLETES_FLAG: u32 = 1 << 29;
 pub(super) const FLAGS: u32 = CONTENT_FLAG | TOKENS_FLAG | COMPLETES_FLAG;
 /// Signature bytes in a record.
 pub(super) const SIG_LEN: usize = 64;
+/// Bytes of the CRC that ends a record.
+pub(super) const CRC_LEN: usize = 4;
 /// What one record holds.
 pub(super) struct RecordParts<'a> {
     pub(super) signature: &'a [u8; 64],
@@ -32,7 +39,7 @@ pub(super) struct RecordParts<'a> {
 
 /// Appends one record to `out` — length ‖ signature ‖ compressed bytes, or
 /// with content: flagged length ‖ signature ‖ entry frame length ‖ entry
-/// frame ‖ content frame — and returns its length.
+/// frame ‖ content frame; then the CRC — and returns its length.
 pub(super) fn append_record(
     codec: &Codec,
     parts: &RecordParts<'_>,
@@ -57,9 +64,24 @@ pub(super) fn append_record(
         }
     };
     let completes = if parts.completes { COMPLETES_FLAG } else { 0 };
-    let len = word(out.len() - at - 4)?;
+    let len = word(out.len() + CRC_LEN - at - 4)?;
     out[at..at + 4].copy_from_slice(&(len | flag | completes | TOKENS_FLAG).to_be_bytes());
+    let crc = crc32fast::hash(&out[at..]);
+    out.extend_from_slice(&crc.to_be_bytes());
     Ok(LEN_PREFIX + u64::from(len))
+}
+
+/// Whether `record` (a whole record, length word to CRC) checks.
+pub(super) fn crc_checks(record: &[u8]) -> bool {
+    record.len() >= CRC_LEN && {
+        let (covered, crc) = record.split_at(record.len() - CRC_LEN);
+        crc32fast::hash(covered).to_be_bytes() == crc
+    }
+}
+
+/// The CRC bytes of a record whose bytes before its CRC are `covered`.
+pub(super) fn crc_of(covered: &[u8]) -> [u8; CRC_LEN] {
+    crc32fast::hash(covered).to_be_bytes()
 }
 
 /// A record length, which must leave the [`FLAGS`] free.
@@ -92,6 +114,8 @@ pub(super) struct Record {
     pub(super) content: Option<Vec<u8>>,
     /// Whether its entry completed its nonce ([`COMPLETES_FLAG`]).
     pub(super) completes: bool,
+    /// Where the record starts in the file.
+    pub(super) start: u64,
     /// Where the record ends in the file.
     pub(super) end: u64,
 }

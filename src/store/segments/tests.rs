@@ -289,12 +289,15 @@ fn a_damaged_record_fails_its_read_and_a_rebuild() {
     // Inside entry 0's compressed bytes (after length and signature).
     f.write_all_at(b"\xFF", 4 + 64 + 6).unwrap();
     let store = open(dir.path()).unwrap();
-    assert!(matches!(store.entry(0), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.entry(0), Err(StoreError::Damaged(_))));
     assert!(store.entry(1).unwrap().is_some());
     drop(store);
     truncate(&dir.path().join("hashes.bin"));
     let err = open(dir.path()).err().unwrap();
-    assert!(err.to_string().contains("does not decompress"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "entries.bin is damaged at byte 0: a record fails its CRC"
+    );
 }
 
 #[test]
@@ -491,7 +494,7 @@ fn tokenized_content_reads_back_and_a_record_without_the_flag_is_corrupt() {
         .entries
         .write_all_at(&cleared.to_be_bytes(), at)
         .unwrap();
-    assert!(matches!(store.entry(7), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.entry(7), Err(StoreError::Damaged(_))));
     assert!(store.entry(6).unwrap().is_some());
 }
 
