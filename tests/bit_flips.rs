@@ -489,3 +489,54 @@ fn no_single_bit_flip_goes_unnoticed_or_runs_anything_twice() {
         assert_eq!(total[file].unobservable, 0, "{file}");
     }
 }
+
+/// The byte offsets of the occupied slots of a key table.
+fn occupied_slots(path: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(path).unwrap();
+    (4096..bytes.len() as u64)
+        .step_by(16)
+        .filter(|&s| bytes[s as usize..s as usize + 16].iter().any(|&b| b != 0))
+        .collect()
+}
+
+#[test]
+fn a_server_whose_done_nonce_slot_has_a_flipped_bit_refuses_the_nonce_and_is_not_ready() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mut s = common::server::start_in(&data, &[]).unwrap();
+    let done = serde_json::json!({"action": "counter", "payload": {"name": "c"}, "nonce": "done-1"});
+    let (status, first) = s.execute(&done);
+    assert_eq!((status, &first["result"]["value"]), (200, &serde_json::json!(1)));
+    s.stop();
+    let table = data.join("db/nonces.tab");
+    let slots = occupied_slots(&table);
+    assert_eq!(slots.len(), 1);
+    // A bit of the slot's fingerprint: without the slot's check the
+    // lookup missed, and the nonce ran again.
+    flip(&table, slots[0] + 2, 4);
+    let mut s = common::server::start_in(&data, &[]).unwrap();
+    let (status, again) = s.execute(&done);
+    assert_eq!(status, 503, "{again}");
+    assert_eq!(again["code"], "ledger_unavailable");
+    let (status, ready) = s.get_json("/ready");
+    assert_eq!((status, &ready["code"]), (503, &serde_json::json!("ledger_damaged")), "{ready}");
+    let (_, metrics) = s.get("/metrics");
+    assert!(
+        metrics.lines().any(|l| l.starts_with("openexec_store_damaged_reads_total ")
+            && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    // The counter did not move.
+    let (_, other) = s.execute(
+        &serde_json::json!({"action": "counter", "payload": {"name": "c"}, "nonce": "fresh-1"}),
+    );
+    assert_eq!(other["result"]["value"], 2, "{other}");
+    s.stop();
+    // The next start indexes the table again from entries.bin: the nonce
+    // is replayed, and the service is ready.
+    let s = common::server::start_in(&data, &[]).unwrap();
+    let (status, replay) = s.execute(&done);
+    assert_eq!((status, replay["replayed"].as_bool()), (200, Some(true)), "{replay}");
+    assert_eq!(replay["result"]["value"], 1);
+    assert_eq!(s.get_json("/ready").0, 200);
+}

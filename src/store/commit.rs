@@ -83,7 +83,10 @@ impl Store {
             .and_then(|_| self.inner.segments.dictionary());
         let ring = match (batch, staged) {
             (Some(b), Some(s)) if reservations.is_empty() && dictionary.is_none() => {
-                ring_commit(b, s.mark)
+                // sled's head now is durable before this ring slot is
+                // written: the syncer syncs every earlier cycle first.
+                let sled_size = read_head(&self.inner.meta)?.map_or(0, |h| h.size);
+                ring_commit(b, s.mark, sled_size)
             }
             _ => None,
         };
@@ -256,7 +259,7 @@ impl Store {
 /// the head and the checkpoint: every nonce it completes was claimed (no
 /// pending record, nor an approval's, to remove), and its checkpoint fits
 /// a ring slot.
-fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
+fn ring_commit(batch: &BatchWrite, mark: SegmentsMark, sled_size: u64) -> Option<RingCommit> {
     let only_head = batch.entries.iter().all(|e| {
         e.completion
             .as_ref()
@@ -269,6 +272,7 @@ fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
             Some(RingCommit {
                 head: *head,
                 mark,
+                sled_size,
                 checkpoint: note.clone(),
             })
         }

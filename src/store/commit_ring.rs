@@ -50,8 +50,8 @@ const MAGIC: &[u8; 8] = b"OXCOMMIT";
 const DIGEST_LEN: usize = 32;
 /// Magic word and length word before the record.
 const PREFIX_LEN: usize = MAGIC.len() + 4;
-/// Head and mark before the checkpoint note.
-const FIXED_LEN: usize = Head::LEN + SegmentsMark::LEN;
+/// Head, mark and sled's head size before the checkpoint note.
+const FIXED_LEN: usize = Head::LEN + SegmentsMark::LEN + 8;
 /// The longest checkpoint note a slot holds; a batch with a longer one
 /// commits through sled.
 const MAX_NOTE_LEN: usize = COPY_LEN - PREFIX_LEN - FIXED_LEN - DIGEST_LEN;
@@ -62,6 +62,10 @@ const MAX_NOTE_LEN: usize = COPY_LEN - PREFIX_LEN - FIXED_LEN - DIGEST_LEN;
 pub struct RingCommit {
     pub(super) head: Head,
     pub(super) mark: SegmentsMark,
+    /// The size of sled's head when the commit was written (durable in
+    /// sled before this slot is): sled holding less at open means sled
+    /// lost committed transactions.
+    pub(super) sled_size: u64,
     pub(super) checkpoint: String,
 }
 
@@ -78,6 +82,7 @@ impl RingCommit {
         copy.extend_from_slice(&u32::try_from(len).ok()?.to_be_bytes());
         copy.extend_from_slice(&self.head.encode());
         copy.extend_from_slice(&self.mark.encode());
+        copy.extend_from_slice(&self.sled_size.to_be_bytes());
         copy.extend_from_slice(self.checkpoint.as_bytes());
         let digest = Sha256::digest(&copy);
         copy.extend_from_slice(&digest);
@@ -111,9 +116,11 @@ impl RingCommit {
             return None;
         }
         let record = &copy[PREFIX_LEN..end];
+        let mark_end = Head::LEN + SegmentsMark::LEN;
         Some(Self {
             head: Head::decode(&record[..Head::LEN]).ok()?,
-            mark: SegmentsMark::decode(&record[Head::LEN..FIXED_LEN]).ok()?,
+            mark: SegmentsMark::decode(&record[Head::LEN..mark_end]).ok()?,
+            sled_size: u64::from_be_bytes(record[mark_end..FIXED_LEN].try_into().ok()?),
             checkpoint: String::from_utf8(record[FIXED_LEN..].to_vec()).ok()?,
         })
     }
@@ -219,6 +226,7 @@ mod tests {
                 entries_end: size * 400,
                 derived: size / 2,
             },
+            sled_size: size / 3,
             checkpoint: format!("example.com/log\n{size}\nroot\n\n— example.com/log sig\n"),
         }
     }

@@ -329,9 +329,17 @@ fn open_ring(
         )));
     }
     let (ring, held) = CommitRing::open(dir)?;
+    let sled_size = read_head(meta)?.map_or(0, |h| h.size);
+    if let Some(lost) = held.iter().find(|c| c.sled_size > sled_size) {
+        return Err(StoreError::Corrupt(format!(
+            "sled's head holds {sled_size} entries, but {} was written when sled durably held \
+             {}: sled lost committed transactions (its log db/db is damaged); refusing to start",
+            commit_ring::FILE,
+            lost.sled_size
+        )));
+    }
     if let Some(newest) = held.last() {
         let entries_len = std::fs::metadata(dir.join("entries.bin")).map_or(0, |m| m.len());
-        let sled_size = read_head(meta)?.map_or(0, |h| h.size);
         if newest.size() > sled_size && newest.mark.entries_end > entries_len {
             return Err(StoreError::Corrupt(format!(
                 "{} holds a head of {} entries ending at byte {} of entries.bin, which has {} \

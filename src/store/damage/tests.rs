@@ -36,13 +36,21 @@ fn approval_key(id: &str) -> String {
 
 /// Commits entries naming each nonce (tenant `t`), each completing it
 /// and consuming the approval `ap-<nonce>`; every other one keeps
-/// content. Returns the index of each nonce's entry.
+/// content. Returns the index of each nonce's entry. Commits through sled.
 fn commit_completing(store: &Store, nonces: &[&str]) -> HashMap<String, u64> {
+    store.commit(&batch_completing(store, nonces)).unwrap();
+    (store.head().unwrap().unwrap().size - nonces.len() as u64..)
+        .zip(nonces)
+        .map(|(i, n)| ((*n).to_owned(), i))
+        .collect()
+}
+
+/// The batch [`commit_completing`] commits.
+fn batch_completing(store: &Store, nonces: &[&str]) -> BatchWrite {
     let from = store.head().unwrap().map_or(0, |h| h.size);
     let mut batch = BatchWrite::default();
     let mut pending: HashMap<u64, Hash> = HashMap::new();
     let mut last_leaf = Hash::from_bytes([0; 32]);
-    let mut indexes = HashMap::new();
     for (index, nonce) in (from..).zip(nonces) {
         let approval = format!("ap-{nonce}");
         let entry = serde_json::json!({
@@ -70,7 +78,6 @@ fn commit_completing(store: &Store, nonces: &[&str]) -> HashMap<String, u64> {
             completion: Some(Completion::claimed(nonce_key("t", nonce))),
             approval_key: Some(approval_key(&approval)),
         });
-        indexes.insert((*nonce).to_owned(), index);
     }
     let size = from + nonces.len() as u64;
     let reader = OverlayReader {
@@ -82,8 +89,7 @@ fn commit_completing(store: &Store, nonces: &[&str]) -> HashMap<String, u64> {
         root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size)).unwrap(),
         last_leaf,
     });
-    store.commit(&batch).unwrap();
-    indexes
+    batch
 }
 
 fn attempt(nonce: &str, approval: Option<&str>) -> PendingNonce {
@@ -260,4 +266,40 @@ fn a_table_header_with_a_bit_flipped_is_indexed_again_and_forgets_nothing() {
         }
         assert!(!store.repairs().is_empty(), "byte {byte} bit {bit}");
     }
+}
+
+#[test]
+fn a_sled_that_lost_transactions_the_commit_ring_saw_durable_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    commit_completing(&store, &["a0", "a1", "a2"]);
+    // sled as it was then: what it goes back to if its log loses every
+    // transaction after this one (sled ends its recovery at the first
+    // message that fails its CRC).
+    let old = crash_image(dir.path());
+    commit_completing(&store, &["b0", "b1", "b2"]);
+    // A batch that commits in the ring, written when sled held 6 entries.
+    let mut ring_batch = batch_completing(&store, &["c0", "c1"]);
+    ring_batch.checkpoint = Some((8, "checkpoint 8\n".into()));
+    store.commit(&ring_batch).unwrap();
+    drop(store);
+    for entry in std::fs::read_dir(old.path()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "db" || name == "conf" || name.starts_with("snap.") {
+            std::fs::copy(entry.path(), dir.path().join(&name)).unwrap();
+        }
+    }
+    for stale in std::fs::read_dir(dir.path()).unwrap() {
+        let stale = stale.unwrap();
+        let name = stale.file_name().to_string_lossy().into_owned();
+        if name.starts_with("snap.") && !old.path().join(&name).exists() {
+            std::fs::remove_file(stale.path()).unwrap();
+        }
+    }
+    let err = Store::open(&StoreConfig::new(dir.path())).err().expect("refused");
+    assert!(
+        err.to_string().contains("sled lost committed transactions"),
+        "{err}"
+    );
 }
