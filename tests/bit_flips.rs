@@ -26,7 +26,9 @@ use openexec::core::hash::Hash;
 use openexec::core::receipt::{salt_to_base64, Content, Salts};
 use openexec::ledger::audit::{audit, AuditOptions};
 use openexec::ledger::{Ledger, LedgerConfig};
-use openexec::store::{nonce_key, Completion, PendingNonce, Reservation, ReservationRequest, Store};
+use openexec::store::{
+    nonce_key, Completion, PendingNonce, Reservation, ReservationRequest, Store,
+};
 
 const TENANT: &str = "acme";
 
@@ -94,7 +96,9 @@ fn attempt(
 /// `interrupted` whose approval stays held in sled for good.
 fn build(data: &Path) -> Built {
     let ledger = common::open(data);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let mut built = Built {
         done_nonces: Vec::new(),
         consumed: Vec::new(),
@@ -125,7 +129,9 @@ fn build(data: &Path) -> Built {
                     tenant: TENANT.into(),
                     nonce: nonce.clone(),
                 };
-                let reserved = runtime.block_on(ledger.reserve(key.clone(), record)).unwrap();
+                let reserved = runtime
+                    .block_on(ledger.reserve(key.clone(), record))
+                    .unwrap();
                 assert_eq!(reserved, Reservation::Reserved);
                 ledger.store().increment_counter("visits").unwrap();
                 Some(Completion::reserved(key))
@@ -154,9 +160,17 @@ fn build(data: &Path) -> Built {
         tenant: TENANT.into(),
         nonce: "nonce-held".into(),
     };
-    let reserved = runtime.block_on(ledger.reserve(key.clone(), record)).unwrap();
+    let reserved = runtime
+        .block_on(ledger.reserve(key.clone(), record))
+        .unwrap();
     assert_eq!(reserved, Reservation::Reserved);
-    let (draft, _) = attempt(99, "nonce-held", Outcome::Interrupted, ApprovalSummary::none(), None);
+    let (draft, _) = attempt(
+        99,
+        "nonce-held",
+        Outcome::Interrupted,
+        ApprovalSummary::none(),
+        None,
+    );
     ledger
         .append_completing_blocking(draft, None, Some(Completion::reserved(key)))
         .unwrap();
@@ -188,7 +202,10 @@ fn view(store: &Store, built: &Built) -> Vec<String> {
     let hashes = tlog_tiles::stored_hash_count(head.size);
     out.extend((0..hashes).map(|i| format!("h{i} {:?}", store.stored_hash(i))));
     for nonce in &built.done_nonces {
-        out.push(format!("{nonce} {:?}", store.done_nonce(&nonce_key(TENANT, nonce))));
+        out.push(format!(
+            "{nonce} {:?}",
+            store.done_nonce(&nonce_key(TENANT, nonce))
+        ));
     }
     for summary in &built.consumed {
         let key = summary.consume_key(TENANT).unwrap();
@@ -226,10 +243,7 @@ fn anything_admitted_again(store: &Store, built: &Built) -> Option<String> {
     }
     for (nonce, record) in &attempts {
         let key = nonce_key(TENANT, nonce);
-        let request = ReservationRequest {
-            key: &key,
-            record,
-        };
+        let request = ReservationRequest { key: &key, record };
         let claimed = store.claim(&[request]);
         let written = store.write_cycle(None, &[request]).map(|w| w.reserved);
         for answers in [claimed, written] {
@@ -256,7 +270,15 @@ struct Tally {
 
 /// Flips `bit` of byte `at` of `file` in a fresh copy of `pristine` and
 /// checks the rules in the module docs.
-fn trial(pristine: &Path, built: &Built, before: &[String], file: &str, at: u64, bit: u8, tally: &mut Tally) {
+fn trial(
+    pristine: &Path,
+    built: &Built,
+    before: &[String],
+    file: &str,
+    at: u64,
+    bit: u8,
+    tally: &mut Tally,
+) {
     let copy = tempfile::tempdir().unwrap();
     let data = copy.path().join("data");
     common::copy_dir(pristine, &data);
@@ -277,7 +299,11 @@ fn trial(pristine: &Path, built: &Built, before: &[String], file: &str, at: u64,
             // Without the directory and numbers, so that alike refusals
             // read alike.
             let reason = reason.replace(&data.display().to_string(), "<data>");
-            let reason: String = reason.chars().filter(|c| !c.is_ascii_digit()).take(100).collect();
+            let reason: String = reason
+                .chars()
+                .filter(|c| !c.is_ascii_digit())
+                .take(100)
+                .collect();
             tally.refusals.push(reason);
             return;
         }
@@ -334,15 +360,21 @@ fn sample(start: u64, end: u64, samples: u64) -> Vec<(u64, u8)> {
         return Vec::new();
     }
     let len = end - start;
-    let mut at: Vec<u64> = (0..samples).map(|k| start + k * len / samples.max(1)).collect();
+    let mut at: Vec<u64> = (0..samples)
+        .map(|k| start + k * len / samples.max(1))
+        .collect();
     at.push(end - 1);
     at.dedup();
-    at.into_iter().map(|a| (a, ((a * 5 + 3) % 8) as u8)).collect()
+    at.into_iter()
+        .map(|a| (a, ((a * 5 + 3) % 8) as u8))
+        .collect()
 }
 
 /// Every bit of `start..end`.
 fn every_bit(start: u64, end: u64) -> Vec<(u64, u8)> {
-    (start..end).flat_map(|a| (0..8).map(move |b| (a, b))).collect()
+    (start..end)
+        .flat_map(|a| (0..8).map(move |b| (a, b)))
+        .collect()
 }
 
 fn be_u64(bytes: &[u8], at: usize) -> u64 {
@@ -421,8 +453,14 @@ fn flips(data: &Path) -> Vec<(String, u64, u8)> {
             continue;
         }
         let bytes = std::fs::read(entry.path()).unwrap();
-        let used = bytes.iter().rposition(|&b| b != 0).map_or(0, |p| p as u64 + 1);
-        add(&format!("db/{name}"), sample(0, used, if name == "db" { 32 } else { 6 }));
+        let used = bytes
+            .iter()
+            .rposition(|&b| b != 0)
+            .map_or(0, |p| p as u64 + 1);
+        add(
+            &format!("db/{name}"),
+            sample(0, used, if name == "db" { 32 } else { 6 }),
+        );
     }
     out
 }
@@ -478,14 +516,26 @@ fn no_single_bit_flip_goes_unnoticed_or_runs_anything_twice() {
             "{file}: {} refused at open, {} named by the audit, {} unobservable",
             tally.refused, tally.named, tally.unobservable
         );
-        for reason in tally.refusals.iter().collect::<std::collections::BTreeSet<_>>() {
+        for reason in tally
+            .refusals
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+        {
             eprintln!("    refused: {reason}");
         }
     }
-    let tried: u64 = total.values().map(|t| t.refused + t.named + t.unobservable).sum();
+    let tried: u64 = total
+        .values()
+        .map(|t| t.refused + t.named + t.unobservable)
+        .sum();
     assert_eq!(tried, flips.len() as u64);
     // The files that decide: a flip there is always refused or named.
-    for file in ["db/entries.bin", "db/nonces.tab", "db/approvals.tab", "db/exec_ids.tab"] {
+    for file in [
+        "db/entries.bin",
+        "db/nonces.tab",
+        "db/approvals.tab",
+        "db/exec_ids.tab",
+    ] {
         assert_eq!(total[file].unobservable, 0, "{file}");
     }
 }
@@ -504,9 +554,13 @@ fn a_server_whose_done_nonce_slot_has_a_flipped_bit_refuses_the_nonce_and_is_not
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let mut s = common::server::start_in(&data, &[]).unwrap();
-    let done = serde_json::json!({"action": "counter", "payload": {"name": "c"}, "nonce": "done-1"});
+    let done =
+        serde_json::json!({"action": "counter", "payload": {"name": "c"}, "nonce": "done-1"});
     let (status, first) = s.execute(&done);
-    assert_eq!((status, &first["result"]["value"]), (200, &serde_json::json!(1)));
+    assert_eq!(
+        (status, &first["result"]["value"]),
+        (200, &serde_json::json!(1))
+    );
     s.stop();
     let table = data.join("db/nonces.tab");
     let slots = occupied_slots(&table);
@@ -519,11 +573,16 @@ fn a_server_whose_done_nonce_slot_has_a_flipped_bit_refuses_the_nonce_and_is_not
     assert_eq!(status, 503, "{again}");
     assert_eq!(again["code"], "ledger_unavailable");
     let (status, ready) = s.get_json("/ready");
-    assert_eq!((status, &ready["code"]), (503, &serde_json::json!("ledger_damaged")), "{ready}");
+    assert_eq!(
+        (status, &ready["code"]),
+        (503, &serde_json::json!("ledger_damaged")),
+        "{ready}"
+    );
     let (_, metrics) = s.get("/metrics");
     assert!(
-        metrics.lines().any(|l| l.starts_with("openexec_store_damaged_reads_total ")
-            && !l.ends_with(" 0")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("openexec_store_damaged_reads_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
     // The counter did not move.
@@ -536,7 +595,11 @@ fn a_server_whose_done_nonce_slot_has_a_flipped_bit_refuses_the_nonce_and_is_not
     // is replayed, and the service is ready.
     let s = common::server::start_in(&data, &[]).unwrap();
     let (status, replay) = s.execute(&done);
-    assert_eq!((status, replay["replayed"].as_bool()), (200, Some(true)), "{replay}");
+    assert_eq!(
+        (status, replay["replayed"].as_bool()),
+        (200, Some(true)),
+        "{replay}"
+    );
     assert_eq!(replay["result"]["value"], 1);
     assert_eq!(s.get_json("/ready").0, 200);
 }

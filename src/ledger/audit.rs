@@ -36,12 +36,12 @@ use std::io::Write;
 use rs_merkle::{Hasher, MerkleTree};
 
 use super::LedgerError;
-use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::canonical::to_canonical_bytes;
+use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::{indexed_exec_id, nonce_key, Entry, Outcome, GENESIS_PREV};
-use crate::core::receipt::{opens_commitment, Content};
 use crate::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
+use crate::core::receipt::{opens_commitment, Content};
 use crate::core::signing::LogVerifier;
 use crate::store::{Store, StoreHashReader};
 
@@ -454,7 +454,11 @@ fn check_content(store: &Store, index: u64, entry: &Entry) -> Result<(), String>
     ) {
         return Err("its kept payload does not open its payload commitment".into());
     }
-    let result_opens = match (&entry.result_commitment, &content.result, &content.salts.result) {
+    let result_opens = match (
+        &entry.result_commitment,
+        &content.result,
+        &content.salts.result,
+    ) {
         (Some(expected), Some(result), Some(salt)) => {
             opens_commitment(expected, salt, &canonical(result))
         }

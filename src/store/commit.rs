@@ -331,7 +331,9 @@ impl SledBatches {
 }
 
 impl Inner {
-    pub(super) fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
+    pub(super) fn lock_ring_ahead(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
         self.ring_ahead
             .lock()
             .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))
@@ -388,4 +390,3 @@ impl Drop for Inner {
         }
     }
 }
-

@@ -40,8 +40,7 @@ impl Store {
         // after a kill -9 under load at 13.6M entries, ~68k entries each,
         // 0.45 s apiece, most of it reading and decompressing them.
         let (exec_table, completions) = std::thread::scope(|scope| {
-            let completions =
-                scope.spawn(|| open_completion_tables(&segments, config, &damage));
+            let completions = scope.spawn(|| open_completion_tables(&segments, config, &damage));
             let exec_table = open_exec_table(&segments, config, &damage);
             let completions = completions
                 .join()
@@ -87,7 +86,6 @@ impl Store {
         Ok(store)
     }
 }
-
 
 /// Whether the directory holds an existing store, after checking that it
 /// is in [`super::segments::STORE_FORMAT`]: a store records its format in
@@ -164,7 +162,6 @@ fn open_segments(
     }
     Ok(segments)
 }
-
 
 /// Opens the exec_id table and indexes the entries its header does not
 /// yet cover (those of the last seconds before a crash, or all of them when
@@ -274,8 +271,7 @@ fn open_completion_tables(
 ) -> Result<CompletionTables, StoreError> {
     again_if_damaged(|| {
         let done_nonces = open_table(&config.path, key_table::DONE_NONCES, damage)?;
-        let consumed_approvals =
-            open_table(&config.path, key_table::CONSUMED_APPROVALS, damage)?;
+        let consumed_approvals = open_table(&config.path, key_table::CONSUMED_APPROVALS, damage)?;
         let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
         let approval_key_of =
             |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
@@ -302,7 +298,6 @@ fn open_table(
 ) -> Result<key_table::KeyTable, StoreError> {
     key_table::KeyTable::open(dir, name, key_table::SHAPE, Arc::clone(damage))
 }
-
 
 /// Opens the commit ring, and promotes its newest commit into sled when
 /// it is newer than sled's head (a crash before a clean close), so that
@@ -419,4 +414,3 @@ pub(super) fn promote_if_newer(
     sync_sled(db, log_file)?;
     Ok(true)
 }
-

@@ -10,8 +10,8 @@ use std::path::Path;
 use super::super::key_table::DONE_NONCES;
 use super::super::segments::{ENTRIES, INDEX};
 use super::super::{
-    crash_image, nonce_key, BatchWrite, Completion, Head, OverlayReader, PendingNonce,
-    Reservation, ReservationRequest, Store, StoreConfig, StoreError, StoredEntry,
+    crash_image, nonce_key, BatchWrite, Completion, Head, OverlayReader, PendingNonce, Reservation,
+    ReservationRequest, Store, StoreConfig, StoreError, StoredEntry,
 };
 use crate::core::entry::{ApprovalKind, ApprovalSummary};
 use crate::core::hash::{leaf_hash, Hash};
@@ -161,14 +161,20 @@ fn a_record_with_any_bit_flipped_is_refused_and_never_frees_its_nonce() {
             assert!(store.completes_nonce(index).is_err());
             assert!(store.content(index).is_err());
             assert!(store.done_nonce(&nonce_key("t", nonce)).is_err());
-            assert!(!claim_won(&store, nonce, None), "{nonce}, bit {bit}: the nonce was freed");
+            assert!(
+                !claim_won(&store, nonce, None),
+                "{nonce}, bit {bit}: the nonce was freed"
+            );
             let approval = format!("ap-{nonce}");
             assert!(
                 !claim_won(&store, &format!("fresh-{bit}"), Some(&approval)),
                 "{nonce}, bit {bit}: the approval was admitted again"
             );
             flip(dir.path(), ENTRIES, start + bit / 8, (bit % 8) as u8);
-            assert_eq!(store.done_nonce(&nonce_key("t", nonce)).unwrap(), Some(index));
+            assert_eq!(
+                store.done_nonce(&nonce_key("t", nonce)).unwrap(),
+                Some(index)
+            );
         }
     }
     assert!(store.damage().is_some_and(|d| d.file == ENTRIES));
@@ -211,14 +217,21 @@ fn a_done_nonce_whose_slot_has_a_bit_flipped_is_refused_and_the_table_rebuilt() 
     assert_eq!(slots.len(), nonces.len());
     for bit in [0u64, 13, 31, 47, 48, 55, 63, 64, 90, 127] {
         let image = crash_image(dir.path());
-        flip(image.path(), DONE_NONCES, slots[0] + bit / 8, (bit % 8) as u8);
+        flip(
+            image.path(),
+            DONE_NONCES,
+            slots[0] + bit / 8,
+            (bit % 8) as u8,
+        );
         let store = open(image.path());
         // Whichever nonce the slot was, none is freed.
         for nonce in &names {
             assert!(!claim_won(&store, nonce, None), "bit {bit}: {nonce} freed");
         }
         assert!(
-            store.damage().is_some_and(|d| d.file == DONE_NONCES && d.offset == slots[0]),
+            store
+                .damage()
+                .is_some_and(|d| d.file == DONE_NONCES && d.offset == slots[0]),
             "bit {bit}: {:?}",
             store.damage()
         );
@@ -252,7 +265,15 @@ fn a_table_header_with_a_bit_flipped_is_indexed_again_and_forgets_nothing() {
     // `indexed` is the u64 at bytes 24..32: flips that raise it to 7, 13
     // and far past the log; then the magic, a table count, the CRC, and
     // the zeros after it.
-    let flips = [(31, 6), (31, 4), (24, 0), (0, 7), (15, 7), (41, 3), (2000, 1)];
+    let flips = [
+        (31, 6),
+        (31, 4),
+        (24, 0),
+        (0, 7),
+        (15, 7),
+        (41, 3),
+        (2000, 1),
+    ];
     for (byte, bit) in flips {
         let image = crash_image(dir.path());
         flip(image.path(), DONE_NONCES, byte, bit);
@@ -297,7 +318,9 @@ fn a_sled_that_lost_transactions_the_commit_ring_saw_durable_refuses_to_open() {
             std::fs::remove_file(stale.path()).unwrap();
         }
     }
-    let err = Store::open(&StoreConfig::new(dir.path())).err().expect("refused");
+    let err = Store::open(&StoreConfig::new(dir.path()))
+        .err()
+        .expect("refused");
     assert!(
         err.to_string().contains("sled lost committed transactions"),
         "{err}"

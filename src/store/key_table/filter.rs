@@ -40,7 +40,10 @@ impl Filter {
     /// The block of `fingerprint` (its high 32 of 48 bits; the block
     /// count is a power of two) and its bit positions there (double
     /// hashing over its low bits, past the always-set lowest).
-    pub(crate) fn positions(&self, fingerprint: u64) -> (&Block, impl Iterator<Item = (usize, u64)>) {
+    pub(crate) fn positions(
+        &self,
+        fingerprint: u64,
+    ) -> (&Block, impl Iterator<Item = (usize, u64)>) {
         let block = &self.blocks[((fingerprint >> 16) as usize) & (self.blocks.len() - 1)];
         let first = fingerprint >> 1;
         let step = (fingerprint >> 10) | 1;
@@ -91,4 +94,3 @@ impl Key {
         }
     }
 }
-

@@ -149,7 +149,8 @@ impl Header {
         let u32_at = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_be_bytes);
         let u64_at = |at: usize| bytes[at..at + 8].try_into().ok().map(u64::from_be_bytes);
         let (first_bits, tables) = (u32_at(8)?, u32_at(12)?);
-        if &bytes[..8] != MAGIC || u32_at(HEADER_FIELDS)? != crc32fast::hash(&bytes[..HEADER_FIELDS])
+        if &bytes[..8] != MAGIC
+            || u32_at(HEADER_FIELDS)? != crc32fast::hash(&bytes[..HEADER_FIELDS])
         {
             return None;
         }
@@ -178,7 +179,6 @@ impl Header {
         self.layout.offset(k)
     }
 }
-
 
 /// What one slot's 16 bytes hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -97,10 +97,10 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicBool;
 #[cfg(test)]
 use std::sync::atomic::AtomicU64;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -112,8 +112,8 @@ mod layout;
 mod syncer;
 
 use filter::{Filter, Key};
-use layout::{Header, Layout, Shape, Slot, HEADER_LEN, MAX_TABLES, SLOT};
 pub(super) use layout::SHAPE;
+use layout::{Header, Layout, Shape, Slot, HEADER_LEN, MAX_TABLES, SLOT};
 pub(super) use syncer::Syncer;
 
 /// How often the [`Syncer`] makes the table durable. Longer than the other

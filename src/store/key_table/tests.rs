@@ -458,7 +458,11 @@ fn an_empty_slot_with_a_bit_flipped_fails_the_lookups_that_cross_it() {
     let table = open(dir.path(), uncapped(4)).unwrap();
     // Every empty slot of table 0 gets one bit: each lookup crosses one.
     for at in 0..table.layout.capacity(0) {
-        flip_bit(&table.file, HEADER_LEN + at * SLOT + at % 16, (at % 8) as u8);
+        flip_bit(
+            &table.file,
+            HEADER_LEN + at * SLOT + at % 16,
+            (at % 8) as u8,
+        );
     }
     assert!(matches!(
         candidates(&table, &id(1)),
@@ -483,7 +487,11 @@ fn a_damaged_slot_found_while_warming_keeps_its_tables_filter_incomplete() {
     let incomplete: Vec<u32> = (0..table.tables.load(Ordering::Acquire))
         .filter(|&k| !table.filter(k).unwrap().complete.load(Ordering::Acquire))
         .collect();
-    assert_eq!(incomplete.len(), 1, "the damaged table's filter is not complete");
+    assert_eq!(
+        incomplete.len(),
+        1,
+        "the damaged table's filter is not complete"
+    );
     // So the key is never ruled out: its lookup meets the damage.
     assert!(matches!(
         candidates(&table, &id(42)),

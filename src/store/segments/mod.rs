@@ -219,7 +219,8 @@ impl Segments {
         match self.check_root(size, root) {
             Err(StoreError::Corrupt(_)) if derived > 0 => {
                 // The derived files may be what is damaged.
-                let rebuilt = self.rebuild_all(size, mark, "they do not give the committed root")?;
+                let rebuilt =
+                    self.rebuild_all(size, mark, "they do not give the committed root")?;
                 self.check_root(size, root).map(|()| rebuilt)
             }
             checked => checked.map(|()| rebuilt),
@@ -629,7 +630,8 @@ impl Segments {
         let (entry, content) = if word & CONTENT_FLAG == 0 {
             (body, None)
         } else {
-            split_content(body).ok_or_else(|| damaged("the entry frame's length is out of bounds"))?
+            split_content(body)
+                .ok_or_else(|| damaged("the entry frame's length is out of bounds"))?
         };
         Ok(Record {
             signature,

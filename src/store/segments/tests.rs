@@ -341,8 +341,14 @@ fn a_store_in_another_format_is_refused_at_open_and_left_as_it_was() {
         .unwrap();
     drop(store);
     let files = |dir: &Path| {
-        ["entries.bin", "entries.idx", "hashes.bin", "exec_ids.tab", "commits.ring"]
-            .map(|f| std::fs::read(dir.join(f)).unwrap())
+        [
+            "entries.bin",
+            "entries.idx",
+            "hashes.bin",
+            "exec_ids.tab",
+            "commits.ring",
+        ]
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
     };
     let before = files(dir.path());
     let Err(refused) = open(dir.path()) else {
@@ -350,7 +356,10 @@ fn a_store_in_another_format_is_refused_at_open_and_left_as_it_was() {
     };
     let line = refused.to_string();
     assert!(!line.contains('\n'), "{line}");
-    assert!(line.contains("format 8") && line.contains("format 1"), "{line}");
+    assert!(
+        line.contains("format 8") && line.contains("format 1"),
+        "{line}"
+    );
     assert_eq!(files(dir.path()), before, "a refused open writes nothing");
     // Put back in this format, it opens whole.
     let db = crate::store::open::open_sled(&StoreConfig::new(dir.path())).unwrap();
@@ -486,7 +495,12 @@ fn tokenized_content_reads_back_and_a_record_without_the_flag_is_corrupt() {
     // Entry 7's length word without the tokens flag.
     let at = store.inner.segments.record_start(7).unwrap();
     let mut word = [0u8; 4];
-    store.inner.segments.entries.read_exact_at(&mut word, at).unwrap();
+    store
+        .inner
+        .segments
+        .entries
+        .read_exact_at(&mut word, at)
+        .unwrap();
     let cleared = u32::from_be_bytes(word) & !TOKENS_FLAG;
     store
         .inner
