@@ -326,3 +326,25 @@ fn a_sled_that_lost_transactions_the_commit_ring_saw_durable_refuses_to_open() {
         "{err}"
     );
 }
+
+#[test]
+fn a_damaged_index_slot_met_by_a_read_is_derived_again_after_a_clean_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = {
+        let store = open(dir.path());
+        commit_completing(&store, &["i0", "i1", "i2", "i3"])
+    };
+    // Entry 2's end in entries.idx, one bit off.
+    flip(dir.path(), INDEX, 2 * 8 + 7, 6);
+    {
+        let store = open(dir.path());
+        assert!(matches!(store.entry(at["i2"]), Err(StoreError::Damaged(d)) if d.file == INDEX));
+        assert!(store.done_nonce(&nonce_key("t", "i2")).is_err());
+        assert!(!claim_won(&store, "i2", None));
+    }
+    let store = open(dir.path());
+    for (nonce, index) in &at {
+        assert_eq!(store.done_nonce(&nonce_key("t", nonce)).unwrap(), Some(*index));
+        assert!(store.entry(*index).unwrap().is_some());
+    }
+}

@@ -47,12 +47,13 @@
 //! # Damage
 //!
 //! Every slot a probe run reads is checked; one that fails ([`Slot::Damaged`])
-//! fails the lookup or insert with [`StoreError::Damaged`] — never a miss,
-//! which for `nonces.tab` would free a done nonce — and is noted in the
-//! store's [`DamageLog`]. The table is then *damaged*: its header is
-//! overwritten with zeros (durably), so that the next open indexes it
-//! again from `entries.bin`, and it is never written again by this
-//! process. The filters are filled from checked slots only, and the filter
+//! fails the lookup with [`StoreError::Damaged`] — never a miss, which for
+//! `nonces.tab` would free a done nonce — and is noted in the store's
+//! [`DamageLog`] (an insert walks past it: the key it inserts lies beyond,
+//! where its lookups meet the damage too). The table is then *damaged*:
+//! its header is overwritten with zeros (durably), so that the next open
+//! indexes it again from `entries.bin`, and this process never writes a
+//! header to it again. The filters are filled from checked slots only, and the filter
 //! of a table where the warm-up met damage is never complete, so that it
 //! never hides a key whose slot is damaged.
 //!

@@ -40,7 +40,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -57,10 +57,7 @@ mod mark;
 mod record;
 
 pub use mark::{SegmentsMark, STORE_FORMAT};
-use record::{
-    append_record, crc_checks, crc_of, split_content, Record, RecordParts, COMPLETES_FLAG,
-    CONTENT_FLAG, CRC_LEN, FLAGS, LEN_PREFIX, SIG_LEN, TOKENS_FLAG,
-};
+use record::{append_record, crc_of, Record, RecordParts, CRC_LEN, LEN_PREFIX, SIG_LEN};
 
 /// The primary file's name, in the store directory.
 pub(super) const ENTRIES: &str = "entries.bin";
@@ -72,6 +69,12 @@ pub(super) const HASHES: &str = "hashes.bin";
 /// How often, at most, the derived files are made durable. What was not
 /// is rebuilt at open: about this much of the log's entries, at most.
 pub const DERIVED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// More than any record's length (signature, and two frames of at most
+/// [`super::MAX_VALUE_LEN`] bytes, tokens doubling them at worst, each
+/// compressed): how far a record is read by its own length word when the
+/// index cannot be trusted.
+const MAX_RECORD_LEN: u64 = 4 << 20;
 
 /// Bytes per `entries.idx` slot and per `hashes.bin` slot.
 const IDX_SLOT: u64 = 8;
@@ -117,6 +120,10 @@ pub(super) struct Segments {
     cache: HashCache,
     /// Where damage found is noted (the store's).
     damage: Arc<DamageLog>,
+    /// Set when a read found `entries.idx` damaged: a clean close then
+    /// records that no derived file is durable, so that the next open
+    /// derives both again from `entries.bin`.
+    index_damaged: AtomicBool,
 }
 
 impl Staged {
@@ -162,6 +169,7 @@ impl Segments {
             visible_hashes: AtomicU64::new(0),
             cache: HashCache::default(),
             damage,
+            index_damaged: AtomicBool::new(false),
         };
         let rebuilt = segments.recover(size, root, mark)?;
         Ok((segments, rebuilt))
@@ -387,12 +395,21 @@ impl Segments {
 
     /// Makes the derived files durable now if they are behind, and returns
     /// the mark to commit for it (at a clean close, so that the next open
-    /// rebuilds nothing). Nothing when the files hold more than the
-    /// `committed` head (a batch written whose commit failed): that mark
-    /// would not match the head it is committed beside.
+    /// rebuilds nothing) — or, once a read found `entries.idx` damaged, a
+    /// mark saying that none of them is, so that the next open derives
+    /// them again. Nothing when the files hold more than the `committed`
+    /// head (a batch written whose commit failed): that mark would not
+    /// match the head it is committed beside.
     pub(super) fn sync_derived(&self, committed: u64) -> Result<Option<SegmentsMark>, StoreError> {
         let mut tail = self.lock_tail()?;
-        if tail.mark.derived >= tail.count || tail.count != committed {
+        if tail.count != committed {
+            return Ok(None);
+        }
+        if self.index_damaged.load(Ordering::Acquire) {
+            tail.mark.derived = 0;
+            return Ok(Some(tail.mark));
+        }
+        if tail.mark.derived >= tail.count {
             return Ok(None);
         }
         self.index.sync_data()?;
@@ -495,15 +512,41 @@ impl Segments {
                 be_u64(&pair[8..]).ok_or_else(corrupt)?,
             )
         };
-        let record = self.read_record(start, end)?;
-        if record.end != end {
+        let outcome = match self.parse_record(start, end)? {
+            Ok(record) if record.end == end => return Ok(Some(record)),
+            outcome => outcome,
+        };
+        if self.index_is_damaged(index, start, end)? {
+            self.index_damaged.store(true, Ordering::Release);
             return Err(self.damage.found(Damaged::new(
                 INDEX,
-                index * IDX_SLOT,
-                format!("entry {index}'s record does not end where the index says"),
+                index.saturating_sub(1) * IDX_SLOT,
+                format!("entry {index}'s record does not lie where the index says"),
             )));
         }
-        Ok(Some(record))
+        let what = outcome.err().unwrap_or("a record does not end where the index says");
+        Err(self.damage.found(Damaged::new(ENTRIES, start, what)))
+    }
+
+    /// After entry `index` was not found whole at `start..end`: whether
+    /// the index is what is wrong — the record at `start`, or the one
+    /// before it, read by its own length, checks but does not end where
+    /// the index says.
+    fn index_is_damaged(&self, index: u64, start: u64, end: u64) -> Result<bool, StoreError> {
+        let ends_elsewhere = |from: u64, at: u64| -> Result<bool, StoreError> {
+            let record = self.parse_record(from, from + LEN_PREFIX + MAX_RECORD_LEN);
+            Ok(match record {
+                Ok(Ok(record)) => record.end != at,
+                Ok(Err(_)) | Err(_) => false,
+            })
+        };
+        if ends_elsewhere(start, end)? {
+            return Ok(true);
+        }
+        match index.checked_sub(1) {
+            Some(before) => ends_elsewhere(self.record_start(before)?, start),
+            None => Ok(false),
+        }
     }
 
     /// Stored hash `index`, if committed.
@@ -600,47 +643,18 @@ impl Segments {
     /// The record at `start`, which must lie wholly before `limit` and
     /// check (its CRC), still compressed.
     fn read_record(&self, start: u64, limit: u64) -> Result<Record, StoreError> {
-        let damaged = |what: &str| self.damage.found(Damaged::new(ENTRIES, start, what));
-        let mut prefix = [0u8; 4];
-        if start + LEN_PREFIX > limit {
-            return Err(damaged("a record starts past the committed end"));
-        }
-        self.entries.read_exact_at(&mut prefix, start)?;
-        let word = u32::from_be_bytes(prefix);
-        let len = u64::from(word & !FLAGS);
-        if len < (SIG_LEN + CRC_LEN) as u64 || start + LEN_PREFIX + len > limit {
-            return Err(damaged("a record's length is out of bounds"));
-        }
-        let total = usize::try_from(LEN_PREFIX + len).map_err(|_| damaged("length"))?;
-        let mut record = vec![0u8; total];
-        record[..4].copy_from_slice(&prefix);
-        self.entries
-            .read_exact_at(&mut record[4..], start + LEN_PREFIX)?;
-        if !crc_checks(&record) {
-            return Err(damaged("a record fails its CRC"));
-        }
-        if word & TOKENS_FLAG == 0 {
-            return Err(damaged("a record without the tokens flag"));
-        }
-        record.truncate(total - CRC_LEN);
-        let body = record.split_off(4 + SIG_LEN);
-        let signature: [u8; 64] = record[4..]
-            .try_into()
-            .map_err(|_| damaged("signature length"))?;
-        let (entry, content) = if word & CONTENT_FLAG == 0 {
-            (body, None)
-        } else {
-            split_content(body)
-                .ok_or_else(|| damaged("the entry frame's length is out of bounds"))?
-        };
-        Ok(Record {
-            signature,
-            entry,
-            content,
-            completes: word & COMPLETES_FLAG != 0,
-            start,
-            end: start + LEN_PREFIX + len,
-        })
+        self.parse_record(start, limit)?
+            .map_err(|what| self.damage.found(Damaged::new(ENTRIES, start, what)))
+    }
+
+    /// [`Self::read_record`], with damage as a value (what failed),
+    /// noted nowhere.
+    fn parse_record(
+        &self,
+        start: u64,
+        limit: u64,
+    ) -> Result<Result<Record, &'static str>, StoreError> {
+        record::parse(&self.entries, start, limit)
     }
 
     /// The codec of a store that has records.

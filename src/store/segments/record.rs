@@ -7,6 +7,9 @@
 //! fails its check, whatever they held (the completion flag, a length, a
 //! frame, the signature), and is never read as another record.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use super::super::codec::Codec;
 use super::super::StoreError;
 
@@ -130,5 +133,72 @@ impl Record {
             .as_ref()
             .map(|frame| codec.decompress(frame))
             .transpose()
+    }
+}
+
+/// The record at `start` of `entries` (which must lie wholly before
+/// `limit` and check, its CRC), still compressed; damage as a value (what
+/// failed).
+pub(super) fn parse(
+    entries: &File,
+    start: u64,
+    limit: u64,
+) -> Result<Result<Record, &'static str>, StoreError> {
+    let past_the_end = "a record runs past the end of the file";
+    let mut prefix = [0u8; 4];
+    if start + LEN_PREFIX > limit {
+        return Ok(Err("a record starts past the committed end"));
+    }
+    if !read_within(entries, &mut prefix, start)? {
+        return Ok(Err(past_the_end));
+    }
+    let word = u32::from_be_bytes(prefix);
+    let len = u64::from(word & !FLAGS);
+    if len < (SIG_LEN + CRC_LEN) as u64 || start + LEN_PREFIX + len > limit {
+        return Ok(Err("a record's length is out of bounds"));
+    }
+    let Ok(total) = usize::try_from(LEN_PREFIX + len) else {
+        return Ok(Err("a record's length is out of bounds"));
+    };
+    let mut record = vec![0u8; total];
+    record[..4].copy_from_slice(&prefix);
+    if !read_within(entries, &mut record[4..], start + LEN_PREFIX)? {
+        return Ok(Err(past_the_end));
+    }
+    if !crc_checks(&record) {
+        return Ok(Err("a record fails its CRC"));
+    }
+    if word & TOKENS_FLAG == 0 {
+        return Ok(Err("a record without the tokens flag"));
+    }
+    record.truncate(total - CRC_LEN);
+    let body = record.split_off(4 + SIG_LEN);
+    let Ok(signature) = <[u8; 64]>::try_from(&record[4..]) else {
+        return Ok(Err("a record's signature is cut"));
+    };
+    let (entry, content) = if word & CONTENT_FLAG == 0 {
+        (body, None)
+    } else {
+        match split_content(body) {
+            Some(frames) => frames,
+            None => return Ok(Err("the entry frame's length is out of bounds")),
+        }
+    };
+    Ok(Ok(Record {
+        signature,
+        entry,
+        content,
+        completes: word & COMPLETES_FLAG != 0,
+        start,
+        end: start + LEN_PREFIX + len,
+    }))
+}
+
+/// Reads `buf.len()` bytes at `at`; `false` when the file ends first.
+fn read_within(file: &File, buf: &mut [u8], at: u64) -> Result<bool, StoreError> {
+    match file.read_exact_at(buf, at) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }

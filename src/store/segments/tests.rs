@@ -1,6 +1,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
+use super::record::TOKENS_FLAG;
 use super::*;
 use crate::store::{Head, Store, StoreConfig, StoredEntry};
 
