@@ -31,7 +31,7 @@ impl Store {
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let existing = check_format(&meta)?;
-        let damage = Arc::new(DamageLog::default());
+        let damage = Arc::new(DamageLog::opening());
         let (ring, held) = open_ring(&db, &meta, &config.path, &log_file, existing)?;
         let segments = open_segments(&db, &meta, &config.path, &log_file, &damage)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;

@@ -6,7 +6,7 @@
 //! at open is repaired by rebuilding the file from `entries.bin` and noted
 //! as a repair.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use super::StoreError;
@@ -36,6 +36,9 @@ impl Damaged {
 /// The damage a store has met since it was opened.
 #[derive(Debug, Default)]
 pub(super) struct DamageLog {
+    /// Set while the store opens: what is found then is repaired, or the
+    /// open fails.
+    opening: AtomicBool,
     found: AtomicU64,
     first: Mutex<Option<Damaged>>,
     repaired: Mutex<Vec<String>>,
@@ -46,15 +49,27 @@ impl DamageLog {
     /// with. The first is logged at error level; the rest are counted.
     pub(super) fn found(&self, damage: Damaged) -> StoreError {
         let mut first = self.first.lock().unwrap_or_else(PoisonError::into_inner);
-        if first.is_none() {
+        if self.opening.load(Ordering::Acquire) {
+            tracing::warn!("{damage}");
+        } else if first.is_none() {
             tracing::error!(
                 "{damage}; requests that need it are refused, and the service reports \
                  itself not ready (run `openexec audit` on the stopped service)"
             );
+        }
+        if first.is_none() {
             *first = Some(damage.clone());
         }
         self.found.fetch_add(1, Ordering::Relaxed);
         StoreError::Damaged(damage)
+    }
+
+    /// A log for a store being opened (see [`Self::settle_open`]).
+    pub(super) fn opening() -> Self {
+        Self {
+            opening: AtomicBool::new(true),
+            ..Self::default()
+        }
     }
 
     /// Notes damage to a derived file that is being repaired (the file
@@ -76,6 +91,7 @@ impl DamageLog {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         self.found.store(0, Ordering::Relaxed);
+        self.opening.store(false, Ordering::Release);
         if let Some(damage) = first {
             self.repaired(format!("{damage}: repaired at open"));
         }
