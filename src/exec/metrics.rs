@@ -110,6 +110,12 @@ impl Metrics {
                 format!("{:.6}", nanos as f64 / 1e9),
             ),
             (
+                "openexec_store_damaged_reads_total",
+                "Reads of stored bytes that failed their check (refused; see the log).",
+                "counter",
+                ledger.store().damage_count().to_string(),
+            ),
+            (
                 "openexec_rate_limited_total",
                 "Rejected and replayed attempts refused by a rate limit (429, not recorded).",
                 "counter",

@@ -576,6 +576,13 @@ impl Boundary {
                 )
                 .await;
         }
+        let result = match self.original_result(index) {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!(exec_id = %attempt.exec_id, index, error = %e, "the content of a done nonce's entry cannot be read");
+                return storage_unavailable();
+            }
+        };
         let status = answered_status(original.outcome);
         let decision = Decision {
             outcome: Outcome::Replayed,
@@ -583,7 +590,7 @@ impl Boundary {
             status,
             detail: (status != 200)
                 .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
-            result: self.original_result(index),
+            result,
         };
         // The replay entry carries the original exec_id (it is not indexed
         // under it, so lookups still find the original), and the response
@@ -619,9 +626,16 @@ impl Boundary {
         Ok((entry, leaf_hash(&bytes)))
     }
 
-    fn original_result(&self, index: u64) -> Option<Value> {
-        let bytes = self.ledger.store().content(index).ok()??;
-        serde_json::from_slice::<Content>(&bytes).ok()?.result
+    /// The original attempt's kept result: none when no content is kept;
+    /// an error when it cannot be read (a replay is then refused, never
+    /// answered without the result it had).
+    fn original_result(&self, index: u64) -> Result<Option<Value>, crate::store::StoreError> {
+        let Some(bytes) = self.ledger.store().content(index)? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<Content>(&bytes)
+            .ok()
+            .and_then(|c| c.result))
     }
 
     /// Records the attempt and builds the response.

@@ -106,7 +106,7 @@ pub(super) async fn health(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-#[utoipa::path(get, path = "/ready", responses((status = 200, description = "Store readable", body = ReadyResponse), (status = 503, description = "Writer stopped after a storage failure, or store not readable", body = ErrorBody)))]
+#[utoipa::path(get, path = "/ready", responses((status = 200, description = "Store readable", body = ReadyResponse), (status = 503, description = "Writer stopped after a storage failure, store files found damaged, or store not readable", body = ErrorBody)))]
 pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ledger = state.boundary.ledger();
     if !ledger.is_writable() {
@@ -114,6 +114,13 @@ pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             503,
             "not_ready",
             "The ledger writer has stopped",
+        ));
+    }
+    if let Some(damage) = ledger.store().damage() {
+        return Err(ApiError::new(
+            503,
+            "ledger_damaged",
+            format!("The ledger's files are damaged ({damage}); stop the service and run openexec audit"),
         ));
     }
     match ledger.store().head() {

@@ -14,6 +14,17 @@
 //! replay must name, by index and leaf hash, an earlier entry that
 //! completed the same nonce for the same request, and repeat its exec_id,
 //! commitments and outcome.
+//!
+//! Every stored byte a reader uses is checked: each record of
+//! `entries.bin` by its CRC (reading it), through `entries.idx` (which must
+//! say where it ends); its kept content, which must open the entry's
+//! salted commitments; its completion flag, which only an attempt that ran
+//! or was interrupted may carry; its exec_id, which `exec_ids.tab` must
+//! find; every stored hash; every slot of the three key tables; the commit
+//! ring's slots. Damage to a derived file that the audit's own open
+//! repaired, and a commit-ring slot one of whose two copies is damaged,
+//! are reported as warnings.
+//!
 //! rs_merkle keeps every level of a tree in memory,
 //! so the rebuild runs it over chunks of [`REBUILD_CHUNK`] leaves (a perfect
 //! subtree each, ~20 MB: rs_merkle keeps about 320 bytes per leaf) and
@@ -29,10 +40,12 @@ use std::io::Write;
 use rs_merkle::{Hasher, MerkleTree};
 
 use super::LedgerError;
+use crate::core::canonical::to_canonical_bytes;
 use crate::core::checkpoint::SignedCheckpoint;
-use crate::core::entry::{nonce_key, Entry, GENESIS_PREV};
+use crate::core::entry::{indexed_exec_id, nonce_key, Entry, Outcome, GENESIS_PREV};
 use crate::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
+use crate::core::receipt::{opens_commitment, Content};
 use crate::core::signing::LogVerifier;
 use crate::store::{Store, StoreHashReader};
 
@@ -47,6 +60,9 @@ pub struct AuditReport {
     pub rebuilt: bool,
     /// The first problem, if any: (index or size, what is wrong).
     pub first_bad: Option<AuditFinding>,
+    /// Damage that changes no answer: repaired by opening the store, or
+    /// a commit-ring slot still held by its other copy.
+    pub warnings: Vec<String>,
 }
 
 /// One problem found by the audit.
@@ -67,6 +83,8 @@ pub enum Location {
     Checkpoint(u64),
     /// The head record.
     Head,
+    /// A file of the store, at this byte.
+    File(&'static str, u64),
 }
 
 impl std::fmt::Display for AuditFinding {
@@ -75,6 +93,7 @@ impl std::fmt::Display for AuditFinding {
             Location::Entry(i) => write!(f, "entry {i}: {}", self.problem),
             Location::Checkpoint(s) => write!(f, "checkpoint of size {s}: {}", self.problem),
             Location::Head => write!(f, "head: {}", self.problem),
+            Location::File(file, at) => write!(f, "{file} at byte {at}: {}", self.problem),
         }
     }
 }
@@ -167,7 +186,12 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
         checkpoints: 0,
         rebuilt: false,
         first_bad: None,
+        warnings: store.repairs(),
     };
+    if let Some(finding) = check_files(store, &mut report.warnings)? {
+        report.first_bad = Some(finding);
+        return Ok(report);
+    }
     let mut rebuild = options.rebuild.then(|| ChunkedRebuild::new(REBUILD_CHUNK));
     let mut prev = GENESIS_PREV;
     let mut start = 0;
@@ -308,10 +332,39 @@ fn check_block(
     })
 }
 
+/// Checks the key tables' slots and the commit ring: the first damaged
+/// slot of a key table is a finding; a ring slot that is not two equal
+/// sound copies is a warning (a crash tears the one being written; one
+/// damaged copy leaves the other).
+fn check_files(
+    store: &Store,
+    warnings: &mut Vec<String>,
+) -> Result<Option<AuditFinding>, LedgerError> {
+    for (file, damaged) in store.first_damaged_slots()? {
+        if let Some(at) = damaged {
+            return Ok(Some(AuditFinding {
+                at: Location::File(file, at),
+                problem: "a key-table slot fails its check".into(),
+            }));
+        }
+    }
+    for (slot, held) in store.unsound_ring_slots()? {
+        warnings.push(if held {
+            format!("commits.ring slot {slot}: one copy is damaged; the other holds its commit")
+        } else {
+            format!(
+                "commits.ring slot {slot} holds no commit that checks: torn by a crash while \
+                 it was written, or damaged"
+            )
+        });
+    }
+    Ok(None)
+}
+
 /// Checks entry `index` by itself: present, canonical, index, origin,
-/// signature, stored Merkle hashes, (if it completed its nonce) that the
-/// done-nonce table answers it for that nonce, and (for a replay) the entry
-/// it replays.
+/// signature, stored Merkle hashes, kept content, exec_id lookup, (if it
+/// completed its nonce) that it may and that the done-nonce table answers
+/// it for that nonce, and (for a replay) the entry it replays.
 fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<EntryCheck, String> {
     let (bytes, sig) = store
         .entry(index)
@@ -327,6 +380,8 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
     let leaf = leaf_hash(&bytes);
     let rest = if verifier.verify_entry(&bytes, &ed25519_dalek::Signature::from_bytes(&sig)) {
         check_stored_hashes(store, index, leaf)
+            .and_then(|()| check_content(store, index, &entry))
+            .and_then(|()| check_exec_id(store, &bytes))
             .and_then(|()| check_completion(store, index, &entry))
             .and_then(|()| check_replay(store, &entry))
     } else {
@@ -345,6 +400,15 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
 fn check_completion(store: &Store, index: u64, entry: &Entry) -> Result<(), String> {
     if !store.completes_nonce(index).map_err(|e| e.to_string())? {
         return Ok(());
+    }
+    if !matches!(
+        entry.outcome,
+        Outcome::Executed | Outcome::Failed | Outcome::Interrupted
+    ) {
+        return Err(format!(
+            "its record says it completed its nonce, but a {} attempt never does",
+            entry.outcome.as_str()
+        ));
     }
     let key = nonce_key(&entry.tenant, &entry.nonce);
     match store.done_nonce(&key).map_err(|e| e.to_string())? {
@@ -408,6 +472,56 @@ fn check_replay(store: &Store, replay: &Entry) -> Result<(), String> {
         return problem("but does not repeat its exec_id, commitments and outcome");
     }
     Ok(())
+}
+
+/// The content kept beside the entry, if any, is what its salted
+/// commitments commit to, stored as the ledger writes it.
+fn check_content(store: &Store, index: u64, entry: &Entry) -> Result<(), String> {
+    let Some(bytes) = store.content(index).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let content: Content = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("its kept content does not parse: {e}"))?;
+    if serde_json::to_vec(&content).ok().as_deref() != Some(bytes.as_slice()) {
+        return Err("its kept content is not as the ledger writes it".into());
+    }
+    let canonical = |value: &serde_json::Value| to_canonical_bytes(value).unwrap_or_default();
+    if !opens_commitment(
+        &entry.payload_commitment,
+        &content.salts.payload,
+        &canonical(&content.payload),
+    ) {
+        return Err("its kept payload does not open its payload commitment".into());
+    }
+    let result_opens = match (
+        &entry.result_commitment,
+        &content.result,
+        &content.salts.result,
+    ) {
+        (Some(expected), Some(result), Some(salt)) => {
+            opens_commitment(expected, salt, &canonical(result))
+        }
+        (None, None, None) => true,
+        _ => false,
+    };
+    if !result_opens {
+        return Err("its kept result does not open its result commitment".into());
+    }
+    Ok(())
+}
+
+/// `exec_ids.tab` finds an entry of the exec_id the entry is indexed under.
+fn check_exec_id(store: &Store, bytes: &[u8]) -> Result<(), String> {
+    let Some(exec_id) = indexed_exec_id(bytes) else {
+        return Ok(());
+    };
+    match store.index_of_exec_id(&exec_id) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(format!(
+            "exec_ids.tab does not find its exec_id {exec_id:?}: the table is damaged"
+        )),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn entry_or_missing(index: Option<u64>) -> String {

@@ -83,7 +83,10 @@ impl Store {
             .and_then(|_| self.inner.segments.dictionary());
         let ring = match (batch, staged) {
             (Some(b), Some(s)) if reservations.is_empty() && dictionary.is_none() => {
-                ring_commit(b, s.mark)
+                // sled's head now is durable before this ring slot is
+                // written: the syncer syncs every earlier cycle first.
+                let sled_size = read_head(&self.inner.meta)?.map_or(0, |h| h.size);
+                ring_commit(b, s.mark, sled_size)
             }
             _ => None,
         };
@@ -111,9 +114,10 @@ impl Store {
                 .inner
                 .faults
                 .check(FaultPoint::ReserveWrite)
-                .and_then(|()| reservations::Encoded::new(*r));
-            match one {
-                Ok(mut e) => {
+                .and_then(|()| reservations::Encoded::new(*r))
+                .and_then(|mut e| {
+                    // A lookup that meets damage fails this reservation
+                    // alone, never as "not done".
                     e.done = match completed.get(r.key) {
                         Some(&index) => Some(index),
                         None => self.done_index(r.key)?,
@@ -122,6 +126,10 @@ impl Store {
                         e.approval_done = consumed.contains_key(ak.as_bytes())
                             || self.approval_done(ak)?.is_some();
                     }
+                    Ok(e)
+                });
+            match one {
+                Ok(e) => {
                     encoded.push(e);
                     // Placeholder, replaced by the transaction's answer.
                     results.push(Ok(Reservation::Reserved));
@@ -251,7 +259,7 @@ impl Store {
 /// the head and the checkpoint: every nonce it completes was claimed (no
 /// pending record, nor an approval's, to remove), and its checkpoint fits
 /// a ring slot.
-fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
+fn ring_commit(batch: &BatchWrite, mark: SegmentsMark, sled_size: u64) -> Option<RingCommit> {
     let only_head = batch.entries.iter().all(|e| {
         e.completion
             .as_ref()
@@ -264,6 +272,7 @@ fn ring_commit(batch: &BatchWrite, mark: SegmentsMark) -> Option<RingCommit> {
             Some(RingCommit {
                 head: *head,
                 mark,
+                sled_size,
                 checkpoint: note.clone(),
             })
         }
@@ -322,7 +331,9 @@ impl SledBatches {
 }
 
 impl Inner {
-    pub(super) fn lock_ring_ahead(&self) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
+    pub(super) fn lock_ring_ahead(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
         self.ring_ahead
             .lock()
             .map_err(|_| StoreError::Corrupt("commit ring state lock poisoned".into()))
@@ -379,4 +390,3 @@ impl Drop for Inner {
         }
     }
 }
-

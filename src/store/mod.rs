@@ -73,6 +73,7 @@ mod codec;
 mod commit;
 mod commit_ring;
 mod cosignatures;
+mod damage;
 mod faults;
 mod hash_cache;
 mod hash_reader;
@@ -88,6 +89,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 pub use cosignatures::KEEP_COSIGNED;
+pub use damage::Damaged;
 pub use faults::{FaultPoint, FaultStall};
 pub use hash_reader::{OverlayReader, StoreHashReader};
 pub use reservations::{
@@ -123,6 +125,10 @@ pub enum StoreError {
     /// Stored bytes are not what this code wrote.
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    /// Stored bytes fail their check (see [`damage`]): the read they
+    /// served is refused.
+    #[error("{0}")]
+    Damaged(#[from] Damaged),
     /// The directory holds a store in another format than this build's
     /// (format 0: a store that records none). Nothing was written to it.
     #[error(
@@ -337,6 +343,8 @@ struct Inner {
     counters: sled::Tree,
     /// Injected failures (tests only).
     faults: faults::Faults,
+    /// Damage met in the files.
+    damage: Arc<damage::DamageLog>,
     /// sled's log file, kept open so each commit can `fdatasync` it.
     log_file: File,
     /// Where batches that change nothing else in sled commit.
@@ -449,6 +457,47 @@ impl Store {
     /// "Nonces").
     pub fn completes_nonce(&self, index: u64) -> Result<bool, StoreError> {
         self.inner.segments.completes(index)
+    }
+
+    /// The first damage met since the store was opened (stored bytes that
+    /// failed their check; the reads that met it were refused), if any.
+    #[must_use]
+    pub fn damage(&self) -> Option<Damaged> {
+        self.inner.damage.first()
+    }
+
+    /// How many reads met damage since the store was opened.
+    #[must_use]
+    pub fn damage_count(&self) -> u64 {
+        self.inner.damage.count()
+    }
+
+    /// The damage to derived files found and repaired since the store was
+    /// opened (at open: a key table or the derived segment files derived
+    /// again from `entries.bin`).
+    #[must_use]
+    pub fn repairs(&self) -> Vec<String> {
+        self.inner.damage.repairs()
+    }
+
+    /// The commit-ring slots that are neither empty nor two equal copies
+    /// that check: (slot, whether one copy still holds its commit). After
+    /// a crash the newest slot can be one (torn); any other is damage.
+    pub fn unsound_ring_slots(&self) -> Result<Vec<(u64, bool)>, StoreError> {
+        CommitRing::unsound_slots(&self.inner.path)
+    }
+
+    /// Reads every slot of the three key tables: the first that fails its
+    /// check in each, if any (`openexec audit`).
+    pub fn first_damaged_slots(&self) -> Result<Vec<(&'static str, Option<u64>)>, StoreError> {
+        [
+            &self.inner.exec_table,
+            &self.inner.done_nonces,
+            &self.inner.consumed_approvals,
+        ]
+        .into_iter()
+        .map(|table| Ok((table.name(), table.first_damaged_slot()?)))
+        .collect()
     }
 
     /// The index of the entry that completed the nonce `key`, as a

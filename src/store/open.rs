@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use sled::transaction::Transactional;
 
 use super::commit_ring::{self, CommitRing, RingCommit};
+use super::damage::DamageLog;
 use super::segments::{Segments, SegmentsMark};
 use super::{
     commit_mark, faults, key_table, read_head, reservations, sync_dir, sync_sled, Inner, Store,
@@ -30,22 +31,22 @@ impl Store {
         let log_file = File::open(config.path.join("db"))?;
         let meta = db.open_tree("meta")?;
         let existing = check_format(&meta)?;
+        let damage = Arc::new(DamageLog::opening());
         let (ring, held) = open_ring(&db, &meta, &config.path, &log_file, existing)?;
         if !existing {
             // The ring's directory entry is durable before the mark that
             // makes its absence an error.
             sync_dir(&config.path)?;
         }
-        let segments = open_segments(&db, &meta, &config.path, &log_file)?;
+        let segments = open_segments(&db, &meta, &config.path, &log_file, &damage)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
         // The tables index what their headers miss on two threads (the
         // completion tables share one scan of the completing entries):
         // after a kill -9 under load at 13.6M entries, ~68k entries each,
         // 0.45 s apiece, most of it reading and decompressing them.
         let (exec_table, completions) = std::thread::scope(|scope| {
-            let completions =
-                scope.spawn(|| open_completion_tables(&segments, config));
-            let exec_table = open_exec_table(&segments, config);
+            let completions = scope.spawn(|| open_completion_tables(&segments, config, &damage));
+            let exec_table = open_exec_table(&segments, config, &damage);
             let completions = completions
                 .join()
                 .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
@@ -55,6 +56,7 @@ impl Store {
         let done_nonces = Arc::new(completions.done_nonces);
         let consumed_approvals = Arc::new(completions.consumed_approvals);
         sync_dir(&config.path)?;
+        damage.settle_open();
         let inner = Inner {
             segments,
             _exec_table_syncer: key_table::Syncer::start(Arc::clone(&exec_table))?,
@@ -73,6 +75,7 @@ impl Store {
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
             faults: faults::Faults::default(),
+            damage,
             db,
             log_file,
             ring,
@@ -137,6 +140,7 @@ fn open_segments(
     meta: &sled::Tree,
     dir: &Path,
     log_file: &File,
+    damage: &Arc<DamageLog>,
 ) -> Result<Segments, StoreError> {
     let head = read_head(meta)?;
     let stored_mark = meta
@@ -154,8 +158,14 @@ fn open_segments(
     }
     let mark = stored_mark.unwrap_or_default();
     let size = head.map_or(0, |h| h.size);
-    let (segments, rebuilt) =
-        Segments::open(dir, size, head.map(|h| h.root), mark, dictionary.clone())?;
+    let (segments, rebuilt) = Segments::open(
+        dir,
+        size,
+        head.map(|h| h.root),
+        mark,
+        dictionary.clone(),
+        Arc::clone(damage),
+    )?;
     if let Some(mark) = rebuilt.or(new.then_some(mark)) {
         if let Some(d) = dictionary {
             meta.insert(META_ENTRIES_DICT, d)?;
@@ -171,20 +181,37 @@ fn open_segments(
 fn open_exec_table(
     segments: &Segments,
     config: &StoreConfig,
+    damage: &Arc<DamageLog>,
 ) -> Result<key_table::KeyTable, StoreError> {
-    let table = open_table(&config.path, key_table::EXEC_IDS)?;
-    let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
-    index_past_headers(
-        segments,
-        |index| {
-            let (bytes, _) = segments
-                .entry(index)?
-                .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
-            Ok(Some(bytes))
-        },
-        &[(&table, &exec_id_of)],
-    )?;
-    Ok(table)
+    again_if_damaged(|| {
+        let table = open_table(&config.path, key_table::EXEC_IDS, damage)?;
+        let exec_id_of = |bytes: &[u8]| (config.exec_id_of)(bytes).map(String::into_bytes);
+        index_past_headers(
+            segments,
+            |index| {
+                let (bytes, _) = segments
+                    .entry(index)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("entry {index} is missing")))?;
+                Ok(Some(bytes))
+            },
+            &[(&table, &exec_id_of)],
+        )?;
+        Ok(table)
+    })
+}
+
+/// Runs `open` (opening key tables and indexing them) once more if it met
+/// a damaged key-table slot: a table that met damage has its header
+/// invalidated, so the second time it starts afresh and every entry is
+/// indexed again. Damage in `entries.bin` fails both.
+fn again_if_damaged<T>(open: impl Fn() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    match open() {
+        Err(StoreError::Damaged(d)) if d.file != super::segments::ENTRIES => {
+            tracing::warn!("{d}: indexing that table again from entries.bin");
+            open()
+        }
+        other => other,
+    }
 }
 
 /// A table to index at open, with the key it takes from an entry's bytes
@@ -252,28 +279,36 @@ struct CompletionTables {
 fn open_completion_tables(
     segments: &Segments,
     config: &StoreConfig,
+    damage: &Arc<DamageLog>,
 ) -> Result<CompletionTables, StoreError> {
-    let done_nonces = open_table(&config.path, key_table::DONE_NONCES)?;
-    let consumed_approvals = open_table(&config.path, key_table::CONSUMED_APPROVALS)?;
-    let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
-    let approval_key_of = |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
-    index_past_headers(
-        segments,
-        |index| segments.completing_entry(index),
-        &[
-            (&done_nonces, &nonce_key_of),
-            (&consumed_approvals, &approval_key_of),
-        ],
-    )?;
-    Ok(CompletionTables {
-        done_nonces,
-        consumed_approvals,
+    again_if_damaged(|| {
+        let done_nonces = open_table(&config.path, key_table::DONE_NONCES, damage)?;
+        let consumed_approvals = open_table(&config.path, key_table::CONSUMED_APPROVALS, damage)?;
+        let nonce_key_of = |bytes: &[u8]| (config.nonce_key_of)(bytes);
+        let approval_key_of =
+            |bytes: &[u8]| (config.approval_key_of)(bytes).map(String::into_bytes);
+        index_past_headers(
+            segments,
+            |index| segments.completing_entry(index),
+            &[
+                (&done_nonces, &nonce_key_of),
+                (&consumed_approvals, &approval_key_of),
+            ],
+        )?;
+        Ok(CompletionTables {
+            done_nonces,
+            consumed_approvals,
+        })
     })
 }
 
 /// The key table `name` in `dir`, in the store's shape.
-fn open_table(dir: &Path, name: &'static str) -> Result<key_table::KeyTable, StoreError> {
-    key_table::KeyTable::open(dir, name, key_table::SHAPE)
+fn open_table(
+    dir: &Path,
+    name: &'static str,
+    damage: &Arc<DamageLog>,
+) -> Result<key_table::KeyTable, StoreError> {
+    key_table::KeyTable::open(dir, name, key_table::SHAPE, Arc::clone(damage))
 }
 
 /// Opens the commit ring, and promotes its newest commit into sled when
@@ -301,9 +336,17 @@ fn open_ring(
         )));
     }
     let (ring, held) = CommitRing::open(dir)?;
+    let sled_size = read_head(meta)?.map_or(0, |h| h.size);
+    if let Some(lost) = held.iter().find(|c| c.sled_size > sled_size) {
+        return Err(StoreError::Corrupt(format!(
+            "sled's head holds {sled_size} entries, but {} was written when sled durably held \
+             {}: sled lost committed transactions (its log db/db is damaged); refusing to start",
+            commit_ring::FILE,
+            lost.sled_size
+        )));
+    }
     if let Some(newest) = held.last() {
         let entries_len = std::fs::metadata(dir.join("entries.bin")).map_or(0, |m| m.len());
-        let sled_size = read_head(meta)?.map_or(0, |h| h.size);
         if newest.size() > sled_size && newest.mark.entries_end > entries_len {
             return Err(StoreError::Corrupt(format!(
                 "{} holds a head of {} entries ending at byte {} of entries.bin, which has {} \
@@ -383,4 +426,3 @@ pub(super) fn promote_if_newer(
     sync_sled(db, log_file)?;
     Ok(true)
 }
-

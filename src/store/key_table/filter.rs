@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
+use super::layout::FINGERPRINT_BITS;
+
 /// Bits of a table's filter per slot of the table: a table holds at most
 /// 3/4 of its slots, so ~10.7 bits per key, which with [`FILTER_PROBES`]
 /// bits per key in one [`Block`] gives about 1% false positives.
@@ -35,11 +37,14 @@ impl Filter {
         }
     }
 
-    /// The block of `fingerprint` (its high half; the block count is a
-    /// power of two) and its bit positions there (double hashing over the
-    /// low half, past the always-set low bit).
-    pub(crate) fn positions(&self, fingerprint: u64) -> (&Block, impl Iterator<Item = (usize, u64)>) {
-        let block = &self.blocks[((fingerprint >> 32) as usize) & (self.blocks.len() - 1)];
+    /// The block of `fingerprint` (its high 32 of 48 bits; the block
+    /// count is a power of two) and its bit positions there (double
+    /// hashing over its low bits, past the always-set lowest).
+    pub(crate) fn positions(
+        &self,
+        fingerprint: u64,
+    ) -> (&Block, impl Iterator<Item = (usize, u64)>) {
+        let block = &self.blocks[((fingerprint >> 16) as usize) & (self.blocks.len() - 1)];
         let first = fingerprint >> 1;
         let step = (fingerprint >> 10) | 1;
         let bits = (0..FILTER_PROBES).map(move |i| {
@@ -66,7 +71,9 @@ impl Filter {
     }
 }
 
-/// Where a key's slot is looked for.
+/// Where a key's slot is looked for: its fingerprint (the first
+/// [`FINGERPRINT_BITS`] bits of SHA-256(key), lowest set) and the seed of
+/// its probe run (the digest's bytes 8..16).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Key {
     pub(crate) fingerprint: u64,
@@ -82,9 +89,8 @@ impl Key {
             u64::from_be_bytes(bytes)
         };
         Self {
-            fingerprint: word(0) | 1,
+            fingerprint: (word(0) >> (64 - FINGERPRINT_BITS)) | 1,
             seed: word(8),
         }
     }
 }
-

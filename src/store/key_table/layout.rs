@@ -1,13 +1,29 @@
-//! The layout of a key-table file: where each table lies, and the header
-//! that says how many there are and how much of the log they cover. Pure
-//! arithmetic and byte codecs; no I/O.
+//! The layout of a key-table file: where each table lies, the header that
+//! says how many there are and how much of the log they cover, and the
+//! bytes of a slot. Pure arithmetic and byte codecs; no I/O.
+//!
+//! Both carry a check, so that damage is told from data. The header ends
+//! in a CRC-32 of its fields and is followed by zeros up to table 0: a
+//! header that fails either is no header (the table is derived, and is
+//! indexed again from `entries.bin`). A slot's tag ends in a CRC-16 of its
+//! fingerprint and index: the empty slot (all zeros) is a codeword of that
+//! CRC, and every two codewords differ in at least four bits, so one to
+//! three flipped bits never turn a slot into another slot, nor into an
+//! empty one, nor an empty one into a slot — they give a slot that fails
+//! its check ([`Slot::Damaged`]).
 
-pub(crate) const MAGIC: &[u8; 8] = b"OEXTAB02";
+pub(crate) const MAGIC: &[u8; 8] = b"OEXTAB03";
 /// Bytes before table 0 (a page, so tables stay page-aligned).
 pub(crate) const HEADER_LEN: u64 = 4096;
-/// Bytes of the header that are used.
-pub(crate) const HEADER_USED: usize = 40;
+/// Bytes of the header's fields, before its CRC.
+const HEADER_FIELDS: usize = 40;
+/// Bytes of the header that are written: its fields and their CRC-32; the
+/// rest of the page is zeros.
+pub(crate) const HEADER_USED: usize = HEADER_FIELDS + 4;
 pub(crate) const SLOT: u64 = 16;
+/// Bits of a slot's tag that hold the key's fingerprint (the rest hold
+/// the slot's CRC-16).
+pub(crate) const FINGERPRINT_BITS: u32 = 48;
 /// log2 of table 0's slots in a new file (1 MiB).
 pub(crate) const FIRST_BITS: u32 = 16;
 /// log2 of the slots of every table past the doubling ones (16 MiB; see
@@ -116,17 +132,26 @@ impl Header {
         out[16..24].copy_from_slice(&self.in_last.to_be_bytes());
         out[24..32].copy_from_slice(&self.indexed.to_be_bytes());
         out[32..36].copy_from_slice(&self.layout.doubling.to_be_bytes());
-        out[36..].copy_from_slice(&self.layout.cap_bits.to_be_bytes());
+        out[36..HEADER_FIELDS].copy_from_slice(&self.layout.cap_bits.to_be_bytes());
+        let crc = crc32fast::hash(&out[..HEADER_FIELDS]);
+        out[HEADER_FIELDS..].copy_from_slice(&crc.to_be_bytes());
         out
     }
 
-    /// The header, if `bytes` is one this code wrote for a file of
-    /// `file_len` bytes.
-    pub(crate) fn decode(bytes: &[u8; HEADER_USED], file_len: u64) -> Option<Self> {
+    /// The header, if `page` (the file's first [`HEADER_LEN`] bytes) is
+    /// one this code wrote for a file of `file_len` bytes: magic, CRC,
+    /// zeros after it, and a plausible layout.
+    pub(crate) fn decode(page: &[u8], file_len: u64) -> Option<Self> {
+        if page.len() != HEADER_LEN as usize || page[HEADER_USED..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        let bytes = &page[..HEADER_USED];
         let u32_at = |at: usize| bytes[at..at + 4].try_into().ok().map(u32::from_be_bytes);
         let u64_at = |at: usize| bytes[at..at + 8].try_into().ok().map(u64::from_be_bytes);
         let (first_bits, tables) = (u32_at(8)?, u32_at(12)?);
-        if &bytes[..8] != MAGIC {
+        if &bytes[..8] != MAGIC
+            || u32_at(HEADER_FIELDS)? != crc32fast::hash(&bytes[..HEADER_FIELDS])
+        {
             return None;
         }
         let layout = Layout {
@@ -155,3 +180,142 @@ impl Header {
     }
 }
 
+/// What one slot's 16 bytes hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// All zeros: no key.
+    Empty,
+    /// A key's fingerprint and its entry's index, which check.
+    Held { fingerprint: u64, index: u64 },
+    /// Bytes this code never writes: damage.
+    Damaged,
+}
+
+impl Slot {
+    /// The bytes of a slot holding `fingerprint` (a [`FINGERPRINT_BITS`]-bit
+    /// value with its low bit set) and `index`: tag (`u64`, the fingerprint
+    /// then the CRC-16) ‖ index (`u64`).
+    pub(crate) fn encode(fingerprint: u64, index: u64) -> [u8; SLOT as usize] {
+        let mut out = [0u8; SLOT as usize];
+        out[..8].copy_from_slice(&(fingerprint << (64 - FINGERPRINT_BITS)).to_be_bytes());
+        out[8..].copy_from_slice(&index.to_be_bytes());
+        let check = crc16(&out[..6], &out[8..]);
+        out[6..8].copy_from_slice(&check.to_be_bytes());
+        out
+    }
+
+    /// What `bytes` (one slot) hold.
+    pub(crate) fn decode(bytes: &[u8]) -> Self {
+        if bytes.iter().all(|&b| b == 0) {
+            return Self::Empty;
+        }
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_be_bytes(w)
+        };
+        let (tag, index) = (word(0), word(8));
+        let fingerprint = tag >> (64 - FINGERPRINT_BITS);
+        let check = (tag & 0xffff) as u16;
+        if fingerprint & 1 == 1 && check == crc16(&bytes[..6], &bytes[8..16]) {
+            Self::Held { fingerprint, index }
+        } else {
+            Self::Damaged
+        }
+    }
+}
+
+/// CRC-16/XMODEM (polynomial 0x1021, initial value 0, no reflection, no
+/// final XOR) of `a ‖ b`. Linear with a zero start: all zeros check as all
+/// zeros, and over a slot's 112 bits any two codewords differ in at least
+/// four bits.
+fn crc16(a: &[u8], b: &[u8]) -> u16 {
+    a.iter().chain(b).fold(0u16, |crc, &byte| {
+        (crc << 8) ^ CRC16_TABLE[usize::from((crc >> 8) as u8 ^ byte)]
+    })
+}
+
+const CRC16_TABLE: [u16; 256] = {
+    let mut table = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut crc = (i as u16) << 8;
+        let mut bit = 0;
+        while bit < 8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+            bit += 1;
+        }
+        table[i] = crc;
+        i += 1;
+    }
+    table
+};
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+
+    #[test]
+    fn crc16_is_xmodem() {
+        // The standard check value of CRC-16/XMODEM.
+        assert_eq!(crc16(b"1234", b"56789"), 0x31c3);
+    }
+
+    #[test]
+    fn every_flip_of_one_to_three_bits_of_a_slot_is_damage() {
+        // Slots of assorted fingerprints and indexes, the empty one among
+        // them: every flip of one, two or three of their 128 bits fails
+        // the check (three bits: a sample of positions).
+        let slots = [
+            Slot::encode(1, 0),
+            Slot::encode((1 << FINGERPRINT_BITS) - 1, u64::MAX),
+            Slot::encode(0x0123_4567_89ab | 1, 42),
+            Slot::encode(0xfff0_0000_0001, 1 << 40),
+            [0u8; SLOT as usize],
+        ];
+        let flip = |s: &[u8; 16], bits: &[usize]| {
+            let mut out = *s;
+            for &b in bits {
+                out[b / 8] ^= 0x80 >> (b % 8);
+            }
+            out
+        };
+        for slot in &slots {
+            for a in 0..128 {
+                assert_eq!(Slot::decode(&flip(slot, &[a])), Slot::Damaged, "bit {a}");
+                for b in a + 1..128 {
+                    assert_eq!(Slot::decode(&flip(slot, &[a, b])), Slot::Damaged);
+                    for c in (b + 1..128).step_by(7) {
+                        assert_eq!(Slot::decode(&flip(slot, &[a, b, c])), Slot::Damaged);
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            Slot::decode(&Slot::encode(0x0123_4567_89ab | 1, 42)),
+            Slot::Held {
+                fingerprint: 0x0123_4567_89ab | 1,
+                index: 42
+            }
+        );
+        assert_eq!(Slot::decode(&[0u8; 16]), Slot::Empty);
+    }
+
+    #[test]
+    fn every_flip_of_a_header_page_invalidates_it() {
+        let header = Header::fresh(SHAPE);
+        let mut page = vec![0u8; HEADER_LEN as usize];
+        page[..HEADER_USED].copy_from_slice(&header.encode());
+        let len = header.offset(1);
+        assert_eq!(Header::decode(&page, len), Some(header));
+        for bit in 0..page.len() * 8 {
+            page[bit / 8] ^= 0x80 >> (bit % 8);
+            assert_eq!(Header::decode(&page, len), None, "bit {bit}");
+            page[bit / 8] ^= 0x80 >> (bit % 8);
+        }
+    }
+}

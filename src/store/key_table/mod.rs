@@ -18,10 +18,10 @@
 //!
 //! A 4 KiB header, then tables 0, 1, 2, … back to back; table `k` has
 //! `2^(first_bits + k)` slots of 16 bytes while `k < doubling`, and
-//! `2^cap_bits` after: a slot holds a fingerprint (`u64` BE, the
-//! first 8 bytes of SHA-256(key) with the low bit set, so that 0 means
-//! an empty slot) and the entry index (`u64` BE). Linear probing from the
-//! next 8 bytes of the digest. Only the last table takes new keys;
+//! `2^cap_bits` after: a slot holds a tag (`u64` BE: the first 48 bits of
+//! SHA-256(key) with the lowest set, then a CRC-16 of the slot,
+//! [`layout::Slot`]) and the entry index (`u64` BE); all zeros is an empty
+//! slot. Linear probing from the next 8 bytes of the digest. Only the last table takes new keys;
 //! when it is 3/4 full the next table is added after it. No table
 //! is ever rewritten, so growing never pauses the writer; a lookup probes
 //! the tables newest first until a candidate is confirmed (an unknown key
@@ -37,11 +37,25 @@
 //! per 786,432 keys past the first 737,280), which the filters answer from
 //! memory.
 //!
-//! Header: magic `OEXTAB02` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
+//! Header: magic `OEXTAB03` ‖ `first_bits` (`u32`) ‖ tables (`u32`) ‖
 //! keys in the last table (`u64`) ‖ `indexed` (`u64`) ‖ `doubling`
-//! (`u32`) ‖ `cap_bits` (`u32`): every entry below `indexed` is in the
-//! table durably. A file with any other header is started afresh and
-//! indexed again from `entries.bin` (it is derived data).
+//! (`u32`) ‖ `cap_bits` (`u32`) ‖ CRC-32 of those, then zeros: every entry
+//! below `indexed` is in the table durably. A file with any other header
+//! (damaged, or of another magic) is started afresh and indexed again
+//! from `entries.bin` (it is derived data).
+//!
+//! # Damage
+//!
+//! Every slot a probe run reads is checked; one that fails ([`Slot::Damaged`])
+//! fails the lookup with [`StoreError::Damaged`] — never a miss, which for
+//! `nonces.tab` would free a done nonce — and is noted in the store's
+//! [`DamageLog`] (an insert walks past it: the key it inserts lies beyond,
+//! where its lookups meet the damage too). The table is then *damaged*:
+//! its header is overwritten with zeros (durably), so that the next open
+//! indexes it again from `entries.bin`, and this process never writes a
+//! header to it again. The filters are filled from checked slots only, and the filter
+//! of a table where the warm-up met damage is never complete, so that it
+//! never hides a key whose slot is damaged.
 //!
 //! # Durability and trust
 //!
@@ -84,12 +98,14 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicBool;
 #[cfg(test)]
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use super::damage::{DamageLog, Damaged};
 use super::StoreError;
 
 mod filter;
@@ -97,8 +113,8 @@ mod layout;
 mod syncer;
 
 use filter::{Filter, Key};
-use layout::{Header, Layout, Shape, HEADER_LEN, HEADER_USED, MAX_TABLES, SLOT};
 pub(super) use layout::SHAPE;
+use layout::{Header, Layout, Shape, Slot, HEADER_LEN, MAX_TABLES, SLOT};
 pub(super) use syncer::Syncer;
 
 /// How often the [`Syncer`] makes the table durable. Longer than the other
@@ -136,6 +152,13 @@ struct Run {
     empty: Option<u64>,
 }
 
+/// Why a probe run is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Lookup,
+    Insert,
+}
+
 /// The open table file.
 pub(super) struct KeyTable {
     file: File,
@@ -145,6 +168,11 @@ pub(super) struct KeyTable {
     layout: Layout,
     /// Tables readers may probe.
     tables: AtomicU32,
+    /// Where damage found is noted (the store's).
+    damage: Arc<DamageLog>,
+    /// Set once damage was found: the header is invalidated and nothing
+    /// is written to the file again.
+    damaged: AtomicBool,
     /// Filter `k` is table `k`'s. Set before the table is visible in
     /// `tables`.
     filters: Vec<OnceLock<Filter>>,
@@ -156,9 +184,15 @@ pub(super) struct KeyTable {
 
 impl KeyTable {
     /// Opens (or creates) the table in `dir`. A file whose header this code
-    /// did not write is started afresh (it is derived; the caller indexes
-    /// again from [`Self::indexed`]).
-    pub(super) fn open(dir: &Path, name: &'static str, shape: Shape) -> Result<Self, StoreError> {
+    /// did not write, or that fails its check, is started afresh (it is
+    /// derived; the caller indexes again from [`Self::indexed`]); a header
+    /// that fails its check is noted as a repair in `damage`.
+    pub(super) fn open(
+        dir: &Path,
+        name: &'static str,
+        shape: Shape,
+        damage: Arc<DamageLog>,
+    ) -> Result<Self, StoreError> {
         let file = super::segments::open_rw(&dir.join(name))?;
         // Slots are read and written 16 bytes at a time, all over the file:
         // no readahead, so that the page cache holds it in 4 KiB pages. Read
@@ -169,10 +203,10 @@ impl KeyTable {
         rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::Random)
             .map_err(std::io::Error::from)?;
         let len = file.metadata()?.len();
-        let mut bytes = [0u8; HEADER_USED];
+        let mut page = vec![0u8; HEADER_LEN as usize];
         let found = if len >= HEADER_LEN {
-            file.read_exact_at(&mut bytes, 0)?;
-            Header::decode(&bytes, len)
+            file.read_exact_at(&mut page, 0)?;
+            Header::decode(&page, len)
         } else {
             None
         };
@@ -180,7 +214,10 @@ impl KeyTable {
             Some(h) => h,
             None => {
                 if len > 0 {
-                    tracing::warn!("{name} has no valid header; indexing every entry again");
+                    damage.repaired(format!(
+                        "{name} has no valid header (damaged, invalidated after damage, or \
+                         of another format): indexing every entry of entries.bin again"
+                    ));
                 }
                 let fresh = Header::fresh(shape);
                 file.set_len(0)?;
@@ -204,6 +241,8 @@ impl KeyTable {
             name,
             layout: header.layout,
             tables: AtomicU32::new(header.tables),
+            damage,
+            damaged: AtomicBool::new(false),
             filters,
             state: Mutex::new(State {
                 header,
@@ -238,7 +277,7 @@ impl KeyTable {
             if !self.may_hold(k, key) {
                 continue;
             }
-            for index in self.run(k, key)?.matches {
+            for index in self.run(k, key, Read::Lookup)?.matches {
                 if let Some(found) = confirm(index)? {
                     return Ok(Some(found));
                 }
@@ -291,7 +330,7 @@ impl KeyTable {
         index: u64,
     ) -> Result<Option<u32>, StoreError> {
         for k in (0..tables).rev() {
-            if self.run(k, key)?.matches.contains(&index) {
+            if self.run(k, key, Read::Lookup)?.matches.contains(&index) {
                 return Ok(Some(k));
             }
         }
@@ -308,7 +347,7 @@ impl KeyTable {
     /// consumed approval forgotten.
     pub(super) fn claim_at_most(&self, size: u64) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        if state.header.indexed <= size {
+        if state.header.indexed <= size || self.is_damaged() {
             return Ok(());
         }
         let header = Header {
@@ -325,7 +364,7 @@ impl KeyTable {
     /// or the end of indexing at open).
     pub(super) fn sync_now(&self) -> Result<(), StoreError> {
         let mut state = self.lock()?;
-        if state.durable < state.header.indexed {
+        if state.durable < state.header.indexed && !self.is_damaged() {
             self.file.sync_data()?;
             let header = state.header;
             self.mark(&mut state, header)?;
@@ -366,7 +405,7 @@ impl KeyTable {
         let empty = if full {
             None
         } else {
-            self.run(last, key)?.empty
+            self.run(last, key, Read::Insert)?.empty
         };
         let Some(at) = empty else {
             self.add_table(state)?;
@@ -375,11 +414,10 @@ impl KeyTable {
         if let Some(filter) = self.filter(last) {
             filter.add(key.fingerprint);
         }
-        let mut slot = [0u8; SLOT as usize];
-        slot[..8].copy_from_slice(&key.fingerprint.to_be_bytes());
-        slot[8..].copy_from_slice(&index.to_be_bytes());
-        self.file
-            .write_all_at(&slot, header.offset(last) + at * SLOT)?;
+        self.file.write_all_at(
+            &Slot::encode(key.fingerprint, index),
+            header.offset(last) + at * SLOT,
+        )?;
         state.header.in_last += 1;
         Ok(())
     }
@@ -408,7 +446,9 @@ impl KeyTable {
             indexed: state.durable,
             ..next
         };
-        self.file.write_all_at(&claimed.encode(), 0)?;
+        if !self.is_damaged() {
+            self.file.write_all_at(&claimed.encode(), 0)?;
+        }
         if let Some(slot) = self.filters.get(current.tables as usize) {
             // Complete from the start: the region was just zeroed.
             let _ = slot.set(Filter::new(next.capacity(current.tables), true));
@@ -435,6 +475,8 @@ impl KeyTable {
         let tables = self.tables.load(Ordering::Acquire);
         let mut buffer = vec![0u8; WARM_CHUNK];
         for k in 0..tables {
+            // Whether every slot of table `k` checked.
+            let mut sound = true;
             let filter = self
                 .filter(k)
                 .filter(|f| !f.complete.load(Ordering::Acquire));
@@ -446,17 +488,24 @@ impl KeyTable {
                 }
                 let len = usize::try_from(end - at).map_or(WARM_CHUNK, |l| l.min(WARM_CHUNK));
                 self.file.read_exact_at(&mut buffer[..len], at)?;
-                if let Some(filter) = filter {
-                    for slot in buffer[..len].chunks_exact(SLOT as usize) {
-                        let fingerprint = be_u64(&slot[..8]);
-                        if fingerprint != 0 {
-                            filter.add(fingerprint);
+                for (n, bytes) in buffer[..len].chunks_exact(SLOT as usize).enumerate() {
+                    match Slot::decode(bytes) {
+                        Slot::Held { fingerprint, .. } => {
+                            if let Some(filter) = filter {
+                                filter.add(fingerprint);
+                            }
                         }
+                        Slot::Empty => {}
+                        Slot::Damaged if sound => {
+                            sound = false;
+                            let _ = self.damaged_slot(at + n as u64 * SLOT);
+                        }
+                        Slot::Damaged => {}
                     }
                 }
                 at += len as u64;
             }
-            if let Some(filter) = filter {
+            if let Some(filter) = filter.filter(|_| sound) {
                 filter.complete.store(true, Ordering::Release);
             }
         }
@@ -467,13 +516,18 @@ impl KeyTable {
     /// durable itself with the next sync (until then the older one holds,
     /// which only means more to index again).
     fn mark(&self, state: &mut State, header: Header) -> Result<(), StoreError> {
+        if self.is_damaged() {
+            return Ok(());
+        }
         self.file.write_all_at(&header.encode(), 0)?;
         state.durable = header.indexed;
         Ok(())
     }
 
     /// Walks table `k`'s probe run for `key` up to its first empty slot.
-    fn run(&self, k: u32, key: Key) -> Result<Run, StoreError> {
+    /// A damaged slot fails a lookup; an insert notes it and walks past it
+    /// (the key then lies past the damage, where its lookups fail too).
+    fn run(&self, k: u32, key: Key, read: Read) -> Result<Run, StoreError> {
         #[cfg(test)]
         self.runs.fetch_add(1, Ordering::Relaxed);
         let capacity = self.layout.capacity(k);
@@ -487,15 +541,23 @@ impl KeyTable {
             let bytes = &mut window[..(count * SLOT) as usize];
             self.file.read_exact_at(bytes, base + at * SLOT)?;
             for slot in bytes.chunks_exact(SLOT as usize) {
-                let fingerprint = be_u64(&slot[..8]);
-                if fingerprint == 0 {
-                    return Ok(Run {
-                        matches,
-                        empty: Some(at),
-                    });
-                }
-                if fingerprint == key.fingerprint {
-                    matches.push(be_u64(&slot[8..]));
+                match Slot::decode(slot) {
+                    Slot::Empty => {
+                        return Ok(Run {
+                            matches,
+                            empty: Some(at),
+                        })
+                    }
+                    Slot::Held { fingerprint, index } if fingerprint == key.fingerprint => {
+                        matches.push(index);
+                    }
+                    Slot::Held { .. } => {}
+                    Slot::Damaged => {
+                        let damaged = self.damaged_slot(base + at * SLOT);
+                        if read == Read::Lookup {
+                            return Err(damaged);
+                        }
+                    }
                 }
                 at = (at + 1) & (capacity - 1);
                 seen += 1;
@@ -507,17 +569,57 @@ impl KeyTable {
         })
     }
 
+    /// Whether damage was found in the file.
+    pub(super) fn is_damaged(&self) -> bool {
+        self.damaged.load(Ordering::Acquire)
+    }
+
+    /// Notes the damaged slot at byte `offset` and makes the table damaged
+    /// (see "Damage"); returns the error to fail the read with.
+    fn damaged_slot(&self, offset: u64) -> StoreError {
+        if !self.damaged.swap(true, Ordering::AcqRel) {
+            // The next open indexes the table again from entries.bin.
+            let invalidated = self
+                .file
+                .write_all_at(&[0u8; layout::HEADER_USED], 0)
+                .and_then(|()| self.file.sync_data());
+            if let Err(e) = invalidated {
+                tracing::error!(error = %e, "could not invalidate the header of {}", self.name);
+            }
+        }
+        self.damage.found(Damaged::new(
+            self.name,
+            offset,
+            "a key-table slot fails its check",
+        ))
+    }
+
+    /// Reads every table and checks every slot: the offset of the first
+    /// that fails, if any (`openexec audit`).
+    pub(super) fn first_damaged_slot(&self) -> Result<Option<u64>, StoreError> {
+        let tables = self.tables.load(Ordering::Acquire);
+        let mut buffer = vec![0u8; WARM_CHUNK];
+        let (start, end) = (self.layout.offset(0), self.layout.offset(tables));
+        let mut at = start;
+        while at < end {
+            let len = usize::try_from(end - at).map_or(WARM_CHUNK, |l| l.min(WARM_CHUNK));
+            self.file.read_exact_at(&mut buffer[..len], at)?;
+            let bad = buffer[..len]
+                .chunks_exact(SLOT as usize)
+                .position(|s| Slot::decode(s) == Slot::Damaged);
+            if let Some(n) = bad {
+                return Ok(Some(at + n as u64 * SLOT));
+            }
+            at += len as u64;
+        }
+        Ok(None)
+    }
+
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StoreError> {
         self.state
             .lock()
             .map_err(|_| StoreError::Corrupt(format!("{} lock poisoned", self.name)))
     }
-}
-
-fn be_u64(bytes: &[u8]) -> u64 {
-    let mut array = [0u8; 8];
-    array.copy_from_slice(bytes);
-    u64::from_be_bytes(array)
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use super::layout::MAX_BITS;
 use super::*;
+use crate::store::damage::DamageLog;
 
 /// Tables of `2^first_bits`, twice that, … (a cap no test reaches).
 fn uncapped(first_bits: u32) -> Shape {
@@ -10,6 +11,11 @@ fn uncapped(first_bits: u32) -> Shape {
         first_bits,
         cap_bits: 30,
     }
+}
+
+/// Opens the exec_id table in `dir`, with damage noted in a log of its own.
+fn open(dir: &Path, shape: Shape) -> Result<KeyTable, StoreError> {
+    KeyTable::open(dir, EXEC_IDS, shape, Arc::default())
 }
 
 fn id(n: u64) -> String {
@@ -52,7 +58,7 @@ fn occupied(table: &KeyTable) -> Vec<u64> {
                 .unwrap();
             bytes
                 .chunks_exact(SLOT as usize)
-                .filter(|s| be_u64(&s[..8]) != 0)
+                .filter(|s| layout::Slot::decode(s) != layout::Slot::Empty)
                 .count() as u64
         })
         .collect()
@@ -84,12 +90,12 @@ fn assert_exact(table: &KeyTable, to: u64) {
 #[test]
 fn inserted_exec_ids_are_found_across_a_clean_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, SHAPE).unwrap();
+    let table = open(dir.path(), SHAPE).unwrap();
     insert(&table, 0, 1_000, 64);
     assert_exact(&table, 1_000);
     table.sync_now().unwrap();
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, SHAPE).unwrap();
+    let table = open(dir.path(), SHAPE).unwrap();
     assert_eq!(table.indexed().unwrap(), 1_000);
     assert_exact(&table, 1_000);
 }
@@ -97,7 +103,7 @@ fn inserted_exec_ids_are_found_across_a_clean_reopen() {
 #[test]
 fn tables_are_added_as_the_last_fills_and_none_is_rewritten() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    let table = open(dir.path(), uncapped(2)).unwrap();
     insert(&table, 0, 3, 3);
     let first_table = occupied(&table);
     insert(&table, 3, 500, 7);
@@ -122,7 +128,7 @@ const CAPPED: Shape = Shape {
 #[test]
 fn past_the_cap_every_table_added_has_the_caps_size() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    let table = open(dir.path(), CAPPED).unwrap();
     insert(&table, 0, 500, 7);
     let tables = table.tables.load(Ordering::Acquire);
     // 3 in the first, 6 in the second, then 12 (3/4 of 16) in each.
@@ -134,7 +140,7 @@ fn past_the_cap_every_table_added_has_the_caps_size() {
     assert_exact(&table, 500);
     table.sync_now().unwrap();
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    let table = open(dir.path(), CAPPED).unwrap();
     assert_eq!(table.tables.load(Ordering::Acquire), tables);
     table.warm(|| false).unwrap();
     assert_exact(&table, 500);
@@ -143,7 +149,7 @@ fn past_the_cap_every_table_added_has_the_caps_size() {
 #[test]
 fn a_file_with_another_magic_is_started_afresh() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    let table = open(dir.path(), CAPPED).unwrap();
     insert(&table, 0, 50, 7);
     table.sync_now().unwrap();
     assert_eq!(table.indexed().unwrap(), 50);
@@ -153,7 +159,7 @@ fn a_file_with_another_magic_is_started_afresh() {
         .open(dir.path().join(EXEC_IDS))
         .unwrap();
     file.write_all_at(b"OEXTAB01", 0).unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+    let table = open(dir.path(), CAPPED).unwrap();
     assert_eq!(table.indexed().unwrap(), 0);
     assert_eq!(table.tables.load(Ordering::Acquire), 1);
     assert_eq!(table.layout, Layout::of(CAPPED));
@@ -162,14 +168,14 @@ fn a_file_with_another_magic_is_started_afresh() {
 #[test]
 fn entries_past_the_durable_header_are_indexed_again_once() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     insert(&table, 0, 40, 10);
     table.sync_now().unwrap();
     // Within the sync interval: slots written, the header not moved,
     // and tables added on the way (each writes a header of its own).
     insert(&table, 40, 300, 9);
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     let from = reindex_past_header(&table, 300);
     assert!((40..300).contains(&from), "header at {from}");
     assert_exact(&table, 300);
@@ -181,7 +187,7 @@ fn entries_past_the_durable_header_are_indexed_again_once() {
 #[test]
 fn the_background_sync_records_what_it_made_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     insert(&table, 0, 30, 10);
     table.sync_behind_the_writer().unwrap();
     assert_eq!(table.lock().unwrap().durable, 30);
@@ -191,7 +197,7 @@ fn the_background_sync_records_what_it_made_durable() {
     drop(table);
     // Its header is written after the sync, and claims only what that
     // sync covered.
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     assert_eq!(reindex_past_header(&table, 45), 30);
     assert_exact(&table, 45);
 }
@@ -199,22 +205,20 @@ fn the_background_sync_records_what_it_made_durable() {
 #[test]
 fn a_table_added_again_after_a_crash_starts_empty() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    let table = open(dir.path(), uncapped(2)).unwrap();
     insert(&table, 0, 3, 3);
     table.sync_now().unwrap();
     // What a crash can leave: table 1's region written (slots of
     // entries the lost header's table held) while the durable header
     // still says one table.
     table.file.set_len(table.layout.offset(2)).unwrap();
-    let mut stale = [0u8; SLOT as usize];
-    stale[..8].copy_from_slice(&Key::of(id(99).as_bytes()).fingerprint.to_be_bytes());
-    stale[8..].copy_from_slice(&99u64.to_be_bytes());
+    let stale = layout::Slot::encode(Key::of(id(99).as_bytes()).fingerprint, 99);
     table
         .file
         .write_all_at(&stale, table.layout.offset(1))
         .unwrap();
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    let table = open(dir.path(), uncapped(2)).unwrap();
     assert_eq!(table.tables.load(Ordering::Acquire), 1);
     insert(&table, 3, 20, 4);
     assert!(table.tables.load(Ordering::Acquire) > 1);
@@ -225,7 +229,7 @@ fn a_table_added_again_after_a_crash_starts_empty() {
 #[test]
 fn reindexing_what_was_never_inserted_inserts_it() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     for n in 0..100 {
         table.reindex(id(n).as_bytes(), n).unwrap();
     }
@@ -236,14 +240,14 @@ fn reindexing_what_was_never_inserted_inserts_it() {
 #[test]
 fn a_file_without_a_valid_header_starts_afresh() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     insert(&table, 0, 50, 10);
     table.sync_now().unwrap();
     drop(table);
     let path = dir.path().join(EXEC_IDS);
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(b"NOTATABL", 0).unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     assert_eq!(table.indexed().unwrap(), 0);
     assert!(candidates(&table, &id(1)).unwrap().is_empty());
     // A header whose tables run past the file's end is not trusted either.
@@ -251,7 +255,7 @@ fn a_file_without_a_valid_header_starts_afresh() {
     header.tables = 5;
     file.write_all_at(&header.encode(), 0).unwrap();
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     assert_eq!(table.tables.load(Ordering::Acquire), 1);
     // Nor one whose tables would hold no keys (3/4 of 2 slots), which
     // would add tables until the limit and jam every insert.
@@ -261,7 +265,7 @@ fn a_file_without_a_valid_header_starts_afresh() {
     header.layout.cap_bits = 1;
     file.write_all_at(&header.encode(), 0).unwrap();
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     assert_eq!(table.indexed().unwrap(), 0);
     insert(&table, 0, 40, 5);
     assert_exact(&table, 40);
@@ -282,11 +286,10 @@ fn a_layout_whose_file_would_end_past_u64_offsets_is_not_plausible() {
 #[test]
 fn a_full_table_is_never_probed_forever() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(2)).unwrap();
+    let table = open(dir.path(), uncapped(2)).unwrap();
     // Fill table 0 completely behind the writer's back.
-    let mut slot = [0u8; SLOT as usize];
     for at in 0..4u64 {
-        slot[..8].copy_from_slice(&(2 * at + 1).to_be_bytes());
+        let slot = layout::Slot::encode(2 * at + 1, at);
         table
             .file
             .write_all_at(&slot, HEADER_LEN + at * SLOT)
@@ -309,11 +312,11 @@ fn runs_to_find(table: &KeyTable, ids: impl Iterator<Item = String>) -> u64 {
 #[test]
 fn complete_filters_spare_the_reads_of_absent_keys_and_hide_none() {
     let dir = tempfile::tempdir().unwrap();
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     insert(&table, 0, 300, 7);
     table.sync_now().unwrap();
     drop(table);
-    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(3)).unwrap();
+    let table = open(dir.path(), uncapped(3)).unwrap();
     let tables = u64::from(table.tables.load(Ordering::Acquire));
     assert!(tables >= 5, "{tables} tables");
     let absent = || (1_000..2_000).map(id);
@@ -366,7 +369,7 @@ proptest::proptest! {
         fill_filters in proptest::bool::ANY,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+        let mut table = open(dir.path(), CAPPED).unwrap();
         let mut size = 0;
         for step in steps {
             match step {
@@ -377,7 +380,7 @@ proptest::proptest! {
                 Step::Sync => table.sync_now().unwrap(),
                 Step::Crash => {
                     drop(table);
-                    table = KeyTable::open(dir.path(), EXEC_IDS, CAPPED).unwrap();
+                    table = open(dir.path(), CAPPED).unwrap();
                     reindex_past_header(&table, size);
                     if fill_filters {
                         table.warm(|| false).unwrap();
@@ -387,4 +390,119 @@ proptest::proptest! {
             assert_exact(&table, size);
         }
     }
+}
+
+/// Where `exec_id`'s slot lies in the file (the one of its entry `index`).
+fn slot_offset(table: &KeyTable, exec_id: &str, index: u64) -> u64 {
+    let tables = table.tables.load(Ordering::Acquire);
+    for k in 0..tables {
+        let mut bytes = vec![0u8; (table.layout.capacity(k) * SLOT) as usize];
+        table
+            .file
+            .read_exact_at(&mut bytes, table.layout.offset(k))
+            .unwrap();
+        let key = Key::of(exec_id.as_bytes());
+        let at = bytes.chunks_exact(SLOT as usize).position(|s| {
+            layout::Slot::decode(s)
+                == layout::Slot::Held {
+                    fingerprint: key.fingerprint,
+                    index,
+                }
+        });
+        if let Some(at) = at {
+            return table.layout.offset(k) + at as u64 * SLOT;
+        }
+    }
+    panic!("{exec_id} has no slot");
+}
+
+fn flip_bit(file: &File, offset: u64, bit: u8) {
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, offset).unwrap();
+    byte[0] ^= 0x80 >> bit;
+    file.write_all_at(&byte, offset).unwrap();
+}
+
+#[test]
+fn a_lookup_through_a_slot_with_any_bit_flipped_fails_and_never_misses() {
+    for bit in 0..(SLOT * 8) {
+        let dir = tempfile::tempdir().unwrap();
+        let damage = Arc::new(DamageLog::default());
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(4), Arc::clone(&damage)).unwrap();
+        insert(&table, 0, 10, 10);
+        table.sync_now().unwrap();
+        let at = slot_offset(&table, &id(7), 7);
+        flip_bit(&table.file, at + bit / 8, (bit % 8) as u8);
+        match table.find(id(7).as_bytes(), |index| Ok(Some(index))) {
+            Err(StoreError::Damaged(d)) => {
+                assert_eq!((d.file, d.offset), (EXEC_IDS, at), "bit {bit}");
+            }
+            other => panic!("bit {bit}: a lookup through the damaged slot gave {other:?}"),
+        }
+        assert!(table.is_damaged());
+        assert_eq!(damage.count(), 1);
+        assert_eq!(table.first_damaged_slot().unwrap(), Some(at));
+        // Inserts go on past the damage; the header stays invalidated, so
+        // the next open indexes every entry again.
+        insert(&table, 10, 40, 5);
+        table.sync_now().unwrap();
+        drop(table);
+        let damage = Arc::new(DamageLog::default());
+        let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(4), Arc::clone(&damage)).unwrap();
+        assert_eq!(table.indexed().unwrap(), 0, "bit {bit}");
+        assert_eq!(damage.repairs().len(), 1);
+        assert_eq!(table.first_damaged_slot().unwrap(), None);
+    }
+}
+
+#[test]
+fn an_empty_slot_with_a_bit_flipped_fails_the_lookups_that_cross_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = open(dir.path(), uncapped(4)).unwrap();
+    // Every empty slot of table 0 gets one bit: each lookup crosses one.
+    for at in 0..table.layout.capacity(0) {
+        flip_bit(
+            &table.file,
+            HEADER_LEN + at * SLOT + at % 16,
+            (at % 8) as u8,
+        );
+    }
+    assert!(matches!(
+        candidates(&table, &id(1)),
+        Err(StoreError::Damaged(_))
+    ));
+}
+
+#[test]
+fn a_damaged_slot_found_while_warming_keeps_its_tables_filter_incomplete() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = open(dir.path(), uncapped(4)).unwrap();
+    insert(&table, 0, 100, 10);
+    table.sync_now().unwrap();
+    let at = slot_offset(&table, &id(42), 42);
+    drop(table);
+    let damage = Arc::new(DamageLog::default());
+    let table = KeyTable::open(dir.path(), EXEC_IDS, uncapped(4), Arc::clone(&damage)).unwrap();
+    flip_bit(&table.file, at + 3, 5);
+    table.warm(|| false).unwrap();
+    assert_eq!(damage.count(), 1, "the warm-up notes the damage");
+    assert!(table.is_damaged());
+    let incomplete: Vec<u32> = (0..table.tables.load(Ordering::Acquire))
+        .filter(|&k| !table.filter(k).unwrap().complete.load(Ordering::Acquire))
+        .collect();
+    assert_eq!(
+        incomplete.len(),
+        1,
+        "the damaged table's filter is not complete"
+    );
+    // So the key is never ruled out: its lookup meets the damage.
+    assert!(matches!(
+        candidates(&table, &id(42)),
+        Err(StoreError::Damaged(_))
+    ));
+    // Lookups that do not cross it still answer.
+    let answered = (0..100)
+        .filter(|&n| candidates(&table, &id(n)).is_ok_and(|c| c == vec![n]))
+        .count();
+    assert!(answered > 50, "{answered} of 100");
 }

@@ -14,7 +14,7 @@
 //!
 //! | file          | content                                                     |
 //! |---------------|-------------------------------------------------------------|
-//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]); when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record); the third says the entry completed its nonce |
+//! | `entries.bin` | per entry: `u32` length (BE) ‖ signature (64 B) ‖ entry bytes, zstd-compressed ([`super::codec`]) ‖ CRC-32 of the record; when the entry has cleartext content, the length's top bit is set and the body is signature ‖ `u32` length of the entry frame ‖ entry frame ‖ content frame; the length's next bit says the frames were rewritten by [`super::tokens`] first (set on every record); the third says the entry completed its nonce |
 //! | `entries.idx` | per entry: `u64` end offset (BE) of its record in `entries.bin` |
 //! | `hashes.bin`  | stored hash `i` (Go `sumdb/tlog` layout) at offset `32 i`    |
 //!
@@ -40,13 +40,14 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tlog_tiles::{Error as TlogError, HashReader};
 
 use super::codec::Codec;
+use super::damage::{DamageLog, Damaged};
 use super::faults::Faults;
 use super::hash_cache::HashCache;
 use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
@@ -56,14 +57,24 @@ mod mark;
 mod record;
 
 pub use mark::{SegmentsMark, STORE_FORMAT};
-use record::{
-    append_record, split_content, Record, RecordParts, COMPLETES_FLAG, CONTENT_FLAG, FLAGS,
-    LEN_PREFIX, SIG_LEN, TOKENS_FLAG,
-};
+use record::{append_record, crc_of, Record, RecordParts, CRC_LEN, LEN_PREFIX, SIG_LEN};
+
+/// The primary file's name, in the store directory.
+pub(super) const ENTRIES: &str = "entries.bin";
+/// The record index's name.
+pub(super) const INDEX: &str = "entries.idx";
+/// The stored hashes' name.
+pub(super) const HASHES: &str = "hashes.bin";
 
 /// How often, at most, the derived files are made durable. What was not
 /// is rebuilt at open: about this much of the log's entries, at most.
 pub const DERIVED_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+/// More than any record's length (signature, and two frames of at most
+/// [`super::MAX_VALUE_LEN`] bytes, tokens doubling them at worst, each
+/// compressed): how far a record is read by its own length word when the
+/// index cannot be trusted.
+const MAX_RECORD_LEN: u64 = 4 << 20;
 
 /// Bytes per `entries.idx` slot and per `hashes.bin` slot.
 const IDX_SLOT: u64 = 8;
@@ -107,6 +118,12 @@ pub(super) struct Segments {
     visible_hashes: AtomicU64,
     /// Stored hashes proofs read often, in memory.
     cache: HashCache,
+    /// Where damage found is noted (the store's).
+    damage: Arc<DamageLog>,
+    /// Set when a read found `entries.idx` damaged: a clean close then
+    /// records that no derived file is durable, so that the next open
+    /// derives both again from `entries.bin`.
+    index_damaged: AtomicBool,
 }
 
 impl Staged {
@@ -129,6 +146,7 @@ impl Segments {
         root: Option<Hash>,
         mark: SegmentsMark,
         dictionary: Option<Vec<u8>>,
+        damage: Arc<DamageLog>,
     ) -> Result<(Self, Option<SegmentsMark>), StoreError> {
         let codec = OnceLock::new();
         let dictionary_committed = dictionary.is_some();
@@ -136,9 +154,9 @@ impl Segments {
             let _ = codec.set(Codec::new(d)?);
         }
         let segments = Self {
-            entries: open_rw(&dir.join("entries.bin"))?,
-            index: open_rw(&dir.join("entries.idx"))?,
-            hashes: open_rw(&dir.join("hashes.bin"))?,
+            entries: open_rw(&dir.join(ENTRIES))?,
+            index: open_rw(&dir.join(INDEX))?,
+            hashes: open_rw(&dir.join(HASHES))?,
             codec,
             tail: Mutex::new(Tail {
                 count: 0,
@@ -150,6 +168,8 @@ impl Segments {
             visible: AtomicU64::new(0),
             visible_hashes: AtomicU64::new(0),
             cache: HashCache::default(),
+            damage,
+            index_damaged: AtomicBool::new(false),
         };
         let rebuilt = segments.recover(size, root, mark)?;
         Ok((segments, rebuilt))
@@ -191,26 +211,62 @@ impl Segments {
                 to = size,
                 "rebuilding the entry index and stored hashes from entries.bin"
             );
-            Some(self.rebuild(derived, size, mark.entries_end)?)
+            match self.rebuild(derived, size, mark.entries_end) {
+                Ok(rebuilt) => Some(rebuilt),
+                // The index slot the rebuild starts from may be damaged.
+                Err(StoreError::Damaged(d)) if derived > 0 => {
+                    let rebuilt = self.rebuild_all(size, mark, &d.to_string())?;
+                    return self.check_root(size, root).map(|()| rebuilt);
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             None
         };
         self.publish_counts(size);
-        if let Some(root) = root {
-            let found = self.tree_root(size)?;
-            if found != root {
-                return Err(StoreError::Corrupt(format!(
-                    "the stored hashes give root {found} at size {size}, the committed head \
-                     says {root}: entries.bin was altered after it was committed{}",
-                    if derived < size {
-                        format!(" (somewhere in entries {derived}..{size}, rebuilt at this open)")
-                    } else {
-                        String::new()
-                    }
-                )));
+        match self.check_root(size, root) {
+            Err(StoreError::Corrupt(_)) if derived > 0 => {
+                // The derived files may be what is damaged.
+                let rebuilt =
+                    self.rebuild_all(size, mark, "they do not give the committed root")?;
+                self.check_root(size, root).map(|()| rebuilt)
             }
+            checked => checked.map(|()| rebuilt),
         }
-        Ok(rebuilt)
+    }
+
+    /// Whether the stored hashes give the committed `root` at `size`.
+    fn check_root(&self, size: u64, root: Option<Hash>) -> Result<(), StoreError> {
+        let Some(root) = root else {
+            return Ok(());
+        };
+        let found = self.tree_root(size)?;
+        if found == root {
+            return Ok(());
+        }
+        Err(StoreError::Corrupt(format!(
+            "the stored hashes give root {found} at size {size}, the committed head \
+             says {root}: entries.bin was altered after it was committed"
+        )))
+    }
+
+    /// Derives `entries.idx` and `hashes.bin` again from the whole of
+    /// `entries.bin` (whose records must check), because of `why`.
+    fn rebuild_all(
+        &self,
+        size: u64,
+        mark: SegmentsMark,
+        why: &str,
+    ) -> Result<Option<SegmentsMark>, StoreError> {
+        self.damage.repaired(format!(
+            "{INDEX} and {HASHES} are damaged ({why}): deriving them again from {ENTRIES}"
+        ));
+        self.index.set_len(0)?;
+        self.hashes.set_len(0)?;
+        self.cache.clear();
+        let rebuilt = self.rebuild(0, size, mark.entries_end)?;
+        self.publish_counts(size);
+        Ok(Some(rebuilt))
     }
 
     /// Re-derives `entries.idx` and `hashes.bin` for entries `from..to`
@@ -339,12 +395,21 @@ impl Segments {
 
     /// Makes the derived files durable now if they are behind, and returns
     /// the mark to commit for it (at a clean close, so that the next open
-    /// rebuilds nothing). Nothing when the files hold more than the
-    /// `committed` head (a batch written whose commit failed): that mark
-    /// would not match the head it is committed beside.
+    /// rebuilds nothing) — or, once a read found `entries.idx` damaged, a
+    /// mark saying that none of them is, so that the next open derives
+    /// them again. Nothing when the files hold more than the `committed`
+    /// head (a batch written whose commit failed): that mark would not
+    /// match the head it is committed beside.
     pub(super) fn sync_derived(&self, committed: u64) -> Result<Option<SegmentsMark>, StoreError> {
         let mut tail = self.lock_tail()?;
-        if tail.mark.derived >= tail.count || tail.count != committed {
+        if tail.count != committed {
+            return Ok(None);
+        }
+        if self.index_damaged.load(Ordering::Acquire) {
+            tail.mark.derived = 0;
+            return Ok(Some(tail.mark));
+        }
+        if tail.mark.derived >= tail.count {
             return Ok(None);
         }
         self.index.sync_data()?;
@@ -390,16 +455,10 @@ impl Segments {
         }
     }
 
-    /// Whether entry `index` is committed and its record says it completed
-    /// its nonce (reads only the record's length word).
+    /// Whether entry `index` is committed and its record (which checks)
+    /// says it completed its nonce.
     pub(super) fn completes(&self, index: u64) -> Result<bool, StoreError> {
-        if index >= self.visible.load(Ordering::Acquire) {
-            return Ok(false);
-        }
-        let mut word = [0u8; 4];
-        self.entries
-            .read_exact_at(&mut word, self.record_start(index)?)?;
-        Ok(u32::from_be_bytes(word) & COMPLETES_FLAG != 0)
+        Ok(self.record(index)?.is_some_and(|r| r.completes))
     }
 
     /// The cleartext content kept in entry `index`'s record: `None` when
@@ -413,22 +472,27 @@ impl Segments {
     }
 
     /// Erases entry `index`'s content in place: its frame becomes zeros
-    /// (no zstd frame starts with a zero byte), durably. The entry, its
-    /// signature and every proof are untouched — the entry holds only
-    /// salted commitments to the content. Returns whether there was any.
+    /// (no zstd frame starts with a zero byte) and the record's CRC is
+    /// computed again, in one write, durably. The entry, its signature and
+    /// every proof are untouched — the entry holds only salted commitments
+    /// to the content. Returns whether there was any.
     pub(super) fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
         let Some(record) = self.record(index)? else {
             return Ok(false);
         };
-        match record.content {
-            Some(frame) => {
-                let at = record.end - frame.len() as u64;
-                self.entries.write_all_at(&vec![0; frame.len()], at)?;
-                self.entries.sync_data()?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let Some(frame) = record.content else {
+            return Ok(false);
+        };
+        let crc_at = record.end - CRC_LEN as u64;
+        let frame_at = crc_at - frame.len() as u64;
+        let mut covered = vec![0u8; usize::try_from(frame_at - record.start).unwrap_or(0)];
+        self.entries.read_exact_at(&mut covered, record.start)?;
+        covered.resize(covered.len() + frame.len(), 0);
+        let mut tail = vec![0u8; frame.len()];
+        tail.extend_from_slice(&crc_of(&covered));
+        self.entries.write_all_at(&tail, frame_at)?;
+        self.entries.sync_data()?;
+        Ok(true)
     }
 
     /// Entry `index`'s record, if committed.
@@ -448,13 +512,41 @@ impl Segments {
                 be_u64(&pair[8..]).ok_or_else(corrupt)?,
             )
         };
-        let record = self.read_record(start, end)?;
-        if record.end != end {
-            return Err(StoreError::Corrupt(format!(
-                "entry {index}: its record does not end where the index says"
+        let outcome = match self.parse_record(start, end)? {
+            Ok(record) if record.end == end => return Ok(Some(record)),
+            outcome => outcome,
+        };
+        if self.index_is_damaged(index, start, end)? {
+            self.index_damaged.store(true, Ordering::Release);
+            return Err(self.damage.found(Damaged::new(
+                INDEX,
+                index.saturating_sub(1) * IDX_SLOT,
+                format!("entry {index}'s record does not lie where the index says"),
             )));
         }
-        Ok(Some(record))
+        let what = outcome.err().unwrap_or("a record does not end where the index says");
+        Err(self.damage.found(Damaged::new(ENTRIES, start, what)))
+    }
+
+    /// After entry `index` was not found whole at `start..end`: whether
+    /// the index is what is wrong — the record at `start`, or the one
+    /// before it, read by its own length, checks but does not end where
+    /// the index says.
+    fn index_is_damaged(&self, index: u64, start: u64, end: u64) -> Result<bool, StoreError> {
+        let ends_elsewhere = |from: u64, at: u64| -> Result<bool, StoreError> {
+            let record = self.parse_record(from, from + LEN_PREFIX + MAX_RECORD_LEN);
+            Ok(match record {
+                Ok(Ok(record)) => record.end != at,
+                Ok(Err(_)) | Err(_) => false,
+            })
+        };
+        if ends_elsewhere(start, end)? {
+            return Ok(true);
+        }
+        match index.checked_sub(1) {
+            Some(before) => ends_elsewhere(self.record_start(before)?, start),
+            None => Ok(false),
+        }
     }
 
     /// Stored hash `index`, if committed.
@@ -548,40 +640,21 @@ impl Segments {
         Ok(u64::from_be_bytes(slot))
     }
 
-    /// The record at `start`, which must lie wholly before `limit`, still
-    /// compressed.
+    /// The record at `start`, which must lie wholly before `limit` and
+    /// check (its CRC), still compressed.
     fn read_record(&self, start: u64, limit: u64) -> Result<Record, StoreError> {
-        let corrupt = |what: &str| StoreError::Corrupt(format!("entries.bin at {start}: {what}"));
-        let mut prefix = [0u8; 4];
-        if start + LEN_PREFIX > limit {
-            return Err(corrupt("record past the committed end"));
-        }
-        self.entries.read_exact_at(&mut prefix, start)?;
-        let word = u32::from_be_bytes(prefix);
-        let len = u64::from(word & !FLAGS);
-        if word & TOKENS_FLAG == 0 {
-            return Err(corrupt("record without the tokens flag"));
-        }
-        if len < SIG_LEN as u64 || start + LEN_PREFIX + len > limit {
-            return Err(corrupt("record length out of bounds"));
-        }
-        let mut record = vec![0u8; usize::try_from(len).map_err(|_| corrupt("length"))?];
-        self.entries
-            .read_exact_at(&mut record, start + LEN_PREFIX)?;
-        let body = record.split_off(SIG_LEN);
-        let signature: [u8; 64] = record.try_into().map_err(|_| corrupt("signature length"))?;
-        let (entry, content) = if word & CONTENT_FLAG == 0 {
-            (body, None)
-        } else {
-            split_content(body).ok_or_else(|| corrupt("entry frame length out of bounds"))?
-        };
-        Ok(Record {
-            signature,
-            entry,
-            content,
-            completes: word & COMPLETES_FLAG != 0,
-            end: start + LEN_PREFIX + len,
-        })
+        self.parse_record(start, limit)?
+            .map_err(|what| self.damage.found(Damaged::new(ENTRIES, start, what)))
+    }
+
+    /// [`Self::read_record`], with damage as a value (what failed),
+    /// noted nowhere.
+    fn parse_record(
+        &self,
+        start: u64,
+        limit: u64,
+    ) -> Result<Result<Record, &'static str>, StoreError> {
+        record::parse(&self.entries, start, limit)
     }
 
     /// The codec of a store that has records.

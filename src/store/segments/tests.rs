@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 
+use super::record::TOKENS_FLAG;
 use super::*;
 use crate::store::{Head, Store, StoreConfig, StoredEntry};
 
@@ -293,12 +294,15 @@ fn a_damaged_record_fails_its_read_and_a_rebuild() {
     // Inside entry 0's compressed bytes (after length and signature).
     f.write_all_at(b"\xFF", 4 + 64 + 6).unwrap();
     let store = open(dir.path()).unwrap();
-    assert!(matches!(store.entry(0), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.entry(0), Err(StoreError::Damaged(_))));
     assert!(store.entry(1).unwrap().is_some());
     drop(store);
     truncate(&dir.path().join("hashes.bin"));
     let err = open(dir.path()).err().unwrap();
-    assert!(err.to_string().contains("does not decompress"), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "entries.bin is damaged at byte 0: a record fails its CRC"
+    );
 }
 
 #[test]
@@ -560,7 +564,12 @@ fn tokenized_content_reads_back_and_a_record_without_the_flag_is_corrupt() {
     // Entry 7's length word without the tokens flag.
     let at = store.inner.segments.record_start(7).unwrap();
     let mut word = [0u8; 4];
-    store.inner.segments.entries.read_exact_at(&mut word, at).unwrap();
+    store
+        .inner
+        .segments
+        .entries
+        .read_exact_at(&mut word, at)
+        .unwrap();
     let cleared = u32::from_be_bytes(word) & !TOKENS_FLAG;
     store
         .inner
@@ -568,7 +577,7 @@ fn tokenized_content_reads_back_and_a_record_without_the_flag_is_corrupt() {
         .entries
         .write_all_at(&cleared.to_be_bytes(), at)
         .unwrap();
-    assert!(matches!(store.entry(7), Err(StoreError::Corrupt(_))));
+    assert!(matches!(store.entry(7), Err(StoreError::Damaged(_))));
     assert!(store.entry(6).unwrap().is_some());
 }
 
