@@ -156,7 +156,12 @@ async fn the_result_answered_is_the_result_committed() {
     let b = boundary(dir.path(), Mode::Demo);
     let r = b
         .execute(
-            &body("add", r#"{"a":4503599627370497,"b":4503599627370496}"#, "n-sum", None),
+            &body(
+                "add",
+                r#"{"a":4503599627370497,"b":4503599627370496}"#,
+                "n-sum",
+                None,
+            ),
             None,
         )
         .await;

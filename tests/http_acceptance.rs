@@ -216,7 +216,11 @@ fn a_rejected_attempt_leaves_its_nonce_free_for_a_corrected_retry() {
     let payload = json!({"name": "retried"});
     let unapproved = json!({"action": "counter", "payload": payload, "nonce": "r-1"});
     let (status, r) = s.execute(&unapproved);
-    assert_eq!((status, r["code"].as_str()), (403, Some("approval_missing")), "{r}");
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("approval_missing")),
+        "{r}"
+    );
     let expired = json!({"action": "counter", "payload": payload, "nonce": "r-1",
         "approval_artifact": artifact(&key, "tenant-001", "counter", &payload, -60)});
     let (status, r) = s.execute(&expired);

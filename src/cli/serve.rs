@@ -362,7 +362,10 @@ mod tests {
     fn db_urls_name_the_embedded_store_by_sled_url_or_path() {
         use super::embedded_data_dir as dir;
         use std::path::PathBuf;
-        assert_eq!(dir("sled:///var/lib/oe"), Some(PathBuf::from("/var/lib/oe")));
+        assert_eq!(
+            dir("sled:///var/lib/oe"),
+            Some(PathBuf::from("/var/lib/oe"))
+        );
         assert_eq!(dir("sled://rel/dir"), Some(PathBuf::from("rel/dir")));
         assert_eq!(dir("/var/lib/oe"), Some(PathBuf::from("/var/lib/oe")));
         assert_eq!(dir("data"), Some(PathBuf::from("data")));

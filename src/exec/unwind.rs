@@ -216,7 +216,9 @@ impl Boundary {
                 // A rejection like any other: held to the same limits, so
                 // that a request that panics cannot grow the ledger faster.
                 if self.take_recording_token(client).is_err() {
-                    return panic_answer("it was not recorded: the rejection rate limit is reached");
+                    return panic_answer(
+                        "it was not recorded: the rejection rate limit is reached",
+                    );
                 }
                 (record, Outcome::Rejected, None)
             }

@@ -150,9 +150,7 @@ mod tests {
         let codec = Codec::new(FIRST.to_vec()).unwrap();
         let value = vec![0x01; MAX_VALUE_LEN];
         let mut body = Vec::new();
-        codec
-            .compress_into(&value, &mut body)
-            .unwrap();
+        codec.compress_into(&value, &mut body).unwrap();
         assert_eq!(codec.decompress(&body).unwrap(), value);
     }
 
@@ -166,10 +164,7 @@ mod tests {
         for at in [body.len() / 2, body.len() - 1] {
             let mut damaged = body.clone();
             damaged[at] ^= 0x01;
-            assert!(
-                codec.decompress(&damaged).is_err(),
-                "flip at {at}"
-            );
+            assert!(codec.decompress(&damaged).is_err(), "flip at {at}");
         }
     }
 }

@@ -344,7 +344,10 @@ fn a_damaged_index_slot_met_by_a_read_is_derived_again_after_a_clean_close() {
     }
     let store = open(dir.path());
     for (nonce, index) in &at {
-        assert_eq!(store.done_nonce(&nonce_key("t", nonce)).unwrap(), Some(*index));
+        assert_eq!(
+            store.done_nonce(&nonce_key("t", nonce)).unwrap(),
+            Some(*index)
+        );
         assert!(store.entry(*index).unwrap().is_some());
     }
 }

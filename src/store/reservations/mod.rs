@@ -28,8 +28,8 @@ use super::{Store, StoreError};
 
 mod record;
 
-pub(super) use record::{decode_pending, encode_pending};
 use crate::core::hash::Hash;
+pub(super) use record::{decode_pending, encode_pending};
 
 /// A nonce held by an attempt in flight: what is needed to record it as
 /// `interrupted` if the process stops before its entry is written.

@@ -96,4 +96,3 @@ impl<'a> Reader<'a> {
         Some(Some(String::from_utf8(bytes.to_vec()).ok()?))
     }
 }
-

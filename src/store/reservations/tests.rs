@@ -122,8 +122,7 @@ fn batch_approving(
             pending: &pending,
         };
         let stored =
-            tlog_tiles::stored_hashes_for_record_hash(index, last_leaf.into(), &reader)
-                .unwrap();
+            tlog_tiles::stored_hashes_for_record_hash(index, last_leaf.into(), &reader).unwrap();
         for (at, h) in (tlog_tiles::stored_hash_index(0, index)..).zip(stored) {
             pending.insert(at, h.into());
             batch.hashes.push((at, h.into()));
@@ -148,8 +147,7 @@ fn batch_approving(
     };
     batch.head = Some(Head {
         size,
-        root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size))
-            .unwrap(),
+        root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size)).unwrap(),
         last_leaf,
     });
     batch
@@ -476,10 +474,7 @@ fn a_reservation_racing_the_commit_that_completes_its_nonce_never_wins_it() {
 
 /// The nonce keys and pending records (of `record(n)`) of `(nonce,
 /// approval key)` requests of tenant "t".
-fn owned_requests(
-    requests: &[(&str, Option<&str>)],
-    n: u8,
-) -> (Vec<Vec<u8>>, Vec<PendingNonce>) {
+fn owned_requests(requests: &[(&str, Option<&str>)], n: u8) -> (Vec<Vec<u8>>, Vec<PendingNonce>) {
     requests
         .iter()
         .map(|(nonce, approval)| {
@@ -655,8 +650,7 @@ fn an_approval_consumed_in_the_batch_of_a_cycle_is_used_for_its_reservations() {
     let store = open(dir.path());
     let k = approval_key("k");
     assert_eq!(claims(&store, &[("a", Some(&k))]), [Reservation::Reserved]);
-    let (answers, _) =
-        commit_approving(&store, &[("a", Some("k"))], Held::Claimed, &[("b", "k")]);
+    let (answers, _) = commit_approving(&store, &[("a", Some("k"))], Held::Claimed, &[("b", "k")]);
     assert_eq!(answers, [Reservation::ApprovalUsed]);
     assert!(store.pending_reservations().unwrap().is_empty());
 }

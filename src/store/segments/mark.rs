@@ -52,7 +52,11 @@ impl SegmentsMark {
             16 => return Err(StoreError::UnsupportedFormat { found: 0 }),
             24 => return Err(StoreError::UnsupportedFormat { found: word(16) }),
             Self::LEN if &bytes[24..] == Self::MAGIC => {}
-            _ => return Err(StoreError::Corrupt("the segments mark is not a mark".into())),
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "the segments mark is not a mark".into(),
+                ))
+            }
         }
         match word(16) {
             STORE_FORMAT => Ok(Self {

@@ -524,7 +524,9 @@ impl Segments {
                 format!("entry {index}'s record does not lie where the index says"),
             )));
         }
-        let what = outcome.err().unwrap_or("a record does not end where the index says");
+        let what = outcome
+            .err()
+            .unwrap_or("a record does not end where the index says");
         Err(self.damage.found(Damaged::new(ENTRIES, start, what)))
     }
 

@@ -344,10 +344,17 @@ fn marks_carry_the_store_format_and_other_formats_are_refused() {
 /// The OpenExec files of a store directory (sled's aside), to check that
 /// a refused open leaves them as they were.
 fn store_files(dir: &Path) -> Vec<Vec<u8>> {
-    ["entries.bin", "entries.idx", "hashes.bin", "exec_ids.tab", "nonces.tab", "commits.ring"]
-        .iter()
-        .map(|f| std::fs::read(dir.join(f)).unwrap())
-        .collect()
+    [
+        "entries.bin",
+        "entries.idx",
+        "hashes.bin",
+        "exec_ids.tab",
+        "nonces.tab",
+        "commits.ring",
+    ]
+    .iter()
+    .map(|f| std::fs::read(dir.join(f)).unwrap())
+    .collect()
 }
 
 /// Sets (or, with `None`, removes) the stored segments mark with sled
@@ -390,7 +397,11 @@ fn a_store_in_another_format_is_refused_at_open_and_left_as_it_was() {
             line.contains(&format!("store format {found};")) && line.contains("format 1 only"),
             "{line}"
         );
-        assert_eq!(store_files(dir.path()), before, "a refused open writes nothing");
+        assert_eq!(
+            store_files(dir.path()),
+            before,
+            "a refused open writes nothing"
+        );
     }
     // Marked in this format again, it opens whole.
     put_mark(dir.path(), Some(&current));
@@ -409,7 +420,10 @@ fn a_new_store_records_its_format_at_its_first_open_and_then_needs_its_ring() {
         .get(SegmentsMark::META_KEY)
         .unwrap()
         .expect("a mark after the first open");
-    assert_eq!(SegmentsMark::decode(&mark).unwrap(), SegmentsMark::default());
+    assert_eq!(
+        SegmentsMark::decode(&mark).unwrap(),
+        SegmentsMark::default()
+    );
     drop(db);
     std::fs::remove_file(dir.path().join(crate::store::commit_ring::FILE)).unwrap();
     let Err(refused) = open(dir.path()) else {
@@ -441,7 +455,10 @@ fn entries_without_a_store_in_sled_are_refused_not_cut() {
         panic!("entries without a store opened");
     };
     assert!(matches!(refused, StoreError::Corrupt(_)), "{refused}");
-    assert_eq!(std::fs::read(dir.path().join("entries.bin")).unwrap(), entries);
+    assert_eq!(
+        std::fs::read(dir.path().join("entries.bin")).unwrap(),
+        entries
+    );
 }
 
 #[test]
