@@ -152,12 +152,31 @@ struct Run {
     empty: Option<u64>,
 }
 
-/// Why a probe run is read.
+/// Why a probe run is read, and whether the reader holds the writer's
+/// lock (`state`), under which no slot is being written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Read {
+    /// A lookup without the lock: a slot failing its check may be an
+    /// insert's 16-byte write seen half done, and is read again under the
+    /// lock before it counts as damage.
     Lookup,
+    /// A lookup by the writer, which holds the lock.
+    LookupLocked,
+    /// An insert, which holds the lock.
     Insert,
 }
+
+/// How a walk of a probe run ended.
+enum Walk {
+    Done(Run),
+    /// A slot read half written: walk again.
+    Torn,
+}
+
+/// Walks of one probe run a lookup makes before taking a slot that keeps
+/// reading half written as damage (each walk after the first follows a
+/// check under the writer's lock that found the slot whole).
+const TORN_RETRIES: usize = 3;
 
 /// The open table file.
 pub(super) struct KeyTable {
@@ -330,7 +349,11 @@ impl KeyTable {
         index: u64,
     ) -> Result<Option<u32>, StoreError> {
         for k in (0..tables).rev() {
-            if self.run(k, key, Read::Lookup)?.matches.contains(&index) {
+            if self
+                .run(k, key, Read::LookupLocked)?
+                .matches
+                .contains(&index)
+            {
                 return Ok(Some(k));
             }
         }
@@ -497,8 +520,16 @@ impl KeyTable {
                         }
                         Slot::Empty => {}
                         Slot::Damaged if sound => {
-                            sound = false;
-                            let _ = self.damaged_slot(at + n as u64 * SLOT);
+                            let offset = at + n as u64 * SLOT;
+                            if self.fails_under_lock(offset)? {
+                                sound = false;
+                                let _ = self.damaged_slot(offset);
+                            } else if let (Some(filter), Slot::Held { fingerprint, .. }) =
+                                (filter, self.slot_at(offset)?)
+                            {
+                                // Read half written; whole now.
+                                filter.add(fingerprint);
+                            }
                         }
                         Slot::Damaged => {}
                     }
@@ -528,6 +559,22 @@ impl KeyTable {
     /// A damaged slot fails a lookup; an insert notes it and walks past it
     /// (the key then lies past the damage, where its lookups fail too).
     fn run(&self, k: u32, key: Key, read: Read) -> Result<Run, StoreError> {
+        for _ in 0..TORN_RETRIES {
+            if let Walk::Done(run) = self.walk(k, key, read)? {
+                return Ok(run);
+            }
+        }
+        match self.walk(k, key, Read::LookupLocked)? {
+            Walk::Done(run) => Ok(run),
+            Walk::Torn => Err(StoreError::Corrupt(format!(
+                "{}: a slot stays torn",
+                self.name
+            ))),
+        }
+    }
+
+    /// One walk of table `k`'s probe run for `key` (see [`Self::run`]).
+    fn walk(&self, k: u32, key: Key, read: Read) -> Result<Walk, StoreError> {
         #[cfg(test)]
         self.runs.fetch_add(1, Ordering::Relaxed);
         let capacity = self.layout.capacity(k);
@@ -543,18 +590,22 @@ impl KeyTable {
             for slot in bytes.chunks_exact(SLOT as usize) {
                 match Slot::decode(slot) {
                     Slot::Empty => {
-                        return Ok(Run {
+                        return Ok(Walk::Done(Run {
                             matches,
                             empty: Some(at),
-                        })
+                        }))
                     }
                     Slot::Held { fingerprint, index } if fingerprint == key.fingerprint => {
                         matches.push(index);
                     }
                     Slot::Held { .. } => {}
                     Slot::Damaged => {
-                        let damaged = self.damaged_slot(base + at * SLOT);
-                        if read == Read::Lookup {
+                        let offset = base + at * SLOT;
+                        if read == Read::Lookup && !self.fails_under_lock(offset)? {
+                            return Ok(Walk::Torn);
+                        }
+                        let damaged = self.damaged_slot(offset);
+                        if read != Read::Insert {
                             return Err(damaged);
                         }
                     }
@@ -563,10 +614,25 @@ impl KeyTable {
                 seen += 1;
             }
         }
-        Ok(Run {
+        Ok(Walk::Done(Run {
             matches,
             empty: None,
-        })
+        }))
+    }
+
+    /// Whether the slot at byte `offset` still fails its check when read
+    /// again under the writer's lock (a reader without it may have seen an
+    /// insert's write half done).
+    fn fails_under_lock(&self, offset: u64) -> Result<bool, StoreError> {
+        let _writer = self.lock()?;
+        Ok(matches!(self.slot_at(offset)?, Slot::Damaged))
+    }
+
+    /// The slot at byte `offset`, as read now.
+    fn slot_at(&self, offset: u64) -> Result<Slot, StoreError> {
+        let mut slot = [0u8; SLOT as usize];
+        self.file.read_exact_at(&mut slot, offset)?;
+        Ok(Slot::decode(&slot))
     }
 
     /// Whether damage was found in the file.

@@ -221,12 +221,14 @@ impl Store {
                 results.push(Err(e));
                 continue;
             }
-            let found = self.claim_one(r, &nonces, &approvals)?;
-            if matches!(found, Reservation::Reserved) {
+            // A lookup that fails (damage found, an I/O error) fails
+            // this claim alone; the others of the cycle go on.
+            let found = self.claim_one(r, &nonces, &approvals);
+            if matches!(found, Ok(Reservation::Reserved)) {
                 nonces.insert(r.key, r.record);
                 approvals.extend(r.record.approval_key.as_deref());
             }
-            results.push(Ok(found));
+            results.push(found);
         }
         Ok(results)
     }
