@@ -192,6 +192,9 @@ pub(super) struct KeyTable {
     /// Set once damage was found: the header is invalidated and nothing
     /// is written to the file again.
     damaged: AtomicBool,
+    /// Held around every header write and the invalidation, so that no
+    /// header written after a check of `damaged` lands over the zeros.
+    header_io: Mutex<()>,
     /// Filter `k` is table `k`'s. Set before the table is visible in
     /// `tables`.
     filters: Vec<OnceLock<Filter>>,
@@ -262,6 +265,7 @@ impl KeyTable {
             tables: AtomicU32::new(header.tables),
             damage,
             damaged: AtomicBool::new(false),
+            header_io: Mutex::new(()),
             filters,
             state: Mutex::new(State {
                 header,
@@ -469,9 +473,7 @@ impl KeyTable {
             indexed: state.durable,
             ..next
         };
-        if !self.is_damaged() {
-            self.file.write_all_at(&claimed.encode(), 0)?;
-        }
+        self.write_header(claimed)?;
         if let Some(slot) = self.filters.get(current.tables as usize) {
             // Complete from the start: the region was just zeroed.
             let _ = slot.set(Filter::new(next.capacity(current.tables), true));
@@ -547,12 +549,24 @@ impl KeyTable {
     /// durable itself with the next sync (until then the older one holds,
     /// which only means more to index again).
     fn mark(&self, state: &mut State, header: Header) -> Result<(), StoreError> {
+        if self.write_header(header)? {
+            state.durable = header.indexed;
+        }
+        Ok(())
+    }
+
+    /// Writes `header` unless the table is damaged (its header then stays
+    /// invalidated); returns whether it wrote.
+    fn write_header(&self, header: Header) -> Result<bool, StoreError> {
+        let _io = self
+            .header_io
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.is_damaged() {
-            return Ok(());
+            return Ok(false);
         }
         self.file.write_all_at(&header.encode(), 0)?;
-        state.durable = header.indexed;
-        Ok(())
+        Ok(true)
     }
 
     /// Walks table `k`'s probe run for `key` up to its first empty slot.
@@ -643,6 +657,10 @@ impl KeyTable {
     /// Notes the damaged slot at byte `offset` and makes the table damaged
     /// (see "Damage"); returns the error to fail the read with.
     fn damaged_slot(&self, offset: u64) -> StoreError {
+        let _io = self
+            .header_io
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !self.damaged.swap(true, Ordering::AcqRel) {
             // The next open indexes the table again from entries.bin.
             let invalidated = self
