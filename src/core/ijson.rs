@@ -36,39 +36,49 @@ const MAX_QUOTED_CHARS: usize = 40;
 /// Checks every number of a JSON text (which must already have parsed):
 /// the first one that does not round-trip is returned.
 pub fn check_numbers(text: &[u8]) -> Result<(), InexactNumber> {
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = JsonStrings::default();
     let mut i = 0;
     while let Some(&b) = text.get(i) {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
+        if !strings.holds(b) && matches!(b, b'-' | b'0'..=b'9') {
+            let len = text[i..]
+                .iter()
+                .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .count();
+            // A number token is ASCII; text that is not cannot have parsed.
+            let literal = std::str::from_utf8(&text[i..i + len]).unwrap_or("");
+            check_number(literal)?;
+            i += len;
+        } else {
             i += 1;
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = true;
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let len = text[i..]
-                    .iter()
-                    .take_while(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
-                    .count();
-                let token = &text[i..i + len];
-                // A number token is ASCII; text that is not cannot have parsed.
-                let literal = std::str::from_utf8(token).unwrap_or("");
-                check_number(literal)?;
-                i += len;
-            }
-            _ => i += 1,
         }
     }
     Ok(())
+}
+
+/// Follows a JSON text byte by byte and tells which bytes lie in a string
+/// (its quotes and escapes included), for scans of text that has parsed.
+#[derive(Debug, Default)]
+pub(crate) struct JsonStrings {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl JsonStrings {
+    /// Whether `b`, the next byte of the text, is part of a string.
+    pub(crate) fn holds(&mut self, b: u8) -> bool {
+        if self.in_string {
+            match (self.escaped, b) {
+                (true, _) => self.escaped = false,
+                (false, b'\\') => self.escaped = true,
+                (false, b'"') => self.in_string = false,
+                _ => {}
+            }
+            true
+        } else {
+            self.in_string = b == b'"';
+            self.in_string
+        }
+    }
 }
 
 /// Checks one JSON number literal: its decimal value must be that of the

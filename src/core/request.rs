@@ -380,19 +380,13 @@ pub fn is_nonce(nonce: &str) -> bool {
 /// Refuses JSON nested deeper than `max` before parsing it (the parser's
 /// own limit is 128 and its error would be less clear).
 fn check_depth(bytes: &[u8], max: usize) -> Result<(), RequestError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let mut depth = 0usize;
+    let mut strings = super::ijson::JsonStrings::default();
     for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
+        if strings.holds(b) {
             continue;
         }
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 if depth > max {
