@@ -250,19 +250,8 @@ impl Boundary {
         let pending = self.ledger.store().pending_reservations()?;
         let count = pending.len();
         for (key, record) in pending {
-            let draft = EntryDraft {
-                exec_id: record.exec_id.clone(),
-                tenant: record.tenant.clone(),
-                action: record.action.clone(),
-                nonce: record.nonce.clone(),
-                request_hash: record.request_hash,
-                payload_commitment: commitment(&[0; 32], b""),
-                result_commitment: None,
-                approval: ApprovalSummary::none(),
-                outcome: Outcome::Interrupted,
-                reason: "interrupted_at_restart".into(),
-                replay_of: None,
-            };
+            let draft = unwind::AttemptRecord::of_pending(&record)
+                .draft_without_content(Outcome::Interrupted, "interrupted_at_restart");
             self.ledger
                 .append_completing_blocking(draft, None, Some(Completion::reserved(key)))?;
             self.metrics

@@ -40,7 +40,7 @@ use super::{Boundary, Response};
 use crate::core::canonical::commitment;
 use crate::core::entry::{ApprovalSummary, EntryDraft, Outcome};
 use crate::core::hash::Hash;
-use crate::store::Completion;
+use crate::store::{Completion, PendingNonce};
 
 /// The code of the answer to an attempt stopped by a panic, and the
 /// reason its entry records.
@@ -106,6 +106,40 @@ pub(super) struct AttemptRecord {
     pub(super) nonce: String,
     pub(super) request_hash: Hash,
     pub(super) approval: ApprovalSummary,
+}
+
+impl AttemptRecord {
+    /// The attempt that held a reservation left pending by a previous
+    /// process (the record names the approval's key, not its summary).
+    pub(super) fn of_pending(record: &PendingNonce) -> Self {
+        Self {
+            exec_id: record.exec_id.clone(),
+            tenant: record.tenant.clone(),
+            action: record.action.clone(),
+            nonce: record.nonce.clone(),
+            request_hash: record.request_hash,
+            approval: ApprovalSummary::none(),
+        }
+    }
+
+    /// Its entry when nothing of its content is trusted or known (stopped
+    /// by a panic, or found pending at start-up): it commits to empty
+    /// content under the all-zero salt.
+    pub(super) fn draft_without_content(&self, outcome: Outcome, reason: &str) -> EntryDraft {
+        EntryDraft {
+            exec_id: self.exec_id.clone(),
+            tenant: self.tenant.clone(),
+            action: self.action.clone(),
+            nonce: self.nonce.clone(),
+            request_hash: self.request_hash,
+            payload_commitment: commitment(&[0; 32], b""),
+            result_commitment: None,
+            approval: self.approval.clone(),
+            outcome,
+            reason: reason.into(),
+            replay_of: None,
+        }
+    }
 }
 
 /// What is left to record for an attempt stopped by a panic.
@@ -228,21 +262,7 @@ impl Boundary {
                 Some(Completion::reserved(key)),
             ),
         };
-        let draft = EntryDraft {
-            exec_id: record.exec_id.clone(),
-            tenant: record.tenant.clone(),
-            action: record.action.clone(),
-            nonce: record.nonce.clone(),
-            request_hash: record.request_hash,
-            // Nothing of the attempt is trusted after a panic: the entry
-            // commits to empty content, as an `interrupted` one does.
-            payload_commitment: commitment(&[0; 32], b""),
-            result_commitment: None,
-            approval: record.approval.clone(),
-            outcome,
-            reason: INTERNAL_PANIC.into(),
-            replay_of: None,
-        };
+        let draft = record.draft_without_content(outcome, INTERNAL_PANIC);
         let append = self.ledger.append_completing(draft, None, completion);
         match CatchUnwind::new(append).await {
             Ok(Ok(appended)) => {
