@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chrono::{Duration, Utc};
 use ed25519_dalek::SigningKey;
 use openexec::core::approval::{mint_v1, mint_v2, v1_action_hash, ApprovalPolicy, ApproverKey};
@@ -17,31 +15,20 @@ use openexec::core::canonical::{canonical_value, request_hash, to_canonical_byte
 use openexec::core::entry::Entry;
 use openexec::core::receipt::{opens_commitment, Content, Receipt};
 use openexec::core::request::{parse_execute, Limits};
-use openexec::exec::handlers::Registry;
-use openexec::exec::{Boundary, Mode, Policy, Response};
+use openexec::exec::{Boundary, Mode, Response};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const TENANT: &str = "acme";
 
 fn boundary(dir: &std::path::Path, mode: Mode) -> Boundary {
-    let policy = Policy {
-        mode,
-        approvals: ApprovalPolicy {
-            keys: vec![ApproverKey::new(approver().verifying_key())],
-            tenant: Some(TENANT.into()),
-            max_lifetime: Duration::hours(1),
-            skew: Duration::seconds(30),
-        },
-        allow_list: None,
-        store_content: true,
-        limits: Limits::default(),
-        reject_rate: 0.0,
-        reject_burst: 1,
-        reject_global_rate: 0.0,
-        reject_global_burst: 1,
+    let approvals = ApprovalPolicy {
+        keys: vec![ApproverKey::new(approver().verifying_key())],
+        tenant: Some(TENANT.into()),
+        max_lifetime: Duration::hours(1),
+        skew: Duration::seconds(30),
     };
-    Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy)
+    common::boundary(dir, mode, approvals)
 }
 
 fn approver() -> SigningKey {

@@ -9,32 +9,13 @@ mod common;
 
 use std::sync::Arc;
 
-use openexec::core::approval::ApprovalPolicy;
 use openexec::core::receipt::{verify_receipt, Receipt};
-use openexec::core::request::Limits;
-use openexec::exec::handlers::Registry;
-use openexec::exec::{Boundary, Mode, Policy, Response};
+use openexec::exec::{Boundary, Mode, Response};
 use openexec::store::FaultPoint;
 use serde_json::json;
 
 fn boundary(dir: &std::path::Path) -> Boundary {
-    let policy = Policy {
-        mode: Mode::Demo,
-        approvals: ApprovalPolicy {
-            keys: vec![],
-            tenant: None,
-            max_lifetime: chrono::Duration::hours(1),
-            skew: chrono::Duration::seconds(30),
-        },
-        allow_list: None,
-        store_content: true,
-        limits: Limits::default(),
-        reject_rate: 0.0,
-        reject_burst: 1,
-        reject_global_rate: 0.0,
-        reject_global_burst: 1,
-    };
-    Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy)
+    common::boundary(dir, Mode::Demo, common::no_approvals())
 }
 
 /// `counter` has effects (reserved, then run, then recorded: two writer

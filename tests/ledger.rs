@@ -262,24 +262,12 @@ fn audit_names_the_second_entry_that_consumes_one_approval() {
 #[test]
 fn audit_names_the_second_entry_that_completes_one_nonce() {
     use openexec::ledger::audit::Location;
-    use openexec::store::Completion;
     let dir = tempfile::tempdir().unwrap();
-    let ledger = common::open(dir.path());
-    let completing = |n: u64, nonce: &str| {
-        let mut draft = common::draft(n);
-        draft.nonce = nonce.into();
-        let key = openexec::core::entry::nonce_key(&draft.tenant, nonce);
-        ledger
-            .append_completing_blocking(draft, None, Some(Completion::reserved(key)))
-            .unwrap();
-    };
-    ledger.append(common::draft(0), None).unwrap();
-    completing(1, "once");
-    completing(2, "other");
+    let ledger = ledger_with_originals(dir.path());
     assert_eq!(common::full_audit(ledger.store()), None);
     // The writer completes whatever it is given; the boundary never gives
     // it one nonce twice, and the audit would see it if it did.
-    completing(3, "once");
+    append_completing(&ledger, 3, "once");
     let finding = common::full_audit(ledger.store()).expect("a finding");
     assert_eq!(finding.at, Location::Entry(3));
     assert!(
@@ -315,18 +303,22 @@ fn replay_of(ledger: &Ledger, at: u64) -> openexec::core::entry::EntryDraft {
 /// A ledger holding entry 0 (completes nothing), entry 1 (completes nonce
 /// `once`) and entry 2 (completes nonce `other`).
 fn ledger_with_originals(dir: &std::path::Path) -> Ledger {
-    use openexec::store::Completion;
     let ledger = common::open(dir);
     ledger.append(common::draft(0), None).unwrap();
-    for (n, nonce) in [(1, "once"), (2, "other")] {
-        let mut draft = common::draft(n);
-        draft.nonce = nonce.into();
-        let key = openexec::core::entry::nonce_key(&draft.tenant, nonce);
-        ledger
-            .append_completing_blocking(draft, None, Some(Completion::reserved(key)))
-            .unwrap();
-    }
+    append_completing(&ledger, 1, "once");
+    append_completing(&ledger, 2, "other");
     ledger
+}
+
+/// Appends `common::draft(n)` for `nonce`, completing it.
+fn append_completing(ledger: &Ledger, n: u64, nonce: &str) {
+    use openexec::store::Completion;
+    let mut draft = common::draft(n);
+    draft.nonce = nonce.into();
+    let key = openexec::core::entry::nonce_key(&draft.tenant, nonce);
+    ledger
+        .append_completing_blocking(draft, None, Some(Completion::reserved(key)))
+        .unwrap();
 }
 
 #[test]

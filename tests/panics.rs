@@ -14,13 +14,11 @@ use std::sync::Arc;
 use chrono::Duration;
 use ed25519_dalek::pkcs8::EncodePublicKey as _;
 use ed25519_dalek::SigningKey;
-use openexec::core::approval::{ApprovalPolicy, V2_FORMAT};
+use openexec::core::approval::V2_FORMAT;
 use openexec::core::canonical::request_hash;
 use openexec::core::entry::{Entry, Outcome};
 use openexec::core::receipt::{verify_receipt, Receipt};
-use openexec::core::request::Limits;
-use openexec::exec::handlers::Registry;
-use openexec::exec::{Boundary, Mode, Policy, Response, Stage};
+use openexec::exec::{Boundary, Mode, Response, Stage};
 use serde_json::{json, Value};
 
 fn pem(key: &SigningKey) -> String {
@@ -125,23 +123,7 @@ fn approval_times_out_of_range_are_recorded_403s_over_http() {
 }
 
 fn boundary(dir: &std::path::Path) -> Boundary {
-    let policy = Policy {
-        mode: Mode::Demo,
-        approvals: ApprovalPolicy {
-            keys: vec![],
-            tenant: None,
-            max_lifetime: Duration::hours(1),
-            skew: Duration::seconds(30),
-        },
-        allow_list: None,
-        store_content: true,
-        limits: Limits::default(),
-        reject_rate: 0.0,
-        reject_burst: 1,
-        reject_global_rate: 0.0,
-        reject_global_burst: 1,
-    };
-    Boundary::new(Arc::new(common::open(dir)), Registry::builtin(), policy)
+    common::boundary(dir, Mode::Demo, common::no_approvals())
 }
 
 async fn execute(b: &Boundary, action: &str, nonce: &str) -> Response {

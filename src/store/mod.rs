@@ -290,6 +290,46 @@ pub struct CycleSync {
     ring: Option<RingCommit>,
 }
 
+/// The batch that appends `entries` (consecutive indexes, the first one
+/// the size of the tree `store` holds hashes for) to `store`, with their
+/// real stored hashes and the new head, as the sequencer would write it.
+/// Tests only.
+#[cfg(test)]
+fn batch_appending(store: &Store, entries: Vec<StoredEntry>) -> BatchWrite {
+    let mut batch = BatchWrite::default();
+    let mut pending: std::collections::HashMap<u64, Hash> = std::collections::HashMap::new();
+    let mut last_leaf = Hash::from_bytes([0; 32]);
+    for entry in &entries {
+        last_leaf = crate::core::hash::leaf_hash(&entry.bytes);
+        let reader = OverlayReader {
+            base: store,
+            pending: &pending,
+        };
+        let stored =
+            tlog_tiles::stored_hashes_for_record_hash(entry.index, last_leaf.into(), &reader)
+                .expect("stored hashes");
+        for (at, h) in (tlog_tiles::stored_hash_index(0, entry.index)..).zip(stored) {
+            pending.insert(at, h.into());
+            batch.hashes.push((at, h.into()));
+        }
+    }
+    if let Some(last) = entries.last() {
+        let size = last.index + 1;
+        let reader = OverlayReader {
+            base: store,
+            pending: &pending,
+        };
+        batch.head = Some(Head {
+            size,
+            root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size))
+                .expect("root"),
+            last_leaf,
+        });
+    }
+    batch.entries = entries;
+    batch
+}
+
 /// The files of the store directory `from` as they are now, copied with
 /// `cp -a`: what a crash at this moment would leave. Tests only.
 #[cfg(test)]

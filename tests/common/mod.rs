@@ -36,6 +36,42 @@ pub fn open(dir: &std::path::Path) -> Ledger {
     Ledger::open(&config).expect("open ledger")
 }
 
+/// A boundary over a ledger in `dir` with the built-in handlers, for
+/// tests that drive the pipeline without HTTP: `mode` and `approvals` as
+/// given, content kept, default limits, no rejection rate limits.
+pub fn boundary(
+    dir: &std::path::Path,
+    mode: openexec::exec::Mode,
+    approvals: openexec::core::approval::ApprovalPolicy,
+) -> openexec::exec::Boundary {
+    let policy = openexec::exec::Policy {
+        mode,
+        approvals,
+        allow_list: None,
+        store_content: true,
+        limits: openexec::core::request::Limits::default(),
+        reject_rate: 0.0,
+        reject_burst: 1,
+        reject_global_rate: 0.0,
+        reject_global_burst: 1,
+    };
+    openexec::exec::Boundary::new(
+        std::sync::Arc::new(open(dir)),
+        openexec::exec::handlers::Registry::builtin(),
+        policy,
+    )
+}
+
+/// Approvals that trust no key (for demo mode).
+pub fn no_approvals() -> openexec::core::approval::ApprovalPolicy {
+    openexec::core::approval::ApprovalPolicy {
+        keys: vec![],
+        tenant: None,
+        max_lifetime: chrono::Duration::hours(1),
+        skew: chrono::Duration::seconds(30),
+    }
+}
+
 /// Path of the built `openexec` binary.
 pub fn binary() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_BIN_EXE_openexec"))

@@ -10,11 +10,11 @@ use std::path::Path;
 use super::super::key_table::DONE_NONCES;
 use super::super::segments::{ENTRIES, INDEX};
 use super::super::{
-    crash_image, nonce_key, BatchWrite, Completion, Head, OverlayReader, PendingNonce, Reservation,
+    batch_appending, crash_image, nonce_key, BatchWrite, Completion, PendingNonce, Reservation,
     ReservationRequest, Store, StoreConfig, StoreError, StoredEntry,
 };
 use crate::core::entry::{ApprovalKind, ApprovalSummary};
-use crate::core::hash::{leaf_hash, Hash};
+use crate::core::hash::Hash;
 
 fn open(dir: &Path) -> Store {
     Store::open(&StoreConfig::new(dir)).unwrap()
@@ -48,48 +48,26 @@ fn commit_completing(store: &Store, nonces: &[&str]) -> HashMap<String, u64> {
 /// The batch [`commit_completing`] commits.
 fn batch_completing(store: &Store, nonces: &[&str]) -> BatchWrite {
     let from = store.head().unwrap().map_or(0, |h| h.size);
-    let mut batch = BatchWrite::default();
-    let mut pending: HashMap<u64, Hash> = HashMap::new();
-    let mut last_leaf = Hash::from_bytes([0; 32]);
-    for (index, nonce) in (from..).zip(nonces) {
-        let approval = format!("ap-{nonce}");
-        let entry = serde_json::json!({
-            "tenant": "t", "nonce": nonce, "exec_id": format!("x-{nonce}"),
-            "approval": serde_json::to_value(summary(&approval)).unwrap(),
-        });
-        let bytes = serde_json::to_vec(&entry).unwrap();
-        last_leaf = leaf_hash(&bytes);
-        let reader = OverlayReader {
-            base: store,
-            pending: &pending,
-        };
-        let stored =
-            tlog_tiles::stored_hashes_for_record_hash(index, last_leaf.into(), &reader).unwrap();
-        for (at, h) in (tlog_tiles::stored_hash_index(0, index)..).zip(stored) {
-            pending.insert(at, h.into());
-            batch.hashes.push((at, h.into()));
-        }
-        batch.entries.push(StoredEntry {
-            index,
-            bytes,
-            signature: [index as u8; 64],
-            index_exec_id: Some(format!("x-{nonce}")),
-            content: (index % 2 == 0).then(|| format!("{{\"kept\":\"{nonce}\"}}").into_bytes()),
-            completion: Some(Completion::claimed(nonce_key("t", nonce))),
-            approval_key: Some(approval_key(&approval)),
-        });
-    }
-    let size = from + nonces.len() as u64;
-    let reader = OverlayReader {
-        base: store,
-        pending: &pending,
-    };
-    batch.head = Some(Head {
-        size,
-        root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size)).unwrap(),
-        last_leaf,
-    });
-    batch
+    let entries = (from..)
+        .zip(nonces)
+        .map(|(index, nonce)| {
+            let approval = format!("ap-{nonce}");
+            let entry = serde_json::json!({
+                "tenant": "t", "nonce": nonce, "exec_id": format!("x-{nonce}"),
+                "approval": serde_json::to_value(summary(&approval)).unwrap(),
+            });
+            StoredEntry {
+                index,
+                bytes: serde_json::to_vec(&entry).unwrap(),
+                signature: [index as u8; 64],
+                index_exec_id: Some(format!("x-{nonce}")),
+                content: (index % 2 == 0).then(|| format!("{{\"kept\":\"{nonce}\"}}").into_bytes()),
+                completion: Some(Completion::claimed(nonce_key("t", nonce))),
+                approval_key: Some(approval_key(&approval)),
+            }
+        })
+        .collect();
+    batch_appending(store, entries)
 }
 
 fn attempt(nonce: &str, approval: Option<&str>) -> PendingNonce {

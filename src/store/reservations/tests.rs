@@ -55,7 +55,7 @@ fn damaged_records_are_corrupt_never_a_panic() {
     }
 }
 
-use super::super::{crash_image, BatchWrite, Head, StoreConfig, StoredEntry};
+use super::super::{crash_image, BatchWrite, StoreConfig, StoredEntry};
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(&StoreConfig::new(dir)).unwrap()
@@ -109,27 +109,11 @@ fn batch_approving(
     named: &[(&str, Option<&str>)],
     held: Option<Held>,
 ) -> BatchWrite {
-    use crate::core::hash::leaf_hash;
-    use std::collections::HashMap;
-    let mut batch = BatchWrite::default();
-    let mut pending: HashMap<u64, Hash> = HashMap::new();
-    let mut last_leaf = Hash::from_bytes([0; 32]);
-    for (index, &(nonce, approval)) in (from..).zip(named) {
-        let bytes = entry_naming(nonce, approval);
-        last_leaf = leaf_hash(&bytes);
-        let reader = super::super::OverlayReader {
-            base: store,
-            pending: &pending,
-        };
-        let stored =
-            tlog_tiles::stored_hashes_for_record_hash(index, last_leaf.into(), &reader).unwrap();
-        for (at, h) in (tlog_tiles::stored_hash_index(0, index)..).zip(stored) {
-            pending.insert(at, h.into());
-            batch.hashes.push((at, h.into()));
-        }
-        batch.entries.push(StoredEntry {
+    let entries = (from..)
+        .zip(named)
+        .map(|(index, &(nonce, approval))| StoredEntry {
             index,
-            bytes,
+            bytes: entry_naming(nonce, approval),
             signature: [0; 64],
             index_exec_id: None,
             content: None,
@@ -138,19 +122,9 @@ fn batch_approving(
                 held,
             }),
             approval_key: held.and(approval).map(approval_key),
-        });
-    }
-    let size = from + named.len() as u64;
-    let reader = super::super::OverlayReader {
-        base: store,
-        pending: &pending,
-    };
-    batch.head = Some(Head {
-        size,
-        root: crate::core::proof::tree_root(&reader, crate::core::proof::TreeSize(size)).unwrap(),
-        last_leaf,
-    });
-    batch
+        })
+        .collect();
+    super::super::batch_appending(store, entries)
 }
 
 fn reserve(store: &Store, nonce: &str) -> Reservation {
