@@ -146,6 +146,7 @@ fn build(data: &Path) -> Built {
                     action: draft.action.clone(),
                     tenant: TENANT.into(),
                     nonce: nonce.clone(),
+                    effects: openexec::core::entry::Effects::AtMostOnce,
                 };
                 let reserved = runtime
                     .block_on(ledger.reserve(key.clone(), record))
@@ -177,6 +178,7 @@ fn build(data: &Path) -> Built {
         action: "counter".into(),
         tenant: TENANT.into(),
         nonce: "nonce-held".into(),
+        effects: openexec::core::entry::Effects::AtMostOnce,
     };
     let reserved = runtime
         .block_on(ledger.reserve(key.clone(), record))
@@ -249,6 +251,7 @@ fn anything_admitted_again(store: &Store, built: &Built) -> Option<String> {
         action: "counter".into(),
         tenant: TENANT.into(),
         nonce: nonce.into(),
+        effects: openexec::core::entry::Effects::AtMostOnce,
     };
     let mut attempts: Vec<(String, PendingNonce)> = built
         .done_nonces

@@ -240,6 +240,7 @@ async fn a_nonce_found_done_in_a_cycle_still_syncing_is_answered_after_that_sync
             action: draft.action.clone(),
             tenant: draft.tenant.clone(),
             nonce: draft.nonce.clone(),
+            effects: openexec::core::entry::Effects::AtMostOnce,
         };
         (nonce_key(&draft.tenant, &draft.nonce), record)
     }

@@ -32,6 +32,7 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
             action: "counter".into(),
             tenant: String::new(),
             nonce: "crash-1".into(),
+            effects: openexec::core::entry::Effects::AtMostOnce,
         };
         assert_eq!(
             store

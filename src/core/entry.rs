@@ -58,6 +58,76 @@ impl std::fmt::Display for Outcome {
     }
 }
 
+/// What running a handler may change besides its result, declared by each
+/// handler and recorded in the entry of every attempt that reserved or
+/// ran one. It decides when the handler may run and what a crash leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effects {
+    /// Nothing: the result is a function of the payload. The handler may
+    /// run before its nonce is won; a result whose nonce is not won is
+    /// dropped and nothing happened.
+    None,
+    /// Something that must not happen twice (a message sent, a file
+    /// written): the handler runs only once its nonce's reservation is
+    /// durable, and an attempt a crash cut off is recorded `interrupted`
+    /// and never run again.
+    AtMostOnce,
+    /// Something done through a system that deduplicates by the attempt's
+    /// idempotency key (a payment API, a workflow engine): the handler
+    /// runs once its reservation is durable; an attempt a crash cut off is
+    /// recorded `interrupted` without completing its nonce, so the
+    /// client's retry of the same request runs the handler again with the
+    /// same key, and the downstream system applies it once.
+    IdempotentDownstream,
+}
+
+impl Effects {
+    /// The wire name (`none`, `at-most-once`, `idempotent-downstream`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::AtMostOnce => "at-most-once",
+            Self::IdempotentDownstream => "idempotent-downstream",
+        }
+    }
+
+    /// Whether the handler may run only after its nonce's reservation is
+    /// durable.
+    #[must_use]
+    pub const fn needs_reservation(self) -> bool {
+        !matches!(self, Self::None)
+    }
+
+    /// The one-byte code stored in a reservation record.
+    #[must_use]
+    pub const fn code(self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::AtMostOnce => 1,
+            Self::IdempotentDownstream => 2,
+        }
+    }
+
+    /// The class of a stored code.
+    #[must_use]
+    pub const fn from_code(code: u8) -> Option<Self> {
+        match code {
+            0 => Some(Self::None),
+            1 => Some(Self::AtMostOnce),
+            2 => Some(Self::IdempotentDownstream),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Effects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Which kind of approval accompanied the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -393,6 +393,7 @@ impl Boundary {
             action: attempt.request.action.as_str().to_owned(),
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
+            effects: crate::core::entry::Effects::AtMostOnce,
         };
         if handler.effects == Effects::None {
             return self

@@ -78,6 +78,7 @@ fn attempt(nonce: &str, approval: Option<&str>) -> PendingNonce {
         action: "counter".into(),
         tenant: "t".into(),
         nonce: nonce.into(),
+        effects: crate::core::entry::Effects::AtMostOnce,
     }
 }
 

@@ -47,6 +47,9 @@ pub struct PendingNonce {
     pub tenant: String,
     /// The nonce (also in the key).
     pub nonce: String,
+    /// The effects class of the handler it reserved for: what a restart
+    /// records for it.
+    pub effects: crate::core::entry::Effects,
 }
 
 /// Result of a reservation attempt (expected conflicts are values, not errors).

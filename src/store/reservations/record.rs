@@ -7,21 +7,19 @@ use crate::store::StoreError;
 
 /// First byte of a pending record.
 const RECORD_PENDING: u8 = 1;
-/// The reserved fields after the first byte, as every pending record
-/// holds them: a `u8` 0 before the request hash; a `u16` 0 and a `u64` of
-/// all ones after it.
-const RESERVED_BEFORE_HASH: u8 = 0;
+/// The reserved fields after the effects code and the request hash, as
+/// every pending record holds them: a `u16` 0 and a `u64` of all ones.
 const RESERVED_AFTER_HASH: [u8; 10] = [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 /// String length that stands for `None` (`approval_key`).
 const NO_STRING: u32 = u32::MAX;
 
-/// A pending record's stored bytes: `1` ‖ `0` ‖ request hash (32) ‖
+/// A pending record's stored bytes: `1` ‖ effects code ([`crate::core::entry::Effects::code`]) ‖ request hash (32) ‖
 /// `0u16` ‖ `u64::MAX` ‖ exec_id, approval key, action, tenant, nonce, each
 /// a `u32` length (all ones = none) and UTF-8.
 pub(crate) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.push(RECORD_PENDING);
-    out.push(RESERVED_BEFORE_HASH);
+    out.push(record.effects.code());
     out.extend_from_slice(record.request_hash.as_bytes());
     out.extend_from_slice(&RESERVED_AFTER_HASH);
     for text in [
@@ -52,9 +50,11 @@ pub(crate) fn decode_pending(bytes: &[u8]) -> Result<PendingNonce, StoreError> {
 
 fn decode_fields(bytes: &[u8]) -> Option<PendingNonce> {
     let mut r = Reader(bytes);
-    if r.take(2)? != [RECORD_PENDING, RESERVED_BEFORE_HASH] {
+    let [kind, effects] = <[u8; 2]>::try_from(r.take(2)?).ok()?;
+    if kind != RECORD_PENDING {
         return None;
     }
+    let effects = crate::core::entry::Effects::from_code(effects).filter(|e| e.needs_reservation())?;
     let request_hash = Hash::from_slice(r.take(32)?).ok()?;
     if r.take(RESERVED_AFTER_HASH.len())? != RESERVED_AFTER_HASH {
         return None;
@@ -71,6 +71,7 @@ fn decode_fields(bytes: &[u8]) -> Option<PendingNonce> {
         action,
         tenant,
         nonce,
+        effects,
     })
 }
 

@@ -12,6 +12,7 @@ fn record(n: u8) -> PendingNonce {
         action: "echo".into(),
         tenant: String::new(),
         nonce: format!("nonce-{n}"),
+        effects: crate::core::entry::Effects::AtMostOnce,
     }
 }
 
@@ -454,6 +455,7 @@ fn owned_requests(requests: &[(&str, Option<&str>)], n: u8) -> (Vec<Vec<u8>>, Ve
         .map(|(nonce, approval)| {
             let record = PendingNonce {
                 nonce: (*nonce).to_owned(),
+                effects: crate::core::entry::Effects::AtMostOnce,
                 approval_key: approval.map(str::to_owned),
                 ..record(n)
             };
