@@ -71,6 +71,8 @@ fn draft(tag: &str, n: u64) -> EntryDraft {
         outcome: Outcome::Executed,
         reason: "ok".into(),
         replay_of: None,
+        effects: Some(openexec::core::entry::Effects::None),
+        registry: Some(Hash::sha256(b"registry")),
     }
 }
 

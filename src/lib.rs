@@ -36,6 +36,8 @@ pub mod cli;
 pub mod core;
 
 #[cfg(feature = "server")]
+pub mod action;
+#[cfg(feature = "server")]
 pub mod exec;
 #[cfg(feature = "server")]
 pub mod http;

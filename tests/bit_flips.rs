@@ -79,6 +79,8 @@ fn attempt(
         .into(),
         outcome,
         replay_of: None,
+        effects: None,
+        registry: None,
     };
     let content = Content {
         payload,

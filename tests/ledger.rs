@@ -297,6 +297,8 @@ fn replay_of(ledger: &Ledger, at: u64) -> openexec::core::entry::EntryDraft {
             index: at,
             leaf_hash: leaf_hash(&bytes),
         }),
+        effects: None,
+        registry: None,
     }
 }
 

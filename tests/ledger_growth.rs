@@ -172,6 +172,9 @@ fn the_longest_entry_of_an_attempt_that_ran_nothing_is_bounded() {
             index: MAX_INDEX - 1,
             leaf_hash: Hash::sha256(b"l"),
         }),
+        // A replay names no effects class; every entry names its registry.
+        effects: None,
+        registry: Some(Hash::sha256(b"f")),
     };
     let entry = Entry::from_draft(
         draft,

@@ -151,6 +151,8 @@ pub fn ledger_load(args: &LedgerLoadArgs) -> ExitCode {
                         outcome: crate::core::entry::Outcome::Executed,
                         reason: "ok".into(),
                         replay_of: None,
+                        effects: None,
+                        registry: None,
                     };
                     match ledger.append(draft, None) {
                         Ok(appended) if args.print_receipts => {

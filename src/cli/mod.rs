@@ -63,12 +63,57 @@ pub enum Command {
     LedgerLoad(ledger_cmds::LedgerLoadArgs),
 }
 
-/// Runs a parsed command line and returns the process exit code.
+/// The `main` of an operator's binary: parses the process's arguments and
+/// runs them with the operator's sealed `registry`, offering every
+/// subcommand the `openexec` binary offers.
+#[cfg(feature = "server")]
+#[must_use]
+pub fn main(registry: crate::action::Registry) -> ExitCode {
+    run_with(Cli::parse(), registry)
+}
+
+/// Runs a parsed command line with the built-in demo actions and returns
+/// the process exit code.
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
+    #[cfg(feature = "server")]
+    {
+        match crate::action::Registry::builtin() {
+            Ok(registry) => run_with(cli, registry),
+            Err(e) => {
+                eprintln!("openexec: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+    #[cfg(not(feature = "server"))]
+    {
+        dispatch(cli)
+    }
+}
+
+/// Runs a parsed command line with `registry` and returns the process exit
+/// code.
+#[cfg(feature = "server")]
+#[must_use]
+pub fn run_with(cli: Cli, registry: crate::action::Registry) -> ExitCode {
+    match cli.command {
+        Command::Serve(args) => serve::run(&args, registry),
+        other => dispatch(Cli { command: other }),
+    }
+}
+
+/// Every subcommand but `serve`.
+fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
         #[cfg(feature = "server")]
-        Command::Serve(args) => serve::run(&args),
+        Command::Serve(args) => match crate::action::Registry::builtin() {
+            Ok(registry) => serve::run(&args, registry),
+            Err(e) => {
+                eprintln!("openexec: {e}");
+                ExitCode::FAILURE
+            }
+        },
         #[cfg(feature = "server")]
         Command::Approve(args) => approve::approve(&args),
         #[cfg(feature = "server")]

@@ -10,10 +10,10 @@ use std::sync::Arc;
 use clap::{ArgAction, Args};
 
 use super::signals::StopSignals;
+use crate::action::Registry;
 use crate::core::approval::{ApprovalPolicy, ApproverKey, MAX_ARTIFACT_FIELD_BYTES};
 use crate::core::cosignature::WitnessVerifier;
 use crate::core::request::Limits;
-use crate::exec::handlers::Registry;
 use crate::exec::{Boundary, Mode, Policy};
 use crate::http::AppState;
 use crate::ledger::{Ledger, LedgerConfig, DEFAULT_ORIGIN};
@@ -278,7 +278,7 @@ fn read_pem(value: &str) -> Result<String, String> {
 
 /// Runs the service until SIGINT/SIGTERM.
 #[must_use]
-pub fn run(args: &ServeArgs) -> ExitCode {
+pub fn run(args: &ServeArgs, registry: Registry) -> ExitCode {
     init_tracing();
     let config = match args.validate() {
         Ok(c) => c,
@@ -287,7 +287,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match serve(config) {
+    match serve(config, registry) {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => {
             eprintln!("openexec: {line}");
@@ -296,13 +296,12 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     }
 }
 
-fn serve(config: ServeConfig) -> Result<(), String> {
+fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
     let ledger = Arc::new(Ledger::open(&config.ledger).map_err(|e| e.to_string())?);
-    let boundary = Arc::new(Boundary::new(
-        ledger.clone(),
-        Registry::builtin(),
-        config.policy,
-    ));
+    let boundary = Arc::new(
+        Boundary::new(ledger.clone(), registry, config.policy)
+            .map_err(|e| format!("starting the handler runtime: {e}"))?,
+    );
     let interrupted = boundary
         .recover_interrupted()
         .map_err(|e| format!("recording interrupted attempts: {e}"))?;
@@ -314,7 +313,7 @@ fn serve(config: ServeConfig) -> Result<(), String> {
     let stop = system
         .block_on(async { StopSignals::listen() })
         .map_err(|e| format!("listening for stop signals: {e}"))?;
-    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, "openexec listening");
+    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, registry = %boundary.registry().fingerprint(), handlers = boundary.registry().names().collect::<Vec<_>>().join(","), "openexec listening");
     // One line on stdout that scripts and tests can wait for.
     println!("openexec listening on http://{addr}");
     let state = Arc::new(AppState { boundary });

@@ -227,6 +227,13 @@ pub struct EntryDraft {
     pub reason: String,
     /// For a `replayed` attempt, and only for one: the entry it replays.
     pub replay_of: Option<ReplayOf>,
+    /// The effects class of the handler the attempt ran or reserved its
+    /// nonce for (`executed`, `failed`, `interrupted`); never on a
+    /// `rejected` or `replayed` entry.
+    pub effects: Option<Effects>,
+    /// The fingerprint of the handler registry of the service that wrote
+    /// the entry (see `crate::action::Fingerprint`).
+    pub registry: Option<Hash>,
 }
 
 /// A ledger entry, as hashed and signed.
@@ -268,6 +275,12 @@ pub struct Entry {
     /// (never `null`) on the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_of: Option<ReplayOf>,
+    /// See [`EntryDraft`]; omitted (never `null`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effects: Option<Effects>,
+    /// See [`EntryDraft`]; omitted (never `null`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<Hash>,
 }
 
 /// Why bytes are not a valid entry.
@@ -316,6 +329,8 @@ impl Entry {
             outcome: draft.outcome,
             reason: draft.reason,
             replay_of: draft.replay_of,
+            effects: draft.effects,
+            registry: draft.registry,
         }
     }
 
@@ -376,6 +391,7 @@ impl Entry {
         let a = &self.approval;
         serde_json::to_vec(&KeyOrdered {
             action: &self.action,
+            effects: self.effects,
             approval: KeyOrderedApproval {
                 expires_at: a.expires_at.as_deref(),
                 id: a.id.as_deref(),
@@ -390,6 +406,7 @@ impl Entry {
             payload_commitment: &self.payload_commitment,
             prev: &self.prev,
             reason: &self.reason,
+            registry: self.registry.as_ref(),
             replay_of: self.replay_of.as_ref(),
             request_hash: &self.request_hash,
             result_commitment: self.result_commitment.as_ref(),
@@ -421,7 +438,8 @@ impl Entry {
         if self.replay_of.is_some_and(|r| r.index >= self.index) {
             return Err(EntryError::InvalidField("replay_of"));
         }
-        check_replay_of(self.outcome, self.replay_of.as_ref())
+        check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        check_effects(self.outcome, self.effects)
     }
 }
 
@@ -435,7 +453,19 @@ impl EntryDraft {
         if !is_reason_code(&self.reason) {
             return Err(EntryError::InvalidField("reason"));
         }
-        check_replay_of(self.outcome, self.replay_of.as_ref())
+        check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        check_effects(self.outcome, self.effects)
+    }
+}
+
+/// No handler ran for a `rejected` or `replayed` attempt, nor was a nonce
+/// reserved for one: such an entry names no effects class.
+fn check_effects(outcome: Outcome, effects: Option<Effects>) -> Result<(), EntryError> {
+    match (outcome, effects) {
+        (Outcome::Rejected | Outcome::Replayed, Some(_)) => {
+            Err(EntryError::InvalidField("effects"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -453,6 +483,8 @@ fn check_replay_of(outcome: Outcome, replay_of: Option<&ReplayOf>) -> Result<(),
 struct KeyOrdered<'a> {
     action: &'a str,
     approval: KeyOrderedApproval<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    effects: Option<Effects>,
     exec_id: &'a str,
     index: u64,
     nonce: &'a str,
@@ -461,6 +493,8 @@ struct KeyOrdered<'a> {
     payload_commitment: &'a Hash,
     prev: &'a Hash,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registry: Option<&'a Hash>,
     #[serde(skip_serializing_if = "Option::is_none")]
     replay_of: Option<&'a ReplayOf>,
     request_hash: &'a Hash,
@@ -598,6 +632,8 @@ pub(crate) mod tests {
             outcome: Outcome::Executed,
             reason: "ok".into(),
             replay_of: None,
+            effects: None,
+            registry: None,
         }
     }
 
@@ -719,6 +755,8 @@ pub(crate) mod tests {
                     index: r % index,
                     leaf_hash: Hash::from_bytes(hashes[2]),
                 }),
+                effects: None,
+                registry: optional[1].then(|| Hash::from_bytes(hashes[0])),
             };
             let origin = format!("o{}", texts[7]);
             let time = DateTime::from_timestamp_micros(micros).unwrap();

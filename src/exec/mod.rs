@@ -18,7 +18,7 @@
 //!    names its original entry and keeps no content); 9. respond with the
 //!    receipt.
 //!
-//! A handler without effects ([`handlers::Effects::None`]: `echo`, `add`,
+//! A handler without effects ([`Effects::None`]: `echo`, `add`,
 //! `sha256`) takes 7 before 6: its result is computed first, and the
 //! writer reserves the nonce and records the entry in one durable cycle
 //! (6 and 8 together), or — nonce not won — appends nothing, the result
@@ -31,32 +31,34 @@
 //! and answered `500 internal_panic`, and the attempt is recorded as far as
 //! it got (`unwind`).
 
-pub mod handlers;
+mod handler_runtime;
 pub mod metrics;
 pub mod ratelimit;
 mod unwind;
 
 pub use unwind::Stage;
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::Utc;
 use rand_core::{OsRng, RngCore as _};
 use serde_json::{json, Value};
 
+use crate::action::Decoded;
+use crate::action::{Context, Counters, Handler, IdempotencyKey, Registry};
 use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
 use crate::core::canonical::{canonical_value, commitment, request_hash, to_canonical_bytes};
-use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome, ReplayOf};
+use crate::core::entry::{ApprovalSummary, Effects, Entry, EntryDraft, Outcome, ReplayOf};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{salt_to_base64, Content, Salts};
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
 use crate::ledger::{Appended, Ledger, LedgerError, Recorded};
 use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
-use handlers::{Effects, Handler, HandlerContext, Registry};
+use handler_runtime::{HandlerRuntime, Ran};
 use metrics::Metrics;
 
 /// Execution mode.
@@ -153,7 +155,8 @@ pub struct Boundary {
     policy: Policy,
     metrics: Metrics,
     reject_limiter: ratelimit::RejectLimiter,
-    panic_hook: unwind::PanicHook,
+    panic_hook: Arc<unwind::PanicHook>,
+    handlers: HandlerRuntime,
 }
 
 /// One attempt, as far as it got.
@@ -168,8 +171,18 @@ struct Attempt {
     approval: ApprovalSummary,
     /// For a replay: the entry it replays, whose commitments it repeats.
     original: Option<Original>,
+    /// The effects class of the handler it ran or reserved its nonce for.
+    effects: Option<Effects>,
     /// How far it got, read if a panic stops it ([`unwind`]).
     progress: Arc<unwind::Progress>,
+}
+
+/// What [`Boundary::authorize`] lets through.
+struct Authorized {
+    handler: Handler,
+    approval: Option<VerifiedApproval>,
+    /// The payload, decoded by the handler's check.
+    payload: Decoded,
 }
 
 /// The entry a replay repeats, as its replay entry names it.
@@ -189,6 +202,17 @@ struct Decision {
 }
 
 impl Decision {
+    /// A handler that ran and failed.
+    fn failed(status: u16, reason: &str, detail: impl Into<String>) -> Self {
+        Self {
+            outcome: Outcome::Failed,
+            reason: reason.to_owned(),
+            status,
+            detail: Some(detail.into()),
+            result: None,
+        }
+    }
+
     fn reject(status: u16, code: &str, detail: impl Into<String>) -> Self {
         Self {
             outcome: Outcome::Rejected,
@@ -201,23 +225,30 @@ impl Decision {
 }
 
 impl Boundary {
-    /// A boundary over an open ledger.
-    #[must_use]
-    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> Self {
+    /// A boundary over an open ledger. Its handlers run on a runtime of
+    /// its own ([`HandlerRuntime`]).
+    pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> std::io::Result<Self> {
         let reject_limiter = ratelimit::RejectLimiter::new(ratelimit::RateLimits {
             client_rate: policy.reject_rate,
             client_burst: policy.reject_burst,
             global_rate: policy.reject_global_rate,
             global_burst: policy.reject_global_burst,
         });
-        Self {
+        Ok(Self {
             ledger,
             registry,
             policy,
             metrics: Metrics::default(),
             reject_limiter,
-            panic_hook: unwind::PanicHook::default(),
-        }
+            panic_hook: Arc::default(),
+            handlers: HandlerRuntime::start()?,
+        })
+    }
+
+    /// The sealed handler registry.
+    #[must_use]
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// Test hook: the next attempt to reach `stage` panics there, once.
@@ -250,10 +281,14 @@ impl Boundary {
         let pending = self.ledger.store().pending_reservations()?;
         let count = pending.len();
         for (key, record) in pending {
-            let draft = unwind::AttemptRecord::of_pending(&record)
-                .draft_without_content(Outcome::Interrupted, "interrupted_at_restart");
+            let draft = unwind::AttemptRecord::of_pending(&record).draft_without_content(
+                Outcome::Interrupted,
+                "interrupted_at_restart",
+                self.registry.fingerprint().0,
+            );
+            let completion = resolution(Some(record.effects), key);
             self.ledger
-                .append_completing_blocking(draft, None, Some(Completion::reserved(key)))?;
+                .append_completing_blocking(draft, None, Some(completion))?;
             self.metrics
                 .record(Outcome::Interrupted, "interrupted_at_restart");
         }
@@ -303,6 +338,7 @@ impl Boundary {
             request_hash,
             approval: ApprovalSummary::none(),
             original: None,
+            effects: None,
             progress,
         };
         attempt.progress.parsed(unwind::AttemptRecord {
@@ -312,16 +348,18 @@ impl Boundary {
             nonce: attempt.request.nonce.as_str().to_owned(),
             request_hash: attempt.request_hash,
             approval: ApprovalSummary::none(),
+            effects: None,
         });
         attempt.progress.enter(Stage::Authorize);
-        let (handler, verified) = match self.authorize(&attempt, artifact) {
+        let authorized = match self.authorize(&attempt, artifact) {
             Ok(v) => v,
             Err(decision) => return self.finish(attempt, decision, None).await,
         };
-        if let Some(v) = verified {
+        if let Some(v) = authorized.approval {
             attempt.approval = v.summary;
         }
-        self.reserve_and_run(attempt, handler).await
+        self.reserve_and_run(attempt, authorized.handler, authorized.payload)
+            .await
     }
 
     /// The configured tenant, else (clawshield mode) the artifact's, else "".
@@ -337,12 +375,12 @@ impl Boundary {
     }
 
     /// Steps 3–5: allow-list, registry, approval, payload check. Returns the
-    /// registered handler that step 7 runs.
+    /// registered handler that step 7 runs, with the payload it decoded.
     fn authorize(
         &self,
         attempt: &Attempt,
         artifact: Option<Result<Artifact, ApprovalError>>,
-    ) -> Result<(Handler, Option<VerifiedApproval>), Decision> {
+    ) -> Result<Authorized, Decision> {
         self.panic_hook.fire(Stage::Authorize);
         let action = &attempt.request.action;
         if let Some(list) = &self.policy.allow_list {
@@ -354,7 +392,7 @@ impl Boundary {
                 ));
             }
         }
-        let handler = self.registry.get(action).ok_or_else(|| {
+        let handler = self.registry.get(action).cloned().ok_or_else(|| {
             Decision::reject(400, "unknown_action", format!("Unknown action: {action}"))
         })?;
         let verified = match self.policy.mode {
@@ -375,13 +413,25 @@ impl Boundary {
                 )
             }
         };
-        (handler.check)(&attempt.request.payload)
+        let payload = handler
+            .check(&attempt.request.payload)
             .map_err(|msg| Decision::reject(400, "invalid_payload", msg))?;
-        Ok((handler, verified))
+        Ok(Authorized {
+            handler,
+            approval: verified,
+            payload,
+        })
     }
 
     /// Steps 6–9.
-    async fn reserve_and_run(&self, attempt: Attempt, handler: Handler) -> Response {
+    async fn reserve_and_run(
+        &self,
+        mut attempt: Attempt,
+        handler: Handler,
+        payload: Decoded,
+    ) -> Response {
+        let effects = handler.effects();
+        attempt.effects = Some(effects);
         attempt.progress.enter(Stage::Reserve);
         let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
         let record = PendingNonce {
@@ -393,11 +443,11 @@ impl Boundary {
             action: attempt.request.action.as_str().to_owned(),
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
-            effects: crate::core::entry::Effects::AtMostOnce,
+            effects,
         };
-        if handler.effects == Effects::None {
+        if !effects.needs_reservation() {
             return self
-                .compute_then_record(attempt, handler, key, record)
+                .compute_then_record(attempt, handler, payload, key, record)
                 .await;
         }
         // Durable before the handler runs: the ledger's writer answers only
@@ -405,9 +455,11 @@ impl Boundary {
         // entries queued at the same time.
         match self.ledger.reserve(key.clone(), record).await {
             Ok(Reservation::Reserved) => {
-                attempt.progress.reserved(key.clone(), &attempt.approval);
+                attempt
+                    .progress
+                    .reserved(key.clone(), &attempt.approval, effects);
                 self.panic_hook.fire(Stage::Reserve);
-                let decision = self.run_handler(handler, &attempt);
+                let decision = self.run_handler(&handler, &attempt, payload).await;
                 self.finish(attempt, decision, Some(Completion::reserved(key)))
                     .await
             }
@@ -428,10 +480,11 @@ impl Boundary {
         &self,
         attempt: Attempt,
         handler: Handler,
+        payload: Decoded,
         key: Vec<u8>,
         record: PendingNonce,
     ) -> Response {
-        let decision = self.run_handler(handler, &attempt);
+        let decision = self.run_handler(&handler, &attempt, payload).await;
         attempt.progress.enter(Stage::Record);
         self.panic_hook.fire(Stage::Record);
         let (draft, content) = match self.draft(&attempt, &decision) {
@@ -484,20 +537,38 @@ impl Boundary {
         }
     }
 
-    /// Runs the handler once, catching panics.
-    fn run_handler(&self, handler: Handler, attempt: &Attempt) -> Decision {
+    /// Runs the handler once on the handler runtime, within its deadline
+    /// (a panic is its failure, never the worker's).
+    async fn run_handler(
+        &self,
+        handler: &Handler,
+        attempt: &Attempt,
+        payload: Decoded,
+    ) -> Decision {
         attempt.progress.enter(Stage::Handler);
-        let ctx = HandlerContext {
-            store: self.ledger.store(),
+        let ctx = Context {
+            exec_id: attempt.exec_id.clone(),
+            nonce: attempt.request.nonce.as_str().to_owned(),
+            tenant: attempt.tenant.clone(),
+            deadline: Instant::now() + handler.deadline(),
+            effects: handler.effects(),
+            idempotency_key: IdempotencyKey::of_request(&attempt.request_hash),
+            counters: Counters(Arc::clone(&self.ledger)),
         };
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.panic_hook.fire(Stage::Handler);
-            (handler.run)(&ctx, &attempt.request.payload)
-        })) {
+        let hook = Arc::clone(&self.panic_hook);
+        let run = handler.run(ctx, payload);
+        let ran = self
+            .handlers
+            .run(handler.deadline(), async move {
+                hook.fire(Stage::Handler);
+                run.await
+            })
+            .await;
+        match ran {
             // The result is answered, stored and committed as the value its
             // canonical bytes read back to (I-JSON, as payloads are), so
             // that its commitment opens to exactly what the client got.
-            Ok(Ok(result)) => match canonical_value(&result) {
+            Ran::Returned(Ok(result)) => match canonical_value(&result) {
                 Ok(result) => Decision {
                     outcome: Outcome::Executed,
                     reason: "ok".into(),
@@ -505,31 +576,32 @@ impl Boundary {
                     detail: None,
                     result: Some(result),
                 },
-                Err(e) => Decision {
-                    outcome: Outcome::Failed,
-                    reason: "result_not_canonical".into(),
-                    status: 500,
-                    detail: Some(format!("Handler result cannot be canonicalized: {e}")),
-                    result: None,
-                },
+                Err(e) => Decision::failed(
+                    500,
+                    "result_not_canonical",
+                    format!("Handler result cannot be canonicalized: {e}"),
+                ),
             },
-            Ok(Err(msg)) => Decision {
-                outcome: Outcome::Failed,
-                reason: "handler_error".into(),
-                status: 500,
-                detail: Some(format!("Handler failed: {msg}")),
-                result: None,
-            },
-            Err(_) => {
-                self.metrics.record_panic(Stage::Handler);
-                Decision {
-                    outcome: Outcome::Failed,
-                    reason: "handler_panic".into(),
-                    status: 500,
-                    detail: Some("Handler failed: it panicked".into()),
-                    result: None,
-                }
+            Ran::Returned(Err(e)) => {
+                Decision::failed(500, "handler_error", format!("Handler failed: {e}"))
             }
+            Ran::Panicked => {
+                self.metrics.record_panic(Stage::Handler);
+                Decision::failed(500, "handler_panic", "Handler failed: it panicked")
+            }
+            Ran::PastDeadline => Decision::failed(
+                504,
+                "deadline_exceeded",
+                format!(
+                    "Handler did not finish within its deadline of {} ms and was cancelled",
+                    handler.deadline().as_millis()
+                ),
+            ),
+            Ran::Cancelled => Decision::failed(
+                503,
+                "handler_cancelled",
+                "Handler was cancelled: the service is shutting down",
+            ),
         }
     }
 
@@ -702,7 +774,10 @@ impl Boundary {
         decision: &Decision,
     ) -> Result<(EntryDraft, Option<Content>), String> {
         if let (Outcome::Replayed, Some(original)) = (decision.outcome, &attempt.original) {
-            return Ok((replay_draft(attempt, decision, original), None));
+            return Ok((
+                replay_draft(attempt, decision, original, self.registry.fingerprint().0),
+                None,
+            ));
         }
         let payload_bytes =
             to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
@@ -725,6 +800,11 @@ impl Boundary {
             outcome: decision.outcome,
             reason: decision.reason.clone(),
             replay_of: None,
+            // Only an attempt that ran its handler names its class.
+            effects: attempt
+                .effects
+                .filter(|_| matches!(decision.outcome, Outcome::Executed | Outcome::Failed)),
+            registry: Some(self.registry.fingerprint().0),
         };
         // Only an attempt that ran its handler keeps its content: a
         // rejection ran nothing, and would keep whatever an unapproved
@@ -746,7 +826,12 @@ impl Boundary {
 /// entry's commitments, whose content is kept there, so that it keeps no
 /// content of its own and costs the same few hundred bytes whatever the
 /// request's size.
-fn replay_draft(attempt: &Attempt, decision: &Decision, original: &Original) -> EntryDraft {
+fn replay_draft(
+    attempt: &Attempt,
+    decision: &Decision,
+    original: &Original,
+    registry: Hash,
+) -> EntryDraft {
     EntryDraft {
         exec_id: attempt.exec_id.clone(),
         tenant: attempt.tenant.clone(),
@@ -759,6 +844,8 @@ fn replay_draft(attempt: &Attempt, decision: &Decision, original: &Original) -> 
         outcome: decision.outcome,
         reason: decision.reason.clone(),
         replay_of: Some(original.at),
+        effects: None,
+        registry: Some(registry),
     }
 }
 
@@ -780,6 +867,18 @@ fn answered_status(outcome: Outcome) -> u16 {
         200
     } else {
         500
+    }
+}
+
+/// The completion of a reservation whose attempt was cut off (a crash or a
+/// contained panic) and is recorded `interrupted`: at most once, the nonce
+/// is done for good; idempotent downstream, the reservation is let go so
+/// that the client's retry runs the handler again with the same
+/// idempotency key.
+fn resolution(effects: Option<Effects>, key: Vec<u8>) -> Completion {
+    match effects {
+        Some(Effects::IdempotentDownstream) => Completion::released(key),
+        _ => Completion::reserved(key),
     }
 }
 

@@ -38,9 +38,9 @@ use serde_json::{json, Value};
 
 use super::{Boundary, Response};
 use crate::core::canonical::commitment;
-use crate::core::entry::{ApprovalSummary, EntryDraft, Outcome};
+use crate::core::entry::{ApprovalSummary, Effects, EntryDraft, Outcome};
 use crate::core::hash::Hash;
-use crate::store::{Completion, PendingNonce};
+use crate::store::PendingNonce;
 
 /// The code of the answer to an attempt stopped by a panic, and the
 /// reason its entry records.
@@ -106,6 +106,9 @@ pub(super) struct AttemptRecord {
     pub(super) nonce: String,
     pub(super) request_hash: Hash,
     pub(super) approval: ApprovalSummary,
+    /// The effects class of the handler its nonce is reserved for, once
+    /// reserved.
+    pub(super) effects: Option<Effects>,
 }
 
 impl AttemptRecord {
@@ -119,13 +122,20 @@ impl AttemptRecord {
             nonce: record.nonce.clone(),
             request_hash: record.request_hash,
             approval: ApprovalSummary::none(),
+            effects: Some(record.effects),
         }
     }
 
     /// Its entry when nothing of its content is trusted or known (stopped
     /// by a panic, or found pending at start-up): it commits to empty
-    /// content under the all-zero salt.
-    pub(super) fn draft_without_content(&self, outcome: Outcome, reason: &str) -> EntryDraft {
+    /// content under the all-zero salt. `registry` is the fingerprint of
+    /// the registry recording it.
+    pub(super) fn draft_without_content(
+        &self,
+        outcome: Outcome,
+        reason: &str,
+        registry: Hash,
+    ) -> EntryDraft {
         EntryDraft {
             exec_id: self.exec_id.clone(),
             tenant: self.tenant.clone(),
@@ -138,6 +148,9 @@ impl AttemptRecord {
             outcome,
             reason: reason.into(),
             replay_of: None,
+            // A rejection names none: no nonce was reserved for it.
+            effects: self.effects.filter(|_| outcome != Outcome::Rejected),
+            registry: Some(registry),
         }
     }
 }
@@ -150,7 +163,8 @@ pub(super) enum Unrecorded {
     HandedOver,
     /// The attempt, which holds no reservation.
     Attempt(AttemptRecord),
-    /// The attempt and the nonce key it reserved.
+    /// The attempt and the nonce key it reserved (its record names the
+    /// effects class).
     Reservation(AttemptRecord, Vec<u8>),
 }
 
@@ -181,10 +195,12 @@ impl Progress {
     }
 
     /// The nonce `key` is reserved (durably) for the attempt, whose
-    /// verified approval the reservation holds.
-    pub(super) fn reserved(&self, key: Vec<u8>, approval: &ApprovalSummary) {
+    /// verified approval the reservation holds, for a handler of class
+    /// `effects`.
+    pub(super) fn reserved(&self, key: Vec<u8>, approval: &ApprovalSummary, effects: Effects) {
         if let Some(record) = lock(&self.attempt).as_mut() {
             record.approval = approval.clone();
+            record.effects = Some(effects);
         }
         *lock(&self.reserved) = Some(key);
     }
@@ -256,13 +272,13 @@ impl Boundary {
                 }
                 (record, Outcome::Rejected, None)
             }
-            Unrecorded::Reservation(record, key) => (
-                record,
-                Outcome::Interrupted,
-                Some(Completion::reserved(key)),
-            ),
+            Unrecorded::Reservation(record, key) => {
+                let completion = super::resolution(record.effects, key);
+                (record, Outcome::Interrupted, Some(completion))
+            }
         };
-        let draft = record.draft_without_content(outcome, INTERNAL_PANIC);
+        let draft =
+            record.draft_without_content(outcome, INTERNAL_PANIC, self.registry.fingerprint().0);
         let append = self.ledger.append_completing(draft, None, completion);
         match CatchUnwind::new(append).await {
             Ok(Ok(appended)) => {
@@ -399,6 +415,7 @@ mod tests {
             nonce: "n".into(),
             request_hash: Hash::sha256(b"r"),
             approval: ApprovalSummary::none(),
+            effects: None,
         };
         let p = Progress::default();
         assert!(matches!(p.unrecorded(), Unrecorded::NotParsed));
@@ -407,11 +424,11 @@ mod tests {
         p.handing_over();
         assert!(matches!(p.unrecorded(), Unrecorded::HandedOver));
         p.not_appended();
-        p.reserved(b"k".to_vec(), &ApprovalSummary::none());
+        p.reserved(b"k".to_vec(), &ApprovalSummary::none(), Effects::AtMostOnce);
         assert!(matches!(p.unrecorded(), Unrecorded::Reservation(_, k) if k == b"k"));
         // Once an entry completing it is handed over, the reservation is
         // the writer's to complete.
-        p.reserved(b"k".to_vec(), &ApprovalSummary::none());
+        p.reserved(b"k".to_vec(), &ApprovalSummary::none(), Effects::AtMostOnce);
         p.handing_over();
         assert!(matches!(p.unrecorded(), Unrecorded::HandedOver));
     }

@@ -163,6 +163,24 @@ pub struct VersionResponse {
     pub timestamp: String,
 }
 
+/// `GET /handlers`: the sealed registry.
+#[derive(Serialize, ToSchema)]
+pub struct HandlersResponse {
+    /// Lowercase hex SHA-256 of the RFC 8785 bytes of the other fields:
+    /// what every ledger entry records as `registry`.
+    pub fingerprint: String,
+    /// The OpenExec library the binary was built with.
+    pub openexec_version: String,
+    /// The binary: `{name, version}`.
+    #[schema(value_type = Object)]
+    pub binary: serde_json::Value,
+    /// The actions by name: `{name, title, description, version, effects,
+    /// deadline_ms, input_schema, output_schema}`, the schemas JSON Schema
+    /// draft 2020-12.
+    #[schema(value_type = Vec<Object>)]
+    pub handlers: Vec<serde_json::Value>,
+}
+
 /// Body of `POST /receipts/verify`.
 #[derive(Serialize, ToSchema)]
 pub struct VerifyBody {
@@ -237,6 +255,7 @@ pub struct ConsistencyResponse {
         super::routes::health,
         super::routes::ready,
         super::routes::version,
+        super::routes::handlers,
         super::routes::metrics,
         super::routes::execute,
         super::routes::verify,
@@ -261,6 +280,7 @@ pub struct ConsistencyResponse {
         LedgerSummary,
         ReadyResponse,
         VersionResponse,
+        HandlersResponse,
         VerifyBody,
         VerifyResponse,
         EntryResponse,

@@ -10,8 +10,8 @@ use utoipa::{IntoParams, OpenApi as _};
 
 use super::openapi::{
     ApiDoc, ConsistencyResponse, CosignaturesResponse, EntriesResponse, EntryResponse, ErrorBody,
-    ExecuteBody, ExecuteResponse, HealthResponse, InclusionResponse, ReadyResponse, ReceiptDoc,
-    RootResponse, VerifyBody, VerifyResponse, VersionResponse,
+    ExecuteBody, ExecuteResponse, HandlersResponse, HealthResponse, InclusionResponse,
+    ReadyResponse, ReceiptDoc, RootResponse, VerifyBody, VerifyResponse, VersionResponse,
 };
 use super::{ApiError, AppState};
 use crate::core::pyjson::{dumps_sorted, Separators};
@@ -41,6 +41,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         ("/health", "GET", web::get().to(health)),
         ("/ready", "GET", web::get().to(ready)),
         ("/version", "GET", web::get().to(version)),
+        ("/handlers", "GET", web::get().to(handlers)),
         ("/metrics", "GET", web::get().to(metrics)),
         ("/openapi.json", "GET", web::get().to(openapi)),
         ("/execute", "POST", web::post().to(execute)),
@@ -133,6 +134,19 @@ pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 pub(super) async fn version() -> HttpResponse {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     HttpResponse::Ok().json(json!({ "version": SERVICE_VERSION, "timestamp": now }))
+}
+
+#[utoipa::path(get, path = "/handlers", responses((status = 200, description = "The sealed handler registry: its fingerprint, and each action's effects class, deadline and JSON Schemas", body = HandlersResponse)))]
+pub(super) async fn handlers(state: web::Data<AppState>) -> HttpResponse {
+    let registry = state.boundary.registry();
+    let mut body = serde_json::to_value(registry.info()).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut body {
+        map.insert(
+            "fingerprint".into(),
+            json!(registry.fingerprint().to_string()),
+        );
+    }
+    HttpResponse::Ok().json(body)
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]

@@ -25,6 +25,8 @@ pub fn draft(n: u64) -> EntryDraft {
         outcome: Outcome::Executed,
         reason: "ok".into(),
         replay_of: None,
+        effects: None,
+        registry: None,
     }
 }
 
@@ -57,9 +59,10 @@ pub fn boundary(
     };
     openexec::exec::Boundary::new(
         std::sync::Arc::new(open(dir)),
-        openexec::exec::handlers::Registry::builtin(),
+        openexec::action::Registry::builtin().expect("the built-in registry"),
         policy,
     )
+    .expect("a handler runtime")
 }
 
 /// Approvals that trust no key (for demo mode).

@@ -224,6 +224,8 @@ pub fn compute() -> Result<Vectors, Box<dyn Error>> {
             outcome: case.outcome,
             reason: case.reason.into(),
             replay_of,
+            effects: None,
+            registry: None,
         };
         let entry = Entry::from_draft(draft, ORIGIN, index, prev, time);
         let bytes = entry.to_canonical_bytes()?;
