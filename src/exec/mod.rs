@@ -645,7 +645,7 @@ impl Boundary {
                 return storage_unavailable();
             }
         };
-        let status = answered_status(original.outcome);
+        let status = answered_status(original.outcome, &original.reason);
         let decision = Decision {
             outcome: Outcome::Replayed,
             reason: format!("replay_of_{}", original.outcome),
@@ -859,14 +859,16 @@ fn approval_rejection(e: ApprovalError) -> Decision {
 }
 
 /// The HTTP status an attempt that completed a nonce was answered with,
-/// which its replays repeat: only `executed` (200) and `failed` or
+/// which its replays repeat: only `executed` (200), `failed` (500, or 504
+/// past the handler's deadline, 503 when shutdown cancelled it) and
 /// `interrupted` (500) complete one ([`Boundary::run_handler`],
 /// [`Boundary::recover_interrupted`]).
-fn answered_status(outcome: Outcome) -> u16 {
-    if outcome == Outcome::Executed {
-        200
-    } else {
-        500
+fn answered_status(outcome: Outcome, reason: &str) -> u16 {
+    match (outcome, reason) {
+        (Outcome::Executed, _) => 200,
+        (Outcome::Failed, "deadline_exceeded") => 504,
+        (Outcome::Failed, "handler_cancelled") => 503,
+        _ => 500,
     }
 }
 

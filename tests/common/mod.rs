@@ -46,6 +46,17 @@ pub fn boundary(
     mode: openexec::exec::Mode,
     approvals: openexec::core::approval::ApprovalPolicy,
 ) -> openexec::exec::Boundary {
+    let registry = openexec::action::Registry::builtin().expect("the built-in registry");
+    boundary_with(dir, mode, approvals, registry)
+}
+
+/// [`boundary`] with the actions of `registry`.
+pub fn boundary_with(
+    dir: &std::path::Path,
+    mode: openexec::exec::Mode,
+    approvals: openexec::core::approval::ApprovalPolicy,
+    registry: openexec::action::Registry,
+) -> openexec::exec::Boundary {
     let policy = openexec::exec::Policy {
         mode,
         approvals,
@@ -57,12 +68,8 @@ pub fn boundary(
         reject_global_rate: 0.0,
         reject_global_burst: 1,
     };
-    openexec::exec::Boundary::new(
-        std::sync::Arc::new(open(dir)),
-        openexec::action::Registry::builtin().expect("the built-in registry"),
-        policy,
-    )
-    .expect("a handler runtime")
+    openexec::exec::Boundary::new(std::sync::Arc::new(open(dir)), registry, policy)
+        .expect("a handler runtime")
 }
 
 /// Approvals that trust no key (for demo mode).

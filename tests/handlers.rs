@@ -1,0 +1,343 @@
+//! The handler API as a service runs it: the registry served and recorded,
+//! effects classes in entries, deadlines, panics, blocking handlers and
+//! idempotency keys — over HTTP, against the real server on a loopback
+//! port (the `openexec` binary for the built-in actions, `http::run` in
+//! this process for actions defined here).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
+
+mod common;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openexec::action::{Action, ActionError, Context, Effects, Registry};
+use openexec::core::canonical::to_canonical_bytes;
+use openexec::core::entry::Entry;
+use openexec::core::hash::Hash;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use common::server;
+
+/// The entry at `index` of a running server, decoded.
+fn entry_at(s: &server::TestServer, index: u64) -> Entry {
+    let (status, body) = s.get_json(&format!("/ledger/entries/{index}"));
+    assert_eq!(status, 200, "{body}");
+    decode_entry(&body)
+}
+
+/// The entry of a `GET /ledger/entries/{index}` answer.
+fn decode_entry(body: &Value) -> Entry {
+    let text = body["entry"].as_str().unwrap_or_else(|| panic!("{body}"));
+    Entry::from_canonical_bytes(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+#[test]
+fn the_registry_is_served_with_its_fingerprint_and_every_entry_records_it() {
+    let s = server::start(&[]);
+    let (status, handlers) = s.get_json("/handlers");
+    assert_eq!(status, 200);
+    let names: Vec<&str> = handlers["handlers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["add", "counter", "echo", "sha256"]);
+    let counter = &handlers["handlers"][1];
+    assert_eq!(counter["effects"], "at-most-once");
+    assert_eq!(
+        counter["input_schema"]["properties"]["name"]["type"],
+        "string"
+    );
+    assert_eq!(handlers["handlers"][2]["effects"], "none");
+    // The fingerprint is SHA-256 of the RFC 8785 bytes of the rest.
+    let fingerprint = handlers["fingerprint"].as_str().unwrap().to_owned();
+    let mut described = handlers.clone();
+    described.as_object_mut().unwrap().remove("fingerprint");
+    let bytes = to_canonical_bytes(&described).unwrap();
+    assert_eq!(fingerprint, hex::encode(Hash::sha256(&bytes).as_bytes()));
+
+    let (status, _) = s.execute(&json!({"action": "echo", "payload": {"m": 1}, "nonce": "h-1"}));
+    assert_eq!(status, 200);
+    let (status, _) =
+        s.execute(&json!({"action": "counter", "payload": {"name": "c"}, "nonce": "h-2"}));
+    assert_eq!(status, 200);
+    let (status, _) = s.execute(&json!({"action": "nope", "payload": {}, "nonce": "h-3"}));
+    assert_eq!(status, 400);
+    let (status, _) = s.execute(&json!({"action": "echo", "payload": {"m": 1}, "nonce": "h-1"}));
+    assert_eq!(status, 200);
+
+    let entries: Vec<Entry> = (0..4).map(|i| entry_at(&s, i)).collect();
+    for e in &entries {
+        assert_eq!(
+            e.registry.map(|h| hex::encode(h.as_bytes())),
+            Some(fingerprint.clone())
+        );
+    }
+    assert_eq!(entries[0].effects, Some(Effects::None));
+    assert_eq!(entries[1].effects, Some(Effects::AtMostOnce));
+    // A rejection and a replay ran no handler: no class.
+    assert_eq!(entries[2].effects, None);
+    assert_eq!(entries[3].effects, None);
+}
+
+// ---- actions defined here, served by `http::run` in this process ----
+
+#[derive(Deserialize, JsonSchema)]
+struct Empty {}
+
+#[derive(Serialize, JsonSchema)]
+struct Key {
+    key: String,
+    exec_id: String,
+}
+
+/// Waits far past its deadline.
+struct Sleepy;
+impl Action for Sleepy {
+    const NAME: &'static str = "sleepy";
+    const EFFECTS: Effects = Effects::AtMostOnce;
+    const DEADLINE: Duration = Duration::from_millis(200);
+    type Payload = Empty;
+    type Output = Key;
+    async fn run(&self, _: Context, _: Empty) -> Result<Key, ActionError> {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Err("woke up".into())
+    }
+}
+
+static PANICS: AtomicBool = AtomicBool::new(true);
+
+/// Panics while `PANICS` is set.
+struct Panicky;
+impl Action for Panicky {
+    const NAME: &'static str = "panicky";
+    const EFFECTS: Effects = Effects::None;
+    type Payload = Empty;
+    type Output = Key;
+    async fn run(&self, ctx: Context, _: Empty) -> Result<Key, ActionError> {
+        assert!(!PANICS.load(Ordering::SeqCst), "a handler's own panic");
+        Ok(Key {
+            key: ctx.idempotency_key().to_string(),
+            exec_id: ctx.exec_id().to_owned(),
+        })
+    }
+}
+
+static BLOCKING: AtomicBool = AtomicBool::new(false);
+static UNBLOCK: AtomicBool = AtomicBool::new(false);
+
+/// Blocks its thread (as a synchronous client would) until `UNBLOCK`.
+struct Blocker;
+impl Action for Blocker {
+    const NAME: &'static str = "blocker";
+    const EFFECTS: Effects = Effects::AtMostOnce;
+    type Payload = Empty;
+    type Output = Key;
+    async fn run(&self, ctx: Context, _: Empty) -> Result<Key, ActionError> {
+        BLOCKING.store(true, Ordering::SeqCst);
+        while !UNBLOCK.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Key {
+            key: ctx.idempotency_key().to_string(),
+            exec_id: ctx.exec_id().to_owned(),
+        })
+    }
+}
+
+/// Returns its idempotency key: idempotent downstream.
+struct Keyed;
+#[derive(Deserialize, JsonSchema)]
+struct Amount {
+    amount: u64,
+}
+impl Action for Keyed {
+    const NAME: &'static str = "keyed";
+    const EFFECTS: Effects = Effects::IdempotentDownstream;
+    type Payload = Amount;
+    type Output = Key;
+    fn check(&self, p: &Amount) -> Result<(), String> {
+        if p.amount == 0 {
+            return Err("amount must be positive".into());
+        }
+        Ok(())
+    }
+    async fn run(&self, ctx: Context, _: Amount) -> Result<Key, ActionError> {
+        Ok(Key {
+            key: ctx.idempotency_key().to_string(),
+            exec_id: ctx.exec_id().to_owned(),
+        })
+    }
+}
+
+/// A server of this process with the actions above, one HTTP worker.
+struct InProcess {
+    base: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcess {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::builder("handlers-test", "0.0.1")
+            .register(Sleepy)
+            .register(Panicky)
+            .register(Blocker)
+            .register(Keyed)
+            .build()
+            .unwrap();
+        let boundary = common::boundary_with(
+            dir.path(),
+            openexec::exec::Mode::Demo,
+            common::no_approvals(),
+            registry,
+        );
+        let state = Arc::new(openexec::http::AppState {
+            boundary: Arc::new(boundary),
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new()
+                .block_on(openexec::http::run(listener, state, 1, async move {
+                    let _ = stopped.await;
+                }))
+                .unwrap();
+        });
+        Self {
+            base,
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let request = server::agent().request(method, &format!("{}{path}", self.base));
+        let answer = match body {
+            Some(b) => request.send_json(b.clone()),
+            None => request.call(),
+        };
+        let response = match answer {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        let status = response.status();
+        (status, response.into_json().unwrap_or(Value::Null))
+    }
+
+    fn execute(&self, action: &str, payload: Value, nonce: &str) -> (u16, Value) {
+        self.call(
+            "POST",
+            "/execute",
+            Some(&json!({"action": action, "payload": payload, "nonce": nonce})),
+        )
+    }
+
+    fn entry(&self, index: u64) -> Entry {
+        let (_, body) = self.call("GET", &format!("/ledger/entries/{index}"), None);
+        decode_entry(&body)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn operator_actions_run_under_deadlines_panics_and_blocking_without_losing_an_attempt() {
+    let s = InProcess::start();
+
+    // Past its deadline: cancelled, recorded failed, never re-run.
+    let (status, body) = s.execute("sleepy", json!({}), "d-1");
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["code"], "deadline_exceeded");
+    let e = s.entry(0);
+    assert_eq!(
+        (e.outcome.as_str(), e.reason.as_str()),
+        ("failed", "deadline_exceeded")
+    );
+    assert_eq!(e.effects, Some(Effects::AtMostOnce));
+    let (status, body) = s.execute("sleepy", json!({}), "d-1");
+    assert_eq!(
+        (status, body["replayed"].clone()),
+        (504, json!(true)),
+        "{body}"
+    );
+
+    // A handler's panic: recorded failed, and the service goes on.
+    let (status, body) = s.execute("panicky", json!({}), "p-1");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "handler_panic");
+    assert_eq!(s.entry(2).reason, "handler_panic");
+    PANICS.store(false, Ordering::SeqCst);
+    let (status, _) = s.execute("panicky", json!({}), "p-2");
+    assert_eq!(status, 200);
+
+    // A handler that blocks its thread does not stall the HTTP worker (the
+    // server has one): health, reads and other actions answer meanwhile.
+    let blocked = {
+        let base = s.base.clone();
+        std::thread::spawn(move || {
+            let r = server::agent()
+                .post(&format!("{base}/execute"))
+                .send_json(json!({"action": "blocker", "payload": {}, "nonce": "b-1"}));
+            r.map(|r| r.status()).unwrap_or(0)
+        })
+    };
+    while !BLOCKING.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(s.call("GET", "/health", None).0, 200);
+    assert_eq!(s.execute("keyed", json!({"amount": 1}), "k-0").0, 200);
+    assert!(
+        !blocked.is_finished(),
+        "the blocker returned before it was let go"
+    );
+    UNBLOCK.store(true, Ordering::SeqCst);
+    assert_eq!(blocked.join().unwrap(), 200);
+}
+
+#[test]
+fn the_idempotency_key_names_the_request_and_a_failed_check_reserves_nothing() {
+    let s = InProcess::start();
+    // A payload the check refuses: 400, and the nonce stays free.
+    let (status, body) = s.execute("keyed", json!({"amount": 0}), "i-1");
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("invalid_payload"))
+    );
+    // A payload that does not decode: refused the same way.
+    let (status, body) = s.execute("keyed", json!({"amount": "x"}), "i-1");
+    assert_eq!(
+        (status, body["code"].clone()),
+        (400, json!("invalid_payload"))
+    );
+    let (status, first) = s.execute("keyed", json!({"amount": 5}), "i-1");
+    assert_eq!(status, 200, "{first}");
+    let key = first["result"]["key"].as_str().unwrap().to_owned();
+    assert_eq!(key.len(), 64);
+    assert_eq!(s.entry(2).effects, Some(Effects::IdempotentDownstream));
+    // Its replay repeats it; another nonce or payload is another request.
+    let (_, again) = s.execute("keyed", json!({"amount": 5}), "i-1");
+    assert_eq!(again["result"]["key"], key.as_str());
+    let (_, other) = s.execute("keyed", json!({"amount": 5}), "i-2");
+    assert_ne!(other["result"]["key"], key.as_str());
+    let (_, more) = s.execute("keyed", json!({"amount": 6}), "i-3");
+    assert_ne!(more["result"]["key"], other["result"]["key"]);
+}
