@@ -59,7 +59,7 @@ fn the_registry_is_served_with_its_fingerprint_and_every_entry_records_it() {
     let mut described = handlers.clone();
     described.as_object_mut().unwrap().remove("fingerprint");
     let bytes = to_canonical_bytes(&described).unwrap();
-    assert_eq!(fingerprint, hex::encode(Hash::sha256(&bytes).as_bytes()));
+    assert_eq!(fingerprint, Hash::sha256(&bytes).to_base64());
 
     let (status, _) = s.execute(&json!({"action": "echo", "payload": {"m": 1}, "nonce": "h-1"}));
     assert_eq!(status, 200);
@@ -73,16 +73,48 @@ fn the_registry_is_served_with_its_fingerprint_and_every_entry_records_it() {
 
     let entries: Vec<Entry> = (0..4).map(|i| entry_at(&s, i)).collect();
     for e in &entries {
-        assert_eq!(
-            e.registry.map(|h| hex::encode(h.as_bytes())),
-            Some(fingerprint.clone())
-        );
+        assert_eq!(e.registry.map(|h| h.to_base64()), Some(fingerprint.clone()));
     }
     assert_eq!(entries[0].effects, Some(Effects::None));
     assert_eq!(entries[1].effects, Some(Effects::AtMostOnce));
     // A rejection and a replay ran no handler: no class.
     assert_eq!(entries[2].effects, None);
     assert_eq!(entries[3].effects, None);
+
+    // `openexec verify` names them for a receipt; `openexec audit` names
+    // the registry that wrote each run of entries.
+    let (_, receipt) = s.get_json(&format!("/receipts/{}", entries[1].exec_id));
+    let dir = tempfile::tempdir().unwrap();
+    let (receipt_file, key_file) = (dir.path().join("r.json"), dir.path().join("log.vkey"));
+    std::fs::write(&receipt_file, receipt.to_string()).unwrap();
+    std::fs::write(&key_file, s.get("/ledger/key").1).unwrap();
+    let verify = std::process::Command::new(common::binary())
+        .args(["verify", "--key"])
+        .arg(&key_file)
+        .arg(&receipt_file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        said.contains(&format!(
+            "effects at-most-once, handler registry {fingerprint}"
+        )),
+        "{said}"
+    );
+    let mut s = s;
+    s.stop();
+    let audit = std::process::Command::new(common::binary())
+        .args(["audit", "--data"])
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&audit.stdout);
+    assert!(audit.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("registry {fingerprint}: entries 0..=3")),
+        "{said}"
+    );
 }
 
 // ---- actions defined here, served by `http::run` in this process ----

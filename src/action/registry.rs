@@ -144,9 +144,10 @@ pub struct RegistryInfo {
 #[serde(transparent)]
 pub struct Fingerprint(pub Hash);
 
+/// Base64, as entries and every other hash on the wire write it.
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0.as_bytes()))
+        self.0.fmt(f)
     }
 }
 

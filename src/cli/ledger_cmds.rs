@@ -77,6 +77,15 @@ pub fn run_audit(args: &AuditArgs) -> ExitCode {
 /// The audit's last line and exit code: a finding fails it; warnings
 /// (damage the open repaired, a ring copy the other holds) do not.
 fn audit_outcome(report: AuditReport) -> ExitCode {
+    for span in &report.registries {
+        let fingerprint = span
+            .fingerprint
+            .map_or_else(|| "none recorded".to_owned(), |h| h.to_base64());
+        println!(
+            "registry {fingerprint}: entries {}..={}",
+            span.first, span.last
+        );
+    }
     match report.first_bad {
         None => {
             println!(

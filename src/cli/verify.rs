@@ -229,8 +229,16 @@ fn describe(verified: &VerifiedReceipt, trusted: bool, quorum: Option<&PolicyOk>
         .replay_of
         .map(|r| format!(", a replay of entry {}", r.index))
         .unwrap_or_default();
+    let effects = e
+        .effects
+        .map(|c| format!(", effects {c}"))
+        .unwrap_or_default();
+    let registry = e
+        .registry
+        .map(|h| format!(", handler registry {h}"))
+        .unwrap_or_default();
     let mut line = format!(
-        "entry {} ({} {} {}{replay}) is in {} at tree size {}",
+        "entry {} ({} {} {}{replay}{effects}{registry}) is in {} at tree size {}",
         e.index,
         e.action,
         e.outcome,

@@ -166,8 +166,8 @@ pub struct VersionResponse {
 /// `GET /handlers`: the sealed registry.
 #[derive(Serialize, ToSchema)]
 pub struct HandlersResponse {
-    /// Lowercase hex SHA-256 of the RFC 8785 bytes of the other fields:
-    /// what every ledger entry records as `registry`.
+    /// Base64 SHA-256 of the RFC 8785 bytes of the other fields: what
+    /// every ledger entry records as `registry`.
     pub fingerprint: String,
     /// The OpenExec library the binary was built with.
     pub openexec_version: String,

@@ -63,6 +63,34 @@ pub struct AuditReport {
     /// Damage that changes no answer: repaired by opening the store, or
     /// a commit-ring slot still held by its other copy.
     pub warnings: Vec<String>,
+    /// Which handler registries wrote the entries checked: one span per
+    /// run of entries recording the same fingerprint, in log order.
+    pub registries: Vec<RegistrySpan>,
+}
+
+/// A run of consecutive entries written under one handler registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrySpan {
+    /// The fingerprint the entries record (`None`: they record none).
+    pub fingerprint: Option<Hash>,
+    /// The first entry's index.
+    pub first: u64,
+    /// The last entry's index.
+    pub last: u64,
+}
+
+/// Extends the last span with entry `index`, or starts a new one.
+fn note_registry(spans: &mut Vec<RegistrySpan>, index: u64, fingerprint: Option<Hash>) {
+    match spans.last_mut() {
+        Some(span) if span.fingerprint == fingerprint && span.last + 1 == index => {
+            span.last = index;
+        }
+        _ => spans.push(RegistrySpan {
+            fingerprint,
+            first: index,
+            last: index,
+        }),
+    }
 }
 
 /// One problem found by the audit.
@@ -187,6 +215,7 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
         rebuilt: false,
         first_bad: None,
         warnings: store.repairs(),
+        registries: Vec::new(),
     };
     if let Some(finding) = check_files(store, &mut report.warnings)? {
         report.first_bad = Some(finding);
@@ -198,8 +227,10 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
     while start < head.size {
         let end = head.size.min(start + AUDIT_BLOCK);
         for (index, checked) in (start..end).zip(check_block(store, &verifier, start..end)) {
+            let registry = checked.as_ref().ok().and_then(|c| c.registry);
             match checked.and_then(|c| c.follows(&prev)) {
                 Ok(leaf) => {
+                    note_registry(&mut report.registries, index, registry);
                     prev = leaf;
                     if let Some(rebuild) = rebuild.as_mut() {
                         rebuild.push(leaf);
@@ -286,6 +317,8 @@ const AUDIT_BLOCK: u64 = 8192;
 struct EntryCheck {
     /// The `prev` the entry records.
     recorded_prev: Hash,
+    /// The registry fingerprint it records.
+    registry: Option<Hash>,
     leaf: Hash,
     /// Signature and stored hashes, reported after the chain check so the
     /// first problem named is the same as a sequential audit's.
@@ -389,6 +422,7 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
     };
     Ok(EntryCheck {
         recorded_prev: entry.prev,
+        registry: entry.registry,
         leaf,
         rest,
     })
