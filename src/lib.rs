@@ -16,11 +16,17 @@
 //!   assigns indices, chains and signs entries, and commits whatever is
 //!   queued as one durable batch (group commit); plus proofs and the audit.
 //!   It never answers a caller before the batch holding its entry is synced.
+//! - `action` (feature `server`) — the handler API operators write their
+//!   actions with: the `Action` trait (typed payload and JSON Schema, pure
+//!   check, async run), effects classes, the run context (exec_id, nonce,
+//!   tenant, deadline, idempotency key) and the sealed registry with its
+//!   fingerprint; the built-in demo actions use it too.
 //! - `exec` (feature `server`) — the execution boundary: the pipeline of one
 //!   request (parse, request hash, allow-list, registry, approval, payload
-//!   check, nonce reservation, handler, record) and the static handler
-//!   registry. It never runs a handler without a durable reservation and
-//!   never answers before the attempt's entry is durable.
+//!   check, nonce reservation, handler, record), with handlers run on a
+//!   runtime of their own under their deadlines. It never runs a handler
+//!   with effects without a durable reservation and never answers before
+//!   the attempt's entry is durable.
 //! - `http` (feature `server`) — actix-web routes, one error mapping, the
 //!   OpenAPI document. Thin: no policy, no formats.
 //! - `witness` (feature `server`) — `openexec witness`: follows logs,
@@ -30,7 +36,9 @@
 //!   inconsistent with one it cosigned before.
 //! - [`cli`] — argument parsing and the thin subcommand shells.
 //!
-//! The binary `openexec` (src/main.rs) only parses arguments and dispatches.
+//! The binary `openexec` (src/main.rs) only parses arguments and dispatches
+//! with the built-in actions; an operator's binary calls
+//! [`cli::main`] with its own registry.
 
 pub mod cli;
 pub mod core;
@@ -47,3 +55,8 @@ pub mod ledger;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod witness;
+
+/// The README's Rust example compiles (`cargo test --doc`).
+#[cfg(all(doctest, feature = "server"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeExample;
