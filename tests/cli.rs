@@ -198,8 +198,13 @@ fn audit_reports_ok_and_exit_codes() {
     s.stop();
     let out = openexec(&["audit", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", line(&out));
-    assert!(line(&out).starts_with("OK: 5 entries,"), "{}", line(&out));
-    assert!(line(&out).contains("rs_merkle rebuild agrees"));
+    // One line per registry that wrote entries, then the verdict.
+    let text = line(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("registry ") && lines[0].ends_with(": entries 0..=4"), "{text}");
+    assert!(lines[1].starts_with("OK: 5 entries,"), "{text}");
+    assert!(lines[1].contains("rs_merkle rebuild agrees"));
     let out = openexec(&[
         "audit",
         "--data",
