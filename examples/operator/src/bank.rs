@@ -218,7 +218,10 @@ fn move_funds(accounts: &TransactionalTree, order: &Order) -> TxResult<Result<(u
     Ok(Ok((from_balance, to_balance)))
 }
 
-fn read_cents(accounts: &TransactionalTree, name: &str) -> Result<Option<u64>, UnabortableTransactionError> {
+fn read_cents(
+    accounts: &TransactionalTree,
+    name: &str,
+) -> Result<Option<u64>, UnabortableTransactionError> {
     match accounts.get(name.as_bytes())? {
         None => Ok(None),
         // A malformed balance reads as no account: the transfer is refused.
@@ -281,7 +284,8 @@ mod tests {
 
     fn bank(dir: &Path) -> Bank {
         let bank = Bank::open(&dir.join("bank")).unwrap();
-        bank.seed(&parse_seed("alice=1000, bob=0").unwrap()).unwrap();
+        bank.seed(&parse_seed("alice=1000, bob=0").unwrap())
+            .unwrap();
         bank
     }
 

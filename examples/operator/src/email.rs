@@ -55,7 +55,9 @@ fn is_domain(domain: &str) -> bool {
     labels.len() >= 2
         && labels.iter().all(|label| {
             (1..=63).contains(&label.len())
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -152,11 +154,12 @@ fn encode_header_text(text: &str) -> String {
     if text.is_ascii() {
         return text.to_owned();
     }
-    // 45 bytes of UTF-8 make 60 base64 characters: 72 with the framing.
+    // 42 bytes of UTF-8 make 56 base64 characters, 68 with the framing:
+    // "Subject: " and the first word fit in 78.
     let mut words = Vec::new();
     let mut chunk = String::new();
     for c in text.chars() {
-        if chunk.len() + c.len_utf8() > 45 {
+        if chunk.len() + c.len_utf8() > 42 {
             words.push(std::mem::take(&mut chunk));
         }
         chunk.push(c);
@@ -330,6 +333,9 @@ mod tests {
         let b = maildir.deliver(b"A: b\r\n\r\nx\r\n").unwrap();
         assert_ne!(a, b);
         assert_eq!(maildir.new_messages().unwrap().len(), 2);
-        assert_eq!(fs::read_dir(dir.path().join("outbox/tmp")).unwrap().count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("outbox/tmp")).unwrap().count(),
+            0
+        );
     }
 }

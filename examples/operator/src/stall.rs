@@ -44,7 +44,7 @@ fn points() -> &'static [String] {
 /// Stalls here if `OPERATOR_STALL` names `action:phase`.
 pub async fn point(action: &str, phase: Phase) {
     let wanted = format!("{action}:{}", phase.as_str());
-    if points().iter().any(|p| *p == wanted) {
+    if points().contains(&wanted) {
         eprintln!(
             "openexec-operator test hook: {action} stalled {} its effect",
             phase.as_str()

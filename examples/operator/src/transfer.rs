@@ -116,7 +116,11 @@ impl Action for Transfer {
         let bank = Arc::clone(&self.bank);
         let id = key.clone();
         let applied = ctx
-            .blocking(move || bank.get()?.apply(&id, &order).map_err(|e| ActionError::new(e.to_string())))
+            .blocking(move || {
+                bank.get()?
+                    .apply(&id, &order)
+                    .map_err(|e| ActionError::new(e.to_string()))
+            })
             .await??;
         stall::point(Self::NAME, Phase::After).await;
         match applied.record.outcome {
