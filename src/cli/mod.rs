@@ -65,11 +65,21 @@ pub enum Command {
 
 /// The `main` of an operator's binary: parses the process's arguments and
 /// runs them with the operator's sealed `registry`, offering every
-/// subcommand the `openexec` binary offers.
+/// subcommand the `openexec` binary offers, under the binary's own name
+/// and version (`--help`, `--version`).
 #[cfg(feature = "server")]
 #[must_use]
 pub fn main(registry: crate::action::Registry) -> ExitCode {
-    run_with(Cli::parse(), registry)
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let binary = &registry.info().binary;
+    let matches = Cli::command()
+        .name(binary.name.clone())
+        .version(binary.version.clone())
+        .get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => run_with(cli, registry),
+        Err(e) => e.exit(),
+    }
 }
 
 /// Runs a parsed command line with the built-in demo actions and returns
