@@ -202,7 +202,10 @@ fn audit_reports_ok_and_exit_codes() {
     let text = line(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].starts_with("registry ") && lines[0].ends_with(": entries 0..=4"), "{text}");
+    assert!(
+        lines[0].starts_with("registry ") && lines[0].ends_with(": entries 0..=4"),
+        "{text}"
+    );
     assert!(lines[1].starts_with("OK: 5 entries,"), "{text}");
     assert!(lines[1].contains("rs_merkle rebuild agrees"));
     let out = openexec(&[

@@ -144,10 +144,12 @@ impl Action for Sleepy {
 
 static PANICS: AtomicBool = AtomicBool::new(true);
 
-/// Panics while `PANICS` is set.
+/// Panics while `PANICS` is set; runs on the HTTP worker (`INLINE`), where
+/// its panic must be contained as well as on the handler runtime.
 struct Panicky;
 impl Action for Panicky {
     const NAME: &'static str = "panicky";
+    const INLINE: bool = true;
     const EFFECTS: Effects = Effects::None;
     type Payload = Empty;
     type Output = Key;

@@ -33,6 +33,7 @@ struct Echoed {
 }
 
 impl Action for Echo {
+    const INLINE: bool = true;
     const NAME: &'static str = "echo";
     const EFFECTS: Effects = Effects::None;
     const DESCRIPTION: &'static str = "Returns its payload.";
@@ -65,6 +66,7 @@ struct Sum {
 }
 
 impl Action for Add {
+    const INLINE: bool = true;
     const NAME: &'static str = "add";
     const EFFECTS: Effects = Effects::None;
     const DESCRIPTION: &'static str = "Adds two numbers a and b.";
@@ -99,6 +101,7 @@ struct Digest {
 }
 
 impl Action for Sha256 {
+    const INLINE: bool = true;
     const NAME: &'static str = "sha256";
     const EFFECTS: Effects = Effects::None;
     const DESCRIPTION: &'static str = "SHA-256 of the payload's RFC 8785 (JCS) bytes.";

@@ -41,11 +41,12 @@
 //! }
 //! ```
 //!
-//! Where handlers run: every handler's future runs on the boundary's
-//! handler runtime, never on an HTTP worker, so a handler that blocks
-//! stalls other handlers at worst, never the service's other routes; a
-//! handler that calls blocking code should still hand it to
-//! [`Context::blocking`]. A handler past its deadline ([`Action::DEADLINE`])
+//! Where handlers run: a handler's future runs on the boundary's handler
+//! runtime, never on an HTTP worker, so a handler that blocks stalls other
+//! handlers at worst, never the service's other routes (a handler that
+//! calls blocking code should still hand it to [`Context::blocking`]) —
+//! unless it declares [`Action::INLINE`], which only a handler that never
+//! blocks may do. A handler past its deadline ([`Action::DEADLINE`])
 //! is dropped at its next await and recorded `failed` with reason
 //! `deadline_exceeded`; one that panics is recorded `failed` with reason
 //! `handler_panic`.
@@ -88,6 +89,14 @@ pub trait Action: Send + Sync + 'static {
     const DESCRIPTION: &'static str = "";
     /// How long [`Action::run`] may take before it is cancelled.
     const DEADLINE: Duration = Duration::from_secs(30);
+    /// `true` only for a handler that never blocks and finishes in
+    /// microseconds (no I/O, no long computation): it then runs on the HTTP
+    /// worker that received the request, which saves the hand-off to the
+    /// handler runtime (about 15 µs of CPU per request on the reference
+    /// machine, docs/PERFORMANCE.md). Its deadline still applies at its
+    /// awaits and a panic is still its own failure; a handler that blocks
+    /// while `INLINE` stalls that worker's other requests.
+    const INLINE: bool = false;
 
     /// The request's `payload`, decoded strictly: a payload that does not
     /// decode is refused `invalid_payload` before the nonce is reserved.

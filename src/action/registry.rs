@@ -62,6 +62,7 @@ use serde::Deserialize as _;
 pub struct Handler {
     erased: Arc<dyn Erased>,
     info: Arc<HandlerInfo>,
+    inline: bool,
 }
 
 impl Handler {
@@ -79,6 +80,12 @@ impl Handler {
     #[must_use]
     pub fn effects(&self) -> Effects {
         self.info.effects
+    }
+
+    /// Whether it runs on the HTTP worker ([`Action::INLINE`]).
+    #[must_use]
+    pub fn inline(&self) -> bool {
+        self.inline
     }
 
     /// Its deadline.
@@ -172,7 +179,7 @@ pub enum RegistryError {
 /// Collects actions; [`RegistryBuilder::build`] seals them.
 pub struct RegistryBuilder {
     binary: Binary,
-    handlers: Vec<(Arc<dyn Erased>, HandlerInfo)>,
+    handlers: Vec<(Arc<dyn Erased>, HandlerInfo, bool)>,
 }
 
 impl RegistryBuilder {
@@ -194,7 +201,8 @@ impl RegistryBuilder {
             input_schema: schemars::schema_for!(A::Payload).to_value(),
             output_schema: schemars::schema_for!(A::Output).to_value(),
         };
-        self.handlers.push((Arc::new(Typed(action)), info));
+        self.handlers
+            .push((Arc::new(Typed(action)), info, A::INLINE));
         self
     }
 
@@ -208,7 +216,7 @@ impl RegistryBuilder {
     /// fingerprint.
     pub fn build(self) -> Result<Registry, RegistryError> {
         let mut handlers = BTreeMap::new();
-        for (erased, info) in self.handlers {
+        for (erased, info, inline) in self.handlers {
             if !is_action_name(&info.name) {
                 return Err(RegistryError::InvalidName(info.name));
             }
@@ -219,6 +227,7 @@ impl RegistryBuilder {
             let handler = Handler {
                 erased,
                 info: Arc::new(info),
+                inline,
             };
             if handlers.insert(name.clone(), handler).is_some() {
                 return Err(RegistryError::Duplicate(name));

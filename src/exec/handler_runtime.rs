@@ -6,13 +6,16 @@
 //! The HTTP worker awaits the handler's task under its deadline: past it
 //! the task is aborted (dropped at its next await) and the attempt is
 //! recorded as past its deadline. A panic in the task is caught by tokio
-//! and reported as [`Ran::Panicked`].
+//! and reported as [`Ran::Panicked`]. A handler that declares
+//! `Action::INLINE` (it never blocks) is polled on the worker itself, under
+//! the same deadline, its panics caught there.
 
 use std::future::Future;
 use std::time::Duration;
 
 use serde_json::Value;
 
+use super::unwind::CatchUnwind;
 use crate::action::ActionError;
 
 /// How a handler's run ended.
@@ -44,12 +47,19 @@ impl HandlerRuntime {
         Ok(Self(Some(runtime)))
     }
 
-    /// Runs `run` on the handler runtime and waits for it, at most
-    /// `deadline`.
-    pub(super) async fn run<F>(&self, deadline: Duration, run: F) -> Ran
+    /// Runs `run` on the handler runtime (or, `inline`, right here on the
+    /// calling worker) and waits for it, at most `deadline`.
+    pub(super) async fn run<F>(&self, deadline: Duration, inline: bool, run: F) -> Ran
     where
         F: Future<Output = Result<Value, ActionError>> + Send + 'static,
     {
+        if inline {
+            return match tokio::time::timeout(deadline, CatchUnwind::new(run)).await {
+                Ok(Ok(returned)) => Ran::Returned(returned),
+                Ok(Err(_)) => Ran::Panicked,
+                Err(_) => Ran::PastDeadline,
+            };
+        }
         let Some(runtime) = &self.0 else {
             return Ran::Cancelled;
         };

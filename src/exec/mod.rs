@@ -559,7 +559,7 @@ impl Boundary {
         let run = handler.run(ctx, payload);
         let ran = self
             .handlers
-            .run(handler.deadline(), async move {
+            .run(handler.deadline(), handler.inline(), async move {
                 hook.fire(Stage::Handler);
                 run.await
             })
