@@ -74,9 +74,7 @@ impl FromStr for Role {
             "agent" => Ok(Self::Agent),
             "auditor" => Ok(Self::Auditor),
             "admin" => Ok(Self::Admin),
-            other => Err(format!(
-                "unknown role {other:?} (agent, auditor or admin)"
-            )),
+            other => Err(format!("unknown role {other:?} (agent, auditor or admin)")),
         }
     }
 }

@@ -193,7 +193,11 @@ pub fn create(
 
 /// Revokes principal `id` in the file in `data_dir` at `now` (a record
 /// already revoked keeps its first time) and returns its record.
-pub fn revoke(data_dir: &Path, id: PrincipalId, now: DateTime<Utc>) -> Result<TokenRecord, StoreError> {
+pub fn revoke(
+    data_dir: &Path,
+    id: PrincipalId,
+    now: DateTime<Utc>,
+) -> Result<TokenRecord, StoreError> {
     modify(&data_dir.join(FILE_NAME), |set| {
         set.revoke(id, now)
             .cloned()
@@ -224,7 +228,9 @@ fn modify<T>(
 fn read(path: &Path) -> Result<(Option<FileStamp>, TokenSet), StoreError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, TokenSet::default())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((None, TokenSet::default()))
+        }
         Err(e) => return Err(io_error(path)(e)),
     };
     let metadata = file.metadata().map_err(io_error(path))?;
@@ -353,12 +359,18 @@ mod tests {
         // Not looked at before the interval is over.
         assert!(store.current().verify(token.reveal(), now).is_ok());
         due(&store);
-        assert_eq!(store.current().verify(token.reveal(), now), Err(AuthError::Revoked));
+        assert_eq!(
+            store.current().verify(token.reveal(), now),
+            Err(AuthError::Revoked)
+        );
 
         let (second, _) = create(dir.path(), new_token("u"), now).unwrap();
-        assert_eq!(store.reload().unwrap(), true);
-        assert_eq!(store.current().verify(second.reveal(), now).unwrap().tenant, "u");
-        assert_eq!(store.reload().unwrap(), false);
+        assert!(store.reload().unwrap());
+        assert_eq!(
+            store.current().verify(second.reveal(), now).unwrap().tenant,
+            "u"
+        );
+        assert!(!store.reload().unwrap());
     }
 
     #[test]
@@ -371,7 +383,10 @@ mod tests {
         revoke(dir.path(), record.id, now).unwrap();
         let start = Instant::now();
         while store.current().verify(token.reveal(), now).is_ok() {
-            assert!(start.elapsed() < Duration::from_millis(2500), "revocation not seen");
+            assert!(
+                start.elapsed() < Duration::from_millis(2500),
+                "revocation not seen"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -387,7 +402,7 @@ mod tests {
         assert!(matches!(store.reload(), Err(StoreError::Malformed { .. })));
         assert!(store.current().verify(token.reveal(), now).is_ok());
         // Logged once: the same bad version is not reported again.
-        assert_eq!(store.reload().unwrap(), false);
+        assert!(!store.reload().unwrap());
         due(&store);
         assert!(store.current().verify(token.reveal(), now).is_ok());
     }

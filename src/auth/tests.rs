@@ -33,7 +33,7 @@ fn one(new: NewToken) -> (TokenSet, String, TokenRecord) {
     (set, token.reveal().to_owned(), record)
 }
 
-/// An authenticator over a store whose file holds `records`.
+/// An authenticator over the records file in `dir`.
 fn authenticator(dir: &std::path::Path) -> Authenticator {
     Authenticator::new(Arc::new(TokenStore::open(dir).unwrap()))
 }
@@ -68,7 +68,11 @@ fn every_failure_kind_is_told_apart_and_displays_the_same() {
 
     assert_eq!(set.verify("oex1_nope", t0()), Err(AuthError::Malformed));
 
-    let other_id = if record.id.to_string() == "0000000000000000" { "1111111111111111" } else { "0000000000000000" };
+    let other_id = if record.id.to_string() == "0000000000000000" {
+        "1111111111111111"
+    } else {
+        "0000000000000000"
+    };
     let unknown = format!("oex1_{other_id}_{secret}");
     assert_eq!(set.verify(&unknown, t0()), Err(AuthError::UnknownId));
 
@@ -117,7 +121,10 @@ fn expiry_starts_at_the_expiry_instant() {
     let (set, text, _) = one(new);
     assert!(set.verify(&text, at - Duration::nanoseconds(1)).is_ok());
     assert_eq!(set.verify(&text, at), Err(AuthError::Expired));
-    assert_eq!(set.verify(&text, at + Duration::days(1)), Err(AuthError::Expired));
+    assert_eq!(
+        set.verify(&text, at + Duration::days(1)),
+        Err(AuthError::Expired)
+    );
 }
 
 #[test]
@@ -149,7 +156,11 @@ fn parsing_refuses_near_misses() {
         format!(" {text}"),
         // The last character carries 4 unused bits: a non-canonical
         // encoding of the same secret is refused.
-        format!("{head}_{}{}", &secret[..42], if secret.ends_with('B') { 'C' } else { 'B' }),
+        format!(
+            "{head}_{}{}",
+            &secret[..42],
+            if secret.ends_with('B') { 'C' } else { 'B' }
+        ),
         // Multi-byte characters where the id's ASCII is expected.
         format!("oex1_é{}", &text[7..]),
     ];
@@ -183,7 +194,9 @@ fn debug_output_holds_no_secret_or_hash() {
     let secret = split(&text).1;
     let hash = hex::encode(Sha256Hex::of(secret));
     let mut set_for_token = TokenSet::default();
-    let (token, _) = set_for_token.mint(new_token(Role::Admin, "t"), t0()).unwrap();
+    let (token, _) = set_for_token
+        .mint(new_token(Role::Admin, "t"), t0())
+        .unwrap();
     let debugs = [
         format!("{record:?}"),
         format!("{:?}", record.principal()),
@@ -251,7 +264,10 @@ fn files_breaking_a_rule_are_refused() {
         },
     ];
     for case in cases {
-        assert!(TokenSet::from_json(case.to_string().as_bytes()).is_err(), "{case}");
+        assert!(
+            TokenSet::from_json(case.to_string().as_bytes()).is_err(),
+            "{case}"
+        );
     }
 }
 
@@ -260,10 +276,19 @@ fn principal_ids_are_16_lowercase_hex() {
     let id = PrincipalId::random();
     assert_eq!(PrincipalId::parse(&id.to_string()), Some(id));
     assert_eq!(id.to_string().len(), 16);
-    for bad in ["", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "0123456789abcdeg"] {
+    for bad in [
+        "",
+        "0123456789ABCDEF",
+        "0123456789abcde",
+        "0123456789abcdef0",
+        "0123456789abcdeg",
+    ] {
         assert_eq!(PrincipalId::parse(bad), None, "{bad}");
     }
-    assert_eq!(serde_json::to_string(&Role::Auditor).unwrap(), "\"auditor\"");
+    assert_eq!(
+        serde_json::to_string(&Role::Auditor).unwrap(),
+        "\"auditor\""
+    );
     assert_eq!("admin".parse::<Role>(), Ok(Role::Admin));
     assert!("Admin".parse::<Role>().is_err());
 }
@@ -290,7 +315,10 @@ fn the_authenticator_reads_the_header_against_the_store() {
     let auth = authenticator(dir.path());
     assert!(auth.is_enabled());
     let header = format!("Bearer {}", token.reveal());
-    let principal = auth.authenticate(Some(header.as_bytes()), t0()).unwrap().unwrap();
+    let principal = auth
+        .authenticate(Some(header.as_bytes()), t0())
+        .unwrap()
+        .unwrap();
     assert_eq!(principal.id, record.id);
     assert_eq!(auth.authenticate(None, t0()), Ok(None));
     assert_eq!(
@@ -299,7 +327,7 @@ fn the_authenticator_reads_the_header_against_the_store() {
     );
 
     store::revoke(dir.path(), record.id, t0()).unwrap();
-    assert_eq!(auth.store().reload().unwrap(), true);
+    assert!(auth.store().reload().unwrap());
     assert_eq!(
         auth.authenticate(Some(header.as_bytes()), t0()),
         Err(AuthError::Revoked)

@@ -283,7 +283,11 @@ impl TokenSet {
 
     /// Mints a token for `new` under an id not yet taken and adds its
     /// record.
-    pub fn mint(&mut self, new: NewToken, now: DateTime<Utc>) -> Result<(Token, TokenRecord), String> {
+    pub fn mint(
+        &mut self,
+        new: NewToken,
+        now: DateTime<Utc>,
+    ) -> Result<(Token, TokenRecord), String> {
         if new.tenant.is_empty() {
             return Err("the tenant is empty".to_owned());
         }

@@ -142,7 +142,10 @@ fn run_list(args: &DataArgs) -> Result<(), String> {
         println!("{}", list_line(record));
     }
     if set.is_empty() {
-        eprintln!("no principals in {} (authentication is off)", path.display());
+        eprintln!(
+            "no principals in {} (authentication is off)",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -194,7 +197,9 @@ fn list_line(record: &TokenRecord) -> String {
 
 /// `text` with tabs and line breaks shown escaped, so a line stays a row.
 fn one_line(text: &str) -> String {
-    text.replace('\t', "\\t").replace('\n', "\\n").replace('\r', "\\r")
+    text.replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
 }
 
 fn time_or(time: Option<DateTime<Utc>>, none: &str) -> String {
@@ -209,7 +214,10 @@ fn time_or(time: Option<DateTime<Utc>>, none: &str) -> String {
 fn parse_lifetime(text: &str) -> Result<chrono::Duration, String> {
     let bad = || format!("{text:?}: expected a number and s, m, h or d (30d, 12h, 3600s)");
     let unit_at = text.len().checked_sub(1).ok_or_else(bad)?;
-    let (number, unit) = (text.get(..unit_at).ok_or_else(bad)?, text.get(unit_at..).ok_or_else(bad)?);
+    let (number, unit) = (
+        text.get(..unit_at).ok_or_else(bad)?,
+        text.get(unit_at..).ok_or_else(bad)?,
+    );
     if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
@@ -236,9 +244,25 @@ mod tests {
     fn lifetimes_parse_with_their_units() {
         assert_eq!(parse_lifetime("30d").unwrap(), chrono::Duration::days(30));
         assert_eq!(parse_lifetime("12h").unwrap(), chrono::Duration::hours(12));
-        assert_eq!(parse_lifetime("15m").unwrap(), chrono::Duration::minutes(15));
-        assert_eq!(parse_lifetime("3600s").unwrap(), chrono::Duration::seconds(3600));
-        for bad in ["", "d", "0s", "-1d", "1w", "1.5h", "h1", "99999999999999999999d", "1é"] {
+        assert_eq!(
+            parse_lifetime("15m").unwrap(),
+            chrono::Duration::minutes(15)
+        );
+        assert_eq!(
+            parse_lifetime("3600s").unwrap(),
+            chrono::Duration::seconds(3600)
+        );
+        for bad in [
+            "",
+            "d",
+            "0s",
+            "-1d",
+            "1w",
+            "1.5h",
+            "h1",
+            "99999999999999999999d",
+            "1é",
+        ] {
             assert!(parse_lifetime(bad).is_err(), "{bad}");
         }
     }
@@ -249,9 +273,18 @@ mod tests {
             data: data.map(PathBuf::from),
             db_url: db_url.map(str::to_owned),
         };
-        assert_eq!(args(None, None).dir().unwrap(), PathBuf::from("openexec-data"));
-        assert_eq!(args(None, Some("sled://x/y")).dir().unwrap(), PathBuf::from("x/y"));
-        assert_eq!(args(Some("d"), Some("sled://x")).dir().unwrap(), PathBuf::from("d"));
+        assert_eq!(
+            args(None, None).dir().unwrap(),
+            PathBuf::from("openexec-data")
+        );
+        assert_eq!(
+            args(None, Some("sled://x/y")).dir().unwrap(),
+            PathBuf::from("x/y")
+        );
+        assert_eq!(
+            args(Some("d"), Some("sled://x")).dir().unwrap(),
+            PathBuf::from("d")
+        );
         assert!(args(None, Some("postgres://h/db")).dir().is_err());
     }
 }
