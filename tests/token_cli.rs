@@ -184,6 +184,18 @@ fn refused_commands_print_nothing_on_stdout() {
             "--expires-in",
             "1w",
         ],
+        &[
+            "token",
+            "create",
+            "--data",
+            data,
+            "--role",
+            "agent",
+            "--tenant",
+            "t",
+            "--actions",
+            " , ",
+        ],
         &["token", "revoke", "--data", data, "0123456789abcdef"],
         &["token", "revoke", "--data", data, "not-an-id"],
     ] {

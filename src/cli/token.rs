@@ -106,6 +106,11 @@ fn run_create(args: &CreateArgs) -> Result<(), String> {
             .map(str::to_owned)
             .collect::<Vec<_>>()
     });
+    if actions.as_ref().is_some_and(Vec::is_empty) {
+        return Err(
+            "--actions names no action (leave it out for the service's allow-list)".to_owned(),
+        );
+    }
     let expires_at = match args.expires_in {
         None => None,
         Some(lifetime) => Some(
@@ -117,7 +122,12 @@ fn run_create(args: &CreateArgs) -> Result<(), String> {
         role: args.role,
         tenant: tenant.to_owned(),
         actions,
-        label: args.label.clone(),
+        label: args
+            .label
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned),
         expires_at,
     };
     let (token, record) = auth::store::create(&dir, new, now).map_err(|e| e.to_string())?;
