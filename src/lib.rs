@@ -34,6 +34,10 @@
 //!   state before it cosigns, serves C2SP `POST /add-checkpoint` and keeps
 //!   evidence of forks and rollbacks. It never cosigns a checkpoint
 //!   inconsistent with one it cosigned before.
+//! - `auth` (feature `server`) — who is calling: principals (role, tenant,
+//!   allow-list of actions), their bearer tokens (stored only as hashes,
+//!   compared in constant time, revocable, expiring), the records file a
+//!   running service reloads, and the `Authorization` header check.
 //! - [`cli`] — argument parsing and the thin subcommand shells.
 //!
 //! The binary `openexec` (src/main.rs) only parses arguments and dispatches
@@ -45,6 +49,8 @@ pub mod core;
 
 #[cfg(feature = "server")]
 pub mod action;
+#[cfg(feature = "server")]
+pub mod auth;
 #[cfg(feature = "server")]
 pub mod exec;
 #[cfg(feature = "server")]

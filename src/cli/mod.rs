@@ -14,6 +14,8 @@ mod ledger_cmds;
 mod serve;
 #[cfg(feature = "server")]
 mod signals;
+#[cfg(feature = "server")]
+mod token;
 mod verify;
 #[cfg(feature = "server")]
 mod witness;
@@ -57,6 +59,9 @@ pub enum Command {
     /// Run a C2SP witness: follow logs, cosign consistent checkpoints, serve add-checkpoint.
     #[cfg(feature = "server")]
     Witness(witness::WitnessArgs),
+    /// Create, list and revoke principals' bearer tokens.
+    #[cfg(feature = "server")]
+    Token(token::TokenArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -137,6 +142,8 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         #[cfg(feature = "server")]
         Command::Witness(args) => witness::run(&args),
+        #[cfg(feature = "server")]
+        Command::Token(args) => token::run(&args),
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
     }

@@ -30,7 +30,7 @@ const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024;
 /// The data directory of the embedded store that `url` names: `sled://PATH`
 /// or a plain path (anything without a `scheme://`); `None` for another
 /// scheme or an empty path.
-fn embedded_data_dir(url: &str) -> Option<PathBuf> {
+pub(super) fn embedded_data_dir(url: &str) -> Option<PathBuf> {
     let path = match url.split_once("://") {
         Some(("sled", path)) => path,
         Some(_) => return None,
