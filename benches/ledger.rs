@@ -430,5 +430,51 @@ fn core(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, core, proofs, appends);
+/// One bearer-token authentication: a valid token among 1,000 principals,
+/// and a wrong secret (`openexec::auth`).
+fn auth(c: &mut Criterion) {
+    use openexec::auth::{Authenticator, NewToken, Role, TokenSet, TokenStore, FILE_NAME};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut set = TokenSet::default();
+    let mut header = String::new();
+    for i in 0..1000 {
+        let new = NewToken {
+            role: Role::Agent,
+            tenant: format!("t{i}"),
+            actions: None,
+            label: None,
+            expires_at: None,
+        };
+        let (token, _) = set.mint(new, Utc::now()).expect("mint");
+        header = format!("Bearer {}", token.reveal());
+    }
+    std::fs::write(dir.path().join(FILE_NAME), set.to_json().expect("json")).expect("write");
+    let store = TokenStore::open(dir.path()).expect("store");
+    let auth = Authenticator::new(std::sync::Arc::new(store));
+    let wrong = format!("{}A", &header[..header.len() - 1]);
+    let now = Utc::now();
+    let mut group = c.benchmark_group("auth");
+    group.sample_size(50);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.bench_function("authenticate_valid_of_1000", |b| {
+        b.iter(|| {
+            black_box(
+                auth.authenticate(Some(black_box(header.as_bytes())), now)
+                    .is_ok(),
+            )
+        });
+    });
+    group.bench_function("authenticate_wrong_secret", |b| {
+        b.iter(|| {
+            black_box(
+                auth.authenticate(Some(black_box(wrong.as_bytes())), now)
+                    .is_err(),
+            )
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, core, auth, proofs, appends);
 criterion_main!(benches);

@@ -335,37 +335,3 @@ fn the_authenticator_reads_the_header_against_the_store() {
     // A revoked last token leaves authentication on.
     assert!(auth.is_enabled());
 }
-
-/// What one `authenticate` costs (a valid token, one principal among
-/// 1,000): run with `--release -- --ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, not a check"]
-fn cost_of_authenticate() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut set = TokenSet::default();
-    let mut header = String::new();
-    for i in 0..1000 {
-        let (token, _) = set
-            .mint(new_token(Role::Agent, &format!("t{i}")), t0())
-            .unwrap();
-        header = format!("Bearer {}", token.reveal());
-    }
-    std::fs::write(dir.path().join(FILE_NAME), set.to_json().unwrap()).unwrap();
-    let auth = authenticator(dir.path());
-    let rounds = 200_000u32;
-    for (name, value) in [
-        ("valid", header.clone()),
-        ("wrong secret", format!("{}A", &header[..header.len() - 1])),
-    ] {
-        let start = std::time::Instant::now();
-        for _ in 0..rounds {
-            let _ = std::hint::black_box(
-                auth.authenticate(Some(std::hint::black_box(value.as_bytes())), t0()),
-            );
-        }
-        println!(
-            "authenticate ({name}): {:?} per call",
-            start.elapsed() / rounds
-        );
-    }
-}
