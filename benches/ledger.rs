@@ -73,6 +73,7 @@ fn draft(tag: &str, n: u64) -> EntryDraft {
         replay_of: None,
         effects: Some(openexec::core::entry::Effects::None),
         registry: Some(Hash::sha256(b"registry")),
+        principal: None,
     }
 }
 

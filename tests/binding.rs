@@ -107,7 +107,7 @@ async fn a_v2_approval_runs_only_the_value_it_approved() {
     let art = v2("ap-1", "add", approved, "n-1");
 
     let sneaky = body("add", r#"{"a":9007199254740993,"b":0}"#, "n-1", Some(&art));
-    let r = b.execute(&sneaky, None).await;
+    let r = b.execute(&sneaky, None, None).await;
     assert_eq!(
         (r.status, r.body["code"].as_str()),
         (422, Some("inexact_number")),
@@ -122,13 +122,13 @@ async fn a_v2_approval_runs_only_the_value_it_approved() {
     assert_eq!(b.ledger().head().size, 0);
 
     let r = b
-        .execute(&body("add", approved, "n-1", Some(&art)), None)
+        .execute(&body("add", approved, "n-1", Some(&art)), None, None)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["result"], json!({"sum": 9_007_199_254_740_992_u64}));
     assert_commits_to(&b, &r, &json!({"a": 9_007_199_254_740_992_u64, "b": 0}));
     let again = b
-        .execute(&body("add", approved, "n-1", Some(&art)), None)
+        .execute(&body("add", approved, "n-1", Some(&art)), None, None)
         .await;
     assert_eq!(again.body["outcome"], json!("replayed"), "{}", again.body);
     assert_eq!(again.body["result"], r.body["result"]);
@@ -149,6 +149,7 @@ async fn the_result_answered_is_the_result_committed() {
                 "n-sum",
                 None,
             ),
+            None,
             None,
         )
         .await;
@@ -189,7 +190,7 @@ async fn spellings_of_one_number_are_one_handler_input() {
         let nonce = format!("n-{i}");
         let art = v2(&format!("ap-{i}"), "add", approved, &nonce);
         let r = b
-            .execute(&body("add", sent, &nonce, Some(&art)), None)
+            .execute(&body("add", sent, &nonce, Some(&art)), None, None)
             .await;
         assert_eq!(r.status, 200, "{}", r.body);
         // The handler saw the integer 1 (an f64 would sum to 1.0).
@@ -218,6 +219,7 @@ async fn a_v1_approval_runs_the_canonical_value_of_what_it_hashed() {
         .execute(
             &body("add", r#"{"a":2,"b":0.5}"#, "v1-n0", Some(&art)),
             None,
+            None,
         )
         .await;
     assert_eq!(
@@ -230,6 +232,7 @@ async fn a_v1_approval_runs_the_canonical_value_of_what_it_hashed() {
         .execute(
             &body("add", r#"{"a":2.0,"b":0.5}"#, "v1-n1", Some(&art)),
             None,
+            None,
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -241,6 +244,7 @@ async fn a_v1_approval_runs_the_canonical_value_of_what_it_hashed() {
     let r = b
         .execute(
             &body("add", r#"{"a":9007199254740993}"#, "v1-n2", Some(&art)),
+            None,
             None,
         )
         .await;
@@ -575,7 +579,7 @@ proptest! {
         let mut received = Vec::new();
         for (i, payload) in payloads.iter().enumerate() {
             let nonce = format!("n-{i}");
-            let r = rt.block_on(b.execute(&body("echo", payload, &nonce, None), None));
+            let r = rt.block_on(b.execute(&body("echo", payload, &nonce, None), None, None));
             if r.status == 422 {
                 prop_assert_eq!(r.body["code"].as_str(), Some("inexact_number"));
                 received.push(None);

@@ -81,6 +81,7 @@ fn attempt(
         replay_of: None,
         effects: None,
         registry: None,
+        principal: None,
     };
     let content = Content {
         payload,

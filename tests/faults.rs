@@ -31,7 +31,7 @@ async fn execute_as(b: &Boundary, action: Action, nonce: &str) -> Response {
         Action::Counter => json!({"action": "counter", "payload": {"name": nonce}, "nonce": nonce}),
         Action::Echo => json!({"action": "echo", "payload": {"n": nonce}, "nonce": nonce}),
     };
-    b.execute(body.to_string().as_bytes(), None).await
+    b.execute(body.to_string().as_bytes(), None, None).await
 }
 
 async fn execute(b: &Boundary, nonce: &str) -> Response {

@@ -233,9 +233,12 @@ impl InProcess {
             common::no_approvals(),
             registry,
         );
-        let state = Arc::new(openexec::http::AppState {
-            boundary: Arc::new(boundary),
-        });
+        // No principals in the data directory: authentication is off.
+        let tokens = openexec::auth::TokenStore::open(dir.path()).unwrap();
+        let state = Arc::new(openexec::http::AppState::new(
+            Arc::new(boundary),
+            openexec::auth::Authenticator::new(Arc::new(tokens)),
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

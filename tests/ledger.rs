@@ -299,6 +299,7 @@ fn replay_of(ledger: &Ledger, at: u64) -> openexec::core::entry::EntryDraft {
         }),
         effects: None,
         registry: None,
+        principal: None,
     }
 }
 

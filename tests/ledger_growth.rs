@@ -175,6 +175,7 @@ fn the_longest_entry_of_an_attempt_that_ran_nothing_is_bounded() {
         // A replay names no effects class; every entry names its registry.
         effects: None,
         registry: Some(Hash::sha256(b"f")),
+        principal: None,
     };
     let entry = Entry::from_draft(
         draft,

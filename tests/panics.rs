@@ -128,7 +128,7 @@ fn boundary(dir: &std::path::Path) -> Boundary {
 
 async fn execute(b: &Boundary, action: &str, nonce: &str) -> Response {
     let body = json!({"action": action, "payload": {"name": nonce}, "nonce": nonce});
-    b.execute(body.to_string().as_bytes(), None).await
+    b.execute(body.to_string().as_bytes(), None, None).await
 }
 
 /// `openexec_panics_total{stage="…"}` from the metrics text.

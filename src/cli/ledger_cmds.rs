@@ -162,6 +162,7 @@ pub fn ledger_load(args: &LedgerLoadArgs) -> ExitCode {
                         replay_of: None,
                         effects: None,
                         registry: None,
+                        principal: None,
                     };
                     match ledger.append(draft, None) {
                         Ok(appended) if args.print_receipts => {

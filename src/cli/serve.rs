@@ -11,6 +11,7 @@ use clap::{ArgAction, Args};
 
 use super::signals::StopSignals;
 use crate::action::Registry;
+use crate::auth::{Authenticator, TokenStore};
 use crate::core::approval::{ApprovalPolicy, ApproverKey, MAX_ARTIFACT_FIELD_BYTES};
 use crate::core::cosignature::WitnessVerifier;
 use crate::core::request::Limits;
@@ -297,6 +298,8 @@ pub fn run(args: &ServeArgs, registry: Registry) -> ExitCode {
 }
 
 fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
+    let tokens = TokenStore::open(&config.ledger.data_dir).map_err(|e| e.to_string())?;
+    let auth = Authenticator::new(Arc::new(tokens));
     let ledger = Arc::new(Ledger::open(&config.ledger).map_err(|e| e.to_string())?);
     let boundary = Arc::new(
         Boundary::new(ledger.clone(), registry, config.policy)
@@ -313,10 +316,10 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
     let stop = system
         .block_on(async { StopSignals::listen() })
         .map_err(|e| format!("listening for stop signals: {e}"))?;
-    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, registry = %boundary.registry().fingerprint(), handlers = boundary.registry().names().collect::<Vec<_>>().join(","), "openexec listening");
+    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, authentication = if auth.is_enabled() { "on" } else { "off" }, registry = %boundary.registry().fingerprint(), handlers = boundary.registry().names().collect::<Vec<_>>().join(","), "openexec listening");
     // One line on stdout that scripts and tests can wait for.
     println!("openexec listening on http://{addr}");
-    let state = Arc::new(AppState { boundary });
+    let state = Arc::new(AppState::new(boundary, auth));
     let served = system.block_on(crate::http::run(
         listener,
         state,

@@ -9,7 +9,8 @@
 //!   ‖ expires_at`; `action_hash` over Python-style JSON of action and
 //!   payload. It does not bind the nonce, and its signed message is
 //!   ambiguous between `approval_id` and `tenant_id`, so v1 is accepted only
-//!   when a tenant is configured (which pins the split) — see SECURITY.md.
+//!   when the request is pinned to a tenant, configured or from the
+//!   caller's credential (which pins the split) — see SECURITY.md.
 //! - **OpenExec v2**: canonical JSON (RFC 8785), a domain-separated
 //!   signature, the request hash (action, payload, nonce, tenant), a key id,
 //!   zoned timestamps, a maximum lifetime and a small clock-skew allowance.
@@ -79,16 +80,17 @@ pub enum ApprovalError {
     /// No trusted key verifies the signature.
     #[error("Invalid signature: approval artifact is not authentic")]
     BadSignature,
-    /// The artifact's tenant is not the configured one.
+    /// The artifact's tenant is not the one the request is pinned to.
     #[error("Tenant mismatch: expected {expected}, got {got}")]
     TenantMismatch {
-        /// Configured tenant.
+        /// The request's tenant (configured, or the caller's).
         expected: String,
         /// Artifact tenant.
         got: String,
     },
-    /// v1 without a configured tenant (its signed message is ambiguous).
-    #[error("ClawShield v1 artifacts are accepted only when CLAWSHIELD_TENANT_ID is configured")]
+    /// v1 for a request pinned to no tenant (its signed message is
+    /// ambiguous).
+    #[error("ClawShield v1 artifacts are accepted only when the tenant is pinned: CLAWSHIELD_TENANT_ID is configured, or the caller authenticates")]
     V1NeedsTenant,
     /// Already consumed by another request.
     #[error("Approval artifact has already been used")]
@@ -169,7 +171,9 @@ impl ApproverKey {
 pub struct ApprovalPolicy {
     /// Trusted approver keys.
     pub keys: Vec<ApproverKey>,
-    /// The configured tenant, if any.
+    /// The configured tenant (`CLAWSHIELD_TENANT_ID`), if any: the tenant
+    /// of requests without a principal. [`verify`] reads the tenant the
+    /// request is pinned to ([`RequestRef::tenant`]), not this one.
     pub tenant: Option<String>,
     /// Longest allowed `expires_at - issued_at`.
     pub max_lifetime: Duration,
@@ -321,6 +325,11 @@ pub struct RequestRef<'a> {
     pub payload: &'a Value,
     /// Request hash over action, payload, nonce and the effective tenant.
     pub request_hash: &'a Hash,
+    /// The tenant the request is pinned to: configured, or from the
+    /// caller's credential. An approval naming another tenant is refused
+    /// ([`ApprovalError::TenantMismatch`]); a v1 approval needs one
+    /// ([`ApprovalError::V1NeedsTenant`]).
+    pub tenant: Option<&'a str>,
 }
 
 /// Verifies an artifact for a request at time `now`. Does not check single
@@ -372,12 +381,12 @@ fn verify_v1(
     );
     let key = find_signer(&policy.keys, message.as_bytes(), &a.signature)
         .ok_or(ApprovalError::BadSignature)?;
-    let Some(expected) = &policy.tenant else {
+    let Some(expected) = request.tenant else {
         return Err(ApprovalError::V1NeedsTenant);
     };
-    if *expected != a.tenant_id {
+    if expected != a.tenant_id {
         return Err(ApprovalError::TenantMismatch {
-            expected: expected.clone(),
+            expected: expected.to_owned(),
             got: a.tenant_id.clone(),
         });
     }
@@ -397,10 +406,10 @@ fn verify_v2(
     policy: &ApprovalPolicy,
     now: DateTime<Utc>,
 ) -> Result<VerifiedApproval, ApprovalError> {
-    if let Some(expected) = &policy.tenant {
-        if *expected != a.tenant {
+    if let Some(expected) = request.tenant {
+        if expected != a.tenant {
             return Err(ApprovalError::TenantMismatch {
-                expected: expected.clone(),
+                expected: expected.to_owned(),
                 got: a.tenant.clone(),
             });
         }
@@ -596,6 +605,7 @@ mod tests {
                 action: "echo",
                 payload: &self.payload,
                 request_hash: &self.hash,
+                tenant: Some("tenant-001"),
             }
         }
     }
@@ -640,14 +650,23 @@ mod tests {
         let a = echo.v1(&key);
         let ok = verify(&a, req, &policy(&key, Some("tenant-001")), now()).unwrap();
         assert_eq!(ok.summary.kind, ApprovalKind::ClawshieldV1);
+        // The request's pinned tenant decides, not the policy's.
+        let elsewhere = RequestRef {
+            tenant: Some("wrong"),
+            ..req
+        };
         assert_eq!(
-            verify(&a, req, &policy(&key, Some("wrong")), now())
+            verify(&a, elsewhere, &policy(&key, Some("tenant-001")), now())
                 .unwrap_err()
                 .code(),
             "tenant_mismatch"
         );
+        let unpinned = RequestRef {
+            tenant: None,
+            ..req
+        };
         assert_eq!(
-            verify(&a, req, &policy(&key, None), now()).unwrap_err(),
+            verify(&a, unpinned, &policy(&key, Some("tenant-001")), now()).unwrap_err(),
             ApprovalError::V1NeedsTenant
         );
         let other = SigningKey::from_bytes(&[8; 32]);
@@ -665,6 +684,7 @@ mod tests {
             action: "echo",
             payload: &p2,
             request_hash: rh,
+            tenant: Some("tenant-001"),
         };
         assert_eq!(
             verify(&a, req2, &policy(&key, Some("tenant-001")), now()).unwrap_err(),
@@ -681,6 +701,7 @@ mod tests {
             action: "echo",
             payload: &payload,
             request_hash: &rh,
+            tenant: Some("t"),
         };
         let Artifact::V1(mut a) = Artifact::V1(mint_v1(
             &key,
@@ -722,6 +743,7 @@ mod tests {
             action: "pay",
             payload: &payload,
             request_hash: &rh,
+            tenant: Some("acme"),
         };
         assert_eq!(
             verify(&a, req, &pol, now()).unwrap().summary.kind,
@@ -732,11 +754,27 @@ mod tests {
             action: "pay",
             payload: &payload,
             request_hash: &other_nonce,
+            tenant: Some("acme"),
         };
         assert_eq!(
             verify(&a, req2, &pol, now()).unwrap_err(),
             ApprovalError::HashMismatch
         );
+        // Pinned to another tenant (another caller's credential): refused
+        // before anything else; pinned to none, the hash binds the tenant.
+        let other_tenant = RequestRef {
+            tenant: Some("globex"),
+            ..req
+        };
+        assert!(matches!(
+            verify(&a, other_tenant, &pol, now()).unwrap_err(),
+            ApprovalError::TenantMismatch { .. }
+        ));
+        let unpinned = RequestRef {
+            tenant: None,
+            ..req
+        };
+        assert!(verify(&a, unpinned, &pol, now()).is_ok());
         let long =
             Artifact::V2(mint_v2(&key, "ap-9", "acme", &rh, now(), Duration::hours(2)).unwrap());
         assert!(matches!(

@@ -234,6 +234,10 @@ pub struct EntryDraft {
     /// The fingerprint of the handler registry of the service that wrote
     /// the entry (see `crate::action::Fingerprint`).
     pub registry: Option<Hash>,
+    /// The public id of the principal that made the attempt (16 lowercase
+    /// hex characters, see `crate::auth::PrincipalId`); none for an
+    /// attempt made without credentials.
+    pub principal: Option<String>,
 }
 
 /// A ledger entry, as hashed and signed.
@@ -281,6 +285,9 @@ pub struct Entry {
     /// See [`EntryDraft`]; omitted (never `null`) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<Hash>,
+    /// See [`EntryDraft`]; omitted (never `null`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// Why bytes are not a valid entry.
@@ -331,6 +338,7 @@ impl Entry {
             replay_of: draft.replay_of,
             effects: draft.effects,
             registry: draft.registry,
+            principal: draft.principal,
         }
     }
 
@@ -405,6 +413,7 @@ impl Entry {
             outcome: self.outcome,
             payload_commitment: &self.payload_commitment,
             prev: &self.prev,
+            principal: self.principal.as_deref(),
             reason: &self.reason,
             registry: self.registry.as_ref(),
             replay_of: self.replay_of.as_ref(),
@@ -439,6 +448,7 @@ impl Entry {
             return Err(EntryError::InvalidField("replay_of"));
         }
         check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        check_principal(self.principal.as_deref())?;
         check_effects(self.outcome, self.effects)
     }
 }
@@ -454,7 +464,21 @@ impl EntryDraft {
             return Err(EntryError::InvalidField("reason"));
         }
         check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        check_principal(self.principal.as_deref())?;
         check_effects(self.outcome, self.effects)
+    }
+}
+
+/// A principal id is 16 lowercase hex characters.
+fn check_principal(principal: Option<&str>) -> Result<(), EntryError> {
+    match principal {
+        Some(id)
+            if id.len() != PRINCIPAL_ID_LEN
+                || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+        {
+            Err(EntryError::InvalidField("principal"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -492,6 +516,8 @@ struct KeyOrdered<'a> {
     outcome: Outcome,
     payload_commitment: &'a Hash,
     prev: &'a Hash,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    principal: Option<&'a str>,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     registry: Option<&'a Hash>,
@@ -512,6 +538,9 @@ struct KeyOrderedApproval<'a> {
     key_id: Option<&'a str>,
     kind: ApprovalKind,
 }
+
+/// Length of a principal id's text in an entry.
+pub const PRINCIPAL_ID_LEN: usize = 16;
 
 /// `prev` of entry 0.
 pub const GENESIS_PREV: Hash = Hash::from_bytes([0; 32]);
@@ -634,6 +663,7 @@ pub(crate) mod tests {
             replay_of: None,
             effects: None,
             registry: None,
+            principal: None,
         }
     }
 
@@ -757,6 +787,7 @@ pub(crate) mod tests {
                 }),
                 effects: None,
                 registry: optional[1].then(|| Hash::from_bytes(hashes[0])),
+                principal: optional[2].then(|| hex::encode(&hashes[1][..8])),
             };
             let origin = format!("o{}", texts[7]);
             let time = DateTime::from_timestamp_micros(micros).unwrap();
@@ -851,6 +882,58 @@ pub(crate) mod tests {
             ..sample_draft(1)
         };
         assert_eq!(replay_draft.check().err(), invalid);
+    }
+
+    /// `principal` is written between `prev` and `reason` when present,
+    /// omitted (never `null`) when absent, and must be 16 lowercase hex.
+    #[test]
+    fn a_principal_is_an_id_written_in_key_order() {
+        let draft = EntryDraft {
+            principal: Some("0123456789abcdef".into()),
+            ..sample_draft(2)
+        };
+        let e = Entry::from_draft(draft, "o", 2, Hash::sha256(b"p"), sample_time());
+        let bytes = e.to_canonical_bytes().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#"","principal":"0123456789abcdef","reason":"ok","#),
+            "{text}"
+        );
+        assert_eq!(Entry::from_canonical_bytes(&bytes).unwrap(), e);
+        let plain = Entry::from_draft(sample_draft(2), "o", 2, Hash::sha256(b"p"), sample_time());
+        let plain_text = String::from_utf8(plain.to_canonical_bytes().unwrap()).unwrap();
+        assert!(!plain_text.contains("principal"));
+        let null = plain_text.replace(r#""reason""#, r#""principal":null,"reason""#);
+        assert_eq!(
+            Entry::from_canonical_bytes(null.as_bytes()),
+            Err(EntryError::NonCanonical)
+        );
+        for bad in [
+            "0123456789ABCDEF",
+            "0123456789abcde",
+            "",
+            "0123456789abcdefa",
+        ] {
+            let d = EntryDraft {
+                principal: Some(bad.into()),
+                ..sample_draft(2)
+            };
+            assert_eq!(
+                d.check(),
+                Err(EntryError::InvalidField("principal")),
+                "{bad}"
+            );
+            let e = Entry::from_draft(d, "o", 2, Hash::sha256(b"p"), sample_time());
+            assert_eq!(
+                e.to_canonical_bytes(),
+                Err(EntryError::InvalidField("principal"))
+            );
+            let forged = text.replace("0123456789abcdef", bad);
+            assert!(
+                Entry::from_canonical_bytes(forged.as_bytes()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -100,6 +100,7 @@ pub fn approval(data: &[u8]) {
         action: "echo",
         payload: &payload,
         request_hash: &rh,
+        tenant: Some("t"),
     };
     let _ = approval::verify(&artifact, req, &policy, chrono::DateTime::UNIX_EPOCH);
 }

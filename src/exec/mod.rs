@@ -34,32 +34,34 @@
 mod handler_runtime;
 pub mod metrics;
 pub mod ratelimit;
+mod record;
 mod unwind;
 
+pub use record::{legacy_receipt_hash, legacy_receipt_hash_of_text};
 pub use unwind::Stage;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
-use rand_core::{OsRng, RngCore as _};
 use serde_json::{json, Value};
 
 use crate::action::Decoded;
 use crate::action::{Context, Counters, Handler, IdempotencyKey, Registry};
+use crate::auth::Principal;
 use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
-use crate::core::canonical::{canonical_value, commitment, request_hash, to_canonical_bytes};
-use crate::core::entry::{ApprovalSummary, Effects, Entry, EntryDraft, Outcome, ReplayOf};
+use crate::core::canonical::{canonical_value, request_hash};
+use crate::core::entry::{ApprovalSummary, Effects, Entry, Outcome, ReplayOf};
 use crate::core::hash::{leaf_hash, Hash};
-use crate::core::pyjson::{dumps_sorted, Separators};
-use crate::core::receipt::{salt_to_base64, Content, Salts};
+use crate::core::receipt::Content;
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
 use crate::ledger::{Appended, Ledger, LedgerError, Recorded};
 use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
 use handler_runtime::{HandlerRuntime, Ran};
 use metrics::Metrics;
+use record::respond;
 
 /// Execution mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,9 +164,12 @@ pub struct Boundary {
 /// One attempt, as far as it got.
 struct Attempt {
     exec_id: String,
-    /// The client's address, for the limit on recording rejections and
-    /// replays.
-    client: Option<std::net::IpAddr>,
+    /// The client (its principal, else its address), for the limit on
+    /// recording rejections and replays.
+    client: Option<ratelimit::Client>,
+    /// The authenticated caller, if any: its tenant is the attempt's, its
+    /// allow-list narrows the service's, its id is in the entry.
+    principal: Option<Principal>,
     request: ExecuteRequest,
     tenant: String,
     request_hash: Hash,
@@ -175,6 +180,13 @@ struct Attempt {
     effects: Option<Effects>,
     /// How far it got, read if a panic stops it ([`unwind`]).
     progress: Arc<unwind::Progress>,
+}
+
+impl Attempt {
+    /// The text of its principal's id, as its entry records it.
+    fn principal_id(&self) -> Option<String> {
+        self.principal.as_ref().map(|p| p.id.to_string())
+    }
 }
 
 /// What [`Boundary::authorize`] lets through.
@@ -295,12 +307,22 @@ impl Boundary {
         Ok(count)
     }
 
-    /// Runs one `/execute` body through the pipeline.
-    /// `client` is the peer address, used only for the limit on recording
-    /// rejected and replayed attempts.
-    pub async fn execute(&self, body: &[u8], client: Option<std::net::IpAddr>) -> Response {
+    /// Runs one `/execute` body through the pipeline for `principal`, the
+    /// authenticated caller (`None`: no credentials; the configured tenant
+    /// applies). `address` is the peer address, used only for the limit on
+    /// recording rejected and replayed attempts of a caller without a
+    /// principal (a principal has one bucket, whatever its address).
+    pub async fn execute(
+        &self,
+        body: &[u8],
+        address: Option<std::net::IpAddr>,
+        principal: Option<&Principal>,
+    ) -> Response {
+        let client = principal
+            .map(|p| ratelimit::Client::Principal(p.id))
+            .or(address.map(ratelimit::Client::Address));
         let progress = Arc::new(unwind::Progress::default());
-        let pipeline = self.run_attempt(body, client, Arc::clone(&progress));
+        let pipeline = self.run_attempt(body, client, principal, Arc::clone(&progress));
         match unwind::CatchUnwind::new(pipeline).await {
             Ok(response) => response,
             Err(payload) => {
@@ -315,7 +337,8 @@ impl Boundary {
     async fn run_attempt(
         &self,
         body: &[u8],
-        client: Option<std::net::IpAddr>,
+        client: Option<ratelimit::Client>,
+        principal: Option<&Principal>,
         progress: Arc<unwind::Progress>,
     ) -> Response {
         self.panic_hook.fire(Stage::Parse);
@@ -324,7 +347,10 @@ impl Boundary {
             Err(e) => return Response::error(e.status, e.code, e.detail),
         };
         let artifact = request.approval_artifact.as_ref().map(Artifact::from_value);
-        let tenant = self.effective_tenant(artifact.as_ref().and_then(|a| a.as_ref().ok()));
+        let tenant = match principal {
+            Some(p) => p.tenant.clone(),
+            None => self.effective_tenant(artifact.as_ref().and_then(|a| a.as_ref().ok())),
+        };
         let request_hash =
             match request_hash(&request.action, &request.payload, &request.nonce, &tenant) {
                 Ok(h) => h,
@@ -333,6 +359,7 @@ impl Boundary {
         let mut attempt = Attempt {
             exec_id: uuid::Uuid::new_v4().to_string(),
             client,
+            principal: principal.cloned(),
             request,
             tenant,
             request_hash,
@@ -349,6 +376,7 @@ impl Boundary {
             request_hash: attempt.request_hash,
             approval: ApprovalSummary::none(),
             effects: None,
+            principal: attempt.principal_id(),
         });
         attempt.progress.enter(Stage::Authorize);
         let authorized = match self.authorize(&attempt, artifact) {
@@ -362,7 +390,8 @@ impl Boundary {
             .await
     }
 
-    /// The configured tenant, else (clawshield mode) the artifact's, else "".
+    /// The tenant of an attempt without a principal: the configured
+    /// tenant, else (clawshield mode) the artifact's, else "".
     fn effective_tenant(&self, artifact: Option<&Artifact>) -> String {
         // An artifact's tenant only counts where artifacts are verified.
         let from_artifact = artifact.filter(|_| self.policy.mode == Mode::Clawshield);
@@ -372,6 +401,16 @@ impl Boundary {
             .clone()
             .or_else(|| from_artifact.map(|a| a.tenant().to_owned()))
             .unwrap_or_default()
+    }
+
+    /// The tenant an approval must name: the principal's, else the
+    /// configured one (none: a v2 approval's own tenant is in its request
+    /// hash; a v1 approval is refused).
+    fn pinned_tenant<'a>(&'a self, attempt: &'a Attempt) -> Option<&'a str> {
+        match &attempt.principal {
+            Some(_) => Some(attempt.tenant.as_str()),
+            None => self.policy.approvals.tenant.as_deref(),
+        }
     }
 
     /// Steps 3–5: allow-list, registry, approval, payload check. Returns the
@@ -392,6 +431,15 @@ impl Boundary {
                 ));
             }
         }
+        if let Some(principal) = attempt.principal.as_ref() {
+            if !principal.allows_action(action.as_str()) {
+                return Err(Decision::reject(
+                    403,
+                    "action_not_allowed",
+                    format!("Action '{action}' is not in this credential's allow-list"),
+                ));
+            }
+        }
         let handler = self.registry.get(action).cloned().ok_or_else(|| {
             Decision::reject(400, "unknown_action", format!("Unknown action: {action}"))
         })?;
@@ -406,6 +454,7 @@ impl Boundary {
                     action,
                     payload: &attempt.request.payload_as_sent,
                     request_hash: &attempt.request_hash,
+                    tenant: self.pinned_tenant(attempt),
                 };
                 Some(
                     approval::verify(&artifact, request, &self.policy.approvals, Utc::now())
@@ -739,7 +788,7 @@ impl Boundary {
     /// (per-client and global limits), counting a refusal in `/metrics`.
     fn take_recording_token(
         &self,
-        client: Option<std::net::IpAddr>,
+        client: Option<ratelimit::Client>,
     ) -> Result<(), ratelimit::Limited> {
         self.reject_limiter
             .try_take(client, std::time::Instant::now())
@@ -766,86 +815,6 @@ impl Boundary {
             "attempt recorded"
         );
         respond(attempt, decision, appended)
-    }
-
-    fn draft(
-        &self,
-        attempt: &Attempt,
-        decision: &Decision,
-    ) -> Result<(EntryDraft, Option<Content>), String> {
-        if let (Outcome::Replayed, Some(original)) = (decision.outcome, &attempt.original) {
-            return Ok((
-                replay_draft(attempt, decision, original, self.registry.fingerprint().0),
-                None,
-            ));
-        }
-        let payload_bytes =
-            to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
-        let result_bytes = decision
-            .result
-            .as_ref()
-            .map(to_canonical_bytes)
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        let (payload_salt, result_salt) = (random_salt(), random_salt());
-        let draft = EntryDraft {
-            exec_id: attempt.exec_id.clone(),
-            tenant: attempt.tenant.clone(),
-            action: attempt.request.action.as_str().to_owned(),
-            nonce: attempt.request.nonce.as_str().to_owned(),
-            request_hash: attempt.request_hash,
-            payload_commitment: commitment(&payload_salt, &payload_bytes),
-            result_commitment: result_bytes.as_ref().map(|b| commitment(&result_salt, b)),
-            approval: attempt.approval.clone(),
-            outcome: decision.outcome,
-            reason: decision.reason.clone(),
-            replay_of: None,
-            // Only an attempt that ran its handler names its class.
-            effects: attempt
-                .effects
-                .filter(|_| matches!(decision.outcome, Outcome::Executed | Outcome::Failed)),
-            registry: Some(self.registry.fingerprint().0),
-        };
-        // Only an attempt that ran its handler keeps its content: a
-        // rejection ran nothing, and would keep whatever an unapproved
-        // client sent (its request hash names the request).
-        let ran = matches!(decision.outcome, Outcome::Executed | Outcome::Failed);
-        let content = (self.policy.store_content && ran).then(|| Content {
-            payload: attempt.request.payload.clone(),
-            result: decision.result.clone(),
-            salts: Salts {
-                payload: salt_to_base64(&payload_salt),
-                result: result_bytes.as_ref().map(|_| salt_to_base64(&result_salt)),
-            },
-        });
-        Ok((draft, content))
-    }
-}
-
-/// A replay's entry: it names the entry it replays and repeats that
-/// entry's commitments, whose content is kept there, so that it keeps no
-/// content of its own and costs the same few hundred bytes whatever the
-/// request's size.
-fn replay_draft(
-    attempt: &Attempt,
-    decision: &Decision,
-    original: &Original,
-    registry: Hash,
-) -> EntryDraft {
-    EntryDraft {
-        exec_id: attempt.exec_id.clone(),
-        tenant: attempt.tenant.clone(),
-        action: attempt.request.action.as_str().to_owned(),
-        nonce: attempt.request.nonce.as_str().to_owned(),
-        request_hash: attempt.request_hash,
-        payload_commitment: original.payload_commitment,
-        result_commitment: original.result_commitment,
-        approval: attempt.approval.clone(),
-        outcome: decision.outcome,
-        reason: decision.reason.clone(),
-        replay_of: Some(original.at),
-        effects: None,
-        registry: Some(registry),
     }
 }
 
@@ -887,53 +856,4 @@ fn resolution(effects: Option<Effects>, key: Vec<u8>) -> Completion {
 /// 503 without internal detail (the cause is logged, not sent).
 fn storage_unavailable() -> Response {
     Response::error(503, "ledger_unavailable", "The ledger could not record this attempt; it was not executed or its outcome will be recorded as interrupted")
-}
-
-fn random_salt() -> [u8; 32] {
-    let mut salt = [0u8; 32];
-    OsRng.fill_bytes(&mut salt);
-    salt
-}
-
-/// The original service's receipt: `hex(SHA-256(exec_id ":" json.dumps(result, sort_keys=True)))`.
-#[must_use]
-pub fn legacy_receipt_hash(exec_id: &str, result: &Value) -> String {
-    legacy_receipt_hash_of_text(exec_id, &dumps_sorted(result, Separators::Default))
-}
-
-/// Same, over a result already rendered as Python JSON text.
-#[must_use]
-pub fn legacy_receipt_hash_of_text(exec_id: &str, result_json: &str) -> String {
-    hex::encode(Hash::sha256(format!("{exec_id}:{result_json}").as_bytes()).as_bytes())
-}
-
-fn respond(attempt: &Attempt, decision: &Decision, appended: &Appended) -> Response {
-    let receipt = serde_json::to_value(&appended.receipt).unwrap_or(Value::Null);
-    let mut body = json!({
-        "id": attempt.exec_id,
-        "exec_id": attempt.exec_id,
-        "action": attempt.request.action.as_str(),
-        "outcome": decision.outcome,
-        "replayed": decision.outcome == Outcome::Replayed,
-        "approved": decision.outcome == Outcome::Executed || (decision.outcome == Outcome::Replayed && decision.status == 200),
-        "receipt": receipt,
-    });
-    if let Value::Object(map) = &mut body {
-        if let Some(result) = &decision.result {
-            map.insert("result".into(), result.clone());
-            map.insert(
-                "receipt_hash".into(),
-                json!(legacy_receipt_hash(&attempt.exec_id, result)),
-            );
-        }
-        if let Some(detail) = &decision.detail {
-            map.insert("detail".into(), json!(detail));
-            map.insert("code".into(), json!(decision.reason));
-        }
-    }
-    Response {
-        status: decision.status,
-        body,
-        retry_after: None,
-    }
 }

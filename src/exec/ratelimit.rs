@@ -6,10 +6,12 @@
 //! client's and one shared by every client. Each holds up to `burst`
 //! tokens and refills at `rate` per second. With either empty the attempt
 //! is answered `429 rate_limited` with `Retry-After` and is not recorded,
-//! and neither bucket is charged. A client is its peer address: an IPv4
-//! address, or the /64 prefix of an IPv6 one (one host commonly holds a
-//! whole /64); an IPv4-mapped IPv6 address is its IPv4 address. The shared
-//! bucket bounds what many addresses together can record. Executed and
+//! and neither bucket is charged. A client is its principal when the
+//! attempt was authenticated (every address a principal calls from shares
+//! its one bucket), else its peer address: an IPv4 address, or the /64
+//! prefix of an IPv6 one (one host commonly holds a whole /64); an
+//! IPv4-mapped IPv6 address is its IPv4 address. The shared bucket bounds
+//! what all clients together can record. Executed and
 //! failed attempts are never limited here: they are bounded by nonces and
 //! approvals.
 //!
@@ -21,6 +23,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
+
+use crate::auth::PrincipalId;
 
 /// Most client buckets kept before idle ones are swept.
 pub const MAX_TRACKED_CLIENTS: usize = 65_536;
@@ -133,18 +137,35 @@ impl Bucket {
     }
 }
 
+/// Who made an attempt, as far as the limits are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// An authenticated principal, from whatever address.
+    Principal(PrincipalId),
+    /// An unauthenticated peer address.
+    Address(IpAddr),
+}
+
+impl From<IpAddr> for Client {
+    fn from(ip: IpAddr) -> Self {
+        Self::Address(ip)
+    }
+}
+
 /// Whom a bucket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ClientKey {
+    Principal(PrincipalId),
     V4(Ipv4Addr),
     /// The upper 64 bits of an IPv6 address.
     V6Prefix(u64),
 }
 
-fn client_key(ip: IpAddr) -> ClientKey {
-    match ip {
-        IpAddr::V4(v4) => ClientKey::V4(v4),
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+fn client_key(client: Client) -> ClientKey {
+    match client {
+        Client::Principal(id) => ClientKey::Principal(id),
+        Client::Address(IpAddr::V4(v4)) => ClientKey::V4(v4),
+        Client::Address(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or_else(
             || ClientKey::V6Prefix((u128::from(v6) >> 64) as u64),
             ClientKey::V4,
         ),
@@ -167,9 +188,9 @@ impl RejectLimiter {
     }
 
     /// Takes a token for `client` at `now` from its bucket and from the
-    /// shared one, or from neither. An attempt with no known client address
-    /// is held to the shared bucket alone.
-    pub fn try_take(&self, client: Option<IpAddr>, now: Instant) -> Result<(), Limited> {
+    /// shared one, or from neither. An attempt with no known client (no
+    /// principal, no address) is held to the shared bucket alone.
+    pub fn try_take(&self, client: Option<Client>, now: Instant) -> Result<(), Limited> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let global = self
             .global
@@ -234,8 +255,25 @@ mod tests {
         }
     }
 
-    fn v4(last: u8) -> Option<IpAddr> {
-        Some(IpAddr::from([10, 0, 0, last]))
+    fn v4(last: u8) -> Option<Client> {
+        Some(Client::Address(IpAddr::from([10, 0, 0, last])))
+    }
+
+    /// One principal calling from many addresses has one bucket; two
+    /// principals on one address have two, apart from the address's.
+    #[test]
+    fn a_principal_is_one_client_whatever_its_addresses() {
+        let l = RejectLimiter::new(limits((1.0, 3), (0.0, 1)));
+        let t0 = Instant::now();
+        let (p, q) = (PrincipalId::random(), PrincipalId::random());
+        assert!((0..3).all(|_| l.try_take(Some(Client::Principal(p)), t0).is_ok()));
+        assert_eq!(
+            l.try_take(Some(Client::Principal(p)), t0)
+                .map_err(|e| e.scope),
+            Err(Scope::Client)
+        );
+        assert!(l.try_take(Some(Client::Principal(q)), t0).is_ok());
+        assert!(l.try_take(v4(1), t0).is_ok());
     }
 
     #[test]
@@ -352,12 +390,12 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
         let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert!(l.try_take(Some(a), t0).is_ok());
-        assert!(l.try_take(Some(same_64), t0).is_err());
-        assert!(l.try_take(Some(other_64), t0).is_ok());
+        assert!(l.try_take(Some(a.into()), t0).is_ok());
+        assert!(l.try_take(Some(same_64.into()), t0).is_err());
+        assert!(l.try_take(Some(other_64.into()), t0).is_ok());
         let mapped: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
         assert!(l.try_take(v4(7), t0).is_ok());
-        assert!(l.try_take(Some(mapped), t0).is_err());
+        assert!(l.try_take(Some(mapped.into()), t0).is_err());
     }
 
     #[test]

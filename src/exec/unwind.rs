@@ -109,6 +109,9 @@ pub(super) struct AttemptRecord {
     /// The effects class of the handler its nonce is reserved for, once
     /// reserved.
     pub(super) effects: Option<Effects>,
+    /// The id of the principal that made it (none for a reservation found
+    /// pending at start-up: its record does not keep one).
+    pub(super) principal: Option<String>,
 }
 
 impl AttemptRecord {
@@ -123,6 +126,7 @@ impl AttemptRecord {
             request_hash: record.request_hash,
             approval: ApprovalSummary::none(),
             effects: Some(record.effects),
+            principal: None,
         }
     }
 
@@ -151,6 +155,7 @@ impl AttemptRecord {
             // A rejection names none: no nonce was reserved for it.
             effects: self.effects.filter(|_| outcome != Outcome::Rejected),
             registry: Some(registry),
+            principal: self.principal.clone(),
         }
     }
 }
@@ -244,7 +249,7 @@ impl Boundary {
         &self,
         progress: &Progress,
         message: &str,
-        client: Option<std::net::IpAddr>,
+        client: Option<super::ratelimit::Client>,
     ) -> Response {
         let stage = progress.stage();
         self.metrics.record_panic(stage);
@@ -416,6 +421,7 @@ mod tests {
             request_hash: Hash::sha256(b"r"),
             approval: ApprovalSummary::none(),
             effects: None,
+            principal: None,
         };
         let p = Progress::default();
         assert!(matches!(p.unrecorded(), Unrecorded::NotParsed));

@@ -27,6 +27,7 @@
 //!   [`CLIENT_DISCONNECT_TIMEOUT`], rather than the rest of the body being
 //!   read and discarded for as long as the client cares to send it.
 
+pub mod access;
 mod conn;
 mod error;
 pub mod openapi;
@@ -57,6 +58,7 @@ use futures_util::Stream;
 
 pub use error::ApiError;
 
+use crate::auth::Authenticator;
 use crate::exec::Boundary;
 
 /// Longest time from accepting a connection to having read its request
@@ -85,6 +87,23 @@ pub const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct AppState {
     /// The execution boundary (and through it, the ledger).
     pub boundary: Arc<Boundary>,
+    /// Who is calling ([`access`] decides what each route admits).
+    pub auth: Authenticator,
+    /// Requests refused before their route, by reason.
+    refusals: access::Refusals,
+}
+
+impl AppState {
+    /// The state of a service over `boundary` authenticating with `auth`
+    /// (with no principals configured, authentication is off).
+    #[must_use]
+    pub fn new(boundary: Arc<Boundary>, auth: Authenticator) -> Self {
+        Self {
+            boundary,
+            auth,
+            refusals: access::Refusals::default(),
+        }
+    }
 }
 
 /// Registers every route.

@@ -1,6 +1,7 @@
 //! Route handlers. Each is a few lines: extract, call, serialize.
 
 use actix_web::http::header::{self, ContentType};
+use actix_web::middleware::from_fn;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -8,12 +9,14 @@ use serde_json::{json, Value};
 
 use utoipa::{IntoParams, OpenApi as _};
 
+use super::access::{self, Access};
 use super::openapi::{
     ApiDoc, ConsistencyResponse, CosignaturesResponse, EntriesResponse, EntryResponse, ErrorBody,
     ExecuteBody, ExecuteResponse, HandlersResponse, HealthResponse, InclusionResponse,
     ReadyResponse, ReceiptDoc, RootResponse, VerifyBody, VerifyResponse, VersionResponse,
 };
 use super::{ApiError, AppState};
+use crate::auth::{Principal, Role};
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{verify_receipt, Content, Receipt};
 use crate::exec::{legacy_receipt_hash_of_text, Mode};
@@ -21,6 +24,29 @@ use crate::exec::{legacy_receipt_hash_of_text, Mode};
 const SERVICE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Most entries one `GET /ledger/entries` returns.
 const MAX_ENTRIES_PAGE: u64 = 1000;
+
+/// Every route: path, method and who may call it when authentication is
+/// on ([`Access`]); docs/API.md's route table is this one. `configure`
+/// pairs each row with its handler, in this order.
+pub const ROUTES: [(&str, &str, Access); 17] = [
+    ("/", "GET", Access::Public),
+    ("/health", "GET", Access::Public),
+    ("/ready", "GET", Access::Public),
+    ("/version", "GET", Access::Public),
+    ("/handlers", "GET", Access::Public),
+    ("/metrics", "GET", Access::AuditorOrAdmin),
+    ("/openapi.json", "GET", Access::Public),
+    ("/execute", "POST", Access::Agent),
+    ("/receipts/verify", "POST", Access::Public),
+    ("/receipts/{exec_id}", "GET", Access::OwnerOrAuditor),
+    ("/ledger/checkpoint", "GET", Access::Public),
+    ("/ledger/cosignatures", "POST", Access::Public),
+    ("/ledger/key", "GET", Access::Public),
+    ("/ledger/entries", "GET", Access::Public),
+    ("/ledger/entries/{index}", "GET", Access::Public),
+    ("/ledger/proof/inclusion", "GET", Access::Public),
+    ("/ledger/proof/consistency", "GET", Access::Public),
+];
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(
@@ -36,36 +62,37 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
             .limit(64 * 1024)
             .error_handler(|e, _| ApiError::new(422, "invalid_json", e.to_string()).into()),
     );
-    let routes = [
-        ("/", "GET", web::get().to(root)),
-        ("/health", "GET", web::get().to(health)),
-        ("/ready", "GET", web::get().to(ready)),
-        ("/version", "GET", web::get().to(version)),
-        ("/handlers", "GET", web::get().to(handlers)),
-        ("/metrics", "GET", web::get().to(metrics)),
-        ("/openapi.json", "GET", web::get().to(openapi)),
-        ("/execute", "POST", web::post().to(execute)),
-        ("/receipts/verify", "POST", web::post().to(verify)),
-        ("/receipts/{exec_id}", "GET", web::get().to(receipt)),
-        ("/ledger/checkpoint", "GET", web::get().to(checkpoint)),
-        ("/ledger/cosignatures", "POST", web::post().to(cosignatures)),
-        ("/ledger/key", "GET", web::get().to(key)),
-        ("/ledger/entries", "GET", web::get().to(entries)),
-        ("/ledger/entries/{index}", "GET", web::get().to(entry)),
-        ("/ledger/proof/inclusion", "GET", web::get().to(inclusion)),
-        (
-            "/ledger/proof/consistency",
-            "GET",
-            web::get().to(consistency),
-        ),
+    let handlers = [
+        web::get().to(root),
+        web::get().to(health),
+        web::get().to(ready),
+        web::get().to(version),
+        web::get().to(handlers),
+        web::get().to(metrics),
+        web::get().to(openapi),
+        web::post().to(execute),
+        web::post().to(verify),
+        web::get().to(receipt),
+        web::get().to(checkpoint),
+        web::post().to(cosignatures),
+        web::get().to(key),
+        web::get().to(entries),
+        web::get().to(entry),
+        web::get().to(inclusion),
+        web::get().to(consistency),
     ];
-    for (path, method, route) in routes {
+    for ((path, method, access), route) in ROUTES.into_iter().zip(handlers) {
         // A known path with another method is a JSON 405 naming the allowed
         // method (RFC 9110 requires `Allow`), not an empty one.
-        cfg.service(web::resource(path).route(route).default_service(web::to(move || async move {
-            let body = json!({ "detail": "Method not allowed on this path", "code": "method_not_allowed" });
-            HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, method)).json(body)
-        })));
+        cfg.service(
+            web::resource(path)
+                .route(route)
+                .default_service(web::to(move || async move {
+                    let body = json!({ "detail": "Method not allowed on this path", "code": "method_not_allowed" });
+                    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, method)).json(body)
+                }))
+                .wrap(from_fn(move |req, next| access::authorize(access, req, next))),
+        );
     }
     cfg.default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::new(404, "not_found", "No such route"))
@@ -151,9 +178,11 @@ pub(super) async fn handlers(state: web::Data<AppState>) -> HttpResponse {
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let mut text = state.boundary.metrics_text();
+    text.push_str(&state.refusals.render());
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.boundary.metrics_text())
+        .body(text)
 }
 
 /// Reads the body within the configured limit (413 past it, or at once
@@ -190,8 +219,12 @@ pub(super) async fn execute(
     }
     let limit = state.boundary.policy().limits.max_body_bytes;
     let body = read_body(&req, &mut payload, limit).await?;
-    let client = req.peer_addr().map(|a| a.ip());
-    let response = state.boundary.execute(&body, client).await;
+    let address = req.peer_addr().map(|a| a.ip());
+    let principal = caller(&req);
+    let response = state
+        .boundary
+        .execute(&body, address, principal.as_ref())
+        .await;
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer = HttpResponse::build(status);
@@ -274,6 +307,7 @@ fn verify_legacy(
 #[utoipa::path(get, path = "/receipts/{exec_id}", params(("exec_id" = String, Path, description = "Execution id")), responses((status = 200, description = "Receipt with a fresh inclusion proof", body = ReceiptDoc), (status = 404, description = "Unknown exec_id", body = ErrorBody)))]
 pub(super) async fn receipt(
     state: web::Data<AppState>,
+    req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let receipt = state
@@ -284,7 +318,22 @@ pub(super) async fn receipt(
             crate::ledger::LedgerError::NotFound => ApiError::not_found("Execution"),
             other => other.into(),
         })?;
+    // An agent reads its own tenant's receipts only; another tenant's is
+    // answered exactly as a missing one, so that existence does not leak.
+    if let Some(principal) = caller(&req).filter(|p| p.role == Role::Agent) {
+        let tenant = crate::core::entry::Entry::from_canonical_bytes(receipt.entry.as_bytes())
+            .map(|e| e.tenant);
+        if tenant.as_deref() != Ok(principal.tenant.as_str()) {
+            return Err(ApiError::not_found("Execution"));
+        }
+    }
     Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// The principal `access::authorize` admitted the request as, if any.
+fn caller(req: &HttpRequest) -> Option<Principal> {
+    use actix_web::HttpMessage as _;
+    req.extensions().get::<Principal>().cloned()
 }
 
 #[utoipa::path(get, path = "/ledger/checkpoint", responses((status = 200, description = "The published C2SP checkpoint (the latest, advanced at most once per publish interval) with the witness cosignatures stored for it", body = String, content_type = "text/plain"), (status = 503, description = "Storage unavailable", body = ErrorBody)))]

@@ -27,6 +27,7 @@ pub fn draft(n: u64) -> EntryDraft {
         replay_of: None,
         effects: None,
         registry: None,
+        principal: None,
     }
 }
 

@@ -226,6 +226,7 @@ pub fn compute() -> Result<Vectors, Box<dyn Error>> {
             replay_of,
             effects: None,
             registry: None,
+            principal: None,
         };
         let entry = Entry::from_draft(draft, ORIGIN, index, prev, time);
         let bytes = entry.to_canonical_bytes()?;

@@ -54,6 +54,7 @@ impl Request {
             action: "echo",
             payload: &self.payload,
             request_hash: &self.hash,
+            tenant: Some("t"),
         }
     }
 
