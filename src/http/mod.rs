@@ -57,6 +57,7 @@ use actix_web::{web, App, HttpMessage as _};
 use futures_util::Stream;
 
 pub use error::ApiError;
+pub use routes::ROUTES;
 
 use crate::auth::Authenticator;
 use crate::exec::Boundary;
