@@ -530,3 +530,25 @@ fn the_principal_is_in_the_entry_and_verifies() {
     assert!(out.status.success(), "{line}");
     assert!(line.starts_with("OK: entry 0 (add executed"), "{line}");
 }
+
+/// `/openapi.json` declares the bearer scheme, and exactly the routes that
+/// are not public name it.
+#[test]
+fn the_openapi_document_marks_the_protected_operations() {
+    let s = server::start(&[]);
+    let (status, doc) = s.get_json("/openapi.json");
+    assert_eq!(status, 200);
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(scheme["type"], "http", "{scheme}");
+    assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    for (path, method, access) in openexec::http::ROUTES {
+        let operation = &doc["paths"][path][method.to_ascii_lowercase()];
+        assert!(operation.is_object(), "{method} {path}");
+        let secured = operation["security"] == json!([{"bearer": []}]);
+        assert_eq!(
+            secured,
+            access != Access::Public,
+            "{method} {path}: {operation}"
+        );
+    }
+}

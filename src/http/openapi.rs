@@ -5,7 +5,8 @@
 //! responses match).
 
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
 
 /// Body of `POST /execute`.
 #[derive(Serialize, ToSchema)]
@@ -288,6 +289,31 @@ pub struct ConsistencyResponse {
         InclusionResponse,
         ConsistencyResponse,
         CosignaturesResponse
-    ))
+    )),
+    modifiers(&BearerScheme)
 )]
 pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme that the protected operations
+/// name: `Authorization: Bearer oex1_...`, required only when principals
+/// are configured (docs/API.md, "Who may call what").
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("oex1_<principal id>_<secret>")
+                    .description(Some(
+                        "A token from `openexec token create`; required by the operations that \
+                         name this scheme once principals are configured",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}

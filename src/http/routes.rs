@@ -176,7 +176,7 @@ pub(super) async fn handlers(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(body)
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", security(("bearer" = [])), responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"), (status = 401, description = "Authentication is on, and no valid credentials were given (one body whatever the reason)", body = ErrorBody), (status = 403, description = "Authentication is on, and the credentials' role is not auditor or admin", body = ErrorBody)))]
 pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let mut text = state.boundary.metrics_text();
     text.push_str(&state.refusals.render());
@@ -189,10 +189,11 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// when `Content-Length` announces more) and time (408 past
 /// [`super::REQUEST_BODY_TIMEOUT`]), and requires a JSON content type when
 /// one is given (415 otherwise; a missing one is accepted as JSON).
-#[utoipa::path(post, path = "/execute", request_body = ExecuteBody, responses(
+#[utoipa::path(post, path = "/execute", request_body = ExecuteBody, security(("bearer" = [])), responses(
     (status = 200, description = "Executed, or a replay of an execution", body = ExecuteResponse),
     (status = 400, description = "Unknown action or invalid payload (recorded)", body = ExecuteResponse),
-    (status = 403, description = "Not allowed or approval refused (recorded)", body = ExecuteResponse),
+    (status = 401, description = "Authentication is on, and no valid credentials were given (not recorded; one body whatever the reason)", body = ErrorBody),
+    (status = 403, description = "Not allowed (the service's or the credential's allow-list) or approval refused (recorded); or, authentication on, a role other than agent (code forbidden, not recorded)", body = ExecuteResponse),
     (status = 408, description = "Body not received in time (not recorded)", body = ErrorBody),
     (status = 409, description = "Nonce in flight (recorded)", body = ExecuteResponse),
     (status = 413, description = "Body too large (not recorded)", body = ErrorBody),
@@ -304,7 +305,7 @@ fn verify_legacy(
     }
 }
 
-#[utoipa::path(get, path = "/receipts/{exec_id}", params(("exec_id" = String, Path, description = "Execution id")), responses((status = 200, description = "Receipt with a fresh inclusion proof", body = ReceiptDoc), (status = 404, description = "Unknown exec_id", body = ErrorBody)))]
+#[utoipa::path(get, path = "/receipts/{exec_id}", params(("exec_id" = String, Path, description = "Execution id")), security(("bearer" = [])), responses((status = 200, description = "Receipt with a fresh inclusion proof", body = ReceiptDoc), (status = 401, description = "Authentication is on, and no valid credentials were given (one body whatever the reason)", body = ErrorBody), (status = 404, description = "Unknown exec_id, or (to an agent) another tenant's", body = ErrorBody)))]
 pub(super) async fn receipt(
     state: web::Data<AppState>,
     req: HttpRequest,
