@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// Listen address.
     #[arg(long, env = "OPENEXEC_BIND", default_value = "127.0.0.1:5000")]
     pub bind: String,
-    /// Allow binding to a non-loopback address (there is no authentication).
+    /// Allow binding to a non-loopback address. The service speaks plain HTTP (no TLS): requests, bearer tokens and content cross the network in cleartext; without principals (`openexec token create`) anyone who reaches the port may execute.
     #[arg(long, env = "OPENEXEC_ALLOW_PUBLIC_BIND")]
     pub allow_public_bind: bool,
     /// Log origin (checkpoint first line and key name).
@@ -184,7 +184,7 @@ impl ServeArgs {
             .map_err(|e| format!("OPENEXEC_BIND {:?}: {e}", self.bind))?;
         if !bind.ip().is_loopback() && !self.allow_public_bind {
             return Err(format!(
-                "refusing to bind to non-loopback address {bind}: OpenExec has no authentication; set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
+                "refusing to bind to non-loopback address {bind}: OpenExec serves plain HTTP, so requests, bearer tokens and results would cross the network in cleartext (and without principals configured anyone who reaches the port may execute); put it behind a TLS-terminating proxy and set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
             ));
         }
         let data_dir = match non_empty(self.db_url.as_deref()) {
