@@ -4,8 +4,10 @@
 //! recorded in the ledger):
 //!
 //! 1. parse within limits (refused here → not recorded, 413/415/422);
-//! 2. effective tenant and canonical request hash;
-//! 3. allow-list (403), registered action (400);
+//! 2. effective tenant (an authenticated caller's is its principal's) and
+//!    canonical request hash;
+//! 3. allow-lists, the service's then the principal's (403), registered
+//!    action (400);
 //! 4. approval (clawshield mode: 403, or 422 if malformed);
 //! 5. payload check of the handler (400);
 //! 6. nonce reservation, atomic with the approval's single use, then made
@@ -35,6 +37,7 @@ mod handler_runtime;
 pub mod metrics;
 pub mod ratelimit;
 mod record;
+mod replay;
 mod unwind;
 
 pub use record::{legacy_receipt_hash, legacy_receipt_hash_of_text};
@@ -53,9 +56,8 @@ use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
 use crate::core::canonical::{canonical_value, request_hash};
-use crate::core::entry::{ApprovalSummary, Effects, Entry, Outcome, ReplayOf};
-use crate::core::hash::{leaf_hash, Hash};
-use crate::core::receipt::Content;
+use crate::core::entry::{ApprovalSummary, Effects, Outcome, ReplayOf};
+use crate::core::hash::Hash;
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
 use crate::ledger::{Appended, Ledger, LedgerError, Recorded};
 use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
@@ -662,91 +664,6 @@ impl Boundary {
             "A request with this nonce is still in flight",
         );
         self.finish(attempt, decision, None).await
-    }
-
-    /// A nonce whose attempt is done, its entry at `index`: a replay of the
-    /// same request, or a conflict.
-    async fn replay(&self, mut attempt: Attempt, index: u64) -> Response {
-        let (original, leaf) = match self.entry_completing(index, &attempt) {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::error!(exec_id = %attempt.exec_id, index, error = %e, "the entry of a done nonce cannot be read");
-                return storage_unavailable();
-            }
-        };
-        if original.request_hash != attempt.request_hash {
-            return self
-                .finish(
-                    attempt,
-                    Decision::reject(
-                        422,
-                        "nonce_conflict",
-                        "Nonce already used for a different request",
-                    ),
-                    None,
-                )
-                .await;
-        }
-        let result = match self.original_result(index) {
-            Ok(result) => result,
-            Err(e) => {
-                tracing::error!(exec_id = %attempt.exec_id, index, error = %e, "the content of a done nonce's entry cannot be read");
-                return storage_unavailable();
-            }
-        };
-        let status = answered_status(original.outcome, &original.reason);
-        let decision = Decision {
-            outcome: Outcome::Replayed,
-            reason: format!("replay_of_{}", original.outcome),
-            status,
-            detail: (status != 200)
-                .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
-            result,
-        };
-        // The replay entry carries the original exec_id (it is not indexed
-        // under it, so lookups still find the original), and the response
-        // names the original execution, as the original service did. It
-        // names the original entry and repeats its commitments instead of
-        // keeping the payload and result again.
-        attempt.exec_id = original.exec_id;
-        attempt.original = Some(Original {
-            at: ReplayOf {
-                index,
-                leaf_hash: leaf,
-            },
-            payload_commitment: original.payload_commitment,
-            result_commitment: original.result_commitment,
-        });
-        let mut response = self.finish(attempt, decision, None).await;
-        if let Value::Object(map) = &mut response.body {
-            if map.get("outcome") == Some(&json!("replayed")) {
-                map.insert("original_outcome".into(), json!(original.outcome));
-            }
-        }
-        response
-    }
-
-    /// The entry a done nonce names, which must hold that nonce, and its
-    /// leaf hash.
-    fn entry_completing(&self, index: u64, attempt: &Attempt) -> Result<(Entry, Hash), String> {
-        let (bytes, _) = self.ledger.entry(index).map_err(|e| e.to_string())?;
-        let entry = Entry::from_canonical_bytes(&bytes).map_err(|e| e.to_string())?;
-        if entry.nonce != attempt.request.nonce.as_str() || entry.tenant != attempt.tenant {
-            return Err("it holds another nonce".into());
-        }
-        Ok((entry, leaf_hash(&bytes)))
-    }
-
-    /// The original attempt's kept result: none when no content is kept;
-    /// an error when it cannot be read (a replay is then refused, never
-    /// answered without the result it had).
-    fn original_result(&self, index: u64) -> Result<Option<Value>, crate::store::StoreError> {
-        let Some(bytes) = self.ledger.store().content(index)? else {
-            return Ok(None);
-        };
-        Ok(serde_json::from_slice::<Content>(&bytes)
-            .ok()
-            .and_then(|c| c.result))
     }
 
     /// Records the attempt and builds the response.
