@@ -10,9 +10,12 @@ run the action twice, and keeps the receipt for offline verification.
 
 Standard library only. Usage:
     python3 examples/agent.py --url http://127.0.0.1:5000 --out receipt.json
+With authentication on, give the agent's token (`openexec token create --role
+agent ...`) as --token or in OPENEXEC_TOKEN; it is sent as a bearer token.
 """
 import argparse
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -43,7 +46,7 @@ def fake_model_tool_call():
     }
 
 
-def execute(base_url, tool_call, approval=None):
+def execute(base_url, tool_call, approval=None, token=None):
     body = {
         "action": tool_call["function"]["name"],
         "payload": tool_call["function"]["arguments"],  # the JSON string, as is
@@ -51,10 +54,13 @@ def execute(base_url, tool_call, approval=None):
     }
     if approval is not None:
         body["approval_artifact"] = approval
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = "Bearer " + token
     request = urllib.request.Request(
         base_url + "/execute",
         data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
+        headers=headers,
         method="POST",
     )
     try:
@@ -68,10 +74,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", default="http://127.0.0.1:5000")
     parser.add_argument("--out", default="receipt.json")
+    parser.add_argument("--token", default=os.environ.get("OPENEXEC_TOKEN"))
     args = parser.parse_args()
 
     call = fake_model_tool_call()
-    status, first = execute(args.url, call)
+    status, first = execute(args.url, call, token=args.token)
     if status != 200:
         print(f"execution refused: {status} {first.get('code')}: {first.get('detail')}")
         return 1
@@ -79,7 +86,7 @@ def main():
 
     # A network retry of the same tool call: same nonce, so OpenExec
     # returns the recorded outcome and does not run the action again.
-    status, retry = execute(args.url, call)
+    status, retry = execute(args.url, call, token=args.token)
     assert status == 200 and retry["replayed"] is True and retry["exec_id"] == first["exec_id"], retry
     print("retry was a replay; the action ran once")
 

@@ -552,3 +552,39 @@ fn the_openapi_document_marks_the_protected_operations() {
         );
     }
 }
+
+/// The Python agent example sends its token (`OPENEXEC_TOKEN`) and runs;
+/// without it, it is refused.
+#[test]
+fn the_python_agent_passes_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let agent = mint(&data, Role::Agent, "acme", None, false);
+    let s = server::start_in(&data, &[]).unwrap();
+    let run = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent.py"))
+            .args(["--url", &s.base, "--out"])
+            .arg(dir.path().join("receipt.json"))
+            .env_remove("OPENEXEC_TOKEN");
+        if let Some(t) = token {
+            cmd.env("OPENEXEC_TOKEN", t);
+        }
+        cmd.output().expect("python3 runs")
+    };
+    let refused = run(None);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stdout).contains("401 unauthorized"),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let out = run(Some(&agent.token));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("the action ran once"), "{stdout}");
+}
