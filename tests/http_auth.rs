@@ -332,6 +332,37 @@ fn tenants_are_kept_apart() {
         "{r}"
     );
 
+    // v1 approvals: the credential pins the tenant, so one naming A's
+    // tenant runs and one naming the configured tenant does not.
+    let v1 = |id: &str, tenant: &str| {
+        let art = openexec::core::approval::mint_v1(
+            &key,
+            id,
+            tenant,
+            "echo",
+            &p,
+            Utc::now(),
+            chrono::Duration::seconds(120),
+        );
+        serde_json::to_value(art).unwrap()
+    };
+    let (status, r) = execute(
+        &s,
+        &a.token,
+        &json!({"action": "echo", "payload": p, "nonce": "n-v1", "approval_artifact": v1("v1-a", "acme")}),
+    );
+    assert_eq!(status, 200, "{r}");
+    let (status, r) = execute(
+        &s,
+        &a.token,
+        &json!({"action": "echo", "payload": p, "nonce": "n-v1b", "approval_artifact": v1("v1-c", "configured")}),
+    );
+    assert_eq!(
+        (status, r["code"].as_str()),
+        (403, Some("tenant_mismatch")),
+        "{r}"
+    );
+
     // Receipts: B's is missing for A, exactly as an unknown id is.
     let b_receipt = format!("/receipts/{}", rb["exec_id"].as_str().unwrap());
     let a_receipt = format!("/receipts/{}", ra["exec_id"].as_str().unwrap());
