@@ -209,6 +209,22 @@ impl Action for Keyed {
     }
 }
 
+/// Takes its time: long enough for its client to hang up.
+struct Slow;
+impl Action for Slow {
+    const NAME: &'static str = "slow";
+    const EFFECTS: Effects = Effects::AtMostOnce;
+    type Payload = Empty;
+    type Output = Key;
+    async fn run(&self, ctx: Context, _: Empty) -> Result<Key, ActionError> {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        Ok(Key {
+            key: ctx.idempotency_key().to_string(),
+            exec_id: ctx.exec_id().to_owned(),
+        })
+    }
+}
+
 /// A server of this process with the actions above, one HTTP worker.
 struct InProcess {
     base: String,
@@ -225,6 +241,7 @@ impl InProcess {
             .register(Panicky)
             .register(Blocker)
             .register(Keyed)
+            .register(Slow)
             .build()
             .unwrap();
         let boundary = common::boundary_with(
@@ -377,4 +394,41 @@ fn the_idempotency_key_names_the_request_and_a_failed_check_reserves_nothing() {
     assert_ne!(other["result"]["key"], key.as_str());
     let (_, more) = s.execute("keyed", json!({"amount": 6}), "i-3");
     assert_ne!(more["result"]["key"], other["result"]["key"]);
+}
+
+#[test]
+fn a_client_that_hangs_up_mid_handler_leaves_a_recorded_attempt_not_a_nonce_in_flight() {
+    use std::io::Write as _;
+    let s = InProcess::start();
+    let body = json!({"action": "slow", "payload": {}, "nonce": "gone-1"}).to_string();
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        stream,
+        "POST /execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // Hang up hard (RST), as a client that dies does.
+    rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO)).unwrap();
+    drop(stream);
+    // The attempt still ends in its entry; the retry is its replay.
+    let mut answer = (0, Value::Null);
+    for _ in 0..100 {
+        answer = s.execute("slow", json!({}), "gone-1");
+        if answer.0 != 409 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = answer;
+    assert_eq!((status, body["outcome"].clone()), (200, json!("replayed")), "{body}");
+    let (_, health) = s.call("GET", "/health", None);
+    let size = health["ledger"]["size"].as_u64().unwrap();
+    let executed = (0..size)
+        .map(|i| s.entry(i))
+        .filter(|e| e.outcome.as_str() == "executed")
+        .count();
+    assert_eq!(executed, 1);
 }

@@ -222,10 +222,20 @@ pub(super) async fn execute(
     let body = read_body(&req, &mut payload, limit).await?;
     let address = req.peer_addr().map(|a| a.ip());
     let principal = caller(&req);
-    let response = state
-        .boundary
-        .execute(&body, address, principal.as_ref())
-        .await;
+    // Once its body is read, the attempt runs to its entry in a task of its
+    // own: a client that disconnects drops this future, never the attempt
+    // half-way (a reservation left pending, a handler's result lost).
+    let boundary = std::sync::Arc::clone(&state.boundary);
+    let attempt = actix_web::rt::spawn(async move {
+        boundary.execute(&body, address, principal.as_ref()).await
+    });
+    let Ok(response) = attempt.await else {
+        return Err(ApiError::new(
+            500,
+            "internal_panic",
+            "Internal error while handling this attempt",
+        ));
+    };
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer = HttpResponse::build(status);
