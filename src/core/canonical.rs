@@ -36,8 +36,12 @@ pub fn to_canonical_string<T: Serialize>(value: &T) -> Result<String, CanonicalE
 /// receives, what is hashed and what is committed is this value, and
 /// canonicalizing it again gives the same bytes.
 pub fn canonical_value(value: &Value) -> Result<Value, CanonicalError> {
-    let bytes = to_canonical_bytes(value)?;
-    serde_json::from_slice(&bytes).map_err(|e| CanonicalError(e.to_string()))
+    canonical_value_of(&to_canonical_bytes(value)?)
+}
+
+/// The value canonical bytes (from [`to_canonical_bytes`]) read back to.
+pub fn canonical_value_of(bytes: &[u8]) -> Result<Value, CanonicalError> {
+    serde_json::from_slice(bytes).map_err(|e| CanonicalError(e.to_string()))
 }
 
 /// The fields a request hash binds: exactly what was asked, of whom, once.

@@ -55,7 +55,7 @@ use crate::auth::Principal;
 use crate::core::approval::{
     self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
 };
-use crate::core::canonical::{canonical_value, request_hash};
+use crate::core::canonical::{canonical_value_of, request_hash, to_canonical_bytes};
 use crate::core::entry::{ApprovalSummary, Effects, Outcome, ReplayOf};
 use crate::core::hash::Hash;
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
@@ -619,20 +619,7 @@ impl Boundary {
             // The result is answered, stored and committed as the value its
             // canonical bytes read back to (I-JSON, as payloads are), so
             // that its commitment opens to exactly what the client got.
-            Ran::Returned(Ok(result)) => match canonical_value(&result) {
-                Ok(result) => Decision {
-                    outcome: Outcome::Executed,
-                    reason: "ok".into(),
-                    status: 200,
-                    detail: None,
-                    result: Some(result),
-                },
-                Err(e) => Decision::failed(
-                    500,
-                    "result_not_canonical",
-                    format!("Handler result cannot be canonicalized: {e}"),
-                ),
-            },
+            Ran::Returned(Ok(result)) => executed(&result),
             Ran::Returned(Err(e)) => {
                 Decision::failed(500, "handler_error", format!("Handler failed: {e}"))
             }
@@ -755,6 +742,43 @@ fn answered_status(outcome: Outcome, reason: &str) -> u16 {
         (Outcome::Failed, "deadline_exceeded") => 504,
         (Outcome::Failed, "handler_cancelled") => 503,
         _ => 500,
+    }
+}
+
+/// The most bytes a handler's result may take in its canonical form: with
+/// the payload (at most the body limit, 64 KiB) and the salts, the content
+/// an entry keeps stays below the store's value limit, so a result is
+/// never what makes its attempt unrecordable.
+pub const MAX_RESULT_BYTES: usize = 128 * 1024;
+
+/// The decision for a handler that returned `result`: executed with the
+/// value its canonical bytes read back to, or failed when it has no
+/// canonical form or is larger than [`MAX_RESULT_BYTES`].
+fn executed(result: &Value) -> Decision {
+    let canonical = to_canonical_bytes(result).and_then(|bytes| {
+        if bytes.len() > MAX_RESULT_BYTES {
+            return Ok(Err(bytes.len()));
+        }
+        canonical_value_of(&bytes).map(Ok)
+    });
+    match canonical {
+        Ok(Ok(result)) => Decision {
+            outcome: Outcome::Executed,
+            reason: "ok".into(),
+            status: 200,
+            detail: None,
+            result: Some(result),
+        },
+        Ok(Err(len)) => Decision::failed(
+            500,
+            "result_too_large",
+            format!("Handler result is {len} bytes in canonical form; at most {MAX_RESULT_BYTES} are recorded"),
+        ),
+        Err(e) => Decision::failed(
+            500,
+            "result_not_canonical",
+            format!("Handler result cannot be canonicalized: {e}"),
+        ),
     }
 }
 
