@@ -332,9 +332,11 @@ impl Writer {
             let (content, entry_salts) = content.map(|c| (c.bytes, c.salts)).unzip();
             salts.push(entry_salts);
             // What `entry_approval_key` reads from `bytes`: the approval a
-            // completing entry consumed (see "Approvals" in `store`).
+            // completing entry consumed (see "Approvals" in `store`); an
+            // entry that releases its nonce consumes none.
             let approval_key = completion
                 .as_ref()
+                .filter(|c| c.completes())
                 .and_then(|_| entry.approval.consume_key(&entry.tenant));
             write.entries.push(StoredEntry {
                 index,

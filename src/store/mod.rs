@@ -85,7 +85,7 @@ mod tokens;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 pub use cosignatures::KEEP_COSIGNED;
@@ -133,7 +133,8 @@ pub enum StoreError {
     /// (format 0: a store that records none). Nothing was written to it.
     #[error(
         "the store is in store format {found}; this OpenExec opens store format {} only \
-         (another format needs a migration command, never a conversion at open)",
+         (opening never converts a store: for format 1, stop the service and run \
+         `openexec migrate --db-url <the same --db-url>`)",
         segments::STORE_FORMAT
     )]
     UnsupportedFormat {
@@ -286,8 +287,12 @@ pub struct CycleWrite {
 pub struct CycleSync {
     batch: bool,
     reservations: bool,
-    /// The batch's commit, when it goes to the commit ring.
+    /// The batch's commit, when it goes to the commit ring (otherwise it
+    /// was applied to sled, and the sync flushes sled).
     ring: Option<RingCommit>,
+    /// The reservations the batch resolved: the journal forgets them once
+    /// the batch is durable.
+    resolved: Vec<reservations::journal::Attempt>,
 }
 
 /// The batch that appends `entries` (consecutive indexes, the first one
@@ -372,13 +377,21 @@ struct Inner {
     /// Makes `consumed_approvals` durable in the background.
     _consumed_approvals_syncer: key_table::Syncer,
     approval_key_of: ApprovalKeyOf,
-    /// Held by each reservation from its done checks to the end of its
-    /// sled transaction, and by each commit from its transaction until its
-    /// nonces and approvals are in their tables (see "Nonces").
-    nonce_order: Mutex<()>,
+    /// The reservations in flight. Held by each reservation from its done
+    /// checks until it is in flight, and by each commit from the moment it
+    /// resolves its reservations until its nonces and approvals are in
+    /// their tables (see "Nonces").
+    nonce_order: Mutex<reservations::InFlight>,
+    /// Journal records of reservations made since the last sync, for the
+    /// next [`Store::sync_cycle`] to append.
+    staged: Mutex<Vec<(String, reservations::journal::JournalRecord)>>,
+    /// The reservation journal (`reservations.log`).
+    journal: reservations::journal::Journal,
+    /// Set by a write to sled that no cycle sync has flushed yet (a
+    /// counter's increment): the next [`Store::sync_cycle`] flushes sled.
+    sled_written: AtomicBool,
     checkpoints: sled::Tree,
     meta: sled::Tree,
-    pending: sled::Tree,
     approvals: sled::Tree,
     counters: sled::Tree,
     /// Injected failures (tests only).
@@ -548,8 +561,11 @@ impl Store {
         self.done_index(key)
     }
 
-    /// Takes the lock that orders reservations after commits.
-    fn lock_nonce_order(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+    /// Takes the lock that orders reservations after commits, and holds
+    /// the reservations in flight.
+    fn lock_nonce_order(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, reservations::InFlight>, StoreError> {
         self.inner
             .nonce_order
             .lock()
@@ -617,7 +633,8 @@ impl Store {
             + self.inner.segments.len_on_disk()?
             + self.inner.exec_table.len_on_disk()?
             + self.inner.done_nonces.len_on_disk()?
-            + self.inner.consumed_approvals.len_on_disk()?)
+            + self.inner.consumed_approvals.len_on_disk()?
+            + self.inner.journal.len()?)
     }
 }
 

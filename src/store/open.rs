@@ -10,13 +10,15 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::Transactional;
 
 use super::commit_ring::{self, CommitRing, RingCommit};
 use super::damage::DamageLog;
+use super::reservations::journal::{self, Journal, JournalRecord};
+use super::reservations::InFlight;
 use super::segments::{Segments, SegmentsMark};
 use super::{
     commit_mark, faults, key_table, read_head, reservations, sync_dir, sync_sled, Inner, Store,
@@ -52,6 +54,13 @@ impl Store {
                 .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
             Ok::<_, StoreError>((exec_table?, completions?))
         })?;
+        let (journal, in_flight) = open_journal(
+            &segments,
+            &exec_table,
+            &completions.done_nonces,
+            config,
+            existing,
+        )?;
         let exec_table = Arc::new(exec_table);
         let done_nonces = Arc::new(completions.done_nonces);
         let consumed_approvals = Arc::new(completions.consumed_approvals);
@@ -68,10 +77,12 @@ impl Store {
             _consumed_approvals_syncer: key_table::Syncer::start(Arc::clone(&consumed_approvals))?,
             consumed_approvals,
             approval_key_of: config.approval_key_of,
-            nonce_order: Mutex::new(()),
+            nonce_order: Mutex::new(in_flight),
+            staged: Mutex::new(Vec::new()),
+            journal,
+            sled_written: AtomicBool::new(false),
             checkpoints: db.open_tree("checkpoints")?,
             meta,
-            pending: db.open_tree("pending")?,
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
             faults: faults::Faults::default(),
@@ -365,6 +376,55 @@ fn open_ring(
         }
     }
     Ok((ring, held))
+}
+
+/// Reads the reservation journal once the key tables are whole, and
+/// opens it holding the reservations still in flight: a record whose
+/// nonce is not done (`nonces.tab`, confirmed against the entry) and
+/// whose exec_id no entry carries (`exec_ids.tab`, confirmed) — an entry
+/// that resolved it (completed or released the nonce) would. Refuses,
+/// writing nothing, an `existing` store without its journal (the
+/// reservations in flight at a crash are there) and a damaged journal.
+fn open_journal(
+    segments: &Segments,
+    exec_table: &key_table::KeyTable,
+    done_nonces: &key_table::KeyTable,
+    config: &StoreConfig,
+    existing: bool,
+) -> Result<(Journal, InFlight), StoreError> {
+    let dir = &config.path;
+    if existing && !dir.join(journal::FILE).exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} is missing: the reservations in flight at the last stop are there, and \
+             opening without it could run their handlers again; restore it with the rest of \
+             the directory",
+            journal::FILE
+        )));
+    }
+    let scanned = Journal::read(dir)?;
+    let mut live: Vec<(journal::Attempt, JournalRecord)> = Vec::new();
+    let mut in_flight = Vec::new();
+    for record in &scanned.records {
+        let pending = journal::pending_of(record)?;
+        let done = done_nonces.find(&record.key, |index| {
+            Ok(segments
+                .completing_entry(index)?
+                .filter(|b| (config.nonce_key_of)(b).as_deref() == Some(record.key.as_slice()))
+                .map(|_| index))
+        })?;
+        let resolved = exec_table.find(pending.exec_id.as_bytes(), |index| {
+            Ok(segments.entry(index)?.and_then(|(bytes, _)| {
+                ((config.exec_id_of)(&bytes).as_deref() == Some(pending.exec_id.as_str()))
+                    .then_some(index)
+            }))
+        })?;
+        if done.is_none() && resolved.is_none() {
+            live.push(((record.key.clone(), pending.exec_id.clone()), record.clone()));
+            in_flight.push((record.key.clone(), pending));
+        }
+    }
+    let journal = Journal::open(dir, &scanned, live)?;
+    Ok((journal, InFlight::of(in_flight)))
 }
 
 /// Files in sled's checkpoint history the checkpoints of ring commits it

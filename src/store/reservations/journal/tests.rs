@@ -1,0 +1,148 @@
+//! Unit tests of the reservation journal: the frame codec, torn and
+//! damaged frames, and compaction's crash points.
+
+use super::*;
+
+fn rec(n: u8) -> JournalRecord {
+    JournalRecord {
+        key: vec![b't', 0, b'0' + n],
+        record: vec![n; 20 + usize::from(n)],
+    }
+}
+
+fn attempt(n: u8) -> (String, JournalRecord) {
+    (format!("exec-{n}"), rec(n))
+}
+
+#[test]
+fn frames_round_trip_and_refuse_every_change() {
+    let records = vec![rec(1), rec(2), rec(3)];
+    let frame = encode_frame(&records).unwrap();
+    assert_eq!(decode_frame(&frame), Some((records, frame.len())));
+    assert_eq!(
+        decode_frame(&encode_frame(&[]).unwrap()).map(|(r, _)| r),
+        Some(vec![])
+    );
+    for cut in 0..frame.len() {
+        assert_eq!(decode_frame(&frame[..cut]), None, "cut at {cut}");
+    }
+    for at in 0..frame.len() {
+        let mut changed = frame.clone();
+        changed[at] ^= 0x40;
+        assert_eq!(decode_frame(&changed), None, "byte {at}");
+    }
+}
+
+#[test]
+fn a_torn_last_frame_is_cut_and_a_damaged_earlier_one_refuses() {
+    let first = encode_frame(&[rec(1)]).unwrap();
+    let second = encode_frame(&[rec(2), rec(3)]).unwrap();
+    let whole = [first.clone(), second.clone()].concat();
+    let all = scan(&whole).unwrap();
+    assert_eq!(all.records, vec![rec(1), rec(2), rec(3)]);
+    assert_eq!(all.end, whole.len() as u64);
+    // Torn anywhere in the last frame, or zeros after it: cut there.
+    for cut in first.len()..whole.len() {
+        let torn = scan(&whole[..cut]).unwrap();
+        assert_eq!((torn.records, torn.end), (vec![rec(1)], first.len() as u64));
+    }
+    let mut zeros = whole.clone();
+    zeros.extend_from_slice(&[0; 100]);
+    assert_eq!(scan(&zeros).unwrap().end, whole.len() as u64);
+    // Damage in the last frame reads as a torn write.
+    let mut last_damaged = whole.clone();
+    last_damaged[first.len() + 20] ^= 1;
+    assert_eq!(scan(&last_damaged).unwrap().records, vec![rec(1)]);
+    // Damage before a valid frame: refused, naming the file and offset.
+    for at in [0, 9, 15, first.len() - 1] {
+        let mut damaged = whole.clone();
+        damaged[at] ^= 1;
+        let refused = scan(&damaged).unwrap_err();
+        assert_eq!((refused.file, refused.offset), (FILE, 0), "byte {at}");
+    }
+}
+
+#[test]
+fn appended_frames_survive_a_reopen_and_resolved_records_leave_by_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanned = Journal::read(dir.path()).unwrap();
+    let journal = Journal::open(dir.path(), &scanned, Vec::new()).unwrap();
+    journal.append(vec![attempt(1), attempt(2)]).unwrap();
+    journal.append(vec![attempt(3)]).unwrap();
+    let on_disk = Journal::read(dir.path()).unwrap();
+    assert_eq!(on_disk.records, vec![rec(1), rec(2), rec(3)]);
+    // Resolving records compacts only past the bound.
+    journal.resolved(&[(rec(1).key, "exec-1".into())]).unwrap();
+    assert_eq!(Journal::read(dir.path()).unwrap().records.len(), 3);
+    let mut n = 0u64;
+    while journal.len().unwrap() < COMPACT_AT {
+        let big = JournalRecord {
+            key: n.to_be_bytes().to_vec(),
+            record: vec![7; 4000],
+        };
+        journal.append(vec![(format!("big-{n}"), big)]).unwrap();
+        n += 1;
+    }
+    let resolved: Vec<Attempt> = (0..n)
+        .map(|n| (n.to_be_bytes().to_vec(), format!("big-{n}")))
+        .collect();
+    journal.resolved(&resolved).unwrap();
+    let compacted = Journal::read(dir.path()).unwrap();
+    assert_eq!(compacted.records, vec![rec(2), rec(3)]);
+    assert!(journal.len().unwrap() < 200);
+    // Later frames go after the compacted one.
+    journal.append(vec![attempt(4)]).unwrap();
+    assert_eq!(
+        Journal::read(dir.path()).unwrap().records,
+        vec![rec(2), rec(3), rec(4)]
+    );
+}
+
+#[test]
+fn every_crash_point_of_a_compaction_leaves_a_whole_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let old = [encode_frame(&[rec(1)]).unwrap(), encode_frame(&[rec(2)]).unwrap()].concat();
+    let new = encode_frame(&[rec(2)]).unwrap();
+    // Before the rename: the old journal, with a .new file whole, torn
+    // or empty beside it (removed at open).
+    for leftover in [new.clone(), new[..new.len() / 2].to_vec(), Vec::new()] {
+        std::fs::write(path.join(FILE), &old).unwrap();
+        std::fs::write(path.join(NEW_FILE), &leftover).unwrap();
+        let read = Journal::read(path).unwrap();
+        assert_eq!(read.records, vec![rec(1), rec(2)]);
+        assert!(!path.join(NEW_FILE).exists());
+    }
+    // After it: the new journal.
+    std::fs::write(path.join(FILE), &new).unwrap();
+    assert_eq!(Journal::read(path).unwrap().records, vec![rec(2)]);
+}
+
+#[test]
+fn opening_rewrites_a_journal_to_its_live_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    let mut bytes = [encode_frame(&[rec(1), rec(2)]).unwrap()].concat();
+    bytes.extend_from_slice(&encode_frame(&[rec(3)]).unwrap()[..10]);
+    std::fs::write(path.join(FILE), &bytes).unwrap();
+    let scanned = Journal::read(path).unwrap();
+    assert_eq!(scanned.records, vec![rec(1), rec(2)]);
+    let live = vec![((rec(2).key, "exec-2".to_owned()), rec(2))];
+    let journal = Journal::open(path, &scanned, live).unwrap();
+    assert_eq!(Journal::read(path).unwrap().records, vec![rec(2)]);
+    journal.append(vec![attempt(5)]).unwrap();
+    assert_eq!(
+        Journal::read(path).unwrap().records,
+        vec![rec(2), rec(5)]
+    );
+}
+
+#[test]
+fn a_failed_append_refuses_every_later_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanned = Journal::read(dir.path()).unwrap();
+    let journal = Journal::open(dir.path(), &scanned, Vec::new()).unwrap();
+    journal.lock().unwrap().broken = Some("injected".into());
+    assert!(journal.append(vec![attempt(1)]).is_err());
+    assert!(Journal::read(dir.path()).unwrap().records.is_empty());
+}
