@@ -341,6 +341,13 @@ impl Drop for Inner {
     /// rebuild; a table's header claims no more than the committed head
     /// (a batch whose sync failed had its keys inserted).
     fn drop(&mut self) {
+        // Reservations never synced (their cycle's sync failed, so no
+        // handler of theirs ran) are kept, as a crash after a later sync
+        // would have kept them: a restart records them `interrupted`.
+        let staged = self.lock_staged().map(|mut s| std::mem::take(&mut *s));
+        if let Err(e) = staged.and_then(|records| self.journal.append(records)) {
+            tracing::warn!(error = %e, "could not append the last reservations to the journal at close");
+        }
         let committed = self.promote_ring();
         let synced = committed
             .as_ref()

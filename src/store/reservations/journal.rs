@@ -316,13 +316,14 @@ impl Journal {
     }
 }
 
-/// Writes `records` as the whole journal, crash-safely (see
-/// "Compaction"): the file and its length.
+/// Writes `records` as the whole journal, in nonce-key order,
+/// crash-safely (see "Compaction"): the file and its length.
 pub(crate) fn write_compacted<'a>(
     dir: &Path,
     records: impl Iterator<Item = &'a JournalRecord>,
 ) -> Result<(File, u64), StoreError> {
-    let records: Vec<JournalRecord> = records.cloned().collect();
+    let mut records: Vec<JournalRecord> = records.cloned().collect();
+    records.sort_by(|a, b| a.key.cmp(&b.key));
     let bytes = if records.is_empty() {
         Vec::new()
     } else {

@@ -1,6 +1,6 @@
-//! Unit tests of reservations and claims: pending records, done nonces
-//! and consumed approvals across commits, crashes, the commit ring and
-//! lost tables.
+//! Unit tests of reservations and claims: pending records, the journal's
+//! live/resolved rule, released nonces, done nonces and consumed
+//! approvals across commits, crashes, the commit ring and lost tables.
 
 use super::*;
 
@@ -146,18 +146,28 @@ fn checkpointed(mut batch: BatchWrite) -> BatchWrite {
 fn a_failed_commit_through_sled_after_a_ring_commit_never_frees_its_nonce() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_a_ring_head(dir.path());
-    // A nonce whose handler ran: its completing batch removes its
-    // pending record in a sled transaction, and that cycle's sync fails.
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+    // A nonce whose handler ran: its completing batch consumes its
+    // approval for good in a sled transaction, and that cycle's sync
+    // fails.
+    reserve_holding(&store, "a", "k");
     store.inject_fault(crate::store::FaultPoint::CommitSync, 0);
-    let completing = checkpointed(batch_naming(&store, &["a"], true));
+    let completing = for_good(&store, 2);
     let written = store.write_cycle(Some(&completing), &[]).unwrap();
+    assert!(written.sync.ring.is_none());
     assert!(store.sync_cycle(&written.sync).is_err());
     // A clean close must not put the ring's older head over the
     // transaction still in sled's memory, nor leave the nonce free.
     drop(store);
     let store = open(dir.path());
     assert_ne!(reserve(&store, "a"), Reservation::Reserved);
+}
+
+/// The batch of `store` from index `from` completing nonce "a" with an
+/// entry that does not name the approval its reservation holds (as an
+/// attempt recorded `interrupted` at restart): it consumes the approval
+/// for good, through sled.
+fn for_good(store: &Store, from: u64) -> BatchWrite {
+    checkpointed(batch_approving(store, from, &[("a", None)], Some(Held::Reserved)))
 }
 
 /// A store at size 2: the first batch through sled (it chooses the
@@ -186,8 +196,8 @@ fn a_cycle_refused_before_its_sync_then_a_clean_close_never_frees_its_nonce() {
     let completing = checkpointed(batch_naming(&store, &["a"], true));
     let written = store.write_cycle(Some(&completing), &[]).unwrap();
     assert!(
-        written.sync.ring.is_none(),
-        "a batch that removes a pending record commits through sled"
+        written.sync.ring.is_some(),
+        "a batch that completes reserved nonces commits in the ring"
     );
     drop(store);
     let store = open(dir.path());
@@ -203,14 +213,13 @@ fn every_crash_point_of_interleaved_ring_and_sled_cycles_opens_consistent() {
     // there would leave them, with the size acknowledged by then.
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_a_ring_head(dir.path());
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
-    store.sync_reservations().unwrap();
+    reserve_holding(&store, "a", "k");
     let mut images = vec![(crash_image(dir.path()), 2)];
     let ring = checkpointed(batch_naming(&store, &["y2"], false));
     let in_ring = store.write_cycle(Some(&ring), &[]).unwrap();
     assert!(in_ring.sync.ring.is_some());
     images.push((crash_image(dir.path()), 2));
-    let completing = checkpointed(batch_naming_from(&store, 3, &["a"], true));
+    let completing = for_good(&store, 3);
     let through_sled = store.write_cycle(Some(&completing), &[]).unwrap();
     assert!(through_sled.sync.ring.is_none());
     images.push((crash_image(dir.path()), 2));
@@ -248,8 +257,8 @@ fn every_crash_point_of_interleaved_ring_and_sled_cycles_opens_consistent() {
 fn the_head_is_never_behind_the_latest_checkpoint_while_a_cycle_awaits_its_sync() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_a_ring_head(dir.path());
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
-    let next = checkpointed(batch_naming(&store, &["a"], true));
+    reserve_holding(&store, "a", "k");
+    let next = for_good(&store, 2);
     let _written = store.write_cycle(Some(&next), &[]).unwrap();
     let head = store.head().unwrap().unwrap().size;
     let latest = store.latest_checkpoint().unwrap().unwrap().0;
@@ -301,7 +310,7 @@ fn a_ring_commits_checkpoint_lost_behind_a_later_transaction_is_restored_at_open
     store
         .commit(&checkpointed(batch_naming(&store, &["x"], false)))
         .unwrap();
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+    reserve_holding(&store, "a", "k");
     // A ring cycle written, then a cycle through sled written before
     // the ring cycle's sync; sled's background flush writes the
     // latter's transaction; the syncer writes the ring slot, and the
@@ -309,7 +318,7 @@ fn a_ring_commits_checkpoint_lost_behind_a_later_transaction_is_restored_at_open
     let ring_cycle = checkpointed(batch_naming(&store, &["y"], false));
     let in_ring = store.write_cycle(Some(&ring_cycle), &[]).unwrap();
     let commit = in_ring.sync.ring.clone().expect("a ring commit");
-    let through_sled = checkpointed(batch_naming_from(&store, 2, &["a"], true));
+    let through_sled = for_good(&store, 2);
     let _written = store.write_cycle(Some(&through_sled), &[]).unwrap();
     store.inner.db.flush().unwrap();
     store.inner.ring.write(&commit).unwrap();
@@ -632,11 +641,14 @@ fn an_approval_consumed_in_the_batch_of_a_cycle_is_used_for_its_reservations() {
 }
 
 #[test]
-fn a_reserved_approval_leaves_sled_with_its_entry_and_stays_consumed() {
+fn a_reserved_approval_is_consumed_by_its_entry_in_the_ring_and_never_in_sled() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
+    store
+        .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+        .unwrap();
     let k = reserve_holding(&store, "a", "k");
-    assert_eq!(approvals_in_sled(&store), 1);
+    assert_eq!(approvals_in_sled(&store), 0);
     // In flight: refused to claims and reservations alike.
     assert_eq!(
         claims(&store, &[("b", Some(&k))]),
@@ -644,11 +656,11 @@ fn a_reserved_approval_leaves_sled_with_its_entry_and_stays_consumed() {
     );
     // Its entry completes the nonce and names the approval; a
     // reservation of the same cycle still finds it consumed, though
-    // the batch removes its record from sled.
+    // the batch ends its hold.
     let (answers, ring) =
         commit_approving(&store, &[("a", Some("k"))], Held::Reserved, &[("c", "k")]);
     assert_eq!(answers, [Reservation::ApprovalUsed]);
-    assert!(!ring);
+    assert!(ring);
     assert_eq!(approvals_in_sled(&store), 0);
     assert!(store.approval_used(&k).unwrap());
     let image = super::super::crash_image(dir.path());
@@ -763,11 +775,14 @@ fn an_approval_whose_entry_does_not_name_it_stays_consumed_in_sled() {
 }
 
 #[test]
-fn a_nonce_in_flight_is_known_from_the_pending_tree_alone() {
+fn a_nonce_in_flight_is_known_from_the_journal_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&super::super::StoreConfig::new(dir.path())).unwrap();
     let key = nonce_key("", "n-1");
-    let first = record(1);
+    let first = PendingNonce {
+        approval_key: Some("approval-1".into()),
+        ..record(1)
+    };
     assert_eq!(
         store.reserve(&key, &first, Some("approval-1")).unwrap(),
         Reservation::Reserved
@@ -782,5 +797,185 @@ fn a_nonce_in_flight_is_known_from_the_pending_tree_alone() {
             .unwrap(),
         Reservation::ApprovalUsed
     );
+    assert_eq!(
+        store.pending_reservations().unwrap(),
+        vec![(key.clone(), first.clone())]
+    );
+    store.sync_reservations().unwrap();
+    let image = crash_image(dir.path());
+    let store = open(image.path());
     assert_eq!(store.pending_reservations().unwrap(), vec![(key, first)]);
+    assert!(store.approval_used("approval-1").unwrap());
+}
+
+/// An entry of attempt `exec_id` naming nonce `nonce` (tenant "t"),
+/// recorded `interrupted`, resolving its reservation as `held` says.
+fn resolving_entry(index: u64, nonce: &str, exec_id: &str, held: Held) -> StoredEntry {
+    let bytes = serde_json::to_vec(&serde_json::json!({
+        "tenant": "t", "nonce": nonce, "exec_id": exec_id, "outcome": "interrupted",
+    }))
+    .unwrap();
+    assert_eq!(
+        crate::core::entry::indexed_exec_id(&bytes).as_deref(),
+        Some(exec_id)
+    );
+    StoredEntry {
+        index,
+        bytes,
+        signature: [0; 64],
+        index_exec_id: Some(exec_id.to_owned()),
+        content: None,
+        completion: Some(Completion {
+            key: nonce_key("t", nonce),
+            held,
+        }),
+        approval_key: None,
+    }
+}
+
+#[test]
+fn a_released_nonce_is_free_its_approval_unheld_and_its_reservation_resolved_across_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+        .unwrap();
+    let k = reserve_holding(&store, "a", "k");
+    let release = checkpointed(super::super::batch_appending(
+        &store,
+        vec![resolving_entry(1, "a", "exec-1", Held::Released)],
+    ));
+    let written = store.write_cycle(Some(&release), &[]).unwrap();
+    assert!(written.sync.ring.is_some(), "a release commits in the ring");
+    // Written, not yet durable: a crash now keeps the reservation.
+    let before_sync = crash_image(dir.path());
+    store.sync_cycle(&written.sync).unwrap();
+    store.index_exec_ids(&release).unwrap();
+    // The entry records the attempt without completing the nonce.
+    assert!(!store.completes_nonce(1).unwrap());
+    assert!(store.pending_reservations().unwrap().is_empty());
+    assert!(!store.approval_used(&k).unwrap());
+    assert_eq!(approvals_in_sled(&store), 0);
+    let released = crash_image(dir.path());
+    // The client's retry reserves anew (another attempt, another exec_id).
+    let retry = PendingNonce {
+        approval_key: Some(k.clone()),
+        ..record(2)
+    };
+    let key = nonce_key("t", "a");
+    assert_eq!(
+        store.reserve(&key, &retry, Some(&k)).unwrap(),
+        Reservation::Reserved
+    );
+    store.sync_reservations().unwrap();
+    let reserved_again = crash_image(dir.path());
+    let reopened = open(before_sync.path());
+    let pending = reopened.pending_reservations().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].1.exec_id, "exec-1");
+    assert!(reopened.approval_used(&k).unwrap());
+    let reopened = open(released.path());
+    assert!(reopened.pending_reservations().unwrap().is_empty());
+    assert!(!reopened.approval_used(&k).unwrap());
+    assert_eq!(reserve(&reopened, "a"), Reservation::Reserved);
+    let reopened = open(reserved_again.path());
+    assert_eq!(
+        reopened.pending_reservations().unwrap(),
+        vec![(key, retry)]
+    );
+    assert!(reopened.approval_used(&k).unwrap());
+}
+
+#[test]
+fn a_reservation_whose_attempt_has_an_entry_is_resolved_at_open_whatever_its_nonce() {
+    // An entry carrying the reservation's exec_id resolves it even when
+    // it completes nothing the tables know of (here: it releases).
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+    assert_eq!(
+        store
+            .reserve(&nonce_key("t", "b"), &record(2), None)
+            .unwrap(),
+        Reservation::Reserved
+    );
+    store.sync_reservations().unwrap();
+    let entries = vec![
+        resolving_entry(0, "a", "exec-1", Held::Reserved),
+        resolving_entry(1, "b", "exec-2", Held::Released),
+    ];
+    let batch = checkpointed(super::super::batch_appending(&store, entries));
+    store.commit(&batch).unwrap();
+    let image = crash_image(dir.path());
+    let store = open(image.path());
+    assert!(store.pending_reservations().unwrap().is_empty());
+    assert_eq!(reserve(&store, "a"), Reservation::Done { index: 0 });
+    assert_eq!(reserve(&store, "b"), Reservation::Reserved);
+}
+
+#[test]
+fn a_damaged_journal_frame_before_a_valid_one_refuses_to_open_and_a_torn_tail_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+    store.sync_reservations().unwrap();
+    assert_eq!(
+        store
+            .reserve(&nonce_key("t", "b"), &record(2), None)
+            .unwrap(),
+        Reservation::Reserved
+    );
+    store.sync_reservations().unwrap();
+    let image = crash_image(dir.path());
+    drop(store);
+    let path = image.path().join(journal::FILE);
+    let whole = std::fs::read(&path).unwrap();
+    // A torn frame after the two: cut, both reservations kept.
+    let mut torn = whole.clone();
+    torn.extend_from_slice(b"OXRESERV\0\0\0\x40partial");
+    std::fs::write(&path, &torn).unwrap();
+    let torn_image = crash_image(image.path());
+    assert_eq!(open(torn_image.path()).pending_reservations().unwrap().len(), 2);
+    // The first frame damaged: refused, the file as it was.
+    let mut damaged = whole;
+    damaged[20] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    let refused = Store::open(&StoreConfig::new(image.path())).err().unwrap();
+    assert!(
+        matches!(&refused, StoreError::Damaged(d) if d.file == journal::FILE && d.offset == 0),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
+    // Missing: refused too.
+    std::fs::remove_file(&path).unwrap();
+    let refused = Store::open(&StoreConfig::new(image.path())).err().unwrap();
+    assert!(refused.to_string().contains("is missing"), "{refused}");
+}
+
+#[test]
+fn the_journal_stays_small_while_reservations_come_and_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+        .unwrap();
+    for round in 0..3000u64 {
+        let nonce = format!("n-{round}");
+        let pending = PendingNonce {
+            exec_id: format!("exec-{round}"),
+            ..record(1)
+        };
+        let key = nonce_key("t", &nonce);
+        assert_eq!(
+            store.reserve(&key, &pending, None).unwrap(),
+            Reservation::Reserved
+        );
+        store.sync_reservations().unwrap();
+        store
+            .commit(&checkpointed(batch_naming(&store, &[nonce.as_str()], true)))
+            .unwrap();
+    }
+    assert!(store.pending_reservations().unwrap().is_empty());
+    let len = std::fs::metadata(dir.path().join(journal::FILE)).unwrap().len();
+    assert!(len < journal::COMPACT_AT + 4096, "{len}");
 }
