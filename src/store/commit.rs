@@ -345,7 +345,10 @@ impl Drop for Inner {
         // handler of theirs ran) are kept, as a crash after a later sync
         // would have kept them: a restart records them `interrupted`.
         let staged = self.lock_staged().map(|mut s| std::mem::take(&mut *s));
-        if let Err(e) = staged.and_then(|records| self.journal.append(records)) {
+        let journal = staged
+            .and_then(|records| self.journal.append(records))
+            .and_then(|()| self.journal.compact_now());
+        if let Err(e) = journal {
             tracing::warn!(error = %e, "could not append the last reservations to the journal at close");
         }
         let committed = self.promote_ring();

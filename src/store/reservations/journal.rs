@@ -6,25 +6,32 @@
 //!
 //! # Frame (all integers big-endian)
 //!
+//! A frame is its records written twice, in two copies back to back, so
+//! that a frame one of whose copies was damaged after it was written
+//! still holds its reservations (as a commit-ring slot holds its commit
+//! twice). A copy:
+//!
 //! | bytes      | field                                                    |
 //! |------------|----------------------------------------------------------|
 //! | 0..8       | magic `OXRESERV`                                         |
-//! | 8..12      | `n`: length of the records (`u32`, at most [`MAX_FRAME`]) |
-//! | 12..12+n   | records, each: key length (`u32`) ‖ nonce key ‖ record length (`u32`) ‖ pending record ([`super::encode_pending`]) |
-//! | 12+n..16+n | CRC-32 (IEEE) of bytes 0..12+n                           |
+//! | 8          | which copy: 0, then 1                                    |
+//! | 9..13      | `n`: length of the records (`u32`, at most [`MAX_FRAME`]) |
+//! | 13..13+n   | records, each: key length (`u32`) ‖ nonce key ‖ record length (`u32`) ‖ pending record ([`super::encode_pending`]) |
+//! | 13+n..17+n | CRC-32 (IEEE) of bytes 0..13+n                           |
 //!
 //! # Torn and damaged frames
 //!
 //! Frames are written by one thread, in turn, each only after the one
 //! before it is durable (`fdatasync` returned; after a failed write or
 //! sync the journal takes no more frames until the store is opened again).
-//! So a crash can leave only the *last* frame torn, and at open a frame
-//! that fails its check with nothing valid after it is cut off: its
-//! reservations were never made durable, so nobody acted on them. A frame
-//! that fails its check with a valid frame anywhere after it was durable
-//! once and is damaged: the open refuses ([`Damaged`]) rather than forget
-//! a reservation whose handler may have run. (Damage to the last frame
-//! itself reads as a torn write: nothing written after it tells them
+//! So a crash can leave only the *last* frame torn. At open a frame is
+//! read from whichever copy checks; a frame neither of whose copies
+//! checks, with nothing valid after it, is torn and cut off (its
+//! reservations were never made durable, so nobody acted on them). One
+//! with a valid frame after it was durable once and is damaged in both
+//! copies: the open refuses ([`Damaged`]) rather than forget a
+//! reservation whose handler may have run. (Both copies of the last frame
+//! damaged reads as a torn write: nothing written after it tells them
 //! apart.)
 //!
 //! # Compaction
@@ -52,7 +59,8 @@ pub(crate) const FILE: &str = "reservations.log";
 /// Where compaction writes before its rename.
 const NEW_FILE: &str = "reservations.log.new";
 const MAGIC: &[u8; 8] = b"OXRESERV";
-const PREFIX_LEN: usize = MAGIC.len() + 4;
+/// Magic, copy number and records length.
+const PREFIX_LEN: usize = MAGIC.len() + 1 + 4;
 const CRC_LEN: usize = 4;
 /// The most bytes of records one frame holds.
 pub(crate) const MAX_FRAME: usize = 64 << 20;
@@ -74,14 +82,16 @@ impl JournalRecord {
     }
 }
 
-/// The bytes of one frame holding `records`.
+/// The bytes of one frame holding `records`: both copies.
 pub(crate) fn encode_frame(records: &[JournalRecord]) -> Result<Vec<u8>, StoreError> {
     let body: usize = records.iter().map(JournalRecord::encoded_len).sum();
     if body > MAX_FRAME {
         return Err(StoreError::TooLarge(body));
     }
-    let mut out = Vec::with_capacity(PREFIX_LEN + body + CRC_LEN);
+    let copy_len = PREFIX_LEN + body + CRC_LEN;
+    let mut out = Vec::with_capacity(2 * copy_len);
     out.extend_from_slice(MAGIC);
+    out.push(0);
     out.extend_from_slice(&len_u32(body)?.to_be_bytes());
     for r in records {
         out.extend_from_slice(&len_u32(r.key.len())?.to_be_bytes());
@@ -89,8 +99,11 @@ pub(crate) fn encode_frame(records: &[JournalRecord]) -> Result<Vec<u8>, StoreEr
         out.extend_from_slice(&len_u32(r.record.len())?.to_be_bytes());
         out.extend_from_slice(&r.record);
     }
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(&out).to_be_bytes());
+    out.extend_from_within(..copy_len);
+    out[copy_len + MAGIC.len()] = 1;
+    let crc = crc32fast::hash(&out[copy_len..2 * copy_len - CRC_LEN]);
+    out[2 * copy_len - CRC_LEN..].copy_from_slice(&crc.to_be_bytes());
     Ok(out)
 }
 
@@ -98,14 +111,24 @@ fn len_u32(len: usize) -> Result<u32, StoreError> {
     u32::try_from(len).map_err(|_| StoreError::TooLarge(len))
 }
 
-/// The frame at the start of `bytes`, if one is there whole and checks:
-/// its records and its length.
-pub(crate) fn decode_frame(bytes: &[u8]) -> Option<(Vec<JournalRecord>, usize)> {
+/// One copy of a frame, as read.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Copy {
+    /// 0 or 1.
+    pub(crate) which: u8,
+    pub(crate) records: Vec<JournalRecord>,
+    /// Its length in bytes (the frame's is twice that).
+    pub(crate) len: usize,
+}
+
+/// The copy at the start of `bytes`, if one is there whole and checks.
+pub(crate) fn decode_copy(bytes: &[u8]) -> Option<Copy> {
     if bytes.len() < PREFIX_LEN + CRC_LEN || &bytes[..MAGIC.len()] != MAGIC {
         return None;
     }
-    let body = u32::from_be_bytes(bytes[MAGIC.len()..PREFIX_LEN].try_into().ok()?) as usize;
-    if body > MAX_FRAME || bytes.len() < PREFIX_LEN + body + CRC_LEN {
+    let which = bytes[MAGIC.len()];
+    let body = u32::from_be_bytes(bytes[MAGIC.len() + 1..PREFIX_LEN].try_into().ok()?) as usize;
+    if which > 1 || body > MAX_FRAME || bytes.len() < PREFIX_LEN + body + CRC_LEN {
         return None;
     }
     let end = PREFIX_LEN + body;
@@ -120,7 +143,11 @@ pub(crate) fn decode_frame(bytes: &[u8]) -> Option<(Vec<JournalRecord>, usize)> 
         let record = take_prefixed(&mut rest)?;
         records.push(JournalRecord { key, record });
     }
-    Some((records, end + CRC_LEN))
+    Some(Copy {
+        which,
+        records,
+        len: end + CRC_LEN,
+    })
 }
 
 fn take_prefixed(rest: &mut &[u8]) -> Option<Vec<u8>> {
@@ -133,51 +160,64 @@ fn take_prefixed(rest: &mut &[u8]) -> Option<Vec<u8>> {
 /// What [`scan`] found in a journal's bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Scanned {
-    /// Every record of every whole frame, in file order.
+    /// Every record of every frame read, in file order.
     pub(crate) records: Vec<JournalRecord>,
-    /// Where the whole frames end (a torn last frame starts here).
+    /// Where the frames read end (a torn last frame starts here).
     pub(crate) end: u64,
+    /// Whether a frame was read from its second copy (the first failed
+    /// its check): the file is then rewritten at open.
+    pub(crate) repaired: bool,
 }
 
-/// Reads a journal's frames: a torn last frame is left out (see "Torn
-/// and damaged frames"); a frame that fails its check before a valid one
-/// is damage.
+/// Reads a journal's frames (see "Torn and damaged frames").
 pub(crate) fn scan(bytes: &[u8]) -> Result<Scanned, Damaged> {
-    let mut records = Vec::new();
+    let mut out = Scanned {
+        records: Vec::new(),
+        end: 0,
+        repaired: false,
+    };
     let mut at = 0;
     while at < bytes.len() {
-        match decode_frame(&bytes[at..]) {
-            Some((frame, len)) => {
-                records.extend(frame);
-                at += len;
+        if let Some(first) = decode_copy(&bytes[at..]).filter(|c| c.which == 0) {
+            // The second copy adds nothing; it may be torn (a crash before
+            // the frame's sync) or damaged: then the file is rewritten.
+            let second = at + first.len;
+            out.repaired |= decode_copy(&bytes[second..])
+                .is_none_or(|c| c.which != 1 || c.records != first.records);
+            at = (second + first.len).min(bytes.len());
+            out.records.extend(first.records);
+            out.end = at as u64;
+            continue;
+        }
+        match next_valid_copy(bytes, at + 1) {
+            Some((next, second)) if second.which == 1 && next == at + second.len => {
+                out.records.extend(second.records);
+                out.repaired = true;
+                at = next + second.len;
+                out.end = at as u64;
             }
-            None => {
-                if let Some(next) = next_valid_frame(bytes, at + 1) {
-                    return Err(Damaged::new(
-                        FILE,
-                        at as u64,
-                        format!(
-                            "a reservation frame fails its check before the valid frame at \
-                             byte {next}; it held reservations made durable, which cannot be \
-                             forgotten (restore the directory from a copy)"
-                        ),
-                    ));
-                }
-                break;
+            Some((next, _)) => {
+                return Err(Damaged::new(
+                    FILE,
+                    at as u64,
+                    format!(
+                        "both copies of a reservation frame fail their check, before the valid \
+                         frame at byte {next}; it held reservations made durable, which cannot \
+                         be forgotten (restore the directory from a copy)"
+                    ),
+                ));
             }
+            None => break,
         }
     }
-    Ok(Scanned {
-        records,
-        end: at as u64,
-    })
+    Ok(out)
 }
 
-/// The offset of the first frame that checks at or after `from`.
-fn next_valid_frame(bytes: &[u8], from: usize) -> Option<usize> {
+/// The first copy that checks at or after `from`, and where it starts.
+fn next_valid_copy(bytes: &[u8], from: usize) -> Option<(usize, Copy)> {
     (from..bytes.len().saturating_sub(MAGIC.len() - 1))
         .filter(|&at| &bytes[at..at + MAGIC.len()] == MAGIC)
-        .find(|&at| decode_frame(&bytes[at..]).is_some())
+        .find_map(|at| decode_copy(&bytes[at..]).map(|c| (at, c)))
 }
 
 /// A reservation's nonce key and its attempt's exec_id.
@@ -225,7 +265,9 @@ impl Journal {
     ) -> Result<Self, StoreError> {
         let path = dir.join(FILE);
         let on_disk = std::fs::metadata(&path).map(|m| m.len()).ok();
-        let whole = on_disk == Some(scanned.end) && scanned.records.len() == live.len();
+        let whole = on_disk == Some(scanned.end)
+            && !scanned.repaired
+            && scanned.records.len() == live.len();
         let needed_bytes = live.iter().map(|(_, r)| r.encoded_len() as u64).sum();
         let needed: HashMap<Attempt, JournalRecord> = live.into_iter().collect();
         let (file, len) = if whole {
@@ -310,10 +352,33 @@ impl Journal {
         Ok(())
     }
 
+    /// Rewrites the file to hold only the records still needed, if it
+    /// holds more (at a clean close, so that the next open looks up no
+    /// resolved reservation).
+    pub(crate) fn compact_now(&self) -> Result<(), StoreError> {
+        let mut state = self.lock()?;
+        if state.broken.is_some() || state.len == encoded_len(state.needed.values()) {
+            return Ok(());
+        }
+        let (file, len) = write_compacted(&self.dir, state.needed.values())?;
+        state.file = file;
+        state.len = len;
+        Ok(())
+    }
+
     /// The file's length.
     pub(crate) fn len(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.len)
     }
+}
+
+/// The length of the one frame holding `records` (none: 0).
+fn encoded_len<'a>(records: impl ExactSizeIterator<Item = &'a JournalRecord>) -> u64 {
+    if records.len() == 0 {
+        return 0;
+    }
+    let body: usize = records.map(JournalRecord::encoded_len).sum();
+    2 * (PREFIX_LEN + body + CRC_LEN) as u64
 }
 
 /// Writes `records` as the whole journal, in nonce-key order,
@@ -341,6 +406,18 @@ pub(crate) fn write_compacted<'a>(
     std::fs::rename(&new, dir.join(FILE))?;
     sync_dir(dir)?;
     Ok((file, bytes.len() as u64))
+}
+
+/// Creates an empty journal in `dir` if there is none (a new store; the
+/// caller makes the directory entry durable).
+pub(crate) fn create_empty(dir: &Path) -> Result<(), StoreError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join(FILE))?;
+    file.sync_all()?;
+    Ok(())
 }
 
 fn remove_if_present(path: &Path) -> Result<(), StoreError> {

@@ -914,7 +914,7 @@ fn a_reservation_whose_attempt_has_an_entry_is_resolved_at_open_whatever_its_non
 }
 
 #[test]
-fn a_damaged_journal_frame_before_a_valid_one_refuses_to_open_and_a_torn_tail_is_cut() {
+fn a_journal_frame_damaged_in_both_copies_before_a_valid_one_refuses_to_open_and_a_torn_tail_is_cut() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     assert_eq!(reserve(&store, "a"), Reservation::Reserved);
@@ -936,9 +936,15 @@ fn a_damaged_journal_frame_before_a_valid_one_refuses_to_open_and_a_torn_tail_is
     std::fs::write(&path, &torn).unwrap();
     let torn_image = crash_image(image.path());
     assert_eq!(open(torn_image.path()).pending_reservations().unwrap().len(), 2);
-    // The first frame damaged: refused, the file as it was.
+    // One copy of the first frame damaged: read from the other.
+    let copy = journal::decode_copy(&whole).unwrap().len;
     let mut damaged = whole;
     damaged[20] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    let one_copy = crash_image(image.path());
+    assert_eq!(open(one_copy.path()).pending_reservations().unwrap().len(), 2);
+    // Both: refused, the file as it was.
+    damaged[copy + 20] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
     let refused = Store::open(&StoreConfig::new(image.path())).err().unwrap();
     assert!(

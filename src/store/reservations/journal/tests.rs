@@ -15,50 +15,65 @@ fn attempt(n: u8) -> (String, JournalRecord) {
 }
 
 #[test]
-fn frames_round_trip_and_refuse_every_change() {
+fn frames_round_trip_from_either_copy_and_each_copy_refuses_every_change() {
     let records = vec![rec(1), rec(2), rec(3)];
     let frame = encode_frame(&records).unwrap();
-    assert_eq!(decode_frame(&frame), Some((records, frame.len())));
-    assert_eq!(
-        decode_frame(&encode_frame(&[]).unwrap()).map(|(r, _)| r),
-        Some(vec![])
-    );
-    for cut in 0..frame.len() {
-        assert_eq!(decode_frame(&frame[..cut]), None, "cut at {cut}");
+    let half = frame.len() / 2;
+    let first = decode_copy(&frame).unwrap();
+    let second = decode_copy(&frame[half..]).unwrap();
+    assert_eq!((first.which, first.len, &first.records), (0, half, &records));
+    assert_eq!((second.which, second.len, &second.records), (1, half, &records));
+    assert!(decode_copy(&encode_frame(&[]).unwrap()).unwrap().records.is_empty());
+    for cut in 0..half {
+        assert_eq!(decode_copy(&frame[..cut]), None, "cut at {cut}");
     }
-    for at in 0..frame.len() {
+    for at in 0..half {
         let mut changed = frame.clone();
         changed[at] ^= 0x40;
-        assert_eq!(decode_frame(&changed), None, "byte {at}");
+        assert_eq!(decode_copy(&changed), None, "byte {at}");
+        // ... and the frame is read from its second copy.
+        let read = scan(&changed).unwrap();
+        assert_eq!((&read.records, read.repaired), (&records, true), "byte {at}");
     }
+    for at in half..frame.len() {
+        let mut changed = frame.clone();
+        changed[at] ^= 0x40;
+        let read = scan(&changed).unwrap();
+        assert_eq!((&read.records, read.repaired), (&records, true), "byte {at}");
+    }
+    assert!(!scan(&frame).unwrap().repaired);
 }
 
 #[test]
-fn a_torn_last_frame_is_cut_and_a_damaged_earlier_one_refuses() {
+fn a_torn_last_frame_is_cut_and_one_damaged_in_both_copies_before_a_valid_one_refuses() {
     let first = encode_frame(&[rec(1)]).unwrap();
     let second = encode_frame(&[rec(2), rec(3)]).unwrap();
     let whole = [first.clone(), second.clone()].concat();
     let all = scan(&whole).unwrap();
     assert_eq!(all.records, vec![rec(1), rec(2), rec(3)]);
     assert_eq!(all.end, whole.len() as u64);
-    // Torn anywhere in the last frame, or zeros after it: cut there.
-    for cut in first.len()..whole.len() {
+    // Torn anywhere in the last frame's first copy, or zeros after it:
+    // cut there.
+    for cut in first.len()..first.len() + second.len() / 2 {
         let torn = scan(&whole[..cut]).unwrap();
         assert_eq!((torn.records, torn.end), (vec![rec(1)], first.len() as u64));
+    }
+    // Torn in its second copy: the first holds it.
+    for cut in first.len() + second.len() / 2..whole.len() {
+        let torn = scan(&whole[..cut]).unwrap();
+        assert_eq!(torn.records, vec![rec(1), rec(2), rec(3)], "cut at {cut}");
     }
     let mut zeros = whole.clone();
     zeros.extend_from_slice(&[0; 100]);
     assert_eq!(scan(&zeros).unwrap().end, whole.len() as u64);
-    // Damage in the last frame reads as a torn write.
-    let mut last_damaged = whole.clone();
-    last_damaged[first.len() + 20] ^= 1;
-    assert_eq!(scan(&last_damaged).unwrap().records, vec![rec(1)]);
-    // Damage before a valid frame: refused, naming the file and offset.
-    for at in [0, 9, 15, first.len() - 1] {
+    // Both copies damaged before a valid frame: refused, naming the file
+    // and the frame's offset.
+    for (a, b) in [(0, first.len() / 2), (9, first.len() - 1), (15, first.len() / 2 + 20)] {
         let mut damaged = whole.clone();
-        damaged[at] ^= 1;
+        damaged[a] ^= 1;
+        damaged[b] ^= 1;
         let refused = scan(&damaged).unwrap_err();
-        assert_eq!((refused.file, refused.offset), (FILE, 0), "byte {at}");
+        assert_eq!((refused.file, refused.offset), (FILE, 0), "bytes {a}, {b}");
     }
 }
 
@@ -89,12 +104,19 @@ fn appended_frames_survive_a_reopen_and_resolved_records_leave_by_compaction() {
     journal.resolved(&resolved).unwrap();
     let compacted = Journal::read(dir.path()).unwrap();
     assert_eq!(compacted.records, vec![rec(2), rec(3)]);
-    assert!(journal.len().unwrap() < 200);
+    assert!(journal.len().unwrap() < 400);
     // Later frames go after the compacted one.
     journal.append(vec![attempt(4)]).unwrap();
     assert_eq!(
         Journal::read(dir.path()).unwrap().records,
         vec![rec(2), rec(3), rec(4)]
+    );
+    // A clean close keeps only what is still needed.
+    journal.resolved(&[(rec(2).key, "exec-2".into())]).unwrap();
+    journal.compact_now().unwrap();
+    assert_eq!(
+        Journal::read(dir.path()).unwrap().records,
+        vec![rec(3), rec(4)]
     );
 }
 
@@ -122,7 +144,7 @@ fn every_crash_point_of_a_compaction_leaves_a_whole_journal() {
 fn opening_rewrites_a_journal_to_its_live_records() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let mut bytes = [encode_frame(&[rec(1), rec(2)]).unwrap()].concat();
+    let mut bytes = encode_frame(&[rec(1), rec(2)]).unwrap();
     bytes.extend_from_slice(&encode_frame(&[rec(3)]).unwrap()[..10]);
     std::fs::write(path.join(FILE), &bytes).unwrap();
     let scanned = Journal::read(path).unwrap();
