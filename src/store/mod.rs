@@ -78,6 +78,7 @@ mod faults;
 mod hash_cache;
 mod hash_reader;
 mod key_table;
+pub mod migrate;
 mod open;
 pub mod reservations;
 pub mod segments;
