@@ -176,27 +176,56 @@ impl Store {
         if sync.reservations {
             self.inner.faults.check(FaultPoint::ReserveSync)?;
         }
-        self.sync_journal()?;
-        let through_sled = sync.batch && sync.ring.is_none();
-        if through_sled || self.inner.sled_written.swap(false, Ordering::AcqRel) {
-            if let Err(e) = self.sync() {
-                self.inner.sled_written.store(true, Ordering::Release);
-                return Err(e);
-            }
-        }
-        if let Some(commit) = &sync.ring {
-            self.commit_in_ring(commit)?;
-        } else if sync.batch {
-            // sled's head is the newest again.
-            *self.inner.lock_ring_ahead()? = None;
+        let records = std::mem::take(&mut *self.inner.lock_staged()?);
+        let mode = sync_mode();
+        if mode == 0 || records.is_empty() {
+            self.sync_journal(records)?;
+            self.sync_commit(sync)?;
+        } else {
+            std::thread::scope(|scope| {
+                let journal = scope.spawn(|| self.sync_journal(records));
+                let commit = self.sync_commit(sync);
+                let journal = journal
+                    .join()
+                    .map_err(|_| StoreError::Corrupt("the journal sync panicked".into()))?;
+                journal.and(commit)
+            })?;
         }
         self.inner.journal.resolved(&sync.resolved)
     }
 
+    /// The commit half of [`Self::sync_cycle`]: sled if it was written,
+    /// then the ring.
+    fn sync_commit(&self, sync: &CycleSync) -> Result<(), StoreError> {
+        let through_sled = sync.batch && sync.ring.is_none();
+        let sled = through_sled || self.inner.sled_written.swap(false, Ordering::AcqRel);
+        let sled_sync = || {
+            if !sled {
+                return Ok(());
+            }
+            self.sync().inspect_err(|_| {
+                self.inner.sled_written.store(true, Ordering::Release);
+            })
+        };
+        match &sync.ring {
+            Some(commit) => {
+                sled_sync()?;
+                self.commit_in_ring(commit)
+            }
+            None => {
+                sled_sync()?;
+                if sync.batch {
+                    // sled's head is the newest again.
+                    *self.inner.lock_ring_ahead()? = None;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Appends the staged reservations to the journal as one frame and
     /// makes it durable.
-    fn sync_journal(&self) -> Result<(), StoreError> {
-        let records = std::mem::take(&mut *self.inner.lock_staged()?);
+    fn sync_journal(&self, records: Vec<(String, JournalRecord)>) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -234,6 +263,17 @@ impl Store {
     pub(super) fn sync(&self) -> Result<(), StoreError> {
         sync_sled(&self.inner.db, &self.inner.log_file)
     }
+}
+
+/// EXPERIMENT: 0 serial, 1 journal beside (sled, ring).
+fn sync_mode() -> u8 {
+    static MODE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *MODE.get_or_init(|| {
+        std::env::var("OPENEXEC_SYNC_MODE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    })
 }
 
 /// The ring commit of a batch whose checkpoint fits a ring slot (the

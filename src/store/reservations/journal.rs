@@ -68,6 +68,11 @@ pub(crate) const MAX_FRAME: usize = 64 << 20;
 pub(crate) const COMPACT_AT: u64 = 1 << 20;
 /// ...and this many times the bytes of the records still needed.
 const COMPACT_RATIO: u64 = 4;
+/// The file is written with zeros this far ahead of its frames, in steps
+/// of this size: a frame then overwrites bytes already in the file, and
+/// its `fdatasync` has no file size to commit (measured: an appending
+/// `fdatasync` took ~3 times as long under load).
+const PREALLOCATE: u64 = 1 << 20;
 
 /// One journal record: a nonce key and its pending record's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +172,9 @@ pub(crate) struct Scanned {
     /// Whether a frame was read from its second copy (the first failed
     /// its check): the file is then rewritten at open.
     pub(crate) repaired: bool,
+    /// Whether every byte after `end` is zero (written ahead, see
+    /// [`PREALLOCATE`]).
+    pub(crate) zeros_after: bool,
 }
 
 /// Reads a journal's frames (see "Torn and damaged frames").
@@ -175,6 +183,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scanned, Damaged> {
         records: Vec::new(),
         end: 0,
         repaired: false,
+        zeros_after: false,
     };
     let mut at = 0;
     while at < bytes.len() {
@@ -210,6 +219,7 @@ pub(crate) fn scan(bytes: &[u8]) -> Result<Scanned, Damaged> {
             None => break,
         }
     }
+    out.zeros_after = bytes[at..].iter().all(|&b| b == 0);
     Ok(out)
 }
 
@@ -231,7 +241,10 @@ pub(crate) struct Journal {
 
 struct State {
     file: File,
+    /// Where the frames end.
     len: u64,
+    /// The file's length: zeros from `len` on.
+    allocated: u64,
     /// The records the file holds whose resolving entry is not durable
     /// yet, by nonce key and the exec_id of the attempt that reserved (a
     /// nonce released and reserved again has a new exec_id).
@@ -264,14 +277,16 @@ impl Journal {
         live: Vec<(Attempt, JournalRecord)>,
     ) -> Result<Self, StoreError> {
         let path = dir.join(FILE);
-        let on_disk = std::fs::metadata(&path).map(|m| m.len()).ok();
-        let whole = on_disk == Some(scanned.end)
+        let whole = scanned.zeros_after
             && !scanned.repaired
-            && scanned.records.len() == live.len();
+            && scanned.records.len() == live.len()
+            && path.exists();
         let needed_bytes = live.iter().map(|(_, r)| r.encoded_len() as u64).sum();
         let needed: HashMap<Attempt, JournalRecord> = live.into_iter().collect();
-        let (file, len) = if whole {
-            (OpenOptions::new().read(true).write(true).open(&path)?, scanned.end)
+        let (file, len, allocated) = if whole {
+            let file = OpenOptions::new().read(true).write(true).open(&path)?;
+            let allocated = file.metadata()?.len();
+            (file, scanned.end, allocated)
         } else {
             write_compacted(dir, needed.values())?
         };
@@ -280,6 +295,7 @@ impl Journal {
             state: Mutex::new(State {
                 file,
                 len,
+                allocated,
                 needed,
                 needed_bytes,
                 broken: None,
@@ -309,15 +325,19 @@ impl Journal {
             return Ok(());
         }
         let frame = encode_frame(&records.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())?;
+        let end = state.len + frame.len() as u64;
+        let ahead = end.next_multiple_of(PREALLOCATE).saturating_sub(state.allocated);
         let written = state
             .file
-            .write_all_at(&frame, state.len)
+            .write_all_at(&zeros(ahead), state.allocated)
+            .and_then(|()| state.file.write_all_at(&frame, state.len))
             .and_then(|()| state.file.sync_data());
         if let Err(e) = written {
             state.broken = Some(e.to_string());
             return Err(e.into());
         }
-        state.len += frame.len() as u64;
+        state.len = end;
+        state.allocated += ahead;
         for (exec_id, record) in records {
             state.needed_bytes += record.encoded_len() as u64;
             let attempt = (record.key.clone(), exec_id);
@@ -343,9 +363,10 @@ impl Journal {
         {
             return Ok(());
         }
-        let (file, len) = write_compacted(&self.dir, state.needed.values())?;
+        let (file, len, allocated) = write_compacted(&self.dir, state.needed.values())?;
         state.file = file;
         state.len = len;
+        state.allocated = allocated;
         if state.needed.capacity() > 4 * state.needed.len().max(64) {
             state.needed.shrink_to_fit();
         }
@@ -360,9 +381,10 @@ impl Journal {
         if state.broken.is_some() || state.len == encoded_len(state.needed.values()) {
             return Ok(());
         }
-        let (file, len) = write_compacted(&self.dir, state.needed.values())?;
+        let (file, len, allocated) = write_compacted(&self.dir, state.needed.values())?;
         state.file = file;
         state.len = len;
+        state.allocated = allocated;
         Ok(())
     }
 
@@ -381,19 +403,23 @@ fn encoded_len<'a>(records: impl ExactSizeIterator<Item = &'a JournalRecord>) ->
     2 * (PREFIX_LEN + body + CRC_LEN) as u64
 }
 
-/// Writes `records` as the whole journal, in nonce-key order,
-/// crash-safely (see "Compaction"): the file and its length.
+/// Writes `records` as the whole journal, in nonce-key order, and zeros
+/// after them to the next [`PREALLOCATE`] step, crash-safely (see
+/// "Compaction"): the file, where its frame ends, and its length.
 pub(crate) fn write_compacted<'a>(
     dir: &Path,
     records: impl Iterator<Item = &'a JournalRecord>,
-) -> Result<(File, u64), StoreError> {
+) -> Result<(File, u64, u64), StoreError> {
     let mut records: Vec<JournalRecord> = records.cloned().collect();
     records.sort_by(|a, b| a.key.cmp(&b.key));
-    let bytes = if records.is_empty() {
+    let mut bytes = if records.is_empty() {
         Vec::new()
     } else {
         encode_frame(&records)?
     };
+    let len = bytes.len() as u64;
+    let allocated = len.max(1).next_multiple_of(PREALLOCATE);
+    bytes.resize(usize::try_from(allocated).map_err(|_| StoreError::TooLarge(bytes.len()))?, 0);
     let new = dir.join(NEW_FILE);
     let file = OpenOptions::new()
         .read(true)
@@ -405,7 +431,12 @@ pub(crate) fn write_compacted<'a>(
     file.sync_data()?;
     std::fs::rename(&new, dir.join(FILE))?;
     sync_dir(dir)?;
-    Ok((file, bytes.len() as u64))
+    Ok((file, len, allocated))
+}
+
+/// `n` zero bytes.
+fn zeros(n: u64) -> Vec<u8> {
+    vec![0; usize::try_from(n).unwrap_or(0)]
 }
 
 /// Creates an empty journal in `dir` if there is none (a new store; the

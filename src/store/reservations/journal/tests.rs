@@ -168,3 +168,27 @@ fn a_failed_append_refuses_every_later_frame() {
     assert!(journal.append(vec![attempt(1)]).is_err());
     assert!(Journal::read(dir.path()).unwrap().records.is_empty());
 }
+
+#[test]
+fn frames_overwrite_zeros_written_ahead_and_a_reopen_takes_the_file_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    create_empty(dir.path()).unwrap();
+    let scanned = Journal::read(dir.path()).unwrap();
+    let journal = Journal::open(dir.path(), &scanned, Vec::new()).unwrap();
+    journal.append(vec![attempt(1)]).unwrap();
+    journal.append(vec![attempt(2)]).unwrap();
+    let path = dir.path().join(FILE);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), PREALLOCATE);
+    let scanned = Journal::read(dir.path()).unwrap();
+    assert!(scanned.zeros_after && !scanned.repaired);
+    assert_eq!(scanned.end, journal.len().unwrap());
+    let before = std::fs::read(&path).unwrap();
+    let live = [1, 2].map(|n| ((rec(n).key, format!("exec-{n}")), rec(n)));
+    let reopened = Journal::open(dir.path(), &scanned, live.to_vec()).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), before, "not rewritten");
+    reopened.append(vec![attempt(3)]).unwrap();
+    assert_eq!(
+        Journal::read(dir.path()).unwrap().records,
+        vec![rec(1), rec(2), rec(3)]
+    );
+}
