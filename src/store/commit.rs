@@ -145,6 +145,11 @@ impl Store {
                 .iter()
                 .any(|r| matches!(r, Ok(Reservation::Reserved))),
             ring,
+            releases: batch.is_some_and(|b| {
+                b.entries
+                    .iter()
+                    .any(|e| e.completion.as_ref().is_some_and(|c| !c.completes()))
+            }),
             resolved: resolution.attempts,
         };
         Ok(CycleWrite { reserved, sync })
@@ -164,72 +169,56 @@ impl Store {
     }
 
     /// Makes a written cycle durable, and everything written before it:
-    /// the reservations staged since the last sync (one journal frame and
-    /// its fdatasync), sled when anything was written to it (a batch's
-    /// transaction, a counter), and the batch's commit in the ring (one
-    /// `pwrite` and `fdatasync`). Once all of it is durable, the journal
-    /// forgets the reservations the batch resolved.
+    /// [`Self::sync_cycle_reservations`], then [`Self::sync_cycle_commit`].
     pub fn sync_cycle(&self, sync: &CycleSync) -> Result<(), StoreError> {
-        if sync.batch {
-            self.inner.faults.check(FaultPoint::CommitSync)?;
-        }
+        self.sync_cycle_reservations(sync)?;
+        self.sync_cycle_commit(sync)
+    }
+
+    /// The first half of a cycle's sync: appends the reservations staged
+    /// since the last sync to the journal as one frame and fdatasyncs it.
+    /// Returns whether the cycle's answers of [`Reservation::Reserved`]
+    /// and [`Reservation::InFlight`] may go out now, before the second
+    /// half: they rest on the journal and on earlier cycles alone, unless
+    /// the cycle's batch released a nonce (a nonce it frees may have been
+    /// reserved anew in the same cycle).
+    pub fn sync_cycle_reservations(&self, sync: &CycleSync) -> Result<bool, StoreError> {
         if sync.reservations {
             self.inner.faults.check(FaultPoint::ReserveSync)?;
         }
         let records = std::mem::take(&mut *self.inner.lock_staged()?);
-        let mode = sync_mode();
-        if mode == 0 || records.is_empty() {
-            self.sync_journal(records)?;
-            self.sync_commit(sync)?;
-        } else {
-            std::thread::scope(|scope| {
-                let journal = scope.spawn(|| self.sync_journal(records));
-                let commit = self.sync_commit(sync);
-                let journal = journal
-                    .join()
-                    .map_err(|_| StoreError::Corrupt("the journal sync panicked".into()))?;
-                journal.and(commit)
-            })?;
+        // Even with nothing to append (a failed sync of an earlier cycle
+        // may have taken this cycle's records), a broken journal refuses.
+        if !records.is_empty() || sync.reservations {
+            self.inner.journal.append(records)?;
+        }
+        Ok(!sync.releases)
+    }
+
+    /// The second half of a cycle's sync: sled if anything was written to
+    /// it (a batch's transaction, a counter's increment: flushed and its
+    /// log fdatasynced), then the batch's commit in the ring (one `pwrite`
+    /// and `fdatasync`) — in that order, so that a counter's increment is
+    /// durable before the entry recording it. Once all of it is durable,
+    /// the journal forgets the reservations the batch resolved.
+    pub fn sync_cycle_commit(&self, sync: &CycleSync) -> Result<(), StoreError> {
+        if sync.batch {
+            self.inner.faults.check(FaultPoint::CommitSync)?;
+        }
+        let through_sled = sync.batch && sync.ring.is_none();
+        if through_sled || self.inner.sled_written.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.sync() {
+                self.inner.sled_written.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        if let Some(commit) = &sync.ring {
+            self.commit_in_ring(commit)?;
+        } else if sync.batch {
+            // sled's head is the newest again.
+            *self.inner.lock_ring_ahead()? = None;
         }
         self.inner.journal.resolved(&sync.resolved)
-    }
-
-    /// The commit half of [`Self::sync_cycle`]: sled if it was written,
-    /// then the ring.
-    fn sync_commit(&self, sync: &CycleSync) -> Result<(), StoreError> {
-        let through_sled = sync.batch && sync.ring.is_none();
-        let sled = through_sled || self.inner.sled_written.swap(false, Ordering::AcqRel);
-        let sled_sync = || {
-            if !sled {
-                return Ok(());
-            }
-            self.sync().inspect_err(|_| {
-                self.inner.sled_written.store(true, Ordering::Release);
-            })
-        };
-        match &sync.ring {
-            Some(commit) => {
-                sled_sync()?;
-                self.commit_in_ring(commit)
-            }
-            None => {
-                sled_sync()?;
-                if sync.batch {
-                    // sled's head is the newest again.
-                    *self.inner.lock_ring_ahead()? = None;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Appends the staged reservations to the journal as one frame and
-    /// makes it durable.
-    fn sync_journal(&self, records: Vec<(String, JournalRecord)>) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        self.inner.journal.append(records)
     }
 
     /// Commits a batch in the ring, then files its checkpoint in sled's
@@ -263,17 +252,6 @@ impl Store {
     pub(super) fn sync(&self) -> Result<(), StoreError> {
         sync_sled(&self.inner.db, &self.inner.log_file)
     }
-}
-
-/// EXPERIMENT: 0 serial, 1 journal beside (sled, ring).
-fn sync_mode() -> u8 {
-    static MODE: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
-    *MODE.get_or_init(|| {
-        std::env::var("OPENEXEC_SYNC_MODE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1)
-    })
 }
 
 /// The ring commit of a batch whose checkpoint fits a ring slot (the
