@@ -1,8 +1,12 @@
 //! The syncer: the second stage of the writer. It takes each cycle the
-//! sequencer has written, makes it durable (sled flush + fdatasync), and
-//! only then publishes it (committed head, checkpoint) and answers its
-//! callers — while the sequencer already lays out, signs and writes the
-//! next cycle. The two overlap; nothing is answered early.
+//! sequencer has written, makes it durable — its reservations (one
+//! journal frame and fdatasync), then its batch (sled if written to, and
+//! the commit ring) — and only then publishes it (committed head,
+//! checkpoint) and answers its callers, while the sequencer already lays
+//! out, signs and writes the next cycle. The two overlap; nothing is
+//! answered before the state it rests on is durable: a reservation won
+//! (or found in flight) rests on the journal alone and is answered after
+//! the first half of the sync, unless the cycle's batch releases a nonce.
 //!
 //! Why the overlap is sound (SECURITY.md §1 and docs/ARCHITECTURE.md,
 //! "Writer invariants"):
@@ -15,10 +19,10 @@
 //!   them here instead of answering them itself.
 //! - A sync that begins while the sequencer writes the next cycle may make
 //!   part of that cycle durable early. That is harmless: a cycle's entries
-//!   are fdatasynced before its sled transaction (the head that covers
-//!   them) is applied, so whatever reaches the disk is a consistent store,
-//!   and a reservation durable early is one a crash records as
-//!   `interrupted`, as it would be anyway.
+//!   are fdatasynced before the head that covers them is written, so
+//!   whatever reaches the disk is a consistent store, and a reservation
+//!   durable early is one a crash records as `interrupted`, as it would be
+//!   anyway.
 //! - Readers are bounded by the committed head, which only this thread
 //!   moves, after the sync.
 //! - A failed sync of a batch stops the ledger (fail-stop, like a failed

@@ -433,7 +433,7 @@ fn a_reservation_in_the_cycle_that_completes_its_nonce_finds_it_done() {
 fn a_reservation_racing_the_commit_that_completes_its_nonce_never_wins_it() {
     // Without the lock that orders reservations after commits, a
     // reservation could run between the commit's transaction (the
-    // nonce leaves `pending`) and its insert into `nonces.tab`, and
+    // nonce leaves the reservations in flight) and its insert into `nonces.tab`, and
     // find the nonce in neither place.
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
