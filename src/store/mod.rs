@@ -658,7 +658,7 @@ impl Store {
             + self.inner.exec_table.len_on_disk()?
             + self.inner.done_nonces.len_on_disk()?
             + self.inner.consumed_approvals.len_on_disk()?
-            + self.inner.journal.len()?)
+            + self.inner.journal.len_on_disk()?)
     }
 }
 

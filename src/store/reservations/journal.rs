@@ -388,9 +388,14 @@ impl Journal {
         Ok(())
     }
 
-    /// The file's length.
+    /// Where the file's frames end.
     pub(crate) fn len(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.len)
+    }
+
+    /// The file's length (zeros written ahead included).
+    pub(crate) fn len_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.lock()?.allocated)
     }
 }
 
