@@ -389,6 +389,7 @@ impl Journal {
     }
 
     /// Where the file's frames end.
+    #[cfg(test)]
     pub(crate) fn len(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.len)
     }
