@@ -36,9 +36,9 @@
 //!
 //! Why not sled (where format 1 kept them): sled 0.34 keeps in memory every
 //! node it ever inserted a key into, so a record inserted and removed per
-//! execution grew the process by ~680 bytes per execution for its life,
-//! and the sled transaction and flush of each cycle cost `counter` half
-//! its throughput against `echo` (see docs/ARCHITECTURE.md).
+//! execution grew the process by hundreds of bytes per execution for life,
+//! and each cycle with a reservation went through a sled transaction and
+//! flush instead of the commit ring (see docs/ARCHITECTURE.md).
 //!
 //! # Approvals
 //!
