@@ -485,7 +485,9 @@ fn flips(data: &Path) -> Vec<(String, u64, u8)> {
     }
     // The reservation journal: its one frame (both copies) and the zeros
     // written ahead after it.
-    let journal = std::fs::metadata(db.join("reservations.log")).unwrap().len();
+    let journal = std::fs::metadata(db.join("reservations.log"))
+        .unwrap()
+        .len();
     add("db/reservations.log", sample(0, 400, 24));
     add("db/reservations.log", sample(400, journal, 4));
     // The log key and the checkpoint memo.

@@ -68,7 +68,11 @@ fn data_dir(url: Option<&str>) -> Result<PathBuf, String> {
     };
     let path = match url.split_once("://") {
         Some(("sled", path)) => path,
-        Some(_) => return Err(format!("unsupported --db-url {url:?} (only sled://PATH or a path)")),
+        Some(_) => {
+            return Err(format!(
+                "unsupported --db-url {url:?} (only sled://PATH or a path)"
+            ))
+        }
         None => url,
     };
     if path.is_empty() {

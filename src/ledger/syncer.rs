@@ -299,9 +299,10 @@ fn send_decided(decided: Vec<DecidedAnswer>) {
 fn answer_early(cycle: &mut WrittenCycle) {
     let jobs = std::mem::take(&mut cycle.reservations);
     let results = std::mem::take(&mut cycle.reserved);
-    let (now, later): (Vec<_>, Vec<_>) = jobs.into_iter().zip(results).partition(|(_, r)| {
-        matches!(r, Ok(Reservation::Reserved | Reservation::InFlight(_)))
-    });
+    let (now, later): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .zip(results)
+        .partition(|(_, r)| matches!(r, Ok(Reservation::Reserved | Reservation::InFlight(_))));
     let (jobs, results) = now.into_iter().unzip();
     answer_reservations(jobs, results, None);
     (cycle.reservations, cycle.reserved) = later.into_iter().unzip();

@@ -258,8 +258,7 @@ impl Store {
 /// caller has checked that it changes nothing else in sled).
 fn ring_commit(batch: &BatchWrite, mark: SegmentsMark, sled_size: u64) -> Option<RingCommit> {
     match (&batch.head, &batch.checkpoint) {
-        (Some(head), Some((size, note))) if *size == head.size && CommitRing::fits(note) =>
-        {
+        (Some(head), Some((size, note))) if *size == head.size && CommitRing::fits(note) => {
             Some(RingCommit {
                 head: *head,
                 mark,

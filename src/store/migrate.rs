@@ -125,7 +125,10 @@ fn convert(
     let mut kept = 0;
     for item in approvals.iter() {
         let (ak, holder) = item?;
-        if held.get(ak.as_ref()).is_some_and(|k| k.as_slice() == holder.as_ref()) {
+        if held
+            .get(ak.as_ref())
+            .is_some_and(|k| k.as_slice() == holder.as_ref())
+        {
             in_flight.push(ak);
         } else {
             kept += 1;

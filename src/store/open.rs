@@ -448,7 +448,10 @@ fn open_journal(
             }))
         })?;
         if done.is_none() && resolved.is_none() {
-            live.push(((record.key.clone(), pending.exec_id.clone()), record.clone()));
+            live.push((
+                (record.key.clone(), pending.exec_id.clone()),
+                record.clone(),
+            ));
             in_flight.push((record.key.clone(), pending));
         }
     }

@@ -100,8 +100,14 @@ fn a_format_1_store_is_refused_at_open_and_converted_by_migrate_with_its_reserva
         matches!(refused, StoreError::UnsupportedFormat { found: 1 }),
         "{refused}"
     );
-    assert!(refused.to_string().contains("openexec migrate --db-url"), "{refused}");
-    assert!(!path.join(journal::FILE).exists(), "the refused open wrote nothing");
+    assert!(
+        refused.to_string().contains("openexec migrate --db-url"),
+        "{refused}"
+    );
+    assert!(
+        !path.join(journal::FILE).exists(),
+        "the refused open wrote nothing"
+    );
     // A journal left by a conversion that crashed is written again.
     std::fs::write(path.join(journal::FILE), b"leftover").unwrap();
     let done = migrate(path).unwrap();
@@ -122,17 +128,30 @@ fn a_format_1_store_is_refused_at_open_and_converted_by_migrate_with_its_reserva
     assert_eq!(
         found,
         vec![
-            (nonce_key("t", "a"), pending(1, Some("k-a"), Effects::AtMostOnce)),
-            (nonce_key("t", "b"), pending(2, None, Effects::IdempotentDownstream)),
+            (
+                nonce_key("t", "a"),
+                pending(1, Some("k-a"), Effects::AtMostOnce)
+            ),
+            (
+                nonce_key("t", "b"),
+                pending(2, None, Effects::IdempotentDownstream)
+            ),
         ]
     );
-    assert!(store.approval_used("k-a").unwrap(), "held by its reservation");
+    assert!(
+        store.approval_used("k-a").unwrap(),
+        "held by its reservation"
+    );
     assert!(store.approval_used("k-old").unwrap(), "consumed for good");
     assert!(!store.approval_used("k-new").unwrap());
     assert_eq!(store.inner.approvals.len(), 1);
     assert!(matches!(
         store
-            .reserve(&nonce_key("t", "a"), &pending(3, None, Effects::AtMostOnce), None)
+            .reserve(
+                &nonce_key("t", "a"),
+                &pending(3, None, Effects::AtMostOnce),
+                None
+            )
             .unwrap(),
         Reservation::InFlight(_)
     ));

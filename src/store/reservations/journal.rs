@@ -326,7 +326,9 @@ impl Journal {
         }
         let frame = encode_frame(&records.iter().map(|(_, r)| r.clone()).collect::<Vec<_>>())?;
         let end = state.len + frame.len() as u64;
-        let ahead = end.next_multiple_of(PREALLOCATE).saturating_sub(state.allocated);
+        let ahead = end
+            .next_multiple_of(PREALLOCATE)
+            .saturating_sub(state.allocated);
         let written = state
             .file
             .write_all_at(&zeros(ahead), state.allocated)
@@ -425,7 +427,10 @@ pub(crate) fn write_compacted<'a>(
     };
     let len = bytes.len() as u64;
     let allocated = len.max(1).next_multiple_of(PREALLOCATE);
-    bytes.resize(usize::try_from(allocated).map_err(|_| StoreError::TooLarge(bytes.len()))?, 0);
+    bytes.resize(
+        usize::try_from(allocated).map_err(|_| StoreError::TooLarge(bytes.len()))?,
+        0,
+    );
     let new = dir.join(NEW_FILE);
     let file = OpenOptions::new()
         .read(true)

@@ -54,7 +54,8 @@ fn decode_fields(bytes: &[u8]) -> Option<PendingNonce> {
     if kind != RECORD_PENDING {
         return None;
     }
-    let effects = crate::core::entry::Effects::from_code(effects).filter(|e| e.needs_reservation())?;
+    let effects =
+        crate::core::entry::Effects::from_code(effects).filter(|e| e.needs_reservation())?;
     let request_hash = Hash::from_slice(r.take(32)?).ok()?;
     if r.take(RESERVED_AFTER_HASH.len())? != RESERVED_AFTER_HASH {
         return None;

@@ -167,7 +167,12 @@ fn a_failed_commit_through_sled_after_a_ring_commit_never_frees_its_nonce() {
 /// attempt recorded `interrupted` at restart): it consumes the approval
 /// for good, through sled.
 fn for_good(store: &Store, from: u64) -> BatchWrite {
-    checkpointed(batch_approving(store, from, &[("a", None)], Some(Held::Reserved)))
+    checkpointed(batch_approving(
+        store,
+        from,
+        &[("a", None)],
+        Some(Held::Reserved),
+    ))
 }
 
 /// A store at size 2: the first batch through sled (it chooses the

@@ -21,9 +21,18 @@ fn frames_round_trip_from_either_copy_and_each_copy_refuses_every_change() {
     let half = frame.len() / 2;
     let first = decode_copy(&frame).unwrap();
     let second = decode_copy(&frame[half..]).unwrap();
-    assert_eq!((first.which, first.len, &first.records), (0, half, &records));
-    assert_eq!((second.which, second.len, &second.records), (1, half, &records));
-    assert!(decode_copy(&encode_frame(&[]).unwrap()).unwrap().records.is_empty());
+    assert_eq!(
+        (first.which, first.len, &first.records),
+        (0, half, &records)
+    );
+    assert_eq!(
+        (second.which, second.len, &second.records),
+        (1, half, &records)
+    );
+    assert!(decode_copy(&encode_frame(&[]).unwrap())
+        .unwrap()
+        .records
+        .is_empty());
     for cut in 0..half {
         assert_eq!(decode_copy(&frame[..cut]), None, "cut at {cut}");
     }
@@ -33,13 +42,21 @@ fn frames_round_trip_from_either_copy_and_each_copy_refuses_every_change() {
         assert_eq!(decode_copy(&changed), None, "byte {at}");
         // ... and the frame is read from its second copy.
         let read = scan(&changed).unwrap();
-        assert_eq!((&read.records, read.repaired), (&records, true), "byte {at}");
+        assert_eq!(
+            (&read.records, read.repaired),
+            (&records, true),
+            "byte {at}"
+        );
     }
     for at in half..frame.len() {
         let mut changed = frame.clone();
         changed[at] ^= 0x40;
         let read = scan(&changed).unwrap();
-        assert_eq!((&read.records, read.repaired), (&records, true), "byte {at}");
+        assert_eq!(
+            (&read.records, read.repaired),
+            (&records, true),
+            "byte {at}"
+        );
     }
     assert!(!scan(&frame).unwrap().repaired);
 }
@@ -68,7 +85,11 @@ fn a_torn_last_frame_is_cut_and_one_damaged_in_both_copies_before_a_valid_one_re
     assert_eq!(scan(&zeros).unwrap().end, whole.len() as u64);
     // Both copies damaged before a valid frame: refused, naming the file
     // and the frame's offset.
-    for (a, b) in [(0, first.len() / 2), (9, first.len() - 1), (15, first.len() / 2 + 20)] {
+    for (a, b) in [
+        (0, first.len() / 2),
+        (9, first.len() - 1),
+        (15, first.len() / 2 + 20),
+    ] {
         let mut damaged = whole.clone();
         damaged[a] ^= 1;
         damaged[b] ^= 1;
@@ -124,7 +145,11 @@ fn appended_frames_survive_a_reopen_and_resolved_records_leave_by_compaction() {
 fn every_crash_point_of_a_compaction_leaves_a_whole_journal() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path();
-    let old = [encode_frame(&[rec(1)]).unwrap(), encode_frame(&[rec(2)]).unwrap()].concat();
+    let old = [
+        encode_frame(&[rec(1)]).unwrap(),
+        encode_frame(&[rec(2)]).unwrap(),
+    ]
+    .concat();
     let new = encode_frame(&[rec(2)]).unwrap();
     // Before the rename: the old journal, with a .new file whole, torn
     // or empty beside it (removed at open).
@@ -153,10 +178,7 @@ fn opening_rewrites_a_journal_to_its_live_records() {
     let journal = Journal::open(path, &scanned, live).unwrap();
     assert_eq!(Journal::read(path).unwrap().records, vec![rec(2)]);
     journal.append(vec![attempt(5)]).unwrap();
-    assert_eq!(
-        Journal::read(path).unwrap().records,
-        vec![rec(2), rec(5)]
-    );
+    assert_eq!(Journal::read(path).unwrap().records, vec![rec(2), rec(5)]);
 }
 
 #[test]

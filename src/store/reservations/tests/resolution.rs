@@ -75,10 +75,7 @@ fn a_released_nonce_is_free_its_approval_unheld_and_its_reservation_resolved_acr
     assert!(!reopened.approval_used(&k).unwrap());
     assert_eq!(reserve(&reopened, "a"), Reservation::Reserved);
     let reopened = open(reserved_again.path());
-    assert_eq!(
-        reopened.pending_reservations().unwrap(),
-        vec![(key, retry)]
-    );
+    assert_eq!(reopened.pending_reservations().unwrap(), vec![(key, retry)]);
     assert!(reopened.approval_used(&k).unwrap());
 }
 
@@ -110,7 +107,8 @@ fn a_reservation_whose_attempt_has_an_entry_is_resolved_at_open_whatever_its_non
 }
 
 #[test]
-fn a_journal_frame_damaged_in_both_copies_before_a_valid_one_refuses_to_open_and_a_torn_tail_is_cut() {
+fn a_journal_frame_damaged_in_both_copies_before_a_valid_one_refuses_to_open_and_a_torn_tail_is_cut(
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     assert_eq!(reserve(&store, "a"), Reservation::Reserved);
@@ -131,14 +129,23 @@ fn a_journal_frame_damaged_in_both_copies_before_a_valid_one_refuses_to_open_and
     torn.extend_from_slice(b"OXRESERV\0\0\0\x40partial");
     std::fs::write(&path, &torn).unwrap();
     let torn_image = crash_image(image.path());
-    assert_eq!(open(torn_image.path()).pending_reservations().unwrap().len(), 2);
+    assert_eq!(
+        open(torn_image.path())
+            .pending_reservations()
+            .unwrap()
+            .len(),
+        2
+    );
     // One copy of the first frame damaged: read from the other.
     let copy = journal::decode_copy(&whole).unwrap().len;
     let mut damaged = whole;
     damaged[20] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
     let one_copy = crash_image(image.path());
-    assert_eq!(open(one_copy.path()).pending_reservations().unwrap().len(), 2);
+    assert_eq!(
+        open(one_copy.path()).pending_reservations().unwrap().len(),
+        2
+    );
     // Both: refused, the file as it was.
     damaged[copy + 20] ^= 1;
     std::fs::write(&path, &damaged).unwrap();
@@ -180,6 +187,8 @@ fn the_journal_stays_small_while_reservations_come_and_go() {
     assert!(store.pending_reservations().unwrap().is_empty());
     let len = store.inner.journal.len().unwrap();
     assert!(len < journal::COMPACT_AT + 4096, "{len}");
-    let on_disk = std::fs::metadata(dir.path().join(journal::FILE)).unwrap().len();
+    let on_disk = std::fs::metadata(dir.path().join(journal::FILE))
+        .unwrap()
+        .len();
     assert!(on_disk <= 2 * journal::COMPACT_AT, "{on_disk}");
 }
