@@ -34,11 +34,15 @@ const TENANT: &str = "acme";
 
 /// What the ledger was built with: the nonces it completed and the
 /// approvals it consumed (one of them held in sled for good, by an
-/// attempt recorded `interrupted`).
+/// attempt recorded `interrupted`), and the nonce and approval of one
+/// reservation left in flight (in `reservations.log`).
 struct Built {
     done_nonces: Vec<String>,
     consumed: Vec<ApprovalSummary>,
 }
+
+/// The reservation `build` leaves in flight: its nonce and approval id.
+const IN_FLIGHT: (&str, &str) = ("nonce-in-flight", "ap-in-flight");
 
 fn approval(id: &str) -> ApprovalSummary {
     ApprovalSummary {
@@ -199,6 +203,25 @@ fn build(data: &Path) -> Built {
         .unwrap();
     built.done_nonces.push("nonce-held".into());
     built.consumed.push(held);
+    // A reservation still in flight when the ledger stops: neither its
+    // nonce nor its approval may be admitted again.
+    let (nonce, id) = IN_FLIGHT;
+    let in_flight = approval(id);
+    let record = PendingNonce {
+        request_hash: Hash::sha256(b"in flight"),
+        exec_id: "00000000-0000-4000-8000-888888888888".into(),
+        approval_key: in_flight.consume_key(TENANT),
+        action: "counter".into(),
+        tenant: TENANT.into(),
+        nonce: nonce.into(),
+        effects: openexec::core::entry::Effects::AtMostOnce,
+    };
+    let reserved = runtime
+        .block_on(ledger.reserve(nonce_key(TENANT, nonce), record))
+        .unwrap();
+    assert_eq!(reserved, Reservation::Reserved);
+    built.done_nonces.push(nonce.into());
+    built.consumed.push(in_flight);
     ledger.shutdown();
     drop(ledger);
     built
@@ -463,6 +486,13 @@ fn flips(data: &Path) -> Vec<(String, u64, u8)> {
         add("db/commits.ring", sample(slot + 2048, slot + 2208, 3));
         add("db/commits.ring", sample(slot + 2208, slot + 4096, 1));
     }
+    // The reservation journal: its one frame (both copies) and the zeros
+    // written ahead after it.
+    let journal = std::fs::metadata(db.join("reservations.log"))
+        .unwrap()
+        .len();
+    add("db/reservations.log", sample(0, 400, 24));
+    add("db/reservations.log", sample(400, journal, 4));
     // The log key and the checkpoint memo.
     for file in ["log.key", "memo.checkpoint"] {
         let len = std::fs::metadata(data.join(file)).unwrap().len();

@@ -11,6 +11,8 @@ mod bench;
 #[cfg(feature = "server")]
 mod ledger_cmds;
 #[cfg(feature = "server")]
+mod migrate;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod signals;
@@ -53,6 +55,9 @@ pub enum Command {
     /// Re-verify a whole ledger in a data directory (service stopped).
     #[cfg(feature = "server")]
     Audit(ledger_cmds::AuditArgs),
+    /// Convert a stopped service's store to this build's store format.
+    #[cfg(feature = "server")]
+    Migrate(migrate::MigrateArgs),
     /// Load-test a running service: POST /execute with unique nonces.
     #[cfg(feature = "server")]
     Bench(bench::BenchArgs),
@@ -138,6 +143,8 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Keygen(args) => ledger_cmds::keygen(&args),
         #[cfg(feature = "server")]
         Command::Audit(args) => ledger_cmds::run_audit(&args),
+        #[cfg(feature = "server")]
+        Command::Migrate(args) => migrate::run(&args),
         #[cfg(feature = "server")]
         Command::Bench(args) => bench::run(&args),
         #[cfg(feature = "server")]

@@ -2,16 +2,17 @@
 //!
 //! It takes the first queued request, then everything else already queued
 //! (up to `max_batch`): appends and nonce reservations. The reservations
-//! and the batch of appends are written as one store transaction and made
-//! durable by one fdatasync, and only then is anyone answered — so a
-//! reservation is durable before its handler runs, and an entry before its
-//! receipt is given out, with one device wait per cycle for both.
+//! and the batch of appends are written together ([`Store::write_cycle`])
+//! and made durable by one sync of the cycle (one journal frame for all
+//! the reservations, one commit for the batch), and only then is anyone
+//! answered — so a reservation is durable before its handler runs, and an
+//! entry before its receipt is given out.
 //!
 //! For the batch of appends it assigns indices, chains each
 //! entry to the previous leaf hash, computes the new stored Merkle hashes
 //! and root, signs each entry (spread over the cores for a large batch:
 //! signatures do not chain, only leaf hashes do), signs one checkpoint, and
-//! writes it all as one store transaction. The sync, the publication of the
+//! writes it all in one store cycle. The sync, the publication of the
 //! new head and the answers are the [`super::syncer`]'s: this thread hands
 //! each written cycle over and goes on with the next one while the last is
 //! being made durable (a two-stage pipeline; the syncer's module doc says
@@ -242,7 +243,7 @@ impl Writer {
     /// which is laid out only once it is known which of them join it. A
     /// won nonce's entry becomes an append of this cycle that completes it
     /// and consumes its approval: nonce, approval and entry are committed
-    /// by the batch's one transaction and made durable by the cycle's one
+    /// by the batch's one commit and made durable by the cycle's one
     /// sync, together or not at all (a crash before it leaves nothing — the
     /// handler has no effects). A nonce not won is decided here — nothing
     /// of it is appended — but answered only with the cycle, by the syncer:
@@ -332,9 +333,11 @@ impl Writer {
             let (content, entry_salts) = content.map(|c| (c.bytes, c.salts)).unzip();
             salts.push(entry_salts);
             // What `entry_approval_key` reads from `bytes`: the approval a
-            // completing entry consumed (see "Approvals" in `store`).
+            // completing entry consumed (see "Approvals" in `store`); an
+            // entry that releases its nonce consumes none.
             let approval_key = completion
                 .as_ref()
+                .filter(|c| c.completes())
                 .and_then(|_| entry.approval.consume_key(&entry.tenant));
             write.entries.push(StoredEntry {
                 index,

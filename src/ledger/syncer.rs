@@ -1,8 +1,12 @@
 //! The syncer: the second stage of the writer. It takes each cycle the
-//! sequencer has written, makes it durable (sled flush + fdatasync), and
-//! only then publishes it (committed head, checkpoint) and answers its
-//! callers — while the sequencer already lays out, signs and writes the
-//! next cycle. The two overlap; nothing is answered early.
+//! sequencer has written, makes it durable — its reservations (one
+//! journal frame and fdatasync), then its batch (sled if written to, and
+//! the commit ring) — and only then publishes it (committed head,
+//! checkpoint) and answers its callers, while the sequencer already lays
+//! out, signs and writes the next cycle. The two overlap; nothing is
+//! answered before the state it rests on is durable: a reservation won
+//! (or found in flight) rests on the journal alone and is answered after
+//! the first half of the sync, unless the cycle's batch releases a nonce.
 //!
 //! Why the overlap is sound (SECURITY.md §1 and docs/ARCHITECTURE.md,
 //! "Writer invariants"):
@@ -15,10 +19,10 @@
 //!   them here instead of answering them itself.
 //! - A sync that begins while the sequencer writes the next cycle may make
 //!   part of that cycle durable early. That is harmless: a cycle's entries
-//!   are fdatasynced before its sled transaction (the head that covers
-//!   them) is applied, so whatever reaches the disk is a consistent store,
-//!   and a reservation durable early is one a crash records as
-//!   `interrupted`, as it would be anyway.
+//!   are fdatasynced before the head that covers them is written, so
+//!   whatever reaches the disk is a consistent store, and a reservation
+//!   durable early is one a crash records as `interrupted`, as it would be
+//!   anyway.
 //! - Readers are bounded by the committed head, which only this thread
 //!   moves, after the sync.
 //! - A failed sync of a batch stops the ledger (fail-stop, like a failed
@@ -139,15 +143,25 @@ impl Syncer {
     }
 
     /// Makes one written cycle durable, then publishes and answers it.
-    fn finish(&mut self, cycle: WrittenCycle) {
+    /// Its reservations are made durable first (the journal), and those
+    /// answered `Reserved` or `InFlight` go out then when the store says
+    /// they rest on nothing else ([`Store::sync_cycle_reservations`]): a
+    /// handler with effects starts while the cycle's batch commits.
+    fn finish(&mut self, mut cycle: WrittenCycle) {
         if let Some(reason) = self.stopped.get() {
             cycle.refuse(reason);
             return;
         }
-        let batch = cycle.batch.is_some();
+        let early = match self.store.sync_cycle_reservations(&cycle.sync) {
+            Ok(early) => early,
+            Err(e) => return self.failed(cycle, e),
+        };
+        if early {
+            answer_early(&mut cycle);
+        }
         let synced = self
             .store
-            .sync_cycle(&cycle.sync)
+            .sync_cycle_commit(&cycle.sync)
             .and_then(|()| match &cycle.batch {
                 // Before anyone is answered (see `Store::index_exec_ids`).
                 Some((prepared, _)) => self.store.index_exec_ids(&prepared.write),
@@ -155,17 +169,21 @@ impl Syncer {
             });
         match synced {
             Ok(()) => self.answer(cycle),
-            Err(e) if batch => {
-                let reason = stop(&self.stopped, &self.stats, &e.into());
-                cycle.refuse(&reason);
-            }
-            Err(e) => {
-                // Reservations alone: those new ones are not durable and
-                // fail; the rest rest on earlier cycles, which are.
-                answer_reservations(cycle.reservations, cycle.reserved, Some(&e.to_string()));
-                send_decided(cycle.decided);
-            }
+            Err(e) => self.failed(cycle, e),
         }
+    }
+
+    /// A failed sync: of a cycle with a batch, the writer stops;
+    /// otherwise its new reservations, not durable, fail, and the rest
+    /// rest on earlier cycles, which are durable.
+    fn failed(&self, cycle: WrittenCycle, e: StoreError) {
+        if cycle.batch.is_some() {
+            let reason = stop(&self.stopped, &self.stats, &e.into());
+            cycle.refuse(&reason);
+            return;
+        }
+        answer_reservations(cycle.reservations, cycle.reserved, Some(&e.to_string()));
+        send_decided(cycle.decided);
     }
 
     /// After the cycle's sync: publishes its batch and answers everyone.
@@ -274,6 +292,20 @@ fn send_decided(decided: Vec<DecidedAnswer>) {
     for d in decided {
         let _ = d.reply.send(d.result);
     }
+}
+
+/// Answers the cycle's reservations found `Reserved` or `InFlight` now
+/// (their records durable), and keeps the others for after the commit.
+fn answer_early(cycle: &mut WrittenCycle) {
+    let jobs = std::mem::take(&mut cycle.reservations);
+    let results = std::mem::take(&mut cycle.reserved);
+    let (now, later): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .zip(results)
+        .partition(|(_, r)| matches!(r, Ok(Reservation::Reserved | Reservation::InFlight(_))));
+    let (jobs, results) = now.into_iter().unzip();
+    answer_reservations(jobs, results, None);
+    (cycle.reservations, cycle.reserved) = later.into_iter().unzip();
 }
 
 /// Answers each reservation with its result, except that a new

@@ -12,11 +12,12 @@ use std::sync::atomic::Ordering;
 use sled::transaction::Transactional;
 
 use super::commit_ring::{CommitRing, RingCommit};
+use super::reservations::journal::JournalRecord;
 use super::segments::SegmentsMark;
 use super::{
-    commit_mark, open, read_head, reservations, sync_sled, BatchWrite, Completion, CycleSync,
-    CycleWrite, FaultPoint, Held, Inner, Reservation, ReservationRequest, Store, StoreError,
-    HISTORY_STRIDE, META_ENTRIES_DICT, META_HEAD,
+    commit_mark, open, read_head, reservations, sync_sled, BatchWrite, CycleSync, CycleWrite,
+    FaultPoint, Inner, Reservation, ReservationRequest, Store, StoreError, HISTORY_STRIDE,
+    META_ENTRIES_DICT, META_HEAD,
 };
 
 impl Store {
@@ -55,17 +56,17 @@ impl Store {
     /// [`Store::sync_cycle`] with the returned [`CycleSync`] before anyone
     /// acts on it.
     ///
-    /// A cycle that changes sled beyond the head and checkpoint (a
-    /// reservation, a pending record leaving, an approval consumed, the
-    /// entry dictionary) is *one* sled transaction: each sled transaction
-    /// seals and writes sled's I/O buffer, so a transaction per reservation
-    /// made those writes, not the fdatasync, most of the device time of
-    /// `POST /execute`. Any other batch commits in the commit ring at the
-    /// sync instead ([`super::commit_ring`]), and writes nothing to sled here.
+    /// The batch's entries resolve the reservations they carry (they leave
+    /// the reservations in flight here); the cycle's reservations enter
+    /// them, and their journal records are staged for the sync. The batch
+    /// commits in the commit ring at the sync ([`super::commit_ring`]) and
+    /// writes nothing to sled here — unless it chose the entry dictionary
+    /// or consumes an approval for good (see "Approvals" in [`super`]):
+    /// then it is one sled transaction, flushed at the sync.
     ///
     /// A reservation that cannot be encoded (or whose injected fault
-    /// fires) fails alone and writes nothing; a failure of the transaction
-    /// fails the whole cycle.
+    /// fires) fails alone and writes nothing; a failure of the batch's
+    /// transaction fails the whole cycle.
     pub fn write_cycle(
         &self,
         batch: Option<&BatchWrite>,
@@ -81,8 +82,10 @@ impl Store {
         let dictionary = staged
             .filter(|s| s.new_dictionary)
             .and_then(|_| self.inner.segments.dictionary());
+        let mut in_flight = self.lock_nonce_order()?;
+        let resolution = batch.map(|b| in_flight.resolve(b)).unwrap_or_default();
         let ring = match (batch, staged) {
-            (Some(b), Some(s)) if reservations.is_empty() && dictionary.is_none() => {
+            (Some(b), Some(s)) if dictionary.is_none() && resolution.for_good.is_empty() => {
                 // sled's head now is durable before this ring slot is
                 // written: the syncer syncs every earlier cycle first.
                 let sled_size = read_head(&self.inner.meta)?.map_or(0, |h| h.size);
@@ -90,58 +93,40 @@ impl Store {
             }
             _ => None,
         };
-        let batches = batch
-            .filter(|_| ring.is_none())
-            .map(|b| SledBatches::new(b, staged.map(|s| s.mark), dictionary));
-        let _order = self.lock_nonce_order()?;
+        if let Some(b) = batch.filter(|_| ring.is_none()) {
+            let sled = SledBatches::new(b, staged.map(|s| s.mark), dictionary, &resolution);
+            self.apply_in_sled(&sled)?;
+        }
         // A nonce (an approval) this batch completes (consumes) is done for
         // the cycle's reservations, though `nonces.tab` (`approvals.tab`)
         // takes it only after the commit.
         let completed: HashMap<&[u8], u64> = batch
             .iter()
             .flat_map(|b| &b.entries)
-            .filter_map(|e| e.completion.as_ref().map(|c| (c.key.as_slice(), e.index)))
+            .filter_map(|e| {
+                e.completion
+                    .as_ref()
+                    .filter(|c| c.completes())
+                    .map(|c| (c.key.as_slice(), e.index))
+            })
             .collect();
         let consumed: HashMap<&[u8], u64> = batch
             .iter()
             .flat_map(|b| &b.entries)
             .filter_map(|e| e.approval_key.as_ref().map(|k| (k.as_bytes(), e.index)))
             .collect();
-        let mut results: Vec<Result<Reservation, StoreError>> = Vec::new();
-        let mut encoded = Vec::new();
-        for r in reservations {
-            let one = self
-                .inner
-                .faults
-                .check(FaultPoint::ReserveWrite)
-                .and_then(|()| reservations::Encoded::new(*r))
-                .and_then(|mut e| {
-                    // A lookup that meets damage fails this reservation
-                    // alone, never as "not done".
-                    e.done = match completed.get(r.key) {
-                        Some(&index) => Some(index),
-                        None => self.done_index(r.key)?,
-                    };
-                    if let Some(ak) = e.approval_key {
-                        e.approval_done = consumed.contains_key(ak.as_bytes())
-                            || self.approval_done(ak)?.is_some();
-                    }
-                    Ok(e)
-                });
-            match one {
-                Ok(e) => {
-                    encoded.push(e);
-                    // Placeholder, replaced by the transaction's answer.
-                    results.push(Ok(Reservation::Reserved));
-                }
-                Err(e) => results.push(Err(e)),
-            }
-        }
-        let found = if batches.is_some() || !encoded.is_empty() {
-            self.apply_in_sled(batches.as_ref(), &encoded)?
-        } else {
-            Vec::new()
-        };
+        let reserved: Vec<Result<Reservation, StoreError>> = reservations
+            .iter()
+            .map(|r| {
+                let approval_consumed = r
+                    .record
+                    .approval_key
+                    .as_ref()
+                    .is_some_and(|k| consumed.contains_key(k.as_bytes()));
+                let done = completed.get(r.key).copied();
+                self.reserve_locked(&mut in_flight, *r, done, approval_consumed)
+            })
+            .collect();
         if let (Some(staged), Some(batch)) = (&staged, batch) {
             self.inner.segments.publish(staged, &batch.hashes)?;
             // Before the lock is let go (see "Nonces").
@@ -154,71 +139,86 @@ impl Store {
                 staged.count(),
             )?;
         }
-        let mut found = found.into_iter();
-        for slot in results.iter_mut().filter(|r| r.is_ok()) {
-            if let Some(f) = found.next() {
-                *slot = f.decode();
-            }
-        }
         let sync = CycleSync {
             batch: batch.is_some(),
-            reservations: results
+            reservations: reserved
                 .iter()
                 .any(|r| matches!(r, Ok(Reservation::Reserved))),
             ring,
+            releases: batch.is_some_and(|b| {
+                b.entries
+                    .iter()
+                    .any(|e| e.completion.as_ref().is_some_and(|c| !c.completes()))
+            }),
+            resolved: resolution.attempts,
         };
-        Ok(CycleWrite {
-            reserved: results,
-            sync,
-        })
+        Ok(CycleWrite { reserved, sync })
     }
 
-    /// The sled transaction of a cycle: the batch, then the reservations
-    /// (which found what the batch completes before it, in `write_cycle`).
-    fn apply_in_sled(
-        &self,
-        batches: Option<&SledBatches>,
-        encoded: &[reservations::Encoded],
-    ) -> Result<Vec<reservations::Found>, StoreError> {
+    /// The sled transaction of a batch that does not commit in the ring.
+    fn apply_in_sled(&self, b: &SledBatches) -> Result<(), StoreError> {
         let i = &self.inner;
-        (&i.checkpoints, &i.meta, &i.pending, &i.approvals)
-            .transaction(|(tk, tm, tp, ta)| {
-                if let Some(b) = batches {
-                    tp.apply_batch(&b.pending)?;
-                    ta.apply_batch(&b.approvals)?;
-                    tk.apply_batch(&b.checkpoints)?;
-                    tm.apply_batch(&b.meta)?;
-                }
-                encoded
-                    .iter()
-                    .map(|r| reservations::reserve_in(tp, ta, r))
-                    .collect::<Result<Vec<_>, _>>()
+        (&i.checkpoints, &i.meta, &i.approvals)
+            .transaction(|(tk, tm, ta)| {
+                ta.apply_batch(&b.approvals)?;
+                tk.apply_batch(&b.checkpoints)?;
+                tm.apply_batch(&b.meta)?;
+                Ok(())
             })
             .map_err(reservations::tx_error)
     }
 
-    /// Makes a written cycle durable: its commit in the ring (one `pwrite`
-    /// and `fdatasync`), or sled's `flush()` and a real `fdatasync` of its
-    /// log — once per cycle for the batch and the reservations together,
-    /// so that both share one device wait.
+    /// Makes a written cycle durable, and everything written before it:
+    /// [`Self::sync_cycle_reservations`], then [`Self::sync_cycle_commit`].
     pub fn sync_cycle(&self, sync: &CycleSync) -> Result<(), StoreError> {
-        if sync.batch {
-            self.inner.faults.check(FaultPoint::CommitSync)?;
-        }
+        self.sync_cycle_reservations(sync)?;
+        self.sync_cycle_commit(sync)
+    }
+
+    /// The first half of a cycle's sync: appends the reservations staged
+    /// since the last sync to the journal as one frame and fdatasyncs it.
+    /// Returns whether the cycle's answers of [`Reservation::Reserved`]
+    /// and [`Reservation::InFlight`] may go out now, before the second
+    /// half: they rest on the journal and on earlier cycles alone, unless
+    /// the cycle's batch released a nonce (a nonce it frees may have been
+    /// reserved anew in the same cycle).
+    pub fn sync_cycle_reservations(&self, sync: &CycleSync) -> Result<bool, StoreError> {
         if sync.reservations {
             self.inner.faults.check(FaultPoint::ReserveSync)?;
         }
-        if let Some(commit) = &sync.ring {
-            return self.commit_in_ring(commit);
+        let records = std::mem::take(&mut *self.inner.lock_staged()?);
+        // Even with nothing to append (a failed sync of an earlier cycle
+        // may have taken this cycle's records), a broken journal refuses.
+        if !records.is_empty() || sync.reservations {
+            self.inner.journal.append(records)?;
         }
-        if sync.batch || sync.reservations {
-            self.sync()?;
-        }
+        Ok(!sync.releases)
+    }
+
+    /// The second half of a cycle's sync: sled if anything was written to
+    /// it (a batch's transaction, a counter's increment: flushed and its
+    /// log fdatasynced), then the batch's commit in the ring (one `pwrite`
+    /// and `fdatasync`) — in that order, so that a counter's increment is
+    /// durable before the entry recording it. Once all of it is durable,
+    /// the journal forgets the reservations the batch resolved.
+    pub fn sync_cycle_commit(&self, sync: &CycleSync) -> Result<(), StoreError> {
         if sync.batch {
+            self.inner.faults.check(FaultPoint::CommitSync)?;
+        }
+        let through_sled = sync.batch && sync.ring.is_none();
+        if through_sled || self.inner.sled_written.swap(false, Ordering::AcqRel) {
+            if let Err(e) = self.sync() {
+                self.inner.sled_written.store(true, Ordering::Release);
+                return Err(e);
+            }
+        }
+        if let Some(commit) = &sync.ring {
+            self.commit_in_ring(commit)?;
+        } else if sync.batch {
             // sled's head is the newest again.
             *self.inner.lock_ring_ahead()? = None;
         }
-        Ok(())
+        self.inner.journal.resolved(&sync.resolved)
     }
 
     /// Commits a batch in the ring, then files its checkpoint in sled's
@@ -239,13 +239,12 @@ impl Store {
         Ok(())
     }
 
-    /// Makes the reservations written so far durable (`flush()` + a real
-    /// fdatasync).
+    /// Makes the reservations made so far durable (one journal frame and
+    /// its fdatasync).
     pub fn sync_reservations(&self) -> Result<(), StoreError> {
         self.sync_cycle(&CycleSync {
-            batch: false,
             reservations: true,
-            ring: None,
+            ..CycleSync::default()
         })
     }
 
@@ -255,20 +254,11 @@ impl Store {
     }
 }
 
-/// The ring commit of a batch, when the batch changes nothing in sled but
-/// the head and the checkpoint: every nonce it completes was claimed (no
-/// pending record, nor an approval's, to remove), and its checkpoint fits
-/// a ring slot.
+/// The ring commit of a batch whose checkpoint fits a ring slot (the
+/// caller has checked that it changes nothing else in sled).
 fn ring_commit(batch: &BatchWrite, mark: SegmentsMark, sled_size: u64) -> Option<RingCommit> {
-    let only_head = batch.entries.iter().all(|e| {
-        e.completion
-            .as_ref()
-            .is_none_or(|c| c.held == Held::Claimed)
-    });
     match (&batch.head, &batch.checkpoint) {
-        (Some(head), Some((size, note)))
-            if only_head && *size == head.size && CommitRing::fits(note) =>
-        {
+        (Some(head), Some((size, note))) if *size == head.size && CommitRing::fits(note) => {
             Some(RingCommit {
                 head: *head,
                 mark,
@@ -283,34 +273,27 @@ fn ring_commit(batch: &BatchWrite, mark: SegmentsMark, sled_size: u64) -> Option
 /// A [`BatchWrite`] as one sled batch per tree, built before the
 /// transaction (whose closure may run more than once).
 struct SledBatches {
-    pending: sled::Batch,
     approvals: sled::Batch,
     checkpoints: sled::Batch,
     meta: sled::Batch,
 }
 
 impl SledBatches {
-    fn new(batch: &BatchWrite, mark: Option<SegmentsMark>, dictionary: Option<&[u8]>) -> Self {
+    fn new(
+        batch: &BatchWrite,
+        mark: Option<SegmentsMark>,
+        dictionary: Option<&[u8]>,
+        resolution: &reservations::Resolution,
+    ) -> Self {
         let mut b = Self {
-            pending: sled::Batch::default(),
             approvals: sled::Batch::default(),
             checkpoints: sled::Batch::default(),
             meta: sled::Batch::default(),
         };
-        for e in &batch.entries {
-            // A reservation's records leave sled with its entry; a claim
-            // has none there (see "Approvals").
-            let Some(Completion {
-                key,
-                held: Held::Reserved,
-            }) = &e.completion
-            else {
-                continue;
-            };
-            b.pending.remove(key.as_slice());
-            if let Some(ak) = &e.approval_key {
-                b.approvals.remove(ak.as_bytes());
-            }
+        // Approvals consumed for good (see "Approvals"), with the entry
+        // that ends their reservation.
+        for (approval, nonce) in &resolution.for_good {
+            b.approvals.insert(approval.as_bytes(), nonce.as_slice());
         }
         if let Some((size, note)) = &batch.checkpoint {
             b.checkpoints
@@ -331,6 +314,14 @@ impl SledBatches {
 }
 
 impl Inner {
+    pub(super) fn lock_staged(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, Vec<(String, JournalRecord)>>, StoreError> {
+        self.staged
+            .lock()
+            .map_err(|_| StoreError::Corrupt("staged reservations lock poisoned".into()))
+    }
+
     pub(super) fn lock_ring_ahead(
         &self,
     ) -> Result<std::sync::MutexGuard<'_, Option<RingCommit>>, StoreError> {
@@ -367,6 +358,16 @@ impl Drop for Inner {
     /// rebuild; a table's header claims no more than the committed head
     /// (a batch whose sync failed had its keys inserted).
     fn drop(&mut self) {
+        // Reservations never synced (their cycle's sync failed, so no
+        // handler of theirs ran) are kept, as a crash after a later sync
+        // would have kept them: a restart records them `interrupted`.
+        let staged = self.lock_staged().map(|mut s| std::mem::take(&mut *s));
+        let journal = staged
+            .and_then(|records| self.journal.append(records))
+            .and_then(|()| self.journal.compact_now());
+        if let Err(e) = journal {
+            tracing::warn!(error = %e, "could not append the last reservations to the journal at close");
+        }
         let committed = self.promote_ring();
         let synced = committed
             .as_ref()

@@ -34,7 +34,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use super::segments::SegmentsMark;
+use super::segments::{SegmentsMark, STORE_FORMAT};
 use super::{Head, StoreError};
 
 /// The ring's file name in the store directory.
@@ -93,15 +93,25 @@ impl RingCommit {
     /// The commit in a slot — its first copy that checks — or `None` for
     /// a slot never written, torn, or damaged in both copies.
     fn decode(slot: &[u8]) -> Option<Self> {
+        Self::decode_as(slot, STORE_FORMAT)
+    }
+
+    /// [`Self::decode`] for a store in `format`.
+    fn decode_as(slot: &[u8], format: u64) -> Option<Self> {
         if slot.len() != SLOT_LEN {
             return None;
         }
-        slot.chunks_exact(COPY_LEN).find_map(Self::decode_copy)
+        slot.chunks_exact(COPY_LEN)
+            .find_map(|copy| Self::decode_copy_as(copy, format))
     }
 
     /// The commit in one copy, if it checks (magic, length, digest, and
     /// zeros after the digest).
     fn decode_copy(copy: &[u8]) -> Option<Self> {
+        Self::decode_copy_as(copy, STORE_FORMAT)
+    }
+
+    fn decode_copy_as(copy: &[u8], format: u64) -> Option<Self> {
         if &copy[..MAGIC.len()] != MAGIC {
             return None;
         }
@@ -119,7 +129,7 @@ impl RingCommit {
         let mark_end = Head::LEN + SegmentsMark::LEN;
         Some(Self {
             head: Head::decode(&record[..Head::LEN]).ok()?,
-            mark: SegmentsMark::decode(&record[Head::LEN..mark_end]).ok()?,
+            mark: SegmentsMark::decode_as(&record[Head::LEN..mark_end], format).ok()?,
             sled_size: u64::from_be_bytes(record[mark_end..FIXED_LEN].try_into().ok()?),
             checkpoint: String::from_utf8(record[FIXED_LEN..].to_vec()).ok()?,
         })
@@ -186,6 +196,28 @@ impl CommitRing {
                 (!sound).then(|| (at, copies.iter().any(Option::is_some)))
             })
             .collect())
+    }
+
+    /// The newest commit of the ring in `dir` as a store in `format`
+    /// wrote it, if any (the migration reads format 1's).
+    pub(super) fn newest_as(dir: &Path, format: u64) -> Result<Option<RingCommit>, StoreError> {
+        let bytes = match std::fs::read(dir.join(FILE)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(bytes
+            .chunks_exact(SLOT_LEN)
+            .filter_map(|slot| RingCommit::decode_as(slot, format))
+            .max_by_key(RingCommit::size))
+    }
+
+    /// Empties every slot of the ring in `dir`, durably.
+    pub(super) fn clear(dir: &Path) -> Result<(), StoreError> {
+        let file = OpenOptions::new().write(true).open(dir.join(FILE))?;
+        file.write_all_at(&vec![0u8; SLOT_LEN * SLOTS as usize], 0)?;
+        file.sync_all()?;
+        Ok(())
     }
 
     /// Whether a checkpoint note fits in a slot.

@@ -5,39 +5,55 @@
 //! It stores bytes under keys and makes a batch durable; it does not know
 //! what an entry means, never signs, and never decides what to append.
 //!
-//! # Files (see [`segments`], [`key_table`], [`commit_ring`])
+//! # Files (see [`segments`], [`key_table`], [`commit_ring`], [`reservations::journal`])
 //!
 //! `entries.bin` (signature ‖ entry bytes, by index), `entries.idx` (record
-//! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout); and
-//! three hash tables ([`key_table`]) derived from `entries.bin` and written
+//! offsets) and `hashes.bin` (stored hashes, Go `sumdb/tlog` layout); three
+//! hash tables ([`key_table`]) derived from `entries.bin` and written
 //! after each commit: `exec_ids.tab` (exec_id → index), `nonces.tab`
 //! (done nonce → index of the entry that completed it) and `approvals.tab`
-//! (consumed approval → index of the entry that consumed it).
+//! (consumed approval → index of the entry that consumed it); the commit
+//! ring (`commits.ring`); and the reservation journal (`reservations.log`:
+//! the reservations made durable before their handlers ran).
 //!
 //! # Nonces
 //!
-//! A nonce in flight is a record in sled's `pending` tree; a done nonce is
-//! the entry that completed it, found through `nonces.tab` and confirmed
-//! against that entry: its record in `entries.bin` carries the completion
-//! flag and the entry names the same tenant and nonce. A nonce leaves `pending` in the sled transaction that commits its entry, and is
-//! put in `nonces.tab` right after it; every reservation takes the done
-//! check and its sled transaction under one lock that each commit also
-//! holds until its inserts are in, so none sees a nonce in neither place.
+//! A nonce in flight is a reservation: a record in the journal, and in
+//! memory ([`reservations::InFlight`], sized by the attempts in flight); a
+//! done nonce is the entry that completed it, found through `nonces.tab`
+//! and confirmed against that entry: its record in `entries.bin` carries
+//! the completion flag and the entry names the same tenant and nonce.
+//! The entry that carries a reservation's exec_id resolves it — completing
+//! the nonce, or releasing it ([`Completion::released`]: no completion
+//! flag, the nonce free again) — and nothing is written to the journal for
+//! that: at open, a journal record is in flight iff its nonce is not done
+//! and no entry carries its exec_id (both looked up once the tables are
+//! whole). In memory the reservation ends when the batch holding its entry
+//! is written, and the nonce is put in `nonces.tab` right after; every
+//! reservation takes the done check and enters [`reservations::InFlight`]
+//! under one lock that each commit also holds from then until its inserts
+//! are in, so none sees a nonce in neither place.
+//!
+//! Why not sled (where format 1 kept them): sled 0.34 keeps in memory every
+//! node it ever inserted a key into, so a record inserted and removed per
+//! execution grew the process by hundreds of bytes per execution for life,
+//! and each cycle with a reservation went through a sled transaction and
+//! flush instead of the commit ring (see docs/ARCHITECTURE.md).
 //!
 //! # Approvals
 //!
-//! Approvals follow their nonces. One held by a reservation in flight is a
-//! record in sled's `approvals` tree, written in the reservation's
-//! transaction and removed in the transaction that commits the entry
-//! completing the nonce; a claim's ([`Store::claim`]) is never in sled.
-//! Once consumed by a committed entry, the approval is that entry: the
-//! entry completes its nonce and names the approval, and `approvals.tab`
-//! maps the approval's key to it, confirmed against the entry
+//! Approvals follow their nonces. One held by a reservation in flight is
+//! held in memory with it (the journal record names it) and released with
+//! it; a claim's ([`Store::claim`]) is held by the claim alone. Once
+//! consumed by a committed entry, the approval is that entry: the entry
+//! completes its nonce and names the approval, and `approvals.tab` maps
+//! the approval's key to it, confirmed against the entry
 //! (`approval_key_of`), taken under the same lock as the done nonces. An
 //! approval whose entry does not name it (an attempt recorded as
-//! `interrupted` at restart) keeps its record in sled, consumed for good.
-//! (sled 0.34 keeps in memory every node it inserted a key into, so
-//! consumed approvals live in a table file, not as sled keys.)
+//! `interrupted` at restart) is consumed for good: a record in sled's
+//! `approvals`, written in the transaction of that entry's batch (which
+//! therefore commits through sled, not the ring). A release neither
+//! consumes its approval nor keeps it held.
 //!
 //! # sled trees (key → value; all integers big-endian)
 //!
@@ -45,29 +61,34 @@
 //! |---------------|------------------------|-----------------------------------------|
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note (see [`HISTORY_STRIDE`]) |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
-//! | `pending`     | tenant ‖ 0 ‖ nonce     | nonce record of an attempt in flight (only here until its entry commits) |
-//! | `approvals`   | approval consume key   | nonce key of the reservation holding it (in flight), or that consumed it when its entry does not name it |
+//! | `approvals`   | approval consume key   | nonce key of the attempt that consumed it for good (its entry does not name it) |
 //! | `counters`    | name                   | `u64` (the `counter` handler)           |
 //! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |
 //!
 //! # Durability
 //!
 //! A batch's entries and hashes are first written to the segment files and
-//! `entries.bin` is made durable (fdatasync); then the rest of the batch
-//! and the new head (with where `entries.bin` ends) are applied as one
-//! sled transaction — or, for a batch that changes nothing else in sled,
-//! written to the commit ring ([`commit_ring`], `commits.ring`) at the
-//! sync: one slot and one fdatasync. The committed head is the newer of
-//! sled's and the ring's. sled 0.34's `flush()` writes its log with
-//! `sync_file_range`, which neither flushes the disk cache nor the file's
-//! size metadata, and sled leaves the real `fsync` to a background thread
-//! every 500 ms; so [`Store::commit`] calls `flush()` and then `fdatasync`
-//! on sled's log file (`<dir>/db`) itself, through a descriptor it keeps
-//! open. Only after that returns is the batch durable and may any caller be
-//! answered. A crash between the two leaves segment bytes that no head
-//! covers; they are cut off at open. Values are bounded (see
-//! [`MAX_VALUE_LEN`]) so that no sled node grows past sled's blob threshold:
-//! sled writes blob files without a sync, and this fsync would not cover them.
+//! `entries.bin` is made durable (fdatasync); the new head (with where
+//! `entries.bin` ends) and the checkpoint are then written to the commit
+//! ring ([`commit_ring`], `commits.ring`) at the cycle's sync: one slot and
+//! one fdatasync — or, for the first batch with entries (which records the
+//! entries dictionary) and a batch that consumes an approval for good,
+//! applied as one sled transaction. The committed head is the newer of
+//! sled's and the ring's. A cycle's reservations are appended to the
+//! journal as one frame at its sync and fdatasynced, beside the commit.
+//! sled is flushed at a cycle's sync when anything was written to it since
+//! the last (a batch's transaction, a counter's increment: an increment
+//! made before an entry is queued is durable before that entry's head).
+//! sled 0.34's `flush()` writes its log with `sync_file_range`, which
+//! neither flushes the disk cache nor the file's size metadata, and sled
+//! leaves the real `fsync` to a background thread every 500 ms; so the
+//! store calls `flush()` and then `fdatasync` on sled's log file
+//! (`<dir>/db`) itself, through a descriptor it keeps open. Only after the
+//! sync returns is the cycle durable and may any caller be answered. A
+//! crash before leaves segment bytes that no head covers; they are cut off
+//! at open. Values are bounded (see [`MAX_VALUE_LEN`]) so that no sled node
+//! grows past sled's blob threshold: sled writes blob files without a
+//! sync, and this fsync would not cover them.
 
 mod codec;
 mod commit;
@@ -78,6 +99,7 @@ mod faults;
 mod hash_cache;
 mod hash_reader;
 mod key_table;
+pub mod migrate;
 mod open;
 pub mod reservations;
 pub mod segments;
@@ -85,7 +107,7 @@ mod tokens;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
 pub use cosignatures::KEEP_COSIGNED;
@@ -133,7 +155,8 @@ pub enum StoreError {
     /// (format 0: a store that records none). Nothing was written to it.
     #[error(
         "the store is in store format {found}; this OpenExec opens store format {} only \
-         (another format needs a migration command, never a conversion at open)",
+         (opening never converts a store: for format 1, stop the service and run \
+         `openexec migrate --db-url <the same --db-url>`)",
         segments::STORE_FORMAT
     )]
     UnsupportedFormat {
@@ -286,8 +309,14 @@ pub struct CycleWrite {
 pub struct CycleSync {
     batch: bool,
     reservations: bool,
-    /// The batch's commit, when it goes to the commit ring.
+    /// The batch's commit, when it goes to the commit ring (otherwise it
+    /// was applied to sled, and the sync flushes sled).
     ring: Option<RingCommit>,
+    /// Whether the batch releases a nonce ([`Completion::released`]).
+    releases: bool,
+    /// The reservations the batch resolved: the journal forgets them once
+    /// the batch is durable.
+    resolved: Vec<reservations::journal::Attempt>,
 }
 
 /// The batch that appends `entries` (consecutive indexes, the first one
@@ -372,13 +401,21 @@ struct Inner {
     /// Makes `consumed_approvals` durable in the background.
     _consumed_approvals_syncer: key_table::Syncer,
     approval_key_of: ApprovalKeyOf,
-    /// Held by each reservation from its done checks to the end of its
-    /// sled transaction, and by each commit from its transaction until its
-    /// nonces and approvals are in their tables (see "Nonces").
-    nonce_order: Mutex<()>,
+    /// The reservations in flight. Held by each reservation from its done
+    /// checks until it is in flight, and by each commit from the moment it
+    /// resolves its reservations until its nonces and approvals are in
+    /// their tables (see "Nonces").
+    nonce_order: Mutex<reservations::InFlight>,
+    /// Journal records of reservations made since the last sync, for the
+    /// next [`Store::sync_cycle`] to append.
+    staged: Mutex<Vec<(String, reservations::journal::JournalRecord)>>,
+    /// The reservation journal (`reservations.log`).
+    journal: reservations::journal::Journal,
+    /// Set by a write to sled that no cycle sync has flushed yet (a
+    /// counter's increment): the next [`Store::sync_cycle`] flushes sled.
+    sled_written: AtomicBool,
     checkpoints: sled::Tree,
     meta: sled::Tree,
-    pending: sled::Tree,
     approvals: sled::Tree,
     counters: sled::Tree,
     /// Injected failures (tests only).
@@ -548,8 +585,11 @@ impl Store {
         self.done_index(key)
     }
 
-    /// Takes the lock that orders reservations after commits.
-    fn lock_nonce_order(&self) -> Result<std::sync::MutexGuard<'_, ()>, StoreError> {
+    /// Takes the lock that orders reservations after commits, and holds
+    /// the reservations in flight.
+    fn lock_nonce_order(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, reservations::InFlight>, StoreError> {
         self.inner
             .nonce_order
             .lock()
@@ -617,7 +657,8 @@ impl Store {
             + self.inner.segments.len_on_disk()?
             + self.inner.exec_table.len_on_disk()?
             + self.inner.done_nonces.len_on_disk()?
-            + self.inner.consumed_approvals.len_on_disk()?)
+            + self.inner.consumed_approvals.len_on_disk()?
+            + self.inner.journal.len_on_disk()?)
     }
 }
 

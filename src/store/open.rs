@@ -10,13 +10,15 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::Transactional;
 
 use super::commit_ring::{self, CommitRing, RingCommit};
 use super::damage::DamageLog;
+use super::reservations::journal::{self, Journal, JournalRecord};
+use super::reservations::InFlight;
 use super::segments::{Segments, SegmentsMark};
 use super::{
     commit_mark, faults, key_table, read_head, reservations, sync_dir, sync_sled, Inner, Store,
@@ -34,24 +36,24 @@ impl Store {
         let damage = Arc::new(DamageLog::opening());
         let (ring, held) = open_ring(&db, &meta, &config.path, &log_file, existing)?;
         if !existing {
-            // The ring's directory entry is durable before the mark that
-            // makes its absence an error.
+            // The ring's and the journal's directory entries are durable
+            // before the mark that makes their absence an error.
+            journal::create_empty(&config.path)?;
             sync_dir(&config.path)?;
         }
         let segments = open_segments(&db, &meta, &config.path, &log_file, &damage)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
-        // The tables index what their headers miss on two threads (the
-        // completion tables share one scan of the completing entries):
-        // after a kill -9 under load at 13.6M entries, ~68k entries each,
-        // 0.45 s apiece, most of it reading and decompressing them.
-        let (exec_table, completions) = std::thread::scope(|scope| {
-            let completions = scope.spawn(|| open_completion_tables(&segments, config, &damage));
-            let exec_table = open_exec_table(&segments, config, &damage);
-            let completions = completions
-                .join()
-                .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
-            Ok::<_, StoreError>((exec_table?, completions?))
-        })?;
+        let (exec_table, completions) = match open_tables(&segments, config, &damage) {
+            Ok(tables) => tables,
+            // A lookup of the journal's reservations met a damaged slot,
+            // which invalidated its table: indexed again from the start.
+            Err(StoreError::Damaged(d)) if d.file != journal::FILE => {
+                tracing::warn!("{d}: indexing the key tables again from entries.bin");
+                open_tables(&segments, config, &damage)?
+            }
+            Err(e) => return Err(e),
+        };
+        let (journal, in_flight) = completions.journal;
         let exec_table = Arc::new(exec_table);
         let done_nonces = Arc::new(completions.done_nonces);
         let consumed_approvals = Arc::new(completions.consumed_approvals);
@@ -68,10 +70,12 @@ impl Store {
             _consumed_approvals_syncer: key_table::Syncer::start(Arc::clone(&consumed_approvals))?,
             consumed_approvals,
             approval_key_of: config.approval_key_of,
-            nonce_order: Mutex::new(()),
+            nonce_order: Mutex::new(in_flight),
+            staged: Mutex::new(Vec::new()),
+            journal,
+            sled_written: AtomicBool::new(false),
             checkpoints: db.open_tree("checkpoints")?,
             meta,
-            pending: db.open_tree("pending")?,
             approvals: db.open_tree("approvals")?,
             counters: db.open_tree("counters")?,
             faults: faults::Faults::default(),
@@ -173,6 +177,42 @@ fn open_segments(
         commit_mark(db, meta, log_file, mark)?;
     }
     Ok(segments)
+}
+
+/// Opens the key tables, indexing what their headers miss on two threads
+/// (the completion tables share one scan of the completing entries: after
+/// a kill -9 under load at 13.6M entries, ~68k entries each, 0.45 s
+/// apiece, most of it reading and decompressing them), then the journal,
+/// which looks its reservations up in them.
+fn open_tables(
+    segments: &Segments,
+    config: &StoreConfig,
+    damage: &Arc<DamageLog>,
+) -> Result<(key_table::KeyTable, OpenedTables), StoreError> {
+    let (exec_table, completions) = std::thread::scope(|scope| {
+        let completions = scope.spawn(|| open_completion_tables(segments, config, damage));
+        let exec_table = open_exec_table(segments, config, damage);
+        let completions = completions
+            .join()
+            .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
+        Ok::<_, StoreError>((exec_table?, completions?))
+    })?;
+    let journal = open_journal(segments, &exec_table, &completions.done_nonces, config)?;
+    Ok((
+        exec_table,
+        OpenedTables {
+            done_nonces: completions.done_nonces,
+            consumed_approvals: completions.consumed_approvals,
+            journal,
+        },
+    ))
+}
+
+/// The completion tables and the journal, as opened.
+struct OpenedTables {
+    done_nonces: key_table::KeyTable,
+    consumed_approvals: key_table::KeyTable,
+    journal: (Journal, InFlight),
 }
 
 /// Opens the exec_id table and indexes the entries its header does not
@@ -365,6 +405,58 @@ fn open_ring(
         }
     }
     Ok((ring, held))
+}
+
+/// Reads the reservation journal once the key tables are whole, and
+/// opens it holding the reservations still in flight: a record whose
+/// nonce is not done (`nonces.tab`, confirmed against the entry) and
+/// whose exec_id no entry carries (`exec_ids.tab`, confirmed) — an entry
+/// that resolved it (completed or released the nonce) would. Refuses,
+/// writing nothing, a store without its journal (the reservations in
+/// flight at a crash are there; a new store's is created before its
+/// segments mark) and a damaged journal.
+fn open_journal(
+    segments: &Segments,
+    exec_table: &key_table::KeyTable,
+    done_nonces: &key_table::KeyTable,
+    config: &StoreConfig,
+) -> Result<(Journal, InFlight), StoreError> {
+    let dir = &config.path;
+    if !dir.join(journal::FILE).exists() {
+        return Err(StoreError::Corrupt(format!(
+            "{} is missing: the reservations in flight at the last stop are there, and \
+             opening without it could run their handlers again; restore it with the rest of \
+             the directory",
+            journal::FILE
+        )));
+    }
+    let scanned = Journal::read(dir)?;
+    let mut live: Vec<(journal::Attempt, JournalRecord)> = Vec::new();
+    let mut in_flight = Vec::new();
+    for record in &scanned.records {
+        let pending = journal::pending_of(record)?;
+        let done = done_nonces.find(&record.key, |index| {
+            Ok(segments
+                .completing_entry(index)?
+                .filter(|b| (config.nonce_key_of)(b).as_deref() == Some(record.key.as_slice()))
+                .map(|_| index))
+        })?;
+        let resolved = exec_table.find(pending.exec_id.as_bytes(), |index| {
+            Ok(segments.entry(index)?.and_then(|(bytes, _)| {
+                ((config.exec_id_of)(&bytes).as_deref() == Some(pending.exec_id.as_str()))
+                    .then_some(index)
+            }))
+        })?;
+        if done.is_none() && resolved.is_none() {
+            live.push((
+                (record.key.clone(), pending.exec_id.clone()),
+                record.clone(),
+            ));
+            in_flight.push((record.key.clone(), pending));
+        }
+    }
+    let journal = Journal::open(dir, &scanned, live)?;
+    Ok((journal, InFlight::of(in_flight)))
 }
 
 /// Files in sled's checkpoint history the checkpoints of ring commits it

@@ -2,30 +2,30 @@
 //! counters.
 //!
 //! A reservation fails if the nonce is already known — done (its
-//! completing entry found through `nonces.tab`, checked by the store
-//! before the transaction, see "Nonces" in [`super`]) or in flight (in
-//! `pending`) — returning what is known, or if the approval is already
-//! consumed (by a committed entry, found through `approvals.tab`, or held
-//! by a reservation in flight, in `approvals`; see "Approvals" in
-//! [`super`]); otherwise one sled transaction records the nonce in the
-//! small `pending` tree and the approval as held in `approvals`. The
-//! ledger writer then makes it durable ([`Store::sync_cycle`]) *before*
-//! anyone runs the handler. The sequencer later deletes both records in
-//! the same transaction as the ledger entry whose record carries the
-//! completion flag (and names the approval) — so "entry exists", "nonce
-//! done" and "approval consumed" are never out of step.
+//! completing entry found through `nonces.tab`, see "Nonces" in
+//! [`super`]) or in flight ([`InFlight`]) — returning what is known, or if
+//! the approval is already consumed (by a committed entry, found through
+//! `approvals.tab`; consumed for good, in sled's `approvals`; or held by a
+//! reservation in flight; see "Approvals" in [`super`]); otherwise the
+//! nonce and the approval it holds enter [`InFlight`] and its record is
+//! staged for the reservation journal ([`journal`]). The ledger writer
+//! makes it durable ([`Store::sync_cycle`]: one frame, one fdatasync)
+//! *before* anyone runs the handler. The entry that carries the
+//! reservation's exec_id resolves it: it completes the nonce (or releases
+//! it, [`Completion::released`]), and the reservation leaves [`InFlight`]
+//! when that entry's batch is written; the journal forgets it at its next
+//! compaction once the batch is durable.
 //!
-//! At start-up only `pending` is scanned (its size is the number of
+//! At start-up only the journal is read (its size is the number of
 //! attempts in flight at a crash, not the size of the log).
 
 use std::collections::{HashMap, HashSet};
 
-use sled::transaction::{
-    ConflictableTransactionResult, TransactionError, Transactional, TransactionalTree,
-};
+use sled::transaction::TransactionError;
 
 use super::{Store, StoreError};
 
+pub(super) mod journal;
 mod record;
 
 use crate::core::hash::Hash;
@@ -68,9 +68,11 @@ pub enum Reservation {
     ApprovalUsed,
 }
 
-/// The nonce an entry completes: its key (the entry's record gets the
-/// completion flag, the nonce enters `nonces.tab`), and how it was held
-/// until then.
+/// The nonce an entry resolves: its key, and how it was held until then.
+/// An entry that completes its nonce (held [`Held::Reserved`] or
+/// [`Held::Claimed`]) gets the completion flag in its record and its
+/// nonce enters `nonces.tab`; one that releases it ([`Held::Released`])
+/// gets neither.
 #[derive(Debug, Clone)]
 pub struct Completion {
     /// Nonce key (tenant ‖ 0x00 ‖ nonce).
@@ -79,15 +81,21 @@ pub struct Completion {
     pub held: Held,
 }
 
-/// How a completed nonce was held until its entry was written.
+/// How a resolved nonce was held until its entry was written, and what
+/// the entry does with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
-    /// Reserved in an earlier cycle: the entry's batch removes its pending
-    /// record (and its approval's in-flight record) in a sled transaction.
+    /// Reserved in an earlier cycle (a record in the reservation journal):
+    /// the entry completes the nonce and ends the reservation.
     Reserved,
-    /// Claimed in the entry's own cycle ([`Store::claim`]): nothing of it
-    /// is in sled.
+    /// Claimed in the entry's own cycle ([`Store::claim`]): the entry
+    /// completes the nonce; nothing of it is in the journal.
     Claimed,
+    /// Reserved in an earlier cycle, and the entry ends the reservation
+    /// *without* completing the nonce (an idempotent-downstream attempt
+    /// cut off by a restart): the nonce is free again and its approval,
+    /// if any, is no longer held (nor consumed).
+    Released,
 }
 
 impl Completion {
@@ -115,6 +123,99 @@ impl Completion {
             held: Held::Claimed,
         }
     }
+
+    /// The end of a reservation made in an earlier cycle that leaves the
+    /// nonce free: the entry records the attempt, the nonce is not done,
+    /// and a later request may reserve it anew.
+    #[must_use]
+    pub fn released(key: Vec<u8>) -> Self {
+        Self {
+            key,
+            held: Held::Released,
+        }
+    }
+
+    /// Whether the entry completes its nonce (not [`Held::Released`]).
+    #[must_use]
+    pub fn completes(&self) -> bool {
+        self.held != Held::Released
+    }
+}
+
+/// The reservations in flight, in memory: the nonces reserved and not yet
+/// resolved by a written entry, and the approvals they hold. Sized by the
+/// attempts in flight; behind the store's nonce lock (see "Nonces" in
+/// [`super`]).
+#[derive(Debug, Default)]
+pub(super) struct InFlight {
+    nonces: HashMap<Vec<u8>, PendingNonce>,
+    /// Approval consume key → nonce key of the reservation holding it.
+    approvals: HashMap<String, Vec<u8>>,
+}
+
+/// What the written entries of a batch did to the reservations in flight.
+#[derive(Debug, Default)]
+pub(super) struct Resolution {
+    /// The reservations the batch resolved (the journal forgets them once
+    /// the batch is durable).
+    pub(super) attempts: Vec<journal::Attempt>,
+    /// Approvals consumed for good: (approval key, nonce key) of a
+    /// reservation completed by an entry that does not name its approval.
+    pub(super) for_good: Vec<(String, Vec<u8>)>,
+}
+
+impl InFlight {
+    /// The reservations in flight found at open.
+    pub(super) fn of(live: impl IntoIterator<Item = (Vec<u8>, PendingNonce)>) -> Self {
+        let mut in_flight = Self::default();
+        for (key, pending) in live {
+            in_flight.hold(key, pending);
+        }
+        in_flight
+    }
+
+    fn hold(&mut self, key: Vec<u8>, pending: PendingNonce) {
+        if let Some(ak) = &pending.approval_key {
+            self.approvals.insert(ak.clone(), key.clone());
+        }
+        self.nonces.insert(key, pending);
+    }
+
+    /// Ends the reservations that `batch`'s entries resolve (see
+    /// [`Held`]).
+    pub(super) fn resolve(&mut self, batch: &super::BatchWrite) -> Resolution {
+        let mut out = Resolution::default();
+        for e in &batch.entries {
+            let Some(c) = e.completion.as_ref().filter(|c| c.held != Held::Claimed) else {
+                continue;
+            };
+            let Some(pending) = self.nonces.remove(&c.key) else {
+                continue;
+            };
+            if let Some(ak) = pending.approval_key {
+                self.approvals.remove(&ak);
+                if c.held == Held::Reserved && e.approval_key.as_deref() != Some(ak.as_str()) {
+                    out.for_good.push((ak, c.key.clone()));
+                }
+            }
+            out.attempts.push((c.key.clone(), pending.exec_id));
+        }
+        if self.nonces.capacity() > 4 * self.nonces.len().max(64) {
+            self.nonces.shrink_to_fit();
+            self.approvals.shrink_to_fit();
+        }
+        out
+    }
+
+    /// The attempt holding `key`, if it is in flight.
+    pub(super) fn holder(&self, key: &[u8]) -> Option<&PendingNonce> {
+        self.nonces.get(key)
+    }
+
+    /// Whether a reservation in flight holds the approval `key`.
+    pub(super) fn holds_approval(&self, key: &str) -> bool {
+        self.approvals.contains_key(key)
+    }
 }
 
 pub use crate::core::entry::nonce_key;
@@ -129,83 +230,10 @@ pub struct ReservationRequest<'a> {
     pub record: &'a PendingNonce,
 }
 
-/// A reservation as the transaction saw it: its stored value is encoded
-/// before the transaction (which may run more than once).
-pub(super) struct Encoded<'a> {
-    pub(super) key: &'a [u8],
-    pub(super) value: Vec<u8>,
-    pub(super) approval_key: Option<&'a str>,
-    /// The index of the entry that completed the nonce, if it is done
-    /// (looked up by the store before the transaction).
-    pub(super) done: Option<u64>,
-    /// Whether the approval was consumed by a committed entry (found in
-    /// `approvals.tab` or in the cycle's batch by the store before the
-    /// transaction; the transaction checks sled's in-flight records).
-    pub(super) approval_done: bool,
-}
-
-impl<'a> Encoded<'a> {
-    pub(super) fn new(request: ReservationRequest<'a>) -> Result<Self, StoreError> {
-        Ok(Self {
-            key: request.key,
-            value: encode_pending(request.record)?,
-            approval_key: request.record.approval_key.as_deref(),
-            done: None,
-            approval_done: false,
-        })
-    }
-}
-
-/// What a reservation found, inside the transaction: the raw existing
-/// record is decoded only afterwards.
-pub(super) enum Found {
-    Reserved,
-    ApprovalUsed,
-    Done(u64),
-    InFlight(Vec<u8>),
-}
-
-impl Found {
-    pub(super) fn decode(self) -> Result<Reservation, StoreError> {
-        match self {
-            Self::Reserved => Ok(Reservation::Reserved),
-            Self::ApprovalUsed => Ok(Reservation::ApprovalUsed),
-            Self::Done(index) => Ok(Reservation::Done { index }),
-            Self::InFlight(bytes) => decode_pending(&bytes).map(Reservation::InFlight),
-        }
-    }
-}
-
-/// The body of one reservation, inside a transaction over `pending` and
-/// `approvals`: refuses a nonce found done (before the transaction) or in
-/// flight, or an approval consumed (found done before the transaction, or
-/// held in flight in `approvals`); otherwise records the nonce as pending
-/// and the approval as held by it.
-pub(super) fn reserve_in(
-    pending: &TransactionalTree,
-    approvals: &TransactionalTree,
-    r: &Encoded<'_>,
-) -> ConflictableTransactionResult<Found, ()> {
-    if let Some(index) = r.done {
-        return Ok(Found::Done(index));
-    }
-    if let Some(existing) = pending.get(r.key)? {
-        return Ok(Found::InFlight(existing.to_vec()));
-    }
-    if let Some(ak) = r.approval_key {
-        if r.approval_done || approvals.get(ak.as_bytes())?.is_some() {
-            return Ok(Found::ApprovalUsed);
-        }
-        approvals.insert(ak.as_bytes(), r.key)?;
-    }
-    pending.insert(r.key, r.value.as_slice())?;
-    Ok(Found::Reserved)
-}
-
 impl Store {
     /// Decides reservations whose entries are appended in this same cycle
     /// (handlers without effects), writing nothing: each is refused if its
-    /// nonce is done or in flight — pending in the store, or claimed by an
+    /// nonce is done or in flight — reserved in the store, or claimed by an
     /// earlier request of `requests` — or its approval is consumed or
     /// claimed earlier in `requests`; otherwise it is won (`Reserved`).
     ///
@@ -214,15 +242,16 @@ impl Store {
     /// same cycle, by the same writer, and that entry is what consumes the
     /// approval (it names it; `approvals.tab` takes it with the nonce) — so
     /// nonce, approval and entry become durable together or not at all,
-    /// and nothing is left pending for a crash to turn into `interrupted`.
-    /// Sound only because the ledger writer alone reserves and commits:
-    /// nothing can change `pending`, `approvals`, `nonces.tab` or
-    /// `approvals.tab` between this decision and that commit.
+    /// and nothing is left in the journal for a crash to turn into
+    /// `interrupted`. Sound only because the ledger writer alone reserves
+    /// and commits: nothing can change the reservations in flight,
+    /// `nonces.tab` or `approvals.tab` between this decision and that
+    /// commit.
     pub fn claim(
         &self,
         requests: &[ReservationRequest<'_>],
     ) -> Result<Vec<Result<Reservation, StoreError>>, StoreError> {
-        let _order = self.lock_nonce_order()?;
+        let in_flight = self.lock_nonce_order()?;
         let mut nonces: HashMap<&[u8], &PendingNonce> = HashMap::new();
         let mut approvals: HashSet<&str> = HashSet::new();
         let mut results = Vec::with_capacity(requests.len());
@@ -233,7 +262,7 @@ impl Store {
             }
             // A lookup that fails (damage found, an I/O error) fails
             // this claim alone; the others of the cycle go on.
-            let found = self.claim_one(r, &nonces, &approvals);
+            let found = self.claim_one(r, &in_flight, &nonces, &approvals);
             if matches!(found, Ok(Reservation::Reserved)) {
                 nonces.insert(r.key, r.record);
                 approvals.extend(r.record.approval_key.as_deref());
@@ -247,6 +276,7 @@ impl Store {
     fn claim_one(
         &self,
         r: &ReservationRequest<'_>,
+        in_flight: &InFlight,
         nonces: &HashMap<&[u8], &PendingNonce>,
         approvals: &HashSet<&str>,
     ) -> Result<Reservation, StoreError> {
@@ -256,51 +286,94 @@ impl Store {
         if let Some(&holder) = nonces.get(r.key) {
             return Ok(Reservation::InFlight(holder.clone()));
         }
-        if let Some(existing) = self.inner.pending.get(r.key)? {
-            return decode_pending(&existing).map(Reservation::InFlight);
+        if let Some(holder) = in_flight.holder(r.key) {
+            return Ok(Reservation::InFlight(holder.clone()));
         }
         if let Some(ak) = r.record.approval_key.as_deref() {
-            if approvals.contains(ak) || self.approval_used_unlocked(ak)? {
+            if approvals.contains(ak) || self.approval_used_unlocked(in_flight, ak)? {
                 return Ok(Reservation::ApprovalUsed);
             }
         }
         Ok(Reservation::Reserved)
     }
 
-    /// Atomically reserves `key` for `record` and consumes `approval_key`,
-    /// in a transaction of its own. Not yet durable: sync
-    /// ([`Store::sync_cycle`]) before acting on it. (The service reserves
-    /// through the ledger writer's [`Store::write_cycle`] instead, which
-    /// shares one transaction among all the reservations of a cycle.)
+    /// One reservation of a writer cycle, under the nonce lock: refuses a
+    /// nonce done (in `done`, this cycle's batch, or `nonces.tab`) or in
+    /// flight, and an approval consumed (by this cycle's batch,
+    /// `consumed`, or before) or held; otherwise the nonce and its
+    /// approval enter `in_flight` and its journal record is staged for the
+    /// cycle's sync.
+    pub(super) fn reserve_locked(
+        &self,
+        in_flight: &mut InFlight,
+        r: ReservationRequest<'_>,
+        done: Option<u64>,
+        consumed: bool,
+    ) -> Result<Reservation, StoreError> {
+        self.inner.faults.check(super::FaultPoint::ReserveWrite)?;
+        let record = encode_pending(r.record)?;
+        // A lookup that meets damage fails this reservation alone, never
+        // as "not done".
+        let done = match done {
+            Some(index) => Some(index),
+            None => self.done_index(r.key)?,
+        };
+        if let Some(index) = done {
+            return Ok(Reservation::Done { index });
+        }
+        if let Some(holder) = in_flight.holder(r.key) {
+            return Ok(Reservation::InFlight(holder.clone()));
+        }
+        if let Some(ak) = r.record.approval_key.as_deref() {
+            if consumed || self.approval_used_unlocked(in_flight, ak)? {
+                return Ok(Reservation::ApprovalUsed);
+            }
+        }
+        in_flight.hold(r.key.to_vec(), r.record.clone());
+        self.inner.lock_staged()?.push((
+            r.record.exec_id.clone(),
+            journal::JournalRecord {
+                key: r.key.to_vec(),
+                record,
+            },
+        ));
+        Ok(Reservation::Reserved)
+    }
+
+    /// Reserves `key` for `record` and holds `approval_key` (the record's
+    /// own approval, which the record names), on its own. Not yet durable:
+    /// sync ([`Store::sync_cycle`], [`Store::sync_reservations`]) before
+    /// acting on it. (The service reserves through the ledger writer's
+    /// [`Store::write_cycle`] instead, which shares one journal frame and
+    /// one sync among all the reservations of a cycle.)
     pub fn reserve(
         &self,
         key: &[u8],
         record: &PendingNonce,
         approval_key: Option<&str>,
     ) -> Result<Reservation, StoreError> {
-        self.inner.faults.check(super::FaultPoint::ReserveWrite)?;
-        let _order = self.lock_nonce_order()?;
-        let encoded = Encoded {
-            approval_key,
-            done: self.done_index(key)?,
-            approval_done: match approval_key {
-                Some(ak) => self.approval_done(ak)?.is_some(),
-                None => false,
-            },
-            ..Encoded::new(ReservationRequest { key, record })?
+        let mut in_flight = self.lock_nonce_order()?;
+        let record = PendingNonce {
+            approval_key: approval_key.map(str::to_owned),
+            ..record.clone()
         };
-        let i = &self.inner;
-        (&i.pending, &i.approvals)
-            .transaction(|(pending, approvals)| reserve_in(pending, approvals, &encoded))
-            .map_err(tx_error)?
-            .decode()
+        self.reserve_locked(
+            &mut in_flight,
+            ReservationRequest {
+                key,
+                record: &record,
+            },
+            None,
+            false,
+        )
     }
 
     /// Whether an approval was consumed: by a committed entry (see
-    /// "Approvals" in [`super`]) or by a reservation still in flight.
+    /// "Approvals" in [`super`]), for good by an attempt whose entry does
+    /// not name it, or by a reservation still in flight.
     pub fn approval_used(&self, approval_key: &str) -> Result<bool, StoreError> {
-        let _order = self.lock_nonce_order()?;
-        self.approval_used_unlocked(approval_key)
+        let in_flight = self.lock_nonce_order()?;
+        self.approval_used_unlocked(&in_flight, approval_key)
     }
 
     /// The index of the committed entry that consumed an approval, as a
@@ -312,25 +385,33 @@ impl Store {
     }
 
     /// [`Self::approval_used`], for callers that hold the nonce lock.
-    fn approval_used_unlocked(&self, approval_key: &str) -> Result<bool, StoreError> {
-        Ok(self.approval_done(approval_key)?.is_some()
-            || self.inner.approvals.get(approval_key.as_bytes())?.is_some())
+    fn approval_used_unlocked(
+        &self,
+        in_flight: &InFlight,
+        approval_key: &str,
+    ) -> Result<bool, StoreError> {
+        Ok(in_flight.holds_approval(approval_key)
+            || self.approval_done(approval_key)?.is_some()
+            || self.inner.approvals.contains_key(approval_key.as_bytes())?)
     }
 
-    /// Reservations left pending (attempts in flight when the process stopped).
+    /// Reservations in flight (at start-up: attempts in flight when the
+    /// process stopped), in nonce-key order.
     pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, PendingNonce)>, StoreError> {
-        self.inner
-            .pending
+        let in_flight = self.lock_nonce_order()?;
+        let mut all: Vec<(Vec<u8>, PendingNonce)> = in_flight
+            .nonces
             .iter()
-            .map(|r| {
-                let (k, v) = r?;
-                Ok((k.to_vec(), decode_pending(&v)?))
-            })
-            .collect()
+            .map(|(k, p)| (k.clone(), p.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(all)
     }
 
     /// Increments a named counter and returns the new value. Made durable
-    /// by the ledger commit that records the attempt (same sled log file).
+    /// by the sync of the cycle that writes the entry recording the
+    /// attempt (or an earlier one): the increment marks sled as written,
+    /// and each cycle's sync flushes sled when it is.
     pub fn increment_counter(&self, name: &str) -> Result<u64, StoreError> {
         let next = self
             .inner
@@ -341,6 +422,9 @@ impl Store {
                     .map_or(0, u64::from_be_bytes);
                 Some(value.saturating_add(1).to_be_bytes().to_vec())
             })?;
+        self.inner
+            .sled_written
+            .store(true, std::sync::atomic::Ordering::Release);
         let bytes = next.ok_or_else(|| StoreError::Corrupt("counter vanished".into()))?;
         let array: [u8; 8] = bytes
             .as_ref()

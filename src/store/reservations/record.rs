@@ -1,4 +1,4 @@
-//! The stored bytes of a nonce in flight (sled's `pending` tree): a strict
+//! The stored bytes of a nonce in flight (a reservation journal record): a strict
 //! binary codec, no I/O.
 
 use super::PendingNonce;
@@ -42,7 +42,7 @@ pub(crate) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreErro
     Ok(out)
 }
 
-/// Reads a record of the `pending` tree; anything but exactly what
+/// Reads a pending record; anything but exactly what
 /// [`encode_pending`] writes is corrupt.
 pub(crate) fn decode_pending(bytes: &[u8]) -> Result<PendingNonce, StoreError> {
     decode_fields(bytes).ok_or_else(|| StoreError::Corrupt("pending nonce record".into()))

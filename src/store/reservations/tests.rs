@@ -1,6 +1,6 @@
-//! Unit tests of reservations and claims: pending records, done nonces
-//! and consumed approvals across commits, crashes, the commit ring and
-//! lost tables.
+//! Unit tests of reservations and claims: pending records, the journal's
+//! live/resolved rule, released nonces, done nonces and consumed
+//! approvals across commits, crashes, the commit ring and lost tables.
 
 use super::*;
 
@@ -146,18 +146,33 @@ fn checkpointed(mut batch: BatchWrite) -> BatchWrite {
 fn a_failed_commit_through_sled_after_a_ring_commit_never_frees_its_nonce() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_a_ring_head(dir.path());
-    // A nonce whose handler ran: its completing batch removes its
-    // pending record in a sled transaction, and that cycle's sync fails.
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+    // A nonce whose handler ran: its completing batch consumes its
+    // approval for good in a sled transaction, and that cycle's sync
+    // fails.
+    reserve_holding(&store, "a", "k");
     store.inject_fault(crate::store::FaultPoint::CommitSync, 0);
-    let completing = checkpointed(batch_naming(&store, &["a"], true));
+    let completing = for_good(&store, 2);
     let written = store.write_cycle(Some(&completing), &[]).unwrap();
+    assert!(written.sync.ring.is_none());
     assert!(store.sync_cycle(&written.sync).is_err());
     // A clean close must not put the ring's older head over the
     // transaction still in sled's memory, nor leave the nonce free.
     drop(store);
     let store = open(dir.path());
     assert_ne!(reserve(&store, "a"), Reservation::Reserved);
+}
+
+/// The batch of `store` from index `from` completing nonce "a" with an
+/// entry that does not name the approval its reservation holds (as an
+/// attempt recorded `interrupted` at restart): it consumes the approval
+/// for good, through sled.
+fn for_good(store: &Store, from: u64) -> BatchWrite {
+    checkpointed(batch_approving(
+        store,
+        from,
+        &[("a", None)],
+        Some(Held::Reserved),
+    ))
 }
 
 /// A store at size 2: the first batch through sled (it chooses the
@@ -186,8 +201,8 @@ fn a_cycle_refused_before_its_sync_then_a_clean_close_never_frees_its_nonce() {
     let completing = checkpointed(batch_naming(&store, &["a"], true));
     let written = store.write_cycle(Some(&completing), &[]).unwrap();
     assert!(
-        written.sync.ring.is_none(),
-        "a batch that removes a pending record commits through sled"
+        written.sync.ring.is_some(),
+        "a batch that completes reserved nonces commits in the ring"
     );
     drop(store);
     let store = open(dir.path());
@@ -203,14 +218,13 @@ fn every_crash_point_of_interleaved_ring_and_sled_cycles_opens_consistent() {
     // there would leave them, with the size acknowledged by then.
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_a_ring_head(dir.path());
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
-    store.sync_reservations().unwrap();
+    reserve_holding(&store, "a", "k");
     let mut images = vec![(crash_image(dir.path()), 2)];
     let ring = checkpointed(batch_naming(&store, &["y2"], false));
     let in_ring = store.write_cycle(Some(&ring), &[]).unwrap();
     assert!(in_ring.sync.ring.is_some());
     images.push((crash_image(dir.path()), 2));
-    let completing = checkpointed(batch_naming_from(&store, 3, &["a"], true));
+    let completing = for_good(&store, 3);
     let through_sled = store.write_cycle(Some(&completing), &[]).unwrap();
     assert!(through_sled.sync.ring.is_none());
     images.push((crash_image(dir.path()), 2));
@@ -248,8 +262,8 @@ fn every_crash_point_of_interleaved_ring_and_sled_cycles_opens_consistent() {
 fn the_head_is_never_behind_the_latest_checkpoint_while_a_cycle_awaits_its_sync() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_a_ring_head(dir.path());
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
-    let next = checkpointed(batch_naming(&store, &["a"], true));
+    reserve_holding(&store, "a", "k");
+    let next = for_good(&store, 2);
     let _written = store.write_cycle(Some(&next), &[]).unwrap();
     let head = store.head().unwrap().unwrap().size;
     let latest = store.latest_checkpoint().unwrap().unwrap().0;
@@ -301,7 +315,7 @@ fn a_ring_commits_checkpoint_lost_behind_a_later_transaction_is_restored_at_open
     store
         .commit(&checkpointed(batch_naming(&store, &["x"], false)))
         .unwrap();
-    assert_eq!(reserve(&store, "a"), Reservation::Reserved);
+    reserve_holding(&store, "a", "k");
     // A ring cycle written, then a cycle through sled written before
     // the ring cycle's sync; sled's background flush writes the
     // latter's transaction; the syncer writes the ring slot, and the
@@ -309,7 +323,7 @@ fn a_ring_commits_checkpoint_lost_behind_a_later_transaction_is_restored_at_open
     let ring_cycle = checkpointed(batch_naming(&store, &["y"], false));
     let in_ring = store.write_cycle(Some(&ring_cycle), &[]).unwrap();
     let commit = in_ring.sync.ring.clone().expect("a ring commit");
-    let through_sled = checkpointed(batch_naming_from(&store, 2, &["a"], true));
+    let through_sled = for_good(&store, 2);
     let _written = store.write_cycle(Some(&through_sled), &[]).unwrap();
     store.inner.db.flush().unwrap();
     store.inner.ring.write(&commit).unwrap();
@@ -424,7 +438,7 @@ fn a_reservation_in_the_cycle_that_completes_its_nonce_finds_it_done() {
 fn a_reservation_racing_the_commit_that_completes_its_nonce_never_wins_it() {
     // Without the lock that orders reservations after commits, a
     // reservation could run between the commit's transaction (the
-    // nonce leaves `pending`) and its insert into `nonces.tab`, and
+    // nonce leaves the reservations in flight) and its insert into `nonces.tab`, and
     // find the nonce in neither place.
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -632,11 +646,14 @@ fn an_approval_consumed_in_the_batch_of_a_cycle_is_used_for_its_reservations() {
 }
 
 #[test]
-fn a_reserved_approval_leaves_sled_with_its_entry_and_stays_consumed() {
+fn a_reserved_approval_is_consumed_by_its_entry_in_the_ring_and_never_in_sled() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
+    store
+        .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+        .unwrap();
     let k = reserve_holding(&store, "a", "k");
-    assert_eq!(approvals_in_sled(&store), 1);
+    assert_eq!(approvals_in_sled(&store), 0);
     // In flight: refused to claims and reservations alike.
     assert_eq!(
         claims(&store, &[("b", Some(&k))]),
@@ -644,11 +661,11 @@ fn a_reserved_approval_leaves_sled_with_its_entry_and_stays_consumed() {
     );
     // Its entry completes the nonce and names the approval; a
     // reservation of the same cycle still finds it consumed, though
-    // the batch removes its record from sled.
+    // the batch ends its hold.
     let (answers, ring) =
         commit_approving(&store, &[("a", Some("k"))], Held::Reserved, &[("c", "k")]);
     assert_eq!(answers, [Reservation::ApprovalUsed]);
-    assert!(!ring);
+    assert!(ring);
     assert_eq!(approvals_in_sled(&store), 0);
     assert!(store.approval_used(&k).unwrap());
     let image = super::super::crash_image(dir.path());
@@ -763,11 +780,14 @@ fn an_approval_whose_entry_does_not_name_it_stays_consumed_in_sled() {
 }
 
 #[test]
-fn a_nonce_in_flight_is_known_from_the_pending_tree_alone() {
+fn a_nonce_in_flight_is_known_from_the_journal_alone() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&super::super::StoreConfig::new(dir.path())).unwrap();
     let key = nonce_key("", "n-1");
-    let first = record(1);
+    let first = PendingNonce {
+        approval_key: Some("approval-1".into()),
+        ..record(1)
+    };
     assert_eq!(
         store.reserve(&key, &first, Some("approval-1")).unwrap(),
         Reservation::Reserved
@@ -782,5 +802,15 @@ fn a_nonce_in_flight_is_known_from_the_pending_tree_alone() {
             .unwrap(),
         Reservation::ApprovalUsed
     );
+    assert_eq!(
+        store.pending_reservations().unwrap(),
+        vec![(key.clone(), first.clone())]
+    );
+    store.sync_reservations().unwrap();
+    let image = crash_image(dir.path());
+    let store = open(image.path());
     assert_eq!(store.pending_reservations().unwrap(), vec![(key, first)]);
+    assert!(store.approval_used("approval-1").unwrap());
 }
+
+mod resolution;

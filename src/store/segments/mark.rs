@@ -15,8 +15,11 @@ pub struct SegmentsMark {
 
 /// The store format this build reads and writes, recorded in every
 /// segments mark. A store in any other format is refused at open; a later
-/// format comes with a migration command, never an open-time conversion.
-pub const STORE_FORMAT: u64 = 1;
+/// format comes with a migration command (`openexec migrate` converts
+/// format 1), never an open-time conversion. Format 2 keeps the
+/// reservations in flight in the reservation journal; format 1 kept them
+/// in sled.
+pub const STORE_FORMAT: u64 = 2;
 
 impl SegmentsMark {
     pub(in crate::store) const META_KEY: &'static [u8] = b"segments";
@@ -43,6 +46,12 @@ impl SegmentsMark {
     /// format in its last 8 bytes, a 16-byte one names none (reported as
     /// format 0).
     pub(in crate::store) fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        Self::decode_as(bytes, STORE_FORMAT)
+    }
+
+    /// [`Self::decode`] for a store in `format` (the migration reads
+    /// format 1's marks: the same layout, another format word).
+    pub(in crate::store) fn decode_as(bytes: &[u8], format: u64) -> Result<Self, StoreError> {
         let word = |at: usize| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&bytes[at..at + 8]);
@@ -59,7 +68,7 @@ impl SegmentsMark {
             }
         }
         match word(16) {
-            STORE_FORMAT => Ok(Self {
+            found if found == format => Ok(Self {
                 entries_end: word(0),
                 derived: word(8),
             }),

@@ -704,7 +704,10 @@ fn lay_out_entries(
             signature: &e.signature,
             bytes: &e.bytes,
             content: e.content.as_deref(),
-            completes: e.completion.is_some(),
+            completes: e
+                .completion
+                .as_ref()
+                .is_some_and(super::Completion::completes),
         };
         end += append_record(codec, &parts, &mut records)?;
         offsets.extend_from_slice(&end.to_be_bytes());

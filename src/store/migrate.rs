@@ -1,0 +1,192 @@
+//! Converting a store of format 1 to format 2 (`openexec migrate`),
+//! offline, under sled's directory lock (a running service holds it).
+//!
+//! Format 1 kept each reservation in flight in sled's `pending` tree and
+//! the approval it held in sled's `approvals` tree; format 2 keeps them in
+//! the reservation journal ([`super::reservations::journal`]) and keeps in
+//! `approvals` only the approvals consumed for good. The conversion:
+//!
+//! 1. copies the ring's newest head into sled when it is the newer (a
+//!    format-1 ring slot records a format-1 mark, which format 2 does not
+//!    read);
+//! 2. writes every `pending` record to a new journal (a record of a build
+//!    before effects classes has 0 where the effects code is: it becomes
+//!    at-most-once, what those builds did at restart), durably;
+//! 3. in one sled transaction: removes the `pending` records and the
+//!    `approvals` records those reservations hold (each reservation's
+//!    record names its approval), keeps every other `approvals` record
+//!    (consumed for good), and writes the format-2 mark — last, so that a
+//!    crash before it leaves a format-1 store the command converts again
+//!    from the start; then flushes and fsyncs sled's log;
+//! 4. empties the ring of its format-1 slots and drops the `pending` tree
+//!    (a rerun on a format-2 store does only this step).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::Path;
+
+use sled::transaction::Transactional;
+
+use super::commit_ring::{CommitRing, RingCommit};
+use super::reservations::journal::{self, JournalRecord};
+use super::reservations::{decode_pending, encode_pending};
+use super::segments::{SegmentsMark, STORE_FORMAT};
+use super::{open, read_head, reservations, sync_sled, Head, StoreConfig, StoreError, META_HEAD};
+
+/// The format [`migrate`] converts from.
+pub const FROM_FORMAT: u64 = 1;
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrated {
+    /// Whether the store was already in [`STORE_FORMAT`] (only leftovers
+    /// of an interrupted conversion were cleared).
+    pub already: bool,
+    /// Reservations in flight moved to the journal.
+    pub reservations: usize,
+    /// Approvals kept in sled, consumed for good.
+    pub approvals_kept: usize,
+    /// Whether the commit ring's head was newer than sled's and was
+    /// copied into sled.
+    pub ring_promoted: bool,
+}
+
+/// Converts the store in `path` (a store directory, `<data>/db`) from
+/// format [`FROM_FORMAT`] to [`STORE_FORMAT`]. Safe to run again after a
+/// crash at any point; refuses any other format, and a directory that
+/// holds no store (creating nothing).
+pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
+    if !path.join("db").is_file() {
+        return Err(StoreError::Corrupt(format!(
+            "{} holds no store (no sled log file db)",
+            path.display()
+        )));
+    }
+    let db = open::open_sled(&StoreConfig::new(path))?;
+    let log_file = File::open(path.join("db"))?;
+    let meta = db.open_tree("meta")?;
+    let Some(mark) = meta.get(SegmentsMark::META_KEY)? else {
+        return Err(StoreError::UnsupportedFormat { found: 0 });
+    };
+    let mut done = Migrated {
+        already: true,
+        reservations: 0,
+        approvals_kept: 0,
+        ring_promoted: false,
+    };
+    match SegmentsMark::decode(&mark) {
+        Ok(_) => {}
+        Err(StoreError::UnsupportedFormat { found: FROM_FORMAT }) => {
+            let mark = SegmentsMark::decode_as(&mark, FROM_FORMAT)?;
+            done = convert(&db, &meta, path, &log_file, mark)?;
+        }
+        Err(e) => return Err(e),
+    }
+    if CommitRing::newest_as(path, FROM_FORMAT)?.is_some() {
+        CommitRing::clear(path)?;
+    }
+    db.drop_tree("pending")?;
+    sync_sled(&db, &log_file)?;
+    Ok(done)
+}
+
+/// Steps 1 to 3 of the conversion (see the module doc).
+fn convert(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    path: &Path,
+    log_file: &File,
+    mark: SegmentsMark,
+) -> Result<Migrated, StoreError> {
+    let sled_size = read_head(meta)?.map_or(0, |h| h.size);
+    let ring = CommitRing::newest_as(path, FROM_FORMAT)?.filter(|c| c.size() > sled_size);
+    let pending = db.open_tree("pending")?;
+    let approvals = db.open_tree("approvals")?;
+    let checkpoints = db.open_tree("checkpoints")?;
+    let mut records = Vec::new();
+    // Approval key → nonce key of the reservation whose record names it.
+    let mut held: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    for item in pending.iter() {
+        let (key, value) = item?;
+        let mut value = value.to_vec();
+        if value.get(1) == Some(&0) {
+            value[1] = crate::core::entry::Effects::AtMostOnce.code();
+        }
+        let record = decode_pending(&value)?;
+        if let Some(ak) = &record.approval_key {
+            held.insert(ak.as_bytes().to_vec(), key.to_vec());
+        }
+        records.push(JournalRecord {
+            key: key.to_vec(),
+            record: encode_pending(&record)?,
+        });
+    }
+    let mut in_flight = Vec::new();
+    let mut kept = 0;
+    for item in approvals.iter() {
+        let (ak, holder) = item?;
+        if held
+            .get(ak.as_ref())
+            .is_some_and(|k| k.as_slice() == holder.as_ref())
+        {
+            in_flight.push(ak);
+        } else {
+            kept += 1;
+        }
+    }
+    journal::write_compacted(path, records.iter())?;
+    let (head, mark) = match &ring {
+        Some(c) => (Some(c.head), c.mark),
+        None => (None, mark),
+    };
+    write_format(
+        (meta, &pending, &approvals, &checkpoints),
+        head,
+        mark,
+        ring.as_ref(),
+        &in_flight,
+    )?;
+    sync_sled(db, log_file)?;
+    Ok(Migrated {
+        already: false,
+        reservations: records.len(),
+        approvals_kept: kept,
+        ring_promoted: ring.is_some(),
+    })
+}
+
+/// The transaction of step 3: the ring's head (if newer), the `pending`
+/// records and held approvals removed, and the format-2 mark.
+fn write_format(
+    (meta, pending, approvals, checkpoints): (&sled::Tree, &sled::Tree, &sled::Tree, &sled::Tree),
+    head: Option<Head>,
+    mark: SegmentsMark,
+    ring: Option<&RingCommit>,
+    in_flight: &[sled::IVec],
+) -> Result<(), StoreError> {
+    let keys: Vec<sled::IVec> = pending.iter().keys().collect::<Result<_, _>>()?;
+    (meta, pending, approvals, checkpoints)
+        .transaction(|(tm, tp, ta, tk)| {
+            for key in &keys {
+                tp.remove(key)?;
+            }
+            for ak in in_flight {
+                ta.remove(ak)?;
+            }
+            if let (Some(head), Some(commit)) = (head, ring) {
+                tm.insert(META_HEAD, head.encode().to_vec())?;
+                tk.insert(
+                    commit.size().to_be_bytes().to_vec(),
+                    commit.checkpoint.as_bytes(),
+                )?;
+            }
+            tm.insert(SegmentsMark::META_KEY, mark.encode().to_vec())?;
+            Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
+        })
+        .map_err(reservations::tx_error)?;
+    debug_assert_eq!(STORE_FORMAT, FROM_FORMAT + 1);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
