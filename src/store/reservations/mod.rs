@@ -108,13 +108,6 @@ impl Completion {
         }
     }
 
-    /// The resolution of a reservation whose entry does not complete the
-    /// nonce (an idempotent-downstream attempt cut off by a crash).
-    #[must_use]
-    pub fn released(key: Vec<u8>) -> Self {
-        Self::reserved(key)
-    }
-
     /// The completion of a nonce claimed in the entry's own cycle.
     #[must_use]
     pub fn claimed(key: Vec<u8>) -> Self {
