@@ -423,7 +423,11 @@ fn a_client_that_hangs_up_mid_handler_leaves_a_recorded_attempt_not_a_nonce_in_f
         std::thread::sleep(Duration::from_millis(50));
     }
     let (status, body) = answer;
-    assert_eq!((status, body["outcome"].clone()), (200, json!("replayed")), "{body}");
+    assert_eq!(
+        (status, body["outcome"].clone()),
+        (200, json!("replayed")),
+        "{body}"
+    );
     let (_, health) = s.call("GET", "/health", None);
     let size = health["ledger"]["size"].as_u64().unwrap();
     let executed = (0..size)

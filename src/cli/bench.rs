@@ -59,9 +59,14 @@ pub struct BenchArgs {
     /// here, for a service in `clawshield` mode that trusts the key.
     #[arg(long = "approver-key")]
     pub approver_key: Option<std::path::PathBuf>,
-    /// The tenant the approvals name (the service's `CLAWSHIELD_TENANT_ID`).
+    /// The tenant the approvals name (the service's `CLAWSHIELD_TENANT_ID`,
+    /// or the tenant of `--token`'s principal).
     #[arg(long, default_value = "")]
     pub tenant: String,
+    /// A bearer token (`openexec token create`) sent with every request,
+    /// for a service with authentication on.
+    #[arg(long, env = "OPENEXEC_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 /// What `openexec bench` sends.
@@ -220,6 +225,8 @@ enum Request {
     /// `GET /receipts/{id}`, walking the sample from this connection's offset.
     Receipt {
         host: String,
+        /// `Authorization: Bearer …\r\n`, or nothing.
+        authorization: String,
         exec_ids: std::sync::Arc<Vec<String>>,
         offset: usize,
     },
@@ -234,10 +241,15 @@ impl Request {
         approver: Option<Approver>,
         connection: usize,
     ) -> Self {
+        let authorization = args
+            .token
+            .as_deref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         match args.mode {
             Mode::Execute => Self::Execute {
                 head: format!(
-                    "POST /execute HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",
+                    "POST /execute HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{authorization}",
                     target.host
                 ),
                 action: args.action.clone(),
@@ -247,6 +259,7 @@ impl Request {
             },
             Mode::Receipts => Self::Receipt {
                 host: target.host.clone(),
+                authorization,
                 exec_ids: std::sync::Arc::clone(exec_ids),
                 offset: connection,
             },
@@ -273,12 +286,14 @@ impl Request {
             }
             Self::Receipt {
                 host,
+                authorization,
                 exec_ids,
                 offset,
             } => {
                 let at = (offset + usize::try_from(i).unwrap_or(0)) % exec_ids.len().max(1);
                 let id = exec_ids.get(at).map_or("", String::as_str);
-                format!("GET /receipts/{id} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+                format!("GET /receipts/{id} HTTP/1.1\r\nHost: {host}\r\n{authorization}\r\n")
+                    .into_bytes()
             }
         }
     }
