@@ -56,7 +56,12 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 
 /// The first private key of the PEM file at `path`.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("{}: {e}", path.display()))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => {
+            format!("{}: no PEM private key in it", path.display())
+        }
+        e => format!("{}: {e}", path.display()),
+    })
 }
 
 /// The server configuration of `files`: TLS 1.2 and 1.3, HTTP/1.1 by ALPN,
