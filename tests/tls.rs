@@ -3,7 +3,8 @@
 //! certificates signed by the client CA authenticate the principal bound
 //! to them (`openexec token bind-cert`), others fail the handshake; files
 //! that are not a certificate and key refuse the start; the public-bind
-//! rule with and without TLS and principals.
+//! rule with and without TLS and principals; a handshake that never
+//! completes is dropped after the head timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 
 mod common;
@@ -393,5 +394,27 @@ fn a_public_bind_needs_tls_and_principals_or_the_override() {
     )
     .unwrap();
     assert!(s.base.starts_with("http://0.0.0.0:"), "{}", s.base);
+    stop(s);
+}
+
+#[test]
+fn a_client_that_never_completes_its_handshake_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let s = start_tls(&pki, &dir.path().join("data"), false, &[]).unwrap();
+    let mut silent = TcpStream::connect(("127.0.0.1", port(&s))).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let began = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let read = silent.read_to_end(&mut answer);
+    let waited = began.elapsed();
+    // Closed by the server (EOF or reset), after the head timeout (5 s),
+    // well before the client's own 20 s.
+    let _ = read;
+    assert!(waited >= Duration::from_secs(4), "{waited:?}");
+    assert!(waited < Duration::from_secs(15), "{waited:?}");
+    assert!(answer.is_empty(), "{answer:?}");
     stop(s);
 }
