@@ -15,7 +15,8 @@
 //!   [`REQUEST_HEAD_TIMEOUT`] of the connection being accepted (the
 //!   connection is dropped);
 //! - the request head must arrive within [`REQUEST_HEAD_TIMEOUT`] of the
-//!   connection being accepted (of its handshake, with TLS; actix answers a bare `408` and closes);
+//!   connection being accepted, or of its handshake with TLS (actix
+//!   answers a bare `408` and closes);
 //! - a request body must arrive within [`REQUEST_BODY_TIMEOUT`] of its head
 //!   (enforced by [`bounded_bodies`]; `/execute` answers `408 body_timeout`);
 //! - every later request head on a kept-alive connection must arrive
