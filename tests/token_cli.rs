@@ -89,7 +89,7 @@ fn create_list_and_revoke_through_the_binary() {
     assert_eq!(lines.len(), 3, "{list}");
     assert_eq!(
         lines[0],
-        "id\trole\ttenant\tactions\tlabel\tcreated\texpires\trevoked"
+        "id\trole\ttenant\tactions\tlabel\tcreated\texpires\trevoked\tcert"
     );
     let agent_row: Vec<&str> = lines[1].split('\t').collect();
     assert_eq!(

@@ -20,6 +20,12 @@
 //! that its credentials were refused, never why. [`AuthError::code`]
 //! names the reason for logs and metrics.
 //!
+//! A principal may also authenticate with a TLS client certificate that
+//! the service verified against its client CA (`serve --tls-client-ca`):
+//! its record names the certificate by the SHA-256 of its DER
+//! ([`CertFingerprint`]), and [`Authenticator::authenticate_cert`] maps a
+//! verified certificate to the principal.
+//!
 //! With no principals configured (no file), authentication is off and
 //! every request is anonymous.
 
@@ -34,7 +40,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use store::{StoreError, TokenStore, FILE_NAME};
-pub use token::{NewToken, SecretHash, TokenRecord, TokenSet};
+pub use token::{CertFingerprint, NewToken, SecretHash, TokenRecord, TokenSet};
 
 /// What a principal may do; the routes decide what each role allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -254,6 +260,19 @@ impl Authenticator {
         };
         let token = bearer_token(header).ok_or(AuthError::Malformed)?;
         self.store.current().verify(token, now).map(Some)
+    }
+}
+
+impl Authenticator {
+    /// The principal bound to a client certificate that the TLS layer
+    /// verified, or why not (no principal is bound to it:
+    /// [`AuthError::UnknownId`]; revoked; expired).
+    pub fn authenticate_cert(
+        &self,
+        cert: &CertFingerprint,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
+        self.store.current().verify_cert(cert, now)
     }
 }
 

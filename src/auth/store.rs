@@ -23,7 +23,7 @@ use std::time::{Instant, SystemTime};
 
 use chrono::{DateTime, Utc};
 
-use super::token::{NewToken, Token, TokenRecord, TokenSet};
+use super::token::{CertFingerprint, NewToken, Token, TokenRecord, TokenSet};
 use super::PrincipalId;
 
 /// Name of the records file in the data directory.
@@ -202,6 +202,22 @@ pub fn revoke(
         set.revoke(id, now)
             .cloned()
             .ok_or(StoreError::UnknownPrincipal(id))
+    })
+}
+
+/// Binds the client certificate of fingerprint `cert` to principal `id`.
+pub fn bind_cert(
+    data_dir: &Path,
+    id: PrincipalId,
+    cert: CertFingerprint,
+) -> Result<TokenRecord, StoreError> {
+    modify(&data_dir.join(FILE_NAME), |set| {
+        if set.get(id).is_none() {
+            return Err(StoreError::UnknownPrincipal(id));
+        }
+        set.bind_cert(id, cert)
+            .cloned()
+            .map_err(StoreError::Refused)
     })
 }
 

@@ -335,3 +335,36 @@ fn the_authenticator_reads_the_header_against_the_store() {
     // A revoked last token leaves authentication on.
     assert!(auth.is_enabled());
 }
+
+#[test]
+fn a_bound_certificate_authenticates_its_principal_while_it_stands() {
+    let (mut set, _, record) = one(new_token(Role::Agent, "acme"));
+    let cert = CertFingerprint::of(b"client certificate DER");
+    let other = CertFingerprint::of(b"another certificate DER");
+    assert_eq!(set.verify_cert(&cert, t0()), Err(AuthError::UnknownId));
+    set.bind_cert(record.id, cert).unwrap();
+    assert_eq!(set.verify_cert(&cert, t0()), Ok(record.principal()));
+    assert_eq!(set.verify_cert(&other, t0()), Err(AuthError::UnknownId));
+    // The fingerprint round-trips through the file as 64 lowercase hex.
+    let json = String::from_utf8(set.to_json().unwrap()).unwrap();
+    assert!(
+        json.contains(&format!("\"cert_sha256\": \"{cert}\"")),
+        "{json}"
+    );
+    let reread = TokenSet::from_json(json.as_bytes()).unwrap();
+    assert_eq!(reread.verify_cert(&cert, t0()), Ok(record.principal()));
+    let upper = json.replace(&cert.to_string(), &cert.to_string().to_uppercase());
+    assert!(TokenSet::from_json(upper.as_bytes()).is_err());
+    // One certificate for one principal.
+    let (_, second) = set.mint(new_token(Role::Agent, "acme"), t0()).unwrap();
+    assert!(set.bind_cert(second.id, cert).is_err());
+    set.revoke(record.id, t0());
+    assert_eq!(set.verify_cert(&cert, t0()), Err(AuthError::Revoked));
+}
+
+#[test]
+fn a_record_without_a_certificate_writes_no_field() {
+    let (set, _, _) = one(new_token(Role::Agent, "acme"));
+    let json = String::from_utf8(set.to_json().unwrap()).unwrap();
+    assert!(!json.contains("cert_sha256"), "{json}");
+}

@@ -133,6 +133,53 @@ pub struct TokenRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// SHA-256 of the secret.
     pub secret_sha256: SecretHash,
+    /// SHA-256 of the DER of a TLS client certificate that authenticates
+    /// the principal too (`openexec token bind-cert`); `None`: none does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_sha256: Option<CertFingerprint>,
+}
+
+/// SHA-256 of a certificate's DER, written as 64 lowercase hex characters.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CertFingerprint([u8; 32]);
+
+impl CertFingerprint {
+    /// The fingerprint of the certificate whose DER is `der`.
+    #[must_use]
+    pub fn of(der: &[u8]) -> Self {
+        Self(Sha256::digest(der).into())
+    }
+}
+
+impl fmt::Display for CertFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for CertFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CertFingerprint({self})")
+    }
+}
+
+impl Serialize for CertFingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for CertFingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let mut bytes = [0u8; 32];
+        let lowercase = !text.bytes().any(|b| b.is_ascii_uppercase());
+        hex::decode_to_slice(&text, &mut bytes)
+            .ok()
+            .filter(|()| lowercase)
+            .map(|()| Self(bytes))
+            .ok_or_else(|| serde::de::Error::custom("not a SHA-256 (64 lowercase hex)"))
+    }
 }
 
 impl TokenRecord {
@@ -155,6 +202,7 @@ impl TokenRecord {
             expires_at: new.expires_at,
             revoked_at: None,
             secret_sha256: SecretHash::of(&secret),
+            cert_sha256: None,
         };
         (token, record)
     }
@@ -182,6 +230,11 @@ impl TokenRecord {
         if !self.secret_sha256.matches(presented) {
             return Err(AuthError::WrongSecret);
         }
+        self.check_standing(now)
+    }
+
+    /// Checks revocation, then expiry.
+    fn check_standing(&self, now: DateTime<Utc>) -> Result<(), AuthError> {
         if self.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
@@ -321,9 +374,64 @@ impl TokenSet {
         Ok(record.principal())
     }
 
+    /// The principal a verified client certificate of fingerprint `cert`
+    /// authenticates at `now`, or why not: no principal is bound to it,
+    /// revoked, expired.
+    pub fn verify_cert(
+        &self,
+        cert: &CertFingerprint,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
+        let record = self
+            .records
+            .iter()
+            .find(|r| r.cert_sha256.as_ref() == Some(cert))
+            .ok_or(AuthError::UnknownId)?;
+        record.check_standing(now)?;
+        Ok(record.principal())
+    }
+
+    /// Binds the client certificate of fingerprint `cert` to `id`
+    /// (replacing the one bound before). Returns the record; an error for
+    /// an unknown id or a certificate bound to another principal.
+    pub fn bind_cert(
+        &mut self,
+        id: PrincipalId,
+        cert: CertFingerprint,
+    ) -> Result<&TokenRecord, String> {
+        if let Some(other) = self
+            .records
+            .iter()
+            .find(|r| r.id != id && r.cert_sha256 == Some(cert))
+        {
+            return Err(format!(
+                "the certificate is bound to principal {}",
+                other.id
+            ));
+        }
+        let i = *self
+            .by_id
+            .get(&id)
+            .ok_or_else(|| format!("no principal {id}"))?;
+        let record = self
+            .records
+            .get_mut(i)
+            .ok_or_else(|| format!("no principal {id}"))?;
+        record.cert_sha256 = Some(cert);
+        Ok(record)
+    }
+
     fn insert(&mut self, record: TokenRecord) -> Result<(), String> {
         if self.by_id.contains_key(&record.id) {
             return Err(format!("duplicate principal id {}", record.id));
+        }
+        if let Some(cert) = record.cert_sha256 {
+            if self.records.iter().any(|r| r.cert_sha256 == Some(cert)) {
+                return Err(format!(
+                    "principal {}: its certificate is bound to another principal",
+                    record.id
+                ));
+            }
         }
         self.by_id.insert(record.id, self.records.len());
         self.records.push(record);

@@ -40,7 +40,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the execution boundary service.
     #[cfg(feature = "server")]
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Mint an approval artifact (v1 or v2) from an approver private key.
     #[cfg(feature = "server")]
     Approve(approve::ApproveArgs),

@@ -61,9 +61,18 @@ pub struct ServeArgs {
     /// Listen address.
     #[arg(long, env = "OPENEXEC_BIND", default_value = "127.0.0.1:5000")]
     pub bind: String,
-    /// Allow binding to a non-loopback address. The service speaks plain HTTP (no TLS): requests, bearer tokens and content cross the network in cleartext; without principals (`openexec token create`) anyone who reaches the port may execute.
+    /// Allow binding to a non-loopback address without TLS and principals. Not needed with `--tls-cert` and at least one principal (`openexec token create`); without TLS, requests, bearer tokens and content cross the network in cleartext; without principals anyone who reaches the port may execute.
     #[arg(long, env = "OPENEXEC_ALLOW_PUBLIC_BIND")]
     pub allow_public_bind: bool,
+    /// PEM file of the server's TLS certificate chain (leaf first): serve HTTPS. Needs `--tls-key`.
+    #[arg(long, env = "OPENEXEC_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of the server's TLS private key.
+    #[arg(long, env = "OPENEXEC_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM file of the CA(s) that sign client certificates: clients may present one (optional; tokens still work), and a verified one authenticates the principal bound to it (`openexec token bind-cert`).
+    #[arg(long, env = "OPENEXEC_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Log origin (checkpoint first line and key name).
     #[arg(long, env = "OPENEXEC_ORIGIN", default_value = DEFAULT_ORIGIN)]
     pub origin: String,
@@ -135,6 +144,9 @@ pub struct ServeConfig {
     policy: Policy,
     bind: SocketAddr,
     workers: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// Whether a non-loopback bind may go ahead without principals.
+    allow_public_bind: bool,
 }
 
 impl ServeArgs {
@@ -182,9 +194,10 @@ impl ServeArgs {
             .bind
             .parse()
             .map_err(|e| format!("OPENEXEC_BIND {:?}: {e}", self.bind))?;
-        if !bind.ip().is_loopback() && !self.allow_public_bind {
+        let tls = self.tls()?;
+        if !bind.ip().is_loopback() && !self.allow_public_bind && tls.is_none() {
             return Err(format!(
-                "refusing to bind to non-loopback address {bind}: OpenExec serves plain HTTP, so requests, bearer tokens and results would cross the network in cleartext (and without principals configured anyone who reaches the port may execute); put it behind a TLS-terminating proxy and set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway"
+                "refusing to bind to non-loopback address {bind} without TLS: requests, bearer tokens and results would cross the network in cleartext; set --tls-cert and --tls-key (OPENEXEC_TLS_CERT, OPENEXEC_TLS_KEY) and create principals (openexec token create), or set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) behind a TLS-terminating proxy"
             ));
         }
         let data_dir = match non_empty(self.db_url.as_deref()) {
@@ -245,7 +258,38 @@ impl ServeArgs {
             policy,
             bind,
             workers,
+            tls,
+            allow_public_bind: self.allow_public_bind,
         })
+    }
+
+    /// The TLS configuration, if `--tls-cert` is set; one line naming the
+    /// file at fault otherwise.
+    fn tls(&self) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+        let set = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        let (cert, key, client_ca) = (
+            set(&self.tls_cert),
+            set(&self.tls_key),
+            set(&self.tls_client_ca),
+        );
+        match (cert, key) {
+            (None, None) if client_ca.is_some() => {
+                Err("OPENEXEC_TLS_CLIENT_CA needs OPENEXEC_TLS_CERT and OPENEXEC_TLS_KEY".into())
+            }
+            (None, None) => Ok(None),
+            (Some(_), None) => Err("OPENEXEC_TLS_CERT needs OPENEXEC_TLS_KEY".into()),
+            (None, Some(_)) => Err("OPENEXEC_TLS_KEY needs OPENEXEC_TLS_CERT".into()),
+            (Some(cert), Some(key)) => {
+                let files = crate::http::tls::TlsFiles {
+                    cert: &cert,
+                    key: &key,
+                    client_ca: client_ca.as_deref(),
+                };
+                crate::http::tls::server_config(&files)
+                    .map(Some)
+                    .map_err(|e| format!("TLS: {e}"))
+            }
+        }
     }
 }
 
@@ -300,6 +344,12 @@ pub fn run(args: &ServeArgs, registry: Registry) -> ExitCode {
 fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
     let tokens = TokenStore::open(&config.ledger.data_dir).map_err(|e| e.to_string())?;
     let auth = Authenticator::new(Arc::new(tokens));
+    if !config.bind.ip().is_loopback() && !config.allow_public_bind && !auth.is_enabled() {
+        return Err(format!(
+            "refusing to bind to non-loopback address {} without authentication: no principals are configured, so anyone who reaches the port may execute; create one (openexec token create), or set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) to do it anyway",
+            config.bind
+        ));
+    }
     let ledger = Arc::new(Ledger::open(&config.ledger).map_err(|e| e.to_string())?);
     let boundary = Arc::new(
         Boundary::new(ledger.clone(), registry, config.policy)
@@ -316,14 +366,20 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
     let stop = system
         .block_on(async { StopSignals::listen() })
         .map_err(|e| format!("listening for stop signals: {e}"))?;
-    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, authentication = if auth.is_enabled() { "on" } else { "off" }, registry = %boundary.registry().fingerprint(), handlers = boundary.registry().names().collect::<Vec<_>>().join(","), "openexec listening");
+    tracing::info!(%addr, origin = ledger.verifier().name(), vkey = %ledger.verifier().vkey(), size = ledger.head().size, interrupted, authentication = if auth.is_enabled() { "on" } else { "off" }, tls = config.tls.is_some(), registry = %boundary.registry().fingerprint(), handlers = boundary.registry().names().collect::<Vec<_>>().join(","), "openexec listening");
     // One line on stdout that scripts and tests can wait for.
-    println!("openexec listening on http://{addr}");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("openexec listening on {scheme}://{addr}");
     let state = Arc::new(AppState::new(boundary, auth));
-    let served = system.block_on(crate::http::run(
+    let served = system.block_on(crate::http::run_tls(
         listener,
         state,
         config.workers,
+        config.tls,
         stop.received(),
     ));
     ledger.shutdown();

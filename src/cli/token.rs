@@ -1,4 +1,5 @@
-//! `openexec token create|list|revoke`: thin shells over `auth::store`.
+//! `openexec token create|list|revoke|bind-cert`: thin shells over
+//! `auth::store`.
 //!
 //! `create` prints the token on stdout, one line and nothing else, so that
 //! `TOKEN=$(openexec token create ...)` captures it; everything else goes
@@ -29,6 +30,8 @@ pub enum TokenCommand {
     List(DataArgs),
     /// Revoke a principal's token (a running service sees it within ~1 s).
     Revoke(RevokeArgs),
+    /// Bind a TLS client certificate to a principal: a client presenting it, verified against `serve --tls-client-ca`, is that principal without a token.
+    BindCert(BindCertArgs),
 }
 
 /// Where the principals are: the service's data directory.
@@ -75,6 +78,19 @@ pub struct RevokeArgs {
     pub id: PrincipalId,
 }
 
+/// Arguments of `openexec token bind-cert`.
+#[derive(Debug, Args)]
+pub struct BindCertArgs {
+    /// Where the principals are.
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The principal's id (16 hex characters, as `token list` shows it).
+    pub id: PrincipalId,
+    /// PEM file of the client certificate (its first certificate is bound).
+    #[arg(long)]
+    pub cert: PathBuf,
+}
+
 /// Runs `openexec token ...`.
 #[must_use]
 pub fn run(args: &TokenArgs) -> ExitCode {
@@ -82,6 +98,7 @@ pub fn run(args: &TokenArgs) -> ExitCode {
         TokenCommand::Create(create) => run_create(create),
         TokenCommand::List(data) => run_list(data),
         TokenCommand::Revoke(revoke) => run_revoke(revoke),
+        TokenCommand::BindCert(bind) => run_bind_cert(bind),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,7 +164,7 @@ fn run_create(args: &CreateArgs) -> Result<(), String> {
 fn run_list(args: &DataArgs) -> Result<(), String> {
     let path = args.dir()?.join(auth::FILE_NAME);
     let set = auth::store::load(&path).map_err(|e| e.to_string())?;
-    println!("id\trole\ttenant\tactions\tlabel\tcreated\texpires\trevoked");
+    println!("id\trole\ttenant\tactions\tlabel\tcreated\texpires\trevoked\tcert");
     for record in set.records() {
         println!("{}", list_line(record));
     }
@@ -168,6 +185,18 @@ fn run_revoke(args: &RevokeArgs) -> Result<(), String> {
         record.id,
         time_or(record.revoked_at, "-")
     );
+    Ok(())
+}
+
+fn run_bind_cert(args: &BindCertArgs) -> Result<(), String> {
+    let dir = args.data.dir()?;
+    let certs = crate::http::tls::read_certs(&args.cert)?;
+    let first = certs
+        .first()
+        .ok_or_else(|| format!("{}: no certificate", args.cert.display()))?;
+    let cert = auth::CertFingerprint::of(first);
+    let record = auth::store::bind_cert(&dir, args.id, cert).map_err(|e| e.to_string())?;
+    println!("bound certificate sha256 {cert} to principal {}", record.id);
     Ok(())
 }
 
@@ -201,6 +230,9 @@ fn list_line(record: &TokenRecord) -> String {
         time_or(Some(record.created_at), "-"),
         time_or(record.expires_at, "never"),
         time_or(record.revoked_at, "-"),
+        record
+            .cert_sha256
+            .map_or_else(|| "-".to_owned(), |c| c.to_string()),
     ]
     .join("\t")
 }

@@ -14,6 +14,11 @@
 //!   refusal counter names — and a principal whose role the route does not
 //!   admit answers `403 {detail, code: "forbidden"}`. Neither reaches the
 //!   handler, the boundary or the ledger;
+//! - a request without an `Authorization` header over a connection whose
+//!   client certificate the TLS layer verified ([`super::tls::PeerCert`])
+//!   is the principal bound to that certificate; a certificate bound to
+//!   no principal is refused like an unknown token. A bearer token, when
+//!   there is one, decides;
 //! - the admitted principal is put in the request's extensions, where
 //!   `/execute` and `/receipts/{exec_id}` read it.
 //!
@@ -29,6 +34,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage as _, HttpResponse};
 use serde_json::json;
 
+use super::tls::PeerCert;
 use super::AppState;
 use crate::auth::{AuthError, Principal, Role};
 
@@ -151,20 +157,24 @@ impl Refusal {
 
 /// The one decision: the principal a request may call a route of `access`
 /// as (`None`: anonymous, on a public route or with authentication off),
-/// or why not.
+/// or why not. The `Authorization` header decides; without one, the
+/// connection's verified client certificate `peer_cert`.
 pub fn check(
     state: &AppState,
     access: Access,
     authorization: Option<&[u8]>,
+    peer_cert: Option<&PeerCert>,
 ) -> Result<Option<Principal>, Refusal> {
     if access == Access::Public || !state.auth.is_enabled() {
         return Ok(None);
     }
-    let principal = state
-        .auth
-        .authenticate(authorization, chrono::Utc::now())
-        .map_err(|e| Refusal::Unauthorized(Some(e)))?
-        .ok_or(Refusal::Unauthorized(None))?;
+    let now = chrono::Utc::now();
+    let principal = match (authorization, peer_cert) {
+        (None, Some(PeerCert(cert))) => state.auth.authenticate_cert(cert, now).map(Some),
+        _ => state.auth.authenticate(authorization, now),
+    }
+    .map_err(|e| Refusal::Unauthorized(Some(e)))?
+    .ok_or(Refusal::Unauthorized(None))?;
     if !access.admits(principal.role) {
         return Err(Refusal::Forbidden);
     }
@@ -184,7 +194,8 @@ pub async fn authorize(
                 .headers()
                 .get(header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
-            let checked = check(state, access, authorization);
+            let peer_cert = req.conn_data::<PeerCert>();
+            let checked = check(state, access, authorization, peer_cert);
             if let Err(refusal) = checked {
                 state.refusals.count(refusal.code());
                 tracing::debug!(

@@ -4,7 +4,7 @@
 //! actix applies its head deadline (`client_request_timeout`) to the first
 //! request of a connection only; once a kept-alive connection has started
 //! a second request, actix has no deadline for its head. [`BoundedHeads`]
-//! wraps the TCP stream and watches the bytes go by: the first byte of a
+//! wraps the connection's stream (plain TCP, or TLS decrypted) and watches the bytes go by: the first byte of a
 //! request starts a [`REQUEST_HEAD_TIMEOUT`](super::REQUEST_HEAD_TIMEOUT)
 //! deadline, the blank line that ends its head clears it, and the response
 //! makes the connection idle again (idle connections are closed by actix's
@@ -20,7 +20,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::rt::net::TcpStream;
 use actix_web::rt::time::{sleep, Instant, Sleep};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -35,9 +34,9 @@ enum Phase {
     Rest,
 }
 
-/// A TCP stream whose request heads must each arrive within `limit`.
-pub(super) struct BoundedHeads {
-    io: TcpStream,
+/// A stream whose request heads must each arrive within `limit`.
+pub(super) struct BoundedHeads<IO> {
+    io: IO,
     limit: Duration,
     phase: Phase,
     /// The last two bytes of the head seen so far (to find its end
@@ -46,8 +45,8 @@ pub(super) struct BoundedHeads {
     deadline: Pin<Box<Sleep>>,
 }
 
-impl BoundedHeads {
-    pub(super) fn new(io: TcpStream, limit: Duration) -> Self {
+impl<IO> BoundedHeads<IO> {
+    pub(super) fn new(io: IO, limit: Duration) -> Self {
         Self {
             io,
             limit,
@@ -55,6 +54,11 @@ impl BoundedHeads {
             last: [0; 2],
             deadline: Box::pin(sleep(limit)),
         }
+    }
+
+    /// The wrapped stream.
+    pub(super) const fn get_ref(&self) -> &IO {
+        &self.io
     }
 
     /// Advances the phase over bytes just read.
@@ -97,7 +101,7 @@ fn head_timeout(limit: Duration) -> io::Error {
     )
 }
 
-impl AsyncRead for BoundedHeads {
+impl<IO: AsyncRead + Unpin> AsyncRead for BoundedHeads<IO> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -118,7 +122,7 @@ impl AsyncRead for BoundedHeads {
     }
 }
 
-impl AsyncWrite for BoundedHeads {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for BoundedHeads<IO> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

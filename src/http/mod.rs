@@ -11,8 +11,12 @@
 //! slowly or not at all holds a connection (a file descriptor and at most
 //! one body's worth of memory) for seconds, never indefinitely:
 //!
+//! - with TLS on ([`tls`]), the handshake must complete within
+//!   [`REQUEST_HEAD_TIMEOUT`] of the connection being accepted (the
+//!   connection is dropped);
 //! - the request head must arrive within [`REQUEST_HEAD_TIMEOUT`] of the
-//!   connection being accepted (actix answers a bare `408` and closes);
+//!   connection being accepted, or of its handshake with TLS (actix
+//!   answers a bare `408` and closes);
 //! - a request body must arrive within [`REQUEST_BODY_TIMEOUT`] of its head
 //!   (enforced by [`bounded_bodies`]; `/execute` answers `408 body_timeout`);
 //! - every later request head on a kept-alive connection must arrive
@@ -32,6 +36,7 @@ mod conn;
 mod error;
 pub mod openapi;
 mod routes;
+pub mod tls;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -112,21 +117,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     routes::configure(cfg);
 }
 
-/// Serves on `listener` until `stop` resolves, then drains in-flight
-/// requests (up to 10 s) and returns. It installs no signal handlers of
-/// its own: the caller passes a future that it made before announcing the
-/// server (`cli::signals`). The caller then shuts the ledger down, which
-/// commits every queued append before the process exits.
-///
-/// Assembled from actix-http rather than `HttpServer` only so that each
-/// accepted stream can be wrapped in [`conn::BoundedHeads`]; the timeouts
-/// are the ones `HttpServer` would be given.
+/// Serves plain HTTP on `listener` until `stop` resolves ([`run_tls`]
+/// without TLS).
 pub async fn run(
     listener: TcpListener,
     state: Arc<AppState>,
     workers: usize,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    run_tls(listener, state, workers, None, stop).await
+}
+
+/// Serves on `listener` until `stop` resolves, then drains in-flight
+/// requests (up to 10 s) and returns. It installs no signal handlers of
+/// its own: the caller passes a future that it made before announcing the
+/// server (`cli::signals`). The caller then shuts the ledger down, which
+/// commits every queued append before the process exits.
+///
+/// With `tls`, every connection is a TLS handshake first (bounded by
+/// [`REQUEST_HEAD_TIMEOUT`]), and a verified client certificate is put in
+/// its requests' connection data ([`tls::PeerCert`]).
+///
+/// Assembled from actix-http rather than `HttpServer` only so that each
+/// accepted stream can be wrapped in [`conn::BoundedHeads`]; the timeouts
+/// are the ones `HttpServer` would be given.
+pub async fn run_tls(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    workers: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let data = web::Data::from(state);
     let local = listener.local_addr()?;
     let builder = actix_web::dev::Server::build();
@@ -138,6 +160,7 @@ pub async fn run(
         .listen("openexec-http", listener, move || {
             let data = data.clone();
             let draining = draining.clone();
+            let acceptor = acceptor.clone();
             let app = move || {
                 App::new()
                     .app_data(data.clone())
@@ -153,13 +176,24 @@ pub async fn run(
                 .client_request_timeout(REQUEST_HEAD_TIMEOUT)
                 .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
                 .local_addr(local)
+                .on_connect_ext(|io: &conn::BoundedHeads<tls::Stream>, data| {
+                    if let Some(cert) = io.get_ref().peer_cert() {
+                        data.insert(cert);
+                    }
+                })
                 .h1(map_config(app().into_factory(), |()| AppConfig::default()));
-            fn_service(|io: TcpStream| {
-                let peer = io.peer_addr().ok();
-                std::future::ready(Ok::<_, DispatchError>((
-                    conn::BoundedHeads::new(io, REQUEST_HEAD_TIMEOUT),
-                    peer,
-                )))
+            fn_service(move |io: TcpStream| {
+                let acceptor = acceptor.clone();
+                async move {
+                    let peer = io.peer_addr().ok();
+                    let stream = tls::Stream::accept(acceptor, io, REQUEST_HEAD_TIMEOUT)
+                        .await
+                        .map_err(DispatchError::Io)?;
+                    Ok::<_, DispatchError>((
+                        conn::BoundedHeads::new(stream, REQUEST_HEAD_TIMEOUT),
+                        peer,
+                    ))
+                }
             })
             .and_then(http)
         })?
