@@ -313,7 +313,8 @@ impl Boundary {
     /// authenticated caller (`None`: no credentials; the configured tenant
     /// applies). `address` is the peer address, used only for the limit on
     /// recording rejected and replayed attempts of a caller without a
-    /// principal (a principal has one bucket, whatever its address).
+    /// principal (a principal has one bucket, whatever its address, and
+    /// shares its tenant's).
     pub async fn execute(
         &self,
         body: &[u8],
@@ -321,7 +322,7 @@ impl Boundary {
         principal: Option<&Principal>,
     ) -> Response {
         let client = principal
-            .map(|p| ratelimit::Client::Principal(p.id))
+            .map(|p| ratelimit::Client::Principal(p.id, ratelimit::tenant_key(&p.tenant)))
             .or(address.map(ratelimit::Client::Address));
         let progress = Arc::new(unwind::Progress::default());
         let pipeline = self.run_attempt(body, client, principal, Arc::clone(&progress));

@@ -140,8 +140,9 @@ impl Bucket {
 /// Who made an attempt, as far as the limits are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Client {
-    /// An authenticated principal, from whatever address.
-    Principal(PrincipalId),
+    /// An authenticated principal, from whatever address, and its tenant
+    /// (a [`tenant_key`]): both buckets must have a token.
+    Principal(PrincipalId, u64),
     /// An unauthenticated peer address.
     Address(IpAddr),
 }
@@ -152,23 +153,42 @@ impl From<IpAddr> for Client {
     }
 }
 
+/// The key of a tenant's bucket: a hash of its name (two tenants whose
+/// names collide share a budget; nothing else follows from it).
+#[must_use]
+pub fn tenant_key(tenant: &str) -> u64 {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    tenant.hash(&mut h);
+    h.finish()
+}
+
 /// Whom a bucket belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum ClientKey {
     Principal(PrincipalId),
+    Tenant(u64),
     V4(Ipv4Addr),
     /// The upper 64 bits of an IPv6 address.
     V6Prefix(u64),
 }
 
-fn client_key(client: Client) -> ClientKey {
+/// The buckets an attempt of `client` draws from: a principal's and its
+/// tenant's, or an address's.
+fn client_keys(client: Client) -> [Option<ClientKey>; 2] {
     match client {
-        Client::Principal(id) => ClientKey::Principal(id),
-        Client::Address(IpAddr::V4(v4)) => ClientKey::V4(v4),
-        Client::Address(IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or_else(
-            || ClientKey::V6Prefix((u128::from(v6) >> 64) as u64),
-            ClientKey::V4,
-        ),
+        Client::Principal(id, tenant) => [
+            Some(ClientKey::Principal(id)),
+            Some(ClientKey::Tenant(tenant)),
+        ],
+        Client::Address(IpAddr::V4(v4)) => [Some(ClientKey::V4(v4)), None],
+        Client::Address(IpAddr::V6(v6)) => [
+            Some(v6.to_ipv4_mapped().map_or_else(
+                || ClientKey::V6Prefix((u128::from(v6) >> 64) as u64),
+                ClientKey::V4,
+            )),
+            None,
+        ],
     }
 }
 
@@ -187,24 +207,35 @@ impl RejectLimiter {
         }
     }
 
-    /// Takes a token for `client` at `now` from its bucket and from the
-    /// shared one, or from neither. An attempt with no known client (no
-    /// principal, no address) is held to the shared bucket alone.
+    /// Takes a token for `client` at `now` from its buckets (a principal's
+    /// and its tenant's, or an address's) and from the shared one, or from
+    /// none. An attempt with no known client (no principal, no address) is
+    /// held to the shared bucket alone.
     pub fn try_take(&self, client: Option<Client>, now: Instant) -> Result<(), Limited> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let global = self
             .global
             .enabled()
             .then(|| self.global.refill(state.global, now));
-        let key = client.filter(|_| self.client.enabled()).map(client_key);
-        let own = key.map(|k| {
-            state
-                .clients
-                .get(&k)
-                .map_or_else(|| self.client.full(now), |b| self.client.refill(*b, now))
+        let keys = client
+            .filter(|_| self.client.enabled())
+            .map_or([None, None], client_keys);
+        let own = keys.map(|key| {
+            key.map(|k| {
+                let bucket = state
+                    .clients
+                    .get(&k)
+                    .map_or_else(|| self.client.full(now), |b| self.client.refill(*b, now));
+                (k, bucket)
+            })
         });
         let refused_globally = global.filter(|b| !b.has_token());
-        let refused_by_own = own.filter(|b| !b.has_token());
+        let refused_by_own = own
+            .iter()
+            .flatten()
+            .map(|(_, b)| *b)
+            .filter(|b| !b.has_token())
+            .min_by(|a, b| a.tokens.total_cmp(&b.tokens));
         if refused_globally.is_some() || refused_by_own.is_some() {
             let retry_after_secs = refused_globally
                 .map(|b| self.global.wait(b))
@@ -223,7 +254,7 @@ impl RejectLimiter {
         if let Some(g) = global {
             state.global = g.taken();
         }
-        if let (Some(k), Some(b)) = (key, own) {
+        for (k, b) in own.into_iter().flatten() {
             self.sweep_for(&mut state.clients, k, now);
             state.clients.insert(k, b.taken());
         }
@@ -266,14 +297,38 @@ mod tests {
         let l = RejectLimiter::new(limits((1.0, 3), (0.0, 1)));
         let t0 = Instant::now();
         let (p, q) = (PrincipalId::random(), PrincipalId::random());
-        assert!((0..3).all(|_| l.try_take(Some(Client::Principal(p)), t0).is_ok()));
+        let (a, b) = (tenant_key("a"), tenant_key("b"));
+        assert!((0..3).all(|_| l.try_take(Some(Client::Principal(p, a)), t0).is_ok()));
         assert_eq!(
-            l.try_take(Some(Client::Principal(p)), t0)
+            l.try_take(Some(Client::Principal(p, a)), t0)
                 .map_err(|e| e.scope),
             Err(Scope::Client)
         );
-        assert!(l.try_take(Some(Client::Principal(q)), t0).is_ok());
+        assert!(l.try_take(Some(Client::Principal(q, b)), t0).is_ok());
         assert!(l.try_take(v4(1), t0).is_ok());
+    }
+
+    /// A tenant's principals share the tenant's bucket too: a tenant that
+    /// mints more tokens gets no more budget.
+    #[test]
+    fn a_tenants_principals_share_its_bucket() {
+        let l = RejectLimiter::new(limits((1.0, 3), (0.0, 1)));
+        let t0 = Instant::now();
+        let acme = tenant_key("acme");
+        let principals: Vec<_> = (0..3).map(|_| PrincipalId::random()).collect();
+        for p in &principals {
+            assert!(l.try_take(Some(Client::Principal(*p, acme)), t0).is_ok());
+        }
+        let fresh = PrincipalId::random();
+        assert_eq!(
+            l.try_take(Some(Client::Principal(fresh, acme)), t0)
+                .map_err(|e| e.scope),
+            Err(Scope::Client)
+        );
+        // Another tenant is not held to acme's bucket.
+        assert!(l
+            .try_take(Some(Client::Principal(fresh, tenant_key("other"))), t0)
+            .is_ok());
     }
 
     #[test]
