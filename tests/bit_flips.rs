@@ -154,6 +154,7 @@ fn build(data: &Path) -> Built {
                     tenant: TENANT.into(),
                     nonce: nonce.clone(),
                     effects: openexec::core::entry::Effects::AtMostOnce,
+                    principal: None,
                 };
                 let reserved = runtime
                     .block_on(ledger.reserve(key.clone(), record))
@@ -186,6 +187,7 @@ fn build(data: &Path) -> Built {
         tenant: TENANT.into(),
         nonce: "nonce-held".into(),
         effects: openexec::core::entry::Effects::AtMostOnce,
+        principal: None,
     };
     let reserved = runtime
         .block_on(ledger.reserve(key.clone(), record))
@@ -215,6 +217,7 @@ fn build(data: &Path) -> Built {
         tenant: TENANT.into(),
         nonce: nonce.into(),
         effects: openexec::core::entry::Effects::AtMostOnce,
+        principal: None,
     };
     let reserved = runtime
         .block_on(ledger.reserve(nonce_key(TENANT, nonce), record))
@@ -278,6 +281,7 @@ fn anything_admitted_again(store: &Store, built: &Built) -> Option<String> {
         tenant: TENANT.into(),
         nonce: nonce.into(),
         effects: openexec::core::entry::Effects::AtMostOnce,
+        principal: None,
     };
     let mut attempts: Vec<(String, PendingNonce)> = built
         .done_nonces

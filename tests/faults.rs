@@ -241,6 +241,7 @@ async fn a_nonce_found_done_in_a_cycle_still_syncing_is_answered_after_that_sync
             tenant: draft.tenant.clone(),
             nonce: draft.nonce.clone(),
             effects: openexec::core::entry::Effects::AtMostOnce,
+            principal: None,
         };
         (nonce_key(&draft.tenant, &draft.nonce), record)
     }

@@ -33,6 +33,8 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
             tenant: String::new(),
             nonce: "crash-1".into(),
             effects: openexec::core::entry::Effects::AtMostOnce,
+            // The reservation's principal is the interrupted entry's.
+            principal: Some("00c0ffee00c0ffee".into()),
         };
         assert_eq!(
             store
@@ -48,6 +50,11 @@ fn a_reservation_left_pending_by_a_crash_becomes_interrupted_and_is_never_rerun(
     assert_eq!(
         (entry.outcome, entry.exec_id.as_str(), entry.request_hash),
         (Outcome::Interrupted, "exec-crashed", request_hash)
+    );
+    assert_eq!(entry.principal.as_deref(), Some("00c0ffee00c0ffee"));
+    assert_eq!(
+        entry.effects,
+        Some(openexec::core::entry::Effects::AtMostOnce)
     );
     // The same request is a replay of the interrupted attempt: not re-run.
     let (status, r) = s.execute(&request);

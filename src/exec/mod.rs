@@ -496,6 +496,7 @@ impl Boundary {
             tenant: attempt.tenant.clone(),
             nonce: attempt.request.nonce.as_str().to_owned(),
             effects,
+            principal: attempt.principal_id(),
         };
         if !effects.needs_reservation() {
             return self

@@ -109,8 +109,7 @@ pub(super) struct AttemptRecord {
     /// The effects class of the handler its nonce is reserved for, once
     /// reserved.
     pub(super) effects: Option<Effects>,
-    /// The id of the principal that made it (none for a reservation found
-    /// pending at start-up: its record does not keep one).
+    /// The id of the principal that made it.
     pub(super) principal: Option<String>,
 }
 
@@ -126,7 +125,7 @@ impl AttemptRecord {
             request_hash: record.request_hash,
             approval: ApprovalSummary::none(),
             effects: Some(record.effects),
-            principal: None,
+            principal: record.principal.clone(),
         }
     }
 

@@ -79,6 +79,7 @@ fn attempt(nonce: &str, approval: Option<&str>) -> PendingNonce {
         tenant: "t".into(),
         nonce: nonce.into(),
         effects: crate::core::entry::Effects::AtMostOnce,
+        principal: None,
     }
 }
 

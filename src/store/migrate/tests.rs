@@ -38,6 +38,7 @@ fn pending(n: u8, approval: Option<&str>, effects: Effects) -> PendingNonce {
         tenant: "t".into(),
         nonce: format!("n-{n}"),
         effects,
+        principal: None,
     }
 }
 

@@ -50,6 +50,9 @@ pub struct PendingNonce {
     /// The effects class of the handler it reserved for: what a restart
     /// records for it.
     pub effects: crate::core::entry::Effects,
+    /// The id of the authenticated principal that made the attempt (16
+    /// lowercase hex characters), if any.
+    pub principal: Option<String>,
 }
 
 /// Result of a reservation attempt (expected conflicts are values, not errors).

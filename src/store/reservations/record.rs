@@ -7,21 +7,25 @@ use crate::store::StoreError;
 
 /// First byte of a pending record.
 const RECORD_PENDING: u8 = 1;
-/// The reserved fields after the effects code and the request hash, as
-/// every pending record holds them: a `u16` 0 and a `u64` of all ones.
-const RESERVED_AFTER_HASH: [u8; 10] = [0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+/// The reserved `u16` after the request hash, 0 in every pending record.
+const RESERVED_AFTER_HASH: [u8; 2] = [0, 0];
+/// The principal field that stands for none: all ones (a principal whose
+/// random id is all ones is recorded as none).
+const NO_PRINCIPAL: [u8; 8] = [0xff; 8];
 /// String length that stands for `None` (`approval_key`).
 const NO_STRING: u32 = u32::MAX;
 
-/// A pending record's stored bytes: `1` ‖ effects code ([`crate::core::entry::Effects::code`]) ‖ request hash (32) ‖
-/// `0u16` ‖ `u64::MAX` ‖ exec_id, approval key, action, tenant, nonce, each
-/// a `u32` length (all ones = none) and UTF-8.
+/// A pending record's stored bytes: `1` ‖ effects code
+/// ([`crate::core::entry::Effects::code`]) ‖ request hash (32) ‖ `0u16` ‖
+/// principal id (8 bytes, all ones = none) ‖ exec_id, approval key, action,
+/// tenant, nonce, each a `u32` length (all ones = none) and UTF-8.
 pub(crate) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::with_capacity(128);
     out.push(RECORD_PENDING);
     out.push(record.effects.code());
     out.extend_from_slice(record.request_hash.as_bytes());
     out.extend_from_slice(&RESERVED_AFTER_HASH);
+    out.extend_from_slice(&principal_bytes(record.principal.as_deref())?);
     for text in [
         Some(&record.exec_id),
         record.approval_key.as_ref(),
@@ -42,6 +46,17 @@ pub(crate) fn encode_pending(record: &PendingNonce) -> Result<Vec<u8>, StoreErro
     Ok(out)
 }
 
+/// A principal id's 8 bytes from its 16 hex characters; all ones for none.
+fn principal_bytes(principal: Option<&str>) -> Result<[u8; 8], StoreError> {
+    let Some(text) = principal else {
+        return Ok(NO_PRINCIPAL);
+    };
+    let mut bytes = [0u8; 8];
+    hex::decode_to_slice(text, &mut bytes)
+        .map_err(|_| StoreError::Corrupt(format!("principal id {text:?} is not 16 hex digits")))?;
+    Ok(bytes)
+}
+
 /// Reads a pending record; anything but exactly what
 /// [`encode_pending`] writes is corrupt.
 pub(crate) fn decode_pending(bytes: &[u8]) -> Result<PendingNonce, StoreError> {
@@ -60,6 +75,8 @@ fn decode_fields(bytes: &[u8]) -> Option<PendingNonce> {
     if r.take(RESERVED_AFTER_HASH.len())? != RESERVED_AFTER_HASH {
         return None;
     }
+    let principal = <[u8; 8]>::try_from(r.take(8)?).ok()?;
+    let principal = (principal != NO_PRINCIPAL).then(|| hex::encode(principal));
     let exec_id = r.string()??;
     let approval_key = r.string()?;
     let action = r.string()??;
@@ -73,6 +90,7 @@ fn decode_fields(bytes: &[u8]) -> Option<PendingNonce> {
         tenant,
         nonce,
         effects,
+        principal,
     })
 }
 

@@ -13,6 +13,7 @@ fn record(n: u8) -> PendingNonce {
         tenant: String::new(),
         nonce: format!("nonce-{n}"),
         effects: crate::core::entry::Effects::AtMostOnce,
+        principal: None,
     }
 }
 
@@ -35,16 +36,19 @@ fn pending_records_round_trip() {
 fn damaged_records_are_corrupt_never_a_panic() {
     let mut with_key = record(4);
     with_key.approval_key = Some("k".into());
+    with_key.principal = Some("0123456789abcdef".into());
     for pending in [record(4), with_key] {
         let bytes = encode_pending(&pending).unwrap();
+        assert_eq!(decode_pending(&bytes).unwrap(), pending);
         for cut in 0..bytes.len() {
             assert!(decode_pending(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode_pending(&longer).is_err());
-        // The kind byte and every reserved byte hold one value only.
-        for at in [0, 1].into_iter().chain(34..44) {
+        // The kind byte and every reserved byte hold one value only (bytes
+        // 36..44 are the principal's id).
+        for at in [0, 1].into_iter().chain(34..36) {
             let mut changed = bytes.clone();
             changed[at] ^= 0x01;
             assert!(decode_pending(&changed).is_err(), "byte {at}");
@@ -470,6 +474,7 @@ fn owned_requests(requests: &[(&str, Option<&str>)], n: u8) -> (Vec<Vec<u8>>, Ve
             let record = PendingNonce {
                 nonce: (*nonce).to_owned(),
                 effects: crate::core::entry::Effects::AtMostOnce,
+                principal: None,
                 approval_key: approval.map(str::to_owned),
                 ..record(n)
             };
