@@ -177,10 +177,10 @@ struct EncodedContent {
 
 /// What the writer thread is asked to do.
 enum Work {
-    /// Append an entry (boxed: it is far larger than a reservation).
+    /// Append an entry (each variant boxed: the message stays one pointer).
     Append(Box<Job>),
     /// Reserve a nonce.
-    Reserve(ReserveJob),
+    Reserve(Box<ReserveJob>),
     /// Reserve a nonce and, if it is won, append the entry that completes
     /// it, in the same cycle (see [`Ledger::reserve_and_append`]).
     ReserveAndAppend(Box<ReserveAndAppendJob>),
@@ -512,10 +512,10 @@ impl Ledger {
         record: PendingNonce,
     ) -> Result<Reservation, LedgerError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Work::Reserve(ReserveJob {
+        self.send(Work::Reserve(Box::new(ReserveJob {
             claim: NonceClaim { key, record },
             reply,
-        }))?;
+        })))?;
         rx.await.map_err(writer_stopped)?
     }
 

@@ -386,7 +386,7 @@ fn split(work: Vec<Work>) -> (Vec<Job>, Vec<ReserveJob>, Vec<ReserveAndAppendJob
     for w in work {
         match w {
             Work::Append(job) => jobs.push(*job),
-            Work::Reserve(r) => reservations.push(r),
+            Work::Reserve(r) => reservations.push(*r),
             Work::ReserveAndAppend(r) => reserving.push(*r),
         }
     }
