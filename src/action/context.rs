@@ -128,16 +128,20 @@ impl Counters {
         self.0
             .store()
             .increment_counter(name)
-            .map_err(|e| ActionError::new(e.to_string()))
+            .map_err(counter_store_error)
     }
 
     /// The counter's current value (0 if it was never incremented).
     pub fn get(&self, name: &str) -> Result<u64, ActionError> {
-        self.0
-            .store()
-            .counter(name)
-            .map_err(|e| ActionError::new(e.to_string()))
+        self.0.store().counter(name).map_err(counter_store_error)
     }
+}
+
+/// A store failure behind a counter: logged, and answered without its
+/// internal detail.
+fn counter_store_error(e: crate::store::StoreError) -> ActionError {
+    tracing::error!(error = %e, "counter store failure");
+    ActionError::new("the counter store is unavailable")
 }
 
 #[cfg(test)]

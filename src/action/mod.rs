@@ -98,8 +98,10 @@ pub trait Action: Send + Sync + 'static {
     /// while `INLINE` stalls that worker's other requests.
     const INLINE: bool = false;
 
-    /// The request's `payload`, decoded strictly: a payload that does not
+    /// The request's `payload`, decoded by serde: a payload that does not
     /// decode is refused `invalid_payload` before the nonce is reserved.
+    /// Fields the type does not name are ignored unless it says
+    /// `#[serde(deny_unknown_fields)]`.
     type Payload: DeserializeOwned + JsonSchema + Send + 'static;
     /// The result, answered to the client and committed in the entry.
     type Output: Serialize + JsonSchema + Send + 'static;

@@ -633,7 +633,7 @@ impl Boundary {
                 504,
                 "deadline_exceeded",
                 format!(
-                    "Handler did not finish within its deadline of {} ms and was cancelled",
+                    "Handler did not finish within its deadline of {} ms; it was cancelled at its next await (work it handed to a blocking thread may still complete) and is not run again",
                     handler.deadline().as_millis()
                 ),
             ),
