@@ -240,7 +240,7 @@ impl Decision {
 
 impl Boundary {
     /// A boundary over an open ledger. Its handlers run on a runtime of
-    /// its own ([`HandlerRuntime`]).
+    /// its own (`exec::handler_runtime`).
     pub fn new(ledger: Arc<Ledger>, registry: Registry, policy: Policy) -> std::io::Result<Self> {
         let reject_limiter = ratelimit::RejectLimiter::new(ratelimit::RateLimits {
             client_rate: policy.reject_rate,

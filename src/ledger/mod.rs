@@ -455,7 +455,7 @@ impl Ledger {
     /// nonce is not won, nothing is appended.
     ///
     /// This is for handlers without effects (see
-    /// [`crate::exec::handlers::Effects`]), whose result is computed before
+    /// [`crate::core::entry::Effects::None`]), whose result is computed before
     /// the nonce is reserved and discarded if it is not won. A handler with
     /// effects must not run before [`Self::reserve`] has answered.
     pub async fn reserve_and_append(
