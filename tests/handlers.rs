@@ -128,6 +128,16 @@ struct Key {
     exec_id: String,
 }
 
+impl Key {
+    /// What the context tells the handler of its attempt.
+    fn of(ctx: &Context) -> Self {
+        Self {
+            key: ctx.idempotency_key().to_string(),
+            exec_id: ctx.exec_id().to_owned(),
+        }
+    }
+}
+
 /// Waits far past its deadline.
 struct Sleepy;
 impl Action for Sleepy {
@@ -155,10 +165,7 @@ impl Action for Panicky {
     type Output = Key;
     async fn run(&self, ctx: Context, _: Empty) -> Result<Key, ActionError> {
         assert!(!PANICS.load(Ordering::SeqCst), "a handler's own panic");
-        Ok(Key {
-            key: ctx.idempotency_key().to_string(),
-            exec_id: ctx.exec_id().to_owned(),
-        })
+        Ok(Key::of(&ctx))
     }
 }
 
@@ -177,10 +184,7 @@ impl Action for Blocker {
         while !UNBLOCK.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(5));
         }
-        Ok(Key {
-            key: ctx.idempotency_key().to_string(),
-            exec_id: ctx.exec_id().to_owned(),
-        })
+        Ok(Key::of(&ctx))
     }
 }
 
@@ -202,10 +206,7 @@ impl Action for Keyed {
         Ok(())
     }
     async fn run(&self, ctx: Context, _: Amount) -> Result<Key, ActionError> {
-        Ok(Key {
-            key: ctx.idempotency_key().to_string(),
-            exec_id: ctx.exec_id().to_owned(),
-        })
+        Ok(Key::of(&ctx))
     }
 }
 
@@ -218,10 +219,7 @@ impl Action for Slow {
     type Output = Key;
     async fn run(&self, ctx: Context, _: Empty) -> Result<Key, ActionError> {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        Ok(Key {
-            key: ctx.idempotency_key().to_string(),
-            exec_id: ctx.exec_id().to_owned(),
-        })
+        Ok(Key::of(&ctx))
     }
 }
 
@@ -276,14 +274,7 @@ impl InProcess {
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
         let request = server::agent().request(method, &format!("{}{path}", self.base));
-        let answer = match body {
-            Some(b) => request.send_json(b.clone()),
-            None => request.call(),
-        };
-        let response = match answer {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: {e}"),
-        };
+        let response = server::send(request, body);
         let status = response.status();
         (status, response.into_json().unwrap_or(Value::Null))
     }

@@ -50,14 +50,7 @@ fn call(
     if let Some(t) = token {
         request = request.set("Authorization", &format!("Bearer {t}"));
     }
-    let answer = match body {
-        Some(b) => request.send_json(b.clone()),
-        None => request.call(),
-    };
-    let response = match answer {
-        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
+    let response = server::send(request, body);
     let status = response.status();
     let challenge = response.header("WWW-Authenticate").map(str::to_owned);
     let text = response.into_string().unwrap_or_default();

@@ -311,35 +311,24 @@ mod tests {
     #[derive(serde::Deserialize, JsonSchema)]
     struct Empty {}
 
-    impl Action for Named<0> {
-        const NAME: &'static str = "same";
-        const EFFECTS: Effects = Effects::None;
-        type Payload = Empty;
-        type Output = u8;
-        async fn run(&self, _: Context, _: Empty) -> Result<u8, ActionError> {
-            Ok(0)
-        }
+    /// A test action that differs from the others by name and class only.
+    macro_rules! named {
+        ($n:literal, $name:literal, $effects:expr) => {
+            impl Action for Named<$n> {
+                const NAME: &'static str = $name;
+                const EFFECTS: Effects = $effects;
+                type Payload = Empty;
+                type Output = u8;
+                async fn run(&self, _: Context, _: Empty) -> Result<u8, ActionError> {
+                    Ok($n)
+                }
+            }
+        };
     }
 
-    impl Action for Named<1> {
-        const NAME: &'static str = "same";
-        const EFFECTS: Effects = Effects::AtMostOnce;
-        type Payload = Empty;
-        type Output = u8;
-        async fn run(&self, _: Context, _: Empty) -> Result<u8, ActionError> {
-            Ok(1)
-        }
-    }
-
-    impl Action for Named<2> {
-        const NAME: &'static str = "bad name";
-        const EFFECTS: Effects = Effects::None;
-        type Payload = Empty;
-        type Output = u8;
-        async fn run(&self, _: Context, _: Empty) -> Result<u8, ActionError> {
-            Ok(2)
-        }
-    }
+    named!(0, "same", Effects::None);
+    named!(1, "same", Effects::AtMostOnce);
+    named!(2, "bad name", Effects::None);
 
     #[test]
     fn names_are_unique_and_well_formed() {

@@ -157,6 +157,20 @@ pub fn agent() -> ureq::Agent {
         .build()
 }
 
+/// Sends `request` with `body` as JSON (or no body) and returns the
+/// response, whatever its status; panics on a transport error.
+pub fn send(request: ureq::Request, body: Option<&Value>) -> ureq::Response {
+    let what = format!("{} {}", request.method(), request.url());
+    let answer = match body {
+        Some(b) => request.send_json(b.clone()),
+        None => request.call(),
+    };
+    match answer {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{what}: {e}"),
+    }
+}
+
 fn into_parts(result: Result<ureq::Response, ureq::Error>) -> (u16, String) {
     match result {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
