@@ -213,6 +213,10 @@ struct Decision {
     status: u16,
     detail: Option<String>,
     result: Option<Value>,
+    /// The canonical bytes of `result` when the handler produced it (the
+    /// input of its commitment, computed once by [`executed`]); `None` for
+    /// a replay, whose entry repeats its original's commitment.
+    result_bytes: Option<Vec<u8>>,
 }
 
 impl Decision {
@@ -224,6 +228,7 @@ impl Decision {
             status,
             detail: Some(detail.into()),
             result: None,
+            result_bytes: None,
         }
     }
 
@@ -234,6 +239,7 @@ impl Decision {
             status,
             detail: Some(detail.into()),
             result: None,
+            result_bytes: None,
         }
     }
 }
@@ -761,15 +767,16 @@ fn executed(result: &Value) -> Decision {
         if bytes.len() > MAX_RESULT_BYTES {
             return Ok(Err(bytes.len()));
         }
-        canonical_value_of(&bytes).map(Ok)
+        canonical_value_of(&bytes).map(|value| Ok((value, bytes)))
     });
     match canonical {
-        Ok(Ok(result)) => Decision {
+        Ok(Ok((result, bytes))) => Decision {
             outcome: Outcome::Executed,
             reason: "ok".into(),
             status: 200,
             detail: None,
             result: Some(result),
+            result_bytes: Some(bytes),
         },
         Ok(Err(len)) => Decision::failed(
             500,

@@ -27,12 +27,7 @@ impl Boundary {
         }
         let payload_bytes =
             to_canonical_bytes(&attempt.request.payload).map_err(|e| e.to_string())?;
-        let result_bytes = decision
-            .result
-            .as_ref()
-            .map(to_canonical_bytes)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let result_bytes = decision.result_bytes.as_ref();
         let (payload_salt, result_salt) = (random_salt(), random_salt());
         let draft = EntryDraft {
             exec_id: attempt.exec_id.clone(),
@@ -41,7 +36,7 @@ impl Boundary {
             nonce: attempt.request.nonce.as_str().to_owned(),
             request_hash: attempt.request_hash,
             payload_commitment: commitment(&payload_salt, &payload_bytes),
-            result_commitment: result_bytes.as_ref().map(|b| commitment(&result_salt, b)),
+            result_commitment: result_bytes.map(|b| commitment(&result_salt, b)),
             approval: attempt.approval.clone(),
             outcome: decision.outcome,
             reason: decision.reason.clone(),
@@ -62,7 +57,7 @@ impl Boundary {
             result: decision.result.clone(),
             salts: Salts {
                 payload: salt_to_base64(&payload_salt),
-                result: result_bytes.as_ref().map(|_| salt_to_base64(&result_salt)),
+                result: result_bytes.map(|_| salt_to_base64(&result_salt)),
             },
         });
         Ok((draft, content))

@@ -50,6 +50,7 @@ impl Boundary {
             detail: (status != 200)
                 .then(|| "Replay of an attempt that did not succeed; it is not re-run".to_owned()),
             result,
+            result_bytes: None,
         };
         // The replay entry carries the original exec_id (it is not indexed
         // under it, so lookups still find the original), and the response
