@@ -223,6 +223,18 @@ impl Action for Slow {
     }
 }
 
+/// Returns a result past the bound on recorded results.
+struct Huge;
+impl Action for Huge {
+    const NAME: &'static str = "huge";
+    const EFFECTS: Effects = Effects::AtMostOnce;
+    type Payload = Empty;
+    type Output = String;
+    async fn run(&self, _: Context, _: Empty) -> Result<String, ActionError> {
+        Ok("x".repeat(openexec::exec::MAX_RESULT_BYTES + 1))
+    }
+}
+
 /// A server of this process with the actions above, one HTTP worker.
 struct InProcess {
     base: String,
@@ -240,6 +252,7 @@ impl InProcess {
             .register(Blocker)
             .register(Keyed)
             .register(Slow)
+            .register(Huge)
             .build()
             .unwrap();
         let boundary = common::boundary_with(
@@ -426,4 +439,27 @@ fn a_client_that_hangs_up_mid_handler_leaves_a_recorded_attempt_not_a_nonce_in_f
         .filter(|e| e.outcome.as_str() == "executed")
         .count();
     assert_eq!(executed, 1);
+}
+
+#[test]
+fn a_result_past_the_bound_is_recorded_failed_and_its_nonce_is_done() {
+    let s = InProcess::start();
+    let (status, body) = s.execute("huge", json!({}), "big-1");
+    assert_eq!(
+        (status, body["code"].clone()),
+        (500, json!("result_too_large")),
+        "{body}"
+    );
+    let e = s.entry(0);
+    assert_eq!(
+        (e.outcome.as_str(), e.reason.as_str()),
+        ("failed", "result_too_large")
+    );
+    // Its nonce is done, not left in flight: the retry is a replay.
+    let (status, body) = s.execute("huge", json!({}), "big-1");
+    assert_eq!(
+        (status, body["replayed"].clone()),
+        (500, json!(true)),
+        "{body}"
+    );
 }
