@@ -136,6 +136,8 @@ struct CounterValue {
 }
 
 impl Action for Counter {
+    // An increment touches only memory (see `Counters`): it never blocks.
+    const INLINE: bool = true;
     const NAME: &'static str = "counter";
     const EFFECTS: Effects = Effects::AtMostOnce;
     const DESCRIPTION: &'static str =

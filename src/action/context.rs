@@ -117,7 +117,9 @@ impl std::fmt::Display for IdempotencyKey {
     }
 }
 
-/// Named `u64` counters in OpenExec's store. An increment is durable
+/// Named `u64` counters in OpenExec's store (names of 1 to 64 bytes, at
+/// most 100,000 counters; an increment touches only memory, so it may run
+/// in an `INLINE` action). An increment is durable
 /// before the entry of the attempt that made it is acknowledged.
 #[derive(Clone)]
 pub struct Counters(pub(crate) Arc<Ledger>);
@@ -137,9 +139,13 @@ impl Counters {
     }
 }
 
-/// A store failure behind a counter: logged, and answered without its
-/// internal detail.
+/// A store failure behind a counter: a refused increment (a name out of
+/// bounds, too many counters) says why; any other failure is logged and
+/// answered without its internal detail.
 fn counter_store_error(e: crate::store::StoreError) -> ActionError {
+    if let crate::store::StoreError::Counter(why) = e {
+        return ActionError::new(why);
+    }
     tracing::error!(error = %e, "counter store failure");
     ActionError::new("the counter store is unavailable")
 }

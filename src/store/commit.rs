@@ -195,22 +195,16 @@ impl Store {
         Ok(!sync.releases)
     }
 
-    /// The second half of a cycle's sync: sled if anything was written to
-    /// it (a batch's transaction, a counter's increment: flushed and its
-    /// log fdatasynced), then the batch's commit in the ring (one `pwrite`
-    /// and `fdatasync`) — in that order, so that a counter's increment is
-    /// durable before the entry recording it. Once all of it is durable,
-    /// the journal forgets the reservations the batch resolved.
+    /// The second half of a cycle's sync: the batch's sled transaction
+    /// (flushed and sled's log fdatasynced) or its commit in the ring (one
+    /// `pwrite` and `fdatasync`). Once it is durable, the journal forgets
+    /// the reservations the batch resolved.
     pub fn sync_cycle_commit(&self, sync: &CycleSync) -> Result<(), StoreError> {
         if sync.batch {
             self.inner.faults.check(FaultPoint::CommitSync)?;
         }
-        let through_sled = sync.batch && sync.ring.is_none();
-        if through_sled || self.inner.sled_written.swap(false, Ordering::AcqRel) {
-            if let Err(e) = self.sync() {
-                self.inner.sled_written.store(true, Ordering::Release);
-                return Err(e);
-            }
+        if sync.batch && sync.ring.is_none() {
+            self.sync()?;
         }
         if let Some(commit) = &sync.ring {
             self.commit_in_ring(commit)?;

@@ -14,7 +14,8 @@
 //! (done nonce → index of the entry that completed it) and `approvals.tab`
 //! (consumed approval → index of the entry that consumed it); the commit
 //! ring (`commits.ring`); and the reservation journal (`reservations.log`:
-//! the reservations made durable before their handlers ran).
+//! the reservations made durable before their handlers ran, and the
+//! values of the named counters, [`counters`]).
 //!
 //! # Nonces
 //!
@@ -62,7 +63,7 @@
 //! | `checkpoints` | tree size `u64`        | signed checkpoint note (see [`HISTORY_STRIDE`]) |
 //! | `meta`        | name                   | origin, verifier key, head, segments mark, entries dictionary |
 //! | `approvals`   | approval consume key   | nonce key of the attempt that consumed it for good (its entry does not name it) |
-//! | `counters`    | name                   | `u64` (the `counter` handler)           |
+//! | `counters`    | name                   | `u64`: a counter's value as an earlier build left it, read at open (the journal holds the newer) |
 //! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |
 //!
 //! # Durability
@@ -73,12 +74,11 @@
 //! ring ([`commit_ring`], `commits.ring`) at the cycle's sync: one slot and
 //! one fdatasync — or, for the first batch with entries (which records the
 //! entries dictionary) and a batch that consumes an approval for good,
-//! applied as one sled transaction. The committed head is the newer of
-//! sled's and the ring's. A cycle's reservations are appended to the
-//! journal as one frame at its sync and fdatasynced, beside the commit.
-//! sled is flushed at a cycle's sync when anything was written to it since
-//! the last (a batch's transaction, a counter's increment: an increment
-//! made before an entry is queued is durable before that entry's head).
+//! applied as one sled transaction (flushed at the sync). The committed
+//! head is the newer of sled's and the ring's. A cycle's reservations and
+//! counter increments are appended to the journal as one frame at its
+//! sync and fdatasynced, before the commit (an increment made before an
+//! entry is queued is durable before that entry's head).
 //! sled 0.34's `flush()` writes its log with `sync_file_range`, which
 //! neither flushes the disk cache nor the file's size metadata, and sled
 //! leaves the real `fsync` to a background thread every 500 ms; so the
@@ -94,6 +94,7 @@ mod codec;
 mod commit;
 mod commit_ring;
 mod cosignatures;
+pub mod counters;
 mod damage;
 mod faults;
 mod hash_cache;
@@ -107,7 +108,7 @@ mod tokens;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 pub use cosignatures::KEEP_COSIGNED;
@@ -169,6 +170,10 @@ pub enum StoreError {
     /// A key table holds as many tables as its header may claim.
     #[error("{0} is full ({1} tables)")]
     TableFull(&'static str, u32),
+    /// A counter's increment refused (a name out of bounds, or too many
+    /// counters; see [`counters`]).
+    #[error("{0}")]
+    Counter(String),
 }
 
 /// Options for opening a store.
@@ -411,13 +416,11 @@ struct Inner {
     staged: Mutex<Vec<(String, reservations::journal::JournalRecord)>>,
     /// The reservation journal (`reservations.log`).
     journal: reservations::journal::Journal,
-    /// Set by a write to sled that no cycle sync has flushed yet (a
-    /// counter's increment): the next [`Store::sync_cycle`] flushes sled.
-    sled_written: AtomicBool,
     checkpoints: sled::Tree,
     meta: sled::Tree,
     approvals: sled::Tree,
-    counters: sled::Tree,
+    /// Named counters, durable in the journal (see [`counters`]).
+    counters: counters::Counters,
     /// Injected failures (tests only).
     faults: faults::Faults,
     /// Damage met in the files.

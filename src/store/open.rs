@@ -10,12 +10,13 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sled::transaction::Transactional;
 
 use super::commit_ring::{self, CommitRing, RingCommit};
+use super::counters::{self, Counters};
 use super::damage::DamageLog;
 use super::reservations::journal::{self, Journal, JournalRecord};
 use super::reservations::InFlight;
@@ -43,17 +44,19 @@ impl Store {
         }
         let segments = open_segments(&db, &meta, &config.path, &log_file, &damage)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
-        let (exec_table, completions) = match open_tables(&segments, config, &damage) {
-            Ok(tables) => tables,
-            // A lookup of the journal's reservations met a damaged slot,
-            // which invalidated its table: indexed again from the start.
-            Err(StoreError::Damaged(d)) if d.file != journal::FILE => {
-                tracing::warn!("{d}: indexing the key tables again from entries.bin");
-                open_tables(&segments, config, &damage)?
-            }
-            Err(e) => return Err(e),
-        };
-        let (journal, in_flight) = completions.journal;
+        let counters_tree = db.open_tree("counters")?;
+        let (exec_table, completions) =
+            match open_tables(&segments, config, &damage, &counters_tree) {
+                Ok(tables) => tables,
+                // A lookup of the journal's reservations met a damaged slot,
+                // which invalidated its table: indexed again from the start.
+                Err(StoreError::Damaged(d)) if d.file != journal::FILE => {
+                    tracing::warn!("{d}: indexing the key tables again from entries.bin");
+                    open_tables(&segments, config, &damage, &counters_tree)?
+                }
+                Err(e) => return Err(e),
+            };
+        let (journal, in_flight, counters) = completions.journal;
         let exec_table = Arc::new(exec_table);
         let done_nonces = Arc::new(completions.done_nonces);
         let consumed_approvals = Arc::new(completions.consumed_approvals);
@@ -73,11 +76,10 @@ impl Store {
             nonce_order: Mutex::new(in_flight),
             staged: Mutex::new(Vec::new()),
             journal,
-            sled_written: AtomicBool::new(false),
             checkpoints: db.open_tree("checkpoints")?,
             meta,
             approvals: db.open_tree("approvals")?,
-            counters: db.open_tree("counters")?,
+            counters,
             faults: faults::Faults::default(),
             damage,
             db,
@@ -188,6 +190,7 @@ fn open_tables(
     segments: &Segments,
     config: &StoreConfig,
     damage: &Arc<DamageLog>,
+    counters: &sled::Tree,
 ) -> Result<(key_table::KeyTable, OpenedTables), StoreError> {
     let (exec_table, completions) = std::thread::scope(|scope| {
         let completions = scope.spawn(|| open_completion_tables(segments, config, damage));
@@ -197,7 +200,13 @@ fn open_tables(
             .map_err(|_| StoreError::Corrupt("opening nonces.tab panicked".into()))?;
         Ok::<_, StoreError>((exec_table?, completions?))
     })?;
-    let journal = open_journal(segments, &exec_table, &completions.done_nonces, config)?;
+    let journal = open_journal(
+        segments,
+        &exec_table,
+        &completions.done_nonces,
+        counters,
+        config,
+    )?;
     Ok((
         exec_table,
         OpenedTables {
@@ -212,7 +221,7 @@ fn open_tables(
 struct OpenedTables {
     done_nonces: key_table::KeyTable,
     consumed_approvals: key_table::KeyTable,
-    journal: (Journal, InFlight),
+    journal: (Journal, InFlight, Counters),
 }
 
 /// Opens the exec_id table and indexes the entries its header does not
@@ -408,7 +417,9 @@ fn open_ring(
 }
 
 /// Reads the reservation journal once the key tables are whole, and
-/// opens it holding the reservations still in flight: a record whose
+/// opens it holding the counters (sled's `counters` tree overlaid with the
+/// journal's counter records, see [`super::counters`]) and the
+/// reservations still in flight: a record whose
 /// nonce is not done (`nonces.tab`, confirmed against the entry) and
 /// whose exec_id no entry carries (`exec_ids.tab`, confirmed) — an entry
 /// that resolved it (completed or released the nonce) would. Refuses,
@@ -419,8 +430,9 @@ fn open_journal(
     segments: &Segments,
     exec_table: &key_table::KeyTable,
     done_nonces: &key_table::KeyTable,
+    counters_tree: &sled::Tree,
     config: &StoreConfig,
-) -> Result<(Journal, InFlight), StoreError> {
+) -> Result<(Journal, InFlight, Counters), StoreError> {
     let dir = &config.path;
     if !dir.join(journal::FILE).exists() {
         return Err(StoreError::Corrupt(format!(
@@ -431,9 +443,19 @@ fn open_journal(
         )));
     }
     let scanned = Journal::read(dir)?;
-    let mut live: Vec<(journal::Attempt, JournalRecord)> = Vec::new();
+    let (counter_records, reservations): (Vec<&JournalRecord>, Vec<&JournalRecord>) = scanned
+        .records
+        .iter()
+        .partition(|r| counters::is_counter_record(r));
+    let counters = Counters::load(counters_tree, counter_records.into_iter())?;
+    // A counter's record is needed for good: its attempt's exec_id is "".
+    let mut live: Vec<(journal::Attempt, JournalRecord)> = counters
+        .records()?
+        .into_iter()
+        .map(|r| ((r.key.clone(), String::new()), r))
+        .collect();
     let mut in_flight = Vec::new();
-    for record in &scanned.records {
+    for record in reservations {
         let pending = journal::pending_of(record)?;
         let done = done_nonces.find(&record.key, |index| {
             Ok(segments
@@ -456,7 +478,7 @@ fn open_journal(
         }
     }
     let journal = Journal::open(dir, &scanned, live)?;
-    Ok((journal, InFlight::of(in_flight)))
+    Ok((journal, InFlight::of(in_flight), counters))
 }
 
 /// Files in sled's checkpoint history the checkpoints of ring commits it

@@ -1,8 +1,10 @@
 //! The reservation journal (`reservations.log`): where a reservation is
-//! made durable before its handler runs. Append-only frames, one per
-//! writer cycle that reserved anything, each checkable on its own; a
-//! reservation leaves it by compaction once the entry that resolves it is
-//! durable (an entry never writes here: see "Nonces" in [`crate::store`]).
+//! made durable before its handler runs, and a counter's increment before
+//! the entry that records it ([`crate::store::counters`]). Append-only
+//! frames, one per writer cycle that reserved or incremented anything,
+//! each checkable on its own; a reservation leaves it by compaction once
+//! the entry that resolves it is durable (an entry never writes here: see
+//! "Nonces" in [`crate::store`]); a counter's newest record stays.
 //!
 //! # Frame (all integers big-endian)
 //!
@@ -16,7 +18,7 @@
 //! | 0..8       | magic `OXRESERV`                                         |
 //! | 8          | which copy: 0, then 1                                    |
 //! | 9..13      | `n`: length of the records (`u32`, at most [`MAX_FRAME`]) |
-//! | 13..13+n   | records, each: key length (`u32`) ‖ nonce key ‖ record length (`u32`) ‖ pending record ([`super::encode_pending`]) |
+//! | 13..13+n   | records, each: key length (`u32`) ‖ key ‖ record length (`u32`) ‖ record: a nonce key and its pending record ([`super::encode_pending`]), or a counter's (key tagged `0xFF`, see [`crate::store::counters`]) |
 //! | 13+n..17+n | CRC-32 (IEEE) of bytes 0..13+n                           |
 //!
 //! # Torn and damaged frames
@@ -38,7 +40,8 @@
 //!
 //! The journal keeps, in memory, the records it holds whose resolving
 //! entry is not yet durable (a writer cycle's worth per reservation in
-//! flight). When the file passes [`COMPACT_AT`] bytes and
+//! flight) and each counter's newest record (its attempt's exec_id is
+//! empty: nothing resolves it). When the file passes [`COMPACT_AT`] bytes and
 //! [`COMPACT_RATIO`] times those records' bytes, it writes them as one
 //! frame to `reservations.log.new`, fdatasyncs it, renames it over the
 //! journal and fsyncs the directory — between two frames, from the same

@@ -1,5 +1,4 @@
-//! Nonce reservations, single-use approvals, and the `counter` handler's
-//! counters.
+//! Nonce reservations and single-use approvals.
 //!
 //! A reservation fails if the nonce is already known — done (its
 //! completing entry found through `nonces.tab`, see "Nonces" in
@@ -406,37 +405,18 @@ impl Store {
 
     /// Increments a named counter and returns the new value. Made durable
     /// by the sync of the cycle that writes the entry recording the
-    /// attempt (or an earlier one): the increment marks sled as written,
-    /// and each cycle's sync flushes sled when it is.
+    /// attempt (or an earlier one): the increment's journal record is
+    /// staged before that entry is queued (see [`crate::store::counters`]).
     pub fn increment_counter(&self, name: &str) -> Result<u64, StoreError> {
-        let next = self
-            .inner
-            .counters
-            .update_and_fetch(name.as_bytes(), |old| {
-                let value = old
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map_or(0, u64::from_be_bytes);
-                Some(value.saturating_add(1).to_be_bytes().to_vec())
-            })?;
-        self.inner
-            .sled_written
-            .store(true, std::sync::atomic::Ordering::Release);
-        let bytes = next.ok_or_else(|| StoreError::Corrupt("counter vanished".into()))?;
-        let array: [u8; 8] = bytes
-            .as_ref()
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("counter value".into()))?;
-        Ok(u64::from_be_bytes(array))
+        self.inner.counters.increment(name, |record| {
+            self.inner.lock_staged()?.push((String::new(), record));
+            Ok(())
+        })
     }
 
     /// A counter's current value.
     pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .inner
-            .counters
-            .get(name.as_bytes())?
-            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
-            .map_or(0, u64::from_be_bytes))
+        self.inner.counters.get(name)
     }
 }
 
