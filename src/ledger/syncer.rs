@@ -152,13 +152,10 @@ impl Syncer {
             cycle.refuse(reason);
             return;
         }
-        let early = match self.store.sync_cycle_reservations(&cycle.sync) {
-            Ok(early) => early,
-            Err(e) => return self.failed(cycle, e),
-        };
-        if early {
-            answer_early(&mut cycle);
+        if let Err(e) = self.store.sync_cycle_reservations(&mut cycle.sync) {
+            return self.failed(cycle, e);
         }
+        answer_early(&mut cycle);
         let synced = self
             .store
             .sync_cycle_commit(&cycle.sync)

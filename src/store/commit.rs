@@ -23,8 +23,8 @@ use super::{
 impl Store {
     /// Writes one batch atomically and makes it durable before returning.
     pub fn commit(&self, batch: &BatchWrite) -> Result<(), StoreError> {
-        let written = self.write_cycle(Some(batch), &[])?;
-        self.sync_cycle(&written.sync)?;
+        let mut written = self.write_cycle(Some(batch), &[])?;
+        self.sync_cycle(&mut written.sync)?;
         self.index_exec_ids(batch)
     }
 
@@ -56,13 +56,21 @@ impl Store {
     /// [`Store::sync_cycle`] with the returned [`CycleSync`] before anyone
     /// acts on it.
     ///
-    /// The batch's entries resolve the reservations they carry (they leave
-    /// the reservations in flight here); the cycle's reservations enter
-    /// them, and their journal records are staged for the sync. The batch
-    /// commits in the commit ring at the sync ([`super::commit_ring`]) and
-    /// writes nothing to sled here — unless it chose the entry dictionary
-    /// or consumes an approval for good (see "Approvals" in [`super`]):
-    /// then it is one sled transaction, flushed at the sync.
+    /// The reservations are decided first, under the nonce lock, against
+    /// the reservations in flight before this batch and the nonces
+    /// (approvals) the batch completes (consumes); their journal records,
+    /// with every record staged before them (counter increments), go to
+    /// the journal's thread as the cycle's frame, whose `fdatasync` then
+    /// runs while the batch's entries are written and synced here
+    /// ([`super::reservations::writer`]). A nonce the batch releases is
+    /// still in flight for this cycle's reservations (answered
+    /// `InFlight`; free from the next cycle on), so no reservation of a
+    /// cycle rests on its own batch. The batch's entries then resolve the
+    /// reservations they carry, under the lock again. The batch commits in
+    /// the commit ring at the sync ([`super::commit_ring`]) and writes
+    /// nothing to sled here — unless it chose the entry dictionary or
+    /// consumes an approval for good (see "Approvals" in [`super`]): then
+    /// it is one sled transaction, flushed at the sync.
     ///
     /// A reservation that cannot be encoded (or whose injected fault
     /// fires) fails alone and writes nothing; a failure of the batch's
@@ -75,7 +83,11 @@ impl Store {
         if batch.is_some() {
             self.inner.faults.check(FaultPoint::CommitWrite)?;
         }
-        // The segment files first, durable before the head that covers them.
+        let (completed, consumed) = completions_of(batch);
+        let reserved = self.reserve_cycle(reservations, &completed, &consumed)?;
+        let staged_records = std::mem::take(&mut *self.inner.lock_staged()?);
+        let journal = self.inner.journal_writer.submit(staged_records)?;
+        // The segment files, durable before the head that covers them.
         let staged = batch
             .map(|b| self.inner.segments.stage(b, &self.inner.faults))
             .transpose()?;
@@ -97,62 +109,57 @@ impl Store {
             let sled = SledBatches::new(b, staged.map(|s| s.mark), dictionary, &resolution);
             self.apply_in_sled(&sled)?;
         }
-        // A nonce (an approval) this batch completes (consumes) is done for
-        // the cycle's reservations, though `nonces.tab` (`approvals.tab`)
-        // takes it only after the commit.
-        let completed: HashMap<&[u8], u64> = batch
-            .iter()
-            .flat_map(|b| &b.entries)
-            .filter_map(|e| {
-                e.completion
-                    .as_ref()
-                    .filter(|c| c.completes())
-                    .map(|c| (c.key.as_slice(), e.index))
-            })
-            .collect();
-        let consumed: HashMap<&[u8], u64> = batch
-            .iter()
-            .flat_map(|b| &b.entries)
-            .filter_map(|e| e.approval_key.as_ref().map(|k| (k.as_bytes(), e.index)))
-            .collect();
-        let reserved: Vec<Result<Reservation, StoreError>> = reservations
-            .iter()
-            .map(|r| {
-                let approval_consumed = r
-                    .record
-                    .approval_key
-                    .as_ref()
-                    .is_some_and(|k| consumed.contains_key(k.as_bytes()));
-                let done = completed.get(r.key).copied();
-                self.reserve_locked(&mut in_flight, *r, done, approval_consumed)
-            })
-            .collect();
         if let (Some(staged), Some(batch)) = (&staged, batch) {
             self.inner.segments.publish(staged, &batch.hashes)?;
             // Before the lock is let go (see "Nonces").
             self.inner.done_nonces.insert_batch(
-                completed.iter().map(|(&key, &index)| (key, index)),
+                completed
+                    .iter()
+                    .map(|(key, &index)| (key.as_slice(), index)),
                 staged.count(),
             )?;
             self.inner.consumed_approvals.insert_batch(
-                consumed.iter().map(|(&key, &index)| (key, index)),
+                consumed.iter().map(|(key, &index)| (key.as_bytes(), index)),
                 staged.count(),
             )?;
         }
+        drop(in_flight);
         let sync = CycleSync {
             batch: batch.is_some(),
             reservations: reserved
                 .iter()
                 .any(|r| matches!(r, Ok(Reservation::Reserved))),
             ring,
-            releases: batch.is_some_and(|b| {
-                b.entries
-                    .iter()
-                    .any(|e| e.completion.as_ref().is_some_and(|c| !c.completes()))
-            }),
+            journal: Some(journal),
             resolved: resolution.attempts,
         };
         Ok(CycleWrite { reserved, sync })
+    }
+
+    /// The cycle's reservations, decided under the nonce lock (see
+    /// [`Self::write_cycle`]).
+    fn reserve_cycle(
+        &self,
+        reservations: &[ReservationRequest<'_>],
+        completed: &HashMap<Vec<u8>, u64>,
+        consumed: &HashMap<String, u64>,
+    ) -> Result<Vec<Result<Reservation, StoreError>>, StoreError> {
+        if reservations.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut in_flight = self.lock_nonce_order()?;
+        Ok(reservations
+            .iter()
+            .map(|r| {
+                let approval_consumed = r
+                    .record
+                    .approval_key
+                    .as_ref()
+                    .is_some_and(|k| consumed.contains_key(k.as_str()));
+                let done = completed.get(r.key).copied();
+                self.reserve_locked(&mut in_flight, *r, done, approval_consumed)
+            })
+            .collect())
     }
 
     /// The sled transaction of a batch that does not commit in the ring.
@@ -170,29 +177,32 @@ impl Store {
 
     /// Makes a written cycle durable, and everything written before it:
     /// [`Self::sync_cycle_reservations`], then [`Self::sync_cycle_commit`].
-    pub fn sync_cycle(&self, sync: &CycleSync) -> Result<(), StoreError> {
+    pub fn sync_cycle(&self, sync: &mut CycleSync) -> Result<(), StoreError> {
         self.sync_cycle_reservations(sync)?;
         self.sync_cycle_commit(sync)
     }
 
-    /// The first half of a cycle's sync: appends the reservations staged
-    /// since the last sync to the journal as one frame and fdatasyncs it.
-    /// Returns whether the cycle's answers of [`Reservation::Reserved`]
-    /// and [`Reservation::InFlight`] may go out now, before the second
-    /// half: they rest on the journal and on earlier cycles alone, unless
-    /// the cycle's batch released a nonce (a nonce it frees may have been
-    /// reserved anew in the same cycle).
-    pub fn sync_cycle_reservations(&self, sync: &CycleSync) -> Result<bool, StoreError> {
+    /// The first half of a cycle's sync: waits until the cycle's journal
+    /// frame (its reservations, and the counter increments staged before
+    /// them) is durable. The cycle's answers of [`Reservation::Reserved`]
+    /// and [`Reservation::InFlight`] may go out then, before the second
+    /// half: they rest on the journal and on earlier cycles alone (a
+    /// cycle's reservations never rest on its own batch, see
+    /// [`Self::write_cycle`]).
+    pub fn sync_cycle_reservations(&self, sync: &mut CycleSync) -> Result<(), StoreError> {
         if sync.reservations {
             self.inner.faults.check(FaultPoint::ReserveSync)?;
         }
-        let records = std::mem::take(&mut *self.inner.lock_staged()?);
-        // Even with nothing to append (a failed sync of an earlier cycle
-        // may have taken this cycle's records), a broken journal refuses.
-        if !records.is_empty() || sync.reservations {
-            self.inner.journal.append(records)?;
-        }
-        Ok(!sync.releases)
+        let ticket = match sync.journal.take() {
+            Some(ticket) => ticket,
+            // A cycle not written by `write_cycle` (`sync_reservations`):
+            // whatever is staged is its frame.
+            None => {
+                let staged = std::mem::take(&mut *self.inner.lock_staged()?);
+                self.inner.journal_writer.submit(staged)?
+            }
+        };
+        ticket.wait()
     }
 
     /// The second half of a cycle's sync: the batch's sled transaction
@@ -236,7 +246,7 @@ impl Store {
     /// Makes the reservations made so far durable (one journal frame and
     /// its fdatasync).
     pub fn sync_reservations(&self) -> Result<(), StoreError> {
-        self.sync_cycle(&CycleSync {
+        self.sync_cycle(&mut CycleSync {
             reservations: true,
             ..CycleSync::default()
         })
@@ -246,6 +256,25 @@ impl Store {
     pub(super) fn sync(&self) -> Result<(), StoreError> {
         sync_sled(&self.inner.db, &self.inner.log_file)
     }
+}
+
+/// The nonces (by key) a batch completes and the approvals it consumes,
+/// each with the index of its entry: done for the cycle's reservations,
+/// though `nonces.tab` (`approvals.tab`) takes them only after the write.
+fn completions_of(batch: Option<&BatchWrite>) -> (HashMap<Vec<u8>, u64>, HashMap<String, u64>) {
+    let entries = || batch.into_iter().flat_map(|b| &b.entries);
+    let completed = entries()
+        .filter_map(|e| {
+            e.completion
+                .as_ref()
+                .filter(|c| c.completes())
+                .map(|c| (c.key.clone(), e.index))
+        })
+        .collect();
+    let consumed = entries()
+        .filter_map(|e| e.approval_key.as_ref().map(|k| (k.to_string(), e.index)))
+        .collect();
+    (completed, consumed)
 }
 
 /// The ring commit of a batch whose checkpoint fits a ring slot (the
@@ -352,6 +381,8 @@ impl Drop for Inner {
     /// rebuild; a table's header claims no more than the committed head
     /// (a batch whose sync failed had its keys inserted).
     fn drop(&mut self) {
+        // Every frame handed to the journal's thread is appended first.
+        self.journal_writer.stop();
         // Reservations never synced (their cycle's sync failed, so no
         // handler of theirs ran) are kept, as a crash after a later sync
         // would have kept them: a restart records them `interrupted`.

@@ -317,8 +317,8 @@ pub struct CycleSync {
     /// The batch's commit, when it goes to the commit ring (otherwise it
     /// was applied to sled, and the sync flushes sled).
     ring: Option<RingCommit>,
-    /// Whether the batch releases a nonce ([`Completion::released`]).
-    releases: bool,
+    /// The cycle's journal frame, handed to the journal's thread.
+    journal: Option<reservations::writer::JournalTicket>,
     /// The reservations the batch resolved: the journal forgets them once
     /// the batch is durable.
     resolved: Vec<reservations::journal::Attempt>,
@@ -415,7 +415,9 @@ struct Inner {
     /// next [`Store::sync_cycle`] to append.
     staged: Mutex<Vec<(String, reservations::journal::JournalRecord)>>,
     /// The reservation journal (`reservations.log`).
-    journal: reservations::journal::Journal,
+    journal: Arc<reservations::journal::Journal>,
+    /// The journal's thread, which appends each cycle's frame.
+    journal_writer: reservations::writer::JournalWriter,
     checkpoints: sled::Tree,
     meta: sled::Tree,
     approvals: sled::Tree,

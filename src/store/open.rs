@@ -57,6 +57,7 @@ impl Store {
                 Err(e) => return Err(e),
             };
         let (journal, in_flight, counters) = completions.journal;
+        let journal = Arc::new(journal);
         let exec_table = Arc::new(exec_table);
         let done_nonces = Arc::new(completions.done_nonces);
         let consumed_approvals = Arc::new(completions.consumed_approvals);
@@ -75,6 +76,7 @@ impl Store {
             approval_key_of: config.approval_key_of,
             nonce_order: Mutex::new(in_flight),
             staged: Mutex::new(Vec::new()),
+            journal_writer: reservations::writer::JournalWriter::start(Arc::clone(&journal))?,
             journal,
             checkpoints: db.open_tree("checkpoints")?,
             meta,

@@ -26,6 +26,7 @@ use super::{Store, StoreError};
 
 pub(super) mod journal;
 mod record;
+pub(super) mod writer;
 
 use crate::core::hash::Hash;
 pub(super) use record::{decode_pending, encode_pending};

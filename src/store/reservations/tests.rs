@@ -156,9 +156,9 @@ fn a_failed_commit_through_sled_after_a_ring_commit_never_frees_its_nonce() {
     reserve_holding(&store, "a", "k");
     store.inject_fault(crate::store::FaultPoint::CommitSync, 0);
     let completing = for_good(&store, 2);
-    let written = store.write_cycle(Some(&completing), &[]).unwrap();
+    let mut written = store.write_cycle(Some(&completing), &[]).unwrap();
     assert!(written.sync.ring.is_none());
-    assert!(store.sync_cycle(&written.sync).is_err());
+    assert!(store.sync_cycle(&mut written.sync).is_err());
     // A clean close must not put the ring's older head over the
     // transaction still in sled's memory, nor leave the nonce free.
     drop(store);
@@ -225,18 +225,18 @@ fn every_crash_point_of_interleaved_ring_and_sled_cycles_opens_consistent() {
     reserve_holding(&store, "a", "k");
     let mut images = vec![(crash_image(dir.path()), 2)];
     let ring = checkpointed(batch_naming(&store, &["y2"], false));
-    let in_ring = store.write_cycle(Some(&ring), &[]).unwrap();
+    let mut in_ring = store.write_cycle(Some(&ring), &[]).unwrap();
     assert!(in_ring.sync.ring.is_some());
     images.push((crash_image(dir.path()), 2));
     let completing = for_good(&store, 3);
-    let through_sled = store.write_cycle(Some(&completing), &[]).unwrap();
+    let mut through_sled = store.write_cycle(Some(&completing), &[]).unwrap();
     assert!(through_sled.sync.ring.is_none());
     images.push((crash_image(dir.path()), 2));
     store.inner.db.flush().unwrap();
     images.push((crash_image(dir.path()), 2));
-    store.sync_cycle(&in_ring.sync).unwrap();
+    store.sync_cycle(&mut in_ring.sync).unwrap();
     images.push((crash_image(dir.path()), 3));
-    store.sync_cycle(&through_sled.sync).unwrap();
+    store.sync_cycle(&mut through_sled.sync).unwrap();
     images.push((crash_image(dir.path()), 4));
     store
         .commit(&checkpointed(batch_naming(&store, &["z"], false)))
@@ -565,11 +565,11 @@ fn commit_approving(
         .map(|((n, _), k)| (*n, Some(k.as_str())))
         .collect();
     let (keys, records) = owned_requests(&keyed, 4);
-    let written = store
+    let mut written = store
         .write_cycle(Some(&batch), &borrowed_requests(&keys, &records))
         .unwrap();
     let ring = written.sync.ring.is_some();
-    store.sync_cycle(&written.sync).unwrap();
+    store.sync_cycle(&mut written.sync).unwrap();
     let answers = written.reserved.into_iter().map(Result::unwrap).collect();
     (answers, ring)
 }
@@ -701,8 +701,8 @@ fn store_with_a_failed_batch(dir: &std::path::Path) -> Store {
         &[("lost", Some("lost"))],
         Some(Held::Claimed),
     ));
-    let written = store.write_cycle(Some(&lost), &[]).unwrap();
-    assert!(store.sync_cycle(&written.sync).is_err());
+    let mut written = store.write_cycle(Some(&lost), &[]).unwrap();
+    assert!(store.sync_cycle(&mut written.sync).is_err());
     store.inner.consumed_approvals.sync_now().unwrap();
     store.inner.done_nonces.sync_now().unwrap();
     store

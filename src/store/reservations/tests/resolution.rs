@@ -41,11 +41,11 @@ fn a_released_nonce_is_free_its_approval_unheld_and_its_reservation_resolved_acr
         &store,
         vec![resolving_entry(1, "a", "exec-1", Held::Released)],
     ));
-    let written = store.write_cycle(Some(&release), &[]).unwrap();
+    let mut written = store.write_cycle(Some(&release), &[]).unwrap();
     assert!(written.sync.ring.is_some(), "a release commits in the ring");
     // Written, not yet durable: a crash now keeps the reservation.
     let before_sync = crash_image(dir.path());
-    store.sync_cycle(&written.sync).unwrap();
+    store.sync_cycle(&mut written.sync).unwrap();
     store.index_exec_ids(&release).unwrap();
     // The entry records the attempt without completing the nonce.
     assert!(!store.completes_nonce(1).unwrap());
