@@ -34,6 +34,8 @@
 pub mod access;
 mod conn;
 mod error;
+mod idempotency;
+mod mcp;
 pub mod openapi;
 mod routes;
 pub mod tls;
