@@ -37,7 +37,11 @@ pub fn with_key(req: &HttpRequest, body: BytesMut) -> Result<BytesMut, ApiError>
         return Err(mismatch("Idempotency-Key is sent more than once"));
     }
     let key = key.to_str().map_err(|_| {
-        ApiError::new(422, "invalid_nonce", "Idempotency-Key must be printable ASCII")
+        ApiError::new(
+            422,
+            "invalid_nonce",
+            "Idempotency-Key must be printable ASCII",
+        )
     })?;
     // A structured-field string (the draft's form) or a bare token (Stripe's).
     let key = key
@@ -102,6 +106,37 @@ pub fn headers(answer: &mut HttpResponseBuilder, response: &Response) {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::splice_nonce;
+
+    #[test]
+    fn a_nonce_in_flight_says_when_to_retry_and_a_replay_says_so() {
+        use crate::exec::Response;
+        use serde_json::json;
+        let answer = |status: u16, body: serde_json::Value| {
+            let mut b = actix_web::HttpResponse::build(
+                actix_web::http::StatusCode::from_u16(status).unwrap(),
+            );
+            super::headers(
+                &mut b,
+                &Response {
+                    status,
+                    body,
+                    retry_after: None,
+                },
+            );
+            b.finish()
+        };
+        let in_flight = answer(
+            409,
+            json!({"code": "nonce_in_flight", "outcome": "rejected"}),
+        );
+        assert_eq!(in_flight.headers().get("retry-after").unwrap(), "1");
+        assert!(in_flight.headers().get("idempotent-replayed").is_none());
+        let replay = answer(200, json!({"outcome": "replayed", "replayed": true}));
+        assert_eq!(replay.headers().get("idempotent-replayed").unwrap(), "true");
+        assert!(replay.headers().get("retry-after").is_none());
+        let executed = answer(200, json!({"outcome": "executed", "replayed": false}));
+        assert!(executed.headers().get("idempotent-replayed").is_none());
+    }
 
     #[test]
     fn the_key_becomes_the_first_member() {

@@ -44,7 +44,11 @@ struct Call {
 }
 
 /// Runs one `tools/call`.
-pub async fn call(boundary: &Arc<Boundary>, caller: &Caller, params: &Map<String, Value>) -> Answer {
+pub async fn call(
+    boundary: &Arc<Boundary>,
+    caller: &Caller,
+    params: &Map<String, Value>,
+) -> Answer {
     let call = parse(params)?;
     let handler = boundary.registry().get(&call.name).cloned();
     let policy = boundary.policy();
@@ -102,7 +106,11 @@ fn parse(params: &Map<String, Value>) -> Result<Call, RpcError> {
     let nonce = match meta.get(meta::NONCE) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err(RpcError::params("_meta[\"dev.openexec/nonce\"] must be a string")),
+        Some(_) => {
+            return Err(RpcError::params(
+                "_meta[\"dev.openexec/nonce\"] must be a string",
+            ))
+        }
     };
     let mut approval = artifact(meta.get(meta::APPROVAL), "_meta[\"dev.openexec/approval\"]")?;
     let answered = params.get("inputResponses").is_some_and(|v| !v.is_null());
@@ -193,7 +201,12 @@ fn bind_round(
     let tenant = match (sealed, &caller.principal) {
         (Some(r), _) => r.tenant.clone(),
         (None, Some(p)) => p.tenant.clone(),
-        (None, None) => boundary.policy().approvals.tenant.clone().unwrap_or_default(),
+        (None, None) => boundary
+            .policy()
+            .approvals
+            .tenant
+            .clone()
+            .unwrap_or_default(),
     };
     let hash = request_hash(&request.action, &request.payload, &request.nonce, &tenant)
         .map_err(|e| RpcError::params(e.to_string()))?
@@ -281,7 +294,11 @@ fn answer(response: Response, known_tool: bool) -> Answer {
             500..=599 => Code::INTERNAL,
             _ => Code::INVALID_PARAMS,
         };
-        let detail = response.body.get("detail").and_then(Value::as_str).unwrap_or("Refused");
+        let detail = response
+            .body
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or("Refused");
         let mut data = response.body.clone();
         if let (Value::Object(map), Some(secs)) = (&mut data, response.retry_after) {
             map.insert("retry_after".into(), json!(secs));
@@ -289,11 +306,16 @@ fn answer(response: Response, known_tool: bool) -> Answer {
         return Err(RpcError::new(code, detail).with_data(data));
     }
     if !known_tool {
-        let detail = response.body.get("detail").and_then(Value::as_str).unwrap_or("Unknown tool");
+        let detail = response
+            .body
+            .get("detail")
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown tool");
         return Err(RpcError::params(detail.to_owned()).with_data(response.body));
     }
     let outcome = response.body.get("outcome").and_then(Value::as_str);
-    let is_error = matches!(outcome, Some("rejected" | "failed" | "interrupted")) || response.status != 200;
+    let is_error =
+        matches!(outcome, Some("rejected" | "failed" | "interrupted")) || response.status != 200;
     let mut result_meta = server_meta();
     result_meta.insert(meta::STATUS.into(), json!(response.status));
     let result = CallToolResult {

@@ -68,7 +68,10 @@ fn envelope(message: Value) -> Result<Request, RpcError> {
         ));
     };
     if map.get("jsonrpc") != Some(&json!("2.0")) {
-        return Err(RpcError::new(Code::INVALID_REQUEST, "jsonrpc must be \"2.0\""));
+        return Err(RpcError::new(
+            Code::INVALID_REQUEST,
+            "jsonrpc must be \"2.0\"",
+        ));
     }
     let id = match map.remove("id") {
         None => None,
@@ -82,7 +85,12 @@ fn envelope(message: Value) -> Result<Request, RpcError> {
     };
     let method = match map.remove("method") {
         Some(Value::String(m)) => m,
-        _ => return Err(RpcError::new(Code::INVALID_REQUEST, "method must be a string")),
+        _ => {
+            return Err(RpcError::new(
+                Code::INVALID_REQUEST,
+                "method must be a string",
+            ))
+        }
     };
     let params = match map.remove("params") {
         None | Some(Value::Null) => Map::new(),
@@ -127,7 +135,9 @@ fn check_headers(headers: &HeaderMap, request: &Request) -> Result<(), RpcError>
     }
     let method = text(header::METHOD);
     if (modern || method.is_some()) && method != Some(request.method.as_str()) {
-        return Err(RpcError::mismatch("Mcp-Method does not match the request's method"));
+        return Err(RpcError::mismatch(
+            "Mcp-Method does not match the request's method",
+        ));
     }
     if request.method == "tools/call" {
         let name = text(header::NAME).map(decode_header_value);
@@ -222,7 +232,11 @@ fn list(boundary: &Boundary, caller: &Caller) -> Value {
         caller.principal.as_ref(),
     );
     // With credentials, each caller's list is its own.
-    let scope = if caller.principal.is_some() { "private" } else { "public" };
+    let scope = if caller.principal.is_some() {
+        "private"
+    } else {
+        "public"
+    };
     json!({
         "resultType": "complete",
         "tools": tools,

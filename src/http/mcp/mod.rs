@@ -46,7 +46,11 @@ pub(super) async fn post(
     // numbers an IEEE double writes back exactly.
     let message = match parse_json_strict(&body) {
         Ok(v) if crate::core::ijson::check_numbers(&body).is_ok() => v,
-        Ok(_) => return Ok(parse_error("A number in the body is not exactly representable (I-JSON)")),
+        Ok(_) => {
+            return Ok(parse_error(
+                "A number in the body is not exactly representable (I-JSON)",
+            ))
+        }
         Err(e) => return Ok(parse_error(&e.to_string())),
     };
     let caller = call::Caller {

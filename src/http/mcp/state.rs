@@ -97,7 +97,9 @@ pub fn open(state: &str, now: i64) -> Result<Round, StateError> {
     let text = URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|_| StateError::Forged)?;
-    let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| StateError::Forged)?;
+    let mac = URL_SAFE_NO_PAD
+        .decode(mac)
+        .map_err(|_| StateError::Forged)?;
     tag(&text)
         .verify_slice(&mac)
         .map_err(|_| StateError::Forged)?;
