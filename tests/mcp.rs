@@ -713,3 +713,32 @@ fn execute_follows_the_idempotency_key_conventions() {
     let none = send(None, &body);
     assert_eq!(none.status(), 422);
 }
+
+/// `OPENEXEC_MCP_ALLOWED_ORIGINS` admits exactly the origins it names; a
+/// value that is not an origin stops the server from starting.
+#[test]
+fn configured_origins_are_admitted() {
+    let s = server::start(&[(
+        "OPENEXEC_MCP_ALLOWED_ORIGINS",
+        "https://app.example, http://ui.example:8080",
+    )]);
+    let list = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).to_string();
+    for (origin, status) in [
+        ("https://app.example", 200),
+        ("http://ui.example:8080", 200),
+        ("http://127.0.0.1:9", 200),
+        ("http://app.example", 403),
+        ("https://ui.example:8080", 403),
+    ] {
+        assert_eq!(
+            post(&s, &[("Origin", origin)], &list).status,
+            status,
+            "{origin}"
+        );
+    }
+    let refused = server::refuses(&[("OPENEXEC_MCP_ALLOWED_ORIGINS", "https://app.example/path")]);
+    assert!(
+        refused.contains("OPENEXEC_MCP_ALLOWED_ORIGINS"),
+        "{refused}"
+    );
+}

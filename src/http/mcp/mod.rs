@@ -27,6 +27,44 @@ use super::{ApiError, AppState};
 use crate::core::request::parse_json_strict;
 use wire::{Code, RpcError};
 
+/// Browser origins allowed besides the loopback ones
+/// (`--mcp-allowed-origins`): each `scheme://host[:port]`, compared in its
+/// serialized form (default ports dropped, host lowercased).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    /// Parses a list of origins; an entry that is not one is refused with
+    /// a line naming it.
+    pub fn parse(list: &[String]) -> Result<Self, String> {
+        let mut origins = Vec::new();
+        for text in list.iter().map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            // An origin has no path: not even the "/" that parsing adds.
+            let origin = url::Url::parse(text)
+                .ok()
+                .filter(|_| !text.ends_with('/'))
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .filter(|u| u.path() == "/" && u.query().is_none() && u.fragment().is_none())
+                .map(|u| u.origin().ascii_serialization())
+                .ok_or_else(|| {
+                    format!("OPENEXEC_MCP_ALLOWED_ORIGINS: {text:?} is not an origin (scheme://host[:port], http or https, nothing after)")
+                })?;
+            origins.push(origin);
+        }
+        Ok(Self(origins))
+    }
+
+    /// Whether a request with this `Origin` header may call.
+    fn admit(&self, origin: &str) -> bool {
+        if loopback_origin(origin) {
+            return true;
+        }
+        url::Url::parse(origin)
+            .map(|u| u.origin().ascii_serialization())
+            .is_ok_and(|o| self.0.contains(&o))
+    }
+}
+
 /// Handles one POST: Origin, body, message, answer.
 pub(super) async fn post(
     state: web::Data<AppState>,
@@ -34,7 +72,7 @@ pub(super) async fn post(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(origin) = req.headers().get(header::ORIGIN) {
-        if !loopback_origin(origin.to_str().unwrap_or("")) {
+        if !state.mcp_origins.admit(origin.to_str().unwrap_or("")) {
             let e = RpcError::new(Code::INVALID_REQUEST, "Origin not allowed");
             return Ok(HttpResponse::Forbidden().json(wire::failure(&Value::Null, &e)));
         }
@@ -98,7 +136,33 @@ fn loopback_origin(origin: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::loopback_origin;
+    #![allow(clippy::unwrap_used)]
+    use super::{loopback_origin, AllowedOrigins};
+
+    #[test]
+    fn configured_origins_are_allowed_exactly() {
+        let list = [
+            "https://App.example".to_owned(),
+            "http://ui.example:8080".to_owned(),
+        ];
+        let allowed = AllowedOrigins::parse(&list).unwrap();
+        assert!(allowed.admit("https://app.example"));
+        assert!(allowed.admit("https://app.example:443"));
+        assert!(allowed.admit("http://ui.example:8080"));
+        assert!(allowed.admit("http://localhost:1"));
+        assert!(!allowed.admit("http://app.example"));
+        assert!(!allowed.admit("http://ui.example"));
+        assert!(!allowed.admit("https://app.example.evil"));
+        for bad in [
+            "app.example",
+            "https://app.example/path",
+            "ftp://x",
+            "https://app.example/",
+            "null",
+        ] {
+            assert!(AllowedOrigins::parse(&[bad.to_owned()]).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn only_loopback_origins_are_allowed() {
