@@ -8,6 +8,10 @@
 
 mod common;
 
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
 use chrono::Utc;
 use common::server::{self, TestServer};
 use openexec::core::approval::mint_v2;
@@ -741,4 +745,131 @@ fn configured_origins_are_admitted() {
         refused.contains("OPENEXEC_MCP_ALLOWED_ORIGINS"),
         "{refused}"
     );
+}
+
+/// Rejections through `/mcp` draw on the same recording limit as
+/// `/execute`'s: past it, a JSON-RPC error with `Retry-After`, not recorded.
+#[test]
+fn rate_limits_apply_to_calls() {
+    let s = server::start(&[
+        ("OPENEXEC_REJECT_RATE", "0.01"),
+        ("OPENEXEC_REJECT_BURST", "1"),
+    ]);
+    let first = call(&s, "nope", json!({}), json!({"dev.openexec/nonce": "rl-1"}));
+    assert_eq!(first.body["error"]["data"]["code"], "unknown_action");
+    let size = s.ledger_size();
+    let response = server::send(
+        server::agent()
+            .post(&s.url("/mcp"))
+            .set("MCP-Protocol-Version", "2025-06-18"),
+        Some(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "counter", "arguments": {}, "_meta": {"dev.openexec/nonce": "rl-2"}}})),
+    );
+    assert_eq!(response.status(), 429);
+    assert!(response.header("Retry-After").is_some());
+    let body: Value = response.into_json().unwrap();
+    assert_eq!(
+        (
+            body["error"]["code"].as_i64(),
+            body["error"]["data"]["code"].as_str()
+        ),
+        (Some(-32000), Some("rate_limited")),
+        "{body}"
+    );
+    assert_eq!(s.ledger_size(), size, "not recorded");
+}
+
+#[derive(serde::Deserialize, schemars::JsonSchema)]
+struct Nothing {}
+
+/// Takes its time, so that a second attempt finds its nonce in flight; it
+/// only adds, so it declares itself not destructive.
+struct Slow;
+impl openexec::action::Action for Slow {
+    const NAME: &'static str = "slow";
+    const EFFECTS: openexec::action::Effects = openexec::action::Effects::AtMostOnce;
+    const DESTRUCTIVE: bool = false;
+    type Payload = Nothing;
+    type Output = String;
+    async fn run(
+        &self,
+        _: openexec::action::Context,
+        _: Nothing,
+    ) -> Result<String, openexec::action::ActionError> {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        Ok("done".into())
+    }
+}
+
+/// A nonce in flight: `/execute` answers `409` with `Retry-After`, `/mcp`
+/// a recorded tool error; a declared non-destructive action is listed so.
+#[test]
+fn a_nonce_in_flight_says_when_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = openexec::action::Registry::builder("mcp-test", "0.0.1")
+        .register(Slow)
+        .build()
+        .unwrap();
+    let boundary = common::boundary_with(
+        dir.path(),
+        openexec::exec::Mode::Demo,
+        common::no_approvals(),
+        registry,
+    );
+    let tokens = openexec::auth::TokenStore::open(dir.path()).unwrap();
+    let state = Arc::new(openexec::http::AppState::new(
+        Arc::new(boundary),
+        openexec::auth::Authenticator::new(Arc::new(tokens)),
+    ));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        actix_web::rt::System::new()
+            .block_on(openexec::http::run(listener, state, 2, async move {
+                let _ = stopped.await;
+            }))
+            .unwrap();
+    });
+    let execute = |nonce: &str| {
+        server::send(
+            server::agent().post(&format!("{base}/execute")),
+            Some(&json!({"action": "slow", "nonce": nonce})),
+        )
+    };
+    let mcp = |body: &Value| {
+        let r = server::send(server::agent().post(&format!("{base}/mcp")), Some(body));
+        r.into_json::<Value>().unwrap()
+    };
+    let listed = mcp(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+    let hints = &listed["result"]["tools"][0]["annotations"];
+    assert_eq!(
+        (
+            hints["readOnlyHint"].as_bool(),
+            hints["destructiveHint"].as_bool()
+        ),
+        (Some(false), Some(false)),
+        "{listed}"
+    );
+
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| execute("if-1"));
+        std::thread::sleep(Duration::from_millis(400));
+        let second = execute("if-1");
+        assert_eq!(second.status(), 409);
+        assert_eq!(second.header("Retry-After"), Some("1"));
+        let via_mcp = mcp(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "slow", "_meta": {"dev.openexec/nonce": "if-1"}}}));
+        assert_eq!(via_mcp["result"]["isError"], true, "{via_mcp}");
+        assert_eq!(
+            via_mcp["result"]["structuredContent"]["code"],
+            "nonce_in_flight"
+        );
+        assert_eq!(via_mcp["result"]["_meta"]["dev.openexec/status"], 409);
+        assert_eq!(first.join().unwrap().status(), 200);
+    });
+    let replay = execute("if-1");
+    assert_eq!(replay.header("Idempotent-Replayed"), Some("true"));
+    let _ = stop.send(());
+    thread.join().unwrap();
 }
