@@ -532,6 +532,10 @@ fn routing_headers_must_match_the_body() {
     );
     assert_eq!((a.status, error_code(&a)), (400, -32022), "{}", a.text);
     assert_eq!(a.body["error"]["data"]["supported"], json!([V]));
+    // A revision this server does not speak, in the header alone.
+    let old = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}).to_string();
+    let a = post(&s, &[("MCP-Protocol-Version", "2024-01-01")], &old);
+    assert_eq!((a.status, error_code(&a)), (400, -32022), "{}", a.text);
     // A 2025 client sends no Mcp-Method and no _meta revision: accepted.
     let legacy = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"x": 1}, "_meta": {"dev.openexec/nonce": "h-2"}}});

@@ -131,6 +131,9 @@ fn check_headers(headers: &HeaderMap, request: &Request) -> Result<(), RpcError>
                 "MCP-Protocol-Version names 2026-07-28, whose requests carry their revision in _meta",
             ))
         }
+        (None, Some(h)) if h != MODERN_VERSION && !HANDSHAKE_VERSIONS.contains(&h) => {
+            return Err(unsupported(&Value::from(h)));
+        }
         (None, _) => {}
     }
     let method = text(header::METHOD);
