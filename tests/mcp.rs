@@ -435,6 +435,18 @@ fn clawshield_asks_for_the_approval_and_the_retry_completes_the_call() {
     assert_eq!(sc["outcome"], "executed", "{}", done.text);
     assert_eq!(verified(&s, sc).nonce, request["nonce"].as_str().unwrap());
 
+    // A 2025 client is not asked (it would not know input_required): the
+    // attempt runs without an approval and is refused, recorded.
+    let legacy = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {}, "_meta": {"dev.openexec/nonce": "ap-5"}}});
+    let a = post(
+        &s,
+        &[("MCP-Protocol-Version", "2025-06-18")],
+        &legacy.to_string(),
+    );
+    assert_eq!(a.body["result"]["isError"], true, "{}", a.text);
+    assert_eq!(verified(&s, structured(&a)).reason, "approval_missing");
+
     // The approval in _meta directly: no round trip.
     let request = json!({"request_hash": openexec::core::canonical::request_hash("echo", &json!({"m": 3}), "ap-4", "acme").unwrap().to_base64(), "tenant": "acme"});
     let artifact = approval_for(&key, "mcp-ap-4", &request);

@@ -43,11 +43,15 @@ struct Call {
     answered: bool,
 }
 
-/// Runs one `tools/call`.
+/// Runs one `tools/call`. Only a 2026-07-28 request (`modern`) is asked
+/// for a missing approval with `input_required`, which 2025 clients do not
+/// know: theirs runs without one (recorded `approval_missing`, whose
+/// detail says where the artifact goes).
 pub async fn call(
     boundary: &Arc<Boundary>,
     caller: &Caller,
     params: &Map<String, Value>,
+    modern: bool,
 ) -> Answer {
     let call = parse(params)?;
     let handler = boundary.registry().get(&call.name).cloned();
@@ -72,7 +76,8 @@ pub async fn call(
         None => (minted(), None),
     };
     let body = execute_body(&call, &nonce)?;
-    let asks_approval = policy.mode == Mode::Clawshield
+    let asks_approval = modern
+        && policy.mode == Mode::Clawshield
         && handler.is_some()
         && permitted
         && preset.is_none()

@@ -106,6 +106,15 @@ fn envelope(message: Value) -> Result<Request, RpcError> {
 /// `Mcp-Name` equal to a `tools/call`'s tool; a request without (2025
 /// clients, which send neither `_meta` revision nor `Mcp-Method`) is held
 /// only to the headers it sends.
+/// Whether the request carries a revision in `_meta` (2026-07-28).
+fn modern(request: &Request) -> bool {
+    request
+        .params
+        .get("_meta")
+        .and_then(|m| m.get(meta::PROTOCOL_VERSION))
+        .is_some()
+}
+
 fn check_headers(headers: &HeaderMap, request: &Request) -> Result<(), RpcError> {
     for name in [header::PROTOCOL_VERSION, header::METHOD, header::NAME] {
         if headers.get_all(name).count() > 1 {
@@ -184,7 +193,7 @@ async fn method(boundary: &Arc<Boundary>, caller: &Caller, request: &Request) ->
         "initialize" => Ok(initialize(&request.params)),
         "ping" => Ok(json!({})),
         "tools/list" => Ok(list(boundary, caller)),
-        "tools/call" => call::call(boundary, caller, &request.params).await,
+        "tools/call" => call::call(boundary, caller, &request.params, modern(request)).await,
         other => Err(RpcError::new(
             Code::METHOD_NOT_FOUND,
             format!("Method not found: {other}"),
