@@ -72,6 +72,7 @@ fn the_document_lists_every_route_and_responses_conform() {
         "/version",
         "/metrics",
         "/execute",
+        "/mcp",
         "/receipts/verify",
         "/receipts/{exec_id}",
         "/ledger/checkpoint",
@@ -84,6 +85,22 @@ fn the_document_lists_every_route_and_responses_conform() {
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} missing");
     }
+    // The idempotency conventions are declared.
+    let execute = &doc["paths"]["/execute"]["post"];
+    assert!(
+        execute["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+        "{execute}"
+    );
+    assert!(execute["responses"]["409"]["headers"]
+        .get("Retry-After")
+        .is_some());
+    assert!(execute["responses"]["200"]["headers"]
+        .get("Idempotent-Replayed")
+        .is_some());
     let (_, ok) = s.execute(&json!({"action": "echo", "payload": {"m": 1}, "nonce": "o1"}));
     conforms(&doc, component(&doc, "ExecuteResponse"), &ok, "execute 200");
     let (_, rejected) = s.execute(&json!({"action": "nope", "nonce": "o2"}));

@@ -87,6 +87,11 @@ pub trait Action: Send + Sync + 'static {
     const TITLE: &'static str = "";
     /// What it does, for agents and auditors.
     const DESCRIPTION: &'static str = "";
+    /// Whether running it may destroy or overwrite something (MCP
+    /// `destructiveHint`), as opposed to only adding. Meaningful for a
+    /// handler with effects; `true` unless the handler says otherwise, the
+    /// MCP default, so that a client asks before calling it.
+    const DESTRUCTIVE: bool = true;
     /// How long [`Action::run`] may take before it is cancelled.
     const DEADLINE: Duration = Duration::from_secs(30);
     /// `true` only for a handler that never blocks and finishes in

@@ -114,6 +114,8 @@ pub struct HandlerInfo {
     pub version: String,
     /// Its effects class.
     pub effects: Effects,
+    /// Whether it may destroy or overwrite ([`Action::DESTRUCTIVE`]).
+    pub destructive: bool,
     /// Its deadline in milliseconds.
     pub deadline_ms: u64,
     /// JSON Schema (draft 2020-12) of the payload.
@@ -197,6 +199,7 @@ impl RegistryBuilder {
             description: A::DESCRIPTION.to_owned(),
             version: A::VERSION.to_owned(),
             effects: A::EFFECTS,
+            destructive: A::DESTRUCTIVE,
             deadline_ms: u64::try_from(A::DEADLINE.as_millis()).unwrap_or(u64::MAX),
             input_schema: schemars::schema_for!(A::Payload).to_value(),
             output_schema: schemars::schema_for!(A::Output).to_value(),

@@ -55,6 +55,13 @@ pub struct ServeArgs {
     /// Comma-separated allow-list of actions (unset: every registered action).
     #[arg(long, env = "OPENEXEC_ALLOWED_ACTIONS")]
     pub allowed_actions: Option<String>,
+    /// Browser origins (`scheme://host[:port]`, comma-separated) whose pages may call `POST /mcp`, besides loopback ones; a request with any other `Origin` is refused 403.
+    #[arg(
+        long = "mcp-allowed-origins",
+        env = "OPENEXEC_MCP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub mcp_allowed_origins: Vec<String>,
     /// Storage: `sled://PATH` or a path (unset: ./openexec-data).
     #[arg(long, env = "OPENEXEC_DB_URL")]
     pub db_url: Option<String>,
@@ -147,6 +154,8 @@ pub struct ServeConfig {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// Whether a non-loopback bind may go ahead without principals.
     allow_public_bind: bool,
+    /// Browser origins `/mcp` admits besides the loopback ones.
+    mcp_origins: crate::http::AllowedOrigins,
 }
 
 impl ServeArgs {
@@ -260,6 +269,7 @@ impl ServeArgs {
             workers,
             tls,
             allow_public_bind: self.allow_public_bind,
+            mcp_origins: crate::http::AllowedOrigins::parse(&self.mcp_allowed_origins)?,
         })
     }
 
@@ -374,7 +384,7 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
         "http"
     };
     println!("openexec listening on {scheme}://{addr}");
-    let state = Arc::new(AppState::new(boundary, auth));
+    let state = Arc::new(AppState::new(boundary, auth).with_mcp_origins(config.mcp_origins));
     let served = system.block_on(crate::http::run_tls(
         listener,
         state,

@@ -152,6 +152,18 @@ impl Response {
     }
 }
 
+/// A refusal decided in front of the boundary, recorded as a rejection
+/// with this status and reason ([`Boundary::execute_or_reject`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status of the answer.
+    pub status: u16,
+    /// The entry's reason and the answer's `code`.
+    pub code: &'static str,
+    /// The answer's `detail`.
+    pub detail: String,
+}
+
 /// The boundary.
 pub struct Boundary {
     ledger: Arc<Ledger>,
@@ -327,11 +339,26 @@ impl Boundary {
         address: Option<std::net::IpAddr>,
         principal: Option<&Principal>,
     ) -> Response {
+        self.execute_or_reject(body, address, principal, None).await
+    }
+
+    /// [`Self::execute`], or — with `preset` — the same attempt parsed,
+    /// recorded and answered as that rejection instead of being authorized
+    /// and run: how a protocol layer in front of `/execute` (MCP
+    /// `tools/call` without a nonce) has its own refusals recorded like the
+    /// boundary's.
+    pub async fn execute_or_reject(
+        &self,
+        body: &[u8],
+        address: Option<std::net::IpAddr>,
+        principal: Option<&Principal>,
+        preset: Option<Rejection>,
+    ) -> Response {
         let client = principal
             .map(|p| ratelimit::Client::Principal(p.id, ratelimit::tenant_key(&p.tenant)))
             .or(address.map(ratelimit::Client::Address));
         let progress = Arc::new(unwind::Progress::default());
-        let pipeline = self.run_attempt(body, client, principal, Arc::clone(&progress));
+        let pipeline = self.run_attempt(body, client, principal, preset, Arc::clone(&progress));
         match unwind::CatchUnwind::new(pipeline).await {
             Ok(response) => response,
             Err(payload) => {
@@ -348,6 +375,7 @@ impl Boundary {
         body: &[u8],
         client: Option<ratelimit::Client>,
         principal: Option<&Principal>,
+        preset: Option<Rejection>,
         progress: Arc<unwind::Progress>,
     ) -> Response {
         self.panic_hook.fire(Stage::Parse);
@@ -388,6 +416,10 @@ impl Boundary {
             principal: attempt.principal_id(),
         });
         attempt.progress.enter(Stage::Authorize);
+        if let Some(r) = preset {
+            let decision = Decision::reject(r.status, r.code, r.detail);
+            return self.finish(attempt, decision, None).await;
+        }
         let authorized = match self.authorize(&attempt, artifact) {
             Ok(v) => v,
             Err(decision) => return self.finish(attempt, decision, None).await,

@@ -34,6 +34,8 @@
 pub mod access;
 mod conn;
 mod error;
+mod idempotency;
+mod mcp;
 pub mod openapi;
 mod routes;
 pub mod tls;
@@ -62,6 +64,7 @@ use actix_web::{web, App, HttpMessage as _};
 use futures_util::Stream;
 
 pub use error::ApiError;
+pub use mcp::AllowedOrigins;
 pub use routes::ROUTES;
 
 use crate::auth::Authenticator;
@@ -97,6 +100,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Requests refused before their route, by reason.
     refusals: access::Refusals,
+    /// Browser origins `/mcp` admits besides the loopback ones.
+    mcp_origins: AllowedOrigins,
 }
 
 impl AppState {
@@ -108,7 +113,15 @@ impl AppState {
             boundary,
             auth,
             refusals: access::Refusals::default(),
+            mcp_origins: AllowedOrigins::default(),
         }
+    }
+
+    /// The same state, `/mcp` also admitting browser pages of `origins`.
+    #[must_use]
+    pub fn with_mcp_origins(mut self, origins: AllowedOrigins) -> Self {
+        self.mcp_origins = origins;
+        self
     }
 }
 

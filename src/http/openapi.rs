@@ -176,7 +176,7 @@ pub struct HandlersResponse {
     #[schema(value_type = Object)]
     pub binary: serde_json::Value,
     /// The actions by name: `{name, title, description, version, effects,
-    /// deadline_ms, input_schema, output_schema}`, the schemas JSON Schema
+    /// destructive, deadline_ms, input_schema, output_schema}`, the schemas JSON Schema
     /// draft 2020-12.
     #[schema(value_type = Vec<Object>)]
     pub handlers: Vec<serde_json::Value>,
@@ -259,6 +259,7 @@ pub struct ConsistencyResponse {
         super::routes::handlers,
         super::routes::metrics,
         super::routes::execute,
+        super::routes::mcp,
         super::routes::verify,
         super::routes::receipt,
         super::routes::checkpoint,

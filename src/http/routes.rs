@@ -28,7 +28,7 @@ const MAX_ENTRIES_PAGE: u64 = 1000;
 /// Every route: path, method and who may call it when authentication is
 /// on ([`Access`]); docs/API.md's route table is this one. `configure`
 /// pairs each row with its handler, in this order.
-pub const ROUTES: [(&str, &str, Access); 17] = [
+pub const ROUTES: [(&str, &str, Access); 18] = [
     ("/", "GET", Access::Public),
     ("/health", "GET", Access::Public),
     ("/ready", "GET", Access::Public),
@@ -37,6 +37,7 @@ pub const ROUTES: [(&str, &str, Access); 17] = [
     ("/metrics", "GET", Access::AuditorOrAdmin),
     ("/openapi.json", "GET", Access::Public),
     ("/execute", "POST", Access::Agent),
+    ("/mcp", "POST", Access::Agent),
     ("/receipts/verify", "POST", Access::Public),
     ("/receipts/{exec_id}", "GET", Access::OwnerOrAuditor),
     ("/ledger/checkpoint", "GET", Access::Public),
@@ -71,6 +72,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(metrics),
         web::get().to(openapi),
         web::post().to(execute),
+        web::post().to(mcp),
         web::post().to(verify),
         web::get().to(receipt),
         web::get().to(checkpoint),
@@ -189,17 +191,19 @@ pub(super) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
 /// when `Content-Length` announces more) and time (408 past
 /// [`super::REQUEST_BODY_TIMEOUT`]), and requires a JSON content type when
 /// one is given (415 otherwise; a missing one is accepted as JSON).
-#[utoipa::path(post, path = "/execute", request_body = ExecuteBody, security(("bearer" = [])), responses(
-    (status = 200, description = "Executed, or a replay of an execution", body = ExecuteResponse),
+#[utoipa::path(post, path = "/execute", request_body = ExecuteBody, security(("bearer" = [])),
+    params(("Idempotency-Key" = Option<String>, Header, description = "The nonce, for a body without one (a bare value, or a structured-field string in double quotes); with a body nonce it must be equal (else 422 idempotency_key_mismatch)")),
+    responses(
+    (status = 200, description = "Executed, or a replay of an execution", body = ExecuteResponse, headers(("Idempotent-Replayed" = String, description = "`true` on a replay of a recorded attempt"))),
     (status = 400, description = "Unknown action or invalid payload (recorded)", body = ExecuteResponse),
     (status = 401, description = "Authentication is on, and no valid credentials were given (not recorded; one body whatever the reason)", body = ErrorBody),
     (status = 403, description = "Not allowed (the service's or the credential's allow-list) or approval refused (recorded); or, authentication on, a role other than agent (code forbidden, not recorded)", body = ExecuteResponse),
     (status = 408, description = "Body not received in time (not recorded)", body = ErrorBody),
-    (status = 409, description = "Nonce in flight (recorded)", body = ExecuteResponse),
+    (status = 409, description = "Nonce in flight (recorded); `Retry-After` gives the seconds to wait", body = ExecuteResponse, headers(("Retry-After" = u64, description = "Seconds to wait before retrying with the same nonce"))),
     (status = 413, description = "Body too large (not recorded)", body = ErrorBody),
     (status = 415, description = "Not JSON (not recorded)", body = ErrorBody),
-    (status = 422, description = "Malformed request (not recorded), or nonce conflict / malformed approval (recorded)", body = ErrorBody),
-    (status = 429, description = "Rejection or replay past the per-client or the global rate limit (not recorded); `Retry-After` gives the seconds to wait", body = ErrorBody),
+    (status = 422, description = "Malformed request, or an Idempotency-Key that differs from the body's nonce (code idempotency_key_mismatch) (not recorded); or nonce conflict / malformed approval (recorded)", body = ErrorBody),
+    (status = 429, description = "Rejection or replay past the per-client or the global rate limit (not recorded); `Retry-After` gives the seconds to wait", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     (status = 500, description = "Handler failed (recorded), or a contained internal error (code internal_panic: recorded as far as the attempt got)", body = ExecuteResponse),
     (status = 503, description = "Ledger unavailable", body = ErrorBody)))]
 pub(super) async fn execute(
@@ -207,19 +211,10 @@ pub(super) async fn execute(
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
-        let essence = ct.split(';').next().unwrap_or("").trim();
-        if essence != "application/json" && !essence.ends_with("+json") {
-            return Err(ApiError::new(
-                415,
-                "unsupported_media_type",
-                "Content-Type must be application/json",
-            ));
-        }
-    }
+    require_json(&req)?;
     let limit = state.boundary.policy().limits.max_body_bytes;
     let body = read_body(&req, &mut payload, limit).await?;
+    let body = super::idempotency::with_key(&req, body)?;
     let address = req.peer_addr().map(|a| a.ip());
     let principal = caller(&req);
     // Once its body is read, the attempt runs to its entry in a task of its
@@ -240,10 +235,51 @@ pub(super) async fn execute(
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer = HttpResponse::build(status);
-    if let Some(secs) = response.retry_after {
-        answer.insert_header((header::RETRY_AFTER, secs.to_string()));
-    }
+    super::idempotency::headers(&mut answer, &response);
     Ok(answer.json(response.body))
+}
+
+/// Refuses a body whose `Content-Type` is given and is not JSON (415; a
+/// missing one is accepted as JSON).
+pub(super) fn require_json(req: &HttpRequest) -> Result<(), ApiError> {
+    if let Some(ct) = req.headers().get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence != "application/json" && !essence.ends_with("+json") {
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                "Content-Type must be application/json",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One MCP message ([`super::mcp`]): a JSON-RPC response, or `202` for a
+/// notification.
+#[utoipa::path(post, path = "/mcp", request_body(content = Object, description = "One JSON-RPC message of the Model Context Protocol (2026-07-28, or 2025 revisions after an `initialize` without session): `server/discover`, `initialize`, `ping`, `tools/list`, `tools/call`, or a notification", content_type = "application/json"), security(("bearer" = [])), params(
+    ("MCP-Protocol-Version" = Option<String>, Header, description = "The protocol revision; must equal `_meta[\"io.modelcontextprotocol/protocolVersion\"]` when the request carries one"),
+    ("Mcp-Method" = Option<String>, Header, description = "The JSON-RPC method; must equal the body's (required with a 2026-07-28 `_meta`)"),
+    ("Mcp-Name" = Option<String>, Header, description = "The tool of a `tools/call`; must equal `params.name` (required with a 2026-07-28 `_meta`)")),
+    responses(
+    (status = 200, description = "JSON-RPC response: a result, or (`tools/call`) a tool result whose `structuredContent` is the `/execute` answer with its receipt", body = Object),
+    (status = 202, description = "A notification: accepted, no body"),
+    (status = 400, description = "JSON-RPC error: parse error, invalid request or parameters, an unknown tool (recorded, its `/execute` answer in `error.data`), a routing header that disagrees with the body (-32020), an unsupported revision (-32022)", body = Object),
+    (status = 401, description = "Authentication is on, and no valid credentials were given", body = ErrorBody),
+    (status = 403, description = "An `Origin` header that is not a loopback origin (JSON-RPC error); or, authentication on, a role other than agent (code forbidden)", body = Object),
+    (status = 404, description = "JSON-RPC error: method not found", body = Object),
+    (status = 408, description = "Body not received in time", body = ErrorBody),
+    (status = 413, description = "Body too large", body = ErrorBody),
+    (status = 415, description = "Not JSON", body = ErrorBody),
+    (status = 429, description = "JSON-RPC error: a rejection or replay past the rate limits (not recorded); `Retry-After` gives the seconds to wait", body = Object),
+    (status = 503, description = "JSON-RPC error: the ledger could not record the attempt", body = Object)))]
+pub(super) async fn mcp(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    super::mcp::post(state, req, payload).await
 }
 
 #[derive(Deserialize)]
@@ -343,7 +379,7 @@ pub(super) async fn receipt(
 }
 
 /// The principal `access::authorize` admitted the request as, if any.
-fn caller(req: &HttpRequest) -> Option<Principal> {
+pub(super) fn caller(req: &HttpRequest) -> Option<Principal> {
     use actix_web::HttpMessage as _;
     req.extensions().get::<Principal>().cloned()
 }
@@ -397,7 +433,7 @@ fn cosign_error(e: crate::ledger::CosignError) -> ApiError {
 /// or turns out larger (the rest is never read; the connection is closed
 /// after the answer), 408 once `super::REQUEST_BODY_TIMEOUT` has passed
 /// (the body stream then fails with `TimedOut`, see `super::bounded_bodies`).
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     payload: &mut web::Payload,
     limit: usize,
