@@ -32,7 +32,9 @@ use std::time::Instant;
 
 use chrono::Utc;
 
-use super::syncer::{refuse, refuse_decided, stop, DecidedAnswer, Syncer, WrittenCycle};
+use super::syncer::{
+    answer_reservations, refuse, refuse_decided, stop, DecidedAnswer, Syncer, WrittenCycle,
+};
 use super::{
     AppendReply, Committed, EncodedContent, Job, LedgerError, LedgerStats, ReserveAndAppendJob,
     ReserveJob, Ticket, Work,
@@ -44,8 +46,8 @@ use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
 use crate::store::{
-    BatchWrite, Completion, Head, OverlayReader, Reservation, ReservationRequest, Store,
-    StoredEntry,
+    BatchWrite, Completion, Head, JournalTicket, OverlayReader, Reservation, ReservationRequest,
+    Store, StoreError, StoredEntry,
 };
 
 /// Written cycles that may wait for the syncer besides the one it is
@@ -214,11 +216,13 @@ impl Writer {
                 if let Some(p) = &prepared {
                     self.head = p.head;
                 }
+                let (reservations, reserved) =
+                    answer_when_journaled(reservations, written.reserved, written.sync.journal());
                 Some(WrittenCycle {
                     started,
                     batch: prepared.map(|p| (p, replies)),
                     reservations,
-                    reserved: written.reserved,
+                    reserved,
                     sync: written.sync,
                     decided,
                 })
@@ -431,4 +435,32 @@ fn sign_all(signer: &crate::core::signing::LogSigner, entries: &mut [StoredEntry
             sign(chunk);
         }
     });
+}
+
+/// Leaves the cycle's reservations found `Reserved` or `InFlight` to be
+/// answered on the journal's thread the moment the cycle's frame is
+/// durable (`ticket`): they rest on the journal alone — on that frame and
+/// the ones before it, never on a batch not yet durable (see
+/// [`Store::write_cycle`]) — so their handlers start while the cycle's
+/// batch is still being committed. Returns the others, which the syncer
+/// answers once the cycle is durable.
+fn answer_when_journaled(
+    jobs: Vec<ReserveJob>,
+    results: Vec<Result<Reservation, StoreError>>,
+    ticket: Option<JournalTicket>,
+) -> (Vec<ReserveJob>, Vec<Result<Reservation, StoreError>>) {
+    let Some(ticket) = ticket else {
+        return (jobs, results);
+    };
+    let (now, later): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .zip(results)
+        .partition(|(_, r)| matches!(r, Ok(Reservation::Reserved | Reservation::InFlight(_))));
+    if !now.is_empty() {
+        let (jobs, results): (Vec<_>, Vec<_>) = now.into_iter().unzip();
+        ticket.then(Box::new(move |durable| {
+            answer_reservations(jobs, results, durable.err());
+        }));
+    }
+    later.into_iter().unzip()
 }

@@ -1,12 +1,15 @@
 //! The syncer: the second stage of the writer. It takes each cycle the
-//! sequencer has written, makes it durable — its reservations (one
-//! journal frame and fdatasync), then its batch (sled if written to, and
-//! the commit ring) — and only then publishes it (committed head,
-//! checkpoint) and answers its callers, while the sequencer already lays
-//! out, signs and writes the next cycle. The two overlap; nothing is
-//! answered before the state it rests on is durable: a reservation won
-//! (or found in flight) rests on the journal alone and is answered after
-//! the first half of the sync, unless the cycle's batch releases a nonce.
+//! sequencer has written, makes it durable — waits for its journal frame
+//! (appended by the journal's thread while the sequencer wrote the
+//! entries), then commits its batch (sled if written to, or the commit
+//! ring) — and only then publishes it (committed head, checkpoint) and
+//! answers its callers, while the sequencer already lays out, signs and
+//! writes the next cycle. Nothing is answered before the state it rests
+//! on is durable. A reservation won (or found in flight) rests on the
+//! journal alone — never on a batch not yet durable, since a nonce a batch
+//! releases stays in flight until that batch is durable — so the
+//! sequencer has it answered on the journal's thread as soon as its frame
+//! is durable, ahead of this thread.
 //!
 //! Why the overlap is sound (SECURITY.md §1 and docs/ARCHITECTURE.md,
 //! "Writer invariants"):
@@ -30,7 +33,8 @@
 //!   refused, never answered as if durable.
 //!
 //! This thread must never answer a cycle before that cycle's sync has
-//! returned, nor answer cycles out of the order they were written.
+//! returned, nor answer cycles out of the order they were written. (The
+//! reservations answered on the journal's thread go out in frame order.)
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, OnceLock, PoisonError, RwLock};
@@ -142,11 +146,9 @@ impl Syncer {
             })
     }
 
-    /// Makes one written cycle durable, then publishes and answers it.
-    /// Its reservations are made durable first (the journal), and those
-    /// answered `Reserved` or `InFlight` go out then when the store says
-    /// they rest on nothing else ([`Store::sync_cycle_reservations`]): a
-    /// handler with effects starts while the cycle's batch commits.
+    /// Makes one written cycle durable, then publishes and answers it:
+    /// its journal frame first (which holds the counter increments its
+    /// entries record), then its batch.
     fn finish(&mut self, mut cycle: WrittenCycle) {
         if let Some(reason) = self.stopped.get() {
             cycle.refuse(reason);
@@ -155,7 +157,6 @@ impl Syncer {
         if let Err(e) = self.store.sync_cycle_reservations(&mut cycle.sync) {
             return self.failed(cycle, e);
         }
-        answer_early(&mut cycle);
         let synced = self
             .store
             .sync_cycle_commit(&cycle.sync)
@@ -291,24 +292,10 @@ fn send_decided(decided: Vec<DecidedAnswer>) {
     }
 }
 
-/// Answers the cycle's reservations found `Reserved` or `InFlight` now
-/// (their records durable), and keeps the others for after the commit.
-fn answer_early(cycle: &mut WrittenCycle) {
-    let jobs = std::mem::take(&mut cycle.reservations);
-    let results = std::mem::take(&mut cycle.reserved);
-    let (now, later): (Vec<_>, Vec<_>) = jobs
-        .into_iter()
-        .zip(results)
-        .partition(|(_, r)| matches!(r, Ok(Reservation::Reserved | Reservation::InFlight(_))));
-    let (jobs, results) = now.into_iter().unzip();
-    answer_reservations(jobs, results, None);
-    (cycle.reservations, cycle.reserved) = later.into_iter().unzip();
-}
-
 /// Answers each reservation with its result, except that a new
 /// reservation whose sync failed (`sync_failed`) is an error: it is not
 /// durable, so its handler must not run.
-fn answer_reservations(
+pub(super) fn answer_reservations(
     reservations: Vec<ReserveJob>,
     results: Vec<Result<Reservation, StoreError>>,
     sync_failed: Option<&str>,

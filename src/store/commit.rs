@@ -64,8 +64,8 @@ impl Store {
     /// runs while the batch's entries are written and synced here
     /// ([`super::reservations::writer`]). A nonce the batch releases is
     /// still in flight for this cycle's reservations (answered
-    /// `InFlight`; free from the next cycle on), so no reservation of a
-    /// cycle rests on its own batch. The batch's entries then resolve the
+    /// `InFlight`; free once the batch is durable), so no reservation
+    /// rests on a batch that is not durable. The batch's entries then resolve the
     /// reservations they carry, under the lock again. The batch commits in
     /// the commit ring at the sync ([`super::commit_ring`]) and writes
     /// nothing to sled here — unless it chose the entry dictionary or
@@ -85,8 +85,7 @@ impl Store {
         }
         let (completed, consumed) = completions_of(batch);
         let reserved = self.reserve_cycle(reservations, &completed, &consumed)?;
-        let staged_records = std::mem::take(&mut *self.inner.lock_staged()?);
-        let journal = self.inner.journal_writer.submit(staged_records)?;
+        let journal = self.submit_frame(&reserved)?;
         // The segment files, durable before the head that covers them.
         let staged = batch
             .map(|b| self.inner.segments.stage(b, &self.inner.faults))
@@ -126,14 +125,32 @@ impl Store {
         drop(in_flight);
         let sync = CycleSync {
             batch: batch.is_some(),
-            reservations: reserved
-                .iter()
-                .any(|r| matches!(r, Ok(Reservation::Reserved))),
             ring,
             journal: Some(journal),
+            released: resolution.released,
             resolved: resolution.attempts,
         };
         Ok(CycleWrite { reserved, sync })
+    }
+
+    /// Hands every staged record to the journal's thread as the cycle's
+    /// frame. An injected `ReserveSync` fault (tests) fails the ticket
+    /// instead and leaves the records staged for the next frame, as a
+    /// failed sync would.
+    fn submit_frame(
+        &self,
+        reserved: &[Result<Reservation, StoreError>],
+    ) -> Result<super::JournalTicket, StoreError> {
+        if reserved
+            .iter()
+            .any(|r| matches!(r, Ok(Reservation::Reserved)))
+        {
+            if let Err(e) = self.inner.faults.check(FaultPoint::ReserveSync) {
+                return Ok(super::JournalTicket::failed(&e));
+            }
+        }
+        let records = std::mem::take(&mut *self.inner.lock_staged()?);
+        self.inner.journal_writer.submit(records)
     }
 
     /// The cycle's reservations, decided under the nonce lock (see
@@ -187,12 +204,10 @@ impl Store {
     /// them) is durable. The cycle's answers of [`Reservation::Reserved`]
     /// and [`Reservation::InFlight`] may go out then, before the second
     /// half: they rest on the journal and on earlier cycles alone (a
-    /// cycle's reservations never rest on its own batch, see
-    /// [`Self::write_cycle`]).
+    /// reservation rests on a batch not yet durable, see
+    /// [`Self::write_cycle`]). The ledger's sequencer has them answered on
+    /// the journal's thread ([`super::JournalTicket::then`]).
     pub fn sync_cycle_reservations(&self, sync: &mut CycleSync) -> Result<(), StoreError> {
-        if sync.reservations {
-            self.inner.faults.check(FaultPoint::ReserveSync)?;
-        }
         let ticket = match sync.journal.take() {
             Some(ticket) => ticket,
             // A cycle not written by `write_cycle` (`sync_reservations`):
@@ -207,8 +222,9 @@ impl Store {
 
     /// The second half of a cycle's sync: the batch's sled transaction
     /// (flushed and sled's log fdatasynced) or its commit in the ring (one
-    /// `pwrite` and `fdatasync`). Once it is durable, the journal forgets
-    /// the reservations the batch resolved.
+    /// `pwrite` and `fdatasync`). Once it is durable, the nonces it
+    /// released are free and the journal forgets the reservations it
+    /// resolved.
     pub fn sync_cycle_commit(&self, sync: &CycleSync) -> Result<(), StoreError> {
         if sync.batch {
             self.inner.faults.check(FaultPoint::CommitSync)?;
@@ -221,6 +237,9 @@ impl Store {
         } else if sync.batch {
             // sled's head is the newest again.
             *self.inner.lock_ring_ahead()? = None;
+        }
+        if !sync.released.is_empty() {
+            self.lock_nonce_order()?.release(&sync.released);
         }
         self.inner.journal.resolved(&sync.resolved)
     }
@@ -246,10 +265,7 @@ impl Store {
     /// Makes the reservations made so far durable (one journal frame and
     /// its fdatasync).
     pub fn sync_reservations(&self) -> Result<(), StoreError> {
-        self.sync_cycle(&mut CycleSync {
-            reservations: true,
-            ..CycleSync::default()
-        })
+        self.sync_cycle(&mut CycleSync::default())
     }
 
     /// `flush()` then a real `fdatasync` of sled's log file.

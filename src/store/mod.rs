@@ -115,6 +115,7 @@ pub use cosignatures::KEEP_COSIGNED;
 pub use damage::Damaged;
 pub use faults::{FaultPoint, FaultStall};
 pub use hash_reader::{OverlayReader, StoreHashReader};
+pub use reservations::writer::{JournalTicket, Then};
 pub use reservations::{
     nonce_key, Completion, Held, PendingNonce, Reservation, ReservationRequest,
 };
@@ -170,6 +171,9 @@ pub enum StoreError {
     /// A key table holds as many tables as its header may claim.
     #[error("{0} is full ({1} tables)")]
     TableFull(&'static str, u32),
+    /// A reservation journal frame could not be made durable.
+    #[error("reservation journal: {0}")]
+    Journal(String),
     /// A counter's increment refused (a name out of bounds, or too many
     /// counters; see [`counters`]).
     #[error("{0}")]
@@ -313,15 +317,26 @@ pub struct CycleWrite {
 #[derive(Debug, Default)]
 pub struct CycleSync {
     batch: bool,
-    reservations: bool,
     /// The batch's commit, when it goes to the commit ring (otherwise it
     /// was applied to sled, and the sync flushes sled).
     ring: Option<RingCommit>,
     /// The cycle's journal frame, handed to the journal's thread.
     journal: Option<reservations::writer::JournalTicket>,
+    /// The reservations the batch releases ([`Completion::released`]):
+    /// ended in memory once the batch is durable.
+    released: Vec<reservations::journal::Attempt>,
     /// The reservations the batch resolved: the journal forgets them once
     /// the batch is durable.
     resolved: Vec<reservations::journal::Attempt>,
+}
+
+impl CycleSync {
+    /// The ticket of the cycle's journal frame (none for a cycle built
+    /// by hand, which [`Store::sync_cycle`] makes durable itself).
+    #[must_use]
+    pub fn journal(&self) -> Option<reservations::writer::JournalTicket> {
+        self.journal.clone()
+    }
 }
 
 /// The batch that appends `entries` (consecutive indexes, the first one

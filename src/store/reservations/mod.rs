@@ -26,7 +26,7 @@ use super::{Store, StoreError};
 
 pub(super) mod journal;
 mod record;
-pub(super) mod writer;
+pub mod writer;
 
 use crate::core::hash::Hash;
 pub(super) use record::{decode_pending, encode_pending};
@@ -96,8 +96,8 @@ pub enum Held {
     Claimed,
     /// Reserved in an earlier cycle, and the entry ends the reservation
     /// *without* completing the nonce (an idempotent-downstream attempt
-    /// cut off by a restart): the nonce is free again and its approval,
-    /// if any, is no longer held (nor consumed).
+    /// cut off by a restart): once the entry is durable, the nonce is free
+    /// again and its approval, if any, is no longer held (nor consumed).
     Released,
 }
 
@@ -158,6 +158,12 @@ pub(super) struct Resolution {
     /// Approvals consumed for good: (approval key, nonce key) of a
     /// reservation completed by an entry that does not name its approval.
     pub(super) for_good: Vec<(String, Vec<u8>)>,
+    /// The reservations the batch releases ([`Held::Released`]): still in
+    /// flight, with their approvals held, until the batch is durable
+    /// ([`InFlight::release`]) — so that no reservation, answered as soon
+    /// as its own journal frame is durable, rests on a release a crash
+    /// could still undo.
+    pub(super) released: Vec<journal::Attempt>,
 }
 
 impl InFlight {
@@ -185,6 +191,14 @@ impl InFlight {
             let Some(c) = e.completion.as_ref().filter(|c| c.held != Held::Claimed) else {
                 continue;
             };
+            if c.held == Held::Released {
+                if let Some(pending) = self.nonces.get(&c.key) {
+                    let attempt = (c.key.clone(), pending.exec_id.clone());
+                    out.released.push(attempt.clone());
+                    out.attempts.push(attempt);
+                }
+                continue;
+            }
             let Some(pending) = self.nonces.remove(&c.key) else {
                 continue;
             };
@@ -201,6 +215,19 @@ impl InFlight {
             self.approvals.shrink_to_fit();
         }
         out
+    }
+
+    /// Ends the reservations a durable batch released (see
+    /// [`Resolution::released`]); one reserved again since (another
+    /// exec_id) stays.
+    pub(super) fn release(&mut self, released: &[journal::Attempt]) {
+        for (key, exec_id) in released {
+            if self.nonces.get(key).is_some_and(|p| &p.exec_id == exec_id) {
+                if let Some(ak) = self.nonces.remove(key).and_then(|p| p.approval_key) {
+                    self.approvals.remove(&ak);
+                }
+            }
+        }
     }
 
     /// The attempt holding `key`, if it is in flight.

@@ -13,7 +13,7 @@
 //! ([`super::journal::Journal::append`]).
 
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::journal::{Journal, JournalRecord};
@@ -22,21 +22,102 @@ use crate::store::StoreError;
 /// Records of one frame, each with its attempt's exec_id.
 pub(crate) type FrameRecords = Vec<(String, JournalRecord)>;
 
-type Job = (FrameRecords, mpsc::SyncSender<Result<(), StoreError>>);
+type Job = (FrameRecords, JournalTicket);
 
-/// Where one frame's append answers: durable, or why not.
-#[derive(Debug)]
-pub struct JournalTicket(mpsc::Receiver<Result<(), StoreError>>);
+/// What runs once a frame's append is over: `Ok` when it is durable (with
+/// every frame before it), else why not.
+pub type Then = Box<dyn FnOnce(Result<(), &str>) + Send>;
+
+/// Where one frame's append answers. Cloned by whoever waits for it: the
+/// ledger's syncer waits ([`Self::wait`]); the sequencer may leave work to
+/// run on the journal's thread the moment the frame is durable
+/// ([`Self::then`]).
+#[derive(Clone)]
+pub struct JournalTicket(Arc<(Mutex<TicketState>, Condvar)>);
+
+#[derive(Default)]
+struct TicketState {
+    /// Set once the append is over.
+    result: Option<Result<(), String>>,
+    then: Option<Then>,
+}
+
+impl std::fmt::Debug for JournalTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JournalTicket")
+    }
+}
 
 impl JournalTicket {
+    fn pending() -> Self {
+        Self(Arc::new((
+            Mutex::new(TicketState::default()),
+            Condvar::new(),
+        )))
+    }
+
+    /// A ticket whose frame was never handed over (its records stay
+    /// staged for the next frame): failed with `why`.
+    pub(crate) fn failed(why: &StoreError) -> Self {
+        let ticket = Self::pending();
+        ticket.finish(Err(why.to_string()));
+        ticket
+    }
+
+    fn lock(&self) -> MutexGuard<'_, TicketState> {
+        // Nothing panics while holding it; a poisoned state is still whole.
+        self.0
+             .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records the append's result and runs what waits for it.
+    fn finish(&self, result: Result<(), String>) {
+        let then = {
+            let mut state = self.lock();
+            state.result = Some(result.clone());
+            state.then.take()
+        };
+        self.0 .1.notify_all();
+        if let Some(then) = then {
+            then(result.as_ref().map(|_| ()).map_err(String::as_str));
+        }
+    }
+
     /// Waits until the frame is durable (and every frame handed over
     /// before it).
-    pub(crate) fn wait(self) -> Result<(), StoreError> {
-        self.0.recv().unwrap_or_else(|_| {
-            Err(StoreError::Corrupt(
-                "the reservation journal's thread stopped".into(),
-            ))
-        })
+    pub(crate) fn wait(&self) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(result) = &state.result {
+                return result.clone().map_err(StoreError::Journal);
+            }
+            state = self
+                .0
+                 .1
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Runs `then` once the append is over: on the journal's thread, or
+    /// here if it already is. At most one per ticket (a second replaces
+    /// the first if that has not run).
+    pub fn then(&self, then: Then) {
+        let done = {
+            let mut state = self.lock();
+            match &state.result {
+                Some(result) => Some(result.clone()),
+                None => {
+                    state.then = Some(then);
+                    return;
+                }
+            }
+        };
+        if let Some(result) = done {
+            then(result.as_ref().map(|_| ()).map_err(String::as_str));
+        }
     }
 }
 
@@ -53,8 +134,8 @@ impl JournalWriter {
         let thread = std::thread::Builder::new()
             .name("openexec-journal".into())
             .spawn(move || {
-                while let Ok((records, reply)) = rx.recv() {
-                    let _ = reply.send(journal.append(records));
+                while let Ok((records, ticket)) = rx.recv() {
+                    ticket.finish(journal.append(records).map_err(|e| e.to_string()));
                 }
             })?;
         Ok(Self {
@@ -67,14 +148,14 @@ impl JournalWriter {
     /// nothing, but still answers only after every frame before it, and
     /// refuses if the journal is broken).
     pub(crate) fn submit(&self, records: FrameRecords) -> Result<JournalTicket, StoreError> {
-        let (reply, ticket) = mpsc::sync_channel(1);
-        let stopped = || StoreError::Corrupt("the reservation journal's thread stopped".into());
+        let ticket = JournalTicket::pending();
+        let stopped = || StoreError::Journal("the journal's thread stopped".into());
         let tx = self.tx.lock().map_err(|_| stopped())?;
         tx.as_ref()
             .ok_or_else(stopped)?
-            .send((records, reply))
+            .send((records, ticket.clone()))
             .map_err(|_| stopped())?;
-        Ok(JournalTicket(ticket))
+        Ok(ticket)
     }
 
     /// Stops the thread once every frame handed over is appended.
