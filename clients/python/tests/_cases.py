@@ -89,7 +89,7 @@ def _entry_json_variants(entry: str) -> list[tuple[str, str]]:
         "time-lower": {"time": "2026-11-21t12:00:00.000000z"}, "time-nanos": {"time": "2026-11-21T12:00:00.000000001Z"},
         "time-month13": {"time": "2026-13-21T12:00:00.000000Z"}, "time-feb30": {"time": "2026-02-30T12:00:00.000000Z"},
         "time-garbage": {"time": "yesterday"}, "time-nozone": {"time": "2026-11-21T12:00:00.000000"},
-        "prev-short": {"prev": B64(bytes(31))}, "prev-trailing-bits": {"prev": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB="},
+        "prev-short": {"prev": B64(bytes(31))}, "prev-nonzero": {"prev": B64(bytes([1]) * 32)}, "prev-trailing-bits": {"prev": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB="},
         "hash-nopad": {"request_hash": e["request_hash"].rstrip("=")}, "extra-field": {"zzz": 1},
         "tenant-unicode": {"tenant": "tenant-é\u2028"}, "tenant-control": {"tenant": "a\u0001b\u007f"},
         "result-commitment-set": {"result_commitment": B64(bytes(32))},
