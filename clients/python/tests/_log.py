@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from openexec_client import _json
 from openexec_client.verify._keys import key_id
-from openexec_client.verify._merkle import leaf_hash, node_hash, root_of
+from openexec_client.verify._merkle import leaf_hash, root_of
 
 VECTOR_SEED = bytes([0x42]) * 32
 ORIGIN = "example.com/openexec"

@@ -67,7 +67,7 @@ class FaultProxy:
             protocol_version = "HTTP/1.1"
 
             def log_message(self, *args) -> None:
-                pass
+                return None
 
             def do_GET(self) -> None:
                 self._handle(b"")

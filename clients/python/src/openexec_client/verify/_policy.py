@@ -35,7 +35,7 @@ class PolicyError(ValueError):
 
 
 class QuorumNotMet(PolicyError):
-    pass
+    """The verified cosignatures do not meet the quorum."""
 
 
 @dataclass

@@ -116,7 +116,7 @@ def receipt_to_json(r: Receipt) -> dict[str, Any]:
 
 
 class TlogProofError(ValueError):
-    pass
+    """Text that is not an importable tlog-proof."""
 
 
 def _bad_line(name: str) -> TlogProofError:
@@ -138,7 +138,6 @@ def _bundle(obj: Any) -> dict[str, Any]:
 
 def import_tlog_proof(text: str) -> Receipt:
     """A receipt from C2SP tlog-proof@v1 text (docs/FORMATS.md §12), strictly."""
-    lines = text.split("\n")
     rest = text
 
     def next_line(name: str) -> str:
@@ -186,7 +185,6 @@ def import_tlog_proof(text: str) -> Receipt:
     body = parse_checkpoint_body(note.text)
     if body is None:
         raise TlogProofError("tlog-proof: malformed checkpoint")
-    del lines
     return Receipt(
         format=bundle["format"],
         entry=bundle["entry"],
@@ -208,16 +206,23 @@ def export_tlog_proof(r: Receipt) -> str:
     return "\n".join(out) + "\n\n" + r.checkpoint
 
 
+def _bare_receipt(text: str) -> Receipt | None:
+    """The text as a bare receipt (repeated keys refused), if it is one."""
+    try:
+        return receipt_from_json(_json.loads(text))
+    except (_json.JSONError, ShapeError):
+        return None
+
+
 def parse_receipt(text: str) -> Receipt:
     """A bare receipt, any JSON object whose ``receipt`` member holds one
     (an ``/execute`` response), or tlog-proof text. Raises ValueError with
     the reason ``openexec verify`` gives."""
     if text.startswith(TLOG_PROOF_HEADER):
         return import_tlog_proof(text)
-    try:
-        return receipt_from_json(_json.loads(text))
-    except (_json.JSONError, ShapeError):
-        pass
+    bare = _bare_receipt(text)
+    if bare is not None:
+        return bare
     try:
         value = _json.loads(text, unique_keys=False)
     except _json.JSONError as e:
@@ -259,7 +264,7 @@ class VerifiedReceipt:
 def _check_entry(r: Receipt, log: NoteKey) -> Entry:
     if r.format != RECEIPT_FORMAT:
         raise ReceiptError(f"receipt format is not {RECEIPT_FORMAT}", "format")
-    data = r.entry.encode("utf-8", "surrogatepass")
+    data = r.entry.encode("utf-8")
     try:
         entry = decode_entry(data)
     except EntryError as e:
@@ -284,7 +289,7 @@ def verify_receipt(r: Receipt, log: NoteKey, trusted: TrustedCheckpoint | None =
     consistency with that later checkpoint."""
     entry = _check_entry(r, log)
     try:
-        checkpoint = open_checkpoint(r.checkpoint.encode("utf-8", "surrogatepass"), log)
+        checkpoint = open_checkpoint(r.checkpoint.encode("utf-8"), log)
     except CheckpointError as e:
         raise ReceiptError(f"checkpoint: {e}", "checkpoint") from None
     if r.tree_size != checkpoint.size:
@@ -292,7 +297,7 @@ def verify_receipt(r: Receipt, log: NoteKey, trusted: TrustedCheckpoint | None =
             f"inclusion proof is for tree size {r.tree_size} but the checkpoint has size {checkpoint.size}",
             "tree_size",
         )
-    leaf = _merkle.leaf_hash(r.entry.encode("utf-8", "surrogatepass"))
+    leaf = _merkle.leaf_hash(r.entry.encode("utf-8"))
     try:
         _merkle.verify_inclusion(list(r.hashes), r.leaf_index, r.tree_size, leaf, checkpoint.root)
     except _merkle.ProofError as e:
