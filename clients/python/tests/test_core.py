@@ -279,3 +279,34 @@ def test_tlog_proof_round_trip():
     receipt = import_tlog_proof(text)
     assert export_tlog_proof(receipt) == text
     assert receipt == parse_receipt((OE / "receipt.json").read_text())
+
+
+def test_c2sp_vectors():
+    """The project's C2SP vectors: the signed-note example of the spec, a
+    checkpoint with two witness cosignatures and a stranger's signature,
+    and the exact message a witness signed."""
+    gen = REPO / "tests" / "vectors" / "c2sp" / "generated"
+    spec = REPO / "tests" / "vectors" / "c2sp" / "spec"
+    example = _keys.NoteKey.parse((spec / "signed-note-example.vkey").read_text(), 1)
+    note = _note.parse_note((spec / "signed-note-example.note").read_bytes())
+    assert note.text == b"This is an example message.\n"
+    assert _note.verify_note(note, [example], _note.check_log_signature)[0].name == "example.com/foo"
+    log = _keys.NoteKey.parse((gen / "log.vkey").read_text(), 1)
+    cosigned = (gen / "checkpoint-13-cosigned.note").read_bytes()
+    cp = _note.open_checkpoint(cosigned, log)
+    assert (cp.origin, cp.size) == ("openexec.example/test-log", 13)
+    witnesses = [_keys.NoteKey.parse((gen / f"witness{i}.vkey").read_text(), 4) for i in (1, 2)]
+    lines = _note.verify_note(cp.note, witnesses, _note.check_cosignature)
+    assert [line.name for line in lines] == ["witness1.openexec.example", "witness2.openexec.example"]
+    assert int.from_bytes(lines[0].signature[:8], "big") == 1700000000
+    assert _note.cosigned_message(1700000000, cp.note.text) == (gen / "cosignature-witness1-13.msg").read_bytes()
+    # A log key is not a witness key, nor the other way round.
+    with pytest.raises(_keys.KeyError_):
+        _keys.NoteKey.parse((gen / "witness1.vkey").read_text(), 1)
+    with pytest.raises(_note.CheckpointError, match="not signed by the log key"):
+        _note.open_checkpoint(cosigned, _keys.NoteKey.parse((gen / "other-log-key-same-name.vkey").read_text(), 1))
+    for size in (0, 1, 8, 1025):
+        assert _note.open_checkpoint((gen / f"checkpoint-{size}.note").read_bytes(), log).size == size
+    # The spec's checkpoint example names no key we hold.
+    with pytest.raises(_note.CheckpointError):
+        _note.open_checkpoint((spec / "tlog-checkpoint-example.note").read_bytes(), log)

@@ -29,7 +29,7 @@ from openexec_client import (
     UnknownAction,
     approve,
 )
-from openexec_client.verify import NoteKey, parse_receipt, verify_receipt
+from openexec_client.verify import NoteKey, parse_receipt, verify, verify_receipt
 
 from _server import FaultProxy, Server
 from conftest import normalize, run_python, run_rust
@@ -69,6 +69,10 @@ def test_execute_replay_and_conflict(client):
     assert len(done.receipt_hash) == 64
     entry = verified_entry(client, keep(done.receipt))
     assert (entry["outcome"], entry["nonce"], entry["exec_id"]) == ("executed", nonce, done.exec_id)
+    assert done.verify(client.verifier_key()).entry.index == entry["index"]
+    with pytest.raises(ValueError, match="entry signature is invalid"):
+        tampered = dict(done.receipt, entry=done.receipt["entry"].replace(nonce, nonce + "x"))
+        verify(tampered, client.verifier_key())
 
     again = client.execute("echo", {"msg": "hello"}, nonce=nonce)
     assert (again.outcome, again.replayed, again.exec_id, again.result) == ("replayed", True, done.exec_id, done.result)

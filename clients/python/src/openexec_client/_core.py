@@ -45,6 +45,13 @@ class Execution:
     def original_outcome(self) -> str | None:
         return self.body.get("original_outcome")
 
+    def verify(self, key: str, **trusted: Any) -> Any:
+        """Verifies the receipt offline against the log's verifier key (see
+        ``openexec_client.verify.verify``); returns what it established."""
+        from .verify import verify
+
+        return verify(self.receipt, key, **trusted)
+
 
 def new_nonce() -> str:
     return str(uuid.uuid4())

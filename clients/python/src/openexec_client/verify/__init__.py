@@ -10,6 +10,9 @@ tlog-cosignature, tlog-proof, tlog-policy, RFC 6962/9162) on
 ``openexec verify`` and gives the same lines and exit codes.
 """
 
+import json
+from typing import Any
+
 from ._entry import Entry, EntryError, decode_entry
 from ._keys import ALG_COSIGNATURE_V1, ALG_ED25519, KeyError_ as KeyError, NoteKey, b64decode_strict
 from ._merkle import ProofError, leaf_hash, node_hash, root_of, verify_consistency, verify_inclusion
@@ -30,6 +33,37 @@ from ._receipt import (
 )
 
 
+def verify(
+    receipt: Any,
+    key: str | None = None,
+    *,
+    checkpoint: str | bytes | None = None,
+    consistency: Any = None,
+    policy: str | None = None,
+) -> VerifiedReceipt:
+    """Verifies one receipt (a dict: the receipt or an ``/execute`` response
+    holding one; or text: its JSON or tlog-proof form) against the log's
+    verifier key ``key`` or a tlog-policy text ``policy``, optionally
+    against a later trusted ``checkpoint`` with the ``consistency`` proof
+    to it (base64 hashes, or the JSON of ``/ledger/proof/consistency``).
+    Raises ValueError (ReceiptError, PolicyError, …) naming the first
+    check that failed, worded as ``openexec verify`` words it."""
+    text = receipt if isinstance(receipt, str) else json.dumps(receipt)
+    parsed = parse_receipt(text)
+    trusted = None
+    if checkpoint is not None:
+        if isinstance(consistency, dict):
+            consistency = consistency.get("hashes", [])
+        proof = tuple(b64decode_strict(h) or b"" for h in (consistency or []))
+        note = checkpoint.encode("utf-8") if isinstance(checkpoint, str) else checkpoint
+        trusted = TrustedCheckpoint(note, proof)
+    if policy is not None:
+        return verify_receipt_with_policy(parsed, Policy.parse(policy), trusted)[0]
+    if key is None:
+        raise ValueError("give key or policy")
+    return verify_receipt(parsed, NoteKey.parse(key, ALG_ED25519), trusted)
+
+
 class LogKey(NoteKey):
     """The log's verifier key, ``<origin>+<key id>+<base64(0x01 ‖ key)>``."""
 
@@ -39,6 +73,7 @@ class LogKey(NoteKey):
 
 
 __all__ = [
+    "verify",
     "Checkpoint", "CheckpointError", "Entry", "EntryError", "KeyError", "LogKey", "NoteKey",
     "Policy", "PolicyError", "ProofError", "Receipt", "ReceiptError", "TrustedCheckpoint",
     "VerifiedReceipt", "ALG_COSIGNATURE_V1", "ALG_ED25519", "b64decode_strict", "decode_entry",
