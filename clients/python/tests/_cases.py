@@ -516,9 +516,60 @@ def _policy_cases() -> list[Case]:
     return cases
 
 
+def _parser_edge_cases() -> list[Case]:
+    """Where two JSON readers, two RFC 3339 readers or two notions of
+    whitespace could part: times at the edges of the calendar, nesting at
+    the strict reader's limit, Unicode whitespace, odd files."""
+    r1 = _vector_receipts()["r1"]
+    e = json.loads(r1["entry"])
+    t = dumps(r1)
+    key = ["--key", "k.txt"]
+    cases = []
+    for time in (
+        "2026-11-21T12:00:00.000000+00:00", "2026-11-21T24:00:00Z", "2026-11-21 12:00:00Z",
+        "2026-11-21T12:00:60Z", "2026-12-31T23:59:60.5Z", "2026-11-21T12:00:00,5Z", "2026-11-21T12:00:00-00:00",
+        "0000-01-01T00:00:00.000000Z", "0000-02-29T00:00:00.000000Z", "2026-11-21T12:00:00+99:99",
+        "2026-11-21T12:00:00+24:00", "2026-11-21T12:00:00+23:59", "2026-11-21T12:00Z", "+2026-11-21T12:00:00Z",
+        "2026-11-21T12:00:00.Z", "2026-02-29T00:00:00Z", "2024-02-29T00:00:00.000000Z", "1900-02-29T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59-01:00", "10000-01-01T00:00:00Z",
+        "2026-11-21T12:00:00.0000000000000000001Z", "2026-1-21T12:00:00Z", "\uff12026-11-21T12:00:00Z",
+        "2026-11-21T12:00:00.000000+00:00:00", "0001-01-01T00:00:00+01:00", "0000-01-01T00:00:00+01:00",
+        "2026-11-21T12:61:00Z", "2026-11-21T12:00:61Z", "2026-00-21T12:00:00Z", "2026-11-00T12:00:00Z",
+    ):
+        d = dict(e, time=time)
+        entry = json.dumps(d, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        cases.append(Case(f"edge-time-{time}", key + ["r.json"], {"r.json": dumps(dict(r1, entry=entry))}))
+    for n in (126, 127, 128, 129):
+        cases.append(Case(f"edge-depth-{n}", key + ["r.json"], {"r.json": "[" * n + "]" * n}))
+        cases.append(Case(f"edge-depth-in-response-{n}", key + ["r.json"], {"r.json": '{"receipt":' + "[" * n + "]" * n + "}"}))
+    vkey = (OE / "vkey.txt").read_text()
+    for label, name in (("nbsp", "exa\u00a0mple"), ("nel", "exa\u0085mple"), ("fs", "exa\u001cmple"), ("zwsp", "exa\u200bmple")):
+        cases.append(Case(f"edge-key-name-{label}", ["--key", "k2.txt", "r.json"], {"r.json": t, "k2.txt": vkey.replace(ORIGIN, name)}))
+    for label, ws in (("nbsp", "\u00a0"), ("ls", "\u2028"), ("fs", "\u001c")):
+        cases.append(Case(f"edge-jsonl-blank-{label}", key + ["r.jsonl"], {"r.jsonl": t + "\n" + ws + "\n" + t}))
+        cases.append(Case(f"edge-key-file-{label}", ["--key", "k2.txt", "r.json"], {"r.json": t, "k2.txt": ws + vkey + ws}))
+    trusted = ["--checkpoint", "c.note", "--consistency", "p.json"]
+    for label, proof in (("deep", "[" * 130 + "]" * 130), ("empty", ""), ("null", "null"), ("hashes-null", '{"hashes": null}'),
+                         ("crlf", "\r\n"), ("number", "5")):
+        cases.append(Case(f"edge-consistency-{label}", key + ["r.json"] + trusted, {"r.json": t, "c.note": r1["checkpoint"], "p.json": proof}))
+    for label, text in (
+        ("number-out-of-range", t.replace('"leaf_index": 1', '"leaf_index": 1e400')),
+        ("surrogate", t[:-1] + ', "x": "\\ud800"}'), ("bom", "\ufeff" + t), ("nul", t + "\0"), ("two-values", t + " " + t),
+        ("trailing-comma", t[:-1] + ",}"), ("whitespace-around", "\n\t " + t + "\n\r\n"), ("cr-only", t + "\r" + t),
+    ):
+        cases.append(Case(f"edge-file-{label}", key + ["r.json"], {"r.json": text}))
+    cases.append(Case("edge-key-crlf", ["--key", "k2.txt", "r.json"], {"r.json": t, "k2.txt": vkey.strip() + "\r\n"}))
+    cases.append(Case("edge-tlog-bom", key + ["r.tlog"], {"r.tlog": "\ufeff" + (OE / "receipt.tlog-proof").read_text()}))
+    cases.append(Case("edge-directory", key + ["."]))
+    return cases
+
+
 def all_cases() -> list[Case]:
     vkey = (OE / "vkey.txt").read_text().strip()
-    cases = _receipt_cases(vkey) + _checkpoint_cases() + _key_cases(vkey) + _trusted_cases() + _policy_cases()
+    cases = (
+        _receipt_cases(vkey) + _checkpoint_cases() + _key_cases(vkey) + _trusted_cases() + _policy_cases()
+        + _parser_edge_cases()
+    )
     for c in cases:
         c.files.setdefault("k.txt", vkey + "\n")
     names = [c.name for c in cases]

@@ -46,6 +46,37 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
+# Nesting a strict reader refuses (serde_json's limit: 128 open arrays or
+# objects at once).
+MAX_DEPTH = 127
+
+
+def _depth(value: Any) -> int:
+    """Greatest number of arrays and objects open at once, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def is_json(text: str) -> bool:
+    """Whether the text is one JSON value, read as a validator that skips
+    values without building them does: any nesting, any number size."""
+    try:
+        json.loads(text, parse_constant=_no_constant, parse_float=lambda t: 0.0)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
 def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
     """Parses strict JSON; with ``unique_keys`` a repeated key is an error,
     without it the last one wins."""
@@ -70,6 +101,8 @@ def loads(text: str | bytes, *, unique_keys: bool = True) -> Any:
         raise JSONError(str(e)) from e
     if _has_lone_surrogate(value):
         raise JSONError("lone surrogate in a string")
+    if _depth(value) > MAX_DEPTH:
+        raise JSONError("recursion limit exceeded")
     return value
 
 

@@ -62,14 +62,6 @@ def read(path: str) -> str:
         raise Failure(f"reading {path}: stream did not contain valid UTF-8") from None
 
 
-def _is_one_json_value(text: str) -> bool:
-    try:
-        _json.loads(text, unique_keys=False)
-    except _json.JSONError:
-        return False
-    return True
-
-
 def _lines(text: str) -> list[str]:
     """``str::lines``: split at ``\\n``, drop one trailing ``\\r`` per line and
     the empty piece after a final newline."""
@@ -84,7 +76,7 @@ def sources(files: list[tuple[str, str]]) -> list[Source]:
     other file is JSON Lines, a source per non-blank line."""
     out: list[Source] = []
     for name, text in files:
-        if text.startswith(TLOG_PROOF_HEADER) or _is_one_json_value(text):
+        if text.startswith(TLOG_PROOF_HEADER) or _json.is_json(text):
             out.append(Source(name, None, text))
             continue
         for i, line in enumerate(_lines(text)):

@@ -97,41 +97,48 @@ def _object(value: Any, name: str, allowed: tuple[str, ...]) -> dict[str, Any]:
     return value
 
 
+def _leap(year: int) -> bool:
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+# What an RFC 3339 time that is valid but out of the 4-digit years
+# re-encodes to: never the input, so the entry is not canonical.
+_OUT_OF_YEARS = "\0"
+
+
 def _time(value: Any) -> str:
-    """RFC 3339 with a zone; returns the canonical text it re-encodes to
-    (UTC, microseconds truncated, ``Z``)."""
+    """RFC 3339 with a zone, in the proleptic Gregorian calendar (year 0
+    included); returns the canonical text it re-encodes to (UTC,
+    microseconds truncated, ``Z``). A leap second reads as the last second
+    plus a fraction past one."""
     text = _string(value, "time")
     m = _RFC3339.fullmatch(text)
     if not m or not text.isascii():
         raise Malformed("`time` is not an RFC 3339 date-time")
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    fraction = (m.group(7) or ".0")[1:]
-    leap = second == 60
-    try:
-        moment = datetime(year, month, day, hour, minute, 59 if leap else second, tzinfo=timezone.utc)
-    except ValueError:
-        raise Malformed("`time` is not a valid date-time") from None
-    if hour > 23 or minute > 59:
-        raise Malformed("`time` is not a valid date-time")
     zone = m.group(8)
-    if zone not in ("Z", "z"):
-        hours, minutes = int(zone[1:3]), int(zone[4:6])
-        if hours > 23 or minutes > 59:
-            raise Malformed("`time` has an invalid offset")
-        offset = timedelta(hours=hours, minutes=minutes)
-        try:
-            moment = moment - offset if zone[0] == "+" else moment + offset
-        except OverflowError:
-            raise Malformed("`time` is out of range") from None
-    micros = int((fraction + "000000")[:6])
-    if leap:  # a leap second reads as the last second plus a fraction past 1
-        micros += 1_000_000
+    off_h, off_m = (0, 0) if zone in ("Z", "z") else (int(zone[1:3]), int(zone[4:6]))
+    days_in_month = _DAYS[month - 1] + (month == 2 and _leap(year)) if 1 <= month <= 12 else 0
+    if not 1 <= day <= days_in_month or hour > 23 or minute > 59 or second > 60 or off_h > 23 or off_m > 59:
+        raise Malformed("`time` is out of range")
+    micros = int(((m.group(7) or ".0")[1:] + "000000")[:6])
+    if second == 60:
+        second, micros = 59, micros + 1_000_000
+    offset = timedelta(hours=off_h, minutes=off_m) * (1 if zone[0] == "+" else -1 if zone[0] == "-" else 0)
+    # Year 0 is computed 400 years on: the calendar repeats every 400 years.
+    shift = 400 if year == 0 else 0
     try:
-        moment = moment + timedelta(microseconds=micros)
-    except OverflowError:
-        raise Malformed("`time` is out of range") from None
+        moment = datetime(year + shift, month, day, hour, minute, second, tzinfo=timezone.utc)
+        moment = moment - offset + timedelta(microseconds=micros)
+    except (OverflowError, ValueError):
+        return _OUT_OF_YEARS
+    out_year = moment.year - shift
+    if not 0 <= out_year <= 9999:
+        return _OUT_OF_YEARS
     return (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
+        f"{out_year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
         f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond:06d}Z"
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -181,6 +182,12 @@ class NoteKey:
         return ed25519_verify_strict(self.public, message, signature)
 
 
+# General categories whose characters Rust's `{:?}` writes as \u{…}:
+# controls, format characters, separators other than the space, private
+# use, surrogates and unassigned code points.
+_UNPRINTABLE = frozenset(("Cc", "Cf", "Zs", "Zl", "Zp", "Co", "Cs", "Cn"))
+
+
 def rust_debug(text: str) -> str:
     """A string quoted and escaped as Rust's ``{:?}`` writes it (for the
     characters a verifier meets: quotes, backslashes, controls)."""
@@ -198,7 +205,7 @@ def rust_debug(text: str) -> str:
             out.append("\\t")
         elif c == "\0":
             out.append("\\0")
-        elif ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F:
+        elif c != " " and unicodedata.category(c) in _UNPRINTABLE:
             out.append(f"\\u{{{ord(c):x}}}")
         else:
             out.append(c)
