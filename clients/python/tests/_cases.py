@@ -490,6 +490,7 @@ def _policy_cases() -> list[Case]:
         "cosigned-big-time": log.checkpoint(8) + f"— {w[0].name} {B64(w[0].key_id.to_bytes(4, 'big') + (2**63).to_bytes(8, 'big') + bytes(64))}\n",
         "cosigned-short": log.checkpoint(8) + f"— {w[0].name} {B64(w[0].key_id.to_bytes(4, 'big') + bytes(64))}\n",
         "cosigned-stranger": cosigned(8, body8, [0]) + Signer.seeded("w9.example", "w9", 4).cosign_line(body8, t),
+        "cosigned-dup-garbage": cosigned(8, body8, [0, 2]) + f"— {w[0].name} {B64(w[0].key_id.to_bytes(4, 'big') + t.to_bytes(8, 'big') + bytes(64))}\n",
     }
     cases = []
     for pname, policy in policies.items():

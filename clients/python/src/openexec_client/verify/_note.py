@@ -1,11 +1,12 @@
 """C2SP signed-note, tlog-checkpoint and tlog-cosignature/v1.
 
 A note is text, a blank line, then signature lines
-``— <key name> <base64(key id (4) ‖ signature)>``. A verifier checks the
-lines of the keys it knows and ignores the others; a known key's line
-that fails refuses the note. As in the reference implementation (Go's
-``golang.org/x/mod/sumdb/note``), only the first line of each known
-(name, key id) is checked; later lines of the same key are skipped.
+``— <key name> <base64(key id (4) ‖ signature)>``. A verifier checks every
+line of the keys it knows and ignores the others; a known key's line that
+fails refuses the note (C2SP signed-note: "If the key name and ID match a
+known key, verifiers MUST verify the signature"; docs/FORMATS.md §9 and
+§14). A second line of a key already verified is verified too, not
+skipped.
 """
 
 from __future__ import annotations
@@ -92,16 +93,15 @@ def verify_note(note: Note, keys: list[NoteKey], check) -> list[SignatureLine]:
     A failing known line raises InvalidSignature; no known line at all
     raises UnverifiedNote."""
     by_id = {(k.name, k.key_id): k for k in keys}
-    seen: set[tuple[str, int]] = set()
     verified = []
     for sig in note.signatures:
         key = by_id.get((sig.name, sig.key_id))
-        if key is None or (sig.name, sig.key_id) in seen:
+        if key is None:
             continue
-        seen.add((sig.name, sig.key_id))
         if not check(key, note.text, sig.signature):
             raise InvalidSignature("invalid signature")
-        verified.append(sig)
+        if all((v.name, v.key_id) != (sig.name, sig.key_id) for v in verified):
+            verified.append(sig)
     if not verified:
         raise UnverifiedNote("unverified note")
     return verified
