@@ -3,8 +3,9 @@ specifications (docs/FORMATS.md, C2SP signed-note, tlog-checkpoint,
 tlog-cosignature, tlog-proof, tlog-policy, RFC 6962/9162) on
 ``cryptography`` alone.
 
-    from openexec_client.verify import LogKey, parse_receipt, verify_receipt
-    verified = verify_receipt(parse_receipt(text), LogKey.parse(vkey))
+    from openexec_client.verify import log_key, parse_receipt, verify, verify_receipt
+    verified = verify_receipt(parse_receipt(text), log_key(vkey))
+    verified = verify(receipt_dict, vkey)             # the same, from a dict or text
 
 ``python -m openexec_client.verify`` takes the arguments of
 ``openexec verify`` and gives the same lines and exit codes.
@@ -64,17 +65,14 @@ def verify(
     return verify_receipt(parsed, NoteKey.parse(key, ALG_ED25519), trusted)
 
 
-class LogKey(NoteKey):
+def log_key(vkey: str) -> NoteKey:
     """The log's verifier key, ``<origin>+<key id>+<base64(0x01 ‖ key)>``."""
-
-    @classmethod
-    def parse(cls, text: str, alg: int = ALG_ED25519) -> "NoteKey":  # type: ignore[override]
-        return NoteKey.parse(text, alg)
+    return NoteKey.parse(vkey, ALG_ED25519)
 
 
 __all__ = [
     "verify",
-    "Checkpoint", "CheckpointError", "Entry", "EntryError", "KeyError", "LogKey", "NoteKey",
+    "Checkpoint", "CheckpointError", "Entry", "EntryError", "KeyError", "NoteKey", "log_key",
     "Policy", "PolicyError", "ProofError", "Receipt", "ReceiptError", "TrustedCheckpoint",
     "VerifiedReceipt", "ALG_COSIGNATURE_V1", "ALG_ED25519", "b64decode_strict", "decode_entry",
     "export_tlog_proof", "import_tlog_proof", "leaf_hash", "node_hash", "open_checkpoint",

@@ -4,8 +4,8 @@ and verifying them against the log's key."""
 from __future__ import annotations
 
 import base64
-import binascii
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 from .. import _json
@@ -258,7 +258,6 @@ class VerifiedReceipt:
     entry: Entry
     leaf_hash: bytes
     checkpoint: Checkpoint
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _check_entry(r: Receipt, log: NoteKey) -> Entry:
@@ -319,14 +318,8 @@ def verify_receipt(r: Receipt, log: NoteKey, trusted: TrustedCheckpoint | None =
 def opens_commitment(expected_b64: str, salt_b64: str, content: bytes) -> bool:
     """Whether ``content`` (canonical bytes) opens the commitment with the salt:
     SHA-256("openexec/commitment/v1\\n" ‖ salt ‖ content)."""
-    import hashlib
-
     salt = b64decode_strict(salt_b64)
     expected = b64decode_strict(expected_b64)
     if salt is None or len(salt) != 32 or expected is None:
         return False
     return hashlib.sha256(b"openexec/commitment/v1\n" + salt + content).digest() == expected
-
-
-def hex_of(raw: bytes) -> str:
-    return binascii.hexlify(raw).decode()
