@@ -89,3 +89,16 @@ def test_same_verdict_as_openexec_verify(case, binary, workdir):
     py_code, py_out = run_python(case.args, workdir)
     assert (py_code, normalize(py_out)) == (rust_code, normalize(rust_out))
     assert rust_code in (0, 1)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[], ["r.json"], ["--key", "k.txt"], ["--key", "k.txt", "--policy", "p", "r.json"], ["--bogus", "r.json"]],
+)
+def test_argument_errors_exit_2_in_both(args, binary, workdir):
+    import subprocess
+    import sys
+
+    rust_code, _ = run_rust(binary, args, workdir)
+    py = subprocess.run([sys.executable, "-m", "openexec_client.verify", *args], cwd=workdir, capture_output=True)
+    assert rust_code == py.returncode == 2
