@@ -18,6 +18,7 @@ from openexec_client import (
     ActionNotAllowed,
     ApprovalRejected,
     AsyncClient,
+    Forbidden,
     Client,
     HandlerFailed,
     InvalidPayload,
@@ -280,6 +281,8 @@ def test_bearer_tokens(binary, tmp_path):
     made = subprocess.run([str(binary), "token", "create", "--data", str(data), "--role", "agent", "--tenant", "acme",
                            "--actions", "echo"], capture_output=True, check=True)
     token = made.stdout.decode().split()[0]
+    auditor = subprocess.run([str(binary), "token", "create", "--data", str(data), "--role", "auditor", "--tenant", "acme"],
+                             capture_output=True, check=True).stdout.decode().split()[0]
     server = Server(binary, data)
     try:
         with Client(server.url) as anonymous, pytest.raises(Unauthorized) as caught:
@@ -292,6 +295,12 @@ def test_bearer_tokens(binary, tmp_path):
             with pytest.raises(ActionNotAllowed) as refused:
                 agent.execute("add", {"a": 1})
             keep(refused.value.receipt)
+            # The agent's receipt, read back by an auditor (an agent may not execute as one).
+            with Client(server.url, token=auditor) as audit:
+                assert audit.receipt(done.exec_id)["entry"] == done.receipt["entry"]
+                with pytest.raises(Forbidden) as forbidden:
+                    audit.execute("echo")
+                assert (forbidden.value.status, forbidden.value.receipt) == (403, None)
     finally:
         server.stop()
 
