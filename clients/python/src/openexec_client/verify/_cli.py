@@ -141,24 +141,15 @@ def _read_key(arg: str) -> str:
     return rust_trim(read(arg))
 
 
-def run(args: argparse.Namespace) -> str:
-    """Verifies everything; returns the success line or raises Failure."""
-    files = [(p, read(p)) for p in args.receipts]
-    srcs = sources(files)
-    checkpoint = read(args.checkpoint) if args.checkpoint else None
-    proof = parse_hash_list(read(args.consistency)) if args.consistency else None
-    trusted = (
-        TrustedCheckpoint(checkpoint.encode("utf-8"), tuple(proof or ()))
-        if checkpoint is not None
-        else None
-    )
+def _checker(args: argparse.Namespace, trusted: TrustedCheckpoint | None, hint: bool, one: bool):
+    """The function that verifies one parsed receipt: its success line
+    (empty when many are checked), or ValueError with its failure line."""
 
     def explain(e: ReceiptError) -> str:
-        if e.kind == "consistency" and proof is None:
+        if e.kind == "consistency" and hint:
             return f"{e} (the trusted checkpoint is for another tree size: add --consistency)"
         return str(e)
 
-    one = len(srcs) == 1
     if args.policy:
         try:
             policy = Policy.parse(read(args.policy))
@@ -173,22 +164,37 @@ def run(args: argparse.Namespace) -> str:
             except PolicyError as e:
                 raise ValueError(str(e)) from None
             return describe(v, trusted is not None, (cp, witnesses)) if one else ""
-    elif args.key:
-        try:
-            log = NoteKey.parse(_read_key(args.key), ALG_ED25519)
-        except KeyError_ as e:
-            raise Failure(f"verifier key: {e}") from None
 
-        def check(receipt) -> str:
-            try:
-                v = verify_receipt(receipt, log, trusted)
-            except ReceiptError as e:
-                raise ValueError(explain(e)) from None
-            return describe(v, trusted is not None, None) if one else ""
-    else:
+        return check
+    if not args.key:
         raise Failure("give --key or --policy")
+    try:
+        log = NoteKey.parse(_read_key(args.key), ALG_ED25519)
+    except KeyError_ as e:
+        raise Failure(f"verifier key: {e}") from None
 
-    results: list[tuple[str, str | None]] = []  # (kind, message): kind ok/unreadable/invalid
+    def check_with_key(receipt) -> str:
+        try:
+            v = verify_receipt(receipt, log, trusted)
+        except ReceiptError as e:
+            raise ValueError(explain(e)) from None
+        return describe(v, trusted is not None, None) if one else ""
+
+    return check_with_key
+
+
+def run(args: argparse.Namespace) -> str:
+    """Verifies everything; returns the success line or raises Failure.
+    Files are read in the order ``openexec verify`` reads them, so that the
+    first unreadable one is the one named."""
+    srcs = sources([(p, read(p)) for p in args.receipts])
+    checkpoint = read(args.checkpoint) if args.checkpoint else None
+    proof = parse_hash_list(read(args.consistency)) if args.consistency else None
+    trusted = None
+    if checkpoint is not None:
+        trusted = TrustedCheckpoint(checkpoint.encode("utf-8"), tuple(proof or ()))
+    check = _checker(args, trusted, hint=proof is None, one=len(srcs) == 1)
+    results: list[tuple[str, str | None]] = []  # (ok | unreadable | invalid, line)
     for s in srcs:
         try:
             receipt = parse_receipt(s.text)
