@@ -1,0 +1,7 @@
+"""``python -m openexec_client.verify --key <vkey> receipt.json ...``"""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())
