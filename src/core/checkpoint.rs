@@ -94,6 +94,9 @@ impl SignedCheckpoint {
             Err(signed_note::NoteError::UnverifiedNote) => return Err(CheckpointError::Unsigned),
             Err(_) => return Err(CheckpointError::BadSignature),
         }
+        if !every_known_line_verifies(note_text, &[verifier]) {
+            return Err(CheckpointError::BadSignature);
+        }
         let body = tlog_tiles::Checkpoint::from_bytes(note.text())
             .map_err(|_| CheckpointError::MalformedBody)?;
         if body.origin() != verifier.name() {
@@ -148,6 +151,33 @@ impl SignedCheckpoint {
     }
 }
 
+/// Whether every signature line of `note_text` from one of `known` (same
+/// key name and id) verifies — repeated lines of a key included. The C2SP
+/// signed-note spec requires a verifier to check each line of a known key;
+/// `signed_note::Note::verify` checks the first line of each key only and
+/// skips the rest. A note that does not parse is `false`.
+pub(crate) fn every_known_line_verifies(
+    note_text: &[u8],
+    known: &[&dyn signed_note::Verifier],
+) -> bool {
+    let Some((text, lines)) = std::str::from_utf8(note_text)
+        .ok()
+        .and_then(|t| t.rsplit_once("\n\n"))
+    else {
+        return false;
+    };
+    let body = format!("{text}\n");
+    lines.lines().all(|line| {
+        let Ok(sig) = signed_note::Signature::from_bytes(line.as_bytes()) else {
+            return false;
+        };
+        known
+            .iter()
+            .filter(|k| k.name() == sig.name() && k.key_id() == sig.id())
+            .all(|k| k.verify(body.as_bytes(), sig.signature()))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::hash::empty_tree_hash;
@@ -167,6 +197,30 @@ mod tests {
         assert_eq!(
             cp.body(),
             "example.com/log\n0\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n"
+        );
+    }
+
+    #[test]
+    fn every_line_of_the_log_key_is_checked() {
+        let s = signer();
+        let cp = SignedCheckpoint::sign(&s, 5, Hash::sha256(b"r")).unwrap();
+        let text = cp.note_text();
+        let line = text.lines().last().unwrap();
+        // The same valid line twice is still valid.
+        let twice = format!("{text}{line}\n");
+        assert!(SignedCheckpoint::open(twice.as_bytes(), &s.verifier()).is_ok());
+        // A second line of the log's key that does not verify refuses the
+        // note, though the first one verifies.
+        let (prefix, sig) = line.rsplit_once(' ').unwrap();
+        let mut bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sig).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let bad = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes);
+        let garbage = format!("{text}{prefix} {bad}\n");
+        assert_eq!(
+            SignedCheckpoint::open(garbage.as_bytes(), &s.verifier()),
+            Err(CheckpointError::BadSignature)
         );
     }
 

@@ -194,6 +194,13 @@ pub fn cosignatures_on(
         .iter()
         .map(|w| Box::new(w.clone()) as Box<dyn signed_note::Verifier>)
         .collect();
+    let known: Vec<&dyn signed_note::Verifier> = witnesses
+        .iter()
+        .map(|w| w as &dyn signed_note::Verifier)
+        .collect();
+    if !super::checkpoint::every_known_line_verifies(checkpoint.note_text().as_bytes(), &known) {
+        return Err(CosignedNoteError::BadSignature);
+    }
     match parsed.verify(&signed_note::VerifierList::new(keys)) {
         Ok((verified, _unknown)) => Ok(verified),
         // No line from any of `witnesses`: no cosignature, not an error.

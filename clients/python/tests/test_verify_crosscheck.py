@@ -46,16 +46,10 @@ def test_cases_reach_every_check(tmp_path):
     assert len(CASES) > 700
 
 
-# Where `openexec verify` departs from C2SP signed-note and docs/FORMATS.md
-# (§9: "every line with the log key's name and id verifies"; §14: "a
-# cosignature from a listed witness that fails to verify refuses the whole
-# checkpoint"): its note verification (the signed_note crate, as Go's
-# sumdb/note) checks only the first line of each known key and skips
-# later lines of the same key, so a note carrying a valid signature and
-# then a bad one from the same key is accepted. The Python verifier
-# follows the specification and refuses it. Strict: once the Rust
-# verifier refuses these too, the mark must go.
-SPEC_OVER_RUST = {
+# A note carrying a valid signature and then a bad one from the same known
+# key: C2SP signed-note (and docs/FORMATS.md §9, §14) has every line of a
+# known key verified, so both verifiers refuse it.
+REPEATED_KEY_LINES = {
     "checkpoint-dup-log-garbage-after": "FAILED: checkpoint: checkpoint signature is invalid\n",
     "policy-none-cosigned-dup-garbage": "FAILED: a cosignature from a policy witness is invalid\n",
     "policy-w0-cosigned-dup-garbage": "FAILED: a cosignature from a policy witness is invalid\n",
@@ -67,22 +61,16 @@ SPEC_OVER_RUST = {
 }
 
 
-def _mark(case):
-    if case.name in SPEC_OVER_RUST:
-        reason = "openexec verify skips a second signature line of a known key (C2SP: MUST verify it)"
-        return pytest.param(case, id=case.name, marks=pytest.mark.xfail(strict=True, reason=reason))
-    return pytest.param(case, id=case.name)
-
-
-@pytest.mark.parametrize("name", sorted(SPEC_OVER_RUST))
-def test_a_bad_second_line_of_a_known_key_refuses_the_note(name, workdir):
-    """The Python side of SPEC_OVER_RUST: the note is refused."""
+@pytest.mark.parametrize("name", sorted(REPEATED_KEY_LINES))
+def test_a_bad_second_line_of_a_known_key_refuses_the_note(name, binary, workdir):
+    """Both verifiers refuse the note, with the same line."""
     case = next(c for c in CASES if c.name == name)
     write_files(workdir, case.files)
-    assert run_python(case.args, workdir) == (1, SPEC_OVER_RUST[name])
+    assert run_python(case.args, workdir) == (1, REPEATED_KEY_LINES[name])
+    assert run_rust(binary, case.args, workdir) == (1, REPEATED_KEY_LINES[name])
 
 
-@pytest.mark.parametrize("case", [_mark(c) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name) for c in CASES])
 def test_same_verdict_as_openexec_verify(case, binary, workdir):
     write_files(workdir, case.files)
     rust_code, rust_out = run_rust(binary, case.args, workdir)
