@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::store::migrate::{migrate, FROM_FORMAT};
+use crate::store::migrate::migrate;
 use crate::store::segments::STORE_FORMAT;
 
 /// Arguments of `openexec migrate`.
@@ -40,10 +40,11 @@ pub fn run(args: &MigrateArgs) -> ExitCode {
         }
         Ok(done) => {
             println!(
-                "OK: {} converted from store format {FROM_FORMAT} to {STORE_FORMAT}: {} \
+                "OK: {} converted from store format {} to {STORE_FORMAT}: {} \
                  reservations in flight moved to the reservation journal, {} approvals kept \
                  as consumed{}",
                 data.display(),
+                done.from,
                 done.reservations,
                 done.approvals_kept,
                 if done.ring_promoted {

@@ -199,7 +199,7 @@ impl CommitRing {
     }
 
     /// The newest commit of the ring in `dir` as a store in `format`
-    /// wrote it, if any (the migration reads format 1's).
+    /// wrote it, if any (the migration reads older formats').
     pub(super) fn newest_as(dir: &Path, format: u64) -> Result<Option<RingCommit>, StoreError> {
         let bytes = match std::fs::read(dir.join(FILE)) {
             Ok(bytes) => bytes,

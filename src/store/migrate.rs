@@ -1,25 +1,29 @@
-//! Converting a store of format 1 to format 2 (`openexec migrate`),
+//! Converting a store of format 1 or 2 to format 3 (`openexec migrate`),
 //! offline, under sled's directory lock (a running service holds it).
 //!
 //! Format 1 kept each reservation in flight in sled's `pending` tree and
-//! the approval it held in sled's `approvals` tree; format 2 keeps them in
-//! the reservation journal ([`super::reservations::journal`]) and keeps in
-//! `approvals` only the approvals consumed for good. The conversion:
+//! the approval it held in sled's `approvals` tree; formats 2 and 3 keep
+//! them in the reservation journal ([`super::reservations::journal`]) and
+//! keep in `approvals` only the approvals consumed for good. Format 3's
+//! journal also holds the named counters' values
+//! ([`super::counters`]; format 2 kept them in sled's `counters` tree,
+//! which format 3 reads at open as their starting values, so nothing of
+//! them is converted). The conversion:
 //!
-//! 1. copies the ring's newest head into sled when it is the newer (a
-//!    format-1 ring slot records a format-1 mark, which format 2 does not
-//!    read);
-//! 2. writes every `pending` record to a new journal (a record of a build
-//!    before effects classes has 0 where the effects code is: it becomes
-//!    at-most-once, what those builds did at restart), durably;
+//! 1. copies the ring's newest head into sled when it is the newer (a ring
+//!    slot records the mark of its format, which format 3 does not read);
+//! 2. (format 1) writes every `pending` record to a new journal (a record
+//!    of a build before effects classes has 0 where the effects code is:
+//!    it becomes at-most-once, what those builds did at restart),
+//!    durably; a format-2 journal is kept as it is;
 //! 3. in one sled transaction: removes the `pending` records and the
 //!    `approvals` records those reservations hold (each reservation's
 //!    record names its approval), keeps every other `approvals` record
-//!    (consumed for good), and writes the format-2 mark — last, so that a
-//!    crash before it leaves a format-1 store the command converts again
-//!    from the start; then flushes and fsyncs sled's log;
-//! 4. empties the ring of its format-1 slots and drops the `pending` tree
-//!    (a rerun on a format-2 store does only this step).
+//!    (consumed for good), and writes the format-3 mark — last, so that a
+//!    crash before it leaves a store the command converts again from the
+//!    start; then flushes and fsyncs sled's log;
+//! 4. empties the ring of its older-format slots and drops the `pending`
+//!    tree (a rerun on a format-3 store does only this step).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -33,8 +37,8 @@ use super::reservations::{decode_pending, encode_pending};
 use super::segments::{SegmentsMark, STORE_FORMAT};
 use super::{open, read_head, reservations, sync_sled, Head, StoreConfig, StoreError, META_HEAD};
 
-/// The format [`migrate`] converts from.
-pub const FROM_FORMAT: u64 = 1;
+/// The formats [`migrate`] converts from.
+pub const FROM_FORMATS: [u64; 2] = [1, 2];
 
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +46,8 @@ pub struct Migrated {
     /// Whether the store was already in [`STORE_FORMAT`] (only leftovers
     /// of an interrupted conversion were cleared).
     pub already: bool,
+    /// The format converted from ([`STORE_FORMAT`] if `already`).
+    pub from: u64,
     /// Reservations in flight moved to the journal.
     pub reservations: usize,
     /// Approvals kept in sled, consumed for good.
@@ -52,7 +58,7 @@ pub struct Migrated {
 }
 
 /// Converts the store in `path` (a store directory, `<data>/db`) from
-/// format [`FROM_FORMAT`] to [`STORE_FORMAT`]. Safe to run again after a
+/// a format of [`FROM_FORMATS`] to [`STORE_FORMAT`]. Safe to run again after a
 /// crash at any point; refuses any other format, and a directory that
 /// holds no store (creating nothing).
 pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
@@ -70,36 +76,40 @@ pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
     };
     let mut done = Migrated {
         already: true,
+        from: STORE_FORMAT,
         reservations: 0,
         approvals_kept: 0,
         ring_promoted: false,
     };
     match SegmentsMark::decode(&mark) {
         Ok(_) => {}
-        Err(StoreError::UnsupportedFormat { found: FROM_FORMAT }) => {
-            let mark = SegmentsMark::decode_as(&mark, FROM_FORMAT)?;
-            done = convert(&db, &meta, path, &log_file, mark)?;
+        Err(StoreError::UnsupportedFormat { found }) if FROM_FORMATS.contains(&found) => {
+            let mark = SegmentsMark::decode_as(&mark, found)?;
+            done = convert(&db, &meta, path, &log_file, (mark, found))?;
         }
         Err(e) => return Err(e),
     }
-    if CommitRing::newest_as(path, FROM_FORMAT)?.is_some() {
-        CommitRing::clear(path)?;
+    for format in FROM_FORMATS {
+        if CommitRing::newest_as(path, format)?.is_some() {
+            CommitRing::clear(path)?;
+        }
     }
     db.drop_tree("pending")?;
     sync_sled(&db, &log_file)?;
     Ok(done)
 }
 
-/// Steps 1 to 3 of the conversion (see the module doc).
+/// Steps 1 to 3 of the conversion (see the module doc) of a store whose
+/// mark `mark` is in format `from`.
 fn convert(
     db: &sled::Db,
     meta: &sled::Tree,
     path: &Path,
     log_file: &File,
-    mark: SegmentsMark,
+    (mark, from): (SegmentsMark, u64),
 ) -> Result<Migrated, StoreError> {
     let sled_size = read_head(meta)?.map_or(0, |h| h.size);
-    let ring = CommitRing::newest_as(path, FROM_FORMAT)?.filter(|c| c.size() > sled_size);
+    let ring = CommitRing::newest_as(path, from)?.filter(|c| c.size() > sled_size);
     let pending = db.open_tree("pending")?;
     let approvals = db.open_tree("approvals")?;
     let checkpoints = db.open_tree("checkpoints")?;
@@ -134,7 +144,9 @@ fn convert(
             kept += 1;
         }
     }
-    journal::write_compacted(path, records.iter())?;
+    if from == 1 {
+        journal::write_compacted(path, records.iter())?;
+    }
     let (head, mark) = match &ring {
         Some(c) => (Some(c.head), c.mark),
         None => (None, mark),
@@ -149,6 +161,7 @@ fn convert(
     sync_sled(db, log_file)?;
     Ok(Migrated {
         already: false,
+        from,
         reservations: records.len(),
         approvals_kept: kept,
         ring_promoted: ring.is_some(),
@@ -156,7 +169,7 @@ fn convert(
 }
 
 /// The transaction of step 3: the ring's head (if newer), the `pending`
-/// records and held approvals removed, and the format-2 mark.
+/// records and held approvals removed, and the format-3 mark.
 fn write_format(
     (meta, pending, approvals, checkpoints): (&sled::Tree, &sled::Tree, &sled::Tree, &sled::Tree),
     head: Option<Head>,
@@ -184,7 +197,6 @@ fn write_format(
             Ok::<_, sled::transaction::ConflictableTransactionError<()>>(())
         })
         .map_err(reservations::tx_error)?;
-    debug_assert_eq!(STORE_FORMAT, FROM_FORMAT + 1);
     Ok(())
 }
 

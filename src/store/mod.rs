@@ -157,7 +157,7 @@ pub enum StoreError {
     /// (format 0: a store that records none). Nothing was written to it.
     #[error(
         "the store is in store format {found}; this OpenExec opens store format {} only \
-         (opening never converts a store: for format 1, stop the service and run \
+         (opening never converts a store: for format 1 or 2, stop the service and run \
          `openexec migrate --db-url <the same --db-url>`)",
         segments::STORE_FORMAT
     )]

@@ -116,6 +116,7 @@ fn a_format_1_store_is_refused_at_open_and_converted_by_migrate_with_its_reserva
         done,
         Migrated {
             already: false,
+            from: 1,
             reservations: 2,
             approvals_kept: 1,
             ring_promoted: true,
@@ -162,6 +163,64 @@ fn a_format_1_store_is_refused_at_open_and_converted_by_migrate_with_its_reserva
     assert!(again.already);
     let store = Store::open(&StoreConfig::new(path)).unwrap();
     assert_eq!(store.pending_reservations().unwrap().len(), 2);
+}
+
+/// Rewrites a closed store's mark and ring slots into `format`, as a
+/// build of that format wrote them.
+fn mark_in_format(path: &Path, format: u64) {
+    let db = open::open_sled(&StoreConfig::new(path)).unwrap();
+    let meta = db.open_tree("meta").unwrap();
+    let mut mark = meta.get(SegmentsMark::META_KEY).unwrap().unwrap().to_vec();
+    mark[16..24].copy_from_slice(&format.to_be_bytes());
+    meta.insert(SegmentsMark::META_KEY, mark).unwrap();
+    db.flush().unwrap();
+    drop((meta, db));
+    ring_in_format(path, format);
+}
+
+#[test]
+fn a_format_2_store_keeps_its_journal_and_sled_counters_through_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::new(dir.path())).unwrap();
+    commit(&store, 0, "x");
+    commit(&store, 1, "y");
+    let in_flight = pending(1, Some("k-a"), Effects::AtMostOnce);
+    let key = nonce_key("t", "a");
+    store.reserve(&key, &in_flight, Some("k-a")).unwrap();
+    store.sync_reservations().unwrap();
+    let image = crash_image(dir.path());
+    drop(store);
+    let path = image.path();
+    // A format-2 build kept counters in sled.
+    let db = open::open_sled(&StoreConfig::new(path)).unwrap();
+    db.open_tree("counters")
+        .unwrap()
+        .insert("visits", &41u64.to_be_bytes())
+        .unwrap();
+    db.flush().unwrap();
+    drop(db);
+    mark_in_format(path, 2);
+    assert!(matches!(
+        Store::open(&StoreConfig::new(path)).err().unwrap(),
+        StoreError::UnsupportedFormat { found: 2 }
+    ));
+    let done = migrate(path).unwrap();
+    assert_eq!((done.already, done.from, done.reservations), (false, 2, 0));
+    assert!(done.ring_promoted);
+    let store = Store::open(&StoreConfig::new(path)).unwrap();
+    assert_eq!(store.head().unwrap().map(|h| h.size), Some(2));
+    assert!(store.unsound_ring_slots().unwrap().is_empty());
+    let mut expected = in_flight.clone();
+    expected.approval_key = Some("k-a".into());
+    assert_eq!(store.pending_reservations().unwrap(), vec![(key, expected)]);
+    assert!(store.approval_used("k-a").unwrap());
+    assert_eq!(store.counter("visits").unwrap(), 41);
+    assert_eq!(store.increment_counter("visits").unwrap(), 42);
+    store.sync_reservations().unwrap();
+    drop(store);
+    // The increment is in the journal now, and read back over sled's value.
+    let store = Store::open(&StoreConfig::new(path)).unwrap();
+    assert_eq!(store.counter("visits").unwrap(), 42);
 }
 
 #[test]

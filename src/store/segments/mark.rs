@@ -16,10 +16,11 @@ pub struct SegmentsMark {
 /// The store format this build reads and writes, recorded in every
 /// segments mark. A store in any other format is refused at open; a later
 /// format comes with a migration command (`openexec migrate` converts
-/// format 1), never an open-time conversion. Format 2 keeps the
-/// reservations in flight in the reservation journal; format 1 kept them
-/// in sled.
-pub const STORE_FORMAT: u64 = 2;
+/// formats 1 and 2), never an open-time conversion. Format 3 keeps the
+/// reservations in flight and the named counters' values in the
+/// reservation journal; format 2 kept the counters in sled, format 1 the
+/// reservations too.
+pub const STORE_FORMAT: u64 = 3;
 
 impl SegmentsMark {
     pub(in crate::store) const META_KEY: &'static [u8] = b"segments";
