@@ -285,3 +285,53 @@ async fn a_nonce_found_done_in_a_cycle_still_syncing_is_answered_after_that_sync
         Err(openexec::ledger::LedgerError::Unavailable(_))
     ));
 }
+
+/// A reservation of a cycle after one whose commit fails may be answered
+/// (its journal frame is durable) and its handler run before the writer
+/// stops: its entry is then refused, and the restart records the attempt
+/// `interrupted` — once, and the handler never runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_answered_before_the_writer_stops_is_recorded_interrupted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = Arc::new(boundary(dir.path()));
+        assert_eq!(echo(&b, "before").await.status, 200);
+        let stall = b
+            .ledger()
+            .store()
+            .inject_stalled_fault(FaultPoint::CommitSync, 0);
+        let first = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { echo(&b, "x").await }
+        });
+        tokio::task::block_in_place(|| stall.wait_reached());
+        let later = tokio::spawn({
+            let b = Arc::clone(&b);
+            async move { execute(&b, "z").await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        stall.release();
+        assert_unavailable(&first.await.unwrap());
+        assert_unavailable(&later.await.unwrap());
+        assert!(!b.ledger().is_writable());
+    }
+    // Restart: the attempt is recorded once, whether or not its handler ran.
+    let b = boundary(dir.path());
+    let recovered = tokio::task::block_in_place(|| b.recover_interrupted()).unwrap();
+    assert_eq!(recovered, 1);
+    let ran = b.ledger().store().counter("z").unwrap();
+    assert!(ran <= 1, "the handler ran {ran} times");
+    let again = execute(&b, "z").await;
+    assert_eq!(
+        (again.status, again.body["original_outcome"].as_str()),
+        (500, Some("interrupted")),
+        "{}",
+        again.body
+    );
+    assert_eq!(again.body["replayed"], true, "{}", again.body);
+    assert_eq!(
+        b.ledger().store().counter("z").unwrap(),
+        ran,
+        "never re-run"
+    );
+}

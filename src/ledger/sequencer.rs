@@ -216,8 +216,12 @@ impl Writer {
                 if let Some(p) = &prepared {
                     self.head = p.head;
                 }
-                let (reservations, reserved) =
-                    answer_when_journaled(reservations, written.reserved, written.sync.journal());
+                let (reservations, reserved) = answer_when_journaled(
+                    reservations,
+                    written.reserved,
+                    written.sync.journal(),
+                    &self.stopped,
+                );
                 Some(WrittenCycle {
                     started,
                     batch: prepared.map(|p| (p, replies)),
@@ -442,12 +446,15 @@ fn sign_all(signer: &crate::core::signing::LogSigner, entries: &mut [StoredEntry
 /// durable (`ticket`): they rest on the journal alone — on that frame and
 /// the ones before it, never on a batch not yet durable (see
 /// [`Store::write_cycle`]) — so their handlers start while the cycle's
-/// batch is still being committed. Returns the others, which the syncer
-/// answers once the cycle is durable.
+/// batch is still being committed. If the writer has stopped by then (a
+/// failed sync of an earlier cycle), they are refused instead, as the
+/// syncer refuses every cycle after a failed one. Returns the others,
+/// which the syncer answers once the cycle is durable.
 fn answer_when_journaled(
     jobs: Vec<ReserveJob>,
     results: Vec<Result<Reservation, StoreError>>,
     ticket: Option<JournalTicket>,
+    stopped: &Arc<OnceLock<String>>,
 ) -> (Vec<ReserveJob>, Vec<Result<Reservation, StoreError>>) {
     let Some(ticket) = ticket else {
         return (jobs, results);
@@ -458,8 +465,10 @@ fn answer_when_journaled(
         .partition(|(_, r)| matches!(r, Ok(Reservation::Reserved | Reservation::InFlight(_))));
     if !now.is_empty() {
         let (jobs, results): (Vec<_>, Vec<_>) = now.into_iter().unzip();
-        ticket.then(Box::new(move |durable| {
-            answer_reservations(jobs, results, durable.err());
+        let stopped = Arc::clone(stopped);
+        ticket.then(Box::new(move |durable| match stopped.get() {
+            Some(reason) => refuse([], jobs, reason),
+            None => answer_reservations(jobs, results, durable.err()),
         }));
     }
     later.into_iter().unzip()

@@ -30,7 +30,11 @@
 //!   moves, after the sync.
 //! - A failed sync of a batch stops the ledger (fail-stop, like a failed
 //!   write): this cycle and every one after it — written or not — is
-//!   refused, never answered as if durable.
+//!   refused, never answered as if durable. A reservation of a later
+//!   cycle whose journal frame became durable before the stop may already
+//!   have been answered on the journal's thread and its handler have run:
+//!   its entry is then refused, and the next start records the attempt
+//!   `interrupted`, as after a crash at that moment (it never runs twice).
 //!
 //! This thread must never answer a cycle before that cycle's sync has
 //! returned, nor answer cycles out of the order they were written. (The

@@ -149,7 +149,10 @@ impl Store {
                 return Ok(super::JournalTicket::failed(&e));
             }
         }
-        let records = std::mem::take(&mut *self.inner.lock_staged()?);
+        // Held while the frame is queued, so frames queue in the order
+        // their records were staged (a counter's later value last).
+        let mut staged = self.inner.lock_staged()?;
+        let records = std::mem::take(&mut *staged);
         self.inner.journal_writer.submit(records)
     }
 
@@ -208,16 +211,12 @@ impl Store {
     /// [`Self::write_cycle`]). The ledger's sequencer has them answered on
     /// the journal's thread ([`super::JournalTicket::then`]).
     pub fn sync_cycle_reservations(&self, sync: &mut CycleSync) -> Result<(), StoreError> {
-        let ticket = match sync.journal.take() {
-            Some(ticket) => ticket,
-            // A cycle not written by `write_cycle` (`sync_reservations`):
-            // whatever is staged is its frame.
-            None => {
-                let staged = std::mem::take(&mut *self.inner.lock_staged()?);
-                self.inner.journal_writer.submit(staged)?
-            }
-        };
-        ticket.wait()
+        // A cycle without a frame (only answers decided from earlier,
+        // durable cycles) has nothing of its own to wait for.
+        match sync.journal.take() {
+            Some(ticket) => ticket.wait(),
+            None => Ok(()),
+        }
     }
 
     /// The second half of a cycle's sync: the batch's sled transaction
@@ -265,7 +264,7 @@ impl Store {
     /// Makes the reservations made so far durable (one journal frame and
     /// its fdatasync).
     pub fn sync_reservations(&self) -> Result<(), StoreError> {
-        self.sync_cycle(&mut CycleSync::default())
+        self.submit_frame(&[])?.wait()
     }
 
     /// `flush()` then a real `fdatasync` of sled's log file.

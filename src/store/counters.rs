@@ -21,9 +21,12 @@
 //! starts with a tenant's UTF-8 bytes, which never hold `0xFF`, so the
 //! tag tells the two kinds of record apart.
 //!
-//! At open the values are sled's `counters` tree (a store written by an
-//! earlier build kept them there; nothing writes that tree now) overlaid
-//! with the journal's counter records in file order.
+//! At open the values are sled's `counters` tree (a format-2 store kept
+//! them there; nothing writes that tree now, nor clears it, so a counter
+//! never incremented since stays readable from it) overlaid with the
+//! journal's counter records in file order. Only counters with a journal
+//! record are kept in the journal: a name of that tree that this build
+//! would refuse (an earlier build took any name) is read, never written.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -81,11 +84,12 @@ fn valid_name(name: &str) -> bool {
 
 impl Counters {
     /// The counters of sled's `counters` tree overlaid with the journal's
-    /// counter `records` (in file order: the later wins).
+    /// counter `records` (in file order: the later wins), and the newest
+    /// of those records for each counter (what the journal keeps).
     pub(crate) fn load<'a>(
         tree: &sled::Tree,
         records: impl Iterator<Item = &'a JournalRecord>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, Vec<JournalRecord>), StoreError> {
         let mut values = HashMap::new();
         for item in tree.iter() {
             let (name, value) = item?;
@@ -97,13 +101,16 @@ impl Counters {
                 .map_err(|_| StoreError::Corrupt("a counter's value in sled".into()))?;
             values.insert(name, u64::from_be_bytes(value));
         }
+        let mut newest = HashMap::new();
         for record in records {
             let (name, value) = decode(record)?;
-            values.insert(name, value);
+            values.insert(name.clone(), value);
+            newest.insert(name, record.clone());
         }
-        Ok(Self {
+        let counters = Self {
             values: Mutex::new(values),
-        })
+        };
+        Ok((counters, newest.into_values().collect()))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, HashMap<String, u64>>, StoreError> {
@@ -137,16 +144,6 @@ impl Counters {
         stage(record_of(name, value))?;
         values.insert(name.to_owned(), value);
         Ok(value)
-    }
-
-    /// The records that hold every counter's value (written into a new
-    /// journal when a store is opened, see [`super::open`]).
-    pub(crate) fn records(&self) -> Result<Vec<JournalRecord>, StoreError> {
-        Ok(self
-            .lock()?
-            .iter()
-            .map(|(name, &value)| record_of(name, value))
-            .collect())
     }
 
     /// `name`'s value (0 if it was never incremented).
@@ -184,7 +181,12 @@ mod tests {
         tree.insert("old", &5u64.to_be_bytes()).unwrap();
         tree.insert("moved", &1u64.to_be_bytes()).unwrap();
         let records = [record_of("moved", 2), record_of("moved", 3)];
-        let c = Counters::load(&tree, records.iter()).unwrap();
+        let (c, newest) = Counters::load(&tree, records.iter()).unwrap();
+        assert_eq!(
+            newest,
+            vec![record_of("moved", 3)],
+            "sled's counters stay in sled"
+        );
         assert_eq!(c.get("old").unwrap(), 5);
         assert_eq!(c.get("moved").unwrap(), 3);
         assert_eq!(c.get("never").unwrap(), 0);
@@ -209,7 +211,7 @@ mod tests {
 
     #[test]
     fn names_and_the_number_of_counters_are_bounded() {
-        let c = Counters::load(&empty_tree(), std::iter::empty()).unwrap();
+        let (c, _) = Counters::load(&empty_tree(), std::iter::empty()).unwrap();
         assert!(matches!(bump(&c, ""), Err(StoreError::Counter(_))));
         assert!(matches!(
             bump(&c, &"x".repeat(MAX_NAME_LEN + 1)),
@@ -222,6 +224,17 @@ mod tests {
         assert!(matches!(bump(&c, "one more"), Err(StoreError::Counter(_))));
         // An existing counter still counts.
         assert_eq!(bump(&c, "1").unwrap(), 2);
+    }
+
+    #[test]
+    fn a_name_of_sleds_tree_this_build_refuses_is_read_and_never_journaled() {
+        let tree = empty_tree();
+        let long = "n".repeat(MAX_NAME_LEN + 1);
+        tree.insert(long.as_bytes(), &7u64.to_be_bytes()).unwrap();
+        let (c, newest) = Counters::load(&tree, std::iter::empty()).unwrap();
+        assert!(newest.is_empty());
+        assert_eq!(c.get(&long).unwrap(), 7);
+        assert!(matches!(bump(&c, &long), Err(StoreError::Counter(_))));
     }
 
     #[test]

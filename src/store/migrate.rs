@@ -89,10 +89,18 @@ pub fn migrate(path: &Path) -> Result<Migrated, StoreError> {
         }
         Err(e) => return Err(e),
     }
+    let mut older = false;
     for format in FROM_FORMATS {
-        if CommitRing::newest_as(path, format)?.is_some() {
-            CommitRing::clear(path)?;
+        older |= CommitRing::newest_as(path, format)?.is_some();
+    }
+    if older {
+        // A service of this format may have run since the mark was written
+        // (a conversion cut off before this step): its newest ring commit
+        // goes to sled before the ring is emptied.
+        if let Some(newest) = CommitRing::newest_as(path, STORE_FORMAT)? {
+            open::promote_if_newer(&db, &meta, &log_file, &newest)?;
         }
+        CommitRing::clear(path)?;
     }
     db.drop_tree("pending")?;
     sync_sled(&db, &log_file)?;

@@ -449,10 +449,10 @@ fn open_journal(
         .records
         .iter()
         .partition(|r| counters::is_counter_record(r));
-    let counters = Counters::load(counters_tree, counter_records.into_iter())?;
-    // A counter's record is needed for good: its attempt's exec_id is "".
-    let mut live: Vec<(journal::Attempt, JournalRecord)> = counters
-        .records()?
+    let (counters, newest) = Counters::load(counters_tree, counter_records.into_iter())?;
+    // A counter's newest record is needed for good: its attempt's exec_id
+    // is "".
+    let mut live: Vec<(journal::Attempt, JournalRecord)> = newest
         .into_iter()
         .map(|r| ((r.key.clone(), String::new()), r))
         .collect();

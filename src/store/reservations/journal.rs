@@ -44,9 +44,12 @@
 //! empty: nothing resolves it). When the file passes [`COMPACT_AT`] bytes and
 //! [`COMPACT_RATIO`] times those records' bytes, it writes them as one
 //! frame to `reservations.log.new`, fdatasyncs it, renames it over the
-//! journal and fsyncs the directory — between two frames, from the same
-//! thread, so no frame is ever half in the old file. A crash leaves
-//! either file whole; a leftover `.new` file is removed at open.
+//! journal and fsyncs the directory — between two frames, under the
+//! journal's lock, so no frame is ever half in the old file. A crash
+//! leaves either file whole; a leftover `.new` file is removed at open. A
+//! compaction that fails leaves the journal refusing every later frame
+//! until the store is opened again (past the rename, the file it would
+//! append to is no longer the journal).
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -368,7 +371,7 @@ impl Journal {
         {
             return Ok(());
         }
-        let (file, len, allocated) = write_compacted(&self.dir, state.needed.values())?;
+        let (file, len, allocated) = compact(&self.dir, &mut state)?;
         state.file = file;
         state.len = len;
         state.allocated = allocated;
@@ -386,7 +389,7 @@ impl Journal {
         if state.broken.is_some() || state.len == encoded_len(state.needed.values()) {
             return Ok(());
         }
-        let (file, len, allocated) = write_compacted(&self.dir, state.needed.values())?;
+        let (file, len, allocated) = compact(&self.dir, &mut state)?;
         state.file = file;
         state.len = len;
         state.allocated = allocated;
@@ -403,6 +406,17 @@ impl Journal {
     pub(crate) fn len_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.lock()?.allocated)
     }
+}
+
+/// [`write_compacted`] of the records `state` still needs. A failure
+/// leaves the journal refusing every later frame: past the rename, the
+/// file `state` appends to is no longer the journal, and before it the
+/// failure is an I/O error all the same (fail closed; the next open reads
+/// whichever file is the journal).
+fn compact(dir: &Path, state: &mut State) -> Result<(File, u64, u64), StoreError> {
+    write_compacted(dir, state.needed.values()).inspect_err(|e| {
+        state.broken = Some(format!("compaction failed: {e}"));
+    })
 }
 
 /// The length of the one frame holding `records` (none: 0).

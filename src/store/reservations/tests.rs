@@ -819,3 +819,22 @@ fn a_nonce_in_flight_is_known_from_the_journal_alone() {
 }
 
 mod resolution;
+
+#[test]
+fn a_counter_name_an_earlier_build_took_leaves_every_open_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let long = "n".repeat(crate::store::counters::MAX_NAME_LEN + 1);
+    {
+        let store = open(dir.path());
+        store
+            .tamper_raw("counters", long.as_bytes(), &7u64.to_be_bytes())
+            .unwrap();
+        store.increment_counter("fine").unwrap();
+        store.sync_reservations().unwrap();
+    }
+    for _ in 0..2 {
+        let store = open(dir.path());
+        assert_eq!(store.counter(&long).unwrap(), 7);
+        assert_eq!(store.counter("fine").unwrap(), 1);
+    }
+}

@@ -22,7 +22,22 @@ use crate::store::StoreError;
 /// Records of one frame, each with its attempt's exec_id.
 pub(crate) type FrameRecords = Vec<(String, JournalRecord)>;
 
-type Job = (FrameRecords, JournalTicket);
+/// One frame handed over. Dropped without its append (the thread gone,
+/// or unwinding), it fails its ticket, so that no one waits for it
+/// forever.
+struct Job {
+    records: Option<FrameRecords>,
+    ticket: JournalTicket,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.ticket.is_finished() {
+            self.ticket
+                .finish(Err("the reservation journal's thread stopped".into()));
+        }
+    }
+}
 
 /// What runs once a frame's append is over: `Ok` when it is durable (with
 /// every frame before it), else why not.
@@ -62,6 +77,10 @@ impl JournalTicket {
         let ticket = Self::pending();
         ticket.finish(Err(why.to_string()));
         ticket
+    }
+
+    fn is_finished(&self) -> bool {
+        self.lock().result.is_some()
     }
 
     fn lock(&self) -> MutexGuard<'_, TicketState> {
@@ -134,8 +153,10 @@ impl JournalWriter {
         let thread = std::thread::Builder::new()
             .name("openexec-journal".into())
             .spawn(move || {
-                while let Ok((records, ticket)) = rx.recv() {
-                    ticket.finish(journal.append(records).map_err(|e| e.to_string()));
+                while let Ok(mut job) = rx.recv() {
+                    let records = job.records.take().unwrap_or_default();
+                    let appended = journal.append(records).map_err(|e| e.to_string());
+                    job.ticket.finish(appended);
                 }
             })?;
         Ok(Self {
@@ -153,7 +174,10 @@ impl JournalWriter {
         let tx = self.tx.lock().map_err(|_| stopped())?;
         tx.as_ref()
             .ok_or_else(stopped)?
-            .send((records, ticket.clone()))
+            .send(Job {
+                records: Some(records),
+                ticket: ticket.clone(),
+            })
             .map_err(|_| stopped())?;
         Ok(ticket)
     }

@@ -394,7 +394,8 @@ fn a_store_in_another_format_is_refused_at_open_and_left_as_it_was() {
         let line = refused.to_string();
         assert!(!line.contains('\n'), "{line}");
         assert!(
-            line.contains(&format!("store format {found};")) && line.contains(&format!("format {STORE_FORMAT} only")),
+            line.contains(&format!("store format {found};"))
+                && line.contains(&format!("format {STORE_FORMAT} only")),
             "{line}"
         );
         assert_eq!(

@@ -214,3 +214,31 @@ fn frames_overwrite_zeros_written_ahead_and_a_reopen_takes_the_file_as_it_is() {
         vec![rec(1), rec(2), rec(3)]
     );
 }
+
+#[test]
+fn a_failed_compaction_leaves_the_journal_refusing_later_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let scanned = Journal::read(dir.path()).unwrap();
+    let journal = Journal::open(dir.path(), &scanned, Vec::new()).unwrap();
+    journal.append(vec![attempt(1)]).unwrap();
+    let mut n = 0u64;
+    while journal.len().unwrap() < COMPACT_AT {
+        let big = JournalRecord {
+            key: n.to_be_bytes().to_vec(),
+            record: vec![7; 4000],
+        };
+        journal.append(vec![(format!("big-{n}"), big)]).unwrap();
+        n += 1;
+    }
+    // The compaction's file cannot be created: a directory holds its name.
+    std::fs::create_dir(dir.path().join(NEW_FILE)).unwrap();
+    let resolved: Vec<Attempt> = (0..n)
+        .map(|n| (n.to_be_bytes().to_vec(), format!("big-{n}")))
+        .collect();
+    assert!(journal.resolved(&resolved).is_err());
+    // Fail closed: no frame is taken (and answered durable) after it.
+    assert!(journal.append(vec![attempt(2)]).is_err());
+    std::fs::remove_dir(dir.path().join(NEW_FILE)).unwrap();
+    let on_disk = Journal::read(dir.path()).unwrap().records;
+    assert!(on_disk.contains(&rec(1)) && !on_disk.contains(&rec(2)));
+}
