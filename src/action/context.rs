@@ -125,21 +125,18 @@ pub struct Counters(pub(crate) Arc<Ledger>);
 impl Counters {
     /// Adds one to the counter `name` and returns its new value.
     pub fn increment(&self, name: &str) -> Result<u64, ActionError> {
-        self.0
-            .store()
-            .increment_counter(name)
-            .map_err(counter_store_error)
+        self.0.increment_counter(name).map_err(counter_store_error)
     }
 
     /// The counter's current value (0 if it was never incremented).
     pub fn get(&self, name: &str) -> Result<u64, ActionError> {
-        self.0.store().counter(name).map_err(counter_store_error)
+        self.0.counter(name).map_err(counter_store_error)
     }
 }
 
 /// A store failure behind a counter: logged, and answered without its
 /// internal detail.
-fn counter_store_error(e: crate::store::StoreError) -> ActionError {
+fn counter_store_error(e: crate::ledger::LedgerError) -> ActionError {
     tracing::error!(error = %e, "counter store failure");
     ActionError::new("the counter store is unavailable")
 }
