@@ -62,6 +62,15 @@ fn execute_replay_conflict_and_receipts_that_verify() {
     let log = postgres::entries(&db);
     postgres::assert_contiguous(&db, &log);
     postgres::assert_each_nonce_ran_once(&log);
+
+    let (sound, said) = postgres::audit(&db);
+    assert!(sound, "{said}");
+    assert!(said.contains("OK: 6 entries"), "{said}");
+    // One changed byte in a stored entry is found.
+    sql(&db, &["UPDATE openexec_entries SET record = overlay(record placing 'X' from 3 for 1) WHERE idx = 4"]);
+    let (sound, said) = postgres::audit(&db);
+    assert!(!sound, "{said}");
+    assert!(said.contains("FAILED: entry 4"), "{said}");
 }
 
 #[test]

@@ -154,4 +154,6 @@ fn three_nodes_are_one_log_through_a_kill_9_under_load() {
     for node in [&nodes[0], &nodes[2]] {
         assert_eq!(node.get("/ready").0, 200, "{}", node.stderr());
     }
+    let (sound, said) = postgres::audit(&db);
+    assert!(sound, "{said}");
 }

@@ -28,6 +28,7 @@
 
 mod answer;
 mod api;
+pub mod audit;
 mod batch;
 mod lease;
 mod reads;

@@ -79,6 +79,8 @@ impl PgWork {
 pub(super) struct Done {
     pub(super) fates: Vec<Decided>,
     pub(super) layout: Option<Layout>,
+    /// The first reservation it made: (nonce key, exec_id).
+    first_reserved: Option<(Vec<u8>, String)>,
 }
 
 /// The writer's state.
@@ -238,9 +240,17 @@ impl Writer {
         super::write::write(&tx, &node, &found, &decisions, layout.as_ref())
             .await
             .map_err(classify)?;
+        let first_reserved = decisions
+            .reserved
+            .first()
+            .map(|(key, record)| (key.clone(), record.exec_id.clone()));
         let fates = decisions.fates;
         let commit = tx.commit().await;
-        let done = Done { fates, layout };
+        let done = Done {
+            fates,
+            layout,
+            first_reserved,
+        };
         match commit {
             Ok(()) => Ok(done),
             Err(e) if e.as_db_error().is_some() => Err(classify(e)),
@@ -261,6 +271,7 @@ impl Writer {
     /// entry, or its first reservation, is looked up.
     async fn committed_after_all(&mut self, done: &Done) -> Result<bool, PgError> {
         let first_entry = done.layout.as_ref().and_then(|l| l.entries.first());
+        let node = self.shared.node.clone();
         let client = self.client().await?;
         let tx = client.transaction().await?;
         tx.query_one(
@@ -268,8 +279,8 @@ impl Writer {
             &[],
         )
         .await?;
-        let found = match first_entry {
-            Some(e) => tx
+        let found = match (first_entry, &done.first_reserved) {
+            (Some(e), _) => tx
                 .query_opt(
                     "SELECT signature FROM openexec_entries WHERE idx = $1",
                     &[&reads::index_param(e.entry.index)?],
@@ -278,7 +289,14 @@ impl Writer {
                 .map(|row| row.try_get::<_, Vec<u8>>(0))
                 .transpose()?
                 .is_some_and(|sig| sig == e.signature),
-            None => false,
+            (None, Some((key, exec_id))) => tx
+                .query_opt(
+                    "SELECT 1 FROM openexec_nonces WHERE nonce_key = $1 AND owner = $2 AND exec_id = $3",
+                    &[key, &node, exec_id],
+                )
+                .await?
+                .is_some(),
+            (None, None) => false,
         };
         tx.rollback().await?;
         Ok(found)

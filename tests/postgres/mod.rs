@@ -222,6 +222,19 @@ pub fn verify_all(vkey: &str, responses: &[Value]) {
     }
 }
 
+/// `openexec audit --db-url`: whether it found the log sound, and what it
+/// printed.
+pub fn audit(db_url: &str) -> (bool, String) {
+    let out = Command::new(binary())
+        .args(["audit", "--db-url", db_url])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// The (size, root) of a signed checkpoint note of this log.
 pub fn tree_of(note: &str, verifier: &LogVerifier) -> (u64, Hash) {
     let c = SignedCheckpoint::open(note.as_bytes(), verifier).expect("a checkpoint of this log");
