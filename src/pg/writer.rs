@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, Transaction};
 
 use super::batch::{self, Decided, Found, Layout};
-use super::{answer, lease, reads, PgError, Reply, SeenHead, Shared};
+use super::write::Statements;
+use super::{answer, reads, PgError, Reply, SeenHead, Shared};
 use crate::core::entry::EntryDraft;
 use crate::core::receipt::Salts;
 use crate::core::signing::LogSigner;
@@ -89,6 +90,8 @@ pub(super) struct Writer {
     signer: LogSigner,
     max_batch: usize,
     client: Option<Client>,
+    /// The batch's statements, prepared on `client`.
+    statements: Option<Statements>,
     /// Reservations this node made and has not resolved.
     mine: HashSet<Vec<u8>>,
     stopped: Option<String>,
@@ -105,6 +108,7 @@ impl Writer {
             signer,
             max_batch: max_batch.max(1),
             client: None,
+            statements: None,
             mine: HashSet::new(),
             stopped: None,
         };
@@ -117,6 +121,7 @@ impl Writer {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             let client = super::connect(&self.shared.url).await?;
             client.batch_execute(SESSION).await?;
+            self.statements = Some(Statements::prepare(&client).await?);
             self.client = Some(client);
         }
         self.client
@@ -220,8 +225,12 @@ impl Writer {
             .client
             .as_mut()
             .ok_or_else(|| Failure::Refused(PgError::Corrupt("no connection".into())))?;
+        let st = self
+            .statements
+            .as_ref()
+            .ok_or_else(|| Failure::Refused(PgError::Corrupt("no statements".into())))?;
         let tx = client.transaction().await.map_err(classify)?;
-        let found = find(&tx, work, &node).await.map_err(classify)?;
+        let found = find(&tx, st, work, &node).await.map_err(classify)?;
         if found.head.size < seen.size
             || (found.head.size == seen.size && found.head.root != seen.root)
         {
@@ -237,7 +246,7 @@ impl Writer {
                 batch::lay_out(&decisions.drafts, &found, &self.signer).map_err(Failure::Stop)?,
             ),
         };
-        super::write::write(&tx, &node, &found, &decisions, layout.as_ref())
+        super::write::write(&tx, st, &node, &found, &decisions, layout.as_ref())
             .await
             .map_err(classify)?;
         let first_reserved = decisions
@@ -325,27 +334,17 @@ fn classify(e: impl Into<PgError>) -> Failure {
 }
 
 /// Locks the head and reads what the batch's decisions rest on.
-async fn find(tx: &Transaction<'_>, work: &[PgWork], node: &str) -> Result<Found, PgError> {
-    let head = tx
-        .query_one(
-            "SELECT size, root, last_leaf, frontier, \
-             (extract(epoch from clock_timestamp()) * 1000000)::BIGINT \
-             FROM openexec_head WHERE id = 0 FOR UPDATE",
-            &[],
-        )
-        .await?;
-    tx.execute(
-        &format!(
-            "UPDATE openexec_nodes SET lease_until = {} WHERE node_id = $1",
-            lease::LEASE_SQL
-        ),
-        &[&node],
-    )
-    .await?;
+async fn find(
+    tx: &Transaction<'_>,
+    st: &Statements,
+    work: &[PgWork],
+    node: &str,
+) -> Result<Found, PgError> {
+    let (keys, approval_keys) = keys_of(work);
+    let (head, nonces, approvals) = super::write::find(tx, st, node, &keys, &approval_keys).await?;
     let micros: i64 = head.try_get(4)?;
     let time = chrono::DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| PgError::Corrupt(format!("database time {micros}")))?;
-    let (keys, approval_keys) = keys_of(work);
     Ok(Found {
         head: crate::store::Head {
             size: reads::size_of(&head, 0)?,
@@ -354,8 +353,8 @@ async fn find(tx: &Transaction<'_>, work: &[PgWork], node: &str) -> Result<Found
         },
         frontier: head.try_get(3)?,
         time,
-        nonces: super::write::nonce_rows(tx, &keys).await?,
-        approvals: super::write::used_approvals(tx, &approval_keys).await?,
+        nonces,
+        approvals,
     })
 }
 
