@@ -1,6 +1,7 @@
 //! `openexec audit --db-url postgres://…`: the log in the database checked
-//! from its rows alone, in one pass and O(log n) memory for the tree (the
-//! stored hashes are recomputed from a frontier, as the writer does):
+//! from its rows alone, each entry read once, in O(log n) memory for the
+//! tree (the stored hashes are recomputed from a frontier, as the writer
+//! does):
 //! each entry canonical, at its index, of this origin, signed, chained to
 //! the one before, its stored hashes and kept content what they must be,
 //! its exec_id indexed as the ledger indexes it, a replay naming the entry
