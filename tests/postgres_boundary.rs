@@ -194,3 +194,90 @@ fn a_node_cut_off_from_the_database_is_not_ready_and_comes_back() {
     );
     verify_all(&node.vkey(), &[after]);
 }
+
+#[test]
+fn an_approval_raced_across_two_nodes_is_used_once() {
+    let db = fresh_database("approval");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keygen(keys.path());
+    let approver = keys.path().join("approver.pem");
+    let public = std::process::Command::new(postgres::binary())
+        .args(["approver-keygen", "--out"])
+        .arg(&approver)
+        .output()
+        .unwrap();
+    assert!(public.status.success());
+    let public_pem = keys.path().join("approver.pub.pem");
+    std::fs::write(&public_pem, &public.stdout).unwrap();
+    let env = [
+        ("OPENEXEC_MODE", "clawshield"),
+        ("CLAWSHIELD_PUBLIC_KEY", public_pem.to_str().unwrap()),
+        ("CLAWSHIELD_TENANT_ID", "acme"),
+    ];
+    let nodes = [
+        try_start(&db, &key, &env).unwrap(),
+        try_start(&db, &key, &env).unwrap(),
+    ];
+    // A v1 approval binds action and payload, not the nonce: each nonce
+    // below is a new attempt with the one approval. Both effect classes:
+    // `counter` reserves before it runs, `echo` claims as it records.
+    for (action, payload) in [
+        ("counter", json!({"name": "approved"})),
+        ("echo", json!({"a": 1})),
+    ] {
+        let minted = std::process::Command::new(postgres::binary())
+            .args([
+                "approve",
+                "--kind",
+                "v1",
+                "--tenant",
+                "acme",
+                "--action",
+                action,
+                "--payload",
+            ])
+            .arg(payload.to_string())
+            .arg("--key")
+            .arg(&approver)
+            .output()
+            .unwrap();
+        assert!(minted.status.success(), "{minted:?}");
+        let artifact: Value = serde_json::from_slice(&minted.stdout).unwrap();
+        let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (node, artifact, payload) = (&nodes[i % 2], &artifact, &payload);
+                    scope.spawn(move || {
+                        node.execute(&json!({
+                            "action": action,
+                            "payload": payload,
+                            "nonce": format!("{action}-{i}"),
+                            "approval_artifact": artifact,
+                        }))
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        let executed = answers
+            .iter()
+            .filter(|(s, b)| *s == 200 && b["outcome"] == "executed")
+            .count();
+        assert_eq!(executed, 1, "{action}: {answers:?}");
+        for (status, body) in &answers {
+            assert!(
+                (*status == 200 && body["outcome"] == "executed")
+                    || (*status == 403 && body["code"] == "approval_reused"),
+                "{action}: {status} {body}"
+            );
+        }
+    }
+    let counted: i64 = sql(
+        &db,
+        &["SELECT value FROM openexec_counters WHERE name = 'approved'"],
+    )[0]
+    .get(0);
+    assert_eq!(counted, 1);
+    let (sound, said) = postgres::audit(&db);
+    assert!(sound, "{said}");
+}
