@@ -59,8 +59,21 @@ impl PgLog {
         })
     }
 
+    /// Refuses a size beyond the committed head: the cached head, or the
+    /// database's when the size is beyond the cache (another node's batch
+    /// since the last refresh).
     fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {
-        if tree_size > self.head().size {
+        if tree_size <= self.head().size {
+            return Ok(());
+        }
+        let size = self.block(|s| async move {
+            let client = s.reader().await?;
+            let seen = reads::head(&client).await?;
+            let size = seen.head.size;
+            s.see(seen);
+            Ok(size)
+        })?;
+        if tree_size > size {
             return Err(LedgerError::NotFound);
         }
         Ok(())
