@@ -20,9 +20,9 @@ pub(super) async fn send(client: Option<&Client>, work: Vec<PgWork>, done: Done)
     let mut appended = match (client, done.layout) {
         (Some(client), Some(layout)) => receipts(client, &work, &done.fates, layout).await,
         (None, Some(layout)) => {
-            // The connection broke after COMMIT was confirmed: the entries
-            // are durable, but their receipts cannot be read now.
-            let why = "the database connection broke after the batch committed; fetch the receipt by exec_id";
+            // No connection to read the receipts' older hashes with: the
+            // entries are durable, but their receipts cannot be built now.
+            let why = "the database could not be reached after the batch committed; fetch the receipt by exec_id";
             layout.entries.iter().map(|_| Err(LedgerError::Unavailable(why.into()))).collect()
         }
         (_, None) => Vec::new(),

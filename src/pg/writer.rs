@@ -94,6 +94,8 @@ pub(super) struct Writer {
     statements: Option<Statements>,
     /// Reservations this node made and has not resolved.
     mine: HashSet<Vec<u8>>,
+    /// Tasks answering committed batches (awaited before the writer ends).
+    answering: Vec<tokio::task::JoinHandle<()>>,
     stopped: Option<String>,
 }
 
@@ -110,6 +112,7 @@ impl Writer {
             client: None,
             statements: None,
             mine: HashSet::new(),
+            answering: Vec::new(),
             stopped: None,
         };
         writer.client().await?;
@@ -140,6 +143,24 @@ impl Writer {
                 }
             }
             self.cycle(work).await;
+        }
+        for task in self.answering.drain(..) {
+            let _ = task.await;
+        }
+        // A node that stops ends its lease: what it left in flight (a
+        // handler still running past the drain) is the others' to record
+        // now, not after the lease would have run out.
+        let node = self.shared.node.clone();
+        if let Ok(client) = self.client().await {
+            let ended = client
+                .execute(
+                    "UPDATE openexec_nodes SET lease_until = now() WHERE node_id = $1",
+                    &[&node],
+                )
+                .await;
+            if let Err(e) = ended {
+                tracing::warn!(error = %e, "ending this node's lease");
+            }
         }
     }
 
@@ -179,7 +200,15 @@ impl Writer {
         };
         self.shared.touched();
         self.note(&work, &done, started);
-        answer::send(self.client.as_ref(), work, done).await;
+        // The answers (receipts read what they need from the committed
+        // rows) go out on the reading connection, while this connection
+        // takes the next batch.
+        let shared = Arc::clone(&self.shared);
+        self.answering.retain(|task| !task.is_finished());
+        self.answering.push(tokio::spawn(async move {
+            let client = shared.reader().await.ok();
+            answer::send(client.as_deref(), work, done).await;
+        }));
     }
 
     /// Publishes what a committed batch changed.
