@@ -38,6 +38,7 @@
 //!   allow-list of actions), their bearer tokens (stored only as hashes,
 //!   compared in constant time, revocable, expiring), the records file a
 //!   running service reloads, and the `Authorization` header check.
+//! - [`pg`] — the PostgreSQL backend of the ledger: several nodes, one log.
 //! - [`cli`] — argument parsing and the thin subcommand shells.
 //!
 //! The binary `openexec` (src/main.rs) only parses arguments and dispatches
@@ -57,6 +58,8 @@ pub mod exec;
 pub mod http;
 #[cfg(feature = "server")]
 pub mod ledger;
+#[cfg(feature = "server")]
+pub mod pg;
 #[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]

@@ -84,7 +84,13 @@ fn entry(r: &Response) -> Entry {
 /// with exactly the canonical bytes of `payload`.
 fn assert_commits_to(b: &Boundary, r: &Response, payload: &Value) {
     let e = entry(r);
-    let content = b.ledger().store().content(e.index).unwrap().unwrap();
+    let content = b
+        .ledger()
+        .store()
+        .unwrap()
+        .content(e.index)
+        .unwrap()
+        .unwrap();
     let content: Content = serde_json::from_slice(&content).unwrap();
     assert_eq!(&content.payload, payload);
     let bytes = to_canonical_bytes(payload).unwrap();
@@ -161,7 +167,13 @@ async fn the_result_answered_is_the_result_committed() {
         "the answer is in canonical form: {answered}"
     );
     let e = entry(&r);
-    let content = b.ledger().store().content(e.index).unwrap().unwrap();
+    let content = b
+        .ledger()
+        .store()
+        .unwrap()
+        .content(e.index)
+        .unwrap()
+        .unwrap();
     let content: Content = serde_json::from_slice(&content).unwrap();
     assert_eq!(content.result.as_ref(), Some(&answered));
     assert!(opens_commitment(

@@ -104,7 +104,7 @@ fn attempt(
 fn replay_of_entry_1(ledger: &Ledger) -> (EntryDraft, Content) {
     let result = Some(serde_json::json!({"counter": 1}));
     let (mut draft, content) = attempt(1, "nonce-1", Outcome::Executed, approval("ap-1"), result);
-    let (bytes, _) = ledger.store().entry(1).unwrap().unwrap();
+    let (bytes, _) = ledger.store().unwrap().entry(1).unwrap().unwrap();
     draft.outcome = Outcome::Replayed;
     draft.reason = "replay_of_executed".into();
     draft.replay_of = Some(ReplayOf {
@@ -160,7 +160,7 @@ fn build(data: &Path) -> Built {
                     .block_on(ledger.reserve(key.clone(), record))
                     .unwrap();
                 assert_eq!(reserved, Reservation::Reserved);
-                ledger.store().increment_counter("visits").unwrap();
+                ledger.store().unwrap().increment_counter("visits").unwrap();
                 Some(Completion::reserved(key))
             }
             _ => Some(Completion::claimed(key)),
@@ -359,7 +359,7 @@ fn trial(
             return;
         }
     };
-    let store = ledger.store();
+    let store = ledger.store().unwrap();
     let report = audit(
         store,
         AuditOptions {
@@ -530,10 +530,10 @@ fn no_single_bit_flip_goes_unnoticed_or_runs_anything_twice() {
     let built = build(&pristine);
     let before = {
         let ledger = common::open(&pristine);
-        let view = view(ledger.store(), &built);
-        assert!(anything_admitted_again(ledger.store(), &built).is_none());
+        let view = view(ledger.store().unwrap(), &built);
+        assert!(anything_admitted_again(ledger.store().unwrap(), &built).is_none());
         let report = audit(
-            ledger.store(),
+            ledger.store().unwrap(),
             AuditOptions {
                 rebuild: false,
                 progress_every: 0,

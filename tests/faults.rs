@@ -55,7 +55,7 @@ async fn receipts_then_a_commit_fault(
         let r = execute_as(&b, action, &format!("ok-{i}")).await;
         receipts.push(serde_json::from_value(r.body["receipt"].clone()).unwrap());
     }
-    b.ledger().store().inject_fault(point, 0);
+    b.ledger().store().unwrap().inject_fault(point, 0);
     assert_unavailable(&execute_as(&b, action, "faulted").await);
     // Fail-stop: the writer refuses further appends.
     assert!(!b.ledger().is_writable(), "{point:?} {action:?}");
@@ -82,12 +82,12 @@ async fn reservation_faults_answer_503_and_the_service_recovers() {
         let dir = tempfile::tempdir().unwrap();
         let b = boundary(dir.path());
         assert_eq!(execute(&b, "before").await.status, 200);
-        b.ledger().store().inject_fault(point, 0);
+        b.ledger().store().unwrap().inject_fault(point, 0);
         let r = execute(&b, "faulted").await;
         assert_unavailable(&r);
         // The handler did not run: the counter is untouched.
         assert_eq!(
-            b.ledger().store().counter("faulted").unwrap(),
+            b.ledger().store().unwrap().counter("faulted").unwrap(),
             0,
             "{point:?}"
         );
@@ -122,7 +122,11 @@ async fn commit_faults_stop_the_writer_without_corrupting_the_log() {
             verify_receipt(r, ledger.verifier(), None).unwrap();
             assert_eq!(ledger.entry(r.leaf_index).unwrap().0, r.entry.as_bytes());
         }
-        assert_eq!(common::full_audit(ledger.store()), None, "{point:?}");
+        assert_eq!(
+            common::full_audit(ledger.store().unwrap()),
+            None,
+            "{point:?}"
+        );
         assert!(ledger.head().size >= 5);
     }
 }
@@ -133,7 +137,10 @@ async fn one_cycle_attempts_answer_503_on_a_reservation_fault_and_leave_the_nonc
     let b = boundary(dir.path());
     assert_eq!(echo(&b, "before").await.status, 200);
     let size = b.ledger().head().size;
-    b.ledger().store().inject_fault(FaultPoint::ReserveWrite, 0);
+    b.ledger()
+        .store()
+        .unwrap()
+        .inject_fault(FaultPoint::ReserveWrite, 0);
     assert_unavailable(&echo(&b, "faulted").await);
     // Nothing was appended, the writer goes on, and the nonce is free.
     assert_eq!(b.ledger().head().size, size);
@@ -165,7 +172,11 @@ async fn one_cycle_attempts_stop_the_writer_on_a_commit_fault_without_corrupting
         for r in &receipts {
             verify_receipt(r, b.ledger().verifier(), None).unwrap();
         }
-        assert_eq!(common::full_audit(b.ledger().store()), None, "{point:?}");
+        assert_eq!(
+            common::full_audit(b.ledger().store().unwrap()),
+            None,
+            "{point:?}"
+        );
         let again = echo(&b, "faulted").await;
         match again.body["outcome"].as_str() {
             Some("executed") => assert_eq!(again.status, 200),
@@ -195,6 +206,7 @@ async fn answers_resting_on_a_cycle_still_syncing_wait_for_its_sync() {
     let stall = b
         .ledger()
         .store()
+        .unwrap()
         .inject_stalled_fault(FaultPoint::CommitSync, 0);
     let attempt = |nonce: &'static str| {
         let b = Arc::clone(&b);
@@ -257,6 +269,7 @@ async fn a_nonce_found_done_in_a_cycle_still_syncing_is_answered_after_that_sync
     let ledger = Arc::new(common::open(dir.path()));
     let stall = ledger
         .store()
+        .unwrap()
         .inject_stalled_fault(FaultPoint::CommitSync, 0);
     let first = tokio::spawn({
         let ledger = Arc::clone(&ledger);

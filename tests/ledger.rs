@@ -246,11 +246,11 @@ fn audit_names_the_second_entry_that_consumes_one_approval() {
     ledger.append(common::draft(0), None).unwrap();
     approved(1, "once");
     approved(2, "other");
-    assert_eq!(common::full_audit(ledger.store()), None);
+    assert_eq!(common::full_audit(ledger.store().unwrap()), None);
     // The writer consumes whatever approval its entries name; the boundary
     // never gives it one twice, and the audit would see it if it did.
     approved(3, "once");
-    let finding = common::full_audit(ledger.store()).expect("a finding");
+    let finding = common::full_audit(ledger.store().unwrap()).expect("a finding");
     assert_eq!(finding.at, Location::Entry(3));
     assert!(
         finding.problem.contains("consumed record is entry 1"),
@@ -264,11 +264,11 @@ fn audit_names_the_second_entry_that_completes_one_nonce() {
     use openexec::ledger::audit::Location;
     let dir = tempfile::tempdir().unwrap();
     let ledger = ledger_with_originals(dir.path());
-    assert_eq!(common::full_audit(ledger.store()), None);
+    assert_eq!(common::full_audit(ledger.store().unwrap()), None);
     // The writer completes whatever it is given; the boundary never gives
     // it one nonce twice, and the audit would see it if it did.
     append_completing(&ledger, 3, "once");
-    let finding = common::full_audit(ledger.store()).expect("a finding");
+    let finding = common::full_audit(ledger.store().unwrap()).expect("a finding");
     assert_eq!(finding.at, Location::Entry(3));
     assert!(
         finding.problem.contains("done record is entry 1"),
@@ -352,7 +352,7 @@ fn a_replay_that_names_no_written_entry_is_refused_alone() {
     assert!(ledger.is_writable());
     let appended = ledger.append(replay_of(&ledger, 1), None).unwrap();
     assert_eq!(appended.entry.index, 3);
-    assert_eq!(common::full_audit(ledger.store()), None);
+    assert_eq!(common::full_audit(ledger.store().unwrap()), None);
 }
 
 #[test]
@@ -398,7 +398,7 @@ fn audit_names_a_replay_that_does_not_name_its_original() {
         let mut draft = replay_of(&ledger, 1);
         spoil(&mut draft, &ledger);
         ledger.append(draft, None).unwrap();
-        let finding = common::full_audit(ledger.store());
+        let finding = common::full_audit(ledger.store().unwrap());
         if problem.is_empty() {
             assert_eq!(finding, None, "{what}");
             continue;

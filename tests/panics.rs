@@ -280,7 +280,7 @@ async fn a_panic_at_any_stage_is_answered_counted_and_recorded_as_far_as_it_got(
         }
         if c.action == "counter" {
             assert_eq!(
-                b.ledger().store().counter(&nonce).unwrap(),
+                b.ledger().store().unwrap().counter(&nonce).unwrap(),
                 c.counter,
                 "{what}"
             );
@@ -296,7 +296,7 @@ async fn a_panic_at_any_stage_is_answered_counted_and_recorded_as_far_as_it_got(
         );
         if c.action == "counter" {
             assert_eq!(
-                b.ledger().store().counter(&nonce).unwrap(),
+                b.ledger().store().unwrap().counter(&nonce).unwrap(),
                 c.counter.max(u64::from(c.retry.1 == "executed")),
                 "{what}"
             );
@@ -317,7 +317,7 @@ async fn a_panic_at_any_stage_is_answered_counted_and_recorded_as_far_as_it_got(
     // The service goes on, and the log audits clean.
     assert!(b.ledger().is_writable());
     assert_eq!(execute(&b, "echo", "after").await.status, 200);
-    assert_eq!(common::full_audit(b.ledger().store()), None);
+    assert_eq!(common::full_audit(b.ledger().store().unwrap()), None);
 }
 
 /// A panic on the record stage while attempts race on one nonce: the
@@ -342,13 +342,17 @@ async fn a_panic_after_the_reservation_never_leaves_the_nonce_in_flight() {
     // Whichever attempt reached the record stage first panicked there (the
     // winner after its handler, or a loser recording its 409): the handler
     // ran once, the nonce is done, and one entry completes it.
-    assert_eq!(b.ledger().store().counter("raced").unwrap(), 1);
+    assert_eq!(b.ledger().store().unwrap().counter("raced").unwrap(), 1);
     assert!(
         outcomes.iter().all(|(status, _)| *status != 503),
         "{outcomes:?}"
     );
     let again = execute(&b, "counter", "raced").await;
     assert_eq!(again.body["outcome"], json!("replayed"), "{}", again.body);
-    assert_eq!(common::full_audit(b.ledger().store()), None, "{outcomes:?}");
+    assert_eq!(
+        common::full_audit(b.ledger().store().unwrap()),
+        None,
+        "{outcomes:?}"
+    );
     assert_eq!(panics_counted(&b, Stage::Record), 1);
 }

@@ -244,7 +244,7 @@ fn proofs_and_an_audit_read_correctly_while_appends_run() {
         }
         scope.spawn(|| {
             assert_eq!(
-                common::full_audit(ledger.store()),
+                common::full_audit(ledger.store().unwrap()),
                 None,
                 "a live audit sees a consistent prefix"
             );

@@ -206,6 +206,7 @@ fn audit_passes_a_clean_log_and_names_the_first_tampered_entry() {
         value.extend_from_slice(text.as_bytes());
         ledger
             .store()
+            .unwrap()
             .tamper_raw("entries", &7u64.to_be_bytes(), &value)
             .unwrap();
     }
@@ -241,6 +242,7 @@ fn audit_catches_a_tampered_stored_hash_and_checkpoint() {
         let note = ledger.latest_checkpoint().replacen("\n1\n", "\n2\n", 1);
         ledger
             .store()
+            .unwrap()
             .tamper_raw("checkpoints", &1u64.to_be_bytes(), note.as_bytes())
             .unwrap();
     }

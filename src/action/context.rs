@@ -127,23 +127,20 @@ pub struct Counters(pub(crate) Arc<Ledger>);
 impl Counters {
     /// Adds one to the counter `name` and returns its new value.
     pub fn increment(&self, name: &str) -> Result<u64, ActionError> {
-        self.0
-            .store()
-            .increment_counter(name)
-            .map_err(counter_store_error)
+        self.0.increment_counter(name).map_err(counter_store_error)
     }
 
     /// The counter's current value (0 if it was never incremented).
     pub fn get(&self, name: &str) -> Result<u64, ActionError> {
-        self.0.store().counter(name).map_err(counter_store_error)
+        self.0.counter(name).map_err(counter_store_error)
     }
 }
 
-/// A store failure behind a counter: a refused increment (a name out of
-/// bounds, too many counters) says why; any other failure is logged and
-/// answered without its internal detail.
-fn counter_store_error(e: crate::store::StoreError) -> ActionError {
-    if let crate::store::StoreError::Counter(why) = e {
+/// A failure behind a counter: a refused increment (a name out of bounds,
+/// too many counters) says why; any other failure is logged and answered
+/// without its internal detail.
+fn counter_store_error(e: crate::ledger::LedgerError) -> ActionError {
+    if let crate::ledger::LedgerError::Store(crate::store::StoreError::Counter(why)) = e {
         return ActionError::new(why);
     }
     tracing::error!(error = %e, "counter store failure");

@@ -26,6 +26,10 @@ pub struct AuditArgs {
     /// Data directory of a stopped service.
     #[arg(long, env = "OPENEXEC_DATA_DIR", default_value = "openexec-data")]
     pub data: PathBuf,
+    /// Audit the log in this PostgreSQL database (`postgres://…`) instead
+    /// of a data directory; it may be live.
+    #[arg(long)]
+    pub db_url: Option<String>,
     /// Skip the independent rs_merkle rebuild (it runs over chunks of 2^16 leaves, so its memory is bounded; it costs CPU time).
     #[arg(long)]
     pub no_rebuild: bool,
@@ -49,6 +53,21 @@ pub fn keygen(args: &KeygenArgs) -> ExitCode {
 /// Audits a data directory; prints one line; exits 1 on any finding.
 #[must_use]
 pub fn run_audit(args: &AuditArgs) -> ExitCode {
+    if let Some(url) = &args.db_url {
+        if !crate::pg::is_postgres_url(url) {
+            println!(
+                "FAILED: --db-url takes a postgres:// URL; audit a data directory with --data"
+            );
+            return ExitCode::FAILURE;
+        }
+        return match crate::pg::audit::audit(url) {
+            Ok(report) => audit_outcome(report),
+            Err(e) => {
+                println!("FAILED: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let store = match Store::open(&StoreConfig::new(args.data.join("db"))) {
         Ok(s) => s,
         Err(e) => {

@@ -13,6 +13,8 @@ mod ledger_cmds;
 #[cfg(feature = "server")]
 mod migrate;
 #[cfg(feature = "server")]
+mod recover;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod signals;

@@ -62,7 +62,11 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub mcp_allowed_origins: Vec<String>,
-    /// Storage: `sled://PATH` or a path (unset: ./openexec-data).
+    /// Storage: `sled://PATH` or a path (unset: ./openexec-data), or
+    /// `postgres://user@host:port/db`: the log lives in that database, and
+    /// every node pointed at it (with the same `--log-key` and `--origin`)
+    /// serves the same log; ./openexec-data then keeps the key file's
+    /// default place and the principals only.
     #[arg(long, env = "OPENEXEC_DB_URL")]
     pub db_url: Option<String>,
     /// Listen address.
@@ -209,10 +213,14 @@ impl ServeArgs {
                 "refusing to bind to non-loopback address {bind} without TLS: requests, bearer tokens and results would cross the network in cleartext; set --tls-cert and --tls-key (OPENEXEC_TLS_CERT, OPENEXEC_TLS_KEY) and create principals (openexec token create), or set --allow-public-bind (OPENEXEC_ALLOW_PUBLIC_BIND=true) behind a TLS-terminating proxy"
             ));
         }
+        let postgres = non_empty(self.db_url.as_deref())
+            .filter(|url| crate::pg::is_postgres_url(url))
+            .map(str::to_owned);
         let data_dir = match non_empty(self.db_url.as_deref()) {
             None => PathBuf::from("openexec-data"),
+            Some(_) if postgres.is_some() => PathBuf::from("openexec-data"),
             Some(url) => embedded_data_dir(url).ok_or_else(|| {
-                format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH or a path)")
+                format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH, a path or postgres://…)")
             })?,
         };
         let allow_list = non_empty(self.allowed_actions.as_deref()).map(|list| {
@@ -259,6 +267,7 @@ impl ServeArgs {
             })
             .collect::<Result<_, _>>()?;
         ledger.publish_interval = std::time::Duration::from_millis(self.publish_interval_ms);
+        ledger.db_url = postgres;
         let workers = self
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
@@ -368,6 +377,11 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
     let interrupted = boundary
         .recover_interrupted()
         .map_err(|e| format!("recording interrupted attempts: {e}"))?;
+    let recovering = ledger
+        .is_shared()
+        .then(|| super::recover::spawn(boundary.clone()))
+        .transpose()
+        .map_err(|e| format!("starting the recovery thread: {e}"))?;
     let listener =
         TcpListener::bind(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -392,6 +406,7 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
         config.tls,
         stop.received(),
     ));
+    drop(recovering);
     ledger.shutdown();
     tracing::info!(
         size = ledger.head().size,

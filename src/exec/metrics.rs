@@ -113,7 +113,7 @@ impl Metrics {
                 "openexec_store_damaged_reads_total",
                 "Reads of stored bytes that failed their check (refused; see the log).",
                 "counter",
-                ledger.store().damage_count().to_string(),
+                ledger.damage_count().to_string(),
             ),
             (
                 "openexec_rate_limited_total",

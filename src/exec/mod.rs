@@ -310,7 +310,7 @@ impl Boundary {
     /// Records every reservation left pending by a previous process as an
     /// `interrupted` entry. Such nonces are never re-run. Call before serving.
     pub fn recover_interrupted(&self) -> Result<usize, LedgerError> {
-        let pending = self.ledger.store().pending_reservations()?;
+        let pending = self.ledger.pending_reservations()?;
         let count = pending.len();
         for (key, record) in pending {
             let draft = unwind::AttemptRecord::of_pending(&record).draft_without_content(

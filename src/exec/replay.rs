@@ -89,8 +89,8 @@ impl Boundary {
     /// The original attempt's kept result: none when no content is kept;
     /// an error when it cannot be read (a replay is then refused, never
     /// answered without the result it had).
-    fn original_result(&self, index: u64) -> Result<Option<Value>, crate::store::StoreError> {
-        let Some(bytes) = self.ledger.store().content(index)? else {
+    fn original_result(&self, index: u64) -> Result<Option<Value>, crate::ledger::LedgerError> {
+        let Some(bytes) = self.ledger.content(index)? else {
             return Ok(None);
         };
         Ok(serde_json::from_slice::<Content>(&bytes)

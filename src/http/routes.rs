@@ -146,16 +146,17 @@ pub(super) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
             "The ledger writer has stopped",
         ));
     }
-    if let Some(damage) = ledger.store().damage() {
+    if let Some(damage) = ledger.damage() {
         return Err(ApiError::new(
             503,
             "ledger_damaged",
             format!("The ledger's files are damaged ({damage}); stop the service and run openexec audit"),
         ));
     }
-    match ledger.store().head() {
-        Ok(Some(_)) => Ok(HttpResponse::Ok().json(json!({ "ready": true }))),
-        _ => Err(ApiError::new(503, "not_ready", "The store is not readable")),
+    if ledger.readable() {
+        Ok(HttpResponse::Ok().json(json!({ "ready": true })))
+    } else {
+        Err(ApiError::new(503, "not_ready", "The store is not readable"))
     }
 }
 
@@ -333,13 +334,13 @@ fn verify_legacy(
     if legacy_receipt_hash_of_text(exec_id, &text) != hash {
         return Err("hash does not match exec_id and result".into());
     }
-    let store = state.boundary.ledger().store();
-    let index = store
+    let ledger = state.boundary.ledger();
+    let index = ledger
         .index_of_exec_id(exec_id)
         .ok()
         .flatten()
         .ok_or("no such execution in the ledger")?;
-    let content = store
+    let content = ledger
         .content(index)
         .ok()
         .flatten()

@@ -80,7 +80,7 @@ pub struct RegistrySpan {
 }
 
 /// Extends the last span with entry `index`, or starts a new one.
-fn note_registry(spans: &mut Vec<RegistrySpan>, index: u64, fingerprint: Option<Hash>) {
+pub(crate) fn note_registry(spans: &mut Vec<RegistrySpan>, index: u64, fingerprint: Option<Hash>) {
     match spans.last_mut() {
         Some(span) if span.fingerprint == fingerprint && span.last + 1 == index => {
             span.last = index;
@@ -514,9 +514,15 @@ fn check_content(store: &Store, index: u64, entry: &Entry) -> Result<(), String>
     let Some(bytes) = store.content(index).map_err(|e| e.to_string())? else {
         return Ok(());
     };
-    let content: Content = serde_json::from_slice(&bytes)
+    content_opens(entry, &bytes)
+}
+
+/// Kept content `bytes` is what the entry's salted commitments commit to,
+/// stored as the ledger writes it.
+pub(crate) fn content_opens(entry: &Entry, bytes: &[u8]) -> Result<(), String> {
+    let content: Content = serde_json::from_slice(bytes)
         .map_err(|e| format!("its kept content does not parse: {e}"))?;
-    if serde_json::to_vec(&content).ok().as_deref() != Some(bytes.as_slice()) {
+    if serde_json::to_vec(&content).ok().as_deref() != Some(bytes) {
         return Err("its kept content is not as the ledger writes it".into());
     }
     let canonical = |value: &serde_json::Value| to_canonical_bytes(value).unwrap_or_default();

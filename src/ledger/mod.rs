@@ -73,6 +73,9 @@ pub enum LedgerError {
     /// Nothing at that index / exec_id / size.
     #[error("not found")]
     NotFound,
+    /// The PostgreSQL backend failed.
+    #[error("{0}")]
+    Postgres(#[from] crate::pg::PgError),
 }
 
 /// How to open a ledger.
@@ -95,6 +98,10 @@ pub struct LedgerConfig {
     /// Least time between two advances of the published checkpoint
     /// (zero: always the latest). See [`witnessed`].
     pub publish_interval: Duration,
+    /// A `postgres://` URL: the log lives in that database, shared with
+    /// every node pointed at it (see [`crate::pg`]); the data directory
+    /// keeps only the key file's default place. `None`: the embedded store.
+    pub db_url: Option<String>,
 }
 
 impl LedgerConfig {
@@ -109,6 +116,7 @@ impl LedgerConfig {
             checkpoint_memo: None,
             witness_keys: Vec::new(),
             publish_interval: Duration::ZERO,
+            db_url: None,
         }
     }
 
@@ -219,11 +227,11 @@ enum Ticket {
 
 /// An entry handed to the writer, not yet durable
 /// ([`Ledger::queue_append`]).
-pub struct QueuedAppend(tokio::sync::oneshot::Receiver<Result<Sealed, LedgerError>>);
+pub struct QueuedAppend(Queued<Sealed, Appended>);
 
 /// A claim and its entry handed to the writer, not yet durable
 /// ([`Ledger::queue_reserve_and_append`]).
-pub struct QueuedRecord(tokio::sync::oneshot::Receiver<Result<Ticket, LedgerError>>);
+pub struct QueuedRecord(Queued<Ticket, Recorded>);
 
 /// How [`Ledger::reserve_and_append`] ended.
 #[derive(Debug)]
@@ -317,52 +325,87 @@ impl Sealed {
 
 /// An open ledger.
 pub struct Ledger {
-    store: Store,
     verifier: LogVerifier,
+    stats: Arc<LedgerStats>,
+    backend: Backend,
+}
+
+/// Where the log lives: the seam between the ledger and its storage. An
+/// enum, not a trait object: each call on the embedded store's path is
+/// one match, with no allocation and no indirect call.
+enum Backend {
+    /// The embedded store (segment files, key tables, commit ring,
+    /// reservation journal, sled), written by this process's sequencer.
+    Embedded(Embedded),
+    /// PostgreSQL, shared by every node of the log (see [`crate::pg`]).
+    Postgres(crate::pg::PgLog),
+}
+
+/// The embedded store and its writer threads.
+struct Embedded {
+    store: Store,
     committed: Arc<RwLock<Committed>>,
     jobs: Mutex<Option<mpsc::Sender<Work>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    stats: Arc<LedgerStats>,
     witnessing: witnessed::Witnessing,
 }
 
+impl Embedded {
+    fn send(&self, work: Work) -> Result<(), LedgerError> {
+        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        let sender = jobs
+            .as_ref()
+            .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
+        sender.send(work).map_err(writer_stopped)
+    }
+
+    fn committed(&self) -> Committed {
+        self.committed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
 impl Ledger {
-    /// Opens (or creates) the ledger. Refuses to open a log made with a
-    /// different key or origin.
+    /// Opens (or creates) the ledger: on PostgreSQL when
+    /// [`LedgerConfig::db_url`] names one, else the embedded store in the
+    /// data directory. Refuses to open a log made with a different key or
+    /// origin.
     pub fn open(config: &LedgerConfig) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let signer = keyfile::load_or_create(&config.key_path(), &config.origin)?;
-        let store = Store::open(&config.store_config())?;
-        let committed = initialize(&store, &signer)?;
         let verifier = signer.verifier();
-        let memo = config.memo();
-        memo.check(&store, &verifier, &committed.head)?;
-        let witnessing = witnessed::Witnessing::open(
-            &store,
-            config.witness_keys.clone(),
-            config.publish_interval,
-        )?;
-        let committed = Arc::new(RwLock::new(committed));
         let stats = Arc::new(LedgerStats::default());
-        let (tx, rx) = mpsc::channel();
-        let writer = sequencer::Sequencer::new(
-            store.clone(),
-            signer,
-            committed.clone(),
-            stats.clone(),
-            config.max_batch,
-            memo,
-        )
-        .spawn(rx)?;
+        let backend = match &config.db_url {
+            Some(url) => {
+                if !config.witness_keys.is_empty() {
+                    return Err(LedgerError::Config(
+                        "witness cosignatures are kept by the embedded store only; unset OPENEXEC_WITNESS_KEYS with a postgres:// OPENEXEC_DB_URL".into(),
+                    ));
+                }
+                Backend::Postgres(crate::pg::PgLog::open(
+                    url,
+                    signer,
+                    stats.clone(),
+                    config.max_batch,
+                )?)
+            }
+            None => Backend::Embedded(open_embedded(config, signer, &stats)?),
+        };
         Ok(Self {
-            store,
             verifier,
-            committed,
-            jobs: Mutex::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
             stats,
-            witnessing,
+            backend,
         })
+    }
+
+    /// The embedded store and its writer, if the log runs on it.
+    fn embedded(&self) -> Option<&Embedded> {
+        match &self.backend {
+            Backend::Embedded(e) => Some(e),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Appends one entry and waits (blocking the thread) until it is durable.
@@ -411,11 +454,13 @@ impl Ledger {
     /// The second half of [`Self::append_completing`]: waits until the
     /// queued entry is durable.
     pub async fn appended(&self, queued: QueuedAppend) -> Result<Appended, LedgerError> {
-        queued
-            .0
-            .await
-            .map_err(writer_stopped)??
-            .into_appended(&self.store)
+        match (queued.0, &self.backend) {
+            (Queued::Embedded(rx), Backend::Embedded(e)) => {
+                rx.await.map_err(writer_stopped)??.into_appended(&e.store)
+            }
+            (Queued::Postgres(rx), _) => rx.await.map_err(writer_stopped)?,
+            (Queued::Embedded(_), Backend::Postgres(_)) => Err(mismatched()),
+        }
     }
 
     /// Blocking form of [`Self::append_completing`] (start-up recovery).
@@ -425,10 +470,14 @@ impl Ledger {
         content: Option<Content>,
         completion: Option<Completion>,
     ) -> Result<Appended, LedgerError> {
-        let rx = self.submit(draft, content, completion)?;
-        rx.blocking_recv()
-            .map_err(writer_stopped)??
-            .into_appended(&self.store)
+        match (self.submit(draft, content, completion)?, &self.backend) {
+            (Queued::Embedded(rx), Backend::Embedded(e)) => rx
+                .blocking_recv()
+                .map_err(writer_stopped)??
+                .into_appended(&e.store),
+            (Queued::Postgres(rx), _) => rx.blocking_recv().map_err(writer_stopped)?,
+            (Queued::Embedded(_), Backend::Postgres(_)) => Err(mismatched()),
+        }
     }
 
     fn submit(
@@ -436,16 +485,30 @@ impl Ledger {
         draft: EntryDraft,
         content: Option<Content>,
         completion: Option<Completion>,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<Sealed, LedgerError>>, LedgerError> {
+    ) -> Result<Queued<Sealed, Appended>, LedgerError> {
         let content = encode(&draft, content)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Work::Append(Box::new(Job {
-            draft,
-            content,
-            completion,
-            reply: AppendReply::Plain(reply),
-        })))?;
-        Ok(rx)
+        match &self.backend {
+            Backend::Embedded(e) => {
+                e.send(Work::Append(Box::new(Job {
+                    draft,
+                    content,
+                    completion,
+                    reply: AppendReply::Plain(reply),
+                })))?;
+                Ok(Queued::Embedded(rx))
+            }
+            Backend::Postgres(pg) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                pg.send(crate::pg::PgWork::Append(Box::new(crate::pg::AppendWork {
+                    draft,
+                    content: content.map(|c| (c.bytes, c.salts)),
+                    completion,
+                    reply,
+                })))?;
+                Ok(Queued::Postgres(rx))
+            }
+        }
     }
 
     /// Reserves the nonce `key` for `record` (consuming the approval it
@@ -479,14 +542,29 @@ impl Ledger {
         content: Option<Content>,
     ) -> Result<QueuedRecord, LedgerError> {
         let content = encode(&draft, content)?;
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Work::ReserveAndAppend(Box::new(ReserveAndAppendJob {
-            claim: NonceClaim { key, record },
-            draft,
-            content,
-            reply,
-        })))?;
-        Ok(QueuedRecord(rx))
+        match &self.backend {
+            Backend::Embedded(e) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                e.send(Work::ReserveAndAppend(Box::new(ReserveAndAppendJob {
+                    claim: NonceClaim { key, record },
+                    draft,
+                    content,
+                    reply,
+                })))?;
+                Ok(QueuedRecord(Queued::Embedded(rx)))
+            }
+            Backend::Postgres(pg) => {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                pg.send(crate::pg::PgWork::Claim(Box::new(crate::pg::ClaimWork {
+                    key,
+                    record,
+                    draft,
+                    content: content.map(|c| (c.bytes, c.salts)),
+                    reply,
+                })))?;
+                Ok(QueuedRecord(Queued::Postgres(rx)))
+            }
+        }
     }
 
     /// The second half of [`Self::reserve_and_append`].
@@ -494,49 +572,52 @@ impl Ledger {
         &self,
         queued: QueuedRecord,
     ) -> Result<Recorded, LedgerError> {
-        match queued.0.await.map_err(writer_stopped)?? {
-            Ticket::Sealed(sealed) => Ok(Recorded::Appended(Box::new(
-                sealed.into_appended(&self.store)?,
-            ))),
-            Ticket::NotReserved(reservation) => Ok(Recorded::NotReserved(reservation)),
+        match (queued.0, &self.backend) {
+            (Queued::Embedded(rx), Backend::Embedded(e)) => {
+                match rx.await.map_err(writer_stopped)?? {
+                    Ticket::Sealed(sealed) => Ok(Recorded::Appended(Box::new(
+                        sealed.into_appended(&e.store)?,
+                    ))),
+                    Ticket::NotReserved(reservation) => Ok(Recorded::NotReserved(reservation)),
+                }
+            }
+            (Queued::Postgres(rx), _) => rx.await.map_err(writer_stopped)?,
+            (Queued::Embedded(_), Backend::Postgres(_)) => Err(mismatched()),
         }
     }
 
     /// Atomically reserves the nonce `key` for `record` (and consumes the
     /// approval it names), and returns once the reservation is durable —
     /// made so by the writer's next fdatasync, shared with the entries of
-    /// its batch. Only then may the caller run the handler.
+    /// its batch (on PostgreSQL: by the commit of this node's next batch).
+    /// Only then may the caller run the handler.
     pub async fn reserve(
         &self,
         key: Vec<u8>,
         record: PendingNonce,
     ) -> Result<Reservation, LedgerError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.send(Work::Reserve(Box::new(ReserveJob {
-            claim: NonceClaim { key, record },
-            reply,
-        })))?;
+        match &self.backend {
+            Backend::Embedded(e) => e.send(Work::Reserve(Box::new(ReserveJob {
+                claim: NonceClaim { key, record },
+                reply,
+            })))?,
+            Backend::Postgres(pg) => pg.send(crate::pg::PgWork::Reserve(Box::new(
+                crate::pg::ReserveWork { key, record, reply },
+            )))?,
+        }
         rx.await.map_err(writer_stopped)?
-    }
-
-    fn send(&self, work: Work) -> Result<(), LedgerError> {
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = jobs
-            .as_ref()
-            .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
-        sender.send(work).map_err(writer_stopped)
     }
 
     /// Stops accepting appends, lets the writer commit everything already
     /// queued, and waits for it. Idempotent.
     pub fn shutdown(&self) {
-        drop(
-            self.jobs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
-        if let Some(handle) = self
+        let e = match &self.backend {
+            Backend::Embedded(e) => e,
+            Backend::Postgres(pg) => return pg.shutdown(),
+        };
+        drop(e.jobs.lock().unwrap_or_else(PoisonError::into_inner).take());
+        if let Some(handle) = e
             .writer
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -552,34 +633,44 @@ impl Ledger {
         &self.verifier
     }
 
-    /// The committed head.
+    /// The committed head (on PostgreSQL: the newest this node has seen,
+    /// at most a lease renewal old).
     #[must_use]
     pub fn head(&self) -> Head {
-        self.committed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .head
+        match &self.backend {
+            Backend::Embedded(e) => {
+                e.committed
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .head
+            }
+            Backend::Postgres(pg) => pg.head(),
+        }
     }
 
     /// The latest signed checkpoint (note text).
     #[must_use]
     pub fn latest_checkpoint(&self) -> String {
-        self.committed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .checkpoint
-            .clone()
+        match &self.backend {
+            Backend::Embedded(e) => e.committed().checkpoint,
+            Backend::Postgres(pg) => pg.latest_checkpoint(),
+        }
     }
 
-    /// Whether appends can still succeed (the writer has not stopped).
+    /// Whether appends can still succeed (the writer has not stopped; on
+    /// PostgreSQL, also: the database answered recently).
     #[must_use]
     pub fn is_writable(&self) -> bool {
-        !self.stats.writer_failed.load(Ordering::Relaxed)
-            && self
-                .jobs
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .is_some()
+        match &self.backend {
+            Backend::Embedded(e) => {
+                !self.stats.writer_failed.load(Ordering::Relaxed)
+                    && e.jobs
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .is_some()
+            }
+            Backend::Postgres(pg) => pg.is_writable(),
+        }
     }
 
     /// Sequencer counters.
@@ -588,25 +679,106 @@ impl Ledger {
         &self.stats
     }
 
-    /// The store (for the audit and the execution layer).
+    /// The embedded store (for the audit, tests and tools), if the log
+    /// runs on it.
     #[must_use]
-    pub fn store(&self) -> &Store {
-        &self.store
+    pub fn store(&self) -> Option<&Store> {
+        self.embedded().map(|e| &e.store)
+    }
+
+    /// Whether the log's storage is readable (`/ready`).
+    #[must_use]
+    pub fn readable(&self) -> bool {
+        match &self.backend {
+            Backend::Embedded(e) => matches!(e.store.head(), Ok(Some(_))),
+            Backend::Postgres(pg) => pg.is_writable(),
+        }
+    }
+
+    /// The first damage the embedded store met in its files, if any.
+    #[must_use]
+    pub fn damage(&self) -> Option<crate::store::Damaged> {
+        self.embedded().and_then(|e| e.store.damage())
+    }
+
+    /// How many reads met damage in the embedded store's files.
+    #[must_use]
+    pub fn damage_count(&self) -> u64 {
+        self.embedded().map_or(0, |e| e.store.damage_count())
+    }
+
+    /// Cleartext content kept beside entry `index`, if any.
+    pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
+        match &self.backend {
+            Backend::Embedded(e) => Ok(e.store.content(index)?),
+            Backend::Postgres(pg) => pg.content(index),
+        }
+    }
+
+    /// The index of the entry carrying this exec_id.
+    pub fn index_of_exec_id(&self, exec_id: &str) -> Result<Option<u64>, LedgerError> {
+        match &self.backend {
+            Backend::Embedded(e) => Ok(e.store.index_of_exec_id(exec_id)?),
+            Backend::Postgres(pg) => pg.index_of_exec_id(exec_id),
+        }
+    }
+
+    /// Reservations in flight that this process must record: at start-up
+    /// on the embedded store, every one left by the previous process; on
+    /// PostgreSQL, those of nodes whose lease has run out.
+    pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, PendingNonce)>, LedgerError> {
+        match &self.backend {
+            Backend::Embedded(e) => Ok(e.store.pending_reservations()?),
+            Backend::Postgres(pg) => pg.pending_reservations(),
+        }
+    }
+
+    /// Whether other nodes share the log, so that reservations left by a
+    /// dead one appear while this one runs (and must be looked for now
+    /// and then, not only at start).
+    #[must_use]
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Adds one to the counter `name` and returns its new value: durable
+    /// before the entry of the attempt that made it is acknowledged.
+    pub fn increment_counter(&self, name: &str) -> Result<u64, LedgerError> {
+        match &self.backend {
+            Backend::Embedded(e) => Ok(e.store.increment_counter(name)?),
+            Backend::Postgres(pg) => pg.increment_counter(name),
+        }
+    }
+
+    /// A counter's current value (0 if it was never incremented).
+    pub fn counter(&self, name: &str) -> Result<u64, LedgerError> {
+        match &self.backend {
+            Backend::Embedded(e) => Ok(e.store.counter(name)?),
+            Backend::Postgres(pg) => pg.counter(name),
+        }
     }
 
     /// Entry bytes and signature at `index`.
     pub fn entry(&self, index: u64) -> Result<(Vec<u8>, [u8; 64]), LedgerError> {
+        let e = match &self.backend {
+            Backend::Embedded(e) => e,
+            Backend::Postgres(pg) => return pg.entry(index),
+        };
         if index >= self.head().size {
             return Err(LedgerError::NotFound);
         }
-        self.store.entry(index)?.ok_or(LedgerError::NotFound)
+        e.store.entry(index)?.ok_or(LedgerError::NotFound)
     }
 
     /// Inclusion proof of `index` in the tree of `tree_size` (≤ committed size).
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
+        let e = match &self.backend {
+            Backend::Embedded(e) => e,
+            Backend::Postgres(pg) => return pg.inclusion_proof(index, tree_size),
+        };
         self.check_size(tree_size)?;
         Ok(prove_inclusion(
-            &StoreHashReader(&self.store),
+            &StoreHashReader(&e.store),
             LeafIndex(index),
             TreeSize(tree_size),
         )?)
@@ -618,9 +790,13 @@ impl Ledger {
         old_size: u64,
         new_size: u64,
     ) -> Result<Vec<Hash>, LedgerError> {
+        let e = match &self.backend {
+            Backend::Embedded(e) => e,
+            Backend::Postgres(pg) => return pg.consistency_proof(old_size, new_size),
+        };
         self.check_size(new_size)?;
         Ok(prove_consistency(
-            &StoreHashReader(&self.store),
+            &StoreHashReader(&e.store),
             TreeSize(old_size),
             TreeSize(new_size),
         )?)
@@ -629,8 +805,12 @@ impl Ledger {
     /// A fresh receipt for the entry at `index`, against the best cosigned
     /// checkpoint that includes it, or else the latest checkpoint.
     pub fn receipt(&self, index: u64) -> Result<Receipt, LedgerError> {
-        let entry = self.store.entry(index)?.ok_or(LedgerError::NotFound)?;
-        self.receipt_of_entry(index, entry)
+        let e = match &self.backend {
+            Backend::Embedded(e) => e,
+            Backend::Postgres(pg) => return pg.receipt(index),
+        };
+        let entry = e.store.entry(index)?.ok_or(LedgerError::NotFound)?;
+        self.receipt_of_entry(e, index, entry)
     }
 
     /// The receipt of entry `index`, whose stored bytes and signature the
@@ -638,28 +818,25 @@ impl Ledger {
     /// store shows a batch to readers before its sync returns).
     fn receipt_of_entry(
         &self,
+        e: &Embedded,
         index: u64,
         (bytes, signature): crate::store::SignedEntryBytes,
     ) -> Result<Receipt, LedgerError> {
-        let committed = self
-            .committed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let committed = e.committed();
         if index >= committed.head.size {
             return Err(LedgerError::NotFound);
         }
         let (tree_size, checkpoint) =
-            self.receipt_checkpoint(index, (committed.head.size, committed.checkpoint))?;
+            self.receipt_checkpoint(&e.store, index, (committed.head.size, committed.checkpoint))?;
         let hashes = prove_inclusion(
-            &StoreHashReader(&self.store),
+            &StoreHashReader(&e.store),
             LeafIndex(index),
             TreeSize(tree_size),
         )?;
-        let salts = match self.store.content(index)? {
+        let salts = match e.store.content(index)? {
             Some(content) => salts_of(&content),
             None => crate::core::entry::replayed_index(&bytes)
-                .and_then(|original| original_salts(&self.store, original)),
+                .and_then(|original| original_salts(&e.store, original)),
         };
         make_receipt(
             bytes, &signature, index, tree_size, hashes, checkpoint, salts,
@@ -668,11 +845,15 @@ impl Ledger {
 
     /// A fresh receipt for the entry with this exec_id.
     pub fn receipt_for_exec_id(&self, exec_id: &str) -> Result<Receipt, LedgerError> {
-        let (index, entry) = self
+        let e = match &self.backend {
+            Backend::Embedded(e) => e,
+            Backend::Postgres(pg) => return pg.receipt_for_exec_id(exec_id),
+        };
+        let (index, entry) = e
             .store
             .entry_of_exec_id(exec_id)?
             .ok_or(LedgerError::NotFound)?;
-        self.receipt_of_entry(index, entry)
+        self.receipt_of_entry(e, index, entry)
     }
 
     fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {
@@ -681,6 +862,49 @@ impl Ledger {
         }
         Ok(())
     }
+}
+
+/// Opens the embedded store and starts its writer.
+fn open_embedded(
+    config: &LedgerConfig,
+    signer: LogSigner,
+    stats: &Arc<LedgerStats>,
+) -> Result<Embedded, LedgerError> {
+    let store = Store::open(&config.store_config())?;
+    let committed = initialize(&store, &signer)?;
+    let memo = config.memo();
+    memo.check(&store, &signer.verifier(), &committed.head)?;
+    let witnessing =
+        witnessed::Witnessing::open(&store, config.witness_keys.clone(), config.publish_interval)?;
+    let committed = Arc::new(RwLock::new(committed));
+    let (tx, rx) = mpsc::channel();
+    let writer = sequencer::Sequencer::new(
+        store.clone(),
+        signer,
+        committed.clone(),
+        stats.clone(),
+        config.max_batch,
+        memo,
+    )
+    .spawn(rx)?;
+    Ok(Embedded {
+        store,
+        committed,
+        jobs: Mutex::new(Some(tx)),
+        writer: Mutex::new(Some(writer)),
+        witnessing,
+    })
+}
+
+/// An answer awaited from the writer of either backend.
+enum Queued<E, P> {
+    Embedded(tokio::sync::oneshot::Receiver<Result<E, LedgerError>>),
+    Postgres(tokio::sync::oneshot::Receiver<Result<P, LedgerError>>),
+}
+
+/// A queued answer handed back to a ledger of the other backend.
+fn mismatched() -> LedgerError {
+    LedgerError::Unavailable("a queued append was handed to another ledger".into())
 }
 
 impl Drop for Ledger {
@@ -742,7 +966,7 @@ fn original_salts(store: &Store, original: u64) -> Option<crate::core::receipt::
 }
 
 /// Builds a receipt from its parts.
-fn make_receipt(
+pub(crate) fn make_receipt(
     bytes: Vec<u8>,
     signature: &[u8; 64],
     index: u64,

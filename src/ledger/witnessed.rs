@@ -117,7 +117,7 @@ impl Ledger {
     /// The witness keys this log trusts.
     #[must_use]
     pub fn witness_keys(&self) -> &[WitnessVerifier] {
-        &self.witnessing.keys
+        self.embedded().map_or(&[], |e| &e.witnessing.keys)
     }
 
     /// Verifies a witness's cosigned checkpoint and stores its
@@ -125,28 +125,31 @@ impl Ledger {
     /// signature, a root this log has at that size) with at least one
     /// cosignature from a trusted witness key.
     pub fn add_cosignatures(&self, note: &[u8]) -> Result<Accepted, CosignError> {
+        let Some(e) = self.embedded() else {
+            return Err(CosignError::NoTrustedCosignature);
+        };
         let checkpoint = SignedCheckpoint::open(note, &self.verifier).map_err(|e| match e {
             CheckpointError::MalformedNote | CheckpointError::MalformedBody => {
                 CosignError::Malformed(e.to_string())
             }
             other => CosignError::NotThisLog(other),
         })?;
-        self.check_our_tree(&checkpoint)?;
+        self.check_our_tree(&e.store, &checkpoint)?;
         let cosignatures =
-            cosignatures_on(&checkpoint, &self.witnessing.keys).map_err(|e| match e {
+            cosignatures_on(&checkpoint, &e.witnessing.keys).map_err(|e| match e {
                 CosignedNoteError::BadSignature => CosignError::BadCosignature,
                 other => CosignError::Malformed(other.to_string()),
             })?;
         if cosignatures.is_empty() {
             return Err(CosignError::NoTrustedCosignature);
         }
-        let mut counts = self.witnessing.lock_cosigned();
+        let mut counts = e.witnessing.lock_cosigned();
         let size = checkpoint.size();
-        let earlier = self.store.cosigned(size)?;
+        let earlier = e.store.cosigned(size)?;
         let base = earlier.as_deref().unwrap_or(checkpoint.note_text());
         let merged = with_cosignatures(base, &cosignatures)
             .map_err(|e| CosignError::Malformed(e.to_string()))?;
-        self.store.put_cosigned(size, &merged)?;
+        e.store.put_cosigned(size, &merged)?;
         let count = count_cosignatures(&merged);
         counts.insert(size, count);
         // The same pruning rule as the store's: keep the newest.
@@ -163,7 +166,11 @@ impl Ledger {
     /// Refuses a checkpoint, signed with this log's key, whose tree this
     /// log does not have. That can only come from a second instance using
     /// this key (a split view) or from a stolen key, so it is logged loudly.
-    fn check_our_tree(&self, checkpoint: &SignedCheckpoint) -> Result<(), CosignError> {
+    fn check_our_tree(
+        &self,
+        store: &Store,
+        checkpoint: &SignedCheckpoint,
+    ) -> Result<(), CosignError> {
         let head = self.head();
         let refuse = |why: String| {
             tracing::error!(
@@ -180,7 +187,7 @@ impl Ledger {
                 head.size
             ));
         }
-        let root = tree_root(&StoreHashReader(&self.store), TreeSize(checkpoint.size()))
+        let root = tree_root(&StoreHashReader(store), TreeSize(checkpoint.size()))
             .map_err(LedgerError::from)?;
         if root != checkpoint.root() {
             return refuse(format!(
@@ -195,20 +202,22 @@ impl Ledger {
     /// cosignature stored for it. It advances to the latest checkpoint at
     /// most once per publish interval.
     pub fn published_checkpoint(&self) -> Result<String, LedgerError> {
-        let (size, note) = self.advance_published();
-        Ok(self.store.cosigned(size)?.unwrap_or(note))
+        let Some(e) = self.embedded() else {
+            return Ok(self.latest_checkpoint());
+        };
+        let (size, note) = self.advance_published(&e.witnessing);
+        Ok(e.store.cosigned(size)?.unwrap_or(note))
     }
 
-    fn advance_published(&self) -> (u64, String) {
-        let mut published = self
-            .witnessing
+    fn advance_published(&self, witnessing: &Witnessing) -> (u64, String) {
+        let mut published = witnessing
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let head_size = self.head().size;
         let stale = published
             .as_ref()
-            .is_none_or(|p| p.size < head_size && p.at.elapsed() >= self.witnessing.interval);
+            .is_none_or(|p| p.size < head_size && p.at.elapsed() >= witnessing.interval);
         if stale {
             *published = Some(Published {
                 size: head_size,
@@ -228,12 +237,11 @@ impl Ledger {
     /// the latest checkpoint, `latest`.
     pub(super) fn receipt_checkpoint(
         &self,
+        store: &Store,
         index: u64,
         latest: (u64, String),
     ) -> Result<(u64, String), LedgerError> {
-        let candidates = self
-            .store
-            .cosigned_from(index.saturating_add(1), RECEIPT_CANDIDATES)?;
+        let candidates = store.cosigned_from(index.saturating_add(1), RECEIPT_CANDIDATES)?;
         let best = candidates
             .into_iter()
             .filter(|(size, _)| *size <= latest.0)
