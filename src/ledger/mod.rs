@@ -1,5 +1,7 @@
 //! The ledger: the append-only, signed, hash-chained Merkle log on top of
-//! the store.
+//! the store — the embedded one, or PostgreSQL shared by several nodes
+//! (`backend`, [`crate::pg`]). What follows is the embedded store's
+//! path; PostgreSQL's writer is [`crate::pg`]'s.
 //!
 //! All writes go through one sequencer thread ([`sequencer`]) that batches
 //! whatever is queued (group commit): entries, and the nonce reservations
@@ -12,28 +14,31 @@
 //! for a tree it has not just computed from stored hashes.
 
 pub mod audit;
+mod backend;
 pub mod keyfile;
 pub mod memo;
+mod reads;
 mod sequencer;
 mod syncer;
 mod witnessed;
 
+pub(crate) use reads::make_receipt;
 pub use witnessed::{Accepted, CosignError};
+
+use backend::{mismatched, open_embedded, Backend, Embedded, Queued};
+use reads::original_salts;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::thread::JoinHandle;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use crate::core::checkpoint::{CheckpointError, SignedCheckpoint};
+use crate::core::checkpoint::CheckpointError;
 use crate::core::cosignature::WitnessVerifier;
 use crate::core::entry::{Entry, EntryDraft, EntryError};
-use crate::core::hash::Hash;
-use crate::core::proof::{prove_consistency, prove_inclusion, LeafIndex, ProofError, TreeSize};
-use crate::core::receipt::{Content, InclusionProof, Receipt, RECEIPT_FORMAT};
-use crate::core::signing::{signature_to_base64, KeyError, LogSigner, LogVerifier};
+use crate::core::proof::{prove_inclusion, LeafIndex, ProofError, TreeSize};
+use crate::core::receipt::{Content, Receipt};
+use crate::core::signing::{KeyError, LogVerifier};
 use crate::store::{
     Completion, Head, PendingNonce, Reservation, ReservationRequest, Store, StoreConfig,
     StoreError, StoreHashReader,
@@ -328,43 +333,6 @@ pub struct Ledger {
     verifier: LogVerifier,
     stats: Arc<LedgerStats>,
     backend: Backend,
-}
-
-/// Where the log lives: the seam between the ledger and its storage. An
-/// enum, not a trait object: each call on the embedded store's path is
-/// one match, with no allocation and no indirect call.
-enum Backend {
-    /// The embedded store (segment files, key tables, commit ring,
-    /// reservation journal, sled), written by this process's sequencer.
-    Embedded(Embedded),
-    /// PostgreSQL, shared by every node of the log (see [`crate::pg`]).
-    Postgres(crate::pg::PgLog),
-}
-
-/// The embedded store and its writer threads.
-struct Embedded {
-    store: Store,
-    committed: Arc<RwLock<Committed>>,
-    jobs: Mutex<Option<mpsc::Sender<Work>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
-    witnessing: witnessed::Witnessing,
-}
-
-impl Embedded {
-    fn send(&self, work: Work) -> Result<(), LedgerError> {
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let sender = jobs
-            .as_ref()
-            .ok_or_else(|| LedgerError::Unavailable("shutting down".into()))?;
-        sender.send(work).map_err(writer_stopped)
-    }
-
-    fn committed(&self) -> Committed {
-        self.committed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
 }
 
 impl Ledger {
@@ -678,233 +646,6 @@ impl Ledger {
     pub fn stats(&self) -> &LedgerStats {
         &self.stats
     }
-
-    /// The embedded store (for the audit, tests and tools), if the log
-    /// runs on it.
-    #[must_use]
-    pub fn store(&self) -> Option<&Store> {
-        self.embedded().map(|e| &e.store)
-    }
-
-    /// Whether the log's storage is readable (`/ready`).
-    #[must_use]
-    pub fn readable(&self) -> bool {
-        match &self.backend {
-            Backend::Embedded(e) => matches!(e.store.head(), Ok(Some(_))),
-            Backend::Postgres(pg) => pg.is_writable(),
-        }
-    }
-
-    /// The first damage the embedded store met in its files, if any.
-    #[must_use]
-    pub fn damage(&self) -> Option<crate::store::Damaged> {
-        self.embedded().and_then(|e| e.store.damage())
-    }
-
-    /// How many reads met damage in the embedded store's files.
-    #[must_use]
-    pub fn damage_count(&self) -> u64 {
-        self.embedded().map_or(0, |e| e.store.damage_count())
-    }
-
-    /// Cleartext content kept beside entry `index`, if any.
-    pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
-        match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.content(index)?),
-            Backend::Postgres(pg) => pg.content(index),
-        }
-    }
-
-    /// The index of the entry carrying this exec_id.
-    pub fn index_of_exec_id(&self, exec_id: &str) -> Result<Option<u64>, LedgerError> {
-        match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.index_of_exec_id(exec_id)?),
-            Backend::Postgres(pg) => pg.index_of_exec_id(exec_id),
-        }
-    }
-
-    /// Reservations in flight that this process must record: at start-up
-    /// on the embedded store, every one left by the previous process; on
-    /// PostgreSQL, those of nodes whose lease has run out.
-    pub fn pending_reservations(&self) -> Result<Vec<(Vec<u8>, PendingNonce)>, LedgerError> {
-        match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.pending_reservations()?),
-            Backend::Postgres(pg) => pg.pending_reservations(),
-        }
-    }
-
-    /// Whether other nodes share the log, so that reservations left by a
-    /// dead one appear while this one runs (and must be looked for now
-    /// and then, not only at start).
-    #[must_use]
-    pub fn is_shared(&self) -> bool {
-        matches!(self.backend, Backend::Postgres(_))
-    }
-
-    /// Adds one to the counter `name` and returns its new value: durable
-    /// before the entry of the attempt that made it is acknowledged.
-    pub fn increment_counter(&self, name: &str) -> Result<u64, LedgerError> {
-        match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.increment_counter(name)?),
-            Backend::Postgres(pg) => pg.increment_counter(name),
-        }
-    }
-
-    /// A counter's current value (0 if it was never incremented).
-    pub fn counter(&self, name: &str) -> Result<u64, LedgerError> {
-        match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.counter(name)?),
-            Backend::Postgres(pg) => pg.counter(name),
-        }
-    }
-
-    /// Entry bytes and signature at `index`.
-    pub fn entry(&self, index: u64) -> Result<(Vec<u8>, [u8; 64]), LedgerError> {
-        let e = match &self.backend {
-            Backend::Embedded(e) => e,
-            Backend::Postgres(pg) => return pg.entry(index),
-        };
-        if index >= self.head().size {
-            return Err(LedgerError::NotFound);
-        }
-        e.store.entry(index)?.ok_or(LedgerError::NotFound)
-    }
-
-    /// Inclusion proof of `index` in the tree of `tree_size` (≤ committed size).
-    pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
-        let e = match &self.backend {
-            Backend::Embedded(e) => e,
-            Backend::Postgres(pg) => return pg.inclusion_proof(index, tree_size),
-        };
-        self.check_size(tree_size)?;
-        Ok(prove_inclusion(
-            &StoreHashReader(&e.store),
-            LeafIndex(index),
-            TreeSize(tree_size),
-        )?)
-    }
-
-    /// Consistency proof between two committed sizes.
-    pub fn consistency_proof(
-        &self,
-        old_size: u64,
-        new_size: u64,
-    ) -> Result<Vec<Hash>, LedgerError> {
-        let e = match &self.backend {
-            Backend::Embedded(e) => e,
-            Backend::Postgres(pg) => return pg.consistency_proof(old_size, new_size),
-        };
-        self.check_size(new_size)?;
-        Ok(prove_consistency(
-            &StoreHashReader(&e.store),
-            TreeSize(old_size),
-            TreeSize(new_size),
-        )?)
-    }
-
-    /// A fresh receipt for the entry at `index`, against the best cosigned
-    /// checkpoint that includes it, or else the latest checkpoint.
-    pub fn receipt(&self, index: u64) -> Result<Receipt, LedgerError> {
-        let e = match &self.backend {
-            Backend::Embedded(e) => e,
-            Backend::Postgres(pg) => return pg.receipt(index),
-        };
-        let entry = e.store.entry(index)?.ok_or(LedgerError::NotFound)?;
-        self.receipt_of_entry(e, index, entry)
-    }
-
-    /// The receipt of entry `index`, whose stored bytes and signature the
-    /// caller already read; `NotFound` until its batch is durable (the
-    /// store shows a batch to readers before its sync returns).
-    fn receipt_of_entry(
-        &self,
-        e: &Embedded,
-        index: u64,
-        (bytes, signature): crate::store::SignedEntryBytes,
-    ) -> Result<Receipt, LedgerError> {
-        let committed = e.committed();
-        if index >= committed.head.size {
-            return Err(LedgerError::NotFound);
-        }
-        let (tree_size, checkpoint) =
-            self.receipt_checkpoint(&e.store, index, (committed.head.size, committed.checkpoint))?;
-        let hashes = prove_inclusion(
-            &StoreHashReader(&e.store),
-            LeafIndex(index),
-            TreeSize(tree_size),
-        )?;
-        let salts = match e.store.content(index)? {
-            Some(content) => salts_of(&content),
-            None => crate::core::entry::replayed_index(&bytes)
-                .and_then(|original| original_salts(&e.store, original)),
-        };
-        make_receipt(
-            bytes, &signature, index, tree_size, hashes, checkpoint, salts,
-        )
-    }
-
-    /// A fresh receipt for the entry with this exec_id.
-    pub fn receipt_for_exec_id(&self, exec_id: &str) -> Result<Receipt, LedgerError> {
-        let e = match &self.backend {
-            Backend::Embedded(e) => e,
-            Backend::Postgres(pg) => return pg.receipt_for_exec_id(exec_id),
-        };
-        let (index, entry) = e
-            .store
-            .entry_of_exec_id(exec_id)?
-            .ok_or(LedgerError::NotFound)?;
-        self.receipt_of_entry(e, index, entry)
-    }
-
-    fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {
-        if tree_size > self.head().size {
-            return Err(LedgerError::NotFound);
-        }
-        Ok(())
-    }
-}
-
-/// Opens the embedded store and starts its writer.
-fn open_embedded(
-    config: &LedgerConfig,
-    signer: LogSigner,
-    stats: &Arc<LedgerStats>,
-) -> Result<Embedded, LedgerError> {
-    let store = Store::open(&config.store_config())?;
-    let committed = initialize(&store, &signer)?;
-    let memo = config.memo();
-    memo.check(&store, &signer.verifier(), &committed.head)?;
-    let witnessing =
-        witnessed::Witnessing::open(&store, config.witness_keys.clone(), config.publish_interval)?;
-    let committed = Arc::new(RwLock::new(committed));
-    let (tx, rx) = mpsc::channel();
-    let writer = sequencer::Sequencer::new(
-        store.clone(),
-        signer,
-        committed.clone(),
-        stats.clone(),
-        config.max_batch,
-        memo,
-    )
-    .spawn(rx)?;
-    Ok(Embedded {
-        store,
-        committed,
-        jobs: Mutex::new(Some(tx)),
-        writer: Mutex::new(Some(writer)),
-        witnessing,
-    })
-}
-
-/// An answer awaited from the writer of either backend.
-enum Queued<E, P> {
-    Embedded(tokio::sync::oneshot::Receiver<Result<E, LedgerError>>),
-    Postgres(tokio::sync::oneshot::Receiver<Result<P, LedgerError>>),
-}
-
-/// A queued answer handed back to a ledger of the other backend.
-fn mismatched() -> LedgerError {
-    LedgerError::Unavailable("a queued append was handed to another ledger".into())
 }
 
 impl Drop for Ledger {
@@ -943,97 +684,6 @@ fn encode(
             })
         })
         .transpose()
-}
-
-/// The salts kept in an entry's content.
-fn salts_of(content: &[u8]) -> Option<crate::core::receipt::Salts> {
-    serde_json::from_slice::<Content>(content)
-        .ok()
-        .map(|c| c.salts)
-}
-
-/// The salts a replay's receipt carries: a replay keeps no content and
-/// repeats the commitments of the entry it replays, so the salts kept with
-/// that entry open them. `None` when they cannot be read: the receipt
-/// proves the replay without them.
-fn original_salts(store: &Store, original: u64) -> Option<crate::core::receipt::Salts> {
-    store
-        .content(original)
-        .ok()
-        .flatten()
-        .as_deref()
-        .and_then(salts_of)
-}
-
-/// Builds a receipt from its parts.
-pub(crate) fn make_receipt(
-    bytes: Vec<u8>,
-    signature: &[u8; 64],
-    index: u64,
-    tree_size: u64,
-    hashes: Vec<Hash>,
-    checkpoint: String,
-    salts: Option<crate::core::receipt::Salts>,
-) -> Result<Receipt, LedgerError> {
-    let entry = String::from_utf8(bytes)
-        .map_err(|_| StoreError::Corrupt(format!("entry {index} is not UTF-8")))?;
-    let signature = ed25519_dalek::Signature::from_bytes(signature);
-    Ok(Receipt {
-        format: RECEIPT_FORMAT.to_owned(),
-        entry,
-        entry_signature: signature_to_base64(&signature),
-        leaf_index: index,
-        inclusion_proof: InclusionProof { tree_size, hashes },
-        checkpoint,
-        salts,
-    })
-}
-
-/// Checks an existing store against the key, or writes the genesis state
-/// (empty tree, signed checkpoint of size 0) into a new one.
-fn initialize(store: &Store, signer: &LogSigner) -> Result<Committed, LedgerError> {
-    let vkey = signer.verifier().vkey();
-    match store.meta("vkey")? {
-        Some(stored) if stored != vkey.as_bytes() => {
-            return Err(LedgerError::Config(format!(
-                "this log was created with key {:?}, but the configured key is {vkey:?}; refusing to start",
-                String::from_utf8_lossy(&stored)
-            )));
-        }
-        Some(_) => {}
-        None => store.set_meta(&[
-            ("origin", signer.name().as_bytes()),
-            ("vkey", vkey.as_bytes()),
-        ])?,
-    }
-    if let Some(head) = store.head()? {
-        let (size, checkpoint) = store
-            .latest_checkpoint()?
-            .ok_or_else(|| StoreError::Corrupt("head without a checkpoint".into()))?;
-        let opened = SignedCheckpoint::open(checkpoint.as_bytes(), &signer.verifier())?;
-        if size != head.size || opened.size() != head.size || opened.root() != head.root {
-            return Err(
-                StoreError::Corrupt("latest checkpoint does not match the head".into()).into(),
-            );
-        }
-        return Ok(Committed { head, checkpoint });
-    }
-    let head = Head {
-        size: 0,
-        root: crate::core::hash::empty_tree_hash(),
-        last_leaf: crate::core::entry::GENESIS_PREV,
-    };
-    let checkpoint = SignedCheckpoint::sign(signer, 0, head.root)?;
-    let batch = crate::store::BatchWrite {
-        head: Some(head),
-        checkpoint: Some((0, checkpoint.note_text().to_owned())),
-        ..Default::default()
-    };
-    store.commit(&batch)?;
-    Ok(Committed {
-        head,
-        checkpoint: checkpoint.note_text().to_owned(),
-    })
 }
 
 /// Stats helper: bumps `max` to at least `value`.

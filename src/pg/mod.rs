@@ -1,12 +1,12 @@
 //! The PostgreSQL backend of the ledger (`OPENEXEC_DB_URL=postgres://…`):
 //! several `openexec serve` nodes on one database form one log.
 //!
-//! Each node keeps its own group-commit writer ([`writer`]): a task that
+//! Each node keeps its own group-commit writer (`writer`): a task that
 //! takes whatever is queued and runs it as **one database transaction**
 //! that locks the single head row (`SELECT … FOR UPDATE`), decides the
 //! nonce claims and reservations against the rows committed so far,
 //! orders, hashes and signs the batch from the frontier in the head row
-//! ([`tree`]), inserts it, moves the head (`UPDATE … WHERE size = old`,
+//! (`tree`), inserts it, moves the head (`UPDATE … WHERE size = old`,
 //! which must change one row) and commits. Callers are answered only after
 //! `COMMIT` returns. The head row serializes every batch of every node, so
 //! indexes are contiguous and each checkpoint extends the one before,
@@ -17,10 +17,10 @@
 //! Reads go straight to the database on a second connection: a row is
 //! visible only once its batch committed. The node's cached head (for
 //! `/status` and default proof sizes) is refreshed by its own batches and
-//! by the lease task ([`lease`]) every [`lease::RENEW_EVERY`].
+//! by the lease task (`lease`) every `lease::RENEW_EVERY`.
 //!
 //! A node holds a lease (`openexec_nodes`, on database time) and renews it
-//! in every batch and every [`lease::RENEW_EVERY`]; a nonce reserved by a
+//! in every batch and every `lease::RENEW_EVERY`; a nonce reserved by a
 //! node whose lease has run out is offered to the survivors by
 //! [`PgLog::pending_reservations`] and recorded `interrupted` by them (or
 //! released, for an idempotent-downstream handler), under the head lock,
