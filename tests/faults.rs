@@ -312,6 +312,7 @@ async fn a_handler_answered_before_the_writer_stops_is_recorded_interrupted_once
         let stall = b
             .ledger()
             .store()
+            .unwrap()
             .inject_stalled_fault(FaultPoint::CommitSync, 0);
         let first = tokio::spawn({
             let b = Arc::clone(&b);
@@ -332,7 +333,7 @@ async fn a_handler_answered_before_the_writer_stops_is_recorded_interrupted_once
     let b = boundary(dir.path());
     let recovered = tokio::task::block_in_place(|| b.recover_interrupted()).unwrap();
     assert_eq!(recovered, 1);
-    let ran = b.ledger().store().counter("z").unwrap();
+    let ran = b.ledger().counter("z").unwrap();
     assert!(ran <= 1, "the handler ran {ran} times");
     let again = execute(&b, "z").await;
     assert_eq!(
@@ -343,7 +344,7 @@ async fn a_handler_answered_before_the_writer_stops_is_recorded_interrupted_once
     );
     assert_eq!(again.body["replayed"], true, "{}", again.body);
     assert_eq!(
-        b.ledger().store().counter("z").unwrap(),
+        b.ledger().counter("z").unwrap(),
         ran,
         "never re-run"
     );
