@@ -45,19 +45,20 @@ const HOSTILE_PAYLOAD = { msg: "<script>window.__pwned='payload'</script>", html
 const PARSER_TEXT = /(entry is not valid JSON of the entry shape: |receipt is not JSON: |receipt has the wrong shape: |consistency proof: (?!hash is not valid|hash must be)).*/;
 const normalize = (lines) => lines.map((l) => l.replace(PARSER_TEXT, "$1…")).join("\n");
 
+const WITNESS = "w1.example";
+let witness; // {vkey, sign(bytes)}
 let server;
 let base;
 let dataDir;
 let browser;
 const recorded = { executed: 0, rejected: 0, responses: [] };
 
-async function startServer(env) {
-  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "openexec-ui-"));
+async function startServer(env, data) {
   const child = spawn(BIN, ["serve"], {
     env: {
       PATH: process.env.PATH,
       OPENEXEC_BIND: "127.0.0.1:0",
-      OPENEXEC_DB_URL: `sled://${path.join(dataDir, "data")}`,
+      OPENEXEC_DB_URL: `sled://${data}`,
       OPENEXEC_WORKERS: "2",
       OPENEXEC_PUBLISH_INTERVAL_MS: "0",
       RUST_LOG: "warn",
@@ -100,7 +101,7 @@ function cliVerify(files, args) {
 }
 
 /** A page with console errors, page errors, dialogs and CSP violations recorded. */
-async function openPage() {
+async function openPage(at = base) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const seen = { console: [], errors: [], dialogs: [] };
@@ -118,28 +119,65 @@ async function openPage() {
       window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
     });
   });
-  await page.goto(`${base}/ui`);
+  await page.goto(`${at}/ui`);
   await page.waitForSelector("body[data-ready=true]", { timeout: 20000 });
   return { page, context, seen };
 }
 
-async function assertClean(page, seen) {
-  assert.deepEqual(seen.console, [], "no console errors");
+async function assertClean(page, seen, allowed = /^$/) {
+  assert.deepEqual(seen.console.filter((m) => !allowed.test(m)), [], "no console errors");
   assert.deepEqual(seen.errors, [], "no page errors");
   assert.deepEqual(seen.dialogs, [], "no dialog");
   assert.deepEqual(await page.evaluate(() => window.__cspViolations), [], "no CSP violation");
   assert.equal(await page.evaluate(() => window.__pwned), undefined, "no injected script ran");
 }
 
+const b64 = (bytes) => Buffer.from(bytes).toString("base64");
+const utf8 = (text) => new TextEncoder().encode(text);
+
+/** A tlog-cosignature/v1 witness key (type 0x04), made here. */
+async function makeWitness(name) {
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", Buffer.concat([utf8(`${name}\n`), Uint8Array.of(4), pub])));
+  const id = digest.slice(0, 4);
+  return {
+    vkey: `${name}+${Buffer.from(id).toString("hex")}+${b64(Buffer.concat([Uint8Array.of(4), pub]))}`,
+    /** The cosignature line of a checkpoint body at time `t` (seconds). */
+    async line(body, t) {
+      const time = new Uint8Array(8);
+      new DataView(time.buffer).setBigUint64(0, BigInt(t));
+      const msg = Buffer.concat([utf8(`cosignature/v1\ntime ${t}\n`), utf8(body)]);
+      const sig = new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, pair.privateKey, msg));
+      return `— ${name} ${b64(Buffer.concat([id, time, sig]))}\n`;
+    },
+  };
+}
+
+/** The witness cosigns the published checkpoint and hands it back to the log. */
+async function cosignLatest() {
+  const note = await (await fetch(`${base}/ledger/checkpoint`)).text();
+  const body = `${note.slice(0, note.indexOf("\n\n"))}\n`;
+  const cosigned = note + (await witness.line(body, 1_800_000_000));
+  const r = await fetch(`${base}/ledger/cosignatures`, { method: "POST", headers: { "content-type": "text/plain" }, body: cosigned });
+  assert.equal(r.status, 200, await r.text());
+}
+
 before(async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
-  ({ child: server, url: base } = await startServer({ CLAWSHIELD_TENANT_ID: HOSTILE_TENANT }));
+  witness = await makeWitness(WITNESS);
+  dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "openexec-ui-"));
+  ({ child: server, url: base } = await startServer(
+    { CLAWSHIELD_TENANT_ID: HOSTILE_TENANT, OPENEXEC_WITNESS_KEYS: witness.vkey },
+    path.join(dataDir, "data"),
+  ));
   for (let i = 0; i < 7; i += 1) await execute({ action: "echo", payload: { n: i }, nonce: `echo-${i}` });
   for (let i = 0; i < 3; i += 1) await execute({ action: "add", payload: { a: i, b: 1 }, nonce: `add-${i}` });
   for (let i = 0; i < 4; i += 1) await execute({ action: "no.such-action", nonce: `nope-${i}` });
   await execute({ action: "echo", payload: { n: 0 }, nonce: "echo-0" }); // a replay
   for (const nonce of HOSTILE_NONCES) await execute({ action: "echo", payload: HOSTILE_PAYLOAD, nonce });
   await execute({ action: "x<script>", nonce: "bad-action" }); // refused before recording
+  await cosignLatest();
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: CHROMIUM_ARGS });
 });
 
@@ -164,7 +202,9 @@ test("the page loads under its CSP and shows the log, its checkpoint and entries
   assert.equal(await page.textContent("#cp-size"), String(size));
   assert.equal(await page.textContent("#cp-root"), health.ledger.root);
   assert.match(await page.textContent("#cp-sig"), /^valid/);
-  assert.match(await page.textContent("#cosig-note"), /No witness has cosigned/);
+  assert.deepEqual(await page.$$eval("#cosigs tbody td:first-child", (tds) => tds.map((t) => t.textContent)), [WITNESS]);
+  assert.match(await page.textContent("#cosigs tbody"), /not verified/);
+  assert.match(await page.textContent("#cosig-note"), /shown unverified/);
   const indexes = await page.$$eval("#entries tbody tr", (rows) => rows.map((r) => Number(r.dataset.index)));
   assert.equal(indexes.length, size);
   assert.deepEqual(indexes, [...indexes].sort((a, b) => b - a), "newest first");
@@ -309,4 +349,79 @@ test("hostile strings in entries are shown as text and never run", async () => {
   await page.screenshot({ path: path.join(ARTIFACTS, "hostile.png"), fullPage: true });
   await assertClean(page, seen);
   await context.close();
+});
+
+test("cosignatures are verified in the browser with the witness keys given", async () => {
+  const { page, context, seen } = await openPage();
+  await page.click("#witness-details summary");
+  await page.fill("#witness-keys", witness.vkey);
+  await page.click("#witness-apply");
+  await page.waitForFunction(() => /valid/.test(document.querySelector("#cosigs tbody td:last-child")?.textContent ?? ""));
+  assert.equal(await page.textContent("#cosigs tbody td:last-child"), "valid");
+  assert.equal(await page.textContent("#cosig-note"), "");
+  // A receipt against the cosigned checkpoint, its cosignature broken: the
+  // log's signature still holds (openexec verify --key says OK), the
+  // witness's does not.
+  const vkey = (await (await fetch(`${base}/ledger/key`)).text()).trim();
+  const execId = recorded.responses.find((r) => r.outcome === "executed").exec_id;
+  const receipt = await (await fetch(`${base}/receipts/${execId}`)).json();
+  const lines = receipt.checkpoint.split("\n");
+  const at = lines.findIndex((l) => l.startsWith(`— ${WITNESS} `));
+  assert.ok(at > 0, receipt.checkpoint);
+  for (const [label, broken, verdict] of [["intact", lines[at], "valid"], ["broken", lines[at].replace(/.{6}$/, (t) => (t[0] === "A" ? "B" : "A") + t.slice(1)), "INVALID"]]) {
+    const text = JSON.stringify({ ...receipt, checkpoint: lines.map((l, i) => (i === at ? broken : l)).join("\n") });
+    const cli = cliVerify({ "k.txt": `${vkey}\n`, "r.json": text }, ["--key", "k.txt", "r.json"]);
+    await page.fill("#v-receipt", text);
+    await page.click("#v-run");
+    await page.waitForFunction(() => document.querySelector("#v-result").dataset.verdict);
+    assert.equal(await page.textContent("#v-result"), cli.lines.join("\n"), label);
+    await page.waitForSelector("#v-cosigs:not([hidden])");
+    assert.equal(await page.textContent("#v-cosigs tbody td:last-child"), verdict, label);
+    await page.evaluate(() => delete document.querySelector("#v-result").dataset.verdict);
+  }
+  await assertClean(page, seen);
+  await context.close();
+});
+
+test("with authentication on, the page fetches a receipt with the token pasted, kept in the tab only", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "openexec-ui-auth-"));
+  const data = path.join(dir, "data");
+  const mint = (role) => {
+    const done = spawnSync(BIN, ["token", "create", "--data", data, "--role", role, "--tenant", "acme"], { encoding: "utf8" });
+    assert.equal(done.status, 0, done.stderr);
+    return done.stdout.split("\n")[0].trim();
+  };
+  const agentToken = mint("agent");
+  const auditorToken = mint("auditor");
+  const { child, url } = await startServer({}, data);
+  try {
+    const r = await fetch(`${url}/execute`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${agentToken}` },
+      body: JSON.stringify({ action: "echo", payload: { m: 1 }, nonce: "auth-1" }),
+    });
+    assert.equal(r.status, 200);
+    const { page, context, seen } = await openPage(url);
+    await page.click('#entries tbody tr[data-index="0"]');
+    await page.waitForSelector("#entry-proof svg.proof");
+    await page.click("#entry-receipt");
+    await page.waitForFunction(() => /401 unauthorized/.test(document.querySelector("#entry-receipt-text").textContent));
+    await page.click("#auth summary");
+    await page.fill("#token", auditorToken);
+    await page.click("#token-save");
+    assert.equal(await page.inputValue("#token"), "", "the field is cleared");
+    await page.click("#entry-receipt");
+    await page.waitForFunction(() => document.querySelector("#entry-receipt-text").textContent.includes("openexec-receipt/v1"));
+    await page.click("#entry-to-verifier");
+    await page.waitForFunction(() => document.querySelector("#v-result").dataset.verdict === "ok");
+    const stored = await page.evaluate(() => ({ session: sessionStorage.getItem("openexec-token"), local: localStorage.length, cookies: document.cookie }));
+    assert.deepEqual(stored, { session: auditorToken, local: 0, cookies: "" });
+    await assertClean(page, seen, /status of 401/);
+    await context.close();
+  } finally {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
