@@ -411,6 +411,10 @@ async function start() {
     status("This page needs Web Crypto, which browsers give only to secure contexts: open it over HTTPS or on localhost.", true);
     return;
   }
+  if (!(await V.ed25519Supported())) {
+    status("This browser's Web Crypto has no Ed25519: signatures cannot be checked here (use a current Chromium, Firefox or Safari, or openexec verify).", true);
+    return;
+  }
   await loadLog();
   if (sessionStorage.getItem(WITNESSES)) await applyWitnessKeys();
   await refresh();

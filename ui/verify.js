@@ -125,6 +125,19 @@ export async function ed25519Verify(pub, message, signature) {
       imported.set(id, await subtle.importKey("raw", pub, { name: "Ed25519" }, false, ["verify"]));
     }
     return await subtle.verify({ name: "Ed25519" }, imported.get(id), signature, message);
+  } catch (e) {
+    // A browser without Ed25519 must not make every signature look forged.
+    if (e?.name === "NotSupportedError") throw new Error("this browser's Web Crypto has no Ed25519");
+    return false;
+  }
+}
+
+/** Whether this browser's Web Crypto verifies Ed25519. */
+export async function ed25519Supported() {
+  const basePoint = Uint8Array.from([0x58, ...new Array(31).fill(0x66)]);
+  try {
+    await subtle.importKey("raw", basePoint, { name: "Ed25519" }, false, ["verify"]);
+    return true;
   } catch {
     return false;
   }
