@@ -129,7 +129,7 @@ pub(super) async fn page(req: HttpRequest) -> HttpResponse {
     serve(&req, 0)
 }
 
-#[utoipa::path(get, path = "/ui/{asset}", params(("asset" = String, Path, description = "One of the page's files: index.html, app.js, verify.js, json.js, draw.js, style.css")), responses((status = 200, description = "The file (JavaScript module, stylesheet or HTML)", body = String), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = super::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/ui/{asset}", params(("asset" = String, Path, description = "One of the page's files: index.html, app.js, verify.js, json.js, draw.js, style.css")), responses((status = 200, description = "The file: a JavaScript module, the stylesheet or the HTML page", content((String = "text/javascript"), (String = "text/css"), (String = "text/html"))), (status = 304, description = "Not modified (If-None-Match)"), (status = 404, description = "No such file", body = super::openapi::ErrorBody)))]
 pub(super) async fn asset(req: HttpRequest, name: web::Path<String>) -> HttpResponse {
     match ASSETS.iter().position(|a| a.name == name.as_str()) {
         Some(i) => serve(&req, i),
