@@ -13,7 +13,7 @@ const WITNESSES = "openexec-witness-keys";
 const PAGE = 50;
 const FILTERED_CHUNK = 500;
 const FILTERED_SCAN = 5000;
-const PLOT_ENTRIES = 1000;
+const ENTRIES_PER_REQUEST = 1000;
 const PLOT_BUCKETS = 30;
 
 const state = {
@@ -263,13 +263,17 @@ async function fetchEntryReceipt() {
 
 async function loadActivity() {
   const end = state.head;
-  const start = Math.max(0, end - PLOT_ENTRIES);
+  const start = Math.max(0, end - Number($("plot-span").value));
   if (end === 0) {
     $("activity-note").textContent = "The ledger is empty.";
     fill($("activity"), activityPlot([]));
     return;
   }
-  const { entries } = await api(`/ledger/entries?start=${start}&end=${end}`);
+  const entries = [];
+  for (let at = start; at < end; at += ENTRIES_PER_REQUEST) {
+    const page = await api(`/ledger/entries?start=${at}&end=${Math.min(end, at + ENTRIES_PER_REQUEST)}`);
+    entries.push(...page.entries);
+  }
   const read = entries.map(readEntry).filter((e) => e.fields && typeof e.fields.time === "string");
   const times = read.map((e) => Date.parse(e.fields.time)).filter(Number.isFinite);
   const t0 = Math.min(...times);
@@ -374,6 +378,7 @@ function wire() {
     runVerifier().catch(fail);
     $("verify-section").scrollIntoView();
   });
+  $("plot-span").addEventListener("change", () => loadActivity().catch(fail));
   $("v-run").addEventListener("click", () => runVerifier().catch(fail));
   $("v-latest").addEventListener("click", () => useLatestCheckpoint().catch(fail));
   $("v-receipt").addEventListener("input", () => {

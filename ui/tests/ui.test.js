@@ -425,3 +425,41 @@ test("with authentication on, the page fetches a receipt with the token pasted, 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a longer ledger pages newest first, filters across pages, and plots the span chosen", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "openexec-ui-long-"));
+  const { child, url } = await startServer({}, path.join(dir, "data"));
+  try {
+    const total = 1230;
+    const post = (i) =>
+      fetch(`${url}/execute`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ action: i % 100 === 7 ? "missing" : "echo", payload: { i }, nonce: `long-${i}` }),
+      }).then((r) => r.arrayBuffer());
+    for (let i = 0; i < total; i += 10) await Promise.all(Array.from({ length: 10 }, (_, k) => post(i + k)));
+    const rejected = Array.from({ length: total }, (_, i) => i).filter((i) => i % 100 === 7).length;
+    const { page, context, seen } = await openPage(url);
+    const indexes = () => page.$$eval("#entries tbody tr", (rows) => rows.map((r) => Number(r.dataset.index)));
+    const first = await indexes();
+    assert.deepEqual(first, Array.from({ length: 50 }, (_, i) => total - 1 - i));
+    await page.click("#older");
+    await page.waitForFunction((n) => document.querySelector("#entries tbody tr")?.dataset.index === String(n), total - 51);
+    assert.deepEqual(await indexes(), Array.from({ length: 50 }, (_, i) => total - 51 - i));
+    await page.selectOption("#filter-outcome", "rejected");
+    await page.click("#filter-apply");
+    await page.waitForFunction(() => [...document.querySelectorAll("#entries tbody tr td:nth-child(3)")].every((td) => td.textContent === "rejected"));
+    assert.equal((await indexes()).length, rejected);
+    const plotted = () => page.$$eval("#activity svg rect.bar", (bars) => bars.reduce((n, b) => n + Number(b.dataset.count), 0));
+    assert.equal(await plotted(), 1000);
+    await page.selectOption("#plot-span", "5000");
+    await page.waitForFunction((n) => [...document.querySelectorAll("#activity svg rect.bar")].reduce((s, b) => s + Number(b.dataset.count), 0) === n, total);
+    await assertClean(page, seen);
+    await context.close();
+  } finally {
+    const exited = new Promise((resolve) => child.once("exit", resolve));
+    child.kill("SIGTERM");
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
