@@ -463,3 +463,40 @@ test("a longer ledger pages newest first, filters across pages, and plots the sp
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a dropped file is verified under its own name, as openexec verify names it", async () => {
+  const { page, context, seen } = await openPage();
+  const vectors = path.join(REPO, "tests", "vectors");
+  const drop = (name, bytes) =>
+    page.evaluate(
+      ([n, b]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(b)], n));
+        document.querySelector("#drop").dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+      },
+      [name, [...bytes]],
+    );
+  const files = [
+    ["receipt.tlog-proof", path.join(vectors, "openexec", "receipt.tlog-proof"), path.join(vectors, "openexec", "vkey.txt")],
+    ["leaf-7-of-13.tlog-proof", path.join(vectors, "c2sp", "generated", "leaf-7-of-13.tlog-proof"), path.join(vectors, "c2sp", "generated", "log.vkey")],
+    ["receipt.json", path.join(vectors, "openexec", "receipt.json"), path.join(vectors, "openexec", "vkey.txt")],
+  ];
+  for (const [name, file, keyFile] of files) {
+    const bytes = fs.readFileSync(file);
+    const key = fs.readFileSync(keyFile, "utf8").trim();
+    const cli = cliVerify({ "k.txt": key, [name]: bytes }, ["--key", "k.txt", name]);
+    await page.fill("#v-key", key);
+    await page.evaluate(() => (document.querySelector("#v-result").textContent = ""));
+    await drop(name, bytes);
+    await page.waitForFunction(() => document.querySelector("#v-result").textContent);
+    assert.equal(await page.textContent("#v-result"), cli.lines.join("\n"), name);
+  }
+  const garbage = Buffer.from([0xff, 0xfe, 0x00]);
+  const cli = cliVerify({ "k.txt": "x", "bad.json": garbage }, ["--key", "k.txt", "bad.json"]);
+  await page.evaluate(() => (document.querySelector("#v-result").textContent = ""));
+  await drop("bad.json", garbage);
+  await page.waitForFunction(() => document.querySelector("#v-result").textContent);
+  assert.equal(await page.textContent("#v-result"), cli.lines.join("\n"));
+  await assertClean(page, seen);
+  await context.close();
+});
