@@ -86,6 +86,7 @@ async function showCosignatures(noteText, table, note) {
   } catch {
     rows = [];
   }
+  table.hidden = rows.length === 0;
   const body = table.querySelector("tbody");
   fill(
     body,
