@@ -39,6 +39,7 @@ mod mcp;
 pub mod openapi;
 mod routes;
 pub mod tls;
+mod ui;
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -269,7 +269,9 @@ pub struct ConsistencyResponse {
         super::routes::entry,
         super::routes::inclusion,
         super::routes::consistency,
-        super::routes::openapi
+        super::routes::openapi,
+        super::ui::page,
+        super::ui::asset
     ),
     components(schemas(
         ExecuteBody,

@@ -28,7 +28,7 @@ const MAX_ENTRIES_PAGE: u64 = 1000;
 /// Every route: path, method and who may call it when authentication is
 /// on ([`Access`]); docs/API.md's route table is this one. `configure`
 /// pairs each row with its handler, in this order.
-pub const ROUTES: [(&str, &str, Access); 18] = [
+pub const ROUTES: [(&str, &str, Access); 20] = [
     ("/", "GET", Access::Public),
     ("/health", "GET", Access::Public),
     ("/ready", "GET", Access::Public),
@@ -47,6 +47,8 @@ pub const ROUTES: [(&str, &str, Access); 18] = [
     ("/ledger/entries/{index}", "GET", Access::Public),
     ("/ledger/proof/inclusion", "GET", Access::Public),
     ("/ledger/proof/consistency", "GET", Access::Public),
+    ("/ui", "GET", Access::Public),
+    ("/ui/{asset}", "GET", Access::Public),
 ];
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -82,6 +84,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(entry),
         web::get().to(inclusion),
         web::get().to(consistency),
+        web::get().to(super::ui::page),
+        web::get().to(super::ui::asset),
     ];
     for ((path, method, access), route) in ROUTES.into_iter().zip(handlers) {
         // A known path with another method is a JSON 405 naming the allowed
@@ -91,7 +95,14 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                 .route(route)
                 .default_service(web::to(move || async move {
                     let body = json!({ "detail": "Method not allowed on this path", "code": "method_not_allowed" });
-                    HttpResponse::MethodNotAllowed().insert_header((header::ALLOW, method)).json(body)
+                    let mut answer = HttpResponse::MethodNotAllowed();
+                    answer.insert_header((header::ALLOW, method));
+                    if path.starts_with("/ui") {
+                        for h in super::ui::secure_headers() {
+                            answer.insert_header(h);
+                        }
+                    }
+                    answer.json(body)
                 }))
                 .wrap(from_fn(move |req, next| access::authorize(access, req, next))),
         );
