@@ -343,9 +343,5 @@ async fn a_handler_answered_before_the_writer_stops_is_recorded_interrupted_once
         again.body
     );
     assert_eq!(again.body["replayed"], true, "{}", again.body);
-    assert_eq!(
-        b.ledger().counter("z").unwrap(),
-        ran,
-        "never re-run"
-    );
+    assert_eq!(b.ledger().counter("z").unwrap(), ran, "never re-run");
 }

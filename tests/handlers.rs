@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use openexec::action::{Action, ActionError, Context, Effects, Registry};
@@ -236,16 +234,10 @@ impl Action for Huge {
 }
 
 /// A server of this process with the actions above, one HTTP worker.
-struct InProcess {
-    base: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
+struct InProcess(common::in_process::InProcess);
 
 impl InProcess {
     fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
         let registry = Registry::builder("handlers-test", "0.0.1")
             .register(Sleepy)
             .register(Panicky)
@@ -255,38 +247,11 @@ impl InProcess {
             .register(Huge)
             .build()
             .unwrap();
-        let boundary = common::boundary_with(
-            dir.path(),
-            openexec::exec::Mode::Demo,
-            common::no_approvals(),
-            registry,
-        );
-        // No principals in the data directory: authentication is off.
-        let tokens = openexec::auth::TokenStore::open(dir.path()).unwrap();
-        let state = Arc::new(openexec::http::AppState::new(
-            Arc::new(boundary),
-            openexec::auth::Authenticator::new(Arc::new(tokens)),
-        ));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new()
-                .block_on(openexec::http::run(listener, state, 1, async move {
-                    let _ = stopped.await;
-                }))
-                .unwrap();
-        });
-        Self {
-            base,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
+        Self(common::in_process::InProcess::start(registry, 1))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-        let request = server::agent().request(method, &format!("{}{path}", self.base));
+        let request = server::agent().request(method, &format!("{}{path}", self.0.base));
         let response = server::send(request, body);
         let status = response.status();
         (status, response.into_json().unwrap_or(Value::Null))
@@ -303,17 +268,6 @@ impl InProcess {
     fn entry(&self, index: u64) -> Entry {
         let (_, body) = self.call("GET", &format!("/ledger/entries/{index}"), None);
         decode_entry(&body)
-    }
-}
-
-impl Drop for InProcess {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
     }
 }
 
@@ -350,7 +304,7 @@ fn operator_actions_run_under_deadlines_panics_and_blocking_without_losing_an_at
     // A handler that blocks its thread does not stall the HTTP worker (the
     // server has one): health, reads and other actions answer meanwhile.
     let blocked = {
-        let base = s.base.clone();
+        let base = s.0.base.clone();
         std::thread::spawn(move || {
             let r = server::agent()
                 .post(&format!("{base}/execute"))
@@ -405,7 +359,7 @@ fn a_client_that_hangs_up_mid_handler_leaves_a_recorded_attempt_not_a_nonce_in_f
     use std::io::Write as _;
     let s = InProcess::start();
     let body = json!({"action": "slow", "payload": {}, "nonce": "gone-1"}).to_string();
-    let addr = s.base.trim_start_matches("http://").to_owned();
+    let addr = s.0.base.trim_start_matches("http://").to_owned();
     let mut stream = std::net::TcpStream::connect(&addr).unwrap();
     write!(
         stream,

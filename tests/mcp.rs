@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -821,32 +819,12 @@ impl openexec::action::Action for Slow {
 /// a recorded tool error; a declared non-destructive action is listed so.
 #[test]
 fn a_nonce_in_flight_says_when_to_retry() {
-    let dir = tempfile::tempdir().unwrap();
     let registry = openexec::action::Registry::builder("mcp-test", "0.0.1")
         .register(Slow)
         .build()
         .unwrap();
-    let boundary = common::boundary_with(
-        dir.path(),
-        openexec::exec::Mode::Demo,
-        common::no_approvals(),
-        registry,
-    );
-    let tokens = openexec::auth::TokenStore::open(dir.path()).unwrap();
-    let state = Arc::new(openexec::http::AppState::new(
-        Arc::new(boundary),
-        openexec::auth::Authenticator::new(Arc::new(tokens)),
-    ));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        actix_web::rt::System::new()
-            .block_on(openexec::http::run(listener, state, 2, async move {
-                let _ = stopped.await;
-            }))
-            .unwrap();
-    });
+    let server = common::in_process::InProcess::start(registry, 2);
+    let base = server.base.clone();
     let execute = |nonce: &str| {
         server::send(
             server::agent().post(&format!("{base}/execute")),
@@ -886,6 +864,5 @@ fn a_nonce_in_flight_says_when_to_retry() {
     });
     let replay = execute("if-1");
     assert_eq!(replay.header("Idempotent-Replayed"), Some("true"));
-    let _ = stop.send(());
-    thread.join().unwrap();
+    drop(server);
 }
