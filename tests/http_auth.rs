@@ -96,6 +96,8 @@ fn request_for(path: &str, exec_id: &str, n: usize) -> (String, Option<Value>) {
         "/ledger/proof/inclusion" => ("/ledger/proof/inclusion?index=0".to_owned(), None),
         "/ledger/proof/consistency" => ("/ledger/proof/consistency?from=1".to_owned(), None),
         "/ui/{asset}" => ("/ui/app.js".to_owned(), None),
+        "/tile/entries/{index}*" => ("/tile/entries/000.p/1".to_owned(), None),
+        "/tile/{level}/{index}*" => ("/tile/0/000.p/1".to_owned(), None),
         other => (other.to_owned(), None),
     }
 }

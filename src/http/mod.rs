@@ -38,6 +38,7 @@ mod idempotency;
 mod mcp;
 pub mod openapi;
 mod routes;
+mod tiles;
 pub mod tls;
 mod ui;
 

@@ -271,7 +271,10 @@ pub struct ConsistencyResponse {
         super::routes::consistency,
         super::routes::openapi,
         super::ui::page,
-        super::ui::asset
+        super::ui::asset,
+        super::tiles::checkpoint,
+        super::tiles::entry_bundle,
+        super::tiles::hash_tile
     ),
     components(schemas(
         ExecuteBody,

@@ -28,7 +28,7 @@ const MAX_ENTRIES_PAGE: u64 = 1000;
 /// Every route: path, method and who may call it when authentication is
 /// on ([`Access`]); docs/API.md's route table is this one. `configure`
 /// pairs each row with its handler, in this order.
-pub const ROUTES: [(&str, &str, Access); 20] = [
+pub const ROUTES: [(&str, &str, Access); 23] = [
     ("/", "GET", Access::Public),
     ("/health", "GET", Access::Public),
     ("/ready", "GET", Access::Public),
@@ -49,6 +49,12 @@ pub const ROUTES: [(&str, &str, Access); 20] = [
     ("/ledger/proof/consistency", "GET", Access::Public),
     ("/ui", "GET", Access::Public),
     ("/ui/{asset}", "GET", Access::Public),
+    // C2SP tlog-tiles: the same data as `/ledger/…`, so the same access.
+    // The bundles' row comes first: routes match in this order, and
+    // `/tile/{level}/…` would take `entries` for a level.
+    ("/checkpoint", "GET", Access::Public),
+    ("/tile/entries/{index}*", "GET", Access::Public),
+    ("/tile/{level}/{index}*", "GET", Access::Public),
 ];
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
@@ -86,6 +92,9 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(consistency),
         web::get().to(super::ui::page),
         web::get().to(super::ui::asset),
+        web::get().to(super::tiles::checkpoint),
+        web::get().to(super::tiles::entry_bundle),
+        web::get().to(super::tiles::hash_tile),
     ];
     for ((path, method, access), route) in ROUTES.into_iter().zip(handlers) {
         // A known path with another method is a JSON 405 naming the allowed

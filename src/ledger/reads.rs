@@ -187,6 +187,44 @@ impl Ledger {
         self.receipt_of_entry(e, index, entry)
     }
 
+    /// `count` stored hashes at tree `level` (0 = leaves) from position
+    /// `first`: the subtree roots over leaves `[n·2^level, (n+1)·2^level)`
+    /// for `n` in `[first, first + count)` — one C2SP tile's hashes, read
+    /// as stored, none recomputed. `NotFound` when the committed tree does
+    /// not hold them all; the embedded store only (`Unavailable` on
+    /// PostgreSQL).
+    pub fn subtree_hashes(
+        &self,
+        level: u8,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<Hash>, LedgerError> {
+        let Backend::Embedded(e) = &self.backend else {
+            return Err(LedgerError::Unavailable(
+                "tiles are served from the embedded store only".into(),
+            ));
+        };
+        let end = first.checked_add(count).ok_or(LedgerError::NotFound)?;
+        let leaves = end
+            .checked_mul(
+                1u64.checked_shl(u32::from(level))
+                    .ok_or(LedgerError::NotFound)?,
+            )
+            .ok_or(LedgerError::NotFound)?;
+        if leaves > self.head().size {
+            return Err(LedgerError::NotFound);
+        }
+        (first..end)
+            .map(|n| {
+                let index = tlog_tiles::stored_hash_index(level, n);
+                e.store.stored_hash(index)?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("stored hash {index} missing below the head"))
+                        .into()
+                })
+            })
+            .collect()
+    }
+
     fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {
         if tree_size > self.head().size {
             return Err(LedgerError::NotFound);
