@@ -164,6 +164,21 @@ impl TilePath {
             .checked_mul(span)
     }
 
+    /// Tile `index` of `kind` as the tree of `size` leaves has it: full, or
+    /// the partial width that tree gives it (`⌊size / 256^L⌋ − 256·N`,
+    /// at most 256); `None` when that tree has no such tile.
+    #[must_use]
+    pub fn in_tree(kind: TileKind, index: u64, size: u64) -> Option<Self> {
+        let level_bits = match kind {
+            TileKind::Hashes { level } => u32::from(level).checked_mul(8)?,
+            TileKind::Entries => 0,
+        };
+        let at_level = size.checked_shr(level_bits).unwrap_or(0);
+        let first = index.checked_mul(u64::from(TILE_WIDTH))?;
+        let width = at_level.checked_sub(first)?.min(u64::from(TILE_WIDTH));
+        Self::new(kind, index, u16::try_from(width).ok()?)
+    }
+
     /// Whether a tree of `size` leaves holds the tile: a full tile once its
     /// span is in the tree; a partial one `.p/W` once its `W` hashes are,
     /// so the partial tiles of every smaller tree stay available.
@@ -320,6 +335,88 @@ mod tests {
             let ours = hashes(t.level(), t.level_index(), t.width() as u16);
             assert!(ours.within(size), "{}", t.path());
         }
+    }
+
+    /// Path cases of transparency-dev/trillian-tessera's `api/layout`
+    /// tests (`paths_test.go`), as data: (level or entries, index, tree
+    /// size) → path, and paths refused. Their cases at levels 8 and
+    /// above, and at size 0, name tiles no tree of `u64` leaves has, which
+    /// [`TilePath::in_tree`] refuses; those paths are checked as syntax.
+    /// Their bundle 255 of width 253 is named at a size of `255·256 − 3`,
+    /// which the bundle's own start exceeds: it is taken here at the size
+    /// that gives it that width.
+    #[test]
+    fn tessera_path_vectors() {
+        let e = TileKind::Entries;
+        let h = |level| TileKind::Hashes { level };
+        for (kind, index, size, path) in [
+            (e, 0, 256, "tile/entries/000"),
+            (e, 0, 255, "tile/entries/000.p/255"),
+            (e, 1, 512, "tile/entries/001"),
+            (e, 1, 257, "tile/entries/001.p/1"),
+            (
+                e,
+                123_456_789,
+                123_456_790 * 256,
+                "tile/entries/x123/x456/789",
+            ),
+            (e, 0, 289, "tile/entries/000"),
+            (e, 0, 8, "tile/entries/000.p/8"),
+            (e, 255, 256 * 256, "tile/entries/255"),
+            (e, 255, 255 * 256 - 3 + 256, "tile/entries/255.p/253"),
+            (e, 256, 257 * 256, "tile/entries/256"),
+            (
+                e,
+                123_456_789_000,
+                u64::MAX,
+                "tile/entries/x123/x456/x789/000",
+            ),
+            (h(0), 0, 256, "tile/0/000"),
+            (h(0), 0, 255, "tile/0/000.p/255"),
+            (h(1), 0, u64::MAX, "tile/1/000"),
+            (h(1), 0, 256, "tile/1/000.p/1"),
+            (h(1), 0, 1024, "tile/1/000.p/4"),
+            (h(3), 1_234_567, u64::MAX, "tile/3/x001/x234/567"),
+        ] {
+            let t = TilePath::in_tree(kind, index, size).unwrap();
+            assert_eq!(t.to_path(), path);
+            assert_eq!(TilePath::parse(path), Ok(t));
+        }
+        for (path, index, width) in [
+            ("tile/15/x455/667", 455_667, 256),
+            ("tile/15/x123/x456/789", 123_456_789, 256),
+            ("tile/0/x001/x234/067.p/89", 1_234_067, 89),
+            (
+                "tile/63/x999/x999/x999/x999/x999/999.p/255",
+                999_999_999_999_999_999,
+                255,
+            ),
+            ("tile/0/001", 1, 256),
+        ] {
+            let t = TilePath::parse(path).unwrap();
+            assert_eq!((t.index(), t.width()), (index, width), "{path}");
+        }
+        for path in [
+            "tile/0/x001/x234/067.p/",
+            "tile/0/x001/x234/067.p",
+            "tile/0/x001/x234/",
+            "tile/0/x001/x234",
+            "tile/0/x001/",
+            "tile/0/x001",
+            "tile/1/x001/.p/abc",
+            "tile/64/x001/002",
+            "tile/-1/x001/002",
+            "tile/abc/x001/002",
+            "tile/8/001/002",
+            "tile/8/x001/0002",
+            "tile/8/x001/-002",
+            "tile/8/x001/002.p/256",
+        ] {
+            assert!(TilePath::parse(path).is_err(), "{path}");
+        }
+        assert_eq!(TilePath::in_tree(e, 0, 0), None);
+        assert_eq!(TilePath::in_tree(e, 2, 512), None);
+        assert_eq!(TilePath::in_tree(h(8), 0, u64::MAX), None);
     }
 
     #[test]
