@@ -273,7 +273,6 @@ fn checkpoint(s: &TestServer, vkey: &str) -> (String, Checkpoint) {
     assert_eq!(ct, "text/plain; charset=utf-8");
     assert_eq!(cc, "no-cache");
     let note = String::from_utf8(body).unwrap();
-    assert_eq!(note, s.get("/ledger/checkpoint").1, "the same note");
     let cp = open_checkpoint(&note, vkey).expect("the checkpoint verifies");
     (note, cp)
 }
@@ -313,7 +312,8 @@ fn a_spec_client_verifies_trees_of_several_sizes_through_the_tiles() {
     let mut seen = Vec::new();
     for size in [1, 255, 256, 257, 1030] {
         grow_to(&s, size);
-        let (_, cp) = checkpoint(&s, &vkey);
+        let (note, cp) = checkpoint(&s, &vkey);
+        assert_eq!(note, s.get("/ledger/checkpoint").1, "the same note");
         assert_eq!(cp.size, size);
         check_tree(&s, &cp, &[0, 1, 254, 255, 256, 511, 512, 1000, size - 1]);
         // Every earlier checkpoint's root still recomputes from the tiles
@@ -326,6 +326,37 @@ fn a_spec_client_verifies_trees_of_several_sizes_through_the_tiles() {
         }
         seen.push(cp);
     }
+}
+
+/// While entries are appended, every checkpoint read verifies from the
+/// tiles its tree gives, though the tree has grown by the time they are
+/// fetched (the partial tiles of earlier trees stay available).
+#[test]
+fn checkpoints_verify_from_the_tiles_while_the_log_grows() {
+    let s = server::start(&[]);
+    let vkey = s.get("/ledger/key").1;
+    grow_to(&s, 250);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in 0..400 {
+                let body =
+                    json!({"action": "echo", "payload": {"i": i}, "nonce": format!("grow-{i}")});
+                assert_eq!(s.execute(&body).0, 200);
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let mut sizes = Vec::new();
+        while !done.load(std::sync::atomic::Ordering::SeqCst) || sizes.is_empty() {
+            let (_, cp) = checkpoint(&s, &vkey);
+            let client = TileClient::new(&s, cp.size);
+            assert_eq!(client.mth(0, cp.size), cp.root, "size {}", cp.size);
+            sizes.push(cp.size);
+        }
+        assert!(sizes.windows(2).all(|w| w[0] <= w[1]), "{sizes:?}");
+        assert!(sizes.iter().any(|&n| n > 250 && n < 650), "{sizes:?}");
+    });
+    assert_eq!(s.ledger_size(), 650);
 }
 
 #[test]
