@@ -191,38 +191,33 @@ impl Ledger {
     /// `first`: the subtree roots over leaves `[n·2^level, (n+1)·2^level)`
     /// for `n` in `[first, first + count)` — one C2SP tile's hashes, read
     /// as stored, none recomputed. `NotFound` when the committed tree does
-    /// not hold them all; the embedded store only (`Unavailable` on
-    /// PostgreSQL).
+    /// not hold them all.
     pub fn subtree_hashes(
         &self,
         level: u8,
         first: u64,
         count: u64,
     ) -> Result<Vec<Hash>, LedgerError> {
-        let Backend::Embedded(e) = &self.backend else {
-            return Err(LedgerError::Unavailable(
-                "tiles are served from the embedded store only".into(),
-            ));
-        };
         let end = first.checked_add(count).ok_or(LedgerError::NotFound)?;
-        let leaves = end
-            .checked_mul(
-                1u64.checked_shl(u32::from(level))
-                    .ok_or(LedgerError::NotFound)?,
-            )
+        let span = 1u64
+            .checked_shl(u32::from(level))
             .ok_or(LedgerError::NotFound)?;
+        let leaves = end.checked_mul(span).ok_or(LedgerError::NotFound)?;
         if leaves > self.head().size {
             return Err(LedgerError::NotFound);
         }
-        (first..end)
-            .map(|n| {
-                let index = tlog_tiles::stored_hash_index(level, n);
-                e.store.stored_hash(index)?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("stored hash {index} missing below the head"))
-                        .into()
+        let indexes = (first..end).map(|n| tlog_tiles::stored_hash_index(level, n));
+        match &self.backend {
+            Backend::Embedded(e) => indexes
+                .map(|index| {
+                    e.store.stored_hash(index)?.ok_or_else(|| {
+                        StoreError::Corrupt(format!("stored hash {index} missing below the head"))
+                            .into()
+                    })
                 })
-            })
-            .collect()
+                .collect(),
+            Backend::Postgres(pg) => pg.stored_hashes(indexes.collect()),
+        }
     }
 
     fn check_size(&self, tree_size: u64) -> Result<(), LedgerError> {

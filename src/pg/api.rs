@@ -41,6 +41,20 @@ impl PgLog {
         })
     }
 
+    /// The stored hashes at `indexes`, in their order (one tlog tile's), in
+    /// one query; `NotFound` if the head has not reached one of them.
+    pub fn stored_hashes(&self, indexes: Vec<u64>) -> Result<Vec<Hash>, LedgerError> {
+        self.block(move |s| async move {
+            let client = s.reader().await?;
+            let mut known = HashMap::new();
+            reads::fill_hashes(&client, indexes.clone(), &mut known).await?;
+            indexes
+                .iter()
+                .map(|i| known.get(i).copied().ok_or(LedgerError::NotFound))
+                .collect()
+        })
+    }
+
     /// Inclusion proof of `index` in the tree of `tree_size`.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, LedgerError> {
         self.check_size(tree_size)?;
