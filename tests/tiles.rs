@@ -189,3 +189,40 @@ fn the_path_encoding_follows_the_spec_example() {
     assert_eq!(tile_url(Some(0), 1_234_067, 256), "/tile/0/x001/x234/067");
     assert_eq!(tile_url(None, 5, 12), "/tile/entries/005.p/12");
 }
+
+/// Bundles and tiles are compressed when the client asks, and decompress
+/// to the bytes served uncompressed.
+#[test]
+fn tiles_are_compressed_on_request() {
+    use std::io::Read as _;
+    let s = server::start(&[]);
+    grow_to(&s, 300);
+    for path in ["/tile/entries/000", "/tile/entries/001.p/44", "/tile/0/000"] {
+        let plain = fetch(&s.base, path);
+        assert_eq!(plain.0, 200, "{path}");
+        let r = server::send(
+            server::agent()
+                .get(&s.url(path))
+                .set("Accept-Encoding", "zstd"),
+            None,
+        );
+        assert_eq!(r.status(), 200, "{path}");
+        assert_eq!(r.header("Content-Encoding"), Some("zstd"), "{path}");
+        assert_eq!(r.header("Content-Type"), Some("application/octet-stream"));
+        assert_eq!(r.header("Cache-Control"), Some(plain.2.as_str()), "{path}");
+        assert!(r
+            .header("Vary")
+            .is_some_and(|v| v.contains("accept-encoding") || v.contains("Accept-Encoding")));
+        let mut packed = Vec::new();
+        r.into_reader().read_to_end(&mut packed).unwrap();
+        assert_eq!(zstd::decode_all(&packed[..]).unwrap(), plain.3, "{path}");
+        if path.starts_with("/tile/entries/") {
+            assert!(
+                packed.len() * 3 < plain.3.len(),
+                "{path}: {} of {}",
+                packed.len(),
+                plain.3.len()
+            );
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Route handlers. Each is a few lines: extract, call, serialize.
 
 use actix_web::http::header::{self, ContentType};
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Compress, Condition};
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt as _;
 use serde::Deserialize;
@@ -113,7 +113,13 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                     }
                     answer.json(body)
                 }))
-                .wrap(from_fn(move |req, next| access::authorize(access, req, next))),
+                .wrap(from_fn(move |req, next| access::authorize(access, req, next)))
+                // Tiles and bundles are compressed when the client asks
+                // (`Accept-Encoding`), as tlog-tiles recommends for bundles.
+                .wrap(Condition::new(
+                    path.starts_with("/tile/"),
+                    Compress::default(),
+                )),
         );
     }
     cfg.default_service(web::to(|| async {
