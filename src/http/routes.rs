@@ -114,10 +114,12 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                     answer.json(body)
                 }))
                 .wrap(from_fn(move |req, next| access::authorize(access, req, next)))
-                // Tiles and bundles are compressed when the client asks
-                // (`Accept-Encoding`), as tlog-tiles recommends for bundles.
+                // Entry bundles are compressed when the client asks
+                // (`Accept-Encoding`), as tlog-tiles recommends (JSON text:
+                // a third of the bytes); hash tiles are random bytes, which
+                // compression only grows.
                 .wrap(Condition::new(
-                    path.starts_with("/tile/"),
+                    path.starts_with("/tile/entries/"),
                     Compress::default(),
                 )),
         );
