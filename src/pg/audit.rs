@@ -4,7 +4,8 @@
 //! does):
 //! each entry canonical, at its index, of this origin, signed, chained to
 //! the one before, its stored hashes and kept content what they must be,
-//! its exec_id indexed as the ledger indexes it, a replay naming the entry
+//! its exec_id indexed as the ledger indexes it (NULL for a replay, and for
+//! a late entry whose exec_id an earlier one carries), a replay naming the entry
 //! it repeats; every checkpoint signed and of the tree at its size; the
 //! head the tree's; and nonces and approvals each completed or consumed by
 //! the one entry that says so.
@@ -94,6 +95,37 @@ impl<'a> Audit<'a> {
             },
             completed: HashMap::new(),
             consumed: HashMap::new(),
+        })
+    }
+
+    /// An entry's exec_id is indexed unless it is a replay's, or a late
+    /// entry's whose exec_id an earlier entry (the survivor's) carries.
+    async fn check_exec_id(
+        &self,
+        index: u64,
+        stored: Option<String>,
+        bytes: &[u8],
+    ) -> Result<Result<(), String>, LedgerError> {
+        let expected = indexed_exec_id(bytes);
+        if stored == expected {
+            return Ok(Ok(()));
+        }
+        let Some(exec_id) = expected.filter(|_| stored.is_none()) else {
+            return Ok(Err(
+                "its exec_id is not indexed as the ledger indexes it".into()
+            ));
+        };
+        let earlier = self
+            .client
+            .query_opt(
+                "SELECT idx FROM openexec_entries WHERE exec_id = $1 AND idx < $2",
+                &[&exec_id, &index_param(index)?],
+            )
+            .await
+            .map_err(PgError::from)?;
+        Ok(match earlier {
+            Some(_) => Ok(()),
+            None => Err("its exec_id is not indexed as the ledger indexes it".into()),
         })
     }
 
@@ -195,10 +227,8 @@ impl<'a> Audit<'a> {
             return Ok(Err("stored Merkle hashes differ from the entry's".into()));
         }
         let exec_id: Option<String> = row.try_get(4).map_err(PgError::from)?;
-        if exec_id != indexed_exec_id(&bytes) {
-            return Ok(Err(
-                "its exec_id is not indexed as the ledger indexes it".into()
-            ));
+        if let Err(problem) = self.check_exec_id(index, exec_id, &bytes).await? {
+            return Ok(Err(problem));
         }
         let content: Option<Vec<u8>> = row.try_get(6).map_err(PgError::from)?;
         if let Some(Err(problem)) = content

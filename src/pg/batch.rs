@@ -38,6 +38,8 @@ pub(super) struct Found {
     pub(super) time: DateTime<Utc>,
     pub(super) nonces: HashMap<Vec<u8>, NonceRow>,
     pub(super) approvals: HashSet<String>,
+    /// The batch's exec_ids that committed entries already carry.
+    pub(super) recorded: HashSet<String>,
 }
 
 /// The fate of one queued request in this batch.
@@ -57,6 +59,10 @@ pub(super) enum Decided {
 #[derive(Debug, Clone)]
 pub(super) enum Effect {
     None,
+    /// This node's reservation, which a survivor already resolved (this
+    /// node was cut off past its lease): the entry is recorded and
+    /// resolves nothing.
+    Late,
     /// A claim won in this batch: insert its row done, its approval consumed.
     Claim {
         key: Vec<u8>,
@@ -80,6 +86,10 @@ pub(super) struct Draft<'a> {
     pub(super) draft: &'a EntryDraft,
     pub(super) content: Option<&'a [u8]>,
     pub(super) effect: Effect,
+    /// Whether its exec_id goes in the unique index: not for a replay
+    /// (which repeats its original's), nor for a late entry whose exec_id
+    /// the survivor's entry already carries.
+    pub(super) indexed: bool,
 }
 
 /// The decisions of a batch.
@@ -91,15 +101,24 @@ pub(super) struct Decisions<'a> {
     pub(super) reserved: Vec<(Vec<u8>, PendingNonce)>,
 }
 
-/// Decides every request of `work` against `found`. `mine` holds the
-/// reservations this node made and has not resolved.
+/// The reservations this node made and has not resolved: (nonce key,
+/// exec_id).
+pub(super) type Mine = HashSet<(Vec<u8>, String)>;
+
+/// Decides every request of `work` against `found`. Every problem found
+/// here refuses its request alone, so that the batch's writes do not
+/// break a constraint the database would refuse the whole batch for.
 pub(super) fn decide<'a>(
     work: &'a [PgWork],
     found: &Found,
     node: &str,
-    mine: &HashSet<Vec<u8>>,
+    mine: &Mine,
 ) -> Decisions<'a> {
     let mut out = Decisions::default();
+    let mut ids = ExecIds {
+        recorded: &found.recorded,
+        batch: HashSet::new(),
+    };
     let mut taken: HashMap<&[u8], &PendingNonce> = HashMap::new();
     let mut approvals: HashSet<&str> = HashSet::new();
     let mut resolved: HashSet<&[u8]> = HashSet::new();
@@ -127,9 +146,13 @@ pub(super) fn decide<'a>(
     };
     for w in work {
         let fate = match w {
+            PgWork::Claim(c) if ids.taken(&c.draft) => {
+                Decided::Refused(DUPLICATE_EXEC_ID.to_owned())
+            }
             PgWork::Claim(c) => match refusal(&c.key, &c.record, &taken, &approvals) {
                 Some(r) => Decided::NotReserved(r),
                 None => {
+                    ids.record(&c.draft);
                     taken.insert(&c.key, &c.record);
                     approvals.extend(c.record.approval_key.as_deref());
                     push_draft(
@@ -141,6 +164,7 @@ pub(super) fn decide<'a>(
                             key: c.key.clone(),
                             record: c.record.clone(),
                         },
+                        true,
                     )
                 }
             },
@@ -159,15 +183,17 @@ pub(super) fn decide<'a>(
                     Some(c) if !resolved.insert(&c.key) => {
                         Err("the nonce is resolved twice in one batch".to_owned())
                     }
-                    Some(c) => resolve(c, found, node, mine),
+                    Some(c) => resolve(c, &a.draft.exec_id, found, node, mine),
                 };
+                let effect = effect.and_then(|e| Ok((ids.index(&a.draft, &e)?, e)));
                 match effect {
-                    Ok(effect) => push_draft(
+                    Ok((indexed, effect)) => push_draft(
                         &mut out,
                         found,
                         &a.draft,
                         a.content.as_ref().map(|(b, _)| b.as_slice()),
                         effect,
+                        indexed,
                     ),
                     Err(why) => Decided::Refused(why),
                 }
@@ -178,21 +204,64 @@ pub(super) fn decide<'a>(
     out
 }
 
-/// What an entry that resolves the reservation `c` does to it. A
-/// reservation of this node's that a survivor already recorded
-/// (this node was cut off past its lease) is recorded without resolving
-/// it; one of another node is resolved only once that node's lease has
-/// run out, and only while still in flight.
+const DUPLICATE_EXEC_ID: &str = "an entry with this exec_id is already recorded";
+
+/// The exec_ids the unique index holds: committed, and laid out earlier in
+/// the batch.
+struct ExecIds<'f, 'a> {
+    recorded: &'f HashSet<String>,
+    batch: HashSet<&'a str>,
+}
+
+impl<'a> ExecIds<'_, 'a> {
+    /// Whether `draft`'s exec_id would go in the index and is taken.
+    fn taken(&self, draft: &EntryDraft) -> bool {
+        draft.outcome != Outcome::Replayed
+            && (self.recorded.contains(&draft.exec_id)
+                || self.batch.contains(draft.exec_id.as_str()))
+    }
+
+    fn record(&mut self, draft: &'a EntryDraft) {
+        if draft.outcome != Outcome::Replayed {
+            self.batch.insert(&draft.exec_id);
+        }
+    }
+
+    /// Whether `draft`'s exec_id goes in the index: a late entry of this
+    /// node's whose exec_id the survivor's entry carries is recorded
+    /// unindexed; any other entry whose exec_id is taken is refused.
+    fn index(&mut self, draft: &'a EntryDraft, effect: &Effect) -> Result<bool, String> {
+        if !self.taken(draft) {
+            self.record(draft);
+            return Ok(draft.outcome != Outcome::Replayed);
+        }
+        match effect {
+            Effect::Late => Ok(false),
+            _ => Err(DUPLICATE_EXEC_ID.to_owned()),
+        }
+    }
+}
+
+/// What an entry with `exec_id` that resolves the reservation `c` does to
+/// it. A reservation of this node's for this exec_id that a survivor
+/// already resolved (this node was cut off past its lease) is recorded
+/// without resolving it; one of another node is resolved only once that
+/// node's lease has run out, and only while still in flight for this
+/// exec_id (a newer reservation of the same nonce is not this entry's).
 fn resolve(
     c: &Completion,
+    exec_id: &str,
     found: &Found,
     node: &str,
-    mine: &HashSet<Vec<u8>>,
+    mine: &Mine,
 ) -> Result<Effect, String> {
-    let in_flight = found.nonces.get(&c.key).filter(|row| row.done.is_none());
+    let in_flight = found
+        .nonces
+        .get(&c.key)
+        .filter(|row| row.done.is_none() && row.pending.exec_id == exec_id);
     let Some(row) = in_flight else {
-        return if mine.contains(&c.key) {
-            Ok(Effect::None)
+        return if mine.contains(&(c.key.clone(), exec_id.to_owned())) {
+            Ok(Effect::Late)
         } else {
             Err("the reservation is already resolved".to_owned())
         };
@@ -216,6 +285,7 @@ fn push_draft<'a>(
     draft: &'a EntryDraft,
     content: Option<&'a [u8]>,
     effect: Effect,
+    indexed: bool,
 ) -> Decided {
     if draft.replay_of.is_some_and(|r| r.index >= found.head.size) {
         return Decided::Refused("invalid entry field `replay_of`".to_owned());
@@ -224,6 +294,7 @@ fn push_draft<'a>(
         draft,
         content,
         effect,
+        indexed,
     });
     Decided::Entry(out.drafts.len() - 1)
 }
@@ -304,12 +375,6 @@ pub(super) fn lay_out(
         frontier,
         checkpoint: checkpoint.note_text().to_owned(),
     })
-}
-
-/// Whether an entry keeps its exec_id in the unique index (a replay
-/// repeats its original's).
-pub(super) fn indexed_exec_id(entry: &Entry) -> Option<&str> {
-    (entry.outcome != Outcome::Replayed).then_some(entry.exec_id.as_str())
 }
 
 /// Salts kept in stored content.

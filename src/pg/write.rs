@@ -70,7 +70,7 @@ fn changes(node: &str, d: &Decisions<'_>, layout: Option<&Layout>) -> Result<Cha
     for (draft, laid) in d.drafts.iter().zip(entries) {
         let index = index_param(laid.entry.index)?;
         match &draft.effect {
-            Effect::None => {}
+            Effect::None | Effect::Late => {}
             Effect::Claim { key, record } => {
                 c.nonces.push(key, record, Some(index), None);
                 if let Some(ak) = &record.approval_key {
@@ -108,6 +108,7 @@ pub(super) struct Statements {
     renew_lease: Statement,
     nonce_rows: Statement,
     used_approvals: Statement,
+    recorded_exec_ids: Statement,
     insert_entries: Statement,
     insert_nonces: Statement,
     complete_nonces: Statement,
@@ -131,6 +132,9 @@ impl Statements {
             nonce_rows: client.prepare(NONCE_ROWS).await?,
             used_approvals: client
                 .prepare("SELECT consume_key FROM openexec_approvals WHERE consume_key = ANY($1)")
+                .await?,
+            recorded_exec_ids: client
+                .prepare("SELECT exec_id FROM openexec_entries WHERE exec_id = ANY($1)")
                 .await?,
             insert_entries: client.prepare(INSERT_ENTRIES).await?,
             insert_nonces: client.prepare(INSERT_NONCES).await?,
@@ -191,24 +195,32 @@ const MOVE_HEAD: &str = "UPDATE openexec_head SET size = $1, root = $2, last_lea
 
 /// Locks the head and reads what the batch's decisions rest on, in one
 /// flight: the head row (waiting for the lock), this node's lease renewed,
-/// the rows of the batch's nonces and approvals.
+/// the rows of the batch's nonces and approvals, and which of its exec_ids
+/// entries already carry.
 pub(super) async fn find(
     tx: &Transaction<'_>,
     st: &Statements,
     node: &str,
-    keys: &[Vec<u8>],
-    approval_keys: &[String],
-) -> Result<(Row, HashMap<Vec<u8>, NonceRow>, HashSet<String>), PgError> {
+    keys: &Keys,
+) -> Result<FoundRows, PgError> {
     let lease: [&Param<'_>; 1] = [&node];
-    let nonce_keys: [&Param<'_>; 1] = [&keys];
-    let approval_keys_param: [&Param<'_>; 1] = [&approval_keys];
-    let (head, _, nonces, approvals) = tokio::try_join!(
+    let nonce_keys: [&Param<'_>; 1] = [&keys.nonces];
+    let approval_keys_param: [&Param<'_>; 1] = [&keys.approvals];
+    let exec_ids: [&Param<'_>; 1] = [&keys.exec_ids];
+    let (head, _, nonces, approvals, recorded) = tokio::try_join!(
         tx.query_one(&st.lock_head, &[]),
         tx.execute(&st.renew_lease, &lease),
-        when(!keys.is_empty(), tx.query(&st.nonce_rows, &nonce_keys)),
         when(
-            !approval_keys.is_empty(),
+            !keys.nonces.is_empty(),
+            tx.query(&st.nonce_rows, &nonce_keys)
+        ),
+        when(
+            !keys.approvals.is_empty(),
             tx.query(&st.used_approvals, &approval_keys_param)
+        ),
+        when(
+            !keys.exec_ids.is_empty(),
+            tx.query(&st.recorded_exec_ids, &exec_ids)
         ),
     )?;
     let nonces = nonces
@@ -224,11 +236,34 @@ pub(super) async fn find(
             Ok((r.try_get(0)?, row))
         })
         .collect::<Result<_, PgError>>()?;
-    let approvals = approvals
-        .iter()
-        .map(|r| Ok(r.try_get(0)?))
-        .collect::<Result<_, PgError>>()?;
-    Ok((head, nonces, approvals))
+    let column = |rows: Vec<Row>| {
+        rows.iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect::<Result<HashSet<String>, PgError>>()
+    };
+    Ok(FoundRows {
+        head,
+        nonces,
+        approvals: column(approvals)?,
+        recorded: column(recorded)?,
+    })
+}
+
+/// What a batch's decisions look up: its nonce keys, approval keys and
+/// indexed exec_ids.
+#[derive(Default)]
+pub(super) struct Keys {
+    pub(super) nonces: Vec<Vec<u8>>,
+    pub(super) approvals: Vec<String>,
+    pub(super) exec_ids: Vec<String>,
+}
+
+/// What [`find`] read.
+pub(super) struct FoundRows {
+    pub(super) head: Row,
+    pub(super) nonces: HashMap<Vec<u8>, NonceRow>,
+    pub(super) approvals: HashSet<String>,
+    pub(super) recorded: HashSet<String>,
 }
 
 /// Runs `query` if `needed`; no rows otherwise.
@@ -358,7 +393,7 @@ fn entry_columns<'a>(
         c.1.push(e.bytes.as_slice());
         c.2.push(e.signature.as_slice());
         c.3.push(e.hashes.as_slice());
-        c.4.push(super::batch::indexed_exec_id(&e.entry));
+        c.4.push(draft.indexed.then_some(e.entry.exec_id.as_str()));
         c.5.push(e.completes);
         c.6.push(draft.content);
     }

@@ -93,7 +93,7 @@ pub(super) struct Writer {
     /// The batch's statements, prepared on `client`.
     statements: Option<Statements>,
     /// Reservations this node made and has not resolved.
-    mine: HashSet<Vec<u8>>,
+    mine: batch::Mine,
     /// Tasks answering committed batches (awaited before the writer ends).
     answering: Vec<tokio::task::JoinHandle<()>>,
     stopped: Option<String>,
@@ -216,11 +216,11 @@ impl Writer {
         for (w, fate) in work.iter().zip(&done.fates) {
             match (w, fate) {
                 (PgWork::Reserve(r), Decided::Reservation(Reservation::Reserved)) => {
-                    self.mine.insert(r.key.clone());
+                    self.mine.insert((r.key.clone(), r.record.exec_id.clone()));
                 }
                 (PgWork::Append(a), Decided::Entry(_)) => {
                     if let Some(c) = &a.completion {
-                        self.mine.remove(&c.key);
+                        self.mine.remove(&(c.key.clone(), a.draft.exec_id.clone()));
                     }
                 }
                 _ => {}
@@ -369,8 +369,12 @@ async fn find(
     work: &[PgWork],
     node: &str,
 ) -> Result<Found, PgError> {
-    let (keys, approval_keys) = keys_of(work);
-    let (head, nonces, approvals) = super::write::find(tx, st, node, &keys, &approval_keys).await?;
+    let super::write::FoundRows {
+        head,
+        nonces,
+        approvals,
+        recorded,
+    } = super::write::find(tx, st, node, &keys_of(work)).await?;
     let micros: i64 = head.try_get(4)?;
     let time = chrono::DateTime::from_timestamp_micros(micros)
         .ok_or_else(|| PgError::Corrupt(format!("database time {micros}")))?;
@@ -384,14 +388,24 @@ async fn find(
         time,
         nonces,
         approvals,
+        recorded,
     })
 }
 
-/// The nonce keys and approval keys a batch's decisions look at.
-fn keys_of(work: &[PgWork]) -> (Vec<Vec<u8>>, Vec<String>) {
-    let mut keys = Vec::new();
-    let mut approvals = Vec::new();
+/// The nonce keys, approval keys and exec_ids a batch's decisions look at.
+fn keys_of(work: &[PgWork]) -> super::write::Keys {
+    let mut keys = super::write::Keys::default();
     for w in work {
+        let draft = match w {
+            PgWork::Claim(c) => Some(&c.draft),
+            PgWork::Reserve(_) => None,
+            PgWork::Append(a) => Some(&a.draft),
+        };
+        keys.exec_ids.extend(
+            draft
+                .filter(|d| d.outcome != crate::core::entry::Outcome::Replayed)
+                .map(|d| d.exec_id.clone()),
+        );
         let (key, record) = match w {
             PgWork::Claim(c) => (&c.key, Some(&c.record)),
             PgWork::Reserve(r) => (&r.key, Some(&r.record)),
@@ -400,8 +414,9 @@ fn keys_of(work: &[PgWork]) -> (Vec<Vec<u8>>, Vec<String>) {
                 None => continue,
             },
         };
-        keys.push(key.clone());
-        approvals.extend(record.and_then(|r| r.approval_key.clone()));
+        keys.nonces.push(key.clone());
+        keys.approvals
+            .extend(record.and_then(|r| r.approval_key.clone()));
     }
-    (keys, approvals)
+    keys
 }

@@ -1,0 +1,280 @@
+//! The PostgreSQL backend under a reviewer's cases: a node paused past
+//! its lease, a database that stops answering, a stale completion, and
+//! what `openexec audit` checks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod postgres;
+
+use openexec::core::entry::{ApprovalSummary, Effects, EntryDraft, Outcome};
+use openexec::core::hash::Hash;
+use openexec::ledger::{Ledger, LedgerConfig};
+use openexec::store::{nonce_key, Completion, PendingNonce, Reservation};
+use postgres::{fresh_database, sql};
+
+const TENANT: &str = "acme";
+
+fn draft(exec_id: &str, nonce: &str, outcome: Outcome, reason: &str) -> EntryDraft {
+    EntryDraft {
+        exec_id: exec_id.into(),
+        tenant: TENANT.into(),
+        action: "counter".into(),
+        nonce: nonce.into(),
+        request_hash: Hash::sha256(b"request"),
+        payload_commitment: Hash::sha256(b"payload"),
+        result_commitment: None,
+        approval: ApprovalSummary::none(),
+        reason: reason.into(),
+        outcome,
+        replay_of: None,
+        effects: None,
+        registry: None,
+        principal: None,
+    }
+}
+
+fn ledger(db: &str, dir: &std::path::Path, key: &std::path::Path) -> Ledger {
+    let mut config = LedgerConfig::new(dir);
+    config.db_url = Some(db.to_owned());
+    config.key_path = Some(key.to_owned());
+    Ledger::open(&config).unwrap()
+}
+
+/// OPERATIONS.md: "A node paused past its lease whose attempt was so
+/// recorded records its own entry too, without completing the nonce".
+/// The survivor's `interrupted` entry carries the reservation's exec_id;
+/// the paused node's own entry carries the same exec_id, and
+/// openexec_entries.exec_id is UNIQUE: the insert fails, the whole batch
+/// is refused, and the executed attempt is never recorded.
+#[test]
+fn a_paused_node_records_its_own_entry_after_a_survivor_recorded_interrupted() {
+    let db = fresh_database("pgreview_paused");
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let key = dir_a.path().join("log.key");
+    let a = ledger(&db, dir_a.path(), &key);
+    let b = ledger(&db, dir_b.path(), &key);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let exec_id = "00000000-0000-4000-8000-000000000001";
+    let nonce = "paused-1";
+    let k = nonce_key(TENANT, nonce);
+    let record = PendingNonce {
+        request_hash: Hash::sha256(b"request"),
+        exec_id: exec_id.into(),
+        approval_key: None,
+        action: "counter".into(),
+        tenant: TENANT.into(),
+        nonce: nonce.into(),
+        effects: Effects::AtMostOnce,
+        principal: None,
+    };
+    assert_eq!(
+        rt.block_on(a.reserve(k.clone(), record)).unwrap(),
+        Reservation::Reserved
+    );
+    // Node A's handler is "running"; A is cut off past its lease (simulated
+    // by moving its lease into the past; retried if A's 1 s renewal wins).
+    let mut recorded = false;
+    for _ in 0..50 {
+        sql(
+            &db,
+            &["UPDATE openexec_nodes SET lease_until = now() - interval '1 minute'"],
+        );
+        let pending = b.pending_reservations().unwrap();
+        if pending.is_empty() {
+            continue;
+        }
+        let d = draft(
+            exec_id,
+            nonce,
+            Outcome::Interrupted,
+            "interrupted_at_restart",
+        );
+        match b.append_completing_blocking(d, None, Some(Completion::reserved(k.clone()))) {
+            Ok(_) => {
+                recorded = true;
+                break;
+            }
+            Err(e) => eprintln!("survivor retry: {e}"),
+        }
+    }
+    assert!(
+        recorded,
+        "the survivor never recorded the interrupted attempt"
+    );
+
+    // Node A comes back; its handler ran; it records `executed`, as the
+    // docs promise it can.
+    let d = draft(exec_id, nonce, Outcome::Executed, "ok");
+    let own = a.append_completing_blocking(d, None, Some(Completion::reserved(k.clone())));
+    let rows: i64 = sql(&db, &["SELECT count(*) FROM openexec_entries"])[0].get(0);
+    eprintln!(
+        "A's own entry: {:?}; entries in the log: {rows}",
+        own.as_ref().map(|x| x.entry.index)
+    );
+    assert!(
+        own.is_ok(),
+        "the paused node's executed attempt was not recorded: {:?}",
+        own.err()
+    );
+    assert_eq!(rows, 2, "the survivor's entry and the paused node's own");
+    // The nonce stays completed by the survivor's entry; the late entry
+    // is kept unindexed and the log audits clean.
+    let done: i64 = sql(&db, &["SELECT entry_idx FROM openexec_nonces"])[0].get(0);
+    assert_eq!(done, 0);
+    let indexed: i64 = sql(
+        &db,
+        &["SELECT count(*) FROM openexec_entries WHERE exec_id IS NOT NULL"],
+    )[0]
+    .get(0);
+    assert_eq!(indexed, 1);
+    a.shutdown();
+    b.shutdown();
+    let report = openexec::pg::audit::audit(&db).unwrap();
+    assert!(
+        report.first_bad.is_none(),
+        "audit: {:?}",
+        report.first_bad.map(|f| f.to_string())
+    );
+    assert_eq!(report.entries, 2);
+}
+
+fn pending(exec_id: &str, nonce: &str) -> PendingNonce {
+    PendingNonce {
+        request_hash: Hash::sha256(b"request"),
+        exec_id: exec_id.into(),
+        approval_key: None,
+        action: "counter".into(),
+        tenant: TENANT.into(),
+        nonce: nonce.into(),
+        effects: Effects::AtMostOnce,
+        principal: None,
+    }
+}
+
+/// The same unique violation refuses every request that shares the batch:
+/// here an unrelated attempt whose handler ran and whose completing entry
+/// is refused, leaving its nonce in flight under a live node.
+#[test]
+fn a_late_entry_in_a_batch_does_not_refuse_the_others() {
+    let db = fresh_database("pgreview_collateral");
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let key = dir_a.path().join("log.key");
+    let a = ledger(&db, dir_a.path(), &key);
+    let b = ledger(&db, dir_b.path(), &key);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (x, n1) = ("00000000-0000-4000-8000-000000000021", "paused-2");
+    let (y, n2) = ("00000000-0000-4000-8000-000000000022", "innocent-2");
+    let (k1, k2) = (nonce_key(TENANT, n1), nonce_key(TENANT, n2));
+    assert_eq!(
+        rt.block_on(a.reserve(k1.clone(), pending(x, n1))).unwrap(),
+        Reservation::Reserved
+    );
+    let mut recorded = false;
+    for _ in 0..50 {
+        sql(
+            &db,
+            &["UPDATE openexec_nodes SET lease_until = now() - interval '1 minute'"],
+        );
+        if b.pending_reservations().unwrap().is_empty() {
+            continue;
+        }
+        let d = draft(x, n1, Outcome::Interrupted, "interrupted_at_restart");
+        if b.append_completing_blocking(d, None, Some(Completion::reserved(k1.clone())))
+            .is_ok()
+        {
+            recorded = true;
+            break;
+        }
+    }
+    assert!(recorded);
+    assert_eq!(
+        rt.block_on(a.reserve(k2.clone(), pending(y, n2))).unwrap(),
+        Reservation::Reserved
+    );
+    // Hold the head lock for 2 s so that A's writer is busy with a first
+    // batch while the next two requests queue up together.
+    let db2 = db.clone();
+    let holder = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (mut c, conn) = tokio_postgres::connect(&db2, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let tx = c.transaction().await.unwrap();
+                tx.query_one(
+                    "SELECT size FROM openexec_head WHERE id = 0 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .unwrap();
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                tx.commit().await.unwrap();
+            });
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let first = a
+        .queue_append(
+            draft(
+                "00000000-0000-4000-8000-000000000023",
+                "other",
+                Outcome::Rejected,
+                "approval_reused",
+            ),
+            None,
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let doomed = a
+        .queue_append(
+            draft(x, n1, Outcome::Executed, "ok"),
+            None,
+            Some(Completion::reserved(k1)),
+        )
+        .unwrap();
+    let innocent = a
+        .queue_append(
+            draft(y, n2, Outcome::Executed, "ok"),
+            None,
+            Some(Completion::reserved(k2)),
+        )
+        .unwrap();
+    holder.join().unwrap();
+    let first = rt.block_on(a.appended(first));
+    let doomed = rt.block_on(a.appended(doomed));
+    let innocent = rt.block_on(a.appended(innocent));
+    let in_flight: i64 = sql(
+        &db,
+        &["SELECT count(*) FROM openexec_nonces WHERE entry_idx IS NULL"],
+    )[0]
+    .get(0);
+    eprintln!(
+        "first: {:?}\ndoomed: {:?}\ninnocent: {:?}\nnonces still in flight: {in_flight}",
+        first.as_ref().map(|a| a.entry.index),
+        doomed.as_ref().map(|a| a.entry.index),
+        innocent.as_ref().map(|a| a.entry.index)
+    );
+    assert!(
+        innocent.is_ok(),
+        "an unrelated executed attempt was refused with the paused node's entry"
+    );
+    assert!(
+        first.is_ok() && doomed.is_ok(),
+        "first {:?} late {:?}",
+        first.err(),
+        doomed.err()
+    );
+    assert_eq!(in_flight, 0);
+}
