@@ -278,3 +278,90 @@ fn a_late_entry_in_a_batch_does_not_refuse_the_others() {
     );
     assert_eq!(in_flight, 0);
 }
+
+/// A database session that stops answering (here: the writer's backend
+/// frozen with SIGSTOP, as a black-holed network or a hung server would
+/// look): the append is answered within the writer's round-trip bound,
+/// the node reports itself not writable, and it recovers on a new
+/// connection.
+#[test]
+fn a_writer_session_that_stops_answering_fails_the_append_in_time_and_recovers() {
+    let db = fresh_database("pgreview_hang");
+    let name = postgres::database_of(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("log.key");
+    let a = std::sync::Arc::new(ledger(&db, dir.path(), &key));
+    a.append(
+        draft(
+            "00000000-0000-4000-8000-000000000010",
+            "h-0",
+            Outcome::Rejected,
+            "approval_reused",
+        ),
+        None,
+    )
+    .unwrap();
+    let rows = sql(
+        &postgres::test_db_url(),
+        &[&format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = '{name}' AND query = 'COMMIT'"
+        )],
+    );
+    assert_eq!(rows.len(), 1, "the writer's session");
+    let pid: i32 = rows[0].get(0);
+    let stop = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+    };
+    stop("-STOP");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let a2 = std::sync::Arc::clone(&a);
+    std::thread::spawn(move || {
+        let r = a2.append(
+            draft(
+                "00000000-0000-4000-8000-000000000011",
+                "h-1",
+                Outcome::Rejected,
+                "approval_reused",
+            ),
+            None,
+        );
+        let _ = tx.send(r.map(|x| x.entry.index));
+    });
+    let started = std::time::Instant::now();
+    let waited = rx.recv_timeout(std::time::Duration::from_secs(20));
+    let elapsed = started.elapsed();
+    let writable = a.is_writable();
+    stop("-CONT");
+    eprintln!("after {elapsed:?}: answer {waited:?}, is_writable {writable}");
+    assert!(
+        waited.is_ok(),
+        "the append was still unanswered after 20 s (writable: {writable})"
+    );
+    assert!(
+        !writable,
+        "the node stayed writable while its writer got no answer"
+    );
+    // The writer recovers on a new connection by itself, with no work.
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        a.is_writable()
+    });
+    assert!(
+        ready,
+        "the node did not become writable again after SIGCONT"
+    );
+    let next = a.append(
+        draft(
+            "00000000-0000-4000-8000-000000000012",
+            "h-2",
+            Outcome::Rejected,
+            "approval_reused",
+        ),
+        None,
+    );
+    assert!(next.is_ok(), "after SIGCONT: {:?}", next.err());
+    assert!(a.is_writable());
+}

@@ -17,14 +17,24 @@ use crate::ledger::{make_receipt, Appended, LedgerError, Recorded};
 
 /// Answers everyone of a committed batch.
 pub(super) async fn send(client: Option<&Client>, work: Vec<PgWork>, done: Done) {
+    // No connection, or no answer in time, to read the receipts' older
+    // hashes with: the entries are durable, but their receipts cannot be
+    // built now.
+    let unreachable = |n: usize| {
+        let why = "the database could not be reached after the batch committed; fetch the receipt by exec_id";
+        (0..n)
+            .map(|_| Err(LedgerError::Unavailable(why.into())))
+            .collect()
+    };
     let mut appended = match (client, done.layout) {
-        (Some(client), Some(layout)) => receipts(client, &work, &done.fates, layout).await,
-        (None, Some(layout)) => {
-            // No connection to read the receipts' older hashes with: the
-            // entries are durable, but their receipts cannot be built now.
-            let why = "the database could not be reached after the batch committed; fetch the receipt by exec_id";
-            layout.entries.iter().map(|_| Err(LedgerError::Unavailable(why.into()))).collect()
+        (Some(client), Some(layout)) => {
+            let n = layout.entries.len();
+            let built = receipts(client, &work, &done.fates, layout);
+            tokio::time::timeout(super::READ_TIMEOUT, built)
+                .await
+                .unwrap_or_else(|_| unreachable(n))
         }
+        (None, Some(layout)) => unreachable(layout.entries.len()),
         (_, None) => Vec::new(),
     }
     .into_iter()

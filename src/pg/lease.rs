@@ -4,7 +4,8 @@
 //! recorded `interrupted` by a survivor (see [`super::PgLog`]). A node whose
 //! writer has stopped stops renewing, so that its reservations are
 //! resolved by the others; a node the database has not answered for
-//! [`READY_WITHIN`] reports itself not ready.
+//! [`READY_WITHIN`] reports itself not ready. A renewal gets
+//! [`super::ROUND_TRIP`]; one that times out gives its connection up.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -48,9 +49,13 @@ pub(super) async fn run(shared: Arc<Shared>) {
             // Let the lease run out: the survivors take over.
             continue;
         }
-        match renew(&shared).await {
+        match super::within(super::ROUND_TRIP, renew(&shared)).await {
             Ok(()) => shared.touched(),
-            Err(e) => tracing::warn!(error = %e, "renewing this node's lease failed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing this node's lease failed");
+                // A connection that did not answer is not used again.
+                shared.forget_reader().await;
+            }
         }
     }
 }

@@ -55,6 +55,24 @@ use crate::store::Head;
 /// Longest a read waits for the database before it is answered 503.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Longest one round trip to the database may take (a statement, `BEGIN`,
+/// `COMMIT`, a lease renewal) before its connection is given up: a
+/// database that stops answering fails the work instead of holding it.
+pub(crate) const ROUND_TRIP: Duration = Duration::from_secs(5);
+
+/// Longest a batch waits for the head lock and its reads: past the
+/// server's own `lock_timeout` (10 s), so that the server answers first
+/// while another node holds the lock.
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(12);
+
+/// Longest a connection takes to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keepalives: a peer that vanished is noticed within about
+/// idle + 3 × interval, well inside the lease.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(3);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Failures of the PostgreSQL backend.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -73,6 +91,12 @@ pub enum PgError {
 }
 
 impl PgError {
+    /// The SQLSTATE the server answered with, if it answered.
+    pub(crate) fn sqlstate(&self) -> Option<&str> {
+        let Self::Db(e) = self else { return None };
+        e.as_db_error().map(|d| d.code().code())
+    }
+
     /// A transaction the database asks to retry (serialization failure or
     /// deadlock; CockroachDB and YugabyteDB report every conflict so).
     fn is_retryable(&self) -> bool {
@@ -108,6 +132,9 @@ pub(crate) struct Shared {
     pub(crate) contact: Mutex<Instant>,
     /// The connection reads use (replaced when it breaks).
     reader: tokio::sync::Mutex<Option<Arc<Client>>>,
+    /// Set while the writer's last round trip got no answer in time or
+    /// its connection broke: the node is not ready until one succeeds.
+    pub(crate) writer_stalled: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -135,11 +162,38 @@ impl Shared {
         *slot = Some(Arc::clone(&client));
         Ok(client)
     }
+
+    /// Gives up the reading connection (one that did not answer in time):
+    /// the next read opens another.
+    pub(crate) async fn forget_reader(&self) {
+        *self.reader.lock().await = None;
+    }
 }
 
-/// Opens a connection; its I/O runs as a task of the current runtime.
+/// `work` bounded by `limit`: [`PgError::Timeout`] past it.
+pub(crate) async fn within<T, E: Into<PgError>>(
+    limit: Duration,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, PgError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(out) => out.map_err(Into::into),
+        Err(_) => Err(PgError::Timeout),
+    }
+}
+
+/// Opens a connection (bounded, with TCP keepalives, unless the URL sets
+/// its own); its I/O runs as a task of the current runtime.
 pub(crate) async fn connect(url: &str) -> Result<Client, PgError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let mut config: tokio_postgres::Config = url.parse()?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(3);
+    let (client, connection) = within(CONNECT_TIMEOUT, config.connect(NoTls)).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "postgres connection closed");
@@ -186,6 +240,7 @@ impl PgLog {
                 stats,
                 contact: Mutex::new(Instant::now()),
                 reader: tokio::sync::Mutex::new(Some(Arc::new(client))),
+                writer_stalled: std::sync::atomic::AtomicBool::new(false),
             });
             let writer = writer::Writer::open(Arc::clone(&shared), signer, max_batch).await?;
             Ok::<_, PgError>((shared, writer))
@@ -265,8 +320,9 @@ impl PgLog {
             .clone()
     }
 
-    /// Whether this node can append: its writer runs and the database
-    /// answered within the lease's renewal margin.
+    /// Whether this node can append: its writer runs, its last round trip
+    /// was answered, and the database answered within the lease's renewal
+    /// margin.
     #[must_use]
     pub fn is_writable(&self) -> bool {
         let recent = self
@@ -278,6 +334,7 @@ impl PgLog {
             < lease::READY_WITHIN;
         recent
             && !self.shared.stats.writer_failed.load(Ordering::Relaxed)
+            && !self.shared.writer_stalled.load(Ordering::Relaxed)
             && self
                 .jobs
                 .lock()
@@ -298,8 +355,14 @@ impl PgLog {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let shared = Arc::clone(&self.shared);
         self.handle.spawn(async move {
-            let out = tokio::time::timeout(READ_TIMEOUT, work(shared)).await;
-            let _ = tx.send(out.unwrap_or(Err(PgError::Timeout.into())));
+            let out = match tokio::time::timeout(READ_TIMEOUT, work(Arc::clone(&shared))).await {
+                Ok(out) => out,
+                Err(_) => {
+                    shared.forget_reader().await;
+                    Err(PgError::Timeout.into())
+                }
+            };
+            let _ = tx.send(out);
         });
         rx.recv().unwrap_or_else(|_| {
             Err(LedgerError::Unavailable(

@@ -1,9 +1,14 @@
 //! This node's writer: a task that group-commits whatever is queued as
 //! one transaction under the head lock (see [`super`]), retried from the
 //! start when the database reports a serialization failure, and answers
-//! only after `COMMIT` returned. A transaction whose `COMMIT` got no answer
-//! is looked up again under the head lock (which waits for it to end);
-//! if even that fails, the writer stops (fail-stop): it never guesses.
+//! only after `COMMIT` returned. Every round trip is bounded
+//! ([`super::ROUND_TRIP`], [`super::LOCK_WAIT`] for the head lock): one
+//! without an answer in time refuses the batch, gives the connection up
+//! and marks the node not ready until a round trip succeeds. A
+//! transaction whose `COMMIT` got no answer (an error without one, or
+//! none in time) is looked up again under the head lock (which waits for
+//! it to end); if even that fails, the writer stops (fail-stop): it never
+//! guesses.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -15,7 +20,7 @@ use tokio_postgres::{Client, Transaction};
 
 use super::batch::{self, Decided, Found, Layout};
 use super::write::Statements;
-use super::{answer, reads, PgError, Reply, SeenHead, Shared};
+use super::{answer, reads, within, PgError, Reply, SeenHead, Shared, LOCK_WAIT, ROUND_TRIP};
 use crate::core::entry::EntryDraft;
 use crate::core::receipt::Salts;
 use crate::core::signing::LogSigner;
@@ -123,8 +128,8 @@ impl Writer {
     async fn client(&mut self) -> Result<&mut Client, PgError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             let client = super::connect(&self.shared.url).await?;
-            client.batch_execute(SESSION).await?;
-            self.statements = Some(Statements::prepare(&client).await?);
+            within(ROUND_TRIP, client.batch_execute(SESSION)).await?;
+            self.statements = Some(within(ROUND_TRIP, Statements::prepare(&client)).await?);
             self.client = Some(client);
         }
         self.client
@@ -134,7 +139,21 @@ impl Writer {
 
     /// Runs until every sender is gone and the queue is drained.
     pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<PgWork>) {
-        while let Some(first) = rx.recv().await {
+        loop {
+            let next = if self.shared.writer_stalled.load(Ordering::Relaxed) {
+                // A node not ready gets no work: it probes the database
+                // itself until a round trip succeeds.
+                match tokio::time::timeout(super::lease::RENEW_EVERY, rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        self.probe().await;
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(first) = next else { break };
             let mut work = vec![first];
             while work.len() < self.max_batch {
                 match rx.try_recv() {
@@ -152,14 +171,35 @@ impl Writer {
         // now, not after the lease would have run out.
         let node = self.shared.node.clone();
         if let Ok(client) = self.client().await {
-            let ended = client
-                .execute(
+            let ended = within(
+                ROUND_TRIP,
+                client.execute(
                     "UPDATE openexec_nodes SET lease_until = now() WHERE node_id = $1",
                     &[&node],
-                )
-                .await;
+                ),
+            )
+            .await;
             if let Err(e) = ended {
                 tracing::warn!(error = %e, "ending this node's lease");
+            }
+        }
+    }
+
+    /// One round trip on the writer's connection (opened again if needed);
+    /// the node is ready again once it is answered.
+    async fn probe(&mut self) {
+        let answered = match self.client().await {
+            Ok(client) => within(ROUND_TRIP, client.simple_query("SELECT 1")).await,
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(_) => {
+                self.shared.touched();
+                self.shared.writer_stalled.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "the database still does not answer the writer");
+                self.client = None;
             }
         }
     }
@@ -179,7 +219,12 @@ impl Writer {
                     tracing::debug!(error = %e, "batch transaction retried");
                 }
                 Err(Failure::Retry(e) | Failure::Refused(e)) => {
-                    tracing::warn!(error = %e, "batch transaction failed; nothing of it committed");
+                    let code = e.sqlstate();
+                    tracing::warn!(error = %e, sqlstate = ?code, "batch transaction failed; nothing of it committed");
+                    if code.is_none() {
+                        // No answer from the server: not ready until one.
+                        self.shared.writer_stalled.store(true, Ordering::Relaxed);
+                    }
                     self.client = None;
                     let why = e.to_string();
                     work.into_iter().for_each(|w| w.refuse(&why));
@@ -199,6 +244,7 @@ impl Writer {
             }
         };
         self.shared.touched();
+        self.shared.writer_stalled.store(false, Ordering::Relaxed);
         self.note(&work, &done, started);
         // The answers (receipts read what they need from the committed
         // rows) go out on the reading connection, while this connection
@@ -258,8 +304,12 @@ impl Writer {
             .statements
             .as_ref()
             .ok_or_else(|| Failure::Refused(PgError::Corrupt("no statements".into())))?;
-        let tx = client.transaction().await.map_err(classify)?;
-        let found = find(&tx, st, work, &node).await.map_err(classify)?;
+        let tx = within(ROUND_TRIP, client.transaction())
+            .await
+            .map_err(classify)?;
+        let found = within(LOCK_WAIT, find(&tx, st, work, &node))
+            .await
+            .map_err(classify)?;
         if found.head.size < seen.size
             || (found.head.size == seen.size && found.head.root != seen.root)
         {
@@ -275,15 +325,14 @@ impl Writer {
                 batch::lay_out(&decisions.drafts, &found, &self.signer).map_err(Failure::Stop)?,
             ),
         };
-        super::write::write(&tx, st, &node, &found, &decisions, layout.as_ref())
-            .await
-            .map_err(classify)?;
+        let writes = super::write::write(&tx, st, &node, &found, &decisions, layout.as_ref());
+        within(ROUND_TRIP, writes).await.map_err(classify)?;
         let first_reserved = decisions
             .reserved
             .first()
             .map(|(key, record)| (key.clone(), record.exec_id.clone()));
         let fates = decisions.fates;
-        let commit = tx.commit().await;
+        let commit = within(ROUND_TRIP, tx.commit()).await;
         let done = Done {
             fates,
             layout,
@@ -291,13 +340,14 @@ impl Writer {
         };
         match commit {
             Ok(()) => Ok(done),
-            Err(e) if e.as_db_error().is_some() => Err(classify(e)),
+            Err(e) if e.sqlstate().is_some() => Err(classify(e)),
             Err(e) => {
                 tracing::warn!(error = %e, "COMMIT got no answer; looking the batch up");
                 self.client = None;
-                match self.committed_after_all(&done).await {
+                let lookup = within(LOCK_WAIT, self.committed_after_all(&done)).await;
+                match lookup {
                     Ok(true) => Ok(done),
-                    Ok(false) => Err(Failure::Refused(e.into())),
+                    Ok(false) => Err(Failure::Refused(e)),
                     Err(lookup) => Err(Failure::Stop(lookup)),
                 }
             }
@@ -357,7 +407,7 @@ enum Failure {
 fn classify(e: impl Into<PgError>) -> Failure {
     match e.into() {
         e if e.is_retryable() => Failure::Retry(e),
-        e @ PgError::Db(_) => Failure::Refused(e),
+        e @ (PgError::Db(_) | PgError::Timeout) => Failure::Refused(e),
         e => Failure::Stop(e),
     }
 }
