@@ -365,3 +365,129 @@ fn a_writer_session_that_stops_answering_fails_the_append_in_time_and_recovers()
     assert!(next.is_ok(), "after SIGCONT: {:?}", next.err());
     assert!(a.is_writable());
 }
+
+/// `openexec audit --db-url` checks the head row's `checkpoint`
+/// column, which is what every node serves (`/ledger/checkpoint`, `/status`)
+/// and what fresh receipts (`/receipts/{exec_id}`) carry.
+#[test]
+fn audit_checks_the_served_head_checkpoint() {
+    let db = fresh_database("pgreview_audit");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("log.key");
+    let a = ledger(&db, dir.path(), &key);
+    for i in 0..3 {
+        a.append(
+            draft(
+                &format!("00000000-0000-4000-8000-00000000003{i}"),
+                "aud",
+                Outcome::Rejected,
+                "approval_reused",
+            ),
+            None,
+        )
+        .unwrap();
+    }
+    a.shutdown();
+    drop(a);
+    let clean = openexec::pg::audit::audit(&db).unwrap();
+    assert!(
+        clean.first_bad.is_none(),
+        "{:?}",
+        clean.first_bad.map(|f| f.to_string())
+    );
+    // A validly signed but stale checkpoint (size 0) put in the head row.
+    sql(&db, &["UPDATE openexec_head SET checkpoint = (SELECT note FROM openexec_checkpoints WHERE size = 0)"]);
+    let report = openexec::pg::audit::audit(&db).unwrap();
+    eprintln!(
+        "audit: entries {} checkpoints {} first_bad {:?}",
+        report.entries,
+        report.checkpoints,
+        report.first_bad.as_ref().map(ToString::to_string)
+    );
+    let bad = report.first_bad.map(|f| f.to_string()).unwrap_or_default();
+    assert!(
+        bad.contains("checkpoint"),
+        "audit accepted a head row whose served checkpoint is not the head's: {bad:?}"
+    );
+}
+
+/// A survivor releases a paused node's idempotent-downstream reservation
+/// (exec_id X); the paused node, back, reserves the nonce again for a new
+/// attempt (Y). Its late entry for X must not complete Y's reservation:
+/// it is recorded, and Y's stays in flight until Y's own entry.
+#[test]
+fn a_stale_completion_does_not_close_a_newer_reservation_of_the_nonce() {
+    let db = fresh_database("pgreview_stale");
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let key = dir_a.path().join("log.key");
+    let a = ledger(&db, dir_a.path(), &key);
+    let b = ledger(&db, dir_b.path(), &key);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (x, y, n) = (
+        "00000000-0000-4000-8000-000000000041",
+        "00000000-0000-4000-8000-000000000042",
+        "stale-1",
+    );
+    let k = nonce_key(TENANT, n);
+    let mut first = pending(x, n);
+    first.effects = Effects::IdempotentDownstream;
+    assert_eq!(
+        rt.block_on(a.reserve(k.clone(), first)).unwrap(),
+        Reservation::Reserved
+    );
+    let mut released = false;
+    for _ in 0..50 {
+        sql(
+            &db,
+            &["UPDATE openexec_nodes SET lease_until = now() - interval '1 minute'"],
+        );
+        if b.pending_reservations().unwrap().is_empty() {
+            continue;
+        }
+        let d = draft(x, n, Outcome::Interrupted, "interrupted_at_restart");
+        if b.append_completing_blocking(d, None, Some(Completion::released(k.clone())))
+            .is_ok()
+        {
+            released = true;
+            break;
+        }
+    }
+    assert!(released, "the survivor never released the reservation");
+    assert_eq!(
+        rt.block_on(a.reserve(k.clone(), pending(y, n))).unwrap(),
+        Reservation::Reserved
+    );
+    let late = a.append_completing_blocking(
+        draft(x, n, Outcome::Executed, "ok"),
+        None,
+        Some(Completion::reserved(k.clone())),
+    );
+    assert!(late.is_ok(), "the late entry: {:?}", late.err());
+    let rows = sql(&db, &["SELECT exec_id, entry_idx FROM openexec_nonces"]);
+    let (held, done): (String, Option<i64>) = (rows[0].get(0), rows[0].get(1));
+    assert_eq!(
+        (held.as_str(), done),
+        (y, None),
+        "Y's reservation was closed by X's late entry"
+    );
+    let own = a.append_completing_blocking(
+        draft(y, n, Outcome::Executed, "ok"),
+        None,
+        Some(Completion::reserved(k)),
+    );
+    let own = own.unwrap();
+    let done: Option<i64> = sql(&db, &["SELECT entry_idx FROM openexec_nonces"])[0].get(0);
+    assert_eq!(done, Some(i64::try_from(own.entry.index).unwrap()));
+    a.shutdown();
+    b.shutdown();
+    let report = openexec::pg::audit::audit(&db).unwrap();
+    assert!(
+        report.first_bad.is_none(),
+        "audit: {:?}",
+        report.first_bad.map(|f| f.to_string())
+    );
+}

@@ -7,7 +7,8 @@
 //! its exec_id indexed as the ledger indexes it (NULL for a replay, and for
 //! a late entry whose exec_id an earlier one carries), a replay naming the entry
 //! it repeats; every checkpoint signed and of the tree at its size; the
-//! head the tree's; and nonces and approvals each completed or consumed by
+//! head the tree's, its checkpoint (the one nodes serve) signed and of the
+//! head's size and root; and nonces and approvals each completed or consumed by
 //! the one entry that says so.
 
 use std::collections::{BTreeMap, HashMap};
@@ -44,6 +45,8 @@ struct Audit<'a> {
     verifier: LogVerifier,
     head: crate::store::Head,
     frontier: Vec<u8>,
+    /// The head row's checkpoint: what every node serves.
+    head_checkpoint: String,
     /// Checkpoints up to the head, by size.
     checkpoints: BTreeMap<u64, String>,
     report: AuditReport,
@@ -58,7 +61,7 @@ impl<'a> Audit<'a> {
     async fn new(client: &'a Client) -> Result<Self, LedgerError> {
         let head = client
             .query_one(
-                "SELECT vkey, size, root, last_leaf, frontier FROM openexec_head WHERE id = 0",
+                "SELECT vkey, size, root, last_leaf, frontier, checkpoint FROM openexec_head WHERE id = 0",
                 &[],
             )
             .await
@@ -84,6 +87,7 @@ impl<'a> Audit<'a> {
                 last_leaf: hash_of(&head, 3)?,
             },
             frontier: head.try_get(4).map_err(PgError::from)?,
+            head_checkpoint: head.try_get(5).map_err(PgError::from)?,
             checkpoints,
             report: AuditReport {
                 entries: 0,
@@ -349,6 +353,14 @@ impl<'a> Audit<'a> {
             return Err((
                 Location::Head,
                 "the head row is not the tree of its entries".into(),
+            ));
+        }
+        let served = SignedCheckpoint::open(self.head_checkpoint.as_bytes(), &self.verifier)
+            .map_err(|e| (Location::Head, format!("the head row's checkpoint: {e}")))?;
+        if served.size() != self.head.size || served.root() != root {
+            return Err((
+                Location::Head,
+                "the head row's checkpoint is not of the head's size and root".into(),
             ));
         }
         Ok(())
