@@ -491,3 +491,60 @@ fn a_stale_completion_does_not_close_a_newer_reservation_of_the_nonce() {
         report.first_bad.map(|f| f.to_string())
     );
 }
+
+/// Reads that wait for the database (`/receipts`, proofs) run off the HTTP
+/// workers: with `openexec_entries` locked by another session, requests
+/// for receipts wait, and `/health` on the same two-worker node is still
+/// answered at once.
+#[test]
+fn reads_waiting_for_the_database_do_not_hold_up_the_http_workers() {
+    let db = fresh_database("pgreview_workers");
+    let keys = tempfile::tempdir().unwrap();
+    let node = postgres::start(&db, &postgres::keygen(keys.path()));
+    assert_eq!(node.get("/health").0, 200);
+    let db2 = db.clone();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (mut c, conn) = tokio_postgres::connect(&db2, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let tx = c.transaction().await.unwrap();
+                tx.batch_execute("LOCK TABLE openexec_entries IN ACCESS EXCLUSIVE MODE")
+                    .await
+                    .unwrap();
+                locked_tx.send(()).unwrap();
+                tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+                tx.commit().await.unwrap();
+            });
+    });
+    locked_rx.recv().unwrap();
+    let waiting: Vec<_> = (0..6)
+        .map(|i| {
+            let url = format!(
+                "{}/receipts/00000000-0000-4000-8000-0000000000{:02}",
+                node.base,
+                50 + i
+            );
+            std::thread::spawn(move || {
+                let _ = postgres::agent().get(&url).call();
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    let (status, _) = node.get("/health");
+    let took = started.elapsed();
+    holder.join().unwrap();
+    waiting.into_iter().for_each(|t| t.join().unwrap());
+    eprintln!("/health: {status} in {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "/health waited {took:?} behind reads waiting for the database"
+    );
+}

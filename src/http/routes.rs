@@ -387,10 +387,9 @@ pub(super) async fn receipt(
     req: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let receipt = state
-        .boundary
-        .ledger()
-        .receipt_for_exec_id(&path)
+    let exec_id = path.into_inner();
+    let receipt = off_worker(&state, move |l| l.receipt_for_exec_id(&exec_id))
+        .await?
         .map_err(|e| match e {
             crate::ledger::LedgerError::NotFound => ApiError::not_found("Execution"),
             other => other.into(),
@@ -405,6 +404,18 @@ pub(super) async fn receipt(
         }
     }
     Ok(HttpResponse::Ok().json(receipt))
+}
+
+/// Runs a ledger read on the blocking pool: on PostgreSQL it waits for
+/// the database, which must not hold up an HTTP worker meanwhile.
+async fn off_worker<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(&crate::ledger::Ledger) -> Result<T, crate::ledger::LedgerError> + Send + 'static,
+) -> Result<Result<T, crate::ledger::LedgerError>, ApiError> {
+    let ledger = std::sync::Arc::clone(state.boundary.ledger());
+    web::block(move || read(&ledger))
+        .await
+        .map_err(|_| ApiError::new(503, "ledger_unavailable", "The ledger is unavailable"))
 }
 
 /// The principal `access::authorize` admitted the request as, if any.
@@ -563,9 +574,11 @@ pub(super) async fn inclusion(
     state: web::Data<AppState>,
     q: web::Query<InclusionQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let ledger = state.boundary.ledger();
-    let tree_size = q.tree_size.unwrap_or_else(|| ledger.head().size);
-    let hashes = ledger.inclusion_proof(q.index, tree_size)?;
+    let tree_size = q
+        .tree_size
+        .unwrap_or_else(|| state.boundary.ledger().head().size);
+    let index = q.index;
+    let hashes = off_worker(&state, move |l| l.inclusion_proof(index, tree_size)).await??;
     Ok(HttpResponse::Ok()
         .json(json!({ "index": q.index, "tree_size": tree_size, "hashes": hashes })))
 }
@@ -582,9 +595,9 @@ pub(super) async fn consistency(
     state: web::Data<AppState>,
     q: web::Query<ConsistencyQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let ledger = state.boundary.ledger();
-    let to = q.to.unwrap_or_else(|| ledger.head().size);
-    let hashes = ledger.consistency_proof(q.from, to)?;
+    let to = q.to.unwrap_or_else(|| state.boundary.ledger().head().size);
+    let from = q.from;
+    let hashes = off_worker(&state, move |l| l.consistency_proof(from, to)).await??;
     Ok(HttpResponse::Ok().json(json!({ "from": q.from, "to": to, "hashes": hashes })))
 }
 
