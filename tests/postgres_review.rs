@@ -548,3 +548,90 @@ fn reads_waiting_for_the_database_do_not_hold_up_the_http_workers() {
         "/health waited {took:?} behind reads waiting for the database"
     );
 }
+
+/// A request the database itself refuses (here an exec_id with a NUL
+/// byte, which a TEXT column does not take) refuses itself alone, not the
+/// requests batched with it.
+#[test]
+fn a_request_the_database_refuses_does_not_refuse_its_batch() {
+    let db = fresh_database("pgreview_split");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("log.key");
+    let a = ledger(&db, dir.path(), &key);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let db2 = db.clone();
+    let holder = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (mut c, conn) = tokio_postgres::connect(&db2, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let tx = c.transaction().await.unwrap();
+                tx.query_one(
+                    "SELECT size FROM openexec_head WHERE id = 0 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .unwrap();
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                tx.commit().await.unwrap();
+            });
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let first = a
+        .queue_append(
+            draft(
+                "00000000-0000-4000-8000-000000000060",
+                "s-0",
+                Outcome::Rejected,
+                "approval_reused",
+            ),
+            None,
+            None,
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let bad = a
+        .queue_append(
+            draft("bad\0id", "s-1", Outcome::Rejected, "approval_reused"),
+            None,
+            None,
+        )
+        .unwrap();
+    let good = a
+        .queue_append(
+            draft(
+                "00000000-0000-4000-8000-000000000061",
+                "s-2",
+                Outcome::Rejected,
+                "approval_reused",
+            ),
+            None,
+            None,
+        )
+        .unwrap();
+    holder.join().unwrap();
+    let first = rt.block_on(a.appended(first));
+    let bad = rt.block_on(a.appended(bad));
+    let good = rt.block_on(a.appended(good));
+    eprintln!(
+        "first {:?} bad {:?} good {:?}",
+        first.as_ref().err(),
+        bad.as_ref().err(),
+        good.as_ref().err()
+    );
+    assert!(first.is_ok());
+    assert!(bad.is_err(), "the database took an exec_id with a NUL byte");
+    assert!(
+        good.is_ok(),
+        "a request was refused with the one the database refused: {:?}",
+        good.err()
+    );
+}

@@ -77,7 +77,7 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// The database answered with an error, or could not be reached.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", db_detail(.0))]
     Db(#[from] tokio_postgres::Error),
     /// Rows that are not what this code writes.
     #[error("corrupt log in the database: {0}")]
@@ -88,6 +88,15 @@ pub enum PgError {
     /// No answer within the time allowed.
     #[error("the database did not answer in time")]
     Timeout,
+}
+
+/// A driver error with what the server said (SQLSTATE and message), which
+/// the driver's own display leaves out.
+fn db_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("{} ({})", d.message(), d.code().code()),
+        None => e.to_string(),
+    }
 }
 
 impl PgError {

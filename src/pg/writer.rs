@@ -226,6 +226,15 @@ impl Writer {
                         self.shared.writer_stalled.store(true, Ordering::Relaxed);
                     }
                     self.client = None;
+                    if code.is_some() && work.len() > 1 {
+                        // The server refused something of the batch that
+                        // the decisions did not foresee: each request
+                        // alone, so that it refuses only its own.
+                        for w in work {
+                            Box::pin(self.cycle(vec![w])).await;
+                        }
+                        return;
+                    }
                     let why = e.to_string();
                     work.into_iter().for_each(|w| w.refuse(&why));
                     return;
@@ -384,7 +393,9 @@ impl Writer {
                 )
                 .await?
                 .is_some(),
-            (None, None) => false,
+            // Nothing written: the answers (all decided from what the
+            // batch read) hold whether it committed or not.
+            (None, None) => true,
         };
         tx.rollback().await?;
         Ok(found)
