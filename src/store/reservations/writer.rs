@@ -124,18 +124,13 @@ impl JournalTicket {
     /// here if it already is. At most one per ticket (a second replaces
     /// the first if that has not run).
     pub fn then(&self, then: Then) {
-        let done = {
-            let mut state = self.lock();
-            match &state.result {
-                Some(result) => Some(result.clone()),
-                None => {
-                    state.then = Some(then);
-                    return;
-                }
+        let mut state = self.lock();
+        match state.result.clone() {
+            None => state.then = Some(then),
+            Some(result) => {
+                drop(state);
+                then(result.as_ref().map(|_| ()).map_err(String::as_str));
             }
-        };
-        if let Some(result) = done {
-            then(result.as_ref().map(|_| ()).map_err(String::as_str));
         }
     }
 }
