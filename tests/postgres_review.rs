@@ -199,30 +199,7 @@ fn a_late_entry_in_a_batch_does_not_refuse_the_others() {
         rt.block_on(a.reserve(k2.clone(), pending(y, n2))).unwrap(),
         Reservation::Reserved
     );
-    // Hold the head lock for 2 s so that A's writer is busy with a first
-    // batch while the next two requests queue up together.
-    let db2 = db.clone();
-    let holder = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let (mut c, conn) = tokio_postgres::connect(&db2, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                let tx = c.transaction().await.unwrap();
-                tx.query_one(
-                    "SELECT size FROM openexec_head WHERE id = 0 FOR UPDATE",
-                    &[],
-                )
-                .await
-                .unwrap();
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                tx.commit().await.unwrap();
-            });
-    });
+    let holder = hold_head_lock(&db);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let first = a
         .queue_append(
@@ -562,28 +539,7 @@ fn a_request_the_database_refuses_does_not_refuse_its_batch() {
         .enable_all()
         .build()
         .unwrap();
-    let db2 = db.clone();
-    let holder = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let (mut c, conn) = tokio_postgres::connect(&db2, tokio_postgres::NoTls)
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
-                let tx = c.transaction().await.unwrap();
-                tx.query_one(
-                    "SELECT size FROM openexec_head WHERE id = 0 FOR UPDATE",
-                    &[],
-                )
-                .await
-                .unwrap();
-                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                tx.commit().await.unwrap();
-            });
-    });
+    let holder = hold_head_lock(&db);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let first = a
         .queue_append(
@@ -634,4 +590,32 @@ fn a_request_the_database_refuses_does_not_refuse_its_batch() {
         "a request was refused with the one the database refused: {:?}",
         good.err()
     );
+}
+
+/// Holds the head row's lock for 2 s from another connection, so that a
+/// node's writer is busy with a first batch while the next requests queue
+/// up together.
+fn hold_head_lock(db: &str) -> std::thread::JoinHandle<()> {
+    let db = db.to_owned();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (mut c, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                let tx = c.transaction().await.unwrap();
+                tx.query_one(
+                    "SELECT size FROM openexec_head WHERE id = 0 FOR UPDATE",
+                    &[],
+                )
+                .await
+                .unwrap();
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                tx.commit().await.unwrap();
+            });
+    })
 }
