@@ -112,13 +112,13 @@ impl Store {
             self.inner.segments.publish(staged, &batch.hashes)?;
             // Before the lock is let go (see "Nonces").
             self.inner.done_nonces.insert_batch(
-                completed
-                    .iter()
-                    .map(|(key, &index)| (key.as_slice(), index)),
+                completed.iter().map(|(&key, &index)| (key, index)),
                 staged.count(),
             )?;
             self.inner.consumed_approvals.insert_batch(
-                consumed.iter().map(|(key, &index)| (key.as_bytes(), index)),
+                consumed
+                    .iter()
+                    .map(|(&key, &index)| (key.as_bytes(), index)),
                 staged.count(),
             )?;
         }
@@ -161,8 +161,8 @@ impl Store {
     fn reserve_cycle(
         &self,
         reservations: &[ReservationRequest<'_>],
-        completed: &HashMap<Vec<u8>, u64>,
-        consumed: &HashMap<String, u64>,
+        completed: &HashMap<&[u8], u64>,
+        consumed: &HashMap<&str, u64>,
     ) -> Result<Vec<Result<Reservation, StoreError>>, StoreError> {
         if reservations.is_empty() {
             return Ok(Vec::new());
@@ -276,18 +276,19 @@ impl Store {
 /// The nonces (by key) a batch completes and the approvals it consumes,
 /// each with the index of its entry: done for the cycle's reservations,
 /// though `nonces.tab` (`approvals.tab`) takes them only after the write.
-fn completions_of(batch: Option<&BatchWrite>) -> (HashMap<Vec<u8>, u64>, HashMap<String, u64>) {
+/// Both borrow from the batch: nothing is copied on the writer's path.
+fn completions_of(batch: Option<&BatchWrite>) -> (HashMap<&[u8], u64>, HashMap<&str, u64>) {
     let entries = || batch.into_iter().flat_map(|b| &b.entries);
     let completed = entries()
         .filter_map(|e| {
             e.completion
                 .as_ref()
                 .filter(|c| c.completes())
-                .map(|c| (c.key.clone(), e.index))
+                .map(|c| (c.key.as_slice(), e.index))
         })
         .collect();
     let consumed = entries()
-        .filter_map(|e| e.approval_key.as_ref().map(|k| (k.to_string(), e.index)))
+        .filter_map(|e| e.approval_key.as_deref().map(|k| (k, e.index)))
         .collect();
     (completed, consumed)
 }
