@@ -192,3 +192,34 @@ fn the_journal_stays_small_while_reservations_come_and_go() {
         .len();
     assert!(on_disk <= 2 * journal::COMPACT_AT, "{on_disk}");
 }
+
+#[test]
+fn a_released_nonce_stays_in_flight_until_its_release_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .commit(&checkpointed(batch_naming(&store, &["x"], false)))
+        .unwrap();
+    let k = reserve_holding(&store, "a", "k");
+    let release = checkpointed(crate::store::batch_appending(
+        &store,
+        vec![resolving_entry(1, "a", "exec-1", Held::Released)],
+    ));
+    let mut written = store.write_cycle(Some(&release), &[]).unwrap();
+    // Written, not durable: the nonce and its approval are still held.
+    assert_eq!(store.pending_reservations().unwrap().len(), 1);
+    assert!(store.approval_used(&k).unwrap());
+    let retry = record(2);
+    assert!(matches!(
+        store.reserve(&nonce_key("t", "a"), &retry, None).unwrap(),
+        Reservation::InFlight(_)
+    ));
+    store.sync_cycle(&mut written.sync).unwrap();
+    // Durable: free.
+    assert!(store.pending_reservations().unwrap().is_empty());
+    assert!(!store.approval_used(&k).unwrap());
+    assert_eq!(
+        store.reserve(&nonce_key("t", "a"), &retry, None).unwrap(),
+        Reservation::Reserved
+    );
+}
