@@ -22,6 +22,7 @@ pub mod pyjson;
 pub mod receipt;
 pub mod request;
 pub mod signing;
+pub mod tile_audit;
 pub mod tile_path;
 pub mod tlog_proof;
 pub mod witness;
