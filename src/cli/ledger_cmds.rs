@@ -1,4 +1,5 @@
-//! `openexec keygen` and `openexec audit`: thin shells over the ledger.
+//! `openexec keygen` and `openexec audit`: thin shells over the ledger
+//! (`audit --url` over a running log's tiles: [`super::audit_url`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +31,25 @@ pub struct AuditArgs {
     /// of a data directory; it may be live.
     #[arg(long)]
     pub db_url: Option<String>,
+    /// Audit a running log through its C2SP tlog-tiles at this base URL
+    /// (`http://host:port`) instead of a data directory: the checkpoint,
+    /// every hash tile and every entry bundle. Exits 0 when the log
+    /// verifies, 1 on a finding, 2 on a usage or network error.
+    #[arg(long, conflicts_with = "db_url")]
+    pub url: Option<String>,
+    /// With `--url`: the log's verifier key (`<name>+<id>+<key>`), or a
+    /// file holding it.
+    #[arg(long, requires = "url")]
+    pub key: Option<String>,
+    /// With `--url`: a file keeping the last checkpoint audited. The new
+    /// checkpoint must extend it (no rollback, no fork), and replaces it
+    /// once the log verifies.
+    #[arg(long, requires = "url")]
+    pub state: Option<PathBuf>,
+    /// With `--url`: print progress on stderr every this many level-0
+    /// tiles (256 entries each); 0 for none.
+    #[arg(long, default_value_t = 100)]
+    pub progress_every: u64,
     /// Skip the independent rs_merkle rebuild (it runs over chunks of 2^16 leaves, so its memory is bounded; it costs CPU time).
     #[arg(long)]
     pub no_rebuild: bool,
@@ -53,6 +73,18 @@ pub fn keygen(args: &KeygenArgs) -> ExitCode {
 /// Audits a data directory; prints one line; exits 1 on any finding.
 #[must_use]
 pub fn run_audit(args: &AuditArgs) -> ExitCode {
+    if let Some(url) = &args.url {
+        let Some(key) = &args.key else {
+            println!("ERROR: --url needs the log's verifier key: add --key");
+            return ExitCode::from(2);
+        };
+        return super::audit_url::run(&super::audit_url::UrlAudit {
+            url,
+            key,
+            state: args.state.as_deref(),
+            progress_every: args.progress_every,
+        });
+    }
     if let Some(url) = &args.db_url {
         if !crate::pg::is_postgres_url(url) {
             println!(

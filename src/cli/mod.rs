@@ -7,6 +7,8 @@
 #[cfg(feature = "server")]
 mod approve;
 #[cfg(feature = "server")]
+mod audit_url;
+#[cfg(feature = "server")]
 mod bench;
 #[cfg(feature = "server")]
 mod ledger_cmds;
@@ -54,7 +56,7 @@ pub enum Command {
     /// Create a log signing key (signed-note form) and print its verifier key.
     #[cfg(feature = "server")]
     Keygen(ledger_cmds::KeygenArgs),
-    /// Re-verify a whole ledger in a data directory (service stopped).
+    /// Re-verify a whole ledger in a data directory (service stopped), or a running log through its tiles (`--url`).
     #[cfg(feature = "server")]
     Audit(ledger_cmds::AuditArgs),
     /// Convert a stopped service's store to this build's store format.

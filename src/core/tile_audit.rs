@@ -8,7 +8,9 @@
 //! higher tile is the root of the 256 hashes below it, that the tree's
 //! root is the one the checkpoint signs, and, given an older checkpoint of
 //! the same log, that its root is the root of the first leaves of the new
-//! tree (so the new tree extends the old one).
+//! tree (so the new tree extends the old one). The older root is compared
+//! last, once the leaves are proven to be the signed tree's, so that a
+//! mismatch there is a fork and not a tampered tile.
 //!
 //! Memory stays bounded by the tree's height, not its size: the root comes
 //! from the right frontier of the leaves read so far (one hash per set bit
@@ -262,8 +264,10 @@ pub struct TreeSummary {
 pub struct TreeAudit {
     size: u64,
     root: Hash,
-    /// An older tree (size, root) still to be found among the leaves.
+    /// An older tree (size, root) to be found among the leaves.
     older: Option<(u64, Hash)>,
+    /// The root of the first `older.0` leaves, once read.
+    older_computed: Option<Hash>,
     frontier: Frontier,
     levels: Vec<Pending>,
     /// Root of each full level-0 tile checked, by index.
@@ -302,9 +306,10 @@ impl TreeAudit {
                 None
             }
             Some((old, signed)) if old == size => {
+                // The leaves are checked against `root` when the audit ends.
                 consistent(old, signed, root)?;
-                // The leaves are still checked against `root` below.
-                Some((old, signed))
+                summary.consistent_with = Some(old);
+                None
             }
             other => other,
         };
@@ -312,6 +317,7 @@ impl TreeAudit {
             size,
             root,
             older,
+            older_computed: None,
             frontier: Frontier::default(),
             levels: Vec::new(),
             full_tile_roots: Vec::new(),
@@ -359,7 +365,12 @@ impl TreeAudit {
         let (hashes, entries) = check_level0(&path, tile, bundle)?;
         for (_, leaf) in &entries {
             self.frontier.push(*leaf);
-            self.check_older()?;
+            if self
+                .older
+                .is_some_and(|(size, _)| size == self.frontier.size())
+            {
+                self.older_computed = Some(self.frontier.root());
+            }
         }
         self.summary.hash_tiles += 1;
         self.summary.bundles += 1;
@@ -471,21 +482,15 @@ impl TreeAudit {
             });
         }
         let mut summary = self.summary;
+        // Only now that the leaves are proven to be the signed tree's is a
+        // different older root a fork, not a tampered tile.
+        if let Some((size, signed)) = self.older {
+            let computed = self.older_computed.unwrap_or_else(empty_tree_hash);
+            consistent(size, signed, computed)?;
+            summary.consistent_with = Some(size);
+        }
         summary.entries = self.size;
         Ok(summary)
-    }
-
-    /// Once the leaves read reach the older tree's size, its root must be
-    /// theirs.
-    fn check_older(&mut self) -> Result<(), TileFinding> {
-        if let Some((size, signed)) = self.older {
-            if self.frontier.size() == size {
-                consistent(size, signed, self.frontier.root())?;
-                self.older = None;
-                self.summary.consistent_with = Some(size);
-            }
-        }
-        Ok(())
     }
 
     /// The hashes waiting at `level` (1 and up), created on first use.

@@ -273,3 +273,23 @@ fn driving_the_audit_out_of_order_is_refused() {
         Err(TileFinding::OutOfOrder(_))
     ));
 }
+
+/// Leaves altered before the older tree's size, with their tiles made to
+/// agree: the signed root refuses them first, so the finding names the
+/// tiles, not a fork.
+#[test]
+fn altered_leaves_are_a_root_mismatch_even_below_an_older_tree() {
+    let log = Log::new(600);
+    let mut data = log.data.clone();
+    data[7] = b"rewritten".to_vec();
+    let altered = Log {
+        leaves: data.iter().map(|d| leaf_hash(d)).collect(),
+        data,
+    };
+    let serve = |t: &TilePath| altered.tile(t);
+    let err = run(600, log.root(600), Some((300, log.root(300))), &serve).unwrap_err();
+    assert!(
+        matches!(err, TileFinding::RootMismatch { size: 600, .. }),
+        "{err}"
+    );
+}
