@@ -17,6 +17,8 @@ mod migrate;
 #[cfg(feature = "server")]
 mod recover;
 #[cfg(feature = "server")]
+mod sd_notify;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod signals;

@@ -398,6 +398,7 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
         "http"
     };
     println!("openexec listening on {scheme}://{addr}");
+    super::sd_notify::notify(&format!("READY=1\nSTATUS=listening on {scheme}://{addr}"));
     let state = Arc::new(AppState::new(boundary, auth).with_mcp_origins(config.mcp_origins));
     let served = system.block_on(crate::http::run_tls(
         listener,

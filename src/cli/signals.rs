@@ -43,5 +43,6 @@ impl StopSignals {
             _ = self.interrupt.recv() => "SIGINT",
         };
         tracing::info!("{name} received; stopping gracefully");
+        super::sd_notify::notify("STOPPING=1");
     }
 }
