@@ -1,18 +1,27 @@
-//! Counters for `GET /metrics` (Prometheus text format, rendered by hand:
-//! a handful of counters does not need a metrics framework).
+//! Counters and gauges for `GET /metrics` (Prometheus text format, rendered
+//! by hand: they are one boundary's), followed by the process's histograms
+//! ([`crate::instruments`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use prometheus::Histogram;
 
 use super::Stage;
 use crate::core::entry::Outcome;
 use crate::ledger::Ledger;
 
-/// Attempts by outcome and reason.
+/// Attempts by outcome and reason, and the handler histogram of each
+/// registered action.
 #[derive(Default)]
 pub struct Metrics {
+    /// `openexec_handler_duration_seconds{action}`, resolved when the
+    /// boundary starts (the registry is sealed): a lookup, no label built,
+    /// per run.
+    handlers: HashMap<String, Histogram>,
     attempts: Mutex<BTreeMap<(String, String), u64>>,
     rate_limited: std::sync::atomic::AtomicU64,
     rate_limited_globally: std::sync::atomic::AtomicU64,
@@ -21,6 +30,26 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counters at zero, and a handler histogram for each of `actions`.
+    pub fn new<'a>(actions: impl Iterator<Item = &'a str>) -> Self {
+        let handlers = crate::instruments::get().map_or_else(HashMap::new, |i| {
+            actions
+                .map(|a| (a.to_owned(), i.handlers.with_label_values(&[a])))
+                .collect()
+        });
+        Self {
+            handlers,
+            ..Self::default()
+        }
+    }
+
+    /// Records one run of `action`'s handler.
+    pub fn handler_ran(&self, action: &str, took: Duration) {
+        if let Some(h) = self.handlers.get(action) {
+            h.observe(took.as_secs_f64());
+        }
+    }
+
     /// Counts one recorded attempt.
     pub fn record(&self, outcome: Outcome, reason: &str) {
         let outcome = outcome.as_str().to_owned();
@@ -73,6 +102,13 @@ impl Metrics {
                 "openexec_panics_total{{stage=\"{}\"}} {n}",
                 stage.as_str()
             );
+        }
+        let ready = ledger.is_writable() && ledger.damage().is_none() && ledger.readable();
+        out.push_str("# HELP openexec_ready Whether GET /ready answers 200 (1) or 503 (0).\n# TYPE openexec_ready gauge\n");
+        let _ = writeln!(out, "openexec_ready {}", u8::from(ready));
+        if let Some(lag) = ledger.witness_lag() {
+            out.push_str("# HELP openexec_witness_lag_entries Entries appended since the newest checkpoint a trusted witness cosigned.\n# TYPE openexec_witness_lag_entries gauge\n");
+            let _ = writeln!(out, "openexec_witness_lag_entries {lag}");
         }
         let stats = ledger.stats();
         let batches = stats.batches.load(Ordering::Relaxed);
@@ -135,6 +171,9 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
+        }
+        if let Some(i) = crate::instruments::get() {
+            i.render(&mut out);
         }
         out
     }

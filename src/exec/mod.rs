@@ -266,11 +266,12 @@ impl Boundary {
             global_rate: policy.reject_global_rate,
             global_burst: policy.reject_global_burst,
         });
+        let metrics = Metrics::new(registry.names());
         Ok(Self {
             ledger,
             registry,
             policy,
-            metrics: Metrics::default(),
+            metrics,
             reject_limiter,
             panic_hook: Arc::default(),
             handlers: HandlerRuntime::start()?,
@@ -588,7 +589,10 @@ impl Boundary {
         {
             Ok(queued) => {
                 attempt.progress.handing_over();
-                self.ledger.reserved_and_appended(queued).await
+                let waiting = Instant::now();
+                let recorded = self.ledger.reserved_and_appended(queued).await;
+                crate::instruments::writer_waited(waiting);
+                recorded
             }
             Err(e) => Err(e),
         };
@@ -648,6 +652,7 @@ impl Boundary {
         };
         let hook = Arc::clone(&self.panic_hook);
         let run = handler.run(ctx, payload);
+        let started = Instant::now();
         let ran = self
             .handlers
             .run(handler.deadline(), handler.inline(), async move {
@@ -655,6 +660,8 @@ impl Boundary {
                 run.await
             })
             .await;
+        self.metrics
+            .handler_ran(attempt.request.action.as_str(), started.elapsed());
         match ran {
             // The result is answered, stored and committed as the value its
             // canonical bytes read back to (I-JSON, as payloads are), so
@@ -715,7 +722,10 @@ impl Boundary {
         let appended = match self.ledger.queue_append(draft, content, completion) {
             Ok(queued) => {
                 attempt.progress.handing_over();
-                self.ledger.appended(queued).await
+                let waiting = Instant::now();
+                let appended = self.ledger.appended(queued).await;
+                crate::instruments::writer_waited(waiting);
+                appended
             }
             Err(e) => Err(e),
         };

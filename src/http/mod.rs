@@ -39,6 +39,7 @@ mod mcp;
 pub mod openapi;
 mod routes;
 mod tiles;
+mod timing;
 pub mod tls;
 mod ui;
 
@@ -181,6 +182,7 @@ pub async fn run_tls(
                     .app_data(data.clone())
                     .configure(configure)
                     .wrap_fn(bounded_bodies)
+                    .wrap(actix_web::middleware::from_fn(timing::observe))
             };
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {

@@ -96,7 +96,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
         web::get().to(super::tiles::entry_bundle),
         web::get().to(super::tiles::hash_tile),
     ];
-    for ((path, method, access), route) in ROUTES.into_iter().zip(handlers) {
+    for (index, ((path, method, access), route)) in ROUTES.into_iter().zip(handlers).enumerate() {
         // A known path with another method is a JSON 405 naming the allowed
         // method (RFC 9110 requires `Allow`), not an empty one.
         cfg.service(
@@ -121,7 +121,8 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                 .wrap(Condition::new(
                     path.starts_with("/tile/entries/"),
                     Compress::default(),
-                )),
+                ))
+                .wrap(from_fn(move |req, next| super::timing::route(index, req, next))),
         );
     }
     cfg.default_service(web::to(|| async {
@@ -261,6 +262,7 @@ pub(super) async fn execute(
             "Internal error while handling this attempt",
         ));
     };
+    super::timing::note_outcome(&response);
     let status = actix_web::http::StatusCode::from_u16(response.status)
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut answer = HttpResponse::build(status);

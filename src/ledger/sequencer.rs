@@ -215,6 +215,7 @@ impl Writer {
             Ok(written) => {
                 if let Some(p) = &prepared {
                     self.head = p.head;
+                    crate::instruments::batch_written(started.elapsed());
                 }
                 let (reservations, reserved) = answer_when_journaled(
                     reservations,

@@ -225,6 +225,7 @@ impl Syncer {
         self.stats.entries.fetch_add(n, Ordering::Relaxed);
         self.stats.commit_nanos.fetch_add(nanos, Ordering::Relaxed);
         raise(&self.stats.max_batch, n);
+        crate::instruments::batch_committed(n);
         let size = prepared.head.size;
         let sealed = prepared
             .write

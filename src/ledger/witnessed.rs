@@ -120,6 +120,19 @@ impl Ledger {
         self.embedded().map_or(&[], |e| &e.witnessing.keys)
     }
 
+    /// Entries appended since the newest checkpoint a trusted witness
+    /// cosigned (all of them if none was); `None` without witness keys.
+    #[must_use]
+    pub fn witness_lag(&self) -> Option<u64> {
+        let e = self.embedded().filter(|e| !e.witnessing.keys.is_empty())?;
+        let newest = e
+            .witnessing
+            .lock_cosigned()
+            .last_key_value()
+            .map_or(0, |(s, _)| *s);
+        Some(self.head().size.saturating_sub(newest))
+    }
+
     /// Verifies a witness's cosigned checkpoint and stores its
     /// cosignatures. The note must be one of this log's checkpoints (log
     /// signature, a root this log has at that size) with at least one

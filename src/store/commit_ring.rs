@@ -236,7 +236,9 @@ impl CommitRing {
             .lock()
             .map_err(|_| StoreError::Corrupt("commit ring lock poisoned".into()))?;
         self.file.write_all_at(&slot, *next * SLOT_LEN as u64)?;
-        self.file.sync_data()?;
+        crate::instruments::timed_sync(crate::instruments::SyncedFile::Ring, || {
+            self.file.sync_data()
+        })?;
         *next = (*next + 1) % SLOTS;
         Ok(())
     }

@@ -716,9 +716,11 @@ fn commit_mark(
 
 /// `flush()` then a real `fdatasync` of sled's log file (see "Durability").
 fn sync_sled(db: &sled::Db, log_file: &File) -> Result<(), StoreError> {
-    db.flush()?;
-    log_file.sync_data()?;
-    Ok(())
+    crate::instruments::timed_sync(crate::instruments::SyncedFile::Sled, || {
+        db.flush()?;
+        log_file.sync_data()?;
+        Ok(())
+    })
 }
 
 /// fsync a directory so that newly created files in it survive a crash.

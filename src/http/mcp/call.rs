@@ -286,6 +286,7 @@ async fn run(
             .await
     })
     .await
+    .inspect(super::super::timing::note_outcome)
     .map_err(|_| RpcError::new(Code::INTERNAL, "Internal error while handling this attempt"))
 }
 

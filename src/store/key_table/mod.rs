@@ -412,7 +412,9 @@ impl KeyTable {
             }
             state.header
         };
-        self.file.sync_data()?;
+        crate::instruments::timed_sync(crate::instruments::SyncedFile::KeyTable, || {
+            self.file.sync_data()
+        })?;
         let mut state = self.lock()?;
         if state.header.tables == before.tables && before.indexed > state.durable {
             self.mark(&mut state, before)?;

@@ -339,7 +339,11 @@ impl Journal {
             .file
             .write_all_at(&zeros(ahead), state.allocated)
             .and_then(|()| state.file.write_all_at(&frame, state.len))
-            .and_then(|()| state.file.sync_data());
+            .and_then(|()| {
+                crate::instruments::timed_sync(crate::instruments::SyncedFile::Journal, || {
+                    state.file.sync_data()
+                })
+            });
         if let Err(e) = written {
             state.broken = Some(e.to_string());
             return Err(e.into());

@@ -335,7 +335,9 @@ impl Segments {
         self.hashes
             .write_all_at(&hashes, tail.hash_count * HASH_SLOT)?;
         faults.check(FaultPoint::EntriesSync)?;
-        self.entries.sync_data()?;
+        crate::instruments::timed_sync(crate::instruments::SyncedFile::Entries, || {
+            self.entries.sync_data()
+        })?;
         let derived = if tail.last_derived_sync.elapsed() >= DERIVED_SYNC_INTERVAL {
             self.index.sync_data()?;
             self.hashes.sync_data()?;
