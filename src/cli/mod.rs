@@ -15,6 +15,8 @@ mod migrate;
 #[cfg(feature = "server")]
 mod recover;
 #[cfg(feature = "server")]
+mod redact;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod signals;
@@ -69,6 +71,9 @@ pub enum Command {
     /// Create, list and revoke principals' bearer tokens.
     #[cfg(feature = "server")]
     Token(token::TokenArgs),
+    /// Erase an entry's kept content through a running service's admin socket (recorded in the log).
+    #[cfg(feature = "server")]
+    Redact(redact::RedactArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -155,5 +160,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Token(args) => token::run(&args),
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
+        #[cfg(feature = "server")]
+        Command::Redact(args) => redact::run(&args),
     }
 }

@@ -219,9 +219,7 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
         warnings: store.repairs(),
         registries: Vec::new(),
     };
-    report
-        .warnings
-        .extend(redaction::unsettled(store)?);
+    report.warnings.extend(redaction::unsettled(store)?);
     if let Some(finding) = check_files(store, &mut report.warnings)? {
         report.first_bad = Some(finding);
         return Ok(report);

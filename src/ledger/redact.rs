@@ -54,7 +54,9 @@ pub enum RedactError {
     #[error("no committed entry has {0}")]
     NotFound(String),
     /// The reason is not one of the redaction reasons.
-    #[error("unknown redaction reason {0:?}: give one of personal_data, leaked_secret, legal, other")]
+    #[error(
+        "unknown redaction reason {0:?}: give one of personal_data, leaked_secret, legal, other"
+    )]
     BadReason(String),
     /// The entry is a replay: its content is kept with the entry it
     /// replays.
@@ -205,7 +207,11 @@ impl Ledger {
 /// the entry's exec_id, tenant, action, nonce, request hash and
 /// commitments, so that it names exactly what was erased, and keeps no
 /// content.
-fn redaction_draft(entry: &Entry, leaf: crate::core::hash::Hash, reason: RedactionReason) -> EntryDraft {
+fn redaction_draft(
+    entry: &Entry,
+    leaf: crate::core::hash::Hash,
+    reason: RedactionReason,
+) -> EntryDraft {
     EntryDraft {
         exec_id: entry.exec_id.clone(),
         tenant: entry.tenant.clone(),

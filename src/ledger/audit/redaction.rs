@@ -46,7 +46,10 @@ pub(super) fn check_redaction(store: &Store, redaction: &Entry) -> Result<(), St
     ) {
         return problem("but does not repeat its exec_id, request and commitments");
     }
-    let kept = store.content(of.index).map_err(|e| e.to_string())?.is_some();
+    let kept = store
+        .content(of.index)
+        .map_err(|e| e.to_string())?
+        .is_some();
     let settling = store
         .redaction(of.index)
         .map_err(|e| e.to_string())?
