@@ -432,12 +432,13 @@ export class EntryError extends Error {}
 const shapeError = (why) => new EntryError(`entry is not valid JSON of the entry shape: ${why}`);
 const invalidField = (f) => new EntryError(`invalid entry field \`${f}\``);
 
-const OUTCOMES = ["executed", "failed", "rejected", "replayed", "interrupted"];
+const OUTCOMES = ["executed", "failed", "rejected", "replayed", "interrupted", "redacted"];
+const REDACTION_REASONS = ["personal_data", "leaked_secret", "legal", "other"];
 const EFFECTS = ["none", "at-most-once", "idempotent-downstream"];
 const APPROVAL_KINDS = ["none", "clawshield-v1", "openexec-v2"];
 const REQUIRED = ["v", "origin", "index", "prev", "time", "exec_id", "tenant", "action", "nonce",
   "request_hash", "payload_commitment", "approval", "outcome", "reason"];
-const OMITTED_WHEN_ABSENT = ["replay_of", "effects", "registry", "principal"];
+const OMITTED_WHEN_ABSENT = ["replay_of", "effects", "registry", "principal", "redacts"];
 const FIELDS = new Set([...REQUIRED, "result_commitment", ...OMITTED_WHEN_ABSENT]);
 const RFC3339 = /^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$/;
 const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -551,19 +552,22 @@ function shape(obj) {
     ["key_id", optStr(approval.get("key_id"), "key_id")],
     ["expires_at", optStr(approval.get("expires_at"), "expires_at")],
   ]));
-  let replay = obj.get("replay_of") ?? null;
-  if (replay !== null) {
-    const r = object(replay, "replay_of", ["index", "leaf_hash"]);
-    for (const f of ["index", "leaf_hash"]) if (!r.has(f)) throw shapeError(`missing field \`${f}\``);
-    replay = new Map([["index", u64(r.get("index"), "index")], ["leaf_hash", hashField(r.get("leaf_hash"), "leaf_hash")]]);
-  }
-  e.set("replay_of", replay);
+  e.set("replay_of", entryRef(obj.get("replay_of") ?? null, "replay_of"));
   const effects = obj.get("effects") ?? null;
   e.set("effects", effects === null ? null : choice(effects, "effects", EFFECTS));
   const registry = obj.get("registry") ?? null;
   e.set("registry", registry === null ? null : hashField(registry, "registry"));
   e.set("principal", optStr(obj.get("principal"), "principal"));
+  e.set("redacts", entryRef(obj.get("redacts") ?? null, "redacts"));
   return e;
+}
+
+/** `replay_of` or `redacts`: an entry by index and leaf hash. */
+function entryRef(value, name) {
+  if (value === null) return null;
+  const r = object(value, name, ["index", "leaf_hash"]);
+  for (const f of ["index", "leaf_hash"]) if (!r.has(f)) throw shapeError(`missing field \`${f}\``);
+  return new Map([["index", u64(r.get("index"), "index")], ["leaf_hash", hashField(r.get("leaf_hash"), "leaf_hash")]]);
 }
 
 function validate(e) {
@@ -573,10 +577,14 @@ function validate(e) {
   if (e.get("index") === 0n && !equal(b64decode(e.get("prev")), new Uint8Array(32))) throw invalidField("prev");
   const replay = e.get("replay_of");
   if (replay !== null && replay.get("index") >= e.get("index")) throw invalidField("replay_of");
+  const redacts = e.get("redacts");
+  if (redacts !== null && redacts.get("index") >= e.get("index")) throw invalidField("redacts");
   if ((replay !== null) !== (e.get("outcome") === "replayed")) throw invalidField("replay_of");
+  if ((redacts !== null) !== (e.get("outcome") === "redacted")) throw invalidField("redacts");
+  if (e.get("outcome") === "redacted" && !REDACTION_REASONS.includes(e.get("reason"))) throw invalidField("reason");
   const principal = e.get("principal");
   if (principal !== null && !/^[0-9a-f]{16}$/.test(principal)) throw invalidField("principal");
-  if (["rejected", "replayed"].includes(e.get("outcome")) && e.get("effects") !== null) throw invalidField("effects");
+  if (["rejected", "replayed", "redacted"].includes(e.get("outcome")) && e.get("effects") !== null) throw invalidField("effects");
 }
 
 /** Decodes an entry canonically, in the order of docs/FORMATS.md §5; a plain object. */
@@ -797,7 +805,8 @@ export async function verifyReceipt(r, log, trusted = null) {
 /** The success line of one receipt, as `openexec verify` prints it. */
 export function describe(v, trusted) {
   const e = v.entry;
-  const replay = e.replay_of ? `, a replay of entry ${e.replay_of.index}` : "";
+  const replay = e.replay_of ? `, a replay of entry ${e.replay_of.index}`
+    : e.redacts ? `, a redaction of entry ${e.redacts.index}` : "";
   const effects = e.effects ? `, effects ${e.effects}` : "";
   const registry = e.registry ? `, handler registry ${e.registry}` : "";
   let line = `entry ${e.index} (${e.action} ${e.outcome} ${e.exec_id}${replay}${effects}${registry}) is in ${e.origin} at tree size ${v.checkpoint.size}`;

@@ -17,6 +17,8 @@ mod migrate;
 #[cfg(feature = "server")]
 mod recover;
 #[cfg(feature = "server")]
+mod redact;
+#[cfg(feature = "server")]
 mod sd_notify;
 #[cfg(feature = "server")]
 mod serve;
@@ -73,6 +75,9 @@ pub enum Command {
     /// Create, list and revoke principals' bearer tokens.
     #[cfg(feature = "server")]
     Token(token::TokenArgs),
+    /// Erase an entry's kept content through a running service's admin socket (recorded in the log).
+    #[cfg(feature = "server")]
+    Redact(redact::RedactArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -159,5 +164,7 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Token(args) => token::run(&args),
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
+        #[cfg(feature = "server")]
+        Command::Redact(args) => redact::run(&args),
     }
 }

@@ -147,6 +147,10 @@ pub struct ServeArgs {
     /// moments cosign the same checkpoint (0: always the latest).
     #[arg(long, env = "OPENEXEC_PUBLISH_INTERVAL_MS", default_value_t = 1000)]
     pub publish_interval_ms: u64,
+    /// Unix socket (created mode 0600) serving the operator's admin API
+    /// (`POST /admin/redact`, used by `openexec redact`); never on the public listener. Unset: no admin API.
+    #[arg(long, env = "OPENEXEC_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
 }
 
 /// A validated configuration.
@@ -160,6 +164,8 @@ pub struct ServeConfig {
     allow_public_bind: bool,
     /// Browser origins `/mcp` admits besides the loopback ones.
     mcp_origins: crate::http::AllowedOrigins,
+    /// Where the admin socket is bound, if anywhere.
+    admin_socket: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -279,6 +285,10 @@ impl ServeArgs {
             tls,
             allow_public_bind: self.allow_public_bind,
             mcp_origins: crate::http::AllowedOrigins::parse(&self.mcp_allowed_origins)?,
+            admin_socket: self
+                .admin_socket
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
         })
     }
 
@@ -384,6 +394,12 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
         .map_err(|e| format!("starting the recovery thread: {e}"))?;
     let listener =
         TcpListener::bind(config.bind).map_err(|e| format!("binding {}: {e}", config.bind))?;
+    let mut admin = config
+        .admin_socket
+        .as_deref()
+        .map(crate::http::admin::AdminSocket::bind)
+        .transpose()
+        .map_err(|e| format!("binding the admin socket: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let system = actix_web::rt::System::new();
     // Listen before announcing: a stop sent right after the line is kept.
@@ -400,13 +416,27 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
     println!("openexec listening on {scheme}://{addr}");
     super::sd_notify::notify(&format!("READY=1\nSTATUS=listening on {scheme}://{addr}"));
     let state = Arc::new(AppState::new(boundary, auth).with_mcp_origins(config.mcp_origins));
-    let served = system.block_on(crate::http::run_tls(
-        listener,
-        state,
-        config.workers,
-        config.tls,
-        stop.received(),
-    ));
+    let served = system.block_on(async {
+        let admin_server = match admin.as_mut() {
+            Some(socket) => {
+                tracing::info!(path = %socket.path().display(), "admin socket listening");
+                Some(socket.serve(ledger.clone())?)
+            }
+            None => None,
+        };
+        let admin_handle = admin_server.as_ref().map(actix_web::dev::Server::handle);
+        if let Some(server) = admin_server {
+            actix_web::rt::spawn(server);
+        }
+        let served =
+            crate::http::run_tls(listener, state, config.workers, config.tls, stop.received())
+                .await;
+        if let Some(handle) = admin_handle {
+            handle.stop(true).await;
+        }
+        served
+    });
+    drop(admin);
     drop(recovering);
     ledger.shutdown();
     tracing::info!(

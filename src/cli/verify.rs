@@ -228,6 +228,10 @@ fn describe(verified: &VerifiedReceipt, trusted: bool, quorum: Option<&PolicyOk>
     let replay = e
         .replay_of
         .map(|r| format!(", a replay of entry {}", r.index))
+        .or_else(|| {
+            e.redacts
+                .map(|r| format!(", a redaction of entry {}", r.index))
+        })
         .unwrap_or_default();
     let effects = e
         .effects

@@ -36,6 +36,9 @@ pub enum Outcome {
     /// reserving the nonce and recording the outcome), or one whose attempt
     /// a contained panic stopped (reason `internal_panic`). Never re-run.
     Interrupted,
+    /// An operator erased the kept content of the entry it names
+    /// (`redacts`); its reason says why ([`RedactionReason`]).
+    Redacted,
 }
 
 impl Outcome {
@@ -48,6 +51,7 @@ impl Outcome {
             Self::Rejected => "rejected",
             Self::Replayed => "replayed",
             Self::Interrupted => "interrupted",
+            Self::Redacted => "redacted",
         }
     }
 }
@@ -225,7 +229,9 @@ pub struct EntryDraft {
     pub outcome: Outcome,
     /// Machine reason code, `[a-z0-9_]{1,64}` (e.g. `ok`, `approval_expired`).
     pub reason: String,
-    /// For a `replayed` attempt, and only for one: the entry it replays.
+    /// For a `replayed` attempt: the entry it replays; for a `redacted`
+    /// entry: the entry whose content it erases (the entry's `redacts`).
+    /// `None` on every other entry.
     pub replay_of: Option<ReplayOf>,
     /// The effects class of the handler the attempt ran or reserved its
     /// nonce for (`executed`, `failed`, `interrupted`); never on a
@@ -288,6 +294,11 @@ pub struct Entry {
     /// See [`EntryDraft`]; omitted (never `null`) when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+    /// The entry whose kept content a `redacted` entry erases, by position
+    /// and leaf hash. Present exactly on `redacted` entries; omitted (never
+    /// `null`) on the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redacts: Option<ReplayOf>,
 }
 
 /// Why bytes are not a valid entry.
@@ -335,10 +346,15 @@ impl Entry {
             approval: draft.approval,
             outcome: draft.outcome,
             reason: draft.reason,
-            replay_of: draft.replay_of,
+            replay_of: draft
+                .replay_of
+                .filter(|_| draft.outcome != Outcome::Redacted),
             effects: draft.effects,
             registry: draft.registry,
             principal: draft.principal,
+            redacts: draft
+                .replay_of
+                .filter(|_| draft.outcome == Outcome::Redacted),
         }
     }
 
@@ -415,6 +431,7 @@ impl Entry {
             prev: &self.prev,
             principal: self.principal.as_deref(),
             reason: &self.reason,
+            redacts: self.redacts.as_ref(),
             registry: self.registry.as_ref(),
             replay_of: self.replay_of.as_ref(),
             request_hash: &self.request_hash,
@@ -447,7 +464,11 @@ impl Entry {
         if self.replay_of.is_some_and(|r| r.index >= self.index) {
             return Err(EntryError::InvalidField("replay_of"));
         }
+        if self.redacts.is_some_and(|r| r.index >= self.index) {
+            return Err(EntryError::InvalidField("redacts"));
+        }
         check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        check_redacts(self.outcome, self.redacts.as_ref(), &self.reason)?;
         check_principal(self.principal.as_deref())?;
         check_effects(self.outcome, self.effects)
     }
@@ -463,7 +484,11 @@ impl EntryDraft {
         if !is_reason_code(&self.reason) {
             return Err(EntryError::InvalidField("reason"));
         }
-        check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        if self.outcome == Outcome::Redacted {
+            check_redacts(self.outcome, self.replay_of.as_ref(), &self.reason)?;
+        } else {
+            check_replay_of(self.outcome, self.replay_of.as_ref())?;
+        }
         check_principal(self.principal.as_deref())?;
         check_effects(self.outcome, self.effects)
     }
@@ -486,7 +511,7 @@ fn check_principal(principal: Option<&str>) -> Result<(), EntryError> {
 /// reserved for one: such an entry names no effects class.
 fn check_effects(outcome: Outcome, effects: Option<Effects>) -> Result<(), EntryError> {
     match (outcome, effects) {
-        (Outcome::Rejected | Outcome::Replayed, Some(_)) => {
+        (Outcome::Rejected | Outcome::Replayed | Outcome::Redacted, Some(_)) => {
             Err(EntryError::InvalidField("effects"))
         }
         _ => Ok(()),
@@ -499,6 +524,65 @@ fn check_replay_of(outcome: Outcome, replay_of: Option<&ReplayOf>) -> Result<(),
         Ok(())
     } else {
         Err(EntryError::InvalidField("replay_of"))
+    }
+}
+
+/// A `redacted` entry names the entry it erases and gives one of the
+/// [`RedactionReason`]s; no other entry names one.
+fn check_redacts(
+    outcome: Outcome,
+    redacts: Option<&ReplayOf>,
+    reason: &str,
+) -> Result<(), EntryError> {
+    let redacted = outcome == Outcome::Redacted;
+    if redacts.is_some() != redacted {
+        return Err(EntryError::InvalidField("redacts"));
+    }
+    if redacted && RedactionReason::parse(reason).is_none() {
+        return Err(EntryError::InvalidField("reason"));
+    }
+    Ok(())
+}
+
+/// Why an operator erased an entry's content: the reason of a `redacted`
+/// entry, one of a fixed set so that a log's redactions can be counted and
+/// reviewed by cause (the free text stays with the operator).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedactionReason {
+    /// The content held a person's data (a data-protection request).
+    PersonalData,
+    /// The content held a credential or secret that must not be kept.
+    LeakedSecret,
+    /// A legal obligation (a court order, a takedown).
+    Legal,
+    /// Any other cause.
+    Other,
+}
+
+impl RedactionReason {
+    /// Every reason, in the order the documentation lists them.
+    pub const ALL: [Self; 4] = [
+        Self::PersonalData,
+        Self::LeakedSecret,
+        Self::Legal,
+        Self::Other,
+    ];
+
+    /// The reason code written in the entry.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::PersonalData => "personal_data",
+            Self::LeakedSecret => "leaked_secret",
+            Self::Legal => "legal",
+            Self::Other => "other",
+        }
+    }
+
+    /// The reason a code names, if it is one of [`Self::ALL`].
+    #[must_use]
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == code)
     }
 }
 
@@ -519,6 +603,8 @@ struct KeyOrdered<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     principal: Option<&'a str>,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacts: Option<&'a ReplayOf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     registry: Option<&'a Hash>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -558,7 +644,15 @@ pub fn indexed_exec_id(bytes: &[u8]) -> Option<String> {
         outcome: Outcome,
     }
     let fields: Indexed = serde_json::from_slice(bytes).ok()?;
-    (fields.outcome != Outcome::Replayed).then_some(fields.exec_id)
+    is_indexed(fields.outcome).then_some(fields.exec_id)
+}
+
+/// Whether an entry of `outcome` is indexed under its exec_id: all but a
+/// replay and a redaction, which carry the exec_id of the entry they name
+/// and must leave it pointing there.
+#[must_use]
+pub fn is_indexed(outcome: Outcome) -> bool {
+    !matches!(outcome, Outcome::Replayed | Outcome::Redacted)
 }
 
 /// The index of the entry that the entry whose bytes these are replays;

@@ -35,7 +35,16 @@ impl Boundary {
                 )
                 .await;
         }
+        let erased = match self.ledger.redaction_of(index) {
+            Ok(erased) => erased,
+            Err(e) => {
+                tracing::error!(index, error = %e, "the redaction record of a done nonce's entry cannot be read");
+                return storage_unavailable();
+            }
+        };
         let result = match self.original_result(index) {
+            // Redacted: whatever a read racing the erase found is not served.
+            Ok(_) if erased.is_some() => None,
             Ok(result) => result,
             Err(e) => {
                 tracing::error!(exec_id = %attempt.exec_id, index, error = %e, "the content of a done nonce's entry cannot be read");
@@ -70,6 +79,14 @@ impl Boundary {
         if let Value::Object(map) = &mut response.body {
             if map.get("outcome") == Some(&json!("replayed")) {
                 map.insert("original_outcome".into(), json!(original.outcome));
+                // The result is not absent by chance: an operator erased it.
+                if let Some(record) = erased {
+                    map.insert("content".into(), json!("erased"));
+                    map.insert(
+                        "redaction".into(),
+                        json!({"index": record.entry, "reason": record.reason}),
+                    );
+                }
             }
         }
         response

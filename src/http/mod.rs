@@ -32,6 +32,7 @@
 //!   read and discarded for as long as the client cares to send it.
 
 pub mod access;
+pub mod admin;
 mod conn;
 mod error;
 mod idempotency;

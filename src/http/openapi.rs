@@ -79,10 +79,24 @@ pub struct ExecuteResponse {
     pub receipt: ReceiptDoc,
     /// For a replay: the original outcome.
     pub original_outcome: Option<String>,
+    /// For a replay of an attempt whose content an operator erased
+    /// (redaction): `"erased"`, and no `result` or `receipt_hash`.
+    pub content: Option<String>,
+    /// With `content`: the redaction that erased it.
+    pub redaction: Option<RedactionDoc>,
     /// Error text, on failure or rejection.
     pub detail: Option<String>,
     /// Machine code, on failure or rejection.
     pub code: Option<String>,
+}
+
+/// The redaction named by a replay whose original content was erased.
+#[derive(Serialize, ToSchema)]
+pub struct RedactionDoc {
+    /// Index of the `redacted` entry that records the redaction.
+    pub index: u64,
+    /// Its reason code: `personal_data`, `leaked_secret`, `legal` or `other`.
+    pub reason: String,
 }
 
 /// Error shape of every refusal.
@@ -279,6 +293,7 @@ pub struct ConsistencyResponse {
     components(schemas(
         ExecuteBody,
         ExecuteResponse,
+        RedactionDoc,
         ErrorBody,
         ReceiptDoc,
         InclusionProofDoc,

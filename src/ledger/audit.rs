@@ -49,6 +49,8 @@ use crate::core::receipt::{opens_commitment, Content};
 use crate::core::signing::LogVerifier;
 use crate::store::{Store, StoreHashReader};
 
+mod redaction;
+
 /// What the audit found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditReport {
@@ -217,6 +219,7 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
         warnings: store.repairs(),
         registries: Vec::new(),
     };
+    report.warnings.extend(redaction::unsettled(store)?);
     if let Some(finding) = check_files(store, &mut report.warnings)? {
         report.first_bad = Some(finding);
         return Ok(report);
@@ -417,6 +420,7 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
             .and_then(|()| check_exec_id(store, &bytes))
             .and_then(|()| check_completion(store, index, &entry))
             .and_then(|()| check_replay(store, &entry))
+            .and_then(|()| redaction::check_redaction(store, &entry))
     } else {
         Err("entry signature is invalid".into())
     };

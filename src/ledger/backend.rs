@@ -33,6 +33,8 @@ pub(super) struct Embedded {
     pub(super) jobs: Mutex<Option<mpsc::Sender<Work>>>,
     pub(super) writer: Mutex<Option<JoinHandle<()>>>,
     pub(super) witnessing: witnessed::Witnessing,
+    /// Held by a redaction from its checks to its erase ([`super::redact`]).
+    pub(super) redacting: tokio::sync::Mutex<()>,
 }
 
 impl Embedded {
@@ -60,6 +62,7 @@ pub(super) fn open_embedded(
 ) -> Result<Embedded, LedgerError> {
     let store = Store::open(&config.store_config())?;
     let committed = initialize(&store, &signer)?;
+    super::redact::settle_at_open(&store)?;
     let memo = config.memo();
     memo.check(&store, &signer.verifier(), &committed.head)?;
     let witnessing =
@@ -81,6 +84,7 @@ pub(super) fn open_embedded(
         jobs: Mutex::new(Some(tx)),
         writer: Mutex::new(Some(writer)),
         witnessing,
+        redacting: tokio::sync::Mutex::new(()),
     })
 }
 

@@ -18,6 +18,7 @@ mod backend;
 pub mod keyfile;
 pub mod memo;
 mod reads;
+pub mod redact;
 mod sequencer;
 mod syncer;
 mod witnessed;

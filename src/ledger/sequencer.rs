@@ -40,8 +40,8 @@ use super::{
     ReserveJob, Ticket, Work,
 };
 use crate::core::checkpoint::SignedCheckpoint;
+use crate::core::entry::Entry;
 use crate::core::entry::EntryDraft;
-use crate::core::entry::{Entry, Outcome};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
@@ -353,7 +353,8 @@ impl Writer {
                 // Filled in by `sign_all` once the batch is laid out.
                 signature: [0; 64],
                 bytes,
-                index_exec_id: (entry.outcome != Outcome::Replayed).then(|| entry.exec_id.clone()),
+                index_exec_id: crate::core::entry::is_indexed(entry.outcome)
+                    .then(|| entry.exec_id.clone()),
                 content,
                 completion,
                 approval_key,

@@ -12,7 +12,7 @@ use super::tree::{decode_frontier, encode_frontier, HashMapReader};
 use super::writer::PgWork;
 use super::PgError;
 use crate::core::checkpoint::SignedCheckpoint;
-use crate::core::entry::{Entry, EntryDraft, Outcome};
+use crate::core::entry::{Entry, EntryDraft};
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::Salts;
@@ -216,13 +216,13 @@ struct ExecIds<'f, 'a> {
 impl<'a> ExecIds<'_, 'a> {
     /// Whether `draft`'s exec_id would go in the index and is taken.
     fn taken(&self, draft: &EntryDraft) -> bool {
-        draft.outcome != Outcome::Replayed
+        crate::core::entry::is_indexed(draft.outcome)
             && (self.recorded.contains(&draft.exec_id)
                 || self.batch.contains(draft.exec_id.as_str()))
     }
 
     fn record(&mut self, draft: &'a EntryDraft) {
-        if draft.outcome != Outcome::Replayed {
+        if crate::core::entry::is_indexed(draft.outcome) {
             self.batch.insert(&draft.exec_id);
         }
     }
@@ -233,7 +233,7 @@ impl<'a> ExecIds<'_, 'a> {
     fn index(&mut self, draft: &'a EntryDraft, effect: &Effect) -> Result<bool, String> {
         if !self.taken(draft) {
             self.record(draft);
-            return Ok(draft.outcome != Outcome::Replayed);
+            return Ok(crate::core::entry::is_indexed(draft.outcome));
         }
         match effect {
             Effect::Late => Ok(false),

@@ -464,7 +464,7 @@ fn keys_of(work: &[PgWork]) -> super::write::Keys {
         };
         keys.exec_ids.extend(
             draft
-                .filter(|d| d.outcome != crate::core::entry::Outcome::Replayed)
+                .filter(|d| crate::core::entry::is_indexed(d.outcome))
                 .map(|d| d.exec_id.clone()),
         );
         let (key, record) = match w {

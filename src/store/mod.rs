@@ -65,6 +65,7 @@
 //! | `approvals`   | approval consume key   | nonce key of the attempt that consumed it for good (its entry does not name it) |
 //! | `counters`    | name                   | `u64`: a counter's value as an earlier build left it, read at open (the journal holds the newer) |
 //! | `cosignatures`| tree size `u64`        | checkpoint note with witness cosignatures |
+//! | `redactions`  | redacted entry index `u64` | where its content frame lies, the redaction entry's index, the reason ([`redactions`]) |
 //!
 //! # Durability
 //!
@@ -102,6 +103,7 @@ mod hash_reader;
 mod key_table;
 pub mod migrate;
 mod open;
+mod redactions;
 pub mod reservations;
 pub mod segments;
 mod tokens;
@@ -115,6 +117,7 @@ pub use cosignatures::KEEP_COSIGNED;
 pub use damage::Damaged;
 pub use faults::{FaultPoint, FaultStall};
 pub use hash_reader::{OverlayReader, StoreHashReader};
+pub use redactions::RedactionRecord;
 pub use reservations::writer::{JournalTicket, Then};
 pub use reservations::{
     nonce_key, Completion, Held, PendingNonce, Reservation, ReservationRequest,

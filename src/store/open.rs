@@ -42,6 +42,15 @@ impl Store {
             journal::create_empty(&config.path)?;
             sync_dir(&config.path)?;
         }
+        if existing {
+            // Before anything reads a record an erase may have torn.
+            let end = meta
+                .get(SegmentsMark::META_KEY)?
+                .map(|v| SegmentsMark::decode(&v))
+                .transpose()?
+                .map_or(0, |m| m.entries_end);
+            super::redactions::redo_erasures(&db, &config.path, end)?;
+        }
         let segments = open_segments(&db, &meta, &config.path, &log_file, &damage)?;
         restore_ring_checkpoints(&db, &segments, &held, &log_file)?;
         let counters_tree = db.open_tree("counters")?;

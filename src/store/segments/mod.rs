@@ -53,11 +53,15 @@ use super::hash_cache::HashCache;
 use super::{BatchWrite, FaultPoint, SignedEntryBytes, StoreError};
 use crate::core::hash::{leaf_hash, Hash};
 
+mod erase;
 mod mark;
 mod record;
 
+pub(super) use erase::finish_erase;
+pub use erase::ContentSpan;
+
 pub use mark::{SegmentsMark, STORE_FORMAT};
-use record::{append_record, crc_of, Record, RecordParts, CRC_LEN, LEN_PREFIX, SIG_LEN};
+use record::{append_record, Record, RecordParts, LEN_PREFIX, SIG_LEN};
 
 /// The primary file's name, in the store directory.
 pub(super) const ENTRIES: &str = "entries.bin";
@@ -124,6 +128,8 @@ pub(super) struct Segments {
     /// records that no derived file is durable, so that the next open
     /// derives both again from `entries.bin`.
     index_damaged: AtomicBool,
+    /// Held while a content frame is erased in place ([`erase`]).
+    erasing: Mutex<()>,
 }
 
 impl Staged {
@@ -170,6 +176,7 @@ impl Segments {
             cache: HashCache::default(),
             damage,
             index_damaged: AtomicBool::new(false),
+            erasing: Mutex::new(()),
         };
         let rebuilt = segments.recover(size, root, mark)?;
         Ok((segments, rebuilt))
@@ -473,27 +480,15 @@ impl Segments {
         }
     }
 
-    /// Erases entry `index`'s content in place: its frame becomes zeros
-    /// (no zstd frame starts with a zero byte) and the record's CRC is
-    /// computed again, in one write, durably. The entry, its signature and
-    /// every proof are untouched — the entry holds only salted commitments
-    /// to the content. Returns whether there was any.
+    /// Erases entry `index`'s content in place ([`erase`]), durably.
+    /// The entry, its signature and every proof are untouched — the entry
+    /// holds only salted commitments to the content. Returns whether there
+    /// was any.
     pub(super) fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
-        let Some(record) = self.record(index)? else {
+        let Some(span) = self.content_span(index)? else {
             return Ok(false);
         };
-        let Some(frame) = record.content else {
-            return Ok(false);
-        };
-        let crc_at = record.end - CRC_LEN as u64;
-        let frame_at = crc_at - frame.len() as u64;
-        let mut covered = vec![0u8; usize::try_from(frame_at - record.start).unwrap_or(0)];
-        self.entries.read_exact_at(&mut covered, record.start)?;
-        covered.resize(covered.len() + frame.len(), 0);
-        let mut tail = vec![0u8; frame.len()];
-        tail.extend_from_slice(&crc_of(&covered));
-        self.entries.write_all_at(&tail, frame_at)?;
-        self.entries.sync_data()?;
+        self.erase_span(span)?;
         Ok(true)
     }
 
@@ -514,7 +509,13 @@ impl Segments {
                 be_u64(&pair[8..]).ok_or_else(corrupt)?,
             )
         };
-        let outcome = match self.parse_record(start, end)? {
+        let mut outcome = self.parse_record(start, end)?;
+        if outcome.is_err() {
+            // Perhaps read while an erase was writing it: read it again.
+            self.wait_for_erase();
+            outcome = self.parse_record(start, end)?;
+        }
+        let outcome = match outcome {
             Ok(record) if record.end == end => return Ok(Some(record)),
             outcome => outcome,
         };

@@ -321,7 +321,7 @@ impl Harness {
                     n.interrupted += 1;
                     self.interrupted_entries += 1;
                 }
-                Outcome::Rejected | Outcome::Replayed => continue,
+                Outcome::Rejected | Outcome::Replayed | Outcome::Redacted => continue,
             }
             n.terminal
                 .push((i as u64, entry.outcome, entry.exec_id.clone()));

@@ -120,6 +120,8 @@ def parse_hash_list(text: str) -> list[bytes]:
 def describe(v: VerifiedReceipt, trusted: bool, met: tuple[Checkpoint, list[str]] | None) -> str:
     e = v.entry
     replay = f", a replay of entry {e.replay_of['index']}" if e.replay_of else ""
+    if e.redacts:
+        replay = f", a redaction of entry {e.redacts['index']}"
     effects = f", effects {e.effects}" if e.effects else ""
     registry = f", handler registry {e.registry}" if e.registry else ""
     line = (

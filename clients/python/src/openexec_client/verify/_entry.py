@@ -16,7 +16,8 @@ MAX_INDEX = 2**53 - 1
 ENTRY_SIGNATURE_CONTEXT = b"OpenExec entry signature v1\n"
 GENESIS_PREV = bytes(32)
 
-OUTCOMES = ("executed", "failed", "rejected", "replayed", "interrupted")
+OUTCOMES = ("executed", "failed", "rejected", "replayed", "interrupted", "redacted")
+REDACTION_REASONS = ("personal_data", "leaked_secret", "legal", "other")
 EFFECTS = ("none", "at-most-once", "idempotent-downstream")
 APPROVAL_KINDS = ("none", "clawshield-v1", "openexec-v2")
 
@@ -25,7 +26,7 @@ _REQUIRED = (
     "request_hash", "payload_commitment", "approval", "outcome", "reason",
 )
 _NULLABLE = ("result_commitment",)
-_OMITTED_WHEN_ABSENT = ("replay_of", "effects", "registry", "principal")
+_OMITTED_WHEN_ABSENT = ("replay_of", "effects", "registry", "principal", "redacts")
 _FIELDS = set(_REQUIRED) | set(_NULLABLE) | set(_OMITTED_WHEN_ABSENT)
 _APPROVAL_FIELDS = ("kind", "id", "key_id", "expires_at")
 _REASON = re.compile(r"[a-z0-9_]{1,64}")
@@ -177,20 +178,25 @@ def _shape(obj: Any) -> dict[str, Any]:
         "key_id": _opt_string(approval.get("key_id"), "key_id"),
         "expires_at": _opt_string(approval.get("expires_at"), "expires_at"),
     }
-    replay_of = obj.get("replay_of")
-    if replay_of is not None:
-        r = _object(replay_of, "replay_of", ("index", "leaf_hash"))
-        for f in ("index", "leaf_hash"):
-            if f not in r:
-                raise Malformed(f"missing field `{f}`")
-        replay_of = {"index": _u64(r["index"], "index"), "leaf_hash": _hash(r["leaf_hash"], "leaf_hash")}
-    e["replay_of"] = replay_of
+    e["replay_of"] = _entry_ref(obj.get("replay_of"), "replay_of")
     effects = obj.get("effects")
     e["effects"] = None if effects is None else _choice(effects, "effects", EFFECTS)
     registry = obj.get("registry")
     e["registry"] = None if registry is None else _hash(registry, "registry")
     e["principal"] = _opt_string(obj.get("principal"), "principal")
+    e["redacts"] = _entry_ref(obj.get("redacts"), "redacts")
     return e
+
+
+def _entry_ref(value: Any, name: str) -> dict[str, Any] | None:
+    """`replay_of` or `redacts`: an entry by index and leaf hash."""
+    if value is None:
+        return None
+    r = _object(value, name, ("index", "leaf_hash"))
+    for f in ("index", "leaf_hash"):
+        if f not in r:
+            raise Malformed(f"missing field `{f}`")
+    return {"index": _u64(r["index"], "index"), "leaf_hash": _hash(r["leaf_hash"], "leaf_hash")}
 
 
 def _validate(e: dict[str, Any]) -> None:
@@ -205,11 +211,18 @@ def _validate(e: dict[str, Any]) -> None:
     replay_of = e["replay_of"]
     if replay_of is not None and replay_of["index"] >= e["index"]:
         raise _invalid("replay_of")
+    redacts = e["redacts"]
+    if redacts is not None and redacts["index"] >= e["index"]:
+        raise _invalid("redacts")
     if (replay_of is not None) != (e["outcome"] == "replayed"):
         raise _invalid("replay_of")
+    if (redacts is not None) != (e["outcome"] == "redacted"):
+        raise _invalid("redacts")
+    if e["outcome"] == "redacted" and e["reason"] not in REDACTION_REASONS:
+        raise _invalid("reason")
     if e["principal"] is not None and not _PRINCIPAL.fullmatch(e["principal"]):
         raise _invalid("principal")
-    if e["outcome"] in ("rejected", "replayed") and e["effects"] is not None:
+    if e["outcome"] in ("rejected", "replayed", "redacted") and e["effects"] is not None:
         raise _invalid("effects")
 
 

@@ -1,0 +1,316 @@
+//! Redaction on a real server: an operator erases an entry's payload and
+//! result through the admin socket; the bytes leave every file of the data
+//! directory, the redaction is an entry of the log, every receipt still
+//! verifies, replays say the content was erased, and the audit accepts it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::server::{self, TestServer};
+use serde_json::{json, Value};
+
+/// Distinctive strings the test looks for byte by byte (neither a UUID nor
+/// base64 of 32 bytes, which the store's tokens would rewrite).
+const SECRET: &str = "sk-live-Q9vZ7rW2pX4mN8kT-correct-horse-battery";
+const CARD: &str = "4929-7310-5562-0093/exp-11-29/cvv-913";
+
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                if bytes.windows(needle.len()).any(|w| w == needle) {
+                    found.push(entry.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// One request over the admin socket: status and JSON body.
+fn admin(socket: &Path, body: &str) -> (u16, Value) {
+    let mut stream = UnixStream::connect(socket).unwrap();
+    write!(
+        stream,
+        "POST /admin/redact HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer.split_once("\r\n\r\n").unwrap().1;
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn openexec(args: &[&str]) -> Output {
+    Command::new(common::binary()).args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `openexec verify` on `receipts` (JSON values) with the log's key.
+fn verifies(s: &TestServer, dir: &Path, receipts: &[&Value]) {
+    let (_, vkey) = s.get("/ledger/key");
+    let key = dir.join("log.vkey");
+    std::fs::write(&key, vkey).unwrap();
+    let file = dir.join("receipts.jsonl");
+    let lines: Vec<String> = receipts.iter().map(|r| r.to_string()).collect();
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let out = openexec(&[
+        "verify",
+        "--key",
+        key.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+fn start(data: &Path, socket: &Path) -> TestServer {
+    server::start_in(data, &[("OPENEXEC_ADMIN_SOCKET", socket.to_str().unwrap())])
+        .expect("server starts")
+}
+
+fn entry_of(receipt: &Value) -> Value {
+    serde_json::from_str(receipt["entry"].as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn redaction_erases_the_bytes_records_itself_and_breaks_no_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let socket = dir.path().join("admin.sock");
+    let mut s = start(&data, &socket);
+    let meta = std::fs::symlink_metadata(&socket).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+
+    let request = json!({"action": "echo", "nonce": "secret-1",
+        "payload": {"note": SECRET, "card": CARD}});
+    let (status, first) = s.execute(&request);
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        first["result"]["echo"]["note"], SECRET,
+        "the result holds the secret too"
+    );
+    let exec_id = first["exec_id"].as_str().unwrap().to_owned();
+    let keep =
+        json!({"action": "echo", "nonce": "kept-1", "payload": {"note": "kept-note-xyzzy-31337"}});
+    assert_eq!(s.execute(&keep).0, 200);
+    for needle in [SECRET, CARD] {
+        assert!(
+            !files_holding(&data, needle.as_bytes()).is_empty(),
+            "{needle} is stored before the redaction (else this test could not fail)"
+        );
+    }
+
+    // Not on the public listener.
+    for path in ["/admin/redact", "/admin", "/admin/anything"] {
+        let (status, _) = s.post_json(path, &json!({"exec_id": exec_id, "reason": "legal"}));
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(s.get(path).0, 404, "{path}");
+    }
+
+    // Refusals: clear JSON errors, nothing recorded.
+    let size = s.ledger_size();
+    let (status, body) = admin(
+        &socket,
+        &json!({"exec_id": exec_id, "reason": "because"}).to_string(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("invalid_reason")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains("personal_data"),
+        "{body}"
+    );
+    let (status, body) = admin(
+        &socket,
+        &json!({"exec_id": "no-such-id", "reason": "legal"}).to_string(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = admin(
+        &socket,
+        &json!({"index": 999, "reason": "legal"}).to_string(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = admin(
+        &socket,
+        &json!({"index": 0, "exec_id": exec_id, "reason": "legal"}).to_string(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    let (status, body) = admin(&socket, "{not json");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_body")),
+        "{body}"
+    );
+    let out = openexec(&[
+        "redact",
+        "--admin-socket",
+        socket.to_str().unwrap(),
+        "--exec-id",
+        &exec_id,
+        "--reason",
+        "whim",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("unknown redaction reason"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(s.ledger_size(), size, "a refusal records nothing");
+
+    // The redaction, through the CLI.
+    let out = openexec(&[
+        "redact",
+        "--admin-socket",
+        socket.to_str().unwrap(),
+        "--exec-id",
+        &exec_id,
+        "--reason",
+        "leaked_secret",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["redacted_index"], 0);
+    assert_eq!(done["exec_id"], exec_id.as_str());
+    assert_eq!(done["reason"], "leaked_secret");
+    assert_eq!(done["already_redacted"], false);
+    let redaction_index = done["redaction_index"].as_u64().unwrap();
+    assert_eq!(redaction_index, size);
+    let entry = entry_of(&done["receipt"]);
+    assert_eq!(entry["outcome"], "redacted");
+    assert_eq!(entry["reason"], "leaked_secret");
+    assert_eq!(entry["redacts"]["index"], 0);
+    assert_eq!(entry["exec_id"], exec_id.as_str());
+    assert_eq!(
+        entry["payload_commitment"],
+        entry_of(&first["receipt"])["payload_commitment"]
+    );
+    assert_eq!(
+        entry["result_commitment"],
+        entry_of(&first["receipt"])["result_commitment"]
+    );
+
+    for needle in [SECRET, CARD] {
+        assert_eq!(
+            files_holding(&data, needle.as_bytes()),
+            Vec::<PathBuf>::new(),
+            "{needle} is gone from every file"
+        );
+    }
+    let (_, kept) = s.execute(&keep);
+    assert_eq!(kept["outcome"], "replayed");
+    assert_eq!(
+        kept["result"]["echo"]["note"], "kept-note-xyzzy-31337",
+        "another entry's content stays: {kept}"
+    );
+
+    // Every receipt still verifies: the one handed out before (with its
+    // salts), a fresh one (without: nothing left to open), the redaction's.
+    let (status, fresh) = s.get_json(&format!("/receipts/{exec_id}"));
+    assert_eq!(status, 200);
+    assert!(fresh.get("salts").is_none(), "{fresh}");
+    assert!(first["receipt"].get("salts").is_some());
+    verifies(
+        &s,
+        dir.path(),
+        &[&first["receipt"], &fresh, &done["receipt"]],
+    );
+
+    // A replay: replayed, the recorded outcome, and the content erased.
+    let (status, replay) = s.execute(&request);
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["outcome"], "replayed");
+    assert_eq!(replay["original_outcome"], "executed");
+    assert_eq!(replay["exec_id"], exec_id.as_str());
+    assert_eq!(replay["content"], "erased");
+    assert_eq!(replay["redaction"]["index"], redaction_index);
+    assert_eq!(replay["redaction"]["reason"], "leaked_secret");
+    assert!(replay.get("result").is_none(), "{replay}");
+    verifies(&s, dir.path(), &[&replay["receipt"]]);
+
+    // Again: answered from the record, nothing erased or recorded again.
+    let size = s.ledger_size();
+    let (status, again) = admin(&socket, &json!({"index": 0, "reason": "legal"}).to_string());
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["already_redacted"], true);
+    assert_eq!(again["redaction_index"], redaction_index);
+    assert_eq!(again["reason"], "leaked_secret", "the recorded reason");
+    assert_eq!(s.ledger_size(), size);
+    // Nothing to erase in a replay, nor in the redaction entry itself.
+    let (status, body) = admin(
+        &socket,
+        &json!({"index": size - 1, "reason": "legal"}).to_string(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("replay_entry")),
+        "{body}"
+    );
+    let (status, body) = admin(
+        &socket,
+        &json!({"index": redaction_index, "reason": "legal"}).to_string(),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("no_content")),
+        "{body}"
+    );
+
+    s.stop();
+    assert!(!socket.exists(), "the socket is removed at a clean stop");
+    let out = openexec(&["audit", "--data", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    // A restart keeps it erased.
+    let s = start(&data, &socket);
+    let (status, replay) = s.execute(&request);
+    assert_eq!(status, 200);
+    assert_eq!(replay["content"], "erased");
+    assert!(replay.get("result").is_none());
+    let (_, fresh) = s.get_json(&format!("/receipts/{exec_id}"));
+    verifies(&s, dir.path(), &[&fresh, &first["receipt"]]);
+    for needle in [SECRET, CARD] {
+        assert!(
+            files_holding(&data, needle.as_bytes()).is_empty(),
+            "{needle}"
+        );
+    }
+}
