@@ -15,6 +15,8 @@ mod migrate;
 #[cfg(feature = "server")]
 mod recover;
 #[cfg(feature = "server")]
+mod rotate;
+#[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod signals;
@@ -69,6 +71,9 @@ pub enum Command {
     /// Create, list and revoke principals' bearer tokens.
     #[cfg(feature = "server")]
     Token(token::TokenArgs),
+    /// Retire a stopped log's key: end it with an entry naming a new log, and start that log.
+    #[cfg(feature = "server")]
+    Rotate(rotate::RotateArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -121,6 +126,7 @@ pub fn run(cli: Cli) -> ExitCode {
 pub fn run_with(cli: Cli, registry: crate::action::Registry) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(&args, registry),
+        Command::Rotate(args) => rotate::run(&args, registry),
         other => dispatch(Cli { command: other }),
     }
 }
@@ -153,6 +159,14 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Witness(args) => witness::run(&args),
         #[cfg(feature = "server")]
         Command::Token(args) => token::run(&args),
+        #[cfg(feature = "server")]
+        Command::Rotate(args) => match crate::action::Registry::builtin() {
+            Ok(registry) => rotate::run(&args, registry),
+            Err(e) => {
+                eprintln!("openexec: {e}");
+                ExitCode::FAILURE
+            }
+        },
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
     }
