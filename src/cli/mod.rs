@@ -19,6 +19,8 @@ mod recover;
 #[cfg(feature = "server")]
 mod redact;
 #[cfg(feature = "server")]
+mod rotate;
+#[cfg(feature = "server")]
 mod sd_notify;
 #[cfg(feature = "server")]
 mod serve;
@@ -78,6 +80,9 @@ pub enum Command {
     /// Erase an entry's kept content through a running service's admin socket (recorded in the log).
     #[cfg(feature = "server")]
     Redact(redact::RedactArgs),
+    /// Retire a stopped log's key: end it with an entry naming a new log, and start that log.
+    #[cfg(feature = "server")]
+    Rotate(rotate::RotateArgs),
     /// Append synthetic entries directly (load generator and test helper).
     #[cfg(feature = "server")]
     #[command(hide = true)]
@@ -130,6 +135,7 @@ pub fn run(cli: Cli) -> ExitCode {
 pub fn run_with(cli: Cli, registry: crate::action::Registry) -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve::run(&args, registry),
+        Command::Rotate(args) => rotate::run(&args, registry),
         other => dispatch(Cli { command: other }),
     }
 }
@@ -162,6 +168,14 @@ fn dispatch(cli: Cli) -> ExitCode {
         Command::Witness(args) => witness::run(&args),
         #[cfg(feature = "server")]
         Command::Token(args) => token::run(&args),
+        #[cfg(feature = "server")]
+        Command::Rotate(args) => match crate::action::Registry::builtin() {
+            Ok(registry) => rotate::run(&args, registry),
+            Err(e) => {
+                eprintln!("openexec: {e}");
+                ExitCode::FAILURE
+            }
+        },
         #[cfg(feature = "server")]
         Command::LedgerLoad(args) => ledger_cmds::ledger_load(&args),
         #[cfg(feature = "server")]

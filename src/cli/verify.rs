@@ -13,6 +13,7 @@ use crate::core::policy::{verify_receipt_with_policy, Policy, PolicyOk, PolicyRe
 use crate::core::receipt::{
     Receipt, ReceiptError, ReceiptVerifier, TrustedCheckpoint, VerifiedReceipt,
 };
+use crate::core::rotation::{self, RotationRecord};
 use crate::core::signing::LogVerifier;
 use crate::core::tlog_proof;
 
@@ -20,8 +21,10 @@ use crate::core::tlog_proof;
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The log's verifier key (`<name>+<id>+<key>`), or a file holding it.
-    #[arg(long, required_unless_present = "policy")]
-    pub key: Option<String>,
+    /// Give it once per log (`--log-key OLD --log-key NEW` across a
+    /// rotation): each receipt is checked with the key named by its origin.
+    #[arg(long, alias = "log-key", required_unless_present = "policy")]
+    pub key: Vec<String>,
     /// A C2SP tlog-policy file (logs, witnesses, groups, quorum): the
     /// receipt's log must be listed, and the witness quorum must be met by
     /// the receipt's checkpoint or by `--checkpoint`.
@@ -30,8 +33,15 @@ pub struct VerifyArgs {
     /// Receipt files: receipt JSON, a `/execute` response holding one,
     /// c2sp.org/tlog-proof@v1 text, or JSON Lines of receipts/responses
     /// (one per line, for verifying many at once).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "chain")]
     pub receipts: Vec<PathBuf>,
+    /// A rotation record (`rotation.json`, written by `openexec rotate`):
+    /// checks that the retired log's final checkpoint ends with an entry
+    /// naming the successor's key, and that the successor's entry 0
+    /// commits to that checkpoint. Needs both logs' keys (or a policy
+    /// listing both).
+    #[arg(long)]
+    pub chain: Option<PathBuf>,
     /// A later checkpoint you trust (signed note file). Unless it is the
     /// receipt's own tree size, also add `--consistency`.
     #[arg(long)]
@@ -87,6 +97,83 @@ enum Failed {
 }
 
 fn verify(args: &VerifyArgs) -> Result<String, String> {
+    let keys = Keys::of(args)?;
+    let chain = args
+        .chain
+        .as_ref()
+        .map(|path| verify_chain(path, &keys))
+        .transpose()?;
+    if args.receipts.is_empty() {
+        return chain.ok_or_else(|| "give receipts or --chain".into());
+    }
+    let receipts = verify_receipts(args, &keys)?;
+    Ok(match chain {
+        Some(line) => format!("{line}; {receipts}"),
+        None => receipts,
+    })
+}
+
+/// The keys given: a policy, or verifier keys (each receipt checked with
+/// the one of its origin).
+enum Keys {
+    Policy(Box<Policy>),
+    Logs(Vec<LogVerifier>),
+}
+
+impl Keys {
+    fn of(args: &VerifyArgs) -> Result<Self, String> {
+        if let Some(path) = &args.policy {
+            let policy = Policy::parse(&read(path)?).map_err(|e| format!("policy: {e}"))?;
+            return Ok(Self::Policy(Box::new(policy)));
+        }
+        if args.key.is_empty() {
+            return Err("give --key or --policy".into());
+        }
+        args.key
+            .iter()
+            .map(|k| {
+                LogVerifier::from_vkey(&read_key(k)?).map_err(|e| format!("verifier key: {e}"))
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map(Self::Logs)
+    }
+
+    /// The key of the log named `origin`.
+    fn log_for(&self, origin: &str) -> Option<&LogVerifier> {
+        match self {
+            Self::Policy(p) => p.log_for(origin),
+            Self::Logs(logs) => logs.iter().find(|l| l.name() == origin),
+        }
+    }
+}
+
+/// The origin a receipt's entry names (unchecked: it only picks the key).
+fn origin_of(receipt: &Receipt) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(&receipt.entry).ok()?;
+    value.get("origin")?.as_str().map(str::to_owned)
+}
+
+/// `--chain`: the rotation record checked with both logs' keys.
+fn verify_chain(path: &PathBuf, keys: &Keys) -> Result<String, String> {
+    let record: RotationRecord = serde_json::from_str(&read(path)?)
+        .map_err(|e| format!("{}: not a rotation record: {e}", path.display()))?;
+    let key = |receipt: &Receipt, which: &str| {
+        let origin = origin_of(receipt).unwrap_or_default();
+        keys.log_for(&origin)
+            .ok_or_else(|| format!("chain: no key given for the {which} log {origin:?}"))
+    };
+    let old = key(&record.log_end, "retired")?;
+    let new = key(&record.log_start, "successor")?;
+    let ok = rotation::verify_chain(&record, old, new).map_err(|e| format!("chain: {e}"))?;
+    Ok(format!(
+        "chain: {} ends at tree size {} naming {}, whose entry 0 commits to that final checkpoint",
+        ok.final_checkpoint.origin(),
+        ok.final_checkpoint.size(),
+        ok.successor_checkpoint.origin()
+    ))
+}
+
+fn verify_receipts(args: &VerifyArgs, keys: &Keys) -> Result<String, String> {
     let files = read_all(&args.receipts)?;
     let sources = sources(&files);
     let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
@@ -116,36 +203,38 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
             String::new()
         }
     };
-    let results: Vec<Result<String, Failed>> = match (&args.policy, &args.key) {
-        (Some(path), _) => {
-            let policy = Policy::parse(&read(path)?).map_err(|e| format!("policy: {e}"))?;
-            on_every_core(&sources, |part| {
-                check_each(part, |receipt| {
-                    verify_receipt_with_policy(receipt, &policy, trusted.as_ref())
-                        .map(|(v, met)| success(&v, Some(&met)))
-                        .map_err(|e| match e {
-                            PolicyReceiptError::Receipt(inner) => explain(inner),
-                            other => other.to_string(),
-                        })
-                })
+    let results: Vec<Result<String, Failed>> = match keys {
+        Keys::Policy(policy) => on_every_core(&sources, |part| {
+            check_each(part, |receipt| {
+                verify_receipt_with_policy(receipt, policy, trusted.as_ref())
+                    .map(|(v, met)| success(&v, Some(&met)))
+                    .map_err(|e| match e {
+                        PolicyReceiptError::Receipt(inner) => explain(inner),
+                        other => other.to_string(),
+                    })
             })
-        }
-        (None, Some(key)) => {
-            let log = LogVerifier::from_vkey(&read_key(key)?)
-                .map_err(|e| format!("verifier key: {e}"))?;
-            on_every_core(&sources, |part| {
-                // One verifier per core: it remembers the checkpoints it
-                // has verified, which many receipts share.
-                let mut verifier = ReceiptVerifier::new(&log, trusted.as_ref());
-                check_each(part, |receipt| {
-                    verifier
-                        .verify(receipt)
-                        .map(|v| success(&v, None))
-                        .map_err(explain)
-                })
+        }),
+        Keys::Logs(logs) => on_every_core(&sources, |part| {
+            // One verifier per key per core: it remembers the checkpoints
+            // it has verified, which many receipts share.
+            let mut verifiers: Vec<ReceiptVerifier<'_>> = logs
+                .iter()
+                .map(|log| ReceiptVerifier::new(log, trusted.as_ref()))
+                .collect();
+            check_each(part, |receipt| {
+                let origin = origin_of(receipt);
+                let at = logs
+                    .iter()
+                    .position(|l| Some(l.name()) == origin.as_deref())
+                    .unwrap_or(0);
+                verifiers
+                    .get_mut(at)
+                    .ok_or_else(|| "no verifier key".to_owned())?
+                    .verify(receipt)
+                    .map(|v| success(&v, None))
+                    .map_err(explain)
             })
-        }
-        (None, None) => return Err("give --key or --policy".into()),
+        }),
     };
     summarize(&sources, results)
 }

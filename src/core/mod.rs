@@ -21,6 +21,7 @@ pub mod proof;
 pub mod pyjson;
 pub mod receipt;
 pub mod request;
+pub mod rotation;
 pub mod signing;
 pub mod tile_audit;
 pub mod tile_path;

@@ -380,6 +380,14 @@ impl Boundary {
         progress: Arc<unwind::Progress>,
     ) -> Response {
         self.panic_hook.fire(Stage::Parse);
+        if self.ledger.is_retired() {
+            // Nothing can be recorded: the log's last entry names its successor.
+            return Response::error(
+                410,
+                "log_retired",
+                "This log is retired (rotated); send requests to its successor",
+            );
+        }
         let request = match parse_execute(body, &self.policy.limits) {
             Ok(r) => r,
             Err(e) => return Response::error(e.status, e.code, e.detail),
@@ -521,6 +529,9 @@ impl Boundary {
         handler: Handler,
         payload: Decoded,
     ) -> Response {
+        if let Some(refusal) = self.carried_over(&attempt) {
+            return self.finish(attempt, refusal, None).await;
+        }
         let effects = handler.effects();
         attempt.effects = Some(effects);
         attempt.progress.enter(Stage::Reserve);

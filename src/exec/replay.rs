@@ -12,6 +12,38 @@ use crate::core::hash::{leaf_hash, Hash};
 use crate::core::receipt::Content;
 
 impl Boundary {
+    /// The refusal of an attempt whose nonce a log this one continues
+    /// completed, or whose approval one consumed: a rotation never
+    /// re-opens either (`crate::ledger::predecessor`). `None` for a log
+    /// without predecessors, and for anything they never saw.
+    pub(super) fn carried_over(&self, attempt: &Attempt) -> Option<Decision> {
+        let index = self.ledger.predecessor()?;
+        if let Some(done) = index.done_nonce(&attempt.tenant, &attempt.request.nonce) {
+            let at = format!("entry {} of the predecessor log {}", done.index, done.origin);
+            return Some(if done.request_hash == attempt.request_hash {
+                Decision::reject(
+                    409,
+                    "nonce_done_in_predecessor",
+                    format!("Nonce already completed ({}) by {at}; it is not run again", done.outcome),
+                )
+            } else {
+                Decision::reject(
+                    422,
+                    "nonce_conflict",
+                    format!("Nonce already used for a different request by {at}"),
+                )
+            });
+        }
+        let key = attempt.approval.consume_key(&attempt.tenant)?;
+        let origin = index.approval_consumer(&key)?;
+        let e = crate::core::approval::ApprovalError::Reused;
+        Some(Decision::reject(
+            403,
+            e.code(),
+            format!("{e} (consumed in the predecessor log {origin})"),
+        ))
+    }
+
     /// A nonce whose attempt is done, its entry at `index`: a replay of the
     /// same request, or a conflict.
     pub(super) async fn replay(&self, mut attempt: Attempt, index: u64) -> Response {

@@ -17,6 +17,7 @@ pub mod audit;
 mod backend;
 pub mod keyfile;
 pub mod memo;
+pub mod predecessor;
 mod reads;
 pub mod redact;
 mod sequencer;
@@ -334,6 +335,11 @@ pub struct Ledger {
     verifier: LogVerifier,
     stats: Arc<LedgerStats>,
     backend: Backend,
+    /// What the logs this one continues completed (after a rotation).
+    predecessor: Option<predecessor::PredecessorIndex>,
+    /// Whether its last entry is a `log_end` entry: it takes no appends
+    /// (see [`crate::core::rotation`]).
+    retired: bool,
 }
 
 impl Ledger {
@@ -362,11 +368,19 @@ impl Ledger {
             }
             None => Backend::Embedded(open_embedded(config, signer, &stats)?),
         };
-        Ok(Self {
+        let predecessor = match &backend {
+            Backend::Embedded(_) => predecessor::PredecessorIndex::load(&config.data_dir)?,
+            Backend::Postgres(_) => None,
+        };
+        let mut ledger = Self {
             verifier,
             stats,
             backend,
-        })
+            predecessor,
+            retired: false,
+        };
+        ledger.retired = ledger.ends_with_log_end()?;
+        Ok(ledger)
     }
 
     /// The embedded store and its writer, if the log runs on it.
@@ -455,6 +469,7 @@ impl Ledger {
         content: Option<Content>,
         completion: Option<Completion>,
     ) -> Result<Queued<Sealed, Appended>, LedgerError> {
+        self.check_not_retired()?;
         let content = encode(&draft, content)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         match &self.backend {
@@ -510,6 +525,7 @@ impl Ledger {
         draft: EntryDraft,
         content: Option<Content>,
     ) -> Result<QueuedRecord, LedgerError> {
+        self.check_not_retired()?;
         let content = encode(&draft, content)?;
         match &self.backend {
             Backend::Embedded(e) => {
@@ -565,6 +581,7 @@ impl Ledger {
         key: Vec<u8>,
         record: PendingNonce,
     ) -> Result<Reservation, LedgerError> {
+        self.check_not_retired()?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         match &self.backend {
             Backend::Embedded(e) => e.send(Work::Reserve(Box::new(ReserveJob {
@@ -594,6 +611,40 @@ impl Ledger {
         {
             let _ = handle.join();
         }
+    }
+
+    /// The nonces and approvals of the logs this one continues, if it
+    /// is a successor ([`predecessor`]).
+    #[must_use]
+    pub fn predecessor(&self) -> Option<&predecessor::PredecessorIndex> {
+        self.predecessor.as_ref()
+    }
+
+    /// Whether the log is retired: its last entry, when it was opened, is
+    /// a `log_end` entry naming its successor. A retired log serves reads
+    /// and takes no appends.
+    #[must_use]
+    pub const fn is_retired(&self) -> bool {
+        self.retired
+    }
+
+    fn check_not_retired(&self) -> Result<(), LedgerError> {
+        if self.retired {
+            return Err(LedgerError::Unavailable(
+                "the log is retired (its last entry is a log_end entry naming its successor)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the last entry is a `log_end` entry.
+    fn ends_with_log_end(&self) -> Result<bool, LedgerError> {
+        let Some(last) = self.head().size.checked_sub(1) else {
+            return Ok(false);
+        };
+        let (bytes, _) = self.entry(last)?;
+        Ok(crate::core::rotation::is_log_end(&Entry::from_canonical_bytes(&bytes)?))
     }
 
     /// The log's verifier key.

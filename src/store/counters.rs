@@ -150,6 +150,42 @@ impl Counters {
     pub(crate) fn get(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self.lock()?.get(name).copied().unwrap_or(0))
     }
+
+    /// Every counter and its value, by name.
+    pub(crate) fn values(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut all: Vec<(String, u64)> =
+            self.lock()?.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        all.sort();
+        Ok(all)
+    }
+
+    /// Raises `name` to `value` (a counter carried over from a retired
+    /// log), handing `stage` the journal record as [`Self::increment`]
+    /// does; a counter already at or above `value` is left as it is.
+    pub(crate) fn raise_to(
+        &self,
+        name: &str,
+        value: u64,
+        stage: impl FnOnce(JournalRecord) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if !valid_name(name) {
+            return Err(StoreError::Counter(format!(
+                "a counter's name is 1 to {MAX_NAME_LEN} bytes"
+            )));
+        }
+        let mut values = self.lock()?;
+        if values.get(name).copied().unwrap_or(0) >= value {
+            return Ok(());
+        }
+        if values.len() >= MAX_COUNTERS && !values.contains_key(name) {
+            return Err(StoreError::Counter(format!(
+                "the store keeps at most {MAX_COUNTERS} counters"
+            )));
+        }
+        stage(record_of(name, value))?;
+        values.insert(name.to_owned(), value);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

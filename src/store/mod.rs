@@ -91,6 +91,7 @@
 //! grows past sled's blob threshold: sled writes blob files without a
 //! sync, and this fsync would not cover them.
 
+mod carry;
 mod codec;
 mod commit;
 mod commit_ring;
