@@ -66,6 +66,7 @@ const fn outcome_code(outcome: Outcome) -> u8 {
         Outcome::Rejected => 3,
         Outcome::Replayed => 4,
         Outcome::Interrupted => 5,
+        Outcome::Redacted => 6,
     }
 }
 
@@ -76,6 +77,7 @@ const fn outcome_of(code: u8) -> Option<Outcome> {
         3 => Some(Outcome::Rejected),
         4 => Some(Outcome::Replayed),
         5 => Some(Outcome::Interrupted),
+        6 => Some(Outcome::Redacted),
         _ => None,
     }
 }
