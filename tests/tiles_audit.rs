@@ -415,3 +415,46 @@ fn usage_and_network_errors_exit_2() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("/checkpoint: "), "{out}");
 }
+
+/// tlog-tiles lets a log delete a partial tile once the full tile exists:
+/// the audit then cuts the partial tile it needs from the full one. Here
+/// a proxy serves the checkpoint of 300 entries while the log holds 600,
+/// and answers 404 for every partial level-0 tile and bundle.
+#[test]
+fn a_partial_tile_the_log_dropped_is_read_from_its_full_tile() {
+    let s = server::start(&[]);
+    let vkey = s.get("/ledger/key").1;
+    grow_to(&s, 300, "p");
+    let note = s.get("/checkpoint").1;
+    grow_to(&s, 600, "p");
+    let (base, rule) = proxy(&s.base);
+    let dropped = |p: &str| {
+        (p.starts_with("/tile/0/") || p.starts_with("/tile/entries/")) && p.contains(".p/")
+    };
+    let old = note.clone();
+    set(&rule, move |p, st, b| {
+        if p == "/checkpoint" {
+            *b = old.clone().into_bytes();
+        } else if dropped(p) {
+            b.clear();
+            return 404;
+        }
+        st
+    });
+    let (code, out, err) = audit(&base, &vkey, None, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK: 300 entries"), "{out}");
+    // Without the full tile either, the tile is missing: a finding.
+    set(&rule, move |p, st, b| {
+        if p == "/checkpoint" {
+            *b = note.clone().into_bytes();
+        } else if dropped(p) || p == "/tile/0/001" {
+            b.clear();
+            return 404;
+        }
+        st
+    });
+    let (code, out, _) = audit(&base, &vkey, None, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/tile/0/001.p/44: 404"), "{out}");
+}

@@ -22,7 +22,7 @@ use crate::core::hash::Hash;
 use crate::core::signing::LogVerifier;
 use crate::core::tile_audit::chain::{check_replay, EntryChain};
 use crate::core::tile_audit::{
-    TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES, MAX_HASH_TILE_BYTES,
+    partial_from_full, TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES, MAX_HASH_TILE_BYTES,
 };
 use crate::core::tile_path::{TileKind, TilePath, TILE_WIDTH};
 
@@ -94,7 +94,14 @@ fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
         .transpose()?
         .flatten();
     let tiles = Tiles::new(args.url)?;
-    let note = tiles.get("checkpoint", MAX_CHECKPOINT_BYTES)?;
+    let note = match tiles.get("checkpoint", MAX_CHECKPOINT_BYTES)? {
+        Fetched::Body(note) => note,
+        Fetched::NotFound(url) => {
+            return Err(Failure::Usage(format!(
+                "{url}: 404, no tlog-tiles log here"
+            )))
+        }
+    };
     let current = SignedCheckpoint::open(&note, &verifier)
         .map_err(|e| Failure::Finding(format!("{}/checkpoint: {e}", tiles.base)))?;
     let mut audit = TreeAudit::new(&current, older.as_ref())?;
@@ -107,7 +114,7 @@ fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
     while let Some(tile) = audit.next_level0() {
         walk.level0(&mut audit, &tile)?;
         while let Some(up) = audit.due() {
-            audit.accept_upper(&tiles.get(&up.to_path(), MAX_HASH_TILE_BYTES)?)?;
+            audit.accept_upper(&tiles.tile(&up)?)?;
         }
         level0 += 1;
         if args.progress_every > 0 && level0 % args.progress_every == 0 {
@@ -178,8 +185,8 @@ impl Walk<'_> {
     fn level0(&mut self, audit: &mut TreeAudit, tile: &TilePath) -> Result<(), Failure> {
         let bundle_path = TilePath::new(TileKind::Entries, tile.index(), tile.width())
             .ok_or_else(|| Failure::Usage("no bundle for the tile".into()))?;
-        let hashes = self.tiles.get(&tile.to_path(), MAX_HASH_TILE_BYTES)?;
-        let bundle = self.tiles.get(&bundle_path.to_path(), MAX_BUNDLE_BYTES)?;
+        let hashes = self.tiles.tile(tile)?;
+        let bundle = self.tiles.tile(&bundle_path)?;
         let entries = audit.accept_level0(&hashes, &bundle)?;
         let first = tile.first_position().unwrap_or(u64::MAX);
         for (offset, (bytes, leaf)) in (0u64..).zip(&entries) {
@@ -216,8 +223,8 @@ impl Walk<'_> {
             let (Some(tile), Some(bundle)) = (tile, bundle) else {
                 return Err(Failure::Usage(format!("no tile {k}")));
             };
-            let tile = self.tiles.get(&tile.to_path(), MAX_HASH_TILE_BYTES)?;
-            let bundle = self.tiles.get(&bundle.to_path(), MAX_BUNDLE_BYTES)?;
+            let tile = self.tiles.tile(&tile)?;
+            let bundle = self.tiles.tile(&bundle)?;
             self.earlier = Some((k, tile, bundle));
         }
         let Some((_, tile, bundle)) = &self.earlier else {
@@ -252,18 +259,38 @@ impl Tiles {
         })
     }
 
-    /// GETs `path` (no leading `/`), reading at most `cap` bytes. A 404 is
-    /// a finding (the signed tree must hold every tile asked for); other
-    /// failures are network errors.
-    fn get(&self, path: &str, cap: u64) -> Result<Vec<u8>, Failure> {
+    /// A hash tile or entry bundle. A partial one the log no longer
+    /// serves is cut from the full tile, as tlog-tiles allows; a tile
+    /// missing both ways is a finding (the signed tree holds it).
+    fn tile(&self, t: &TilePath) -> Result<Vec<u8>, Failure> {
+        let cap = match t.kind() {
+            TileKind::Hashes { .. } => MAX_HASH_TILE_BYTES,
+            TileKind::Entries => MAX_BUNDLE_BYTES,
+        };
+        let missing =
+            |url: String| Failure::Finding(format!("{url}: 404, but the signed tree holds it"));
+        match self.get(&t.to_path(), cap)? {
+            Fetched::Body(bytes) => Ok(bytes),
+            Fetched::NotFound(url) if t.is_full() => Err(missing(url)),
+            Fetched::NotFound(url) => {
+                let full = TilePath::new(t.kind(), t.index(), TILE_WIDTH)
+                    .ok_or_else(|| missing(url.clone()))?;
+                match self.get(&full.to_path(), cap)? {
+                    Fetched::Body(bytes) => Ok(partial_from_full(t, &bytes)?.to_vec()),
+                    Fetched::NotFound(_) => Err(missing(url)),
+                }
+            }
+        }
+    }
+
+    /// GETs `path` (no leading `/`), reading at most `cap` bytes (after
+    /// decompression). A 404 is the caller's to judge; other failures are
+    /// network errors.
+    fn get(&self, path: &str, cap: u64) -> Result<Fetched, Failure> {
         let url = format!("{}/{path}", self.base);
         let response = match self.agent.get(&url).call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(404, _)) => {
-                return Err(Failure::Finding(format!(
-                    "{url}: 404, but the signed tree holds it"
-                )))
-            }
+            Err(ureq::Error::Status(404, _)) => return Ok(Fetched::NotFound(url)),
             Err(e) => return Err(Failure::Usage(format!("GET {url}: {e}"))),
         };
         let mut body = Vec::new();
@@ -277,8 +304,15 @@ impl Tiles {
                 "{url}: more than {cap} bytes, more than the resource can hold"
             )));
         }
-        Ok(body)
+        Ok(Fetched::Body(body))
     }
+}
+
+/// A GET's outcome the caller judges.
+enum Fetched {
+    Body(Vec<u8>),
+    /// 404, at this URL.
+    NotFound(String),
 }
 
 /// `--key` is the key itself or a file holding it (as `openexec verify

@@ -177,6 +177,27 @@ pub fn bundle_entries<'a>(path: &TilePath, bytes: &'a [u8]) -> Result<Vec<&'a [u
     Ok(entries)
 }
 
+/// What partial tile `path` holds, cut from the full tile of the same
+/// kind and index: its first `W` hashes, or its first `W` entries with
+/// their framing. tlog-tiles lets a log delete a partial tile once the
+/// full one exists, and a client read the full one instead.
+pub fn partial_from_full<'a>(path: &TilePath, full: &'a [u8]) -> Result<&'a [u8], TileFinding> {
+    let full_path = TilePath::new(path.kind(), path.index(), TILE_WIDTH)
+        .ok_or_else(|| TileFinding::OutOfOrder("no full tile".into()))?;
+    let end = match path.kind() {
+        TileKind::Hashes { .. } => {
+            tile_hashes(&full_path, full)?;
+            usize::from(path.width()) * HASH_LEN
+        }
+        TileKind::Entries => bundle_entries(&full_path, full)?
+            .iter()
+            .take(usize::from(path.width()))
+            .map(|e| 2 + e.len())
+            .sum(),
+    };
+    Ok(&full[..end])
+}
+
 /// The root of a perfect subtree from its leaves (a power-of-two count):
 /// what one hash of the next tile up holds for a full tile.
 #[must_use]

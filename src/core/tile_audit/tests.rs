@@ -293,3 +293,17 @@ fn altered_leaves_are_a_root_mismatch_even_below_an_older_tree() {
         "{err}"
     );
 }
+
+#[test]
+fn a_partial_tile_is_the_prefix_of_its_full_tile() {
+    let log = Log::new(600);
+    for kind in [TileKind::Hashes { level: 0 }, TileKind::Entries] {
+        let full = log.tile(&TilePath::new(kind, 1, 256).unwrap());
+        for w in [1, 44, 255] {
+            let part = TilePath::new(kind, 1, w).unwrap();
+            assert_eq!(partial_from_full(&part, &full).unwrap(), log.tile(&part));
+        }
+        let part = TilePath::new(kind, 1, 3).unwrap();
+        assert!(partial_from_full(&part, &full[..full.len() - 1]).is_err());
+    }
+}
