@@ -141,6 +141,7 @@ fn a_live_log_audits_through_its_tiles_and_stays_consistent_across_runs() {
         out.contains("through 4 hash tiles and 3 entry bundles"),
         "{out}"
     );
+    assert!(out.contains("(85 replays checked)"), "{out}");
     assert!(
         out.contains("consistent with the earlier checkpoint of 300 entries"),
         "{out}"
