@@ -267,6 +267,9 @@ struct Pending {
     hashes: Vec<Hash>,
 }
 
+/// The entries of a bundle, each with its leaf hash.
+pub type Leaves<'a> = Vec<(&'a [u8], Hash)>;
+
 /// Counts of what an audit read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TreeSummary {
@@ -379,7 +382,7 @@ impl TreeAudit {
         &mut self,
         tile: &[u8],
         bundle: &'a [u8],
-    ) -> Result<Vec<(&'a [u8], Hash)>, TileFinding> {
+    ) -> Result<Leaves<'a>, TileFinding> {
         let path = self
             .next_level0()
             .ok_or_else(|| TileFinding::OutOfOrder("every leaf is already read".into()))?;
@@ -411,7 +414,7 @@ impl TreeAudit {
         index: u64,
         tile: &[u8],
         bundle: &'a [u8],
-    ) -> Result<Vec<(&'a [u8], Hash)>, TileFinding> {
+    ) -> Result<Leaves<'a>, TileFinding> {
         let (Some(path), Some(known)) = (
             TilePath::new(TileKind::Hashes { level: 0 }, index, TILE_WIDTH),
             usize::try_from(index)
@@ -531,12 +534,11 @@ impl TreeAudit {
 
 /// A level-0 tile and its bundle: the tile's hashes, and each entry with
 /// its leaf hash, which must be the tile's.
-#[allow(clippy::type_complexity)] // a pair of plain vectors, named where used
 fn check_level0<'a>(
     path: &TilePath,
     tile: &[u8],
     bundle: &'a [u8],
-) -> Result<(Vec<Hash>, Vec<(&'a [u8], Hash)>), TileFinding> {
+) -> Result<(Vec<Hash>, Leaves<'a>), TileFinding> {
     let hashes = tile_hashes(path, tile)?;
     let bundle_path = TilePath::new(TileKind::Entries, path.index(), path.width())
         .ok_or_else(|| TileFinding::OutOfOrder("no such bundle".into()))?;
