@@ -307,3 +307,38 @@ fn a_partial_tile_is_the_prefix_of_its_full_tile() {
         assert!(partial_from_full(&part, &full[..full.len() - 1]).is_err());
     }
 }
+
+mod flips {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the tree size and whichever byte of whichever tile or
+        /// bundle the audit reads is flipped, the audit refuses the tree.
+        #[test]
+        fn any_flipped_byte_of_any_resource_is_refused(
+            size in 1u64..=700, pick in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), bit in 0u8..8,
+        ) {
+            let log = Log::new(size);
+            let root = log.root(size);
+            let read = std::cell::RefCell::new(Vec::new());
+            let record = |t: &TilePath| {
+                read.borrow_mut().push(*t);
+                log.tile(t)
+            };
+            prop_assert!(run(size, root, None, &record).is_ok());
+            let target = *pick.get(&read.borrow());
+            let flip = |t: &TilePath| {
+                let mut bytes = log.tile(t);
+                if *t == target {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= 1 << bit;
+                }
+                bytes
+            };
+            prop_assert!(run(size, root, None, &flip).is_err(), "{}", target.to_path());
+        }
+    }
+}
