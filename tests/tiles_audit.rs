@@ -65,22 +65,32 @@ fn leaf_hash(data: &[u8]) -> [u8; 32] {
 type Rule = Box<dyn Fn(&str, u16, &mut Vec<u8>) -> u16 + Send>;
 
 /// A loopback HTTP proxy in front of `upstream` that applies `rule` to
-/// every response (one request per connection, `Connection: close`).
-fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>) {
+/// every response (one request per connection, `Connection: close`), and
+/// gzips every entry bundle without being asked (`Content-Encoding:
+/// gzip`, which tlog-tiles allows a log to do). Also returns the
+/// `Accept-Encoding` of each bundle request it saw.
+fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let rule: Arc<Mutex<Rule>> = Arc::new(Mutex::new(Box::new(|_, s, _| s)));
-    let (upstream, shared) = (upstream.to_owned(), Arc::clone(&rule));
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (upstream, shared, seen) = (upstream.to_owned(), Arc::clone(&rule), Arc::clone(&asked));
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut first = String::new();
             reader.read_line(&mut first).unwrap();
+            let mut accept = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
                     break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("accept-encoding") {
+                        accept = value.trim().to_owned();
+                    }
                 }
             }
             let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
@@ -94,15 +104,23 @@ fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>) {
                 Err(_) => (502, Vec::new()),
             };
             status = (shared.lock().unwrap())(&path, status, &mut body);
+            let mut encoding = "";
+            if path.starts_with("/tile/entries/") && status == 200 {
+                seen.lock().unwrap().push(accept);
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body).unwrap();
+                body = gz.finish().unwrap();
+                encoding = "Content-Encoding: gzip\r\n";
+            }
             let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{encoding}Connection: close\r\n\r\n",
                 body.len()
             );
             let _ = conn.write_all(head.as_bytes());
             let _ = conn.write_all(&body);
         }
     });
-    (base, rule)
+    (base, rule, asked)
 }
 
 fn set(rule: &Arc<Mutex<Rule>>, f: impl Fn(&str, u16, &mut Vec<u8>) -> u16 + Send + 'static) {
@@ -173,11 +191,18 @@ fn tiles_altered_in_flight_are_refused_with_a_finding() {
     let s = server::start(&[]);
     let vkey = s.get("/ledger/key").1;
     grow_to(&s, 600, "t");
-    let (base, rule) = proxy(&s.base);
+    let (base, rule, asked) = proxy(&s.base);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (code, out, _) = audit(&base, &vkey, Some(&state), &[]);
     assert_eq!(code, 0, "the proxy passes bytes unchanged: {out}");
+    // Three bundles, and the earlier ones again for replays 261 entries
+    // back: each asked for gzip and read gzipped.
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.len() > 3 && asked.iter().all(|a| a == "gzip"),
+        "{asked:?}"
+    );
     let saved = std::fs::read(&state).unwrap();
 
     let cases: Vec<(&str, Rule, &str)> = vec![
@@ -428,7 +453,7 @@ fn a_partial_tile_the_log_dropped_is_read_from_its_full_tile() {
     grow_to(&s, 300, "p");
     let note = s.get("/checkpoint").1;
     grow_to(&s, 600, "p");
-    let (base, rule) = proxy(&s.base);
+    let (base, rule, _) = proxy(&s.base);
     let dropped = |p: &str| {
         (p.starts_with("/tile/0/") || p.starts_with("/tile/entries/")) && p.contains(".p/")
     };
