@@ -64,16 +64,19 @@ fn leaf_hash(data: &[u8]) -> [u8; 32] {
 /// body, what to answer instead.
 type Rule = Box<dyn Fn(&str, u16, &mut Vec<u8>) -> u16 + Send>;
 
+/// The `Accept-Encoding` of each bundle request a proxy saw.
+type Asked = Arc<Mutex<Vec<String>>>;
+
 /// A loopback HTTP proxy in front of `upstream` that applies `rule` to
 /// every response (one request per connection, `Connection: close`), and
 /// gzips every entry bundle without being asked (`Content-Encoding:
 /// gzip`, which tlog-tiles allows a log to do). Also returns the
 /// `Accept-Encoding` of each bundle request it saw.
-fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>, Arc<Mutex<Vec<String>>>) {
+fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>, Asked) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let rule: Arc<Mutex<Rule>> = Arc::new(Mutex::new(Box::new(|_, s, _| s)));
-    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let asked: Asked = Arc::default();
     let (upstream, shared, seen) = (upstream.to_owned(), Arc::clone(&rule), Arc::clone(&asked));
     std::thread::spawn(move || {
         for conn in listener.incoming() {
