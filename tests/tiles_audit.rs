@@ -252,6 +252,11 @@ fn tiles_altered_in_flight_are_refused_with_a_finding() {
             "the tiles of the tree of 600 entries give root",
         ),
         (
+            "tile 0 rewritten only when read again for a replay",
+            only_when_read_again(rewrite_entry(&s.base, 10)),
+            "tile/0/000 read again is not the tile audited",
+        ),
+        (
             "a missing tile",
             Box::new(|p: &str, st, b: &mut Vec<u8>| {
                 if p == "/tile/entries/001" {
@@ -359,6 +364,21 @@ fn rewrite_entry(upstream: &str, k: u64) -> Rule {
             body[i..i + 32].copy_from_slice(&leaf_hash(changed.as_bytes()));
         }
         status
+    })
+}
+
+/// `rule`, applied to a path from its second request on.
+fn only_when_read_again(rule: Rule) -> Rule {
+    let seen = Mutex::new(std::collections::HashMap::<String, u32>::new());
+    Box::new(move |path: &str, status, body: &mut Vec<u8>| {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.entry(path.to_owned()).or_default();
+        *n += 1;
+        if *n > 1 {
+            rule(path, status, body)
+        } else {
+            status
+        }
     })
 }
 

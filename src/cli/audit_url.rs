@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::ReplayOf;
-use crate::core::hash::Hash;
+use crate::core::hash::{leaf_hash, Hash};
 use crate::core::signing::LogVerifier;
 use crate::core::tile_audit::chain::{check_replay, EntryChain};
 use crate::core::tile_audit::{
-    partial_from_full, TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES, MAX_HASH_TILE_BYTES,
+    bundle_entries, partial_from_full, TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES,
+    MAX_HASH_TILE_BYTES,
 };
 use crate::core::tile_path::{TileKind, TilePath, TILE_WIDTH};
 
@@ -175,8 +176,8 @@ fn describe(
 struct Walk<'t> {
     tiles: &'t Tiles,
     chain: EntryChain,
-    /// The earlier level-0 tile and bundle last read again for a replay.
-    earlier: Option<(u64, Vec<u8>, Vec<u8>)>,
+    /// The earlier full bundle last read again (and proven) for a replay.
+    earlier: Option<(u64, Vec<u8>)>,
 }
 
 impl Walk<'_> {
@@ -210,31 +211,32 @@ impl Walk<'_> {
     }
 
     /// The entry `of` names, in an earlier level-0 tile: that tile and its
-    /// bundle read again, proven to be the ones audited.
+    /// bundle read again and proven to be the ones audited (once per tile
+    /// read again; the last one is kept for the replays that follow).
     fn earlier_entry(
         &mut self,
         audit: &TreeAudit,
         of: ReplayOf,
     ) -> Result<(Vec<u8>, Hash), Failure> {
         let k = of.index / u64::from(TILE_WIDTH);
+        let tile = TilePath::new(TileKind::Hashes { level: 0 }, k, TILE_WIDTH);
+        let bundle_path = TilePath::new(TileKind::Entries, k, TILE_WIDTH);
+        let (Some(tile), Some(bundle_path)) = (tile, bundle_path) else {
+            return Err(Failure::Usage(format!("no tile {k}")));
+        };
         if self.earlier.as_ref().map(|e| e.0) != Some(k) {
-            let tile = TilePath::new(TileKind::Hashes { level: 0 }, k, TILE_WIDTH);
-            let bundle = TilePath::new(TileKind::Entries, k, TILE_WIDTH);
-            let (Some(tile), Some(bundle)) = (tile, bundle) else {
-                return Err(Failure::Usage(format!("no tile {k}")));
-            };
-            let tile = self.tiles.tile(&tile)?;
-            let bundle = self.tiles.tile(&bundle)?;
-            self.earlier = Some((k, tile, bundle));
+            let hashes = self.tiles.tile(&tile)?;
+            let bundle = self.tiles.tile(&bundle_path)?;
+            audit.recheck_level0(k, &hashes, &bundle)?;
+            self.earlier = Some((k, bundle));
         }
-        let Some((_, tile, bundle)) = &self.earlier else {
+        let Some((_, bundle)) = &self.earlier else {
             return Err(Failure::Usage("no earlier tile".into()));
         };
-        let entries = audit.recheck_level0(k, tile, bundle)?;
         let at = usize::try_from(of.index % u64::from(TILE_WIDTH)).unwrap_or(usize::MAX);
-        entries
+        bundle_entries(&bundle_path, bundle)?
             .get(at)
-            .map(|(b, h)| (b.to_vec(), *h))
+            .map(|b| (b.to_vec(), leaf_hash(b)))
             .ok_or_else(|| Failure::Usage(format!("entry {} not in its bundle", of.index)))
     }
 }

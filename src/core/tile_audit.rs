@@ -80,6 +80,16 @@ pub enum TileFinding {
         /// The hash served.
         served: Hash,
     },
+    /// An earlier level-0 tile read again is not the one audited.
+    #[error("{path} read again is not the tile audited: its hashes give root {served}, the audited one {audited}")]
+    Changed {
+        /// The tile.
+        path: String,
+        /// The root of the tile audited.
+        audited: Hash,
+        /// The root of the tile read again.
+        served: Hash,
+    },
     /// The tiles give another root than the checkpoint signs.
     #[error("the tiles of the tree of {size} entries give root {computed}, but the checkpoint signs {signed}")]
     RootMismatch {
@@ -428,10 +438,9 @@ impl TreeAudit {
         let (hashes, entries) = check_level0(&path, tile, bundle)?;
         let computed = perfect_root(&hashes);
         if computed != *known {
-            return Err(TileFinding::TileMismatch {
+            return Err(TileFinding::Changed {
                 path: path.to_path(),
-                position: 0,
-                computed: *known,
+                audited: *known,
                 served: computed,
             });
         }

@@ -243,7 +243,7 @@ fn an_earlier_full_tile_read_again_must_be_the_one_checked() {
     let err = audit
         .recheck_level0(1, &other.tile(&t1), &other.tile(&b1))
         .unwrap_err();
-    assert!(matches!(err, TileFinding::TileMismatch { .. }), "{err}");
+    assert!(matches!(err, TileFinding::Changed { .. }), "{err}");
     assert!(
         audit.recheck_level0(2, &tile, &bundle).is_err(),
         "tile 2 is partial"
