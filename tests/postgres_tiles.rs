@@ -47,4 +47,16 @@ fn a_spec_client_verifies_a_postgres_log_through_the_tiles() {
     assert_eq!(fetch(&node.base, "/tile/0/001.p/45").0, 404);
     assert_eq!(fetch(&node.base, "/tile/entries/001.p/45").0, 404);
     assert_eq!(fetch(&node.base, "/tile/0/001.p/44").0, 200);
+    // `openexec audit --url` audits the node through the same tiles.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_openexec"))
+        .env_clear()
+        .args(["audit", "--url", &node.base, "--key", &vkey])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("OK: 300 entries of openexec.local/log verified through 3 hash tiles and 2 entry bundles"),
+        "{stdout}"
+    );
 }

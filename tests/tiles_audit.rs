@@ -64,23 +64,36 @@ fn leaf_hash(data: &[u8]) -> [u8; 32] {
 /// body, what to answer instead.
 type Rule = Box<dyn Fn(&str, u16, &mut Vec<u8>) -> u16 + Send>;
 
+/// The `Accept-Encoding` of each bundle request a proxy saw.
+type Asked = Arc<Mutex<Vec<String>>>;
+
 /// A loopback HTTP proxy in front of `upstream` that applies `rule` to
-/// every response (one request per connection, `Connection: close`).
-fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>) {
+/// every response (one request per connection, `Connection: close`), and
+/// gzips every entry bundle without being asked (`Content-Encoding:
+/// gzip`, which tlog-tiles allows a log to do). Also returns the
+/// `Accept-Encoding` of each bundle request it saw.
+fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>, Asked) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let rule: Arc<Mutex<Rule>> = Arc::new(Mutex::new(Box::new(|_, s, _| s)));
-    let (upstream, shared) = (upstream.to_owned(), Arc::clone(&rule));
+    let asked: Asked = Arc::default();
+    let (upstream, shared, seen) = (upstream.to_owned(), Arc::clone(&rule), Arc::clone(&asked));
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             let mut reader = BufReader::new(conn.try_clone().unwrap());
             let mut first = String::new();
             reader.read_line(&mut first).unwrap();
+            let mut accept = String::new();
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
                     break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("accept-encoding") {
+                        accept = value.trim().to_owned();
+                    }
                 }
             }
             let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
@@ -94,15 +107,23 @@ fn proxy(upstream: &str) -> (String, Arc<Mutex<Rule>>) {
                 Err(_) => (502, Vec::new()),
             };
             status = (shared.lock().unwrap())(&path, status, &mut body);
+            let mut encoding = "";
+            if path.starts_with("/tile/entries/") && status == 200 {
+                seen.lock().unwrap().push(accept);
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body).unwrap();
+                body = gz.finish().unwrap();
+                encoding = "Content-Encoding: gzip\r\n";
+            }
             let head = format!(
-                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n{encoding}Connection: close\r\n\r\n",
                 body.len()
             );
             let _ = conn.write_all(head.as_bytes());
             let _ = conn.write_all(&body);
         }
     });
-    (base, rule)
+    (base, rule, asked)
 }
 
 fn set(rule: &Arc<Mutex<Rule>>, f: impl Fn(&str, u16, &mut Vec<u8>) -> u16 + Send + 'static) {
@@ -141,6 +162,7 @@ fn a_live_log_audits_through_its_tiles_and_stays_consistent_across_runs() {
         out.contains("through 4 hash tiles and 3 entry bundles"),
         "{out}"
     );
+    assert!(out.contains("(85 replays checked)"), "{out}");
     assert!(
         out.contains("consistent with the earlier checkpoint of 300 entries"),
         "{out}"
@@ -172,11 +194,18 @@ fn tiles_altered_in_flight_are_refused_with_a_finding() {
     let s = server::start(&[]);
     let vkey = s.get("/ledger/key").1;
     grow_to(&s, 600, "t");
-    let (base, rule) = proxy(&s.base);
+    let (base, rule, asked) = proxy(&s.base);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let (code, out, _) = audit(&base, &vkey, Some(&state), &[]);
     assert_eq!(code, 0, "the proxy passes bytes unchanged: {out}");
+    // Three bundles, and the earlier ones again for replays 261 entries
+    // back: each asked for gzip and read gzipped.
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked.len() > 3 && asked.iter().all(|a| a == "gzip"),
+        "{asked:?}"
+    );
     let saved = std::fs::read(&state).unwrap();
 
     let cases: Vec<(&str, Rule, &str)> = vec![
@@ -221,6 +250,11 @@ fn tiles_altered_in_flight_are_refused_with_a_finding() {
             "the last entry rewritten, its level-0 hash to match",
             rewrite_entry(&s.base, 599),
             "the tiles of the tree of 600 entries give root",
+        ),
+        (
+            "tile 0 rewritten only when read again for a replay",
+            only_when_read_again(rewrite_entry(&s.base, 10)),
+            "tile/0/000 read again is not the tile audited",
         ),
         (
             "a missing tile",
@@ -333,6 +367,21 @@ fn rewrite_entry(upstream: &str, k: u64) -> Rule {
     })
 }
 
+/// `rule`, applied to a path from its second request on.
+fn only_when_read_again(rule: Rule) -> Rule {
+    let seen = Mutex::new(std::collections::HashMap::<String, u32>::new());
+    Box::new(move |path: &str, status, body: &mut Vec<u8>| {
+        let mut seen = seen.lock().unwrap();
+        let n = seen.entry(path.to_owned()).or_default();
+        *n += 1;
+        if *n > 1 {
+            rule(path, status, body)
+        } else {
+            status
+        }
+    })
+}
+
 /// A state file from another tree is refused, and kept: a fork signed
 /// with the same key (same size or smaller), a larger tree (a rollback),
 /// another log's checkpoint.
@@ -414,4 +463,47 @@ fn usage_and_network_errors_exit_2() {
     let (code, out, _) = audit(&s.base, &other.get("/ledger/key").1, None, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("/checkpoint: "), "{out}");
+}
+
+/// tlog-tiles lets a log delete a partial tile once the full tile exists:
+/// the audit then cuts the partial tile it needs from the full one. Here
+/// a proxy serves the checkpoint of 300 entries while the log holds 600,
+/// and answers 404 for every partial level-0 tile and bundle.
+#[test]
+fn a_partial_tile_the_log_dropped_is_read_from_its_full_tile() {
+    let s = server::start(&[]);
+    let vkey = s.get("/ledger/key").1;
+    grow_to(&s, 300, "p");
+    let note = s.get("/checkpoint").1;
+    grow_to(&s, 600, "p");
+    let (base, rule, _) = proxy(&s.base);
+    let dropped = |p: &str| {
+        (p.starts_with("/tile/0/") || p.starts_with("/tile/entries/")) && p.contains(".p/")
+    };
+    let old = note.clone();
+    set(&rule, move |p, st, b| {
+        if p == "/checkpoint" {
+            *b = old.clone().into_bytes();
+        } else if dropped(p) {
+            b.clear();
+            return 404;
+        }
+        st
+    });
+    let (code, out, err) = audit(&base, &vkey, None, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK: 300 entries"), "{out}");
+    // Without the full tile either, the tile is missing: a finding.
+    set(&rule, move |p, st, b| {
+        if p == "/checkpoint" {
+            *b = note.clone().into_bytes();
+        } else if dropped(p) || p == "/tile/0/001" {
+            b.clear();
+            return 404;
+        }
+        st
+    });
+    let (code, out, _) = audit(&base, &vkey, None, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/tile/0/001.p/44: 404"), "{out}");
 }

@@ -18,11 +18,12 @@ use std::time::Duration;
 
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::ReplayOf;
-use crate::core::hash::Hash;
+use crate::core::hash::{leaf_hash, Hash};
 use crate::core::signing::LogVerifier;
 use crate::core::tile_audit::chain::{check_replay, EntryChain};
 use crate::core::tile_audit::{
-    TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES, MAX_HASH_TILE_BYTES,
+    bundle_entries, partial_from_full, TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES,
+    MAX_HASH_TILE_BYTES,
 };
 use crate::core::tile_path::{TileKind, TilePath, TILE_WIDTH};
 
@@ -94,7 +95,14 @@ fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
         .transpose()?
         .flatten();
     let tiles = Tiles::new(args.url)?;
-    let note = tiles.get("checkpoint", MAX_CHECKPOINT_BYTES)?;
+    let note = match tiles.get("checkpoint", MAX_CHECKPOINT_BYTES)? {
+        Fetched::Body(note) => note,
+        Fetched::NotFound(url) => {
+            return Err(Failure::Usage(format!(
+                "{url}: 404, no tlog-tiles log here"
+            )))
+        }
+    };
     let current = SignedCheckpoint::open(&note, &verifier)
         .map_err(|e| Failure::Finding(format!("{}/checkpoint: {e}", tiles.base)))?;
     let mut audit = TreeAudit::new(&current, older.as_ref())?;
@@ -107,7 +115,7 @@ fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
     while let Some(tile) = audit.next_level0() {
         walk.level0(&mut audit, &tile)?;
         while let Some(up) = audit.due() {
-            audit.accept_upper(&tiles.get(&up.to_path(), MAX_HASH_TILE_BYTES)?)?;
+            audit.accept_upper(&tiles.tile(&up)?)?;
         }
         level0 += 1;
         if args.progress_every > 0 && level0 % args.progress_every == 0 {
@@ -168,8 +176,8 @@ fn describe(
 struct Walk<'t> {
     tiles: &'t Tiles,
     chain: EntryChain,
-    /// The earlier level-0 tile and bundle last read again for a replay.
-    earlier: Option<(u64, Vec<u8>, Vec<u8>)>,
+    /// The earlier full bundle last read again (and proven) for a replay.
+    earlier: Option<(u64, Vec<u8>)>,
 }
 
 impl Walk<'_> {
@@ -178,8 +186,8 @@ impl Walk<'_> {
     fn level0(&mut self, audit: &mut TreeAudit, tile: &TilePath) -> Result<(), Failure> {
         let bundle_path = TilePath::new(TileKind::Entries, tile.index(), tile.width())
             .ok_or_else(|| Failure::Usage("no bundle for the tile".into()))?;
-        let hashes = self.tiles.get(&tile.to_path(), MAX_HASH_TILE_BYTES)?;
-        let bundle = self.tiles.get(&bundle_path.to_path(), MAX_BUNDLE_BYTES)?;
+        let hashes = self.tiles.tile(tile)?;
+        let bundle = self.tiles.tile(&bundle_path)?;
         let entries = audit.accept_level0(&hashes, &bundle)?;
         let first = tile.first_position().unwrap_or(u64::MAX);
         for (offset, (bytes, leaf)) in (0u64..).zip(&entries) {
@@ -203,31 +211,32 @@ impl Walk<'_> {
     }
 
     /// The entry `of` names, in an earlier level-0 tile: that tile and its
-    /// bundle read again, proven to be the ones audited.
+    /// bundle read again and proven to be the ones audited (once per tile
+    /// read again; the last one is kept for the replays that follow).
     fn earlier_entry(
         &mut self,
         audit: &TreeAudit,
         of: ReplayOf,
     ) -> Result<(Vec<u8>, Hash), Failure> {
         let k = of.index / u64::from(TILE_WIDTH);
+        let tile = TilePath::new(TileKind::Hashes { level: 0 }, k, TILE_WIDTH);
+        let bundle_path = TilePath::new(TileKind::Entries, k, TILE_WIDTH);
+        let (Some(tile), Some(bundle_path)) = (tile, bundle_path) else {
+            return Err(Failure::Usage(format!("no tile {k}")));
+        };
         if self.earlier.as_ref().map(|e| e.0) != Some(k) {
-            let tile = TilePath::new(TileKind::Hashes { level: 0 }, k, TILE_WIDTH);
-            let bundle = TilePath::new(TileKind::Entries, k, TILE_WIDTH);
-            let (Some(tile), Some(bundle)) = (tile, bundle) else {
-                return Err(Failure::Usage(format!("no tile {k}")));
-            };
-            let tile = self.tiles.get(&tile.to_path(), MAX_HASH_TILE_BYTES)?;
-            let bundle = self.tiles.get(&bundle.to_path(), MAX_BUNDLE_BYTES)?;
-            self.earlier = Some((k, tile, bundle));
+            let hashes = self.tiles.tile(&tile)?;
+            let bundle = self.tiles.tile(&bundle_path)?;
+            audit.recheck_level0(k, &hashes, &bundle)?;
+            self.earlier = Some((k, bundle));
         }
-        let Some((_, tile, bundle)) = &self.earlier else {
+        let Some((_, bundle)) = &self.earlier else {
             return Err(Failure::Usage("no earlier tile".into()));
         };
-        let entries = audit.recheck_level0(k, tile, bundle)?;
         let at = usize::try_from(of.index % u64::from(TILE_WIDTH)).unwrap_or(usize::MAX);
-        entries
+        bundle_entries(&bundle_path, bundle)?
             .get(at)
-            .map(|(b, h)| (b.to_vec(), *h))
+            .map(|b| (b.to_vec(), leaf_hash(b)))
             .ok_or_else(|| Failure::Usage(format!("entry {} not in its bundle", of.index)))
     }
 }
@@ -252,18 +261,38 @@ impl Tiles {
         })
     }
 
-    /// GETs `path` (no leading `/`), reading at most `cap` bytes. A 404 is
-    /// a finding (the signed tree must hold every tile asked for); other
-    /// failures are network errors.
-    fn get(&self, path: &str, cap: u64) -> Result<Vec<u8>, Failure> {
+    /// A hash tile or entry bundle. A partial one the log no longer
+    /// serves is cut from the full tile, as tlog-tiles allows; a tile
+    /// missing both ways is a finding (the signed tree holds it).
+    fn tile(&self, t: &TilePath) -> Result<Vec<u8>, Failure> {
+        let cap = match t.kind() {
+            TileKind::Hashes { .. } => MAX_HASH_TILE_BYTES,
+            TileKind::Entries => MAX_BUNDLE_BYTES,
+        };
+        let missing =
+            |url: String| Failure::Finding(format!("{url}: 404, but the signed tree holds it"));
+        match self.get(&t.to_path(), cap)? {
+            Fetched::Body(bytes) => Ok(bytes),
+            Fetched::NotFound(url) if t.is_full() => Err(missing(url)),
+            Fetched::NotFound(url) => {
+                let full = TilePath::new(t.kind(), t.index(), TILE_WIDTH)
+                    .ok_or_else(|| missing(url.clone()))?;
+                match self.get(&full.to_path(), cap)? {
+                    Fetched::Body(bytes) => Ok(partial_from_full(t, &bytes)?.to_vec()),
+                    Fetched::NotFound(_) => Err(missing(url)),
+                }
+            }
+        }
+    }
+
+    /// GETs `path` (no leading `/`), reading at most `cap` bytes (after
+    /// decompression). A 404 is the caller's to judge; other failures are
+    /// network errors.
+    fn get(&self, path: &str, cap: u64) -> Result<Fetched, Failure> {
         let url = format!("{}/{path}", self.base);
         let response = match self.agent.get(&url).call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(404, _)) => {
-                return Err(Failure::Finding(format!(
-                    "{url}: 404, but the signed tree holds it"
-                )))
-            }
+            Err(ureq::Error::Status(404, _)) => return Ok(Fetched::NotFound(url)),
             Err(e) => return Err(Failure::Usage(format!("GET {url}: {e}"))),
         };
         let mut body = Vec::new();
@@ -277,8 +306,15 @@ impl Tiles {
                 "{url}: more than {cap} bytes, more than the resource can hold"
             )));
         }
-        Ok(body)
+        Ok(Fetched::Body(body))
     }
+}
+
+/// A GET's outcome the caller judges.
+enum Fetched {
+    Body(Vec<u8>),
+    /// 404, at this URL.
+    NotFound(String),
 }
 
 /// `--key` is the key itself or a file holding it (as `openexec verify

@@ -80,6 +80,16 @@ pub enum TileFinding {
         /// The hash served.
         served: Hash,
     },
+    /// An earlier level-0 tile read again is not the one audited.
+    #[error("{path} read again is not the tile audited: its hashes give root {served}, the audited one {audited}")]
+    Changed {
+        /// The tile.
+        path: String,
+        /// The root of the tile audited.
+        audited: Hash,
+        /// The root of the tile read again.
+        served: Hash,
+    },
     /// The tiles give another root than the checkpoint signs.
     #[error("the tiles of the tree of {size} entries give root {computed}, but the checkpoint signs {signed}")]
     RootMismatch {
@@ -177,6 +187,27 @@ pub fn bundle_entries<'a>(path: &TilePath, bytes: &'a [u8]) -> Result<Vec<&'a [u
     Ok(entries)
 }
 
+/// What partial tile `path` holds, cut from the full tile of the same
+/// kind and index: its first `W` hashes, or its first `W` entries with
+/// their framing. tlog-tiles lets a log delete a partial tile once the
+/// full one exists, and a client read the full one instead.
+pub fn partial_from_full<'a>(path: &TilePath, full: &'a [u8]) -> Result<&'a [u8], TileFinding> {
+    let full_path = TilePath::new(path.kind(), path.index(), TILE_WIDTH)
+        .ok_or_else(|| TileFinding::OutOfOrder("no full tile".into()))?;
+    let end = match path.kind() {
+        TileKind::Hashes { .. } => {
+            tile_hashes(&full_path, full)?;
+            usize::from(path.width()) * HASH_LEN
+        }
+        TileKind::Entries => bundle_entries(&full_path, full)?
+            .iter()
+            .take(usize::from(path.width()))
+            .map(|e| 2 + e.len())
+            .sum(),
+    };
+    Ok(&full[..end])
+}
+
 /// The root of a perfect subtree from its leaves (a power-of-two count):
 /// what one hash of the next tile up holds for a full tile.
 #[must_use]
@@ -245,6 +276,9 @@ struct Pending {
     index: u64,
     hashes: Vec<Hash>,
 }
+
+/// The entries of a bundle, each with its leaf hash.
+pub type Leaves<'a> = Vec<(&'a [u8], Hash)>;
 
 /// Counts of what an audit read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -358,7 +392,7 @@ impl TreeAudit {
         &mut self,
         tile: &[u8],
         bundle: &'a [u8],
-    ) -> Result<Vec<(&'a [u8], Hash)>, TileFinding> {
+    ) -> Result<Leaves<'a>, TileFinding> {
         let path = self
             .next_level0()
             .ok_or_else(|| TileFinding::OutOfOrder("every leaf is already read".into()))?;
@@ -390,7 +424,7 @@ impl TreeAudit {
         index: u64,
         tile: &[u8],
         bundle: &'a [u8],
-    ) -> Result<Vec<(&'a [u8], Hash)>, TileFinding> {
+    ) -> Result<Leaves<'a>, TileFinding> {
         let (Some(path), Some(known)) = (
             TilePath::new(TileKind::Hashes { level: 0 }, index, TILE_WIDTH),
             usize::try_from(index)
@@ -404,10 +438,9 @@ impl TreeAudit {
         let (hashes, entries) = check_level0(&path, tile, bundle)?;
         let computed = perfect_root(&hashes);
         if computed != *known {
-            return Err(TileFinding::TileMismatch {
+            return Err(TileFinding::Changed {
                 path: path.to_path(),
-                position: 0,
-                computed: *known,
+                audited: *known,
                 served: computed,
             });
         }
@@ -510,12 +543,11 @@ impl TreeAudit {
 
 /// A level-0 tile and its bundle: the tile's hashes, and each entry with
 /// its leaf hash, which must be the tile's.
-#[allow(clippy::type_complexity)] // a pair of plain vectors, named where used
 fn check_level0<'a>(
     path: &TilePath,
     tile: &[u8],
     bundle: &'a [u8],
-) -> Result<(Vec<Hash>, Vec<(&'a [u8], Hash)>), TileFinding> {
+) -> Result<(Vec<Hash>, Leaves<'a>), TileFinding> {
     let hashes = tile_hashes(path, tile)?;
     let bundle_path = TilePath::new(TileKind::Entries, path.index(), path.width())
         .ok_or_else(|| TileFinding::OutOfOrder("no such bundle".into()))?;

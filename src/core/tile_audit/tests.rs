@@ -243,7 +243,7 @@ fn an_earlier_full_tile_read_again_must_be_the_one_checked() {
     let err = audit
         .recheck_level0(1, &other.tile(&t1), &other.tile(&b1))
         .unwrap_err();
-    assert!(matches!(err, TileFinding::TileMismatch { .. }), "{err}");
+    assert!(matches!(err, TileFinding::Changed { .. }), "{err}");
     assert!(
         audit.recheck_level0(2, &tile, &bundle).is_err(),
         "tile 2 is partial"
@@ -292,4 +292,53 @@ fn altered_leaves_are_a_root_mismatch_even_below_an_older_tree() {
         matches!(err, TileFinding::RootMismatch { size: 600, .. }),
         "{err}"
     );
+}
+
+#[test]
+fn a_partial_tile_is_the_prefix_of_its_full_tile() {
+    let log = Log::new(600);
+    for kind in [TileKind::Hashes { level: 0 }, TileKind::Entries] {
+        let full = log.tile(&TilePath::new(kind, 1, 256).unwrap());
+        for w in [1, 44, 255] {
+            let part = TilePath::new(kind, 1, w).unwrap();
+            assert_eq!(partial_from_full(&part, &full).unwrap(), log.tile(&part));
+        }
+        let part = TilePath::new(kind, 1, 3).unwrap();
+        assert!(partial_from_full(&part, &full[..full.len() - 1]).is_err());
+    }
+}
+
+mod flips {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the tree size and whichever byte of whichever tile or
+        /// bundle the audit reads is flipped, the audit refuses the tree.
+        #[test]
+        fn any_flipped_byte_of_any_resource_is_refused(
+            size in 1u64..=700, pick in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), bit in 0u8..8,
+        ) {
+            let log = Log::new(size);
+            let root = log.root(size);
+            let read = std::cell::RefCell::new(Vec::new());
+            let record = |t: &TilePath| {
+                read.borrow_mut().push(*t);
+                log.tile(t)
+            };
+            prop_assert!(run(size, root, None, &record).is_ok());
+            let target = *pick.get(&read.borrow());
+            let flip = |t: &TilePath| {
+                let mut bytes = log.tile(t);
+                if *t == target {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= 1 << bit;
+                }
+                bytes
+            };
+            prop_assert!(run(size, root, None, &flip).is_err(), "{}", target.to_path());
+        }
+    }
 }
