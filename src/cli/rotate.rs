@@ -130,7 +130,8 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
         log_end,
         log_start,
     };
-    let old_verifier = LogVerifier::from_vkey(&record.predecessor.vkey).map_err(|e| e.to_string())?;
+    let old_verifier =
+        LogVerifier::from_vkey(&record.predecessor.vkey).map_err(|e| e.to_string())?;
     crate::core::rotation::verify_chain(&record, &old_verifier, &new_key.verifier())
         .map_err(|e| format!("the rotation does not verify: {e}"))?;
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
@@ -212,8 +213,10 @@ fn log_end_receipt(old: &Ledger, successor: &Successor) -> Result<Receipt, Strin
     if old.is_retired() {
         let last = old.head().size.saturating_sub(1);
         let receipt = old.receipt(last).map_err(|e| e.to_string())?;
-        let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
-        let expected = log_end_draft(successor, entry.exec_id.clone()).map_err(|e| e.to_string())?;
+        let entry =
+            Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
+        let expected =
+            log_end_draft(successor, entry.exec_id.clone()).map_err(|e| e.to_string())?;
         if entry.payload_commitment != expected.payload_commitment {
             return Err(format!(
                 "the log is already retired for another successor than {}",
@@ -222,8 +225,8 @@ fn log_end_receipt(old: &Ledger, successor: &Successor) -> Result<Receipt, Strin
         }
         return Ok(receipt);
     }
-    let draft = log_end_draft(successor, uuid::Uuid::new_v4().to_string())
-        .map_err(|e| e.to_string())?;
+    let draft =
+        log_end_draft(successor, uuid::Uuid::new_v4().to_string()).map_err(|e| e.to_string())?;
     old.append(draft, None)
         .map(|appended| appended.receipt)
         .map_err(|e| format!("appending the log_end entry: {e}"))
@@ -242,7 +245,8 @@ fn start_successor(
     let new = Ledger::open(config).map_err(|e| format!("opening the successor: {e}"))?;
     if new.head().size > 0 {
         let receipt = new.receipt(0).map_err(|e| e.to_string())?;
-        let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
+        let entry =
+            Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
         let expected =
             log_start_draft(predecessor, entry.exec_id.clone()).map_err(|e| e.to_string())?;
         if entry.action != LOG_START_ACTION

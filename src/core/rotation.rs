@@ -115,7 +115,9 @@ pub enum RotationError {
     #[error("the predecessor's receipt is not of a log_end entry")]
     NotLogEnd,
     /// The `log_end` entry is not the last of its checkpoint's tree.
-    #[error("the log_end entry {index} is not the last entry of the final checkpoint (size {size})")]
+    #[error(
+        "the log_end entry {index} is not the last entry of the final checkpoint (size {size})"
+    )]
     NotFinal {
         /// The entry's index.
         index: u64,

@@ -643,7 +643,9 @@ impl Ledger {
             return Ok(false);
         };
         let (bytes, _) = self.entry(last)?;
-        Ok(crate::core::rotation::is_log_end(&Entry::from_canonical_bytes(&bytes)?))
+        Ok(crate::core::rotation::is_log_end(
+            &Entry::from_canonical_bytes(&bytes)?,
+        ))
     }
 
     /// The log's verifier key.
