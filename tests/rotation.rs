@@ -498,3 +498,113 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("PostgreSQL backend has no rotation"), "{out}");
 }
+
+fn approver_pem(key: &ed25519_dalek::SigningKey) -> String {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    key.verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
+}
+
+/// An `echo` attempt of `nonce` under a fresh v2 approval with `id`.
+fn approved(key: &ed25519_dalek::SigningKey, id: &str, nonce: &str) -> Value {
+    let payload = json!({"n": 1});
+    let hash = openexec::core::canonical::request_hash("echo", &payload, nonce, "acme").unwrap();
+    let now = chrono::Utc::now();
+    let art = openexec::core::approval::mint_v2(
+        key,
+        id,
+        "acme",
+        &hash,
+        now,
+        chrono::Duration::seconds(120),
+    )
+    .unwrap();
+    json!({"action": "echo", "payload": payload, "nonce": nonce, "approval_artifact": art})
+}
+
+/// Approvals and nonces stay closed across two rotations in a row: the
+/// second successor's index holds the first log's too.
+#[test]
+fn approvals_and_nonces_stay_consumed_across_two_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[31; 32]);
+    let pem = approver_pem(&key);
+    let env = |origin: &'static str| {
+        vec![
+            ("OPENEXEC_MODE", "clawshield".to_owned()),
+            ("CLAWSHIELD_PUBLIC_KEY", pem.clone()),
+            ("CLAWSHIELD_TENANT_ID", "acme".to_owned()),
+            ("OPENEXEC_ORIGIN", origin.to_owned()),
+        ]
+    };
+    let start = |dir: &Path, origin: &'static str| {
+        let env = env(origin);
+        let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        start_in(dir, &refs).unwrap()
+    };
+    let dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|d| tmp.path().join(d)).collect();
+    let origins = ["approvals.test/a", "approvals.test/b", "approvals.test/c"];
+
+    let mut s = start(&dirs[0], origins[0]);
+    let first = approved(&key, "id-1", "n-1");
+    let (status, body) = s.execute(&first);
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("executed")),
+        "{body}"
+    );
+    s.stop();
+    for (from, to) in [(0, 1), (1, 2)] {
+        let (code, out) = openexec(&[
+            "rotate",
+            "--data-dir",
+            dirs[from].to_str().unwrap(),
+            "--new-data-dir",
+            dirs[to].to_str().unwrap(),
+            "--new-origin",
+            origins[to],
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let mut s = start(&dirs[to], origins[to]);
+        // The same request: done in the first log, never run again.
+        let (status, body) = s.execute(&first);
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(origins[0]),
+            "{body}"
+        );
+        // Its approval id under another nonce: consumed.
+        let (status, body) = s.execute(&approved(&key, "id-1", &format!("n-{to}1")));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("approval_reused")),
+            "{body}"
+        );
+        // A fresh approval runs, and is consumed in this log.
+        let fresh = approved(&key, &format!("id-log{to}"), &format!("n-{to}2"));
+        let (status, body) = s.execute(&fresh);
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (200, Some("executed")),
+            "{body}"
+        );
+        s.stop();
+    }
+    // The last log refuses the approval the middle log consumed, and
+    // that log's nonce.
+    let mut s = start(&dirs[2], origins[2]);
+    let (status, body) = s.execute(&approved(&key, "id-log1", "n-x"));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("approval_reused")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains(origins[1]),
+        "{body}"
+    );
+    let (status, body) = s.execute(&approved(&key, "id-log1", "n-12"));
+    assert_eq!(status, 409, "{body}");
+    s.stop();
+}
