@@ -466,6 +466,17 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     let mut old = start_in(&old_dir, &[]).unwrap();
     old.execute(&json!({"action": "echo", "payload": {}, "nonce": "n"}));
     old.stop();
+    let (code, out) = openexec(&[
+        "token",
+        "create",
+        "--data",
+        old_dir.to_str().unwrap(),
+        "--role",
+        "agent",
+        "--tenant",
+        "t",
+    ]);
+    assert_eq!(code, 0, "{out}");
     let rotate = |new: &str, origin: &str| {
         openexec(&[
             "rotate",
@@ -479,6 +490,17 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     };
     let (code, out) = rotate("a", "x/a");
     assert_eq!(code, 0, "{out}");
+    // The principals come along, still private.
+    let copied = tmp.path().join("a/principals.json");
+    assert_eq!(
+        std::fs::read(&copied).unwrap(),
+        std::fs::read(old_dir.join("principals.json")).unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // Running it again completes nothing new and agrees.
     let (code, again) = rotate("a", "x/a");
     assert_eq!(code, 0, "{again}");

@@ -123,6 +123,7 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     let mut new_config = LedgerConfig::new(&args.new_data_dir);
     new_config.origin.clone_from(&new_origin);
     let log_start = start_successor(&new_config, &index, &counters, &predecessor)?;
+    copy_principals(&args.data_dir, &args.new_data_dir)?;
     let record = RotationRecord {
         format: ROTATION_FORMAT.into(),
         successor,
@@ -270,12 +271,32 @@ fn start_successor(
         .map_err(|e| format!("appending the log_start entry: {e}"))
 }
 
+/// Copies the principals (`principals.json`, mode 0600 as `openexec
+/// token` writes it), so that tokens keep working against the successor;
+/// one already there is kept.
+fn copy_principals(from: &Path, to: &Path) -> Result<(), String> {
+    let name = crate::auth::store::FILE_NAME;
+    let (source, target) = (from.join(name), to.join(name));
+    if !source.exists() || target.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+    write_durably(&target, &bytes)
+}
+
 /// Writes `path` through a synced temporary file and a synced directory.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write as _;
     let temporary = path.with_extension("json.new");
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // 0600: the record is public, but principals are not.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)?;
