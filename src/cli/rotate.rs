@@ -41,15 +41,18 @@ pub const ROTATION_FILE: &str = "rotation.json";
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// Data directory of the log to retire (its service stopped).
-    #[arg(long, env = "OPENEXEC_DATA_DIR", default_value = "openexec-data")]
-    pub data_dir: PathBuf,
+    /// Default: the one `OPENEXEC_DB_URL` names (`sled://PATH` or a path),
+    /// else ./openexec-data, as for `serve`.
+    #[arg(long, env = "OPENEXEC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Its key file. Default: DATA/log.key.
     #[arg(long, env = "OPENEXEC_LOG_KEY")]
     pub log_key: Option<PathBuf>,
     /// Its checkpoint memo. Default: `<data dir>.checkpoint`.
     #[arg(long, env = "OPENEXEC_CHECKPOINT_MEMO")]
     pub checkpoint_memo: Option<PathBuf>,
-    /// Refused when it names PostgreSQL: rotation needs the embedded store.
+    /// The service's storage URL: the data directory when it is
+    /// `sled://PATH` or a path; refused when it names PostgreSQL.
     #[arg(long, env = "OPENEXEC_DB_URL")]
     pub db_url: Option<String>,
     /// Data directory of the successor log (new, or left by a run of this
@@ -92,7 +95,8 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
             "{url}: the PostgreSQL backend has no rotation; rotate a log on the embedded store (sled://PATH)"
         ));
     }
-    let old_config = old_config(args)?;
+    let data_dir = data_dir(args)?;
+    let old_config = old_config(args, &data_dir)?;
     let old = Arc::new(Ledger::open(&old_config).map_err(|e| format!("opening the log: {e}"))?);
     if !old.is_retired() {
         record_in_flight(&old, registry)?;
@@ -123,7 +127,7 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     let mut new_config = LedgerConfig::new(&args.new_data_dir);
     new_config.origin.clone_from(&new_origin);
     let log_start = start_successor(&new_config, &index, &counters, &predecessor)?;
-    copy_principals(&args.data_dir, &args.new_data_dir)?;
+    copy_principals(&data_dir, &args.new_data_dir)?;
     let record = RotationRecord {
         format: ROTATION_FORMAT.into(),
         successor,
@@ -136,15 +140,29 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     crate::core::rotation::verify_chain(&record, &old_verifier, &new_key.verifier())
         .map_err(|e| format!("the rotation does not verify: {e}"))?;
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
-    for dir in [&args.data_dir, &args.new_data_dir] {
+    for dir in [&data_dir, &args.new_data_dir] {
         write_durably(&dir.join(ROTATION_FILE), text.as_bytes())?;
     }
     Ok(record)
 }
 
+/// The retired log's data directory: `--data-dir`, else the one the
+/// storage URL names, else `serve`'s default.
+fn data_dir(args: &RotateArgs) -> Result<PathBuf, String> {
+    if let Some(dir) = &args.data_dir {
+        return Ok(dir.clone());
+    }
+    match args.db_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => super::serve::embedded_data_dir(url).ok_or_else(|| {
+            format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH or a path)")
+        }),
+        None => Ok(PathBuf::from("openexec-data")),
+    }
+}
+
 /// The retired log's configuration; its origin is its key's name.
-fn old_config(args: &RotateArgs) -> Result<LedgerConfig, String> {
-    let mut config = LedgerConfig::new(&args.data_dir);
+fn old_config(args: &RotateArgs, data_dir: &Path) -> Result<LedgerConfig, String> {
+    let mut config = LedgerConfig::new(data_dir);
     config.key_path.clone_from(&args.log_key);
     config.checkpoint_memo.clone_from(&args.checkpoint_memo);
     let key_path = config.key_path();
