@@ -28,14 +28,11 @@ use crate::core::entry::Entry;
 use crate::core::receipt::Receipt;
 use crate::core::rotation::{
     log_end_draft, log_start_draft, Predecessor, RotationRecord, Successor, LOG_START_ACTION,
-    ROTATION_FORMAT,
+    ROTATION_FILE, ROTATION_FORMAT,
 };
 use crate::core::signing::{LogSigner, LogVerifier};
 use crate::ledger::predecessor::PredecessorIndex;
 use crate::ledger::{keyfile, Ledger, LedgerConfig};
-
-/// The record's file name in both data directories.
-pub const ROTATION_FILE: &str = "rotation.json";
 
 /// Arguments of `openexec rotate`.
 #[derive(Debug, Args)]

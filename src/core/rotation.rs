@@ -29,6 +29,8 @@ use super::signing::LogVerifier;
 pub const LOG_END_ACTION: &str = "openexec/log_end";
 /// The action of a successor log's entry 0.
 pub const LOG_START_ACTION: &str = "openexec/log_start";
+/// The file a [`RotationRecord`] is written to in both data directories.
+pub const ROTATION_FILE: &str = "rotation.json";
 /// The format tag of a [`RotationRecord`].
 pub const ROTATION_FORMAT: &str = "openexec-rotation/v1";
 /// The salt of the link payloads' commitments: public, so that the
