@@ -510,6 +510,37 @@ fn rotate_refuses_a_second_successor_and_postgres() {
         out.contains("already retired for another successor"),
         "{out}"
     );
+    // Cut off after the log_end (the successor's key kept, nothing else):
+    // the same command completes the same rotation.
+    let a = tmp.path().join("a");
+    let record = std::fs::read_to_string(a.join("rotation.json")).unwrap();
+    for name in ["db", "predecessor.idx", "rotation.json"] {
+        let path = a.join(name);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::fs::remove_file(tmp.path().join("a.checkpoint")).unwrap();
+    let (code, out) = rotate("a", "x/a");
+    assert_eq!(code, 0, "{out}");
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("rotation.json")).unwrap()).unwrap();
+    let record: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(again["log_end"], record["log_end"]);
+    assert_eq!(again["successor"], record["successor"]);
+    assert_ne!(again["log_start"], record["log_start"]);
+    let (code, out) = openexec(&[
+        "verify",
+        "--log-key",
+        record["predecessor"]["vkey"].as_str().unwrap(),
+        "--log-key",
+        record["successor"]["vkey"].as_str().unwrap(),
+        "--chain",
+        a.join("rotation.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
     let (code, out) = openexec(&[
         "rotate",
         "--db-url",
