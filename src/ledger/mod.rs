@@ -638,10 +638,10 @@ impl Ledger {
     }
 
     /// Whether the last entry is a `log_end` entry. A last entry that
-    /// cannot be read or decoded (damage, reported as any damaged read
-    /// is; the audit names it) counts as
-    /// one when a rotation record is in the data directory: a retired log
-    /// stays closed, and any other log still starts.
+    /// cannot be read or decoded (damage, reported as any damaged read is;
+    /// the audit names it) counts as one when a rotation record is in the
+    /// data directory: a retired log stays closed, and any other log still
+    /// starts.
     fn ends_with_log_end(&self, data_dir: &std::path::Path) -> Result<bool, LedgerError> {
         let Some(last) = self.head().size.checked_sub(1) else {
             return Ok(false);
