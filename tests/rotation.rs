@@ -104,15 +104,32 @@ fn until_answered(target: &Target, nonce: &str) -> Answer {
     }
 }
 
-/// A client thread: fresh nonces until `stop`, each until answered.
+/// A client thread: fresh nonces until `stop`, each until answered. Once
+/// the successor answers it, it sends its last nonce the retired log
+/// acknowledged again, as a client that lost that answer would.
 fn client(t: usize, target: Target, stop: Arc<AtomicBool>) -> Vec<(String, Answer)> {
     let mut answers = Vec::new();
+    let mut last_old: Option<String> = None;
     for i in 0.. {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         let nonce = format!("c{t}-{i}");
         let answer = until_answered(&target, &nonce);
+        if let Answer::Acknowledged(body) = &answer {
+            if origin_of(body) == NEW_ORIGIN {
+                if let Some(old) = last_old.take() {
+                    let again = until_answered(&target, &old);
+                    assert!(
+                        matches!(again, Answer::DoneInPredecessor),
+                        "{old}: {again:?}"
+                    );
+                    answers.push((old, again));
+                }
+            } else {
+                last_old = Some(nonce.clone());
+            }
+        }
         answers.push((nonce, answer));
     }
     answers
@@ -147,7 +164,9 @@ fn witness_key(dir: &Path) -> String {
 /// The origin of an acknowledged answer's entry.
 fn origin_of(body: &Value) -> String {
     let entry = body["receipt"]["entry"].as_str().unwrap();
-    Entry::from_canonical_bytes(entry.as_bytes()).unwrap().origin
+    Entry::from_canonical_bytes(entry.as_bytes())
+        .unwrap()
+        .origin
 }
 
 fn witness_once(dir: &Path, logs: &[(&str, &str)]) -> String {
@@ -163,7 +182,10 @@ fn witness_once(dir: &Path, logs: &[(&str, &str)]) -> String {
 fn serve(dir: &Path, origin: &str, witness: &str) -> TestServer {
     start_in(
         dir,
-        &[("OPENEXEC_ORIGIN", origin), ("OPENEXEC_WITNESS_KEYS", witness)],
+        &[
+            ("OPENEXEC_ORIGIN", origin),
+            ("OPENEXEC_WITNESS_KEYS", witness),
+        ],
     )
     .unwrap()
 }
@@ -224,12 +246,19 @@ fn a_log_rotated_under_load_loses_nothing_and_reopens_no_nonce() {
             _ => None,
         })
         .collect();
-    assert!(in_old.len() >= 10, "too little load before the rotation: {}", in_old.len());
+    assert!(
+        in_old.len() >= 10,
+        "too little load before the rotation: {}",
+        in_old.len()
+    );
     for nonce in in_old.iter().step_by(in_old.len() / 5) {
         let (status, body) = post(&new.base, nonce).unwrap();
         assert_eq!(status, 409, "{body}");
         assert_eq!(body["code"], "nonce_done_in_predecessor", "{body}");
-        assert!(body["detail"].as_str().unwrap().contains(old_origin), "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(old_origin),
+            "{body}"
+        );
         let other = json!({"action": "counter", "payload": {"name": "other"}, "nonce": nonce});
         let (status, body) = new.execute(&other);
         assert_eq!(status, 422, "{body}");
@@ -261,7 +290,7 @@ fn a_log_rotated_under_load_loses_nothing_and_reopens_no_nonce() {
 
     // Every entry of both logs, each log audited.
     for dir in [&old_dir, &new_dir] {
-        let (code, out) = openexec(&["audit", "--data", dir.to_str().unwrap()]);
+        let (code, out) = openexec(&["audit", "--no-rebuild", "--data", dir.to_str().unwrap()]);
         assert_eq!(code, 0, "{}: {out}", dir.display());
     }
     let old_entries = entries(&old_dir, old_origin);
@@ -300,6 +329,7 @@ fn a_log_rotated_under_load_loses_nothing_and_reopens_no_nonce() {
         .iter()
         .filter(|(_, a)| matches!(a, Answer::DoneInPredecessor))
         .count();
+    assert!(refused >= THREADS, "{refused}");
     println!(
         "{} answers ({} acknowledged by the retired log, {refused} refused by the successor as done), {} + {} entries",
         answers.len(),
@@ -310,23 +340,51 @@ fn a_log_rotated_under_load_loses_nothing_and_reopens_no_nonce() {
 
     // Every acknowledged receipt verifies under its log's key, and its
     // entry is in its log.
-    let mut lines = String::new();
+    // (The variants below check a sample of each log: a debug build
+    // verifies a few dozen signatures a second.)
+    let (mut lines, mut sample) = (String::new(), String::new());
+    let mut sampled = HashMap::new();
     for (nonce, answer) in &answers {
-        let Answer::Acknowledged(body) = answer else { continue };
+        let Answer::Acknowledged(body) = answer else {
+            continue;
+        };
         let receipt = &body["receipt"];
-        let entry = Entry::from_canonical_bytes(receipt["entry"].as_str().unwrap().as_bytes())
-            .unwrap();
-        let log = if entry.origin == old_origin { &old_entries } else { &new_entries };
+        let entry =
+            Entry::from_canonical_bytes(receipt["entry"].as_str().unwrap().as_bytes()).unwrap();
+        let log = if entry.origin == old_origin {
+            &old_entries
+        } else {
+            &new_entries
+        };
         assert_eq!(log[entry.index as usize], entry, "{nonce}");
         lines.push_str(&receipt.to_string());
         lines.push('\n');
+        let taken = sampled.entry(entry.origin.clone()).or_insert(0);
+        if *taken < 10 {
+            *taken += 1;
+            sample.push_str(&receipt.to_string());
+            sample.push('\n');
+        }
     }
-    let receipts = write(tmp.path(), "receipts.jsonl", &lines);
-    let receipts = receipts.to_str().unwrap();
-    let (code, out) = openexec(&["verify", "--log-key", &old_vkey, "--log-key", &new_vkey, receipts]);
+    let all = write(tmp.path(), "receipts.jsonl", &lines);
+    let (code, out) = openexec(&[
+        "verify",
+        "--log-key",
+        &old_vkey,
+        "--log-key",
+        &new_vkey,
+        all.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("{} receipts verified", lines.lines().count())),
+        "{out}"
+    );
+    let receipts = write(tmp.path(), "sample.jsonl", &sample);
+    let receipts = receipts.to_str().unwrap();
     let (code, out) = openexec(&["verify", "--log-key", &old_vkey, receipts]);
     assert_eq!(code, 1, "{out}");
+    assert!(out.contains("10 of 20 receipts failed"), "{out}");
     let policy = write(
         tmp.path(),
         "policy.txt",
@@ -345,10 +403,19 @@ fn check_chain(new_dir: &Path, old_vkey: &str, new_vkey: &str, policy: &str, lat
     let chain = new_dir.join("rotation.json");
     let chain_arg = chain.to_str().unwrap();
     let (code, out) = openexec(&[
-        "verify", "--log-key", old_vkey, "--log-key", new_vkey, "--chain", chain_arg,
+        "verify",
+        "--log-key",
+        old_vkey,
+        "--log-key",
+        new_vkey,
+        "--chain",
+        chain_arg,
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("chain: rotation.test/log ends at tree size"), "{out}");
+    assert!(
+        out.contains("chain: rotation.test/log ends at tree size"),
+        "{out}"
+    );
     let (code, out) = openexec(&["verify", "--policy", policy, "--chain", chain_arg]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = openexec(&["verify", "--log-key", new_vkey, "--chain", chain_arg]);
@@ -358,13 +425,21 @@ fn check_chain(new_dir: &Path, old_vkey: &str, new_vkey: &str, policy: &str, lat
     let broken = |name: &str, record: &Value| {
         let path = write(new_dir.parent().unwrap(), name, &record.to_string());
         openexec(&[
-            "verify", "--log-key", old_vkey, "--log-key", new_vkey, "--chain",
+            "verify",
+            "--log-key",
+            old_vkey,
+            "--log-key",
+            new_vkey,
+            "--chain",
             path.to_str().unwrap(),
         ])
     };
     // A final checkpoint of another size: its signature fails.
     let mut tampered = record.clone();
-    let note = tampered["log_end"]["checkpoint"].as_str().unwrap().to_owned();
+    let note = tampered["log_end"]["checkpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let size = record["predecessor"]["size"].as_u64().unwrap();
     tampered["log_end"]["checkpoint"] =
         json!(note.replacen(&format!("\n{size}\n"), &format!("\n{}\n", size + 1), 1));
@@ -391,6 +466,17 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     let mut old = start_in(&old_dir, &[]).unwrap();
     old.execute(&json!({"action": "echo", "payload": {}, "nonce": "n"}));
     old.stop();
+    let (code, out) = openexec(&[
+        "token",
+        "create",
+        "--data",
+        old_dir.to_str().unwrap(),
+        "--role",
+        "agent",
+        "--tenant",
+        "t",
+    ]);
+    assert_eq!(code, 0, "{out}");
     let rotate = |new: &str, origin: &str| {
         openexec(&[
             "rotate",
@@ -404,12 +490,57 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     };
     let (code, out) = rotate("a", "x/a");
     assert_eq!(code, 0, "{out}");
+    // The principals come along, still private.
+    let copied = tmp.path().join("a/principals.json");
+    assert_eq!(
+        std::fs::read(&copied).unwrap(),
+        std::fs::read(old_dir.join("principals.json")).unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&copied).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     // Running it again completes nothing new and agrees.
     let (code, again) = rotate("a", "x/a");
     assert_eq!(code, 0, "{again}");
     let (code, out) = rotate("b", "x/b");
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("already retired for another successor"), "{out}");
+    assert!(
+        out.contains("already retired for another successor"),
+        "{out}"
+    );
+    // Cut off after the log_end (the successor's key kept, nothing else):
+    // the same command completes the same rotation.
+    let a = tmp.path().join("a");
+    let record = std::fs::read_to_string(a.join("rotation.json")).unwrap();
+    for name in ["db", "predecessor.idx", "rotation.json"] {
+        let path = a.join(name);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    std::fs::remove_file(tmp.path().join("a.checkpoint")).unwrap();
+    let (code, out) = rotate("a", "x/a");
+    assert_eq!(code, 0, "{out}");
+    let again: Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("rotation.json")).unwrap()).unwrap();
+    let record: Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(again["log_end"], record["log_end"]);
+    assert_eq!(again["successor"], record["successor"]);
+    assert_ne!(again["log_start"], record["log_start"]);
+    let (code, out) = openexec(&[
+        "verify",
+        "--log-key",
+        record["predecessor"]["vkey"].as_str().unwrap(),
+        "--log-key",
+        record["successor"]["vkey"].as_str().unwrap(),
+        "--chain",
+        a.join("rotation.json").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}");
     let (code, out) = openexec(&[
         "rotate",
         "--db-url",
@@ -419,4 +550,114 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     ]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("PostgreSQL backend has no rotation"), "{out}");
+}
+
+fn approver_pem(key: &ed25519_dalek::SigningKey) -> String {
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    key.verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap()
+}
+
+/// An `echo` attempt of `nonce` under a fresh v2 approval with `id`.
+fn approved(key: &ed25519_dalek::SigningKey, id: &str, nonce: &str) -> Value {
+    let payload = json!({"n": 1});
+    let hash = openexec::core::canonical::request_hash("echo", &payload, nonce, "acme").unwrap();
+    let now = chrono::Utc::now();
+    let art = openexec::core::approval::mint_v2(
+        key,
+        id,
+        "acme",
+        &hash,
+        now,
+        chrono::Duration::seconds(120),
+    )
+    .unwrap();
+    json!({"action": "echo", "payload": payload, "nonce": nonce, "approval_artifact": art})
+}
+
+/// Approvals and nonces stay closed across two rotations in a row: the
+/// second successor's index holds the first log's too.
+#[test]
+fn approvals_and_nonces_stay_consumed_across_two_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&[31; 32]);
+    let pem = approver_pem(&key);
+    let env = |origin: &'static str| {
+        vec![
+            ("OPENEXEC_MODE", "clawshield".to_owned()),
+            ("CLAWSHIELD_PUBLIC_KEY", pem.clone()),
+            ("CLAWSHIELD_TENANT_ID", "acme".to_owned()),
+            ("OPENEXEC_ORIGIN", origin.to_owned()),
+        ]
+    };
+    let start = |dir: &Path, origin: &'static str| {
+        let env = env(origin);
+        let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        start_in(dir, &refs).unwrap()
+    };
+    let dirs: Vec<PathBuf> = ["a", "b", "c"].iter().map(|d| tmp.path().join(d)).collect();
+    let origins = ["approvals.test/a", "approvals.test/b", "approvals.test/c"];
+
+    let mut s = start(&dirs[0], origins[0]);
+    let first = approved(&key, "id-1", "n-1");
+    let (status, body) = s.execute(&first);
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (200, Some("executed")),
+        "{body}"
+    );
+    s.stop();
+    for (from, to) in [(0, 1), (1, 2)] {
+        let (code, out) = openexec(&[
+            "rotate",
+            "--data-dir",
+            dirs[from].to_str().unwrap(),
+            "--new-data-dir",
+            dirs[to].to_str().unwrap(),
+            "--new-origin",
+            origins[to],
+        ]);
+        assert_eq!(code, 0, "{out}");
+        let mut s = start(&dirs[to], origins[to]);
+        // The same request: done in the first log, never run again.
+        let (status, body) = s.execute(&first);
+        assert_eq!(status, 409, "{body}");
+        assert!(
+            body["detail"].as_str().unwrap().contains(origins[0]),
+            "{body}"
+        );
+        // Its approval id under another nonce: consumed.
+        let (status, body) = s.execute(&approved(&key, "id-1", &format!("n-{to}1")));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("approval_reused")),
+            "{body}"
+        );
+        // A fresh approval runs, and is consumed in this log.
+        let fresh = approved(&key, &format!("id-log{to}"), &format!("n-{to}2"));
+        let (status, body) = s.execute(&fresh);
+        assert_eq!(
+            (status, body["outcome"].as_str()),
+            (200, Some("executed")),
+            "{body}"
+        );
+        s.stop();
+    }
+    // The last log refuses the approval the middle log consumed, and
+    // that log's nonce.
+    let mut s = start(&dirs[2], origins[2]);
+    let (status, body) = s.execute(&approved(&key, "id-log1", "n-x"));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("approval_reused")),
+        "{body}"
+    );
+    assert!(
+        body["detail"].as_str().unwrap().contains(origins[1]),
+        "{body}"
+    );
+    let (status, body) = s.execute(&approved(&key, "id-log1", "n-12"));
+    assert_eq!(status, 409, "{body}");
+    s.stop();
 }

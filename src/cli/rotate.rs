@@ -28,28 +28,28 @@ use crate::core::entry::Entry;
 use crate::core::receipt::Receipt;
 use crate::core::rotation::{
     log_end_draft, log_start_draft, Predecessor, RotationRecord, Successor, LOG_START_ACTION,
-    ROTATION_FORMAT,
+    ROTATION_FILE, ROTATION_FORMAT,
 };
 use crate::core::signing::{LogSigner, LogVerifier};
 use crate::ledger::predecessor::PredecessorIndex;
 use crate::ledger::{keyfile, Ledger, LedgerConfig};
 
-/// The record's file name in both data directories.
-pub const ROTATION_FILE: &str = "rotation.json";
-
 /// Arguments of `openexec rotate`.
 #[derive(Debug, Args)]
 pub struct RotateArgs {
     /// Data directory of the log to retire (its service stopped).
-    #[arg(long, env = "OPENEXEC_DATA_DIR", default_value = "openexec-data")]
-    pub data_dir: PathBuf,
+    /// Default: the one `OPENEXEC_DB_URL` names (`sled://PATH` or a path),
+    /// else ./openexec-data, as for `serve`.
+    #[arg(long, env = "OPENEXEC_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Its key file. Default: DATA/log.key.
     #[arg(long, env = "OPENEXEC_LOG_KEY")]
     pub log_key: Option<PathBuf>,
     /// Its checkpoint memo. Default: `<data dir>.checkpoint`.
     #[arg(long, env = "OPENEXEC_CHECKPOINT_MEMO")]
     pub checkpoint_memo: Option<PathBuf>,
-    /// Refused when it names PostgreSQL: rotation needs the embedded store.
+    /// The service's storage URL: the data directory when it is
+    /// `sled://PATH` or a path; refused when it names PostgreSQL.
     #[arg(long, env = "OPENEXEC_DB_URL")]
     pub db_url: Option<String>,
     /// Data directory of the successor log (new, or left by a run of this
@@ -92,7 +92,8 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
             "{url}: the PostgreSQL backend has no rotation; rotate a log on the embedded store (sled://PATH)"
         ));
     }
-    let old_config = old_config(args)?;
+    let data_dir = data_dir(args)?;
+    let old_config = old_config(args, &data_dir)?;
     let old = Arc::new(Ledger::open(&old_config).map_err(|e| format!("opening the log: {e}"))?);
     if !old.is_retired() {
         record_in_flight(&old, registry)?;
@@ -123,6 +124,7 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     let mut new_config = LedgerConfig::new(&args.new_data_dir);
     new_config.origin.clone_from(&new_origin);
     let log_start = start_successor(&new_config, &index, &counters, &predecessor)?;
+    copy_principals(&data_dir, &args.new_data_dir)?;
     let record = RotationRecord {
         format: ROTATION_FORMAT.into(),
         successor,
@@ -130,19 +132,34 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
         log_end,
         log_start,
     };
-    let old_verifier = LogVerifier::from_vkey(&record.predecessor.vkey).map_err(|e| e.to_string())?;
+    let old_verifier =
+        LogVerifier::from_vkey(&record.predecessor.vkey).map_err(|e| e.to_string())?;
     crate::core::rotation::verify_chain(&record, &old_verifier, &new_key.verifier())
         .map_err(|e| format!("the rotation does not verify: {e}"))?;
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
-    for dir in [&args.data_dir, &args.new_data_dir] {
+    for dir in [&data_dir, &args.new_data_dir] {
         write_durably(&dir.join(ROTATION_FILE), text.as_bytes())?;
     }
     Ok(record)
 }
 
+/// The retired log's data directory: `--data-dir`, else the one the
+/// storage URL names, else `serve`'s default.
+fn data_dir(args: &RotateArgs) -> Result<PathBuf, String> {
+    if let Some(dir) = &args.data_dir {
+        return Ok(dir.clone());
+    }
+    match args.db_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => super::serve::embedded_data_dir(url).ok_or_else(|| {
+            format!("unsupported OPENEXEC_DB_URL {url:?} (only sled://PATH or a path)")
+        }),
+        None => Ok(PathBuf::from("openexec-data")),
+    }
+}
+
 /// The retired log's configuration; its origin is its key's name.
-fn old_config(args: &RotateArgs) -> Result<LedgerConfig, String> {
-    let mut config = LedgerConfig::new(&args.data_dir);
+fn old_config(args: &RotateArgs, data_dir: &Path) -> Result<LedgerConfig, String> {
+    let mut config = LedgerConfig::new(data_dir);
     config.key_path.clone_from(&args.log_key);
     config.checkpoint_memo.clone_from(&args.checkpoint_memo);
     let key_path = config.key_path();
@@ -212,8 +229,10 @@ fn log_end_receipt(old: &Ledger, successor: &Successor) -> Result<Receipt, Strin
     if old.is_retired() {
         let last = old.head().size.saturating_sub(1);
         let receipt = old.receipt(last).map_err(|e| e.to_string())?;
-        let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
-        let expected = log_end_draft(successor, entry.exec_id.clone()).map_err(|e| e.to_string())?;
+        let entry =
+            Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
+        let expected =
+            log_end_draft(successor, entry.exec_id.clone()).map_err(|e| e.to_string())?;
         if entry.payload_commitment != expected.payload_commitment {
             return Err(format!(
                 "the log is already retired for another successor than {}",
@@ -222,8 +241,8 @@ fn log_end_receipt(old: &Ledger, successor: &Successor) -> Result<Receipt, Strin
         }
         return Ok(receipt);
     }
-    let draft = log_end_draft(successor, uuid::Uuid::new_v4().to_string())
-        .map_err(|e| e.to_string())?;
+    let draft =
+        log_end_draft(successor, uuid::Uuid::new_v4().to_string()).map_err(|e| e.to_string())?;
     old.append(draft, None)
         .map(|appended| appended.receipt)
         .map_err(|e| format!("appending the log_end entry: {e}"))
@@ -242,7 +261,8 @@ fn start_successor(
     let new = Ledger::open(config).map_err(|e| format!("opening the successor: {e}"))?;
     if new.head().size > 0 {
         let receipt = new.receipt(0).map_err(|e| e.to_string())?;
-        let entry = Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
+        let entry =
+            Entry::from_canonical_bytes(receipt.entry.as_bytes()).map_err(|e| e.to_string())?;
         let expected =
             log_start_draft(predecessor, entry.exec_id.clone()).map_err(|e| e.to_string())?;
         if entry.action != LOG_START_ACTION
@@ -266,12 +286,32 @@ fn start_successor(
         .map_err(|e| format!("appending the log_start entry: {e}"))
 }
 
+/// Copies the principals (`principals.json`, mode 0600 as `openexec
+/// token` writes it), so that tokens keep working against the successor;
+/// one already there is kept.
+fn copy_principals(from: &Path, to: &Path) -> Result<(), String> {
+    let name = crate::auth::store::FILE_NAME;
+    let (source, target) = (from.join(name), to.join(name));
+    if !source.exists() || target.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(&source).map_err(|e| format!("reading {}: {e}", source.display()))?;
+    write_durably(&target, &bytes)
+}
+
 /// Writes `path` through a synced temporary file and a synced directory.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write as _;
     let temporary = path.with_extension("json.new");
     let result = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // 0600: the record is public, but principals are not.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)?;

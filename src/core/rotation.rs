@@ -29,6 +29,8 @@ use super::signing::LogVerifier;
 pub const LOG_END_ACTION: &str = "openexec/log_end";
 /// The action of a successor log's entry 0.
 pub const LOG_START_ACTION: &str = "openexec/log_start";
+/// The file a [`RotationRecord`] is written to in both data directories.
+pub const ROTATION_FILE: &str = "rotation.json";
 /// The format tag of a [`RotationRecord`].
 pub const ROTATION_FORMAT: &str = "openexec-rotation/v1";
 /// The salt of the link payloads' commitments: public, so that the
@@ -115,7 +117,9 @@ pub enum RotationError {
     #[error("the predecessor's receipt is not of a log_end entry")]
     NotLogEnd,
     /// The `log_end` entry is not the last of its checkpoint's tree.
-    #[error("the log_end entry {index} is not the last entry of the final checkpoint (size {size})")]
+    #[error(
+        "the log_end entry {index} is not the last entry of the final checkpoint (size {size})"
+    )]
     NotFinal {
         /// The entry's index.
         index: u64,

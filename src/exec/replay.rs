@@ -19,12 +19,18 @@ impl Boundary {
     pub(super) fn carried_over(&self, attempt: &Attempt) -> Option<Decision> {
         let index = self.ledger.predecessor()?;
         if let Some(done) = index.done_nonce(&attempt.tenant, &attempt.request.nonce) {
-            let at = format!("entry {} of the predecessor log {}", done.index, done.origin);
+            let at = format!(
+                "entry {} of the predecessor log {}",
+                done.index, done.origin
+            );
             return Some(if done.request_hash == attempt.request_hash {
                 Decision::reject(
                     409,
                     "nonce_done_in_predecessor",
-                    format!("Nonce already completed ({}) by {at}; it is not run again", done.outcome),
+                    format!(
+                        "Nonce already completed ({}) by {at}; it is not run again",
+                        done.outcome
+                    ),
                 )
             } else {
                 Decision::reject(

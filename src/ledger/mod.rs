@@ -379,7 +379,7 @@ impl Ledger {
             predecessor,
             retired: false,
         };
-        ledger.retired = ledger.ends_with_log_end()?;
+        ledger.retired = ledger.ends_with_log_end(&config.data_dir)?;
         Ok(ledger)
     }
 
@@ -638,13 +638,22 @@ impl Ledger {
         Ok(())
     }
 
-    /// Whether the last entry is a `log_end` entry.
-    fn ends_with_log_end(&self) -> Result<bool, LedgerError> {
+    /// Whether the last entry is a `log_end` entry. A last entry that
+    /// cannot be read or decoded (damage, reported as any damaged read is;
+    /// the audit names it) counts as one when a rotation record is in the
+    /// data directory: a retired log stays closed, and any other log still
+    /// starts.
+    fn ends_with_log_end(&self, data_dir: &std::path::Path) -> Result<bool, LedgerError> {
         let Some(last) = self.head().size.checked_sub(1) else {
             return Ok(false);
         };
-        let (bytes, _) = self.entry(last)?;
-        Ok(crate::core::rotation::is_log_end(&Entry::from_canonical_bytes(&bytes)?))
+        let recorded = || data_dir.join(crate::core::rotation::ROTATION_FILE).exists();
+        match self.entry(last) {
+            Ok((bytes, _)) => Ok(Entry::from_canonical_bytes(&bytes)
+                .map_or_else(|_| recorded(), |e| crate::core::rotation::is_log_end(&e))),
+            Err(LedgerError::Store(StoreError::Damaged(_))) => Ok(recorded()),
+            Err(e) => Err(e),
+        }
     }
 
     /// The log's verifier key.

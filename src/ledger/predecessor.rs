@@ -102,9 +102,7 @@ impl PredecessorIndex {
     /// The predecessor entry that completed the nonce `tenant`/`nonce`.
     #[must_use]
     pub fn done_nonce(&self, tenant: &str, nonce: &str) -> Option<DoneNonce> {
-        let at = self
-            .nonces
-            .get(&Hash::sha256(&nonce_key(tenant, nonce)))?;
+        let at = self.nonces.get(&Hash::sha256(&nonce_key(tenant, nonce)))?;
         Some(DoneNonce {
             origin: self.origins.get(at.origin as usize)?.clone(),
             index: at.index,
