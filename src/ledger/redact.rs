@@ -108,6 +108,9 @@ impl Ledger {
         };
         let _one_at_a_time = e.redacting.lock().await;
         let index = self.resolve(&target)?;
+        if index >= self.head().size {
+            return Err(RedactError::NotFound(format!("index {index}")));
+        }
         let (bytes, _) = self.entry(index).map_err(|err| match err {
             LedgerError::NotFound => RedactError::NotFound(format!("index {index}")),
             other => other.into(),
@@ -267,3 +270,6 @@ pub(super) fn settle_at_open(store: &Store) -> Result<(), LedgerError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
