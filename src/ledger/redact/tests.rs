@@ -141,7 +141,7 @@ fn an_open_completes_a_committed_redaction_and_forgets_an_unrecorded_one() {
     let ledger = open(dir.path());
     assert_eq!(ledger.content(0).unwrap(), None, "erased at open");
     assert_eq!(
-        ledger.redaction_of(0).unwrap().and_then(|r| r.entry),
+        ledger.redaction_of(0).unwrap().map(|r| r.index),
         Some(appended.entry.index)
     );
     assert!(
