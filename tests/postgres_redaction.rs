@@ -108,4 +108,22 @@ fn a_postgres_log_erases_content_in_the_redaction_entrys_transaction() {
     node.kill9();
     let (ok, said) = postgres::audit(&db);
     assert!(ok, "{said}");
+    // The content put back (as the ledger writes it, opening the
+    // commitments): the audit names the redaction whose erase is undone.
+    let content = serde_json::to_vec(&json!({
+        "payload": request["payload"],
+        "result": first["result"],
+        "salts": first["receipt"]["salts"],
+    }))
+    .unwrap();
+    postgres::sql(
+        &db,
+        &[&format!(
+            "UPDATE openexec_entries SET content = '\\x{}' WHERE idx = 0",
+            hex::encode(content)
+        )],
+    );
+    let (ok, said) = postgres::audit(&db);
+    assert!(!ok, "{said}");
+    assert!(said.contains("whose content is still kept"), "{said}");
 }
