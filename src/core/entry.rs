@@ -739,6 +739,9 @@ fn de_time<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
 }
 
 #[cfg(test)]
+mod redaction_tests;
+
+#[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 

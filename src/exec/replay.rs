@@ -122,7 +122,7 @@ impl Boundary {
                     map.insert("content".into(), json!("erased"));
                     map.insert(
                         "redaction".into(),
-                        json!({"index": record.entry, "reason": record.reason}),
+                        json!({"index": record.index, "reason": record.reason}),
                     );
                 }
             }

@@ -144,7 +144,6 @@ fn refusal(e: RedactError) -> ApiError {
         RedactError::BadReason(_) => ApiError::new(422, "invalid_reason", detail),
         RedactError::Replay { .. } => ApiError::new(409, "replay_entry", detail),
         RedactError::NoContent { .. } => ApiError::new(409, "no_content", detail),
-        RedactError::Unsupported => ApiError::new(501, "unsupported_backend", detail),
         RedactError::Ledger(other) => other.into(),
     }
 }

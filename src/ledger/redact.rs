@@ -7,8 +7,8 @@
 //! sequencer: signed, chained, in the next checkpoint; durable) → the
 //! record names the entry, and the content is erased in place (durable).
 //! See [`crate::store::RedactionRecord`] for what a crash at each point
-//! leaves and how the next open completes it. Only the embedded store
-//! redacts; PostgreSQL is refused ([`RedactError::Unsupported`]).
+//! leaves and how the next open completes it. On PostgreSQL the entry and
+//! the erase commit in one transaction ([`Ledger::redact`]).
 
 use serde::Serialize;
 
@@ -17,7 +17,7 @@ use super::{Ledger, LedgerError};
 use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome, RedactionReason, ReplayOf};
 use crate::core::hash::leaf_hash;
 use crate::core::receipt::Receipt;
-use crate::store::{RedactionRecord, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// The entry a redaction names: by index, or by the exec_id it is indexed
 /// under (an attempt's own entry, never a replay's).
@@ -45,6 +45,15 @@ pub struct Redaction {
     pub already_redacted: bool,
     /// A fresh receipt of the redaction entry.
     pub receipt: Receipt,
+}
+
+/// The redaction of an entry, as a replay of it reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedactionNote {
+    /// The `redacted` entry's index.
+    pub index: u64,
+    /// Its reason code.
+    pub reason: String,
 }
 
 /// Why a redaction was refused.
@@ -76,9 +85,6 @@ pub enum RedactError {
         /// Its outcome.
         outcome: Outcome,
     },
-    /// The log lives in PostgreSQL, which does not redact.
-    #[error("redaction is implemented for the embedded store only; this log lives in PostgreSQL")]
-    Unsupported,
     /// Storage or the writer failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -104,15 +110,10 @@ impl Ledger {
             .ok_or_else(|| RedactError::BadReason(reason.to_owned()))?;
         let e = match &self.backend {
             Backend::Embedded(e) => e,
-            Backend::Postgres(_) => return Err(RedactError::Unsupported),
+            Backend::Postgres(pg) => return self.redact_postgres(pg, &target, reason).await,
         };
         let _one_at_a_time = e.redacting.lock().await;
-        let index = self.resolve(&target)?;
-        let (bytes, _) = self.entry(index).map_err(|err| match err {
-            LedgerError::NotFound => RedactError::NotFound(format!("index {index}")),
-            other => other.into(),
-        })?;
-        let entry = Entry::from_canonical_bytes(&bytes).map_err(LedgerError::from)?;
+        let (index, bytes, entry) = self.target_entry(&target)?;
         if let Some(done) = self.earlier_redaction(e, index, &entry)? {
             return Ok(done);
         }
@@ -151,13 +152,96 @@ impl Ledger {
         })
     }
 
-    /// The redaction record of entry `index`, if it was redacted (the
-    /// embedded store only).
-    pub fn redaction_of(&self, index: u64) -> Result<Option<RedactionRecord>, LedgerError> {
-        match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.redaction(index)?.filter(|r| r.entry.is_some())),
-            Backend::Postgres(_) => Ok(None),
+    /// On PostgreSQL: the entry's content is set to NULL, and the
+    /// redaction's row inserted, in the transaction of the batch that
+    /// commits the redaction entry (`pg::write`); the row's primary key
+    /// refuses a second redaction of one entry, by any node.
+    async fn redact_postgres(
+        &self,
+        pg: &crate::pg::PgLog,
+        target: &RedactTarget,
+        reason: RedactionReason,
+    ) -> Result<Redaction, RedactError> {
+        let (index, bytes, entry) = self.target_entry(target)?;
+        let earlier = |pg: &crate::pg::PgLog| -> Result<Option<Redaction>, RedactError> {
+            let Some((at, recorded)) = pg.redaction(index)? else {
+                return Ok(None);
+            };
+            Ok(Some(Redaction {
+                redacted_index: index,
+                exec_id: entry.exec_id.clone(),
+                redaction_index: at,
+                reason: recorded,
+                already_redacted: true,
+                receipt: self.receipt(at)?,
+            }))
+        };
+        if let Some(done) = earlier(pg)? {
+            return Ok(done);
         }
+        if let Some(original) = entry.replay_of {
+            return Err(RedactError::Replay {
+                index,
+                original: original.index,
+            });
+        }
+        if pg.content(index)?.is_none() {
+            return Err(RedactError::NoContent {
+                index,
+                outcome: entry.outcome,
+            });
+        }
+        let draft = redaction_draft(&entry, leaf_hash(&bytes), reason);
+        let appended = match self.append_async(draft, None).await {
+            Ok(appended) => appended,
+            // Another node's redaction of this entry committed first.
+            Err(err) => return earlier(pg)?.ok_or(RedactError::Ledger(err)),
+        };
+        tracing::info!(
+            redacted = index,
+            exec_id = %entry.exec_id,
+            redaction = appended.entry.index,
+            reason = reason.as_str(),
+            "content erased"
+        );
+        Ok(Redaction {
+            redacted_index: index,
+            exec_id: entry.exec_id,
+            redaction_index: appended.entry.index,
+            reason: reason.as_str().to_owned(),
+            already_redacted: false,
+            receipt: appended.receipt,
+        })
+    }
+
+    /// The committed entry a redaction names: its index, bytes and entry.
+    fn target_entry(&self, target: &RedactTarget) -> Result<(u64, Vec<u8>, Entry), RedactError> {
+        let index = self.resolve(target)?;
+        if index >= self.head().size {
+            return Err(RedactError::NotFound(format!("index {index}")));
+        }
+        let (bytes, _) = self.entry(index).map_err(|err| match err {
+            LedgerError::NotFound => RedactError::NotFound(format!("index {index}")),
+            other => other.into(),
+        })?;
+        let entry = Entry::from_canonical_bytes(&bytes).map_err(LedgerError::from)?;
+        Ok((index, bytes, entry))
+    }
+
+    /// The redaction of entry `index`, if it was redacted (its entry
+    /// committed).
+    pub fn redaction_of(&self, index: u64) -> Result<Option<RedactionNote>, LedgerError> {
+        Ok(match &self.backend {
+            Backend::Embedded(e) => e.store.redaction(index)?.and_then(|r| {
+                r.entry.map(|at| RedactionNote {
+                    index: at,
+                    reason: r.reason,
+                })
+            }),
+            Backend::Postgres(pg) => pg
+                .redaction(index)?
+                .map(|(at, reason)| RedactionNote { index: at, reason }),
+        })
     }
 
     fn resolve(&self, target: &RedactTarget) -> Result<u64, RedactError> {
@@ -267,3 +351,6 @@ pub(super) fn settle_at_open(store: &Store) -> Result<(), LedgerError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

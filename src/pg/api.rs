@@ -41,6 +41,15 @@ impl PgLog {
         })
     }
 
+    /// The redaction of entry `index`, if any: the `redacted` entry's index
+    /// and its reason.
+    pub fn redaction(&self, index: u64) -> Result<Option<(u64, String)>, LedgerError> {
+        self.block(move |s| async move {
+            let client = s.reader().await?;
+            Ok(reads::redaction(&client, index).await?)
+        })
+    }
+
     /// The stored hashes at `indexes`, in their order (one tlog tile's), in
     /// one query; `NotFound` if the head has not reached one of them.
     pub fn stored_hashes(&self, indexes: Vec<u64>) -> Result<Vec<Hash>, LedgerError> {

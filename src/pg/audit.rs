@@ -248,6 +248,9 @@ impl<'a> Audit<'a> {
         if let Err(problem) = self.check_replay(&entry).await? {
             return Ok(Err(problem));
         }
+        if let Err(problem) = self.check_redaction(&entry).await? {
+            return Ok(Err(problem));
+        }
         note_registry(&mut self.report.registries, index, entry.registry);
         Ok(Ok(leaf))
     }
@@ -323,6 +326,53 @@ impl<'a> Audit<'a> {
                 "replays entry {}, but does not repeat it",
                 of.index
             ))
+        })
+    }
+
+    /// A `redacted` entry names an `executed` or `failed` entry by leaf
+    /// hash, repeats its exec_id, request and commitments, and that
+    /// entry's content is NULL (set in the redaction's transaction).
+    async fn check_redaction(&self, redaction: &Entry) -> Result<Result<(), String>, LedgerError> {
+        let Some(of) = redaction.redacts else {
+            return Ok(Ok(()));
+        };
+        let target = self
+            .client
+            .query_opt(
+                "SELECT record, content IS NULL FROM openexec_entries WHERE idx = $1",
+                &[&index_param(of.index)?],
+            )
+            .await
+            .map_err(PgError::from)?;
+        let Some(target) = target else {
+            return Ok(Err(format!("redacts entry {}, which is missing", of.index)));
+        };
+        let bytes: Vec<u8> = target.try_get(0).map_err(PgError::from)?;
+        let erased: bool = target.try_get(1).map_err(PgError::from)?;
+        let same = Entry::from_canonical_bytes(&bytes).ok().is_some_and(|t| {
+            leaf_hash(&bytes) == of.leaf_hash
+                && matches!(t.outcome, Outcome::Executed | Outcome::Failed)
+                && (&t.tenant, &t.nonce, &t.exec_id, &t.action)
+                    == (
+                        &redaction.tenant,
+                        &redaction.nonce,
+                        &redaction.exec_id,
+                        &redaction.action,
+                    )
+                && t.request_hash == redaction.request_hash
+                && t.payload_commitment == redaction.payload_commitment
+                && t.result_commitment == redaction.result_commitment
+        });
+        Ok(match (same, erased) {
+            (true, true) => Ok(()),
+            (false, _) => Err(format!(
+                "redacts entry {}, but does not repeat it",
+                of.index
+            )),
+            (true, false) => Err(format!(
+                "redacts entry {}, whose content is still kept",
+                of.index
+            )),
         })
     }
 

@@ -97,6 +97,27 @@ pub(super) async fn content(client: &Client, index: u64) -> Result<Option<Vec<u8
         .flatten())
 }
 
+/// The redaction of entry `index`, if it was redacted: the `redacted`
+/// entry's index and its reason.
+pub(super) async fn redaction(
+    client: &Client,
+    index: u64,
+) -> Result<Option<(u64, String)>, PgError> {
+    let Some(row) = client
+        .query_opt(
+            "SELECT entry_idx, reason FROM openexec_redactions WHERE idx = $1",
+            &[&index_param(index)?],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let at: i64 = row.try_get(0)?;
+    let at =
+        u64::try_from(at).map_err(|_| PgError::Corrupt(format!("a redaction names entry {at}")))?;
+    Ok(Some((at, row.try_get(1)?)))
+}
+
 /// The stored hashes at `indexes` not already in `known`, added to it.
 pub(super) async fn fill_hashes(
     client: &Client,

@@ -29,6 +29,11 @@ pub const SCHEMA_VERSION: i32 = 1;
 ///   consumed (by `entry_idx`, or for good when NULL after its nonce is
 ///   done).
 /// - `openexec_nodes`: each node's lease, on database time.
+/// - `openexec_redactions`: one row per redacted entry (`idx`), naming the
+///   `redacted` entry that records it (`entry_idx`) and its reason; written
+///   in the transaction of that entry's batch, with the redacted entry's
+///   `content` set to NULL. The primary key refuses a second redaction of
+///   one entry.
 const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS openexec_schema (id SMALLINT PRIMARY KEY, version INT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS openexec_head (id SMALLINT PRIMARY KEY, origin TEXT NOT NULL, \
@@ -47,6 +52,8 @@ const TABLES: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS openexec_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS openexec_nodes (node_id TEXT PRIMARY KEY, \
      lease_until TIMESTAMPTZ NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS openexec_redactions (idx BIGINT PRIMARY KEY, \
+     entry_idx BIGINT NOT NULL, reason TEXT NOT NULL)",
 ];
 
 /// Attempts at creating the schema: two nodes creating the same table at

@@ -118,6 +118,8 @@ pub(super) struct Statements {
     delete_approvals: Statement,
     move_head: Statement,
     insert_checkpoint: Statement,
+    erase_content: Statement,
+    insert_redactions: Statement,
 }
 
 impl Statements {
@@ -165,6 +167,15 @@ impl Statements {
             move_head: client.prepare(MOVE_HEAD).await?,
             insert_checkpoint: client
                 .prepare("INSERT INTO openexec_checkpoints (size, note) VALUES ($1, $2)")
+                .await?,
+            erase_content: client
+                .prepare("UPDATE openexec_entries SET content = NULL WHERE idx = ANY($1)")
+                .await?,
+            insert_redactions: client
+                .prepare(
+                    "INSERT INTO openexec_redactions (idx, entry_idx, reason) \
+                     SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[])",
+                )
                 .await?,
         })
     }
@@ -328,8 +339,11 @@ pub(super) async fn write(
         &head_size, &head_root, &head_leaf, frontier, checkpoint, &old_size,
     ];
     let filed: [&Param<'_>; 2] = [&head_size, checkpoint];
+    let r = redaction_columns(layout)?;
+    let erased: [&Param<'_>; 1] = [&r.0];
+    let redactions: [&Param<'_>; 3] = [&r.0, &r.1, &r.2];
     let has = layout.is_some();
-    let (_, _, _, _, _, _, _, moved, _) = tokio::try_join!(
+    let (_, _, _, _, _, _, _, moved, _, _, _) = tokio::try_join!(
         when(!e.0.is_empty(), tx.execute(&st.insert_entries, &entries)),
         when(!n.key.is_empty(), tx.execute(&st.insert_nonces, &nonces)),
         when(
@@ -354,6 +368,11 @@ pub(super) async fn write(
         ),
         when(has, tx.execute(&st.move_head, &head)),
         when(has, tx.execute(&st.insert_checkpoint, &filed)),
+        when(!r.0.is_empty(), tx.execute(&st.erase_content, &erased)),
+        when(
+            !r.0.is_empty(),
+            tx.execute(&st.insert_redactions, &redactions)
+        ),
     )?;
     if layout.is_some() && moved != 1 {
         return Err(PgError::Corrupt(format!(
@@ -362,6 +381,22 @@ pub(super) async fn write(
         )));
     }
     Ok(())
+}
+
+/// The batch's redactions: the entries whose content they erase, their
+/// own indexes, their reasons.
+type RedactionColumns<'a> = (Vec<i64>, Vec<i64>, Vec<&'a str>);
+
+fn redaction_columns(layout: Option<&Layout>) -> Result<RedactionColumns<'_>, PgError> {
+    let mut c: RedactionColumns<'_> = Default::default();
+    for e in layout.map_or(&[][..], |l| &l.entries[..]) {
+        if let Some(redacts) = e.entry.redacts {
+            c.0.push(index_param(redacts.index)?);
+            c.1.push(index_param(e.entry.index)?);
+            c.2.push(e.entry.reason.as_str());
+        }
+    }
+    Ok(c)
 }
 
 /// A statement parameter.

@@ -440,6 +440,8 @@ struct Inner {
     checkpoints: sled::Tree,
     meta: sled::Tree,
     approvals: sled::Tree,
+    /// Redaction records ([`redactions`]).
+    redactions: sled::Tree,
     /// Named counters, durable in the journal (see [`counters`]).
     counters: counters::Counters,
     /// Injected failures (tests only).

@@ -90,6 +90,7 @@ impl Store {
             checkpoints: db.open_tree("checkpoints")?,
             meta,
             approvals: db.open_tree("approvals")?,
+            redactions: db.open_tree(super::redactions::TREE)?,
             counters,
             faults: faults::Faults::default(),
             damage,

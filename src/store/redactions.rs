@@ -81,14 +81,11 @@ impl RedactionRecord {
 }
 
 impl Store {
-    fn redactions_tree(&self) -> Result<sled::Tree, StoreError> {
-        Ok(self.inner.db.open_tree(TREE)?)
-    }
-
     /// The redaction record of entry `index`, if it was redacted (or a
     /// redaction of it began).
     pub fn redaction(&self, index: u64) -> Result<Option<RedactionRecord>, StoreError> {
-        self.redactions_tree()?
+        self.inner
+            .redactions
             .get(index.to_be_bytes())?
             .map(|v| RedactionRecord::decode(&v))
             .transpose()
@@ -96,7 +93,8 @@ impl Store {
 
     /// Every redaction record, by redacted entry index.
     pub fn redactions(&self) -> Result<Vec<(u64, RedactionRecord)>, StoreError> {
-        self.redactions_tree()?
+        self.inner
+            .redactions
             .iter()
             .map(|item| {
                 let (key, value) = item?;
@@ -149,12 +147,13 @@ impl Store {
     /// Forgets a redaction begun whose entry was never committed (nothing
     /// was erased).
     pub fn forget_redaction(&self, index: u64) -> Result<(), StoreError> {
-        self.redactions_tree()?.remove(index.to_be_bytes())?;
+        self.inner.redactions.remove(index.to_be_bytes())?;
         sync_sled(&self.inner.db, &self.inner.log_file)
     }
 
     fn put_redaction(&self, index: u64, record: &RedactionRecord) -> Result<(), StoreError> {
-        self.redactions_tree()?
+        self.inner
+            .redactions
             .insert(index.to_be_bytes(), record.encode())?;
         sync_sled(&self.inner.db, &self.inner.log_file)
     }

@@ -96,6 +96,14 @@ def _entry_json_variants(entry: str) -> list[tuple[str, str]]:
         "replay-of-extra": {"outcome": "replayed", "replay_of": {"index": 0, "leaf_hash": B64(bytes(32)), "x": 1}},
         "replay-of-self": {"outcome": "replayed", "replay_of": {"index": 1, "leaf_hash": B64(bytes(32))}},
         "replay-of-missing": {"outcome": "replayed", "replay_of": {"index": 0}},
+        "redacted-ok": {"outcome": "redacted", "reason": "legal", "redacts": {"index": 0, "leaf_hash": B64(bytes(32))}},
+        "redacted-reason-other": {"outcome": "redacted", "reason": "whim", "redacts": {"index": 0, "leaf_hash": B64(bytes(32))}},
+        "redacted-without-redacts": {"outcome": "redacted", "reason": "legal"},
+        "redacts-on-executed": {"outcome": "executed", "redacts": {"index": 0, "leaf_hash": B64(bytes(32))}},
+        "redacts-self": {"outcome": "redacted", "reason": "legal", "redacts": {"index": 1, "leaf_hash": B64(bytes(32))}},
+        "redacts-null": {"redacts": None},
+        "redacts-missing-hash": {"outcome": "redacted", "reason": "legal", "redacts": {"index": 0}},
+        "redacted-with-effects": {"outcome": "redacted", "reason": "other", "effects": "none", "redacts": {"index": 0, "leaf_hash": B64(bytes(32))}},
     }
     for label, change in edits.items():
         d = dict(e)
@@ -384,6 +392,7 @@ def _built_log() -> tuple[Log, list[Signer]]:
     log.append(outcome="replayed", reason="replay_of_executed", replay_of={"index": 0, "leaf_hash": B64(log.leaves[0])})
     for i in range(3, 9):
         log.append(outcome="failed" if i % 2 else "interrupted", reason="handler_error", effects="at-most-once")
+    log.append(outcome="redacted", reason="personal_data", redacts={"index": 0, "leaf_hash": B64(log.leaves[0])})
     witnesses = [Signer.seeded(f"w{i}.example", f"w{i}", 4) for i in range(3)]
     return log, witnesses
 

@@ -1,0 +1,157 @@
+//! Redactions on a ledger in a temporary directory: refusals, the answer
+//! to a second redaction, and what an open settles after a crash.
+
+use serde_json::json;
+
+use super::*;
+use crate::core::hash::Hash;
+use crate::core::receipt::{Content, Salts};
+use crate::ledger::LedgerConfig;
+
+fn open(dir: &std::path::Path) -> Ledger {
+    let mut config = LedgerConfig::new(dir);
+    config.checkpoint_memo = Some(dir.join("memo.checkpoint"));
+    Ledger::open(&config).unwrap()
+}
+
+fn draft(n: u64, outcome: Outcome) -> EntryDraft {
+    EntryDraft {
+        exec_id: format!("exec-{n}"),
+        tenant: "t".into(),
+        action: "echo".into(),
+        nonce: format!("nonce-{n}"),
+        request_hash: Hash::sha256(format!("request {n}").as_bytes()),
+        payload_commitment: Hash::sha256(format!("payload {n}").as_bytes()),
+        result_commitment: Some(Hash::sha256(format!("result {n}").as_bytes())),
+        approval: ApprovalSummary::none(),
+        outcome,
+        reason: if outcome == Outcome::Executed {
+            "ok"
+        } else {
+            "approval_expired"
+        }
+        .into(),
+        replay_of: None,
+        effects: None,
+        registry: None,
+        principal: None,
+    }
+}
+
+fn content(n: u64) -> Content {
+    Content {
+        payload: json!({"secret": format!("payload-{n}")}),
+        result: Some(json!({"secret": format!("result-{n}")})),
+        salts: Salts {
+            payload: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+            result: None,
+        },
+    }
+}
+
+/// Entries 0 to 2 executed with content, entry 3 rejected without.
+fn filled(ledger: &Ledger) {
+    for n in 0..3 {
+        ledger
+            .append(draft(n, Outcome::Executed), Some(content(n)))
+            .unwrap();
+    }
+    ledger.append(draft(3, Outcome::Rejected), None).unwrap();
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn redactions_are_refused_clearly_and_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    filled(&ledger);
+    let redact = |target, reason| block_on(ledger.redact(target, reason));
+    assert!(matches!(
+        redact(RedactTarget::Index(1), "nope"),
+        Err(RedactError::BadReason(_))
+    ));
+    assert!(matches!(
+        redact(RedactTarget::Index(9), "legal"),
+        Err(RedactError::NotFound(_))
+    ));
+    assert!(matches!(
+        redact(RedactTarget::ExecId("exec-9".into()), "legal"),
+        Err(RedactError::NotFound(_))
+    ));
+    assert!(matches!(
+        redact(RedactTarget::Index(3), "legal"),
+        Err(RedactError::NoContent {
+            index: 3,
+            outcome: Outcome::Rejected
+        })
+    ));
+    assert_eq!(ledger.head().size, 4, "refusals record nothing");
+    let done = redact(RedactTarget::ExecId("exec-1".into()), "personal_data").unwrap();
+    assert_eq!((done.redacted_index, done.redaction_index), (1, 4));
+    assert!(!done.already_redacted);
+    assert_eq!(ledger.content(1).unwrap(), None);
+    assert!(ledger.content(0).unwrap().is_some());
+    let again = redact(RedactTarget::Index(1), "other").unwrap();
+    assert!(again.already_redacted);
+    assert_eq!(
+        (again.redaction_index, again.reason.as_str()),
+        (4, "personal_data")
+    );
+    assert_eq!(ledger.head().size, 5, "nothing recorded again");
+    assert!(matches!(
+        redact(RedactTarget::Index(4), "legal"),
+        Err(RedactError::NoContent {
+            index: 4,
+            outcome: Outcome::Redacted
+        })
+    ));
+    let (bytes, _) = ledger.entry(4).unwrap();
+    let entry = Entry::from_canonical_bytes(&bytes).unwrap();
+    assert_eq!(entry.redacts.map(|r| r.index), Some(1));
+    assert_eq!(entry.exec_id, "exec-1");
+}
+
+#[test]
+fn an_open_completes_a_committed_redaction_and_forgets_an_unrecorded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    filled(&ledger);
+    let store = ledger.store().unwrap().clone();
+    // Entry 0: its redaction entry committed, then a crash before the erase.
+    store.begin_redaction(0, "legal").unwrap().unwrap();
+    let (bytes, _) = ledger.entry(0).unwrap();
+    let entry = Entry::from_canonical_bytes(&bytes).unwrap();
+    let appended = ledger
+        .append(
+            redaction_draft(&entry, leaf_hash(&bytes), RedactionReason::Legal),
+            None,
+        )
+        .unwrap();
+    // Entry 2: begun, its entry never queued.
+    store.begin_redaction(2, "other").unwrap().unwrap();
+    ledger.shutdown();
+    drop((ledger, store));
+    let ledger = open(dir.path());
+    assert_eq!(ledger.content(0).unwrap(), None, "erased at open");
+    assert_eq!(
+        ledger.redaction_of(0).unwrap().map(|r| r.index),
+        Some(appended.entry.index)
+    );
+    assert!(
+        ledger.content(2).unwrap().is_some(),
+        "nothing recorded, nothing erased"
+    );
+    assert_eq!(ledger.redaction_of(2).unwrap(), None);
+    assert_eq!(
+        ledger.store().unwrap().redaction(2).unwrap(),
+        None,
+        "forgotten"
+    );
+}
