@@ -157,6 +157,9 @@ impl Instruments {
         families.extend(self.batch_write.collect());
         families.extend(self.fdatasync_vec.collect());
         families.extend(self.writer_wait.collect());
+        // A vector with no series yet (no request made) is a family the
+        // encoder refuses.
+        families.retain(|f| !f.get_metric().is_empty());
         if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, out) {
             tracing::warn!(error = %e, "could not render the histograms");
         }

@@ -591,7 +591,11 @@ impl Boundary {
                 attempt.progress.handing_over();
                 let waiting = Instant::now();
                 let recorded = self.ledger.reserved_and_appended(queued).await;
-                crate::instruments::writer_waited(waiting);
+                // Only a wait that ended with the entry durable: a nonce
+                // not won is recorded (as a replay, say) by a later wait.
+                if let Ok(Recorded::Appended(_)) = recorded {
+                    crate::instruments::writer_waited(waiting);
+                }
                 recorded
             }
             Err(e) => Err(e),
