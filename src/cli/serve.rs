@@ -147,6 +147,9 @@ pub struct ServeArgs {
     /// moments cosign the same checkpoint (0: always the latest).
     #[arg(long, env = "OPENEXEC_PUBLISH_INTERVAL_MS", default_value_t = 1000)]
     pub publish_interval_ms: u64,
+    /// Log format and traces (`cli::telemetry`).
+    #[command(flatten)]
+    pub telemetry: super::telemetry::TelemetryArgs,
 }
 
 /// A validated configuration.
@@ -343,7 +346,7 @@ fn read_pem(value: &str) -> Result<String, String> {
 /// Runs the service until SIGINT/SIGTERM.
 #[must_use]
 pub fn run(args: &ServeArgs, registry: Registry) -> ExitCode {
-    init_tracing();
+    super::telemetry::init(&args.telemetry);
     let config = match args.validate() {
         Ok(c) => c,
         Err(line) => {
@@ -413,19 +416,6 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
         "openexec stopped; queued appends committed"
     );
     served.map_err(|e| e.to_string())
-}
-
-pub(super) fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal; log files and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -764,7 +764,11 @@ impl Boundary {
         self.metrics.record(decision.outcome, &decision.reason);
         self.panic_hook.fire(Stage::Respond);
         tracing::debug!(
+            target: "openexec::request",
             exec_id = %attempt.exec_id,
+            nonce = attempt.request.nonce.as_str(),
+            tenant = attempt.tenant.as_str(),
+            principal = attempt.principal.as_ref().map(|p| tracing::field::display(&p.id)),
             action = %attempt.request.action,
             outcome = %decision.outcome,
             reason = %decision.reason,
