@@ -346,7 +346,14 @@ fn read_pem(value: &str) -> Result<String, String> {
 /// Runs the service until SIGINT/SIGTERM.
 #[must_use]
 pub fn run(args: &ServeArgs, registry: Registry) -> ExitCode {
-    super::telemetry::init(&args.telemetry);
+    // Kept to the end: dropping it sends the last spans.
+    let _telemetry = match super::telemetry::init(&args.telemetry) {
+        Ok(t) => t,
+        Err(line) => {
+            eprintln!("openexec: {line}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match args.validate() {
         Ok(c) => c,
         Err(line) => {
