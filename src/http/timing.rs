@@ -6,7 +6,7 @@
 //!
 //! [`observe`] wraps the whole app; [`route`] wraps each route's resource
 //! and names it, and the `/execute` and `/mcp` handlers name the outcome
-//! ([`note_outcome`]). They pass their index to [`observe`] through
+//! ([`note_outcome`]). They hand their index to [`observe`] through
 //! thread-local cells rather than the request's extensions, which would
 //! allocate per request: each is set after the handler's last `await`, and
 //! every layer between it and [`observe`] returns without yielding, so the
