@@ -122,7 +122,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                     path.starts_with("/tile/entries/"),
                     Compress::default(),
                 ))
-                .wrap(from_fn(move |req, next| super::timing::route(index, req, next))),
+                .wrap_fn(move |req, srv| super::timing::route(index, req, srv)),
         );
     }
     cfg.default_service(web::to(|| async {

@@ -20,13 +20,12 @@
 //! [`adopt_traceparent`]); the boundary's steps are its children.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderMap;
-use actix_web::middleware::Next;
 use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::TraceContextExt as _;
 use prometheus::Histogram;
@@ -112,31 +111,38 @@ thread_local! {
 static SERIES: [[OnceLock<Histogram>; Outcome::ALL.len()]; ROUTES.len() + 1] =
     [const { [const { OnceLock::new() }; Outcome::ALL.len()] }; ROUTES.len() + 1];
 
-/// Middleware of the app: times every request.
-pub(super) async fn observe(
+/// Middleware of the app (`wrap_fn`: its future is not boxed): times
+/// every request.
+pub(super) fn observe<S, B>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    srv: &S,
+) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
     let started = Instant::now();
     let span = if crate::instruments::traces_on() {
         request_span(&req)
     } else {
         tracing::Span::none()
     };
-    let answered = next.call(req).instrument(span.clone()).await;
-    let route = ROUTE.replace(UNSET);
-    let outcome = OUTCOME.replace(UNSET);
-    let status = match &answered {
-        Ok(response) => response.status(),
-        Err(e) => e.as_response_error().status_code(),
-    };
-    let (route, outcome) = record(route, outcome, status.as_u16(), started);
-    if !span.is_none() {
-        span.record("http.route", route);
-        span.record("http.response.status_code", status.as_u16());
-        span.record("openexec.outcome", outcome.as_str());
+    let call = span.in_scope(|| srv.call(req));
+    async move {
+        let answered = call.instrument(span.clone()).await;
+        let route = ROUTE.replace(UNSET);
+        let outcome = OUTCOME.replace(UNSET);
+        let status = match &answered {
+            Ok(response) => response.status(),
+            Err(e) => e.as_response_error().status_code(),
+        };
+        let (route, outcome) = record(route, outcome, status.as_u16(), started);
+        if !span.is_none() {
+            span.record("http.route", route);
+            span.record("http.response.status_code", status.as_u16());
+            span.record("openexec.outcome", outcome.as_str());
+        }
+        answered
     }
-    answered
 }
 
 /// The span of one request, with the `traceparent` header's span as its
@@ -202,15 +208,21 @@ impl Extractor for OneHeader<'_> {
     }
 }
 
-/// Middleware of the route at `index` in [`ROUTES`]: names it.
-pub(super) async fn route(
+/// Middleware of the route at `index` in [`ROUTES`] (`wrap_fn`): names it.
+pub(super) fn route<S, B>(
     index: usize,
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let answered = next.call(req).await;
-    ROUTE.set(u8::try_from(index).unwrap_or(UNSET));
-    answered
+    srv: &S,
+) -> impl Future<Output = Result<ServiceResponse<B>, actix_web::Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    let call = srv.call(req);
+    async move {
+        let answered = call.await;
+        ROUTE.set(u8::try_from(index).unwrap_or(UNSET));
+        answered
+    }
 }
 
 /// Names the outcome of the attempt `response` answers, if it was
