@@ -17,6 +17,7 @@ const REPLAYED: usize = 4;
 const REJECTED: usize = 3;
 const HEALTH: usize = 2;
 const UNKNOWN_PATHS: usize = 1;
+const MCP_CALLS: usize = 2;
 
 fn scrape(server: &TestServer) -> Scrape {
     let (status, text) = server.get("/metrics");
@@ -123,6 +124,24 @@ fn one_client(server: &TestServer, client: usize) {
     for _ in 0..HEALTH {
         assert_eq!(server.get("/health").0, 200);
     }
+    for i in 0..MCP_CALLS {
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "echo", "arguments": {"i": i},
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {},
+            "dev.openexec/nonce": format!("m{client}-{i}"),
+        }}});
+        let response = common::server::agent()
+            .post(&server.url("/mcp"))
+            .set("Accept", "application/json, text/event-stream")
+            .set("MCP-Protocol-Version", "2026-07-28")
+            .set("Mcp-Method", "tools/call")
+            .set("Mcp-Name", "echo")
+            .send_json(call)
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
     for _ in 0..UNKNOWN_PATHS {
         assert_eq!(server.get(&format!("/no/such/path/{client}")).0, 404);
     }
@@ -165,6 +184,7 @@ fn histograms_stay_cumulative_under_load_and_count_every_request_by_route_and_ou
     assert_eq!(count("/execute", "rejected"), per(REJECTED));
     assert_eq!(count("/health", "2xx"), per(HEALTH));
     assert_eq!(count("other", "4xx"), per(UNKNOWN_PATHS));
+    assert_eq!(count("/mcp", "executed"), per(MCP_CALLS));
     // This scrape is counted once it is answered: the ones before it.
     assert_eq!(count("/metrics", "2xx"), scrapes_during_load as f64);
     let buckets = buckets(
@@ -176,7 +196,7 @@ fn histograms_stay_cumulative_under_load_and_count_every_request_by_route_and_ou
 
     // Every recorded attempt is an entry of a committed batch, and waited
     // for the writer once.
-    let entries = per(EXECUTED + REPLAYED + REJECTED);
+    let entries = per(EXECUTED + REPLAYED + REJECTED + MCP_CALLS);
     assert_eq!(value(&last, "openexec_batch_entries_sum", &[]), entries);
     let batches = value(&last, "openexec_batch_entries_count", &[]);
     assert!(batches > 0.0);
@@ -197,7 +217,7 @@ fn histograms_stay_cumulative_under_load_and_count_every_request_by_route_and_ou
             "openexec_handler_duration_seconds_count",
             &[("action", "echo")]
         ),
-        per(EXECUTED + REPLAYED)
+        per(EXECUTED + REPLAYED + MCP_CALLS)
     );
     // Every batch syncs entries.bin once.
     assert_eq!(
@@ -217,7 +237,7 @@ fn histograms_stay_cumulative_under_load_and_count_every_request_by_route_and_ou
             "openexec_attempts_total",
             &[("outcome", "executed"), ("reason", "ok")]
         ),
-        per(EXECUTED)
+        per(EXECUTED + MCP_CALLS)
     );
 }
 
