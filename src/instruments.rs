@@ -11,6 +11,7 @@
 //! request. The counters and gauges that belong to one boundary stay in
 //! [`crate::exec::metrics`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
@@ -157,10 +158,75 @@ impl Instruments {
         families.extend(self.batch_write.collect());
         families.extend(self.fdatasync_vec.collect());
         families.extend(self.writer_wait.collect());
+        // A vector with no series yet (no request made) is a family the
+        // encoder refuses.
+        families.retain(|f| !f.get_metric().is_empty());
         if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, out) {
             tracing::warn!(error = %e, "could not render the histograms");
         }
     }
+}
+
+/// Whether traces are exported (`--otlp-endpoint`): off, no span is
+/// made at all.
+static TRACES: AtomicBool = AtomicBool::new(false);
+
+/// Turns span making on, once the exporter is installed.
+pub fn enable_traces() {
+    TRACES.store(true, Ordering::Relaxed);
+}
+
+/// Whether spans are made.
+#[must_use]
+pub fn traces_on() -> bool {
+    TRACES.load(Ordering::Relaxed)
+}
+
+/// A span for one step of a request (a child of the current span), or
+/// the disabled span when traces are off: instrumenting a future with it
+/// then costs a branch.
+#[must_use]
+pub fn step(name: &'static str) -> tracing::Span {
+    if traces_on() {
+        tracing::info_span!("step", otel.name = name)
+    } else {
+        tracing::Span::none()
+    }
+}
+
+/// The current span, to hand to the writer's threads with a request's
+/// work (traces on); else the disabled span.
+#[must_use]
+pub fn current_span() -> tracing::Span {
+    if traces_on() {
+        tracing::Span::current()
+    } else {
+        tracing::Span::none()
+    }
+}
+
+/// The enabled spans among `spans` (none, without allocating, when traces
+/// are off).
+pub fn carried<'a>(spans: impl Iterator<Item = &'a tracing::Span>) -> Vec<tracing::Span> {
+    if !traces_on() {
+        return Vec::new();
+    }
+    spans.filter(|s| !s.is_none()).cloned().collect()
+}
+
+/// A writer's step shared by the requests whose spans are `parents`: one
+/// child span `name` of each (a span has one parent), open until dropped,
+/// with the batch's entry count.
+#[must_use]
+pub fn children(
+    parents: &[tracing::Span],
+    name: &'static str,
+    entries: usize,
+) -> Vec<tracing::Span> {
+    parents
+        .iter()
+        .map(|p| tracing::info_span!(parent: p, "step", otel.name = name, openexec.batch_entries = entries))
+        .collect()
 }
 
 /// Runs `sync`, one `fdatasync` of `file` (or sled's flush and sync),

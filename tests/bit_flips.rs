@@ -643,6 +643,10 @@ fn a_server_whose_done_nonce_slot_has_a_flipped_bit_refuses_the_nonce_and_is_not
             .any(|l| l.starts_with("openexec_store_damaged_reads_total ") && !l.ends_with(" 0")),
         "{metrics}"
     );
+    assert!(
+        metrics.lines().any(|l| l == "openexec_ready 0"),
+        "{metrics}"
+    );
     // The counter did not move.
     let (_, other) = s.execute(
         &serde_json::json!({"action": "counter", "payload": {"name": "c"}, "nonce": "fresh-1"}),

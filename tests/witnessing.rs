@@ -596,4 +596,10 @@ fn the_log_answers_while_every_witness_is_down() {
     }
     assert_eq!(log.ledger_size(), 20);
     assert_eq!(count_cosignatures(&published(&log)), 0);
+    // No checkpoint cosigned: every entry is behind the witnesses.
+    let (_, metrics) = log.get("/metrics");
+    assert!(
+        metrics.contains("\nopenexec_witness_lag_entries 20\n"),
+        "{metrics}"
+    );
 }

@@ -27,6 +27,8 @@ mod serve;
 #[cfg(feature = "server")]
 mod signals;
 #[cfg(feature = "server")]
+pub mod telemetry;
+#[cfg(feature = "server")]
 mod token;
 mod verify;
 #[cfg(feature = "server")]

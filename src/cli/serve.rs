@@ -151,6 +151,9 @@ pub struct ServeArgs {
     /// (`POST /admin/redact`, used by `openexec redact`); never on the public listener. Unset: no admin API.
     #[arg(long, env = "OPENEXEC_ADMIN_SOCKET")]
     pub admin_socket: Option<PathBuf>,
+    /// Log format and traces (`cli::telemetry`).
+    #[command(flatten)]
+    pub telemetry: super::telemetry::TelemetryArgs,
 }
 
 /// A validated configuration.
@@ -353,7 +356,14 @@ fn read_pem(value: &str) -> Result<String, String> {
 /// Runs the service until SIGINT/SIGTERM.
 #[must_use]
 pub fn run(args: &ServeArgs, registry: Registry) -> ExitCode {
-    init_tracing();
+    // Kept to the end: dropping it sends the last spans.
+    let _telemetry = match super::telemetry::init(&args.telemetry) {
+        Ok(t) => t,
+        Err(line) => {
+            eprintln!("openexec: {line}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = match args.validate() {
         Ok(c) => c,
         Err(line) => {
@@ -444,19 +454,6 @@ fn serve(config: ServeConfig, registry: Registry) -> Result<(), String> {
         "openexec stopped; queued appends committed"
     );
     served.map_err(|e| e.to_string())
-}
-
-pub(super) fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only on a terminal; log files and pipes get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ const EXIT_MISBEHAVIOUR: u8 = 3;
 /// Runs the witness.
 #[must_use]
 pub fn run(args: &WitnessArgs) -> ExitCode {
-    super::serve::init_tracing();
+    let _telemetry = super::telemetry::init(&super::telemetry::TelemetryArgs::from_env());
     match start(args) {
         Ok(code) => code,
         Err(line) => {

@@ -46,6 +46,8 @@ pub use unwind::Stage;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use chrono::Utc;
 use serde_json::{json, Value};
 
@@ -59,6 +61,7 @@ use crate::core::canonical::{canonical_value_of, request_hash, to_canonical_byte
 use crate::core::entry::{ApprovalSummary, Effects, Outcome, ReplayOf};
 use crate::core::hash::Hash;
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
+use crate::instruments::step;
 use crate::ledger::{Appended, Ledger, LedgerError, Recorded};
 use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
 use handler_runtime::{HandlerRuntime, Ran};
@@ -556,7 +559,8 @@ impl Boundary {
         // Durable before the handler runs: the ledger's writer answers only
         // after the fdatasync it shares with the other reservations and
         // entries queued at the same time.
-        match self.ledger.reserve(key.clone(), record).await {
+        let reserved = self.ledger.reserve(key.clone(), record);
+        match reserved.instrument(step("reservation")).await {
             Ok(Reservation::Reserved) => {
                 attempt
                     .progress
@@ -601,8 +605,13 @@ impl Boundary {
             Ok(queued) => {
                 attempt.progress.handing_over();
                 let waiting = Instant::now();
-                let recorded = self.ledger.reserved_and_appended(queued).await;
-                crate::instruments::writer_waited(waiting);
+                let recorded = self.ledger.reserved_and_appended(queued);
+                let recorded = recorded.instrument(step("record")).await;
+                // Only a wait that ended with the entry durable: a nonce
+                // not won is recorded (as a replay, say) by a later wait.
+                if let Ok(Recorded::Appended(_)) = recorded {
+                    crate::instruments::writer_waited(waiting);
+                }
                 recorded
             }
             Err(e) => Err(e),
@@ -670,6 +679,7 @@ impl Boundary {
                 hook.fire(Stage::Handler);
                 run.await
             })
+            .instrument(step("handler"))
             .await;
         self.metrics
             .handler_ran(attempt.request.action.as_str(), started.elapsed());
@@ -734,7 +744,8 @@ impl Boundary {
             Ok(queued) => {
                 attempt.progress.handing_over();
                 let waiting = Instant::now();
-                let appended = self.ledger.appended(queued).await;
+                let appended = self.ledger.appended(queued);
+                let appended = appended.instrument(step("record")).await;
                 crate::instruments::writer_waited(waiting);
                 appended
             }
@@ -771,7 +782,11 @@ impl Boundary {
         self.metrics.record(decision.outcome, &decision.reason);
         self.panic_hook.fire(Stage::Respond);
         tracing::debug!(
+            target: "openexec::request",
             exec_id = %attempt.exec_id,
+            nonce = attempt.request.nonce.as_str(),
+            tenant = attempt.tenant.as_str(),
+            principal = attempt.principal.as_ref().map(|p| tracing::field::display(&p.id)),
             action = %attempt.request.action,
             outcome = %decision.outcome,
             reason = %decision.reason,

@@ -183,7 +183,7 @@ pub async fn run_tls(
                     .app_data(data.clone())
                     .configure(configure)
                     .wrap_fn(bounded_bodies)
-                    .wrap(actix_web::middleware::from_fn(timing::observe))
+                    .wrap_fn(timing::observe)
             };
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {

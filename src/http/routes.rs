@@ -122,7 +122,7 @@ pub(super) fn configure(cfg: &mut web::ServiceConfig) {
                     path.starts_with("/tile/entries/"),
                     Compress::default(),
                 ))
-                .wrap(from_fn(move |req, next| super::timing::route(index, req, next))),
+                .wrap_fn(move |req, srv| super::timing::route(index, req, srv)),
         );
     }
     cfg.default_service(web::to(|| async {
@@ -251,10 +251,10 @@ pub(super) async fn execute(
     // own: a client that disconnects drops this future, never the attempt
     // half-way (a reservation left pending, a handler's result lost).
     let boundary = std::sync::Arc::clone(&state.boundary);
-    let attempt =
-        actix_web::rt::spawn(
-            async move { boundary.execute(&body, address, principal.as_ref()).await },
-        );
+    let attempt = actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move { boundary.execute(&body, address, principal.as_ref()).await },
+        crate::instruments::current_span(),
+    ));
     let Ok(response) = attempt.await else {
         return Err(ApiError::new(
             500,

@@ -222,6 +222,8 @@ struct ReserveAndAppendJob {
     draft: EntryDraft,
     content: Option<EncodedContent>,
     reply: tokio::sync::oneshot::Sender<Result<Ticket, LedgerError>>,
+    /// The submitter's span (traces on), parent of the writer's steps.
+    span: tracing::Span,
 }
 
 /// The writer's answer to a [`ReserveAndAppendJob`].
@@ -283,6 +285,8 @@ struct Job {
     content: Option<EncodedContent>,
     completion: Option<Completion>,
     reply: AppendReply,
+    /// The submitter's span (traces on), parent of the writer's steps.
+    span: tracing::Span,
 }
 
 /// What the sequencer hands back for one durable entry: everything its
@@ -479,6 +483,7 @@ impl Ledger {
                     content,
                     completion,
                     reply: AppendReply::Plain(reply),
+                    span: crate::instruments::current_span(),
                 })))?;
                 Ok(Queued::Embedded(rx))
             }
@@ -535,6 +540,7 @@ impl Ledger {
                     draft,
                     content,
                     reply,
+                    span: crate::instruments::current_span(),
                 })))?;
                 Ok(QueuedRecord(Queued::Embedded(rx)))
             }

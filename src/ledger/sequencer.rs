@@ -190,6 +190,8 @@ impl Writer {
         let (won, decided) = self.reserve_first(reserving);
         jobs.extend(won);
         let jobs = self.refuse_misplaced_replays(jobs);
+        let traced = crate::instruments::carried(jobs.iter().map(|j| &j.span));
+        let _batch = crate::instruments::children(&traced, "batch", jobs.len());
         let (drafts, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
@@ -225,6 +227,7 @@ impl Writer {
                 );
                 Some(WrittenCycle {
                     started,
+                    traced,
                     batch: prepared.map(|p| (p, replies)),
                     reservations,
                     reserved,
@@ -281,6 +284,7 @@ impl Writer {
                         content: r.content,
                         completion: Some(Completion::claimed(r.claim.key)),
                         reply: AppendReply::Reserved(r.reply),
+                        span: r.span,
                     });
                     continue;
                 }

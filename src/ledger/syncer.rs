@@ -61,6 +61,8 @@ const MEMO_INTERVAL: Duration = Duration::from_millis(20);
 pub(super) struct WrittenCycle {
     /// When the sequencer began it (for the commit-time statistic).
     pub(super) started: Instant,
+    /// The spans of its entries' requests (traces on), parents of its sync.
+    pub(super) traced: Vec<tracing::Span>,
     /// The batch, laid out and written, and where to answer each entry.
     pub(super) batch: Option<(Prepared, Vec<AppendReply>)>,
     /// The cycle's plain reservations and what the store decided for each.
@@ -86,6 +88,7 @@ impl WrittenCycle {
     pub(super) fn answers_only(started: Instant, decided: Vec<DecidedAnswer>) -> Self {
         Self {
             started,
+            traced: Vec::new(),
             batch: None,
             reservations: Vec::new(),
             reserved: Vec::new(),
@@ -158,6 +161,8 @@ impl Syncer {
             cycle.refuse(reason);
             return;
         }
+        let entries = cycle.batch.as_ref().map_or(0, |(p, _)| p.entries.len());
+        let sync = crate::instruments::children(&cycle.traced, "sync", entries);
         if let Err(e) = self.store.sync_cycle_reservations(&mut cycle.sync) {
             return self.failed(cycle, e);
         }
@@ -169,6 +174,7 @@ impl Syncer {
                 Some((prepared, _)) => self.store.index_exec_ids(&prepared.write),
                 None => Ok(()),
             });
+        drop(sync);
         match synced {
             Ok(()) => self.answer(cycle),
             Err(e) => self.failed(cycle, e),

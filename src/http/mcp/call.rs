@@ -280,11 +280,14 @@ async fn run(
     let boundary = Arc::clone(boundary);
     let principal = caller.principal.clone();
     let address = caller.address;
-    actix_web::rt::spawn(async move {
-        boundary
-            .execute_or_reject(&body, address, principal.as_ref(), preset)
-            .await
-    })
+    actix_web::rt::spawn(tracing::Instrument::instrument(
+        async move {
+            boundary
+                .execute_or_reject(&body, address, principal.as_ref(), preset)
+                .await
+        },
+        crate::instruments::current_span(),
+    ))
     .await
     .inspect(super::super::timing::note_outcome)
     .map_err(|_| RpcError::new(Code::INTERNAL, "Internal error while handling this attempt"))

@@ -91,6 +91,9 @@ pub(super) async fn post(
         }
         Err(e) => return Ok(parse_error(&e.to_string())),
     };
+    if let Some(traceparent) = message["params"]["_meta"]["traceparent"].as_str() {
+        super::timing::adopt_traceparent(traceparent);
+    }
     let caller = call::Caller {
         principal: super::routes::caller(&req),
         address: req.peer_addr().map(|a| a.ip()),
