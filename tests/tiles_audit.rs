@@ -288,6 +288,26 @@ fn tiles_altered_in_flight_are_refused_with_a_finding() {
             "tile/0/002.p/88: 2784 bytes, where a tile of width 88 holds 2816 bytes",
         ),
         (
+            "a partial tile one hash long: past what its width allows",
+            Box::new(|p: &str, st, b: &mut Vec<u8>| {
+                if p == "/tile/0/002.p/88" {
+                    b.extend_from_slice(&[0; 32]);
+                }
+                st
+            }),
+            "/tile/0/002.p/88: more than 2816 bytes",
+        ),
+        (
+            "a partial bundle longer than its 88 entries can be, once gunzipped",
+            Box::new(|p: &str, st, b: &mut Vec<u8>| {
+                if p == "/tile/entries/002.p/88" {
+                    b.resize(88 * 65_537 + 1, 0);
+                }
+                st
+            }),
+            "/tile/entries/002.p/88: more than 5767256 bytes",
+        ),
+        (
             "a checkpoint with its size changed",
             Box::new(|p: &str, st, b: &mut Vec<u8>| {
                 if p == "/checkpoint" {
@@ -506,4 +526,139 @@ fn a_partial_tile_the_log_dropped_is_read_from_its_full_tile() {
     let (code, out, _) = audit(&base, &vkey, None, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("/tile/0/001.p/44: 404"), "{out}");
+}
+
+/// The files in `dir` by name, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// An audit that verified an older tree, finishing after another audit
+/// saved a newer checkpoint, keeps the newer one and exits 2. The proxy
+/// holds the slow audit at its first tile until the fast one is done.
+#[test]
+fn a_slow_audit_does_not_overwrite_a_newer_checkpoint_saved_meanwhile() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = server::start(&[]);
+    let vkey = s.get("/ledger/key").1;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    grow_to(&s, 300, "slow");
+    assert_eq!(audit(&s.base, &vkey, Some(&state), &[]).0, 0);
+    grow_to(&s, 600, "slow");
+    let (base, rule, _) = proxy(&s.base);
+    let reached = Arc::new(AtomicBool::new(false));
+    let go = Arc::new(AtomicBool::new(false));
+    let (r, g) = (Arc::clone(&reached), Arc::clone(&go));
+    set(&rule, move |p, st, _| {
+        if p == "/tile/0/000" {
+            r.store(true, Ordering::SeqCst);
+            while !g.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+        st
+    });
+    let slow = {
+        let (base, vkey, state) = (base.clone(), vkey.clone(), state.clone());
+        std::thread::spawn(move || audit(&base, &vkey, Some(&state), &[]))
+    };
+    let start = std::time::Instant::now();
+    while !reached.load(Ordering::SeqCst) {
+        assert!(start.elapsed().as_secs() < 120, "the slow audit never came");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // The slow audit has the checkpoint of 600 entries; the log grows and
+    // a fast audit saves the checkpoint of 700.
+    grow_to(&s, 700, "slow");
+    let (code, out, err) = audit(&s.base, &vkey, Some(&state), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("OK: 700 entries"), "{out}");
+    let newest = s.get("/checkpoint").1;
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), newest);
+    go.store(true, Ordering::SeqCst);
+    let (code, out, err) = slow.join().unwrap();
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        out.starts_with("ERROR: the log verifies, but ")
+            && out.contains("changed while this audit ran")
+            && out.contains("run the audit again"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(&state).unwrap(), newest, "kept");
+    // Run again, it checks the tree against the newer checkpoint.
+    let (code, out, _) = audit(&base, &vkey, Some(&state), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("consistent with the earlier checkpoint of 700 entries"),
+        "{out}"
+    );
+    assert_eq!(
+        names_in(dir.path()),
+        ["state", "state.lock"],
+        "no temporary file left"
+    );
+}
+
+/// Audits run at once against one state file while the log grows: each
+/// ends OK or asks to be run again, and the state holds the newest
+/// checkpoint any of them verified, whole.
+#[test]
+fn concurrent_audits_share_a_state_file() {
+    let s = server::start(&[]);
+    let vkey = s.get("/ledger/key").1;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    grow_to(&s, 300, "c");
+    let runs: Vec<_> = (0..8)
+        .map(|i| {
+            let (base, vkey, state) = (s.base.clone(), vkey.clone(), state.clone());
+            let run = std::thread::spawn(move || audit(&base, &vkey, Some(&state), &[]));
+            grow_to(&s, 300 + 40 * (i + 1), "c");
+            run
+        })
+        .collect();
+    let mut verified = Vec::new();
+    for run in runs {
+        let (code, out, err) = run.join().unwrap();
+        match code {
+            0 => verified.push(
+                out.strip_prefix("OK: ")
+                    .and_then(|o| o.split(' ').next())
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("{out}")),
+            ),
+            2 => assert!(out.contains("run the audit again"), "{out}{err}"),
+            _ => panic!("exit {code}: {out}{err}"),
+        }
+    }
+    let newest = *verified.iter().max().expect("the first to save succeeds");
+    let note = std::fs::read_to_string(&state).unwrap();
+    assert!(
+        note.starts_with(&format!("openexec.local/log\n{newest}\n")),
+        "{verified:?}: {note}"
+    );
+    assert_eq!(
+        names_in(dir.path()),
+        ["state", "state.lock"],
+        "no temporary file left"
+    );
+    // The state opens and the log is consistent with it.
+    let (code, out, _) = audit(&s.base, &vkey, Some(&state), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "consistent with the earlier checkpoint of {newest} entries"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&state).unwrap(),
+        s.get("/checkpoint").1
+    );
 }

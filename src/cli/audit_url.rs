@@ -16,14 +16,16 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use fs2::FileExt as _;
+use rand_core::{OsRng, RngCore as _};
+
 use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::ReplayOf;
 use crate::core::hash::{leaf_hash, Hash};
 use crate::core::signing::LogVerifier;
 use crate::core::tile_audit::chain::{check_replay, EntryChain};
 use crate::core::tile_audit::{
-    bundle_entries, partial_from_full, TileFinding, TreeAudit, TreeSummary, MAX_BUNDLE_BYTES,
-    MAX_HASH_TILE_BYTES,
+    bundle_entries, max_tile_bytes, partial_from_full, TileFinding, TreeAudit, TreeSummary,
 };
 use crate::core::tile_path::{TileKind, TilePath, TILE_WIDTH};
 
@@ -89,11 +91,11 @@ pub fn run(args: &UrlAudit<'_>) -> ExitCode {
 fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
     let verifier = LogVerifier::from_vkey(&read_key(args.key)?)
         .map_err(|e| Failure::Usage(format!("verifier key: {e}")))?;
-    let older = args
+    let saved = args
         .state
-        .map(|p| read_state(p, &verifier))
-        .transpose()?
-        .flatten();
+        .map(|p| SavedState::read(p, &verifier))
+        .transpose()?;
+    let older = saved.as_ref().and_then(|s| s.checkpoint.as_ref());
     let tiles = Tiles::new(args.url)?;
     let note = match tiles.get("checkpoint", MAX_CHECKPOINT_BYTES)? {
         Fetched::Body(note) => note,
@@ -105,7 +107,7 @@ fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
     };
     let current = SignedCheckpoint::open(&note, &verifier)
         .map_err(|e| Failure::Finding(format!("{}/checkpoint: {e}", tiles.base)))?;
-    let mut audit = TreeAudit::new(&current, older.as_ref())?;
+    let mut audit = TreeAudit::new(&current, older)?;
     let mut walk = Walk {
         tiles: &tiles,
         chain: EntryChain::new(verifier.name()),
@@ -131,13 +133,8 @@ fn audit(args: &UrlAudit<'_>) -> Result<String, Failure> {
         "audit: {}/{} entries checked",
         summary.entries, summary.entries
     );
-    if let Some(path) = args.state {
-        write_atomically(path, current.note_text().as_bytes()).map_err(|e| {
-            Failure::Usage(format!(
-                "the log verifies, but writing {}: {e}",
-                path.display()
-            ))
-        })?;
+    if let Some(saved) = &saved {
+        saved.replace(current.note_text().as_bytes())?;
     }
     Ok(describe(
         &current,
@@ -265,19 +262,15 @@ impl Tiles {
     /// serves is cut from the full tile, as tlog-tiles allows; a tile
     /// missing both ways is a finding (the signed tree holds it).
     fn tile(&self, t: &TilePath) -> Result<Vec<u8>, Failure> {
-        let cap = match t.kind() {
-            TileKind::Hashes { .. } => MAX_HASH_TILE_BYTES,
-            TileKind::Entries => MAX_BUNDLE_BYTES,
-        };
         let missing =
             |url: String| Failure::Finding(format!("{url}: 404, but the signed tree holds it"));
-        match self.get(&t.to_path(), cap)? {
+        match self.get(&t.to_path(), max_tile_bytes(t))? {
             Fetched::Body(bytes) => Ok(bytes),
             Fetched::NotFound(url) if t.is_full() => Err(missing(url)),
             Fetched::NotFound(url) => {
                 let full = TilePath::new(t.kind(), t.index(), TILE_WIDTH)
                     .ok_or_else(|| missing(url.clone()))?;
-                match self.get(&full.to_path(), cap)? {
+                match self.get(&full.to_path(), max_tile_bytes(&full))? {
                     Fetched::Body(bytes) => Ok(partial_from_full(t, &bytes)?.to_vec()),
                     Fetched::NotFound(_) => Err(missing(url)),
                 }
@@ -328,35 +321,119 @@ fn read_key(arg: &str) -> Result<String, Failure> {
         .map_err(|e| Failure::Usage(format!("reading --key {arg}: {e}")))
 }
 
-/// The checkpoint audited last time, if the state file exists.
-fn read_state(path: &Path, verifier: &LogVerifier) -> Result<Option<SignedCheckpoint>, Failure> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Failure::Usage(format!("reading {}: {e}", path.display()))),
-    };
-    SignedCheckpoint::open(&bytes, verifier)
-        .map(Some)
-        .map_err(|e| {
-            Failure::Usage(format!(
-                "{} does not hold a checkpoint of this log: {e}",
-                path.display()
-            ))
-        })
+/// The `--state` file as this audit read it at the start.
+struct SavedState<'p> {
+    path: &'p Path,
+    /// Its bytes, `None` when it did not exist.
+    bytes: Option<Vec<u8>>,
+    /// The checkpoint they hold.
+    checkpoint: Option<SignedCheckpoint>,
 }
 
-/// Writes a temporary file beside `path`, syncs it, renames it over
-/// `path` and syncs the directory, so a crash leaves the old checkpoint
-/// or the new one, never a torn file.
+impl<'p> SavedState<'p> {
+    /// The checkpoint audited last time, if the state file exists. No lock
+    /// is needed: the file is only ever replaced whole by a rename.
+    fn read(path: &'p Path, verifier: &LogVerifier) -> Result<Self, Failure> {
+        let bytes = read_if_present(path)
+            .map_err(|e| Failure::Usage(format!("reading {}: {e}", path.display())))?;
+        let checkpoint = bytes
+            .as_deref()
+            .map(|b| SignedCheckpoint::open(b, verifier))
+            .transpose()
+            .map_err(|e| {
+                Failure::Usage(format!(
+                    "{} does not hold a checkpoint of this log: {e}",
+                    path.display()
+                ))
+            })?;
+        Ok(Self {
+            path,
+            bytes,
+            checkpoint,
+        })
+    }
+
+    /// Saves `note` in place of the checkpoint read at the start, holding
+    /// an exclusive lock on `<state>.lock` so that concurrent audits take
+    /// turns. A state another audit changed meanwhile (to another
+    /// checkpoint than `note`) is kept, and the audit exits 2: it proved
+    /// its tree consistent with the checkpoint it read, not with the one
+    /// saved since, so overwriting could replace a newer checkpoint with
+    /// an older one or save a fork of it.
+    fn replace(&self, note: &[u8]) -> Result<(), Failure> {
+        let shown = self.path.display();
+        let failed = |what: &str, e: std::io::Error| {
+            Failure::Usage(format!("the log verifies, but {what} {shown}: {e}"))
+        };
+        let _lock = lock_beside(self.path).map_err(|e| failed("locking", e))?;
+        let now = read_if_present(self.path).map_err(|e| failed("reading again", e))?;
+        if now.as_deref() == Some(note) {
+            return Ok(());
+        }
+        if now != self.bytes {
+            return Err(Failure::Usage(format!(
+                "the log verifies, but {shown} changed while this audit ran (another audit saved another checkpoint there); it is kept, as this audit checked the log only against the checkpoint it read first: run the audit again"
+            )));
+        }
+        write_atomically(self.path, note).map_err(|e| failed("writing", e))
+    }
+}
+
+/// A file's bytes, `None` if it does not exist.
+fn read_if_present(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// `path` with `suffix` added to its file name.
+fn beside(path: &Path, suffix: &str) -> std::io::Result<PathBuf> {
+    let mut name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"))?
+        .to_os_string();
+    name.push(suffix);
+    Ok(path.with_file_name(name))
+}
+
+/// An exclusive lock on `<path>.lock`, held until the file is dropped.
+/// The lock file stays: removing it would let two audits lock two files.
+fn lock_beside(path: &Path) -> std::io::Result<std::fs::File> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(beside(path, ".lock")?)?;
+    lock.lock_exclusive()?;
+    Ok(lock)
+}
+
+/// Writes a new temporary file beside `path` (its name this process's own,
+/// created only if absent, so it is neither another writer's nor the
+/// target of a symlink), syncs it, renames it over `path` and syncs the
+/// directory, so a crash leaves the old checkpoint or the new one, never
+/// a torn file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = PathBuf::from(path);
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    tmp.set_file_name(name);
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
+    let tmp = beside(
+        path,
+        &format!(".{}-{:016x}.tmp", std::process::id(), OsRng.next_u64()),
+    )?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // Best effort: the temporary file is this process's alone.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -28,12 +28,17 @@ use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash, HASH_LEN};
 use crate::core::tile_path::{TileKind, TilePath, TILE_WIDTH};
 
-/// The largest hash tile: 256 hashes.
-pub const MAX_HASH_TILE_BYTES: u64 = TILE_WIDTH as u64 * HASH_LEN as u64;
-
-/// The largest entry bundle the framing admits: 256 entries of at most
-/// 65,535 bytes, each behind its 2-byte length.
-pub const MAX_BUNDLE_BYTES: u64 = TILE_WIDTH as u64 * (2 + u16::MAX as u64);
+/// The most bytes tile `path` can hold, the cap on reading it: `W`
+/// hashes for a hash tile, `W` entries of at most 65,535 bytes behind
+/// their 2-byte length for an entry bundle.
+#[must_use]
+pub fn max_tile_bytes(path: &TilePath) -> u64 {
+    let width = u64::from(path.width());
+    match path.kind() {
+        TileKind::Hashes { .. } => width * HASH_LEN as u64,
+        TileKind::Entries => width * (2 + u64::from(u16::MAX)),
+    }
+}
 
 /// What the tiles show that the signed tree does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,15 +158,26 @@ pub fn tile_hashes(path: &TilePath, bytes: &[u8]) -> Result<Vec<Hash>, TileFindi
 }
 
 /// The entries of a bundle of `path`'s width: each a big-endian `u16`
-/// length, then that many bytes, nothing after the last.
+/// length, then that many bytes, nothing after the last. Framing stops at
+/// the width, so bytes past the last entry are refused whole and never
+/// framed: a body of junk costs no more than the entries the tree gives
+/// the bundle.
 pub fn bundle_entries<'a>(path: &TilePath, bytes: &'a [u8]) -> Result<Vec<&'a [u8]>, TileFinding> {
+    let width = usize::from(path.width());
     let bad = |detail: String| TileFinding::BundleFraming {
         path: path.to_path(),
         detail,
     };
-    let mut entries = Vec::with_capacity(usize::from(path.width()));
+    let mut entries = Vec::with_capacity(width);
     let mut rest = bytes;
-    while let [hi, lo, tail @ ..] = rest {
+    while entries.len() < width {
+        let [hi, lo, tail @ ..] = rest else {
+            return Err(bad(format!(
+                "{} entries and {} bytes, where the tree gives the bundle {width} entries",
+                entries.len(),
+                rest.len()
+            )));
+        };
         let len = usize::from(u16::from_be_bytes([*hi, *lo]));
         if tail.len() < len {
             return Err(bad(format!(
@@ -175,13 +191,9 @@ pub fn bundle_entries<'a>(path: &TilePath, bytes: &'a [u8]) -> Result<Vec<&'a [u
         rest = after;
     }
     if !rest.is_empty() {
-        return Err(bad("a lone byte after the last entry".into()));
-    }
-    if entries.len() != usize::from(path.width()) {
         return Err(bad(format!(
-            "{} entries, where the tree gives the bundle {}",
-            entries.len(),
-            path.width()
+            "{} bytes after the {width} entries the tree gives the bundle",
+            rest.len()
         )));
     }
     Ok(entries)

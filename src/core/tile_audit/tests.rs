@@ -188,6 +188,49 @@ fn truncated_or_padded_tiles_and_bundles_are_refused() {
     );
 }
 
+/// A bundle of width 3 followed by 16 MiB of zero bytes, which frame as
+/// 8 M empty entries: refused as bytes after the third entry, all of
+/// them counted, so framing stopped at the width.
+#[test]
+fn junk_after_a_bundle_is_refused_without_framing_it() {
+    let p = TilePath::new(TileKind::Entries, 0, 3).unwrap();
+    let mut bundle = vec![0, 1, b'a', 0, 0, 0, 2, b'b', b'c'];
+    assert_eq!(
+        bundle_entries(&p, &bundle).unwrap(),
+        vec![&b"a"[..], &b""[..], &b"bc"[..]]
+    );
+    let junk = 16 << 20;
+    bundle.resize(bundle.len() + junk, 0);
+    let err = bundle_entries(&p, &bundle).unwrap_err();
+    assert_eq!(
+        err,
+        TileFinding::BundleFraming {
+            path: "tile/entries/000.p/3".into(),
+            detail: format!("{junk} bytes after the 3 entries the tree gives the bundle"),
+        }
+    );
+    // A short body is refused too, with what it holds.
+    let err = bundle_entries(&p, &[0, 1, b'a', 0]).unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("1 entries and 1 bytes, where the tree gives the bundle 3 entries"),
+        "{err}"
+    );
+}
+
+/// The read cap follows the width: a partial tile may not be as long as
+/// a full one.
+#[test]
+fn the_read_cap_is_what_the_width_allows() {
+    let cap = |kind, width| max_tile_bytes(&TilePath::new(kind, 0, width).unwrap());
+    let hashes = TileKind::Hashes { level: 0 };
+    assert_eq!(cap(hashes, 256), 8192);
+    assert_eq!(cap(hashes, 88), 88 * 32);
+    assert_eq!(cap(TileKind::Hashes { level: 3 }, 1), 32);
+    assert_eq!(cap(TileKind::Entries, 256), 256 * 65_537);
+    assert_eq!(cap(TileKind::Entries, 3), 3 * 65_537);
+}
+
 #[test]
 fn an_older_tree_is_consistent_at_every_size_and_a_fork_is_not() {
     let log = Log::new(600);
