@@ -29,8 +29,13 @@ use super::signing::LogVerifier;
 pub const LOG_END_ACTION: &str = "openexec/log_end";
 /// The action of a successor log's entry 0.
 pub const LOG_START_ACTION: &str = "openexec/log_start";
-/// The file a [`RotationRecord`] is written to in both data directories.
-pub const ROTATION_FILE: &str = "rotation.json";
+/// The file a [`RotationRecord`] is written to in the retired log's data
+/// directory (a log is retired once).
+pub const ROTATION_OUT_FILE: &str = "rotation-out.json";
+/// The file a [`RotationRecord`] is written to in the successor's data
+/// directory (a successor starts once; it may be retired later, and its
+/// `rotation-out.json` is then the next record).
+pub const ROTATION_IN_FILE: &str = "rotation-in.json";
 /// The format tag of a [`RotationRecord`].
 pub const ROTATION_FORMAT: &str = "openexec-rotation/v1";
 /// The salt of the link payloads' commitments: public, so that the
@@ -189,6 +194,13 @@ pub fn log_start_draft(
         &LogStartPayload { predecessor },
         exec_id,
     )
+}
+
+/// The payload commitment of the `log_start` entry naming `predecessor`
+/// (the same for every exec_id): the link a successor's predecessor index
+/// holds.
+pub fn log_start_commitment(predecessor: &Predecessor) -> Result<Hash, RotationError> {
+    Ok(log_start_draft(predecessor, String::new())?.payload_commitment)
 }
 
 /// Whether `entry` is a link entry of `action` carrying exactly `expected`
