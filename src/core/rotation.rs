@@ -222,6 +222,33 @@ pub fn is_log_end(entry: &Entry) -> bool {
     entry.action == LOG_END_ACTION && entry.outcome == Outcome::Executed
 }
 
+/// Whether `entry` stands where a log writes it, as far as the link
+/// entries go: a `log_start` entry only at index 0, a `log_end` entry
+/// executed, and no other `openexec/` action (no request's action holds a
+/// `/`). An auditor also checks that nothing follows an executed `log_end`
+/// entry: a retired log takes no entry.
+pub fn check_link_place(entry: &Entry) -> Result<(), String> {
+    if !entry.action.starts_with("openexec/") {
+        return Ok(());
+    }
+    let executed = entry.outcome == Outcome::Executed;
+    match entry.action.as_str() {
+        LOG_START_ACTION if entry.index == 0 && executed => Ok(()),
+        LOG_START_ACTION => Err("a log_start entry stands only at index 0, executed".into()),
+        LOG_END_ACTION if executed => Ok(()),
+        other => Err(format!(
+            "action {other:?}: no request writes an openexec/ action, and the log writes no such entry"
+        )),
+    }
+}
+
+/// The problem of an entry at `index` after the executed `log_end` entry
+/// at `end`.
+#[must_use]
+pub fn after_log_end(end: u64) -> String {
+    format!("follows the executed log_end entry {end}: a retired log takes no entry")
+}
+
 /// The receipts that show one rotation, written by `openexec rotate` into
 /// both data directories: the predecessor's `log_end` entry in its final
 /// checkpoint and the successor's `log_start` entry.
