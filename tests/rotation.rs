@@ -452,6 +452,12 @@ fn check_chain(new_dir: &Path, old_vkey: &str, new_vkey: &str, policy: &str, lat
     let (code, out) = broken("wrong.json", &wrong);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("not of its entry 0"), "{out}");
+    // A record whose members say another successor than its receipts.
+    let mut misleading = record.clone();
+    misleading["successor"]["origin"] = json!("rotation.test/elsewhere");
+    let (code, out) = broken("misleading.json", &misleading);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("successor member"), "{out}");
     // Both receipts of one log: the retired log's entry is no log_start.
     let mut swapped = record;
     swapped["log_start"] = swapped["log_end"].clone();

@@ -141,6 +141,10 @@ pub enum RotationError {
     /// final checkpoint.
     #[error("the log_start entry does not commit to the final checkpoint of {0}")]
     WrongPredecessor(String),
+    /// The record's `successor` or `predecessor` member is not the one
+    /// the keys and the final checkpoint give.
+    #[error("the record's {0} member is not the one the keys and the final checkpoint give")]
+    RecordMismatch(&'static str),
 }
 
 /// What a link entry's draft needs besides its payload.
@@ -290,7 +294,8 @@ pub struct ChainOk {
 ///
 /// The record's `successor` and `predecessor` members are not trusted:
 /// the expected payloads are recomputed from the keys and the final
-/// checkpoint.
+/// checkpoint, and the members must equal them (a reader of the record
+/// alone is not misled).
 pub fn verify_chain(
     record: &RotationRecord,
     old: &LogVerifier,
@@ -316,12 +321,16 @@ pub fn verify_chain(
     if start.entry.index != 0 || start.entry.action != LOG_START_ACTION {
         return Err(RotationError::NotLogStart);
     }
-    let expected_start = log_start_draft(
-        &Predecessor::of(old, &end.checkpoint),
-        start.entry.exec_id.clone(),
-    )?;
+    let predecessor = Predecessor::of(old, &end.checkpoint);
+    let expected_start = log_start_draft(&predecessor, start.entry.exec_id.clone())?;
     if !carries(&start.entry, &expected_start) {
         return Err(RotationError::WrongPredecessor(old.name().to_owned()));
+    }
+    if record.successor != Successor::of(new) {
+        return Err(RotationError::RecordMismatch("successor"));
+    }
+    if record.predecessor != predecessor {
+        return Err(RotationError::RecordMismatch("predecessor"));
     }
     Ok(ChainOk {
         final_checkpoint: end.checkpoint,
