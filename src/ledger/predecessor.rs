@@ -413,6 +413,22 @@ mod tests {
     }
 
     #[test]
+    fn an_index_is_replaced_only_while_the_log_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = sample();
+        let other = sample().linked_to(Hash::sha256(b"another log_start"));
+        index.write(dir.path(), 0).unwrap();
+        index.write(dir.path(), 1).unwrap();
+        let err = other.write(dir.path(), 1).unwrap_err().to_string();
+        assert!(err.contains("refusing to replace it"), "{err}");
+        let loaded = PredecessorIndex::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded, index);
+        other.write(dir.path(), 0).unwrap();
+        let loaded = PredecessorIndex::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.link(), other.link());
+    }
+
+    #[test]
     fn a_flipped_byte_or_a_cut_is_refused() {
         let bytes = sample().encode();
         for i in 0..bytes.len() {
