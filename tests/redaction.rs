@@ -490,3 +490,48 @@ fn kill_9_during_redactions_under_load_leaves_each_one_whole_or_absent() {
     let out = openexec(&["audit", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// A retired log takes no redaction entry: the admin socket refuses up
+/// front (409 `log_retired`), records nothing, erases nothing, and says
+/// the same again.
+#[test]
+fn a_retired_log_refuses_a_redaction_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let socket = dir.path().join("admin.sock");
+    let mut s = start(&data, &socket);
+    let request = json!({"action": "echo", "nonce": "retired-1", "payload": {"note": SECRET}});
+    assert_eq!(s.execute(&request).0, 200);
+    s.stop();
+    let out = openexec(&[
+        "rotate",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--new-data-dir",
+        dir.path().join("next").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut s = start(&data, &socket);
+    for _ in 0..2 {
+        let (status, body) = admin(&socket, r#"{"index": 0, "reason": "personal_data"}"#);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (409, Some("log_retired")),
+            "{body}"
+        );
+        assert!(
+            body["detail"].as_str().unwrap().contains("retired log"),
+            "{body}"
+        );
+    }
+    s.stop();
+    assert!(!files_holding(&data, SECRET).is_empty(), "nothing erased");
+    let audit = openexec(&["audit", "--data", data.to_str().unwrap()]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&audit.stdout),
+        String::from_utf8_lossy(&audit.stderr)
+    );
+    assert!(audit.status.success(), "{text}");
+    assert!(!text.contains("redaction"), "no pending redaction: {text}");
+}

@@ -10,7 +10,7 @@
 //! - no nonce is executed twice across the two logs, and the counter, carried
 //!   into the successor, counts each execution once;
 //! - a nonce done in the retired log is refused by the successor, never run;
-//! - the chain verifies (`--chain rotation.json`); a tampered final
+//! - the chain verifies (`--chain rotation-in.json`); a tampered final
 //!   checkpoint, a successor receipt that is not its entry 0, or the wrong
 //!   keys are refused;
 //! - the retired log serves reads only; both logs audit clean; a witness
@@ -400,7 +400,7 @@ fn a_log_rotated_under_load_loses_nothing_and_reopens_no_nonce() {
 /// The chain verifies with both keys or the policy, and not when
 /// tampered with or given the wrong keys.
 fn check_chain(new_dir: &Path, old_vkey: &str, new_vkey: &str, policy: &str, later: &Value) {
-    let chain = new_dir.join("rotation.json");
+    let chain = new_dir.join("rotation-in.json");
     let chain_arg = chain.to_str().unwrap();
     let (code, out) = openexec(&[
         "verify",
@@ -452,6 +452,12 @@ fn check_chain(new_dir: &Path, old_vkey: &str, new_vkey: &str, policy: &str, lat
     let (code, out) = broken("wrong.json", &wrong);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("not of its entry 0"), "{out}");
+    // A record whose members say another successor than its receipts.
+    let mut misleading = record.clone();
+    misleading["successor"]["origin"] = json!("rotation.test/elsewhere");
+    let (code, out) = broken("misleading.json", &misleading);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("successor member"), "{out}");
     // Both receipts of one log: the retired log's entry is no log_start.
     let mut swapped = record;
     swapped["log_start"] = swapped["log_end"].clone();
@@ -513,8 +519,8 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     // Cut off after the log_end (the successor's key kept, nothing else):
     // the same command completes the same rotation.
     let a = tmp.path().join("a");
-    let record = std::fs::read_to_string(a.join("rotation.json")).unwrap();
-    for name in ["db", "predecessor.idx", "rotation.json"] {
+    let record = std::fs::read_to_string(a.join("rotation-in.json")).unwrap();
+    for name in ["db", "predecessor.idx", "rotation-in.json"] {
         let path = a.join(name);
         if path.is_dir() {
             std::fs::remove_dir_all(path).unwrap();
@@ -526,7 +532,8 @@ fn rotate_refuses_a_second_successor_and_postgres() {
     let (code, out) = rotate("a", "x/a");
     assert_eq!(code, 0, "{out}");
     let again: Value =
-        serde_json::from_str(&std::fs::read_to_string(a.join("rotation.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(a.join("rotation-in.json")).unwrap())
+            .unwrap();
     let record: Value = serde_json::from_str(&record).unwrap();
     assert_eq!(again["log_end"], record["log_end"]);
     assert_eq!(again["successor"], record["successor"]);
@@ -538,7 +545,7 @@ fn rotate_refuses_a_second_successor_and_postgres() {
         "--log-key",
         record["successor"]["vkey"].as_str().unwrap(),
         "--chain",
-        a.join("rotation.json").to_str().unwrap(),
+        a.join("rotation-in.json").to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = openexec(&[
@@ -660,4 +667,87 @@ fn approvals_and_nonces_stay_consumed_across_two_rotations() {
     let (status, body) = s.execute(&approved(&key, "id-log1", "n-12"));
     assert_eq!(status, 409, "{body}");
     s.stop();
+}
+
+/// A rotation into another log's directory is refused before anything
+/// changes: the log named to retire stays open, the other log's index
+/// stays, and its predecessors' nonces stay closed. A successor whose
+/// index is missing, or whose rotation is not finished, does not start.
+#[test]
+fn rotate_refuses_a_directory_that_is_not_its_successors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let echo = |nonce: &str| json!({"action": "echo", "payload": {}, "nonce": nonce});
+    let mut s = start_in(&a, &[("OPENEXEC_ORIGIN", "x/a")]).unwrap();
+    assert_eq!(s.execute(&echo("done-in-a")).0, 200);
+    s.stop();
+    let mut s = start_in(&c, &[("OPENEXEC_ORIGIN", "x/c")]).unwrap();
+    assert_eq!(s.execute(&echo("in-c")).0, 200);
+    s.stop();
+    let rotate = |from: &Path, to: &Path, origin: &str| {
+        openexec(&[
+            "rotate",
+            "--data-dir",
+            from.to_str().unwrap(),
+            "--new-data-dir",
+            to.to_str().unwrap(),
+            "--new-origin",
+            origin,
+        ])
+    };
+    let (code, out) = rotate(&a, &b, "x/b");
+    assert_eq!(code, 0, "{out}");
+    assert!(a.join("rotation-out.json").exists());
+    assert!(!b.join("rotation.pending").exists());
+    let index = std::fs::read(b.join("predecessor.idx")).unwrap();
+    let c_size = entries(&c, "x/c").len();
+
+    // The mistake: B named as C's successor.
+    let (code, out) = rotate(&c, &b, "x/b");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("nothing was changed"), "{out}");
+    assert_eq!(std::fs::read(b.join("predecessor.idx")).unwrap(), index);
+    let c_entries = entries(&c, "x/c");
+    assert_eq!(c_entries.len(), c_size, "C is not retired");
+    assert!(!c_entries.iter().any(|e| e.action.starts_with("openexec/")));
+    // A directory with anything but this rotation's successor is refused.
+    let d = tmp.path().join("d");
+    std::fs::create_dir_all(&d).unwrap();
+    write(&d, "notes.txt", "mine");
+    let (code, out) = rotate(&c, &d, "x/d");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no log key"), "{out}");
+    assert!(!d.join("log.key").exists());
+
+    // B still starts and still refuses A's nonce.
+    let mut s = start_in(&b, &[("OPENEXEC_ORIGIN", "x/b")]).unwrap();
+    let (status, body) = s.execute(&echo("done-in-a"));
+    assert_eq!(status, 409, "{body}");
+    s.stop();
+    // Without its index, B does not start.
+    std::fs::rename(b.join("predecessor.idx"), tmp.path().join("idx")).unwrap();
+    let err = start_in(&b, &[("OPENEXEC_ORIGIN", "x/b")]).err().unwrap();
+    assert!(err.contains("predecessor.idx: missing"), "{err}");
+    // Nor with the index of another rotation (its link differs).
+    let (code, out) = rotate(&c, &tmp.path().join("c2"), "x/c2");
+    assert_eq!(code, 0, "{out}");
+    std::fs::copy(
+        tmp.path().join("c2/predecessor.idx"),
+        b.join("predecessor.idx"),
+    )
+    .unwrap();
+    let err = start_in(&b, &[("OPENEXEC_ORIGIN", "x/b")]).err().unwrap();
+    assert!(err.contains("another log_start entry"), "{err}");
+    std::fs::rename(tmp.path().join("idx"), b.join("predecessor.idx")).unwrap();
+    // Mid-rotation (marker left), the successor does not start.
+    write(&b, "rotation.pending", "x\n");
+    let err = start_in(&b, &[("OPENEXEC_ORIGIN", "x/b")]).err().unwrap();
+    assert!(err.contains("not finished"), "{err}");
+    std::fs::remove_file(b.join("rotation.pending")).unwrap();
+    let s = start_in(&b, &[("OPENEXEC_ORIGIN", "x/b")]).unwrap();
+    drop(s);
 }

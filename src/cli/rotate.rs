@@ -4,17 +4,26 @@
 //! In order, each step durable before the next, so that a run cut off at
 //! any point is completed by running the same command again:
 //!
-//! 1. the retired log is opened as `serve` opens it, and every reservation
-//!    left in flight is recorded (`interrupted`), as at a start;
-//! 2. the successor's key is created (or read back);
-//! 3. the retired log's `log_end` entry naming the successor is appended
+//! 1. the retired log is opened as `serve` opens it; the successor's
+//!    directory is inspected and refused unless it is absent, empty, or
+//!    holds this very rotation's successor (nothing is changed before);
+//! 2. every reservation left in flight is recorded (`interrupted`), as at
+//!    a start, and the predecessor index (every nonce and approval the
+//!    retired log and its own predecessors closed) and the counters are
+//!    read;
+//! 3. the successor's directory is created and marked `rotation.pending`
+//!    (a log with the marker does not start), and its key is created (or
+//!    read back);
+//! 4. the retired log's `log_end` entry naming the successor is appended
 //!    (unless it is already its last entry): from then on the log is
 //!    retired and no `serve` appends to it;
-//! 4. the successor's `predecessor.idx` (every nonce and approval the
-//!    retired log and its own predecessors closed) is written;
-//! 5. the successor's entry 0, `log_start`, is appended, with the retired
+//! 5. the successor's `predecessor.idx`, linked to the `log_start` entry,
+//!    is written (only into an empty successor, or the same bytes);
+//! 6. the successor's entry 0, `log_start`, is appended, with the retired
 //!    log's counters carried into its store;
-//! 6. `rotation.json` (both receipts) is written into both directories.
+//! 7. the rotation record (both receipts) is written, `rotation-out.json`
+//!    into the retired log's directory and `rotation-in.json` into the
+//!    successor's, and the marker is removed.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,12 +36,14 @@ use crate::core::checkpoint::SignedCheckpoint;
 use crate::core::entry::Entry;
 use crate::core::receipt::Receipt;
 use crate::core::rotation::{
-    log_end_draft, log_start_draft, Predecessor, RotationRecord, Successor, LOG_START_ACTION,
-    ROTATION_FILE, ROTATION_FORMAT,
+    log_end_draft, log_start_commitment, log_start_draft, Predecessor, RotationRecord, Successor,
+    LOG_START_ACTION, ROTATION_FORMAT, ROTATION_IN_FILE, ROTATION_OUT_FILE,
 };
 use crate::core::signing::{LogSigner, LogVerifier};
 use crate::ledger::predecessor::PredecessorIndex;
 use crate::ledger::{keyfile, Ledger, LedgerConfig};
+
+mod successor;
 
 /// Arguments of `openexec rotate`.
 #[derive(Debug, Args)]
@@ -95,9 +106,6 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     let data_dir = data_dir(args)?;
     let old_config = old_config(args, &data_dir)?;
     let old = Arc::new(Ledger::open(&old_config).map_err(|e| format!("opening the log: {e}"))?);
-    if !old.is_retired() {
-        record_in_flight(&old, registry)?;
-    }
     let new_origin = args
         .new_origin
         .clone()
@@ -105,13 +113,15 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     if new_origin == old_config.origin {
         return Err("the successor needs an origin of its own (--new-origin)".into());
     }
-    std::fs::create_dir_all(&args.new_data_dir).map_err(|e| e.to_string())?;
-    let new_key = successor_key(&args.new_data_dir.join("log.key"), &new_origin)?;
-    let successor = Successor::of(&new_key.verifier());
-    let log_end = log_end_receipt(&old, &successor)?;
-    let last = SignedCheckpoint::open(log_end.checkpoint.as_bytes(), old.verifier())
-        .map_err(|e| format!("the final checkpoint: {e}"))?;
-    let predecessor = Predecessor::of(old.verifier(), &last);
+    // Every check runs before the first change: a refused rotation leaves
+    // both directories as they were, and the log is never retired
+    // without a successor it can be completed into.
+    let new_dir = &args.new_data_dir;
+    let new_size = successor::inspect(new_dir, &old, &new_origin)?;
+    if !old.is_retired() {
+        record_in_flight(&old, registry)?;
+    }
+    // log_end completes no nonce: the index built now is the final one.
     let index = PredecessorIndex::build(&old).map_err(|e| e.to_string())?;
     let counters = old
         .store()
@@ -119,12 +129,21 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
         .transpose()
         .map_err(|e| e.to_string())?
         .unwrap_or_default();
+    successor::prepare(new_dir, &old, new_size)?;
+    let new_key = successor_key(&new_dir.join("log.key"), &new_origin)?;
+    let successor = Successor::of(&new_key.verifier());
+    let log_end = log_end_receipt(&old, &successor)?;
+    let last = SignedCheckpoint::open(log_end.checkpoint.as_bytes(), old.verifier())
+        .map_err(|e| format!("the final checkpoint: {e}"))?;
+    let predecessor = Predecessor::of(old.verifier(), &last);
+    let link = log_start_commitment(&predecessor).map_err(|e| e.to_string())?;
+    let index = index.linked_to(link);
     old.shutdown();
     drop(old);
-    let mut new_config = LedgerConfig::new(&args.new_data_dir);
+    let mut new_config = LedgerConfig::new(new_dir);
     new_config.origin.clone_from(&new_origin);
     let log_start = start_successor(&new_config, &index, &counters, &predecessor)?;
-    copy_principals(&data_dir, &args.new_data_dir)?;
+    copy_principals(&data_dir, new_dir)?;
     let record = RotationRecord {
         format: ROTATION_FORMAT.into(),
         successor,
@@ -137,9 +156,9 @@ fn rotate(args: &RotateArgs, registry: Registry) -> Result<RotationRecord, Strin
     crate::core::rotation::verify_chain(&record, &old_verifier, &new_key.verifier())
         .map_err(|e| format!("the rotation does not verify: {e}"))?;
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
-    for dir in [&data_dir, &args.new_data_dir] {
-        write_durably(&dir.join(ROTATION_FILE), text.as_bytes())?;
-    }
+    write_durably(&data_dir.join(ROTATION_OUT_FILE), text.as_bytes())?;
+    write_durably(&new_dir.join(ROTATION_IN_FILE), text.as_bytes())?;
+    successor::finish(new_dir)?;
     Ok(record)
 }
 
@@ -257,8 +276,11 @@ fn start_successor(
     counters: &[(String, u64)],
     predecessor: &Predecessor,
 ) -> Result<Receipt, String> {
-    index.write(&config.data_dir).map_err(|e| e.to_string())?;
-    let new = Ledger::open(config).map_err(|e| format!("opening the successor: {e}"))?;
+    let new =
+        Ledger::open_for_rotation(config).map_err(|e| format!("opening the successor: {e}"))?;
+    index
+        .write(&config.data_dir, new.head().size)
+        .map_err(|e| e.to_string())?;
     if new.head().size > 0 {
         let receipt = new.receipt(0).map_err(|e| e.to_string())?;
         let entry =

@@ -35,10 +35,11 @@ pub struct VerifyArgs {
     /// (one per line, for verifying many at once).
     #[arg(required_unless_present = "chain")]
     pub receipts: Vec<PathBuf>,
-    /// A rotation record (`rotation.json`, written by `openexec rotate`):
-    /// checks that the retired log's final checkpoint ends with an entry
-    /// naming the successor's key, and that the successor's entry 0
-    /// commits to that checkpoint. Needs both logs' keys (or a policy
+    /// A rotation record (`rotation-in.json` or `rotation-out.json`,
+    /// written by `openexec rotate`): checks that the retired log's final
+    /// checkpoint ends with an entry naming the successor's key, that the
+    /// successor's entry 0 commits to that checkpoint, and that the
+    /// record's members say the same. Needs both logs' keys (or a policy
     /// listing both).
     #[arg(long)]
     pub chain: Option<PathBuf>,

@@ -29,8 +29,13 @@ use super::signing::LogVerifier;
 pub const LOG_END_ACTION: &str = "openexec/log_end";
 /// The action of a successor log's entry 0.
 pub const LOG_START_ACTION: &str = "openexec/log_start";
-/// The file a [`RotationRecord`] is written to in both data directories.
-pub const ROTATION_FILE: &str = "rotation.json";
+/// The file a [`RotationRecord`] is written to in the retired log's data
+/// directory (a log is retired once).
+pub const ROTATION_OUT_FILE: &str = "rotation-out.json";
+/// The file a [`RotationRecord`] is written to in the successor's data
+/// directory (a successor starts once; it may be retired later, and its
+/// `rotation-out.json` is then the next record).
+pub const ROTATION_IN_FILE: &str = "rotation-in.json";
 /// The format tag of a [`RotationRecord`].
 pub const ROTATION_FORMAT: &str = "openexec-rotation/v1";
 /// The salt of the link payloads' commitments: public, so that the
@@ -136,6 +141,10 @@ pub enum RotationError {
     /// final checkpoint.
     #[error("the log_start entry does not commit to the final checkpoint of {0}")]
     WrongPredecessor(String),
+    /// The record's `successor` or `predecessor` member is not the one
+    /// the keys and the final checkpoint give.
+    #[error("the record's {0} member is not the one the keys and the final checkpoint give")]
+    RecordMismatch(&'static str),
 }
 
 /// What a link entry's draft needs besides its payload.
@@ -191,6 +200,13 @@ pub fn log_start_draft(
     )
 }
 
+/// The payload commitment of the `log_start` entry naming `predecessor`
+/// (the same for every exec_id): the link a successor's predecessor index
+/// holds.
+pub fn log_start_commitment(predecessor: &Predecessor) -> Result<Hash, RotationError> {
+    Ok(log_start_draft(predecessor, String::new())?.payload_commitment)
+}
+
 /// Whether `entry` is a link entry of `action` carrying exactly `expected`
 /// (the draft [`log_end_draft`] or [`log_start_draft`] gives for the
 /// payload the verifier expects, with the entry's own exec_id).
@@ -208,6 +224,33 @@ fn carries(entry: &Entry, expected: &EntryDraft) -> bool {
 #[must_use]
 pub fn is_log_end(entry: &Entry) -> bool {
     entry.action == LOG_END_ACTION && entry.outcome == Outcome::Executed
+}
+
+/// Whether `entry` stands where a log writes it, as far as the link
+/// entries go: a `log_start` entry only at index 0, a `log_end` entry
+/// executed, and no other `openexec/` action (no request's action holds a
+/// `/`). An auditor also checks that nothing follows an executed `log_end`
+/// entry: a retired log takes no entry.
+pub fn check_link_place(entry: &Entry) -> Result<(), String> {
+    if !entry.action.starts_with("openexec/") {
+        return Ok(());
+    }
+    let executed = entry.outcome == Outcome::Executed;
+    match entry.action.as_str() {
+        LOG_START_ACTION if entry.index == 0 && executed => Ok(()),
+        LOG_START_ACTION => Err("a log_start entry stands only at index 0, executed".into()),
+        LOG_END_ACTION if executed => Ok(()),
+        other => Err(format!(
+            "action {other:?}: no request writes an openexec/ action, and the log writes no such entry"
+        )),
+    }
+}
+
+/// The problem of an entry at `index` after the executed `log_end` entry
+/// at `end`.
+#[must_use]
+pub fn after_log_end(end: u64) -> String {
+    format!("follows the executed log_end entry {end}: a retired log takes no entry")
 }
 
 /// The receipts that show one rotation, written by `openexec rotate` into
@@ -251,7 +294,8 @@ pub struct ChainOk {
 ///
 /// The record's `successor` and `predecessor` members are not trusted:
 /// the expected payloads are recomputed from the keys and the final
-/// checkpoint.
+/// checkpoint, and the members must equal them (a reader of the record
+/// alone is not misled).
 pub fn verify_chain(
     record: &RotationRecord,
     old: &LogVerifier,
@@ -277,12 +321,16 @@ pub fn verify_chain(
     if start.entry.index != 0 || start.entry.action != LOG_START_ACTION {
         return Err(RotationError::NotLogStart);
     }
-    let expected_start = log_start_draft(
-        &Predecessor::of(old, &end.checkpoint),
-        start.entry.exec_id.clone(),
-    )?;
+    let predecessor = Predecessor::of(old, &end.checkpoint);
+    let expected_start = log_start_draft(&predecessor, start.entry.exec_id.clone())?;
     if !carries(&start.entry, &expected_start) {
         return Err(RotationError::WrongPredecessor(old.name().to_owned()));
+    }
+    if record.successor != Successor::of(new) {
+        return Err(RotationError::RecordMismatch("successor"));
+    }
+    if record.predecessor != predecessor {
+        return Err(RotationError::RecordMismatch("predecessor"));
     }
     Ok(ChainOk {
         final_checkpoint: end.checkpoint,

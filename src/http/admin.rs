@@ -144,6 +144,7 @@ fn refusal(e: RedactError) -> ApiError {
         RedactError::BadReason(_) => ApiError::new(422, "invalid_reason", detail),
         RedactError::Replay { .. } => ApiError::new(409, "replay_entry", detail),
         RedactError::NoContent { .. } => ApiError::new(409, "no_content", detail),
+        RedactError::Retired { .. } => ApiError::new(409, "log_retired", detail),
         RedactError::Ledger(other) => other.into(),
     }
 }

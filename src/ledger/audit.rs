@@ -229,7 +229,9 @@ pub fn audit(store: &Store, options: AuditOptions) -> Result<AuditReport, Ledger
     let mut start = 0;
     while start < head.size {
         let end = head.size.min(start + AUDIT_BLOCK);
-        for (index, checked) in (start..end).zip(check_block(store, &verifier, start..end)) {
+        for (index, checked) in
+            (start..end).zip(check_block(store, &verifier, start..end, head.size))
+        {
             let registry = checked.as_ref().ok().and_then(|c| c.registry);
             match checked.and_then(|c| c.follows(&prev)) {
                 Ok(leaf) => {
@@ -343,6 +345,7 @@ fn check_block(
     store: &Store,
     verifier: &LogVerifier,
     range: std::ops::Range<u64>,
+    size: u64,
 ) -> Vec<Result<EntryCheck, String>> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from) as u64;
     let per_thread = (range.end - range.start).div_ceil(threads).max(1);
@@ -353,7 +356,7 @@ fn check_block(
                 let to = range.end.min(from + per_thread);
                 scope.spawn(move || {
                     (from..to)
-                        .map(|index| check_entry(store, verifier, index))
+                        .map(|index| check_entry(store, verifier, index, size))
                         .collect::<Vec<_>>()
                 })
             })
@@ -400,8 +403,15 @@ fn check_files(
 /// Checks entry `index` by itself: present, canonical, index, origin,
 /// signature, stored Merkle hashes, kept content, exec_id lookup, (if it
 /// completed its nonce) that it may and that the done-nonce table answers
-/// it for that nonce, and (for a replay) the entry it replays.
-fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<EntryCheck, String> {
+/// it for that nonce, (for a replay) the entry it replays, and (for a link
+/// entry) its place: an executed `log_end` entry is the last of the `size`
+/// entries, since a retired log takes no entry.
+fn check_entry(
+    store: &Store,
+    verifier: &LogVerifier,
+    index: u64,
+    size: u64,
+) -> Result<EntryCheck, String> {
     let (bytes, sig) = store
         .entry(index)
         .map_err(|e| e.to_string())?
@@ -421,6 +431,7 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
             .and_then(|()| check_completion(store, index, &entry))
             .and_then(|()| check_replay(store, &entry))
             .and_then(|()| redaction::check_redaction(store, &entry))
+            .and_then(|()| check_seal(index, size, &entry))
     } else {
         Err("entry signature is invalid".into())
     };
@@ -430,6 +441,19 @@ fn check_entry(store: &Store, verifier: &LogVerifier, index: u64) -> Result<Entr
         leaf,
         rest,
     })
+}
+
+/// A link entry stands where the log writes it; nothing follows an
+/// executed `log_end` entry (the `log_end` entry is the one named).
+fn check_seal(index: u64, size: u64, entry: &Entry) -> Result<(), String> {
+    crate::core::rotation::check_link_place(entry)?;
+    if crate::core::rotation::is_log_end(entry) && index.saturating_add(1) < size {
+        return Err(format!(
+            "an executed log_end entry with {} entries after it: a retired log takes no entry",
+            size - index - 1
+        ));
+    }
+    Ok(())
 }
 
 /// A completing entry is the one its nonce's done record leads to, and
@@ -612,6 +636,34 @@ fn check_checkpoint(
 mod tests {
     use super::*;
     use crate::core::proof::reference;
+
+    #[test]
+    fn an_entry_after_an_executed_log_end_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::ledger::LedgerConfig::new(dir.path());
+        config.checkpoint_memo = Some(dir.path().join("memo"));
+        let ledger = crate::ledger::Ledger::open(&config).unwrap();
+        let draft = crate::core::entry::tests::sample_draft;
+        let successor = crate::core::rotation::Successor {
+            origin: "x/log-g2".into(),
+            vkey: "x/log-g2+00000000+AAAA".into(),
+        };
+        let end = crate::core::rotation::log_end_draft(&successor, "end".into()).unwrap();
+        ledger.append(draft(1), None).unwrap();
+        ledger.append(end, None).unwrap();
+        let options = || AuditOptions {
+            rebuild: false,
+            progress_every: 0,
+        };
+        let clean = audit(ledger.store().unwrap(), options()).unwrap();
+        assert!(clean.first_bad.is_none(), "{:?}", clean.first_bad);
+        // Retirement is read at open: this session still appends.
+        ledger.append(draft(2), None).unwrap();
+        let report = audit(ledger.store().unwrap(), options()).unwrap();
+        let bad = report.first_bad.unwrap();
+        assert!(matches!(bad.at, Location::Entry(1)), "{bad}");
+        assert!(bad.problem.contains("1 entries after it"), "{bad}");
+    }
 
     #[test]
     fn chunked_rebuild_equals_the_rfc6962_root_for_every_size() {

@@ -350,8 +350,20 @@ impl Ledger {
     /// Opens (or creates) the ledger: on PostgreSQL when
     /// [`LedgerConfig::db_url`] names one, else the embedded store in the
     /// data directory. Refuses to open a log made with a different key or
-    /// origin.
+    /// origin, and a successor whose rotation is not finished or whose
+    /// predecessor index does not match its entry 0
+    /// ([`predecessor::check_start`]).
     pub fn open(config: &LedgerConfig) -> Result<Self, LedgerError> {
+        let ledger = Self::open_for_rotation(config)?;
+        if ledger.embedded().is_some() {
+            predecessor::check_start(&ledger, &config.data_dir)?;
+        }
+        Ok(ledger)
+    }
+
+    /// [`Self::open`] without the successor's start check: for `openexec
+    /// rotate`, which completes that successor.
+    pub fn open_for_rotation(config: &LedgerConfig) -> Result<Self, LedgerError> {
         std::fs::create_dir_all(&config.data_dir)?;
         let signer = keyfile::load_or_create(&config.key_path(), &config.origin)?;
         let verifier = signer.verifier();
@@ -653,7 +665,11 @@ impl Ledger {
         let Some(last) = self.head().size.checked_sub(1) else {
             return Ok(false);
         };
-        let recorded = || data_dir.join(crate::core::rotation::ROTATION_FILE).exists();
+        let recorded = || {
+            data_dir
+                .join(crate::core::rotation::ROTATION_OUT_FILE)
+                .exists()
+        };
         match self.entry(last) {
             Ok((bytes, _)) => Ok(Entry::from_canonical_bytes(&bytes)
                 .map_or_else(|_| recorded(), |e| crate::core::rotation::is_log_end(&e))),

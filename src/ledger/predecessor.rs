@@ -7,10 +7,14 @@
 //! entries name) and sled's `approvals` tree (approvals consumed for good
 //! by entries that do not name them), merged with the retired log's own
 //! predecessors' index, and writes it to the successor's data directory
-//! as `predecessor.idx` before the successor's first entry. The successor
-//! loads it at open (refusing to start if it does not check) and consults
-//! it before reserving any nonce: the set never changes, so a lookup
-//! before the reservation decides as well as one inside it.
+//! as `predecessor.idx` before the successor's first entry. The index
+//! holds the payload commitment of the successor's `log_start` entry (its
+//! *link*): at open, a log whose entry 0 is a `log_start` entry refuses to
+//! start without an index whose link is that entry's commitment, so a
+//! deleted or swapped index cannot reopen the predecessors' nonces
+//! ([`check_start`]). The successor consults the index before reserving
+//! any nonce: the set never changes, so a lookup before the reservation
+//! decides as well as one inside it.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -22,7 +26,10 @@ use crate::core::hash::Hash;
 
 /// The index's file name in a successor's data directory.
 pub const PREDECESSOR_FILE: &str = "predecessor.idx";
-const MAGIC: &[u8; 8] = b"OXPRED01";
+/// The marker `openexec rotate` keeps in a successor's data directory
+/// until the rotation is complete; a log with it does not start.
+pub const PENDING_FILE: &str = "rotation.pending";
+const MAGIC: &[u8; 8] = b"OXPRED02";
 
 /// A nonce a predecessor completed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,8 @@ struct DoneAt {
 /// approval consume key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PredecessorIndex {
+    /// The payload commitment of the successor's `log_start` entry.
+    link: Hash,
     origins: Vec<String>,
     nonces: HashMap<Hash, DoneAt>,
     approvals: HashMap<Hash, u32>,
@@ -118,6 +127,21 @@ impl PredecessorIndex {
         self.origins.get(*origin as usize).map(String::as_str)
     }
 
+    /// The payload commitment of the `log_start` entry this index belongs
+    /// to.
+    #[must_use]
+    pub const fn link(&self) -> Hash {
+        self.link
+    }
+
+    /// This index, belonging to the `log_start` entry whose payload
+    /// commitment is `link`.
+    #[must_use]
+    pub fn linked_to(mut self, link: Hash) -> Self {
+        self.link = link;
+        self
+    }
+
     /// How many nonces and approvals it holds.
     #[must_use]
     pub fn len(&self) -> (usize, usize) {
@@ -166,11 +190,12 @@ impl PredecessorIndex {
         Ok(index)
     }
 
-    /// The file's bytes: `OXPRED01` ‖ origins ‖ nonces ‖ approvals ‖
-    /// SHA-256 of all before it (FORMATS.md, "Log rotation").
+    /// The file's bytes: `OXPRED02` ‖ link ‖ origins ‖ nonces ‖
+    /// approvals ‖ SHA-256 of all before it (FORMATS.md, "Log rotation").
     #[must_use]
     pub fn encode(&self) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
+        out.extend_from_slice(self.link.as_bytes());
         out.extend_from_slice(&(self.origins.len() as u32).to_be_bytes());
         for origin in &self.origins {
             out.extend_from_slice(&(origin.len() as u32).to_be_bytes());
@@ -212,7 +237,10 @@ impl PredecessorIndex {
         if r.take(8)? != MAGIC {
             return Err(corrupt("not a predecessor index"));
         }
-        let mut index = Self::default();
+        let mut index = Self {
+            link: r.hash()?,
+            ..Self::default()
+        };
         for _ in 0..r.u32()? {
             let len = r.u32()? as usize;
             let origin = std::str::from_utf8(r.take(len)?).map_err(|_| corrupt("an origin"))?;
@@ -247,16 +275,73 @@ impl PredecessorIndex {
     }
 
     /// Writes the index into `data_dir` durably (a temporary file, synced,
-    /// renamed, the directory synced).
-    pub fn write(&self, data_dir: &Path) -> Result<(), LedgerError> {
-        let path = Self::path_in(data_dir);
-        let temporary = path.with_extension("idx.new");
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(&self.encode())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, &path)?;
-        std::fs::File::open(data_dir)?.sync_all()?;
-        Ok(())
+    /// renamed, the directory synced), unless the same bytes are there. A
+    /// different index is replaced only while the log is empty: once its
+    /// `log_start` entry is in, its index is fixed.
+    pub fn write(&self, data_dir: &Path, log_size: u64) -> Result<(), LedgerError> {
+        let bytes = self.encode();
+        match std::fs::read(Self::path_in(data_dir)) {
+            Ok(found) if found == bytes => return Ok(()),
+            Ok(_) if log_size > 0 => {
+                return Err(corrupt(
+                    "the successor holds another predecessor index; refusing to replace it",
+                ))
+            }
+            _ => {}
+        }
+        write_file(data_dir, &Self::path_in(data_dir), &bytes)
+    }
+}
+
+/// Writes `path` in `data_dir` durably: a temporary file, synced, renamed,
+/// the directory synced.
+pub fn write_file(data_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".new");
+    let temporary = PathBuf::from(name);
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Refuses to start a log that a rotation has not finished, or whose
+/// predecessor index is missing, misplaced or of another `log_start`
+/// entry: the predecessors' done nonces would be open again.
+pub fn check_start(ledger: &Ledger, data_dir: &Path) -> Result<(), LedgerError> {
+    if data_dir.join(PENDING_FILE).exists() {
+        return Err(LedgerError::Config(format!(
+            "{}: a rotation into this directory is not finished ({PENDING_FILE}); run the same openexec rotate again",
+            data_dir.display()
+        )));
+    }
+    let first = match ledger.head().size {
+        0 => None,
+        _ => match ledger.entry(0) {
+            Ok((bytes, _)) => Some(Entry::from_canonical_bytes(&bytes)?),
+            // Damage is reported as any damaged read is; the index, if
+            // any, is kept.
+            Err(LedgerError::Store(crate::store::StoreError::Damaged(_))) => return Ok(()),
+            Err(e) => return Err(e),
+        },
+    };
+    let starts = first
+        .as_ref()
+        .filter(|e| e.action == crate::core::rotation::LOG_START_ACTION);
+    match (starts, ledger.predecessor()) {
+        (Some(entry), Some(index)) if index.link == entry.payload_commitment => Ok(()),
+        (Some(_), Some(_)) => Err(corrupt(
+            "it belongs to another log_start entry than this log's entry 0; refusing to start",
+        )),
+        (Some(_), None) => Err(corrupt(
+            "missing, and this log's entry 0 is a log_start entry: without it the predecessors' done nonces would run again; refusing to start",
+        )),
+        (None, Some(_)) => Err(corrupt(
+            "present, but this log's entry 0 is no log_start entry; refusing to start",
+        )),
+        (None, None) => Ok(()),
     }
 }
 
@@ -296,6 +381,7 @@ mod tests {
 
     fn sample() -> PredecessorIndex {
         let mut index = PredecessorIndex {
+            link: Hash::sha256(b"log_start"),
             origins: vec!["a/log".into(), "a/log-g2".into()],
             ..PredecessorIndex::default()
         };
@@ -324,6 +410,22 @@ mod tests {
         assert!(back.done_nonce("", "n1").is_none());
         assert_eq!(back.approval_consumer("v2\nk\nid"), Some("a/log"));
         assert_eq!(back.approval_consumer("v2\nk\nother"), None);
+    }
+
+    #[test]
+    fn an_index_is_replaced_only_while_the_log_is_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = sample();
+        let other = sample().linked_to(Hash::sha256(b"another log_start"));
+        index.write(dir.path(), 0).unwrap();
+        index.write(dir.path(), 1).unwrap();
+        let err = other.write(dir.path(), 1).unwrap_err().to_string();
+        assert!(err.contains("refusing to replace it"), "{err}");
+        let loaded = PredecessorIndex::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded, index);
+        other.write(dir.path(), 0).unwrap();
+        let loaded = PredecessorIndex::load(dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.link(), other.link());
     }
 
     #[test]

@@ -85,6 +85,13 @@ pub enum RedactError {
         /// Its outcome.
         outcome: Outcome,
     },
+    /// The log is retired: it takes no entry, so no redaction can be
+    /// recorded, and content is never erased without its record.
+    #[error("entry {index} is in a retired log, which takes no redaction entry: its content cannot be erased in place (docs/OPERATIONS.md, \"Rotating the log key\")")]
+    Retired {
+        /// The entry's index.
+        index: u64,
+    },
     /// Storage or the writer failed.
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -122,6 +129,11 @@ impl Ledger {
                 index,
                 original: original.index,
             });
+        }
+        // Refused before any record: a record without its entry would
+        // stay pending for good.
+        if self.is_retired() {
+            return Err(RedactError::Retired { index });
         }
         if e.store.begin_redaction(index, reason.as_str())?.is_none() {
             return Err(RedactError::NoContent {

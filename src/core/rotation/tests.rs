@@ -121,6 +121,26 @@ fn the_keys_in_the_wrong_order_or_a_third_key_are_refused() {
 }
 
 #[test]
+fn record_members_other_than_the_recomputed_ones_are_refused() {
+    let r = rotation();
+    let check = |record: &RotationRecord| {
+        verify_chain(record, &r.old.verifier(), &r.new.verifier())
+            .err()
+            .map(|e| e.to_string())
+    };
+    let mut bad = r.record.clone();
+    bad.successor.origin = "example.com/elsewhere".into();
+    assert_eq!(
+        check(&bad).as_deref(),
+        Some("the record's successor member is not the one the keys and the final checkpoint give")
+    );
+    let mut bad = r.record.clone();
+    bad.predecessor.size += 1;
+    assert!(check(&bad).unwrap().contains("predecessor member"));
+    assert_eq!(check(&r.record), None);
+}
+
+#[test]
 fn a_tampered_final_checkpoint_is_refused() {
     let mut r = rotation();
     // Another size in the body: the log's signature no longer covers it.

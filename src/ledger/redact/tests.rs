@@ -155,3 +155,28 @@ fn an_open_completes_a_committed_redaction_and_forgets_an_unrecorded_one() {
         "forgotten"
     );
 }
+
+#[test]
+fn a_retired_log_refuses_a_redaction_before_any_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    filled(&ledger);
+    let successor = crate::core::rotation::Successor {
+        origin: "next/log".into(),
+        vkey: "next/log+00000000+AAAA".into(),
+    };
+    let end = crate::core::rotation::log_end_draft(&successor, "end".into()).unwrap();
+    ledger.append(end, None).unwrap();
+    ledger.shutdown();
+    drop(ledger);
+    let ledger = open(dir.path());
+    assert!(ledger.is_retired());
+    let result = block_on(ledger.redact(RedactTarget::Index(1), "legal"));
+    assert!(
+        matches!(result, Err(RedactError::Retired { index: 1 })),
+        "{result:?}"
+    );
+    let store = ledger.store().unwrap();
+    assert!(store.redactions().unwrap().is_empty());
+    assert!(ledger.content(1).unwrap().is_some(), "content kept");
+}
