@@ -98,6 +98,9 @@ enum Failed {
 }
 
 fn verify(args: &VerifyArgs) -> Result<String, String> {
+    // The receipts are read before the keys are parsed, so an unreadable
+    // file is named first, as the Python and browser verifiers name it.
+    let files = read_all(&args.receipts)?;
     let keys = Keys::of(args)?;
     let chain = args
         .chain
@@ -107,7 +110,7 @@ fn verify(args: &VerifyArgs) -> Result<String, String> {
     if args.receipts.is_empty() {
         return chain.ok_or_else(|| "give receipts or --chain".into());
     }
-    let receipts = verify_receipts(args, &keys)?;
+    let receipts = verify_receipts(args, &keys, &files)?;
     Ok(match chain {
         Some(line) => format!("{line}; {receipts}"),
         None => receipts,
@@ -174,9 +177,12 @@ fn verify_chain(path: &PathBuf, keys: &Keys) -> Result<String, String> {
     ))
 }
 
-fn verify_receipts(args: &VerifyArgs, keys: &Keys) -> Result<String, String> {
-    let files = read_all(&args.receipts)?;
-    let sources = sources(&files);
+fn verify_receipts(
+    args: &VerifyArgs,
+    keys: &Keys,
+    files: &[(String, String)],
+) -> Result<String, String> {
+    let sources = sources(files);
     let checkpoint = args.checkpoint.as_ref().map(read).transpose()?;
     let proof = args
         .consistency
