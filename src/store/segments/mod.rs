@@ -57,8 +57,8 @@ mod erase;
 mod mark;
 mod record;
 
-pub(super) use erase::finish_erase;
 pub use erase::ContentSpan;
+pub(super) use erase::{damage_kept, finish_erase, Erase};
 
 pub use mark::{SegmentsMark, STORE_FORMAT};
 use record::{append_record, Record, RecordParts, LEN_PREFIX, SIG_LEN};
@@ -488,7 +488,7 @@ impl Segments {
         let Some(span) = self.content_span(index)? else {
             return Ok(false);
         };
-        self.erase_span(span)?;
+        self.erase_span(span, self.prefix_crc(span)?)?;
         Ok(true)
     }
 

@@ -104,7 +104,7 @@ pub(super) fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8
     Some((body, Some(content).filter(|frame| !is_erased(frame))))
 }
 
-/// Whether a content frame was erased ([`super::Segments::erase_content`]).
+/// Whether a content frame was erased ([`super::erase`]).
 pub(super) fn is_erased(frame: &[u8]) -> bool {
     frame.iter().all(|&b| b == 0)
 }
