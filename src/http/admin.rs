@@ -186,7 +186,11 @@ async fn redact(ledger: web::Data<Ledger>, body: web::Bytes) -> Result<HttpRespo
             ))
         }
     };
-    match ledger.redact(target, &body.reason).await {
+    match ledger
+        .into_inner()
+        .redact_detached(target, body.reason)
+        .await
+    {
         Ok(done) => Ok(HttpResponse::Ok().json(done)),
         Err(e) => Err(refusal(e)),
     }
