@@ -198,3 +198,46 @@ fn no_salts_or_content_are_served_while_a_redaction_is_recorded() {
     assert_eq!(ledger.receipt(0).unwrap().salts, None);
     assert!(ledger.receipt(1).unwrap().salts.is_some());
 }
+
+#[test]
+fn the_audit_finds_content_erased_without_a_redaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    filled(&ledger);
+    // Entries 0 and 1 redacted; entry 2 keeps its content (which, made
+    // up here, does not open its commitments: the audit's first finding).
+    for index in [0, 1] {
+        block_on(ledger.redact(RedactTarget::Index(index), "legal")).unwrap();
+    }
+    let store = ledger.store().unwrap().clone();
+    let audit = |store: &Store| {
+        crate::ledger::audit::audit(
+            store,
+            crate::ledger::audit::AuditOptions {
+                rebuild: false,
+                progress_every: 0,
+            },
+        )
+        .unwrap()
+        .first_bad
+    };
+    let before = audit(&store).unwrap();
+    assert!(
+        matches!(before.at, crate::ledger::audit::Location::Entry(2))
+            && before.problem.contains("does not open"),
+        "the redactions' erases are clean: {before:?}"
+    );
+    assert!(store.content_erased(0).unwrap());
+    assert!(!store.content_erased(3).unwrap(), "entry 3 never kept any");
+    assert!(store.erase_content(2).unwrap());
+    let finding = audit(&store).unwrap();
+    assert!(matches!(
+        finding.at,
+        crate::ledger::audit::Location::Entry(2)
+    ));
+    assert!(
+        finding.problem.contains("no redaction of it is recorded"),
+        "{}",
+        finding.problem
+    );
+}
