@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde::Deserialize;
 
 use super::ApiError;
@@ -26,6 +26,8 @@ pub struct AdminSocket {
     /// `(dev, inode)` of the bound socket: another service's socket
     /// renamed over `path` since is left in place on drop.
     bound: (u64, u64),
+    /// The uid owning the socket: the service's.
+    owner: u32,
 }
 
 impl AdminSocket {
@@ -48,6 +50,7 @@ impl AdminSocket {
             listener: Some(listener),
             path: path.to_owned(),
             bound: (meta.dev(), meta.ino()),
+            owner: meta.uid(),
         })
     }
 
@@ -66,14 +69,17 @@ impl AdminSocket {
             .take()
             .ok_or_else(|| io::Error::other("the admin socket is already served"))?;
         let ledger = web::Data::from(ledger);
+        let owner = Owner(self.owner);
         Ok(HttpServer::new(move || {
             App::new()
                 .app_data(ledger.clone())
+                .app_data(web::Data::new(owner))
                 .route("/admin/redact", web::post().to(redact))
                 .default_service(web::to(|| async {
                     Err::<HttpResponse, _>(ApiError::not_found("Admin route"))
                 }))
         })
+        .on_connect(record_peer)
         .workers(1)
         .disable_signals()
         .shutdown_timeout(5)
@@ -89,6 +95,45 @@ impl Drop for AdminSocket {
         if ours {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The uid of the service, owning the admin socket.
+#[derive(Debug, Clone, Copy)]
+struct Owner(u32);
+
+/// The uid of the process at the other end of a connection
+/// (`SO_PEERCRED`), `None` when it cannot be read.
+#[derive(Debug, Clone, Copy)]
+struct PeerUid(Option<u32>);
+
+fn record_peer(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+    let uid = conn
+        .downcast_ref::<actix_web::rt::net::UnixStream>()
+        .and_then(|stream| stream.peer_cred().ok())
+        .map(|cred| cred.uid());
+    data.insert(PeerUid(uid));
+}
+
+/// Only the service's user and root may redact, whatever the socket's
+/// mode was made since it was bound: any other peer, or one whose
+/// credentials cannot be read, is refused.
+fn check_peer(req: &HttpRequest, owner: Owner) -> Result<(), ApiError> {
+    match req.conn_data::<PeerUid>() {
+        Some(PeerUid(Some(uid))) if *uid == owner.0 || *uid == 0 => Ok(()),
+        Some(PeerUid(Some(uid))) => Err(ApiError::new(
+            403,
+            "forbidden_peer",
+            format!(
+                "uid {uid} may not use the admin socket: only the service's user ({}) and root may",
+                owner.0
+            ),
+        )),
+        _ => Err(ApiError::new(
+            403,
+            "forbidden_peer",
+            "the admin socket could not read the credentials of this connection's process",
+        )),
     }
 }
 
@@ -165,7 +210,13 @@ struct RedactBody {
     reason: String,
 }
 
-async fn redact(ledger: web::Data<Ledger>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+async fn redact(
+    req: HttpRequest,
+    owner: web::Data<Owner>,
+    ledger: web::Data<Ledger>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    check_peer(&req, **owner)?;
     let body: RedactBody = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             400,
