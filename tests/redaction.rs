@@ -535,3 +535,48 @@ fn a_retired_log_refuses_a_redaction_and_records_nothing() {
     assert!(audit.status.success(), "{text}");
     assert!(!text.contains("redaction"), "no pending redaction: {text}");
 }
+
+/// Whether this test process runs as root (it owns what it creates).
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let probe = tempfile::tempfile().unwrap();
+    probe.metadata().unwrap().uid() == 0
+}
+
+#[test]
+fn another_user_is_refused_even_through_a_widened_socket() {
+    use std::os::unix::process::CommandExt as _;
+    if !running_as_root() || Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root (to connect as another user) and curl");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let socket = dir.path().join("admin.sock");
+    let _s = start(&data, &socket);
+    // The service's own user gets past the check (to a 404: no entry 99).
+    let (status, body) = admin(&socket, r#"{"index": 99, "reason": "legal"}"#);
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    // Widened by mistake: the mode no longer keeps others out.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket", socket.to_str().unwrap()])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(["-d", r#"{"index": 99, "reason": "legal"}"#])
+        .arg("http://x/admin/redact")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap();
+    assert_eq!(status, "403", "{text}");
+    let body: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(body["code"], "forbidden_peer", "{body}");
+}

@@ -538,11 +538,15 @@ fn check_replay(store: &Store, replay: &Entry) -> Result<(), String> {
 
 /// The content kept beside the entry, if any, is what its salted
 /// commitments commit to, stored as the ledger writes it.
+/// Erased content must be the work of a recorded redaction.
 fn check_content(store: &Store, index: u64, entry: &Entry) -> Result<(), String> {
-    let Some(bytes) = store.content(index).map_err(|e| e.to_string())? else {
-        return Ok(());
-    };
-    content_opens(entry, &bytes)
+    match store.content(index).map_err(|e| e.to_string())? {
+        Some(bytes) => content_opens(entry, &bytes),
+        None if store.content_erased(index).map_err(|e| e.to_string())? => {
+            redaction::check_erased(store, index)
+        }
+        None => Ok(()),
+    }
 }
 
 /// Kept content `bytes` is what the entry's salted commitments commit to,

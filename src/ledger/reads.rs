@@ -38,10 +38,11 @@ impl Ledger {
         self.embedded().map_or(0, |e| e.store.damage_count())
     }
 
-    /// Cleartext content kept beside entry `index`, if any.
+    /// Cleartext content kept beside entry `index`, if any: none once a
+    /// redaction of the entry began (its content is being erased).
     pub fn content(&self, index: u64) -> Result<Option<Vec<u8>>, LedgerError> {
         match &self.backend {
-            Backend::Embedded(e) => Ok(e.store.content(index)?),
+            Backend::Embedded(e) => Ok(kept_content(&e.store, index)?),
             Backend::Postgres(pg) => pg.content(index),
         }
     }
@@ -164,7 +165,7 @@ impl Ledger {
             LeafIndex(index),
             TreeSize(tree_size),
         )?;
-        let salts = match e.store.content(index)? {
+        let salts = match kept_content(&e.store, index)? {
             Some(content) => salts_of(&content),
             None => crate::core::entry::replayed_index(&bytes)
                 .and_then(|original| original_salts(&e.store, original)),
@@ -228,6 +229,18 @@ impl Ledger {
     }
 }
 
+/// The content kept beside entry `index`, as readers may see it: none
+/// while the entry has a redaction record in any state. A redaction whose
+/// caller went away, or a crash, can leave its record with the content not
+/// yet erased until the redaction is finished; its salts and result are
+/// never served meanwhile.
+pub(super) fn kept_content(store: &Store, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    if store.redaction(index)?.is_some() {
+        return Ok(None);
+    }
+    store.content(index)
+}
+
 /// The salts kept in an entry's content.
 pub(super) fn salts_of(content: &[u8]) -> Option<crate::core::receipt::Salts> {
     serde_json::from_slice::<Content>(content)
@@ -240,8 +253,7 @@ pub(super) fn salts_of(content: &[u8]) -> Option<crate::core::receipt::Salts> {
 /// that entry open them. `None` when they cannot be read: the receipt
 /// proves the replay without them.
 pub(super) fn original_salts(store: &Store, original: u64) -> Option<crate::core::receipt::Salts> {
-    store
-        .content(original)
+    kept_content(store, original)
         .ok()
         .flatten()
         .as_deref()

@@ -164,6 +164,24 @@ impl Ledger {
         })
     }
 
+    /// [`Self::redact`] in a task of its own, which the caller awaits: a
+    /// caller that goes away (a dropped future, a closed connection) does
+    /// not stop the redaction between its entry's append and the erase,
+    /// which would leave the content on disk until the next open.
+    pub async fn redact_detached(
+        self: std::sync::Arc<Self>,
+        target: RedactTarget,
+        reason: String,
+    ) -> Result<Redaction, RedactError> {
+        tokio::spawn(async move { self.redact(target, &reason).await })
+            .await
+            .map_err(|e| {
+                RedactError::Ledger(LedgerError::Unavailable(format!(
+                    "the redaction task stopped: {e}"
+                )))
+            })?
+    }
+
     /// On PostgreSQL: the entry's content is set to NULL, and the
     /// redaction's row inserted, in the transaction of the batch that
     /// commits the redaction entry (`pg::write`); the row's primary key

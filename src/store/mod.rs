@@ -628,10 +628,18 @@ impl Store {
         self.inner.segments.content(index)
     }
 
+    /// Whether entry `index`'s record kept content that was erased (told
+    /// from a record that never kept any, for `openexec audit`).
+    pub fn content_erased(&self, index: u64) -> Result<bool, StoreError> {
+        self.inner.segments.content_erased(index)
+    }
+
     /// Erases the cleartext content kept beside entry `index`, durably and
-    /// in place in its record. The log is unchanged: entries hold only
-    /// salted commitments to content. Returns whether there was any.
-    pub fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
+    /// in place in its record, with no redaction record: for the store's
+    /// own tests only (every erase of a running store goes through a
+    /// redaction, [`Self::begin_redaction`]). Returns whether there was any.
+    #[cfg(test)]
+    pub(crate) fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
         self.inner.segments.erase_content(index)
     }
 

@@ -21,11 +21,14 @@
 
 use std::path::Path;
 
-use super::segments::{finish_erase, open_rw, ContentSpan, ENTRIES};
+use super::segments::{damage_kept, finish_erase, open_rw, ContentSpan, Erase, ENTRIES};
 use super::{sync_sled, Store, StoreError};
 
 /// sled's tree of redaction records: redacted entry index (`u64`) → record.
 pub(super) const TREE: &str = "redactions";
+
+/// Bytes of a record before its reason code.
+const FIXED: usize = ContentSpan::LEN + 20;
 
 /// The longest reason code a record holds.
 const MAX_REASON: usize = 64;
@@ -40,17 +43,24 @@ pub struct RedactionRecord {
     /// The redaction entry's index, once it is committed (`None`: the
     /// entry may not be).
     pub entry: Option<u64>,
+    /// The CRC of the redacted record's bytes before its content frame,
+    /// read when the redaction began from the record whose CRC checked:
+    /// the erase checks them against it before writing a new CRC over
+    /// them ([`super::segments::finish_erase`]).
+    pub prefix_crc: [u8; 4],
     /// The redaction's reason code.
     pub reason: String,
 }
 
 impl RedactionRecord {
-    /// `span (24) ‖ from_size (u64) ‖ entry (u64; all ones: none) ‖ reason`.
+    /// `span (24) ‖ from_size (u64) ‖ entry (u64; all ones: none) ‖
+    /// prefix_crc (4) ‖ reason`.
     fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(ContentSpan::LEN + 16 + self.reason.len());
+        let mut out = Vec::with_capacity(FIXED + self.reason.len());
         out.extend_from_slice(&self.span.encode());
         out.extend_from_slice(&self.from_size.to_be_bytes());
         out.extend_from_slice(&self.entry.unwrap_or(u64::MAX).to_be_bytes());
+        out.extend_from_slice(&self.prefix_crc);
         out.extend_from_slice(self.reason.as_bytes());
         out
     }
@@ -65,7 +75,11 @@ impl RedactionRecord {
         };
         let from_size = word(ContentSpan::LEN)?;
         let entry = Some(word(ContentSpan::LEN + 8)?).filter(|&i| i != u64::MAX);
-        let reason = std::str::from_utf8(&bytes[ContentSpan::LEN + 16..])
+        let prefix_crc = bytes
+            .get(ContentSpan::LEN + 16..FIXED)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .ok_or_else(corrupt)?;
+        let reason = std::str::from_utf8(&bytes[FIXED..])
             .map_err(|_| corrupt())?
             .to_owned();
         if reason.is_empty() || reason.len() > MAX_REASON {
@@ -75,6 +89,7 @@ impl RedactionRecord {
             span,
             from_size,
             entry,
+            prefix_crc,
             reason,
         })
     }
@@ -110,6 +125,7 @@ impl Store {
     /// be erased for `reason`, before the redaction entry is queued.
     /// `None` when the entry is not committed or keeps no content (none
     /// kept, or already erased): nothing to erase, nothing recorded.
+    /// Refuses a record whose CRC does not check.
     pub fn begin_redaction(
         &self,
         index: u64,
@@ -125,6 +141,7 @@ impl Store {
             span,
             from_size: self.inner.segments.visible(),
             entry: None,
+            prefix_crc: self.inner.segments.prefix_crc(span)?,
             reason: reason.to_owned(),
         };
         self.put_redaction(index, &record)?;
@@ -141,7 +158,9 @@ impl Store {
             record.entry = Some(entry);
             self.put_redaction(index, &record)?;
         }
-        self.inner.segments.erase_span(record.span)
+        self.inner
+            .segments
+            .erase_span(record.span, record.prefix_crc)
     }
 
     /// Forgets a redaction begun whose entry was never committed (nothing
@@ -161,7 +180,8 @@ impl Store {
 
 /// At open, before the segment files are read: completes the erase of
 /// every redaction whose entry is committed (a crash may have torn its
-/// write). Records past `entries_end` (the committed records' end) are
+/// write). A record damaged since its redaction began has its content
+/// erased and keeps a failing CRC. Records past `entries_end` (the committed records' end) are
 /// refused: a committed redaction names a committed entry.
 pub(super) fn redo_erasures(db: &sled::Db, dir: &Path, entries_end: u64) -> Result<(), StoreError> {
     let tree = db.open_tree(TREE)?;
@@ -182,7 +202,11 @@ pub(super) fn redo_erasures(db: &sled::Db, dir: &Path, entries_end: u64) -> Resu
                 record.span.end
             )));
         }
-        finish_erase(&entries, record.span)?;
+        // A damaged record keeps its content erased and its CRC failing:
+        // reads report the damage, and the store still opens.
+        if finish_erase(&entries, record.span, record.prefix_crc)? == Erase::DamageKept {
+            tracing::error!(error = %damage_kept(record.span), "redaction");
+        }
     }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The audit of a `redacted` entry: it names an entry that kept content,
 //! by index and leaf hash, repeats what names that entry's request and
-//! content, and that content is erased.
+//! content, and that content is erased; and an erased content frame is
+//! the work of a recorded redaction.
 
 use crate::core::entry::{Entry, Outcome};
 use crate::core::hash::leaf_hash;
@@ -56,6 +57,32 @@ pub(super) fn check_redaction(store: &Store, redaction: &Entry) -> Result<(), St
         .is_some_and(|r| r.entry.is_none());
     if kept && !settling {
         return problem("whose content is still kept");
+    }
+    Ok(())
+}
+
+/// An erased content frame of entry `index` is named by the store's
+/// redaction record of it, whose `redacted` entry is committed and names
+/// `index` (an erase happens only after that entry is recorded): content
+/// erased by anything but a redaction is a finding.
+pub(super) fn check_erased(store: &Store, index: u64) -> Result<(), String> {
+    let at = store
+        .redaction(index)
+        .map_err(|e| e.to_string())?
+        .and_then(|r| r.entry)
+        .ok_or("its content is erased, and no redaction of it is recorded")?;
+    let names_it = match store.entry(at).map_err(|e| e.to_string())? {
+        Some((bytes, _)) => Entry::from_canonical_bytes(&bytes)
+            .map_err(|e| e.to_string())?
+            .redacts
+            .is_some_and(|r| r.index == index),
+        None => false,
+    };
+    if !names_it {
+        return Err(format!(
+            "its content is erased, and entry {at}, which the store's redaction record \
+             names, is no redaction of it"
+        ));
     }
     Ok(())
 }

@@ -180,3 +180,89 @@ fn a_retired_log_refuses_a_redaction_before_any_record() {
     assert!(store.redactions().unwrap().is_empty());
     assert!(ledger.content(1).unwrap().is_some(), "content kept");
 }
+
+#[test]
+fn a_redaction_whose_caller_goes_away_is_finished_all_the_same() {
+    use futures_util::FutureExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = std::sync::Arc::new(open(dir.path()));
+    filled(&ledger);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // Polled once, then dropped: the caller is gone.
+        let redaction = ledger
+            .clone()
+            .redact_detached(RedactTarget::Index(1), "legal".into());
+        assert!(redaction.now_or_never().is_none());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while ledger.redaction_of(1).unwrap().is_none() {
+            assert!(std::time::Instant::now() < deadline, "never finished");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    });
+    let store = ledger.store().unwrap();
+    assert_eq!(store.content(1).unwrap(), None, "erased on disk");
+    assert!(store.content(0).unwrap().is_some());
+}
+
+#[test]
+fn no_salts_or_content_are_served_while_a_redaction_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    filled(&ledger);
+    assert!(ledger.receipt(0).unwrap().salts.is_some());
+    // Begun, its entry not yet committed: the content is still on disk.
+    let store = ledger.store().unwrap().clone();
+    store.begin_redaction(0, "legal").unwrap().unwrap();
+    assert!(store.content(0).unwrap().is_some());
+    assert_eq!(ledger.content(0).unwrap(), None);
+    assert_eq!(ledger.receipt(0).unwrap().salts, None);
+    assert!(ledger.receipt(1).unwrap().salts.is_some());
+}
+
+#[test]
+fn the_audit_finds_content_erased_without_a_redaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(dir.path());
+    filled(&ledger);
+    // Entries 0 and 1 redacted; entry 2 keeps its content (which, made
+    // up here, does not open its commitments: the audit's first finding).
+    for index in [0, 1] {
+        block_on(ledger.redact(RedactTarget::Index(index), "legal")).unwrap();
+    }
+    let store = ledger.store().unwrap().clone();
+    let audit = |store: &Store| {
+        crate::ledger::audit::audit(
+            store,
+            crate::ledger::audit::AuditOptions {
+                rebuild: false,
+                progress_every: 0,
+            },
+        )
+        .unwrap()
+        .first_bad
+    };
+    let before = audit(&store).unwrap();
+    assert!(
+        matches!(before.at, crate::ledger::audit::Location::Entry(2))
+            && before.problem.contains("does not open"),
+        "the redactions' erases are clean: {before:?}"
+    );
+    assert!(store.content_erased(0).unwrap());
+    assert!(!store.content_erased(3).unwrap(), "entry 3 never kept any");
+    assert!(store.erase_content(2).unwrap());
+    let finding = audit(&store).unwrap();
+    assert!(matches!(
+        finding.at,
+        crate::ledger::audit::Location::Entry(2)
+    ));
+    assert!(
+        finding.problem.contains("no redaction of it is recorded"),
+        "{}",
+        finding.problem
+    );
+}

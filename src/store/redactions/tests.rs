@@ -59,6 +59,7 @@ fn records_survive_encoding_and_refuse_other_bytes() {
         },
         from_size: 7,
         entry: Some(9),
+        prefix_crc: [1, 2, 3, 4],
         reason: "leaked_secret".into(),
     };
     assert_eq!(RedactionRecord::decode(&record.encode()).unwrap(), record);
@@ -70,6 +71,7 @@ fn records_survive_encoding_and_refuse_other_bytes() {
     let bytes = record.encode();
     assert!(RedactionRecord::decode(&bytes[..30]).is_err());
     assert!(RedactionRecord::decode(&bytes[..ContentSpanLen::LEN + 16]).is_err());
+    assert!(RedactionRecord::decode(&bytes[..ContentSpanLen::LEN + 20]).is_err());
 }
 
 use super::ContentSpan as ContentSpanLen;
@@ -167,4 +169,86 @@ fn a_redaction_begun_but_never_recorded_erases_nothing_until_finished() {
     assert_eq!(store.redaction(4).unwrap().unwrap().entry, None);
     store.forget_redaction(4).unwrap();
     assert_eq!(store.redaction(4).unwrap(), None);
+}
+
+/// Flips one bit of the signature of the record that starts at `start`.
+fn rot_signature(dir: &std::path::Path, start: u64) {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.join("entries.bin"))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, start + 10).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x04], start + 10).unwrap();
+}
+
+#[test]
+fn a_record_failing_its_crc_is_not_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled(dir.path());
+    let span = store.inner.segments.content_span(3).unwrap().unwrap();
+    rot_signature(dir.path(), span.start);
+    assert!(store.begin_redaction(3, "other").is_err());
+    assert_eq!(store.redaction(3).unwrap(), None, "nothing recorded");
+}
+
+#[test]
+fn an_erase_does_not_make_a_record_damaged_since_its_redaction_began_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled(dir.path());
+    let record = store.begin_redaction(2, "leaked_secret").unwrap().unwrap();
+    rot_signature(dir.path(), record.span.start);
+    let err = store.finish_redaction(2, 5).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    assert!(
+        store.entry(2).is_err(),
+        "the rotted signature still fails the record's CRC"
+    );
+    let mut frame = vec![1u8; (record.span.end - 4 - record.span.frame_at) as usize];
+    std::fs::File::open(dir.path().join("entries.bin"))
+        .unwrap()
+        .read_exact_at(&mut frame, record.span.frame_at)
+        .unwrap();
+    assert!(
+        frame.iter().all(|&b| b == 0),
+        "the content is erased all the same"
+    );
+    assert!(store.entry(3).unwrap().is_some());
+}
+
+#[test]
+fn the_erase_redone_at_open_does_not_hide_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled(dir.path());
+    let record = store.begin_redaction(2, "leaked_secret").unwrap().unwrap();
+    store
+        .put_redaction(
+            2,
+            &RedactionRecord {
+                entry: Some(5),
+                ..record.clone()
+            },
+        )
+        .unwrap();
+    drop(store);
+    // A crash before the erase, and bit rot in the signature since.
+    rot_signature(dir.path(), record.span.start);
+    let store = open(dir.path());
+    assert!(
+        store.entry(2).is_err(),
+        "the rotted signature still fails the record's CRC"
+    );
+    drop(store);
+    assert!(!holds_content_of(dir.path(), &record));
+}
+
+/// Whether the content frame at `record`'s span holds anything but zeros.
+fn holds_content_of(dir: &std::path::Path, record: &RedactionRecord) -> bool {
+    let mut frame = vec![0u8; (record.span.end - 4 - record.span.frame_at) as usize];
+    std::fs::File::open(dir.join("entries.bin"))
+        .unwrap()
+        .read_exact_at(&mut frame, record.span.frame_at)
+        .unwrap();
+    frame.iter().any(|&b| b != 0)
 }

@@ -57,8 +57,8 @@ mod erase;
 mod mark;
 mod record;
 
-pub(super) use erase::finish_erase;
 pub use erase::ContentSpan;
+pub(super) use erase::{damage_kept, finish_erase, Erase};
 
 pub use mark::{SegmentsMark, STORE_FORMAT};
 use record::{append_record, Record, RecordParts, LEN_PREFIX, SIG_LEN};
@@ -480,15 +480,22 @@ impl Segments {
         }
     }
 
+    /// Whether entry `index` is committed and its record's content frame
+    /// was erased (a record that never kept content has none to erase).
+    pub(super) fn content_erased(&self, index: u64) -> Result<bool, StoreError> {
+        Ok(self.record(index)?.is_some_and(|record| record.erased))
+    }
+
     /// Erases entry `index`'s content in place ([`erase`]), durably.
     /// The entry, its signature and every proof are untouched — the entry
     /// holds only salted commitments to the content. Returns whether there
     /// was any.
+    #[cfg(test)]
     pub(super) fn erase_content(&self, index: u64) -> Result<bool, StoreError> {
         let Some(span) = self.content_span(index)? else {
             return Ok(false);
         };
-        self.erase_span(span)?;
+        self.erase_span(span, self.prefix_crc(span)?)?;
         Ok(true)
     }
 

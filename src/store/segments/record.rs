@@ -104,7 +104,7 @@ pub(super) fn split_content(mut body: Vec<u8>) -> Option<(Vec<u8>, Option<Vec<u8
     Some((body, Some(content).filter(|frame| !is_erased(frame))))
 }
 
-/// Whether a content frame was erased ([`super::Segments::erase_content`]).
+/// Whether a content frame was erased ([`super::erase`]).
 pub(super) fn is_erased(frame: &[u8]) -> bool {
     frame.iter().all(|&b| b == 0)
 }
@@ -115,6 +115,8 @@ pub(super) struct Record {
     pub(super) entry: Vec<u8>,
     /// The content frame, unless the record has none or it was erased.
     pub(super) content: Option<Vec<u8>>,
+    /// Whether the record has a content frame and it was erased (zeros).
+    pub(super) erased: bool,
     /// Whether its entry completed its nonce ([`COMPLETES_FLAG`]).
     pub(super) completes: bool,
     /// Where the record starts in the file.
@@ -184,10 +186,12 @@ pub(super) fn parse(
             None => return Ok(Err("the entry frame's length is out of bounds")),
         }
     };
+    let erased = word & CONTENT_FLAG != 0 && content.is_none();
     Ok(Ok(Record {
         signature,
         entry,
         content,
+        erased,
         completes: word & COMPLETES_FLAG != 0,
         start,
         end: start + LEN_PREFIX + len,
