@@ -130,7 +130,7 @@ impl Instruments {
                 &["action"],
             )?,
             batch_entries: Histogram::with_opts(opts(
-                "openexec_batch_entries",
+                "openexec_batch_size_entries",
                 "Entries per committed batch.",
                 &BATCH_BUCKETS,
             ))?,
@@ -282,7 +282,7 @@ mod tests {
         let mut text = String::new();
         i.render(&mut text);
         assert!(text.contains("openexec_fdatasync_seconds_bucket{file=\"journal\",le=\"0.0001\"}"));
-        assert!(text.contains("openexec_batch_entries_bucket{le=\"4\"} "));
+        assert!(text.contains("openexec_batch_size_entries_bucket{le=\"4\"} "));
         assert!(text.contains("# TYPE openexec_batch_write_seconds histogram"));
     }
 }

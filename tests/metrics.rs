@@ -197,8 +197,11 @@ fn histograms_stay_cumulative_under_load_and_count_every_request_by_route_and_ou
     // Every recorded attempt is an entry of a committed batch, and waited
     // for the writer once.
     let entries = per(EXECUTED + REPLAYED + REJECTED + MCP_CALLS);
-    assert_eq!(value(&last, "openexec_batch_entries_sum", &[]), entries);
-    let batches = value(&last, "openexec_batch_entries_count", &[]);
+    assert_eq!(
+        value(&last, "openexec_batch_size_entries_sum", &[]),
+        entries
+    );
+    let batches = value(&last, "openexec_batch_size_entries_count", &[]);
     assert!(batches > 0.0);
     assert_eq!(batches, value(&last, "openexec_batches_total", &[]));
     assert_eq!(

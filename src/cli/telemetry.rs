@@ -137,6 +137,13 @@ fn traces_url(endpoint: &str) -> String {
 }
 
 fn tracer_provider(endpoint: &str) -> Result<SdkTracerProvider, String> {
+    // The exporter posts through the build's `ureq`, which has no TLS
+    // client: an `https://` collector would drop every span unseen.
+    if !endpoint.starts_with("http://") {
+        return Err(format!(
+            "--otlp-endpoint {endpoint:?}: only http:// collectors are supported (send to a local collector or agent that forwards over TLS)"
+        ));
+    }
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(UreqClient(
@@ -210,5 +217,13 @@ mod tests {
             traces_url("http://c:4318/v1/traces"),
             "http://c:4318/v1/traces"
         );
+    }
+
+    #[test]
+    fn an_endpoint_the_exporter_cannot_reach_is_refused_at_start() {
+        for endpoint in ["https://c:4318", "c:4318", "grpc://c:4317"] {
+            let refused = tracer_provider(endpoint).err().unwrap();
+            assert!(refused.contains("only http://"), "{refused}");
+        }
     }
 }

@@ -681,8 +681,11 @@ impl Boundary {
             })
             .instrument(step("handler"))
             .await;
-        self.metrics
-            .handler_ran(attempt.request.action.as_str(), started.elapsed());
+        // A cancelled handler never started: it has no run time.
+        if !matches!(ran, Ran::Cancelled) {
+            self.metrics
+                .handler_ran(attempt.request.action.as_str(), started.elapsed());
+        }
         match ran {
             // The result is answered, stored and committed as the value its
             // canonical bytes read back to (I-JSON, as payloads are), so
@@ -746,7 +749,9 @@ impl Boundary {
                 let waiting = Instant::now();
                 let appended = self.ledger.appended(queued);
                 let appended = appended.instrument(step("record")).await;
-                crate::instruments::writer_waited(waiting);
+                if appended.is_ok() {
+                    crate::instruments::writer_waited(waiting);
+                }
                 appended
             }
             Err(e) => Err(e),

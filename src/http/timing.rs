@@ -121,6 +121,11 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
 {
     let started = Instant::now();
+    // A panic between a cell's set and its read below would leave it set
+    // on this worker thread; cleared here, a later request can only read
+    // what its own handler set.
+    ROUTE.set(UNSET);
+    OUTCOME.set(UNSET);
     let span = if crate::instruments::traces_on() {
         request_span(&req)
     } else {

@@ -186,7 +186,6 @@ impl Writer {
             refuse(jobs.into_iter().map(|j| j.reply), reservations, reason);
             return None;
         }
-        let started = Instant::now();
         let (won, decided) = self.reserve_first(reserving);
         jobs.extend(won);
         let jobs = self.refuse_misplaced_replays(jobs);
@@ -196,6 +195,7 @@ impl Writer {
             .into_iter()
             .map(|j| ((j.draft, j.content, j.completion), j.reply))
             .unzip();
+        let started = Instant::now();
         let prepared = match (!drafts.is_empty())
             .then(|| self.prepare(drafts))
             .transpose()
