@@ -22,7 +22,9 @@ pub struct Metrics {
     /// boundary starts (the registry is sealed): a lookup, no label built,
     /// per run.
     handlers: HashMap<String, Histogram>,
-    attempts: Mutex<BTreeMap<(String, String), u64>>,
+    /// By outcome, then reason: a recorded attempt whose pair was seen
+    /// before finds its count by borrowed keys, without an allocation.
+    attempts: Mutex<BTreeMap<&'static str, BTreeMap<String, u64>>>,
     rate_limited: std::sync::atomic::AtomicU64,
     rate_limited_globally: std::sync::atomic::AtomicU64,
     /// Panics contained on the `/execute` path, by [`Stage`].
@@ -52,13 +54,14 @@ impl Metrics {
 
     /// Counts one recorded attempt.
     pub fn record(&self, outcome: Outcome, reason: &str) {
-        let outcome = outcome.as_str().to_owned();
-        *self
-            .attempts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((outcome, reason.to_owned()))
-            .or_default() += 1;
+        let mut attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        let reasons = attempts.entry(outcome.as_str()).or_default();
+        match reasons.get_mut(reason) {
+            Some(n) => *n += 1,
+            None => {
+                reasons.insert(reason.to_owned(), 1);
+            }
+        }
     }
 
     /// Counts one rejected or replayed attempt refused by the rate limit
@@ -82,17 +85,16 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP openexec_attempts_total Attempts recorded in the ledger, by outcome and reason.\n");
         out.push_str("# TYPE openexec_attempts_total counter\n");
-        for ((outcome, reason), n) in self
-            .attempts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                out,
-                "openexec_attempts_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
-            );
+        let attempts = self.attempts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (outcome, reasons) in attempts.iter() {
+            for (reason, n) in reasons {
+                let _ = writeln!(
+                    out,
+                    "openexec_attempts_total{{outcome=\"{outcome}\",reason=\"{reason}\"}} {n}"
+                );
+            }
         }
+        drop(attempts);
         out.push_str("# HELP openexec_panics_total Panics contained on the /execute path, by stage (answered 500 internal_panic).\n");
         out.push_str("# TYPE openexec_panics_total counter\n");
         for stage in Stage::ALL {
