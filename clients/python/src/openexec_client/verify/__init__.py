@@ -7,6 +7,9 @@ tlog-cosignature, tlog-proof, tlog-policy, RFC 6962/9162) on
     verified = verify_receipt(parse_receipt(text), log_key(vkey))
     verified = verify(receipt_dict, vkey)             # the same, from a dict or text
 
+    record = record_from_json(text)                   # a rotation record (§18)
+    verify_chain(record, log_key(old_vkey), log_key(new_vkey))
+
 ``python -m openexec_client.verify`` takes the arguments of
 ``openexec verify`` and gives the same lines and exit codes.
 """
@@ -19,6 +22,7 @@ from ._keys import ALG_COSIGNATURE_V1, ALG_ED25519, KeyError_ as KeyError, NoteK
 from ._merkle import ProofError, leaf_hash, node_hash, root_of, verify_consistency, verify_inclusion
 from ._note import Checkpoint, CheckpointError, open_checkpoint
 from ._policy import Policy, PolicyError, verify_receipt_with_policy
+from ._rotation import RotationError, RotationRecord, record_from_json, verify_chain
 from ._receipt import (
     Receipt,
     ReceiptError,
@@ -78,4 +82,5 @@ __all__ = [
     "export_tlog_proof", "import_tlog_proof", "leaf_hash", "node_hash", "open_checkpoint",
     "opens_commitment", "parse_receipt", "receipt_from_json", "receipt_to_json", "root_of",
     "verify_consistency", "verify_inclusion", "verify_receipt", "verify_receipt_with_policy",
+    "RotationError", "RotationRecord", "record_from_json", "verify_chain",
 ]

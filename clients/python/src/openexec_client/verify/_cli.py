@@ -4,8 +4,12 @@ exit codes of ``openexec verify``.
 One receipt: ``OK: <what it established>`` or ``FAILED: <first failed
 check>``. Several (files, or JSON Lines): a ``FAILED: <place>: <reason>``
 line per failure, then ``OK: N receipts verified`` or ``FAILED: F of N
-receipts failed``. Exit 0 when everything verified, 1 otherwise, 2 on
-bad arguments.
+receipts failed``. ``--key`` (``--log-key``) is given once per log; each
+receipt is checked with the key whose name is its entry's origin.
+``--chain <rotation record>`` checks the link from a retired log to its
+successor (docs/FORMATS.md §18): ``OK: chain: …``, followed by ``; `` and
+the receipts' line when receipts are given too. Exit 0 when everything
+verified, 1 otherwise, 2 on bad arguments.
 """
 
 from __future__ import annotations
@@ -15,17 +19,19 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ._keys import ALG_ED25519, KeyError_, NoteKey, b64decode_strict, rust_trim
+from ._keys import ALG_ED25519, KeyError_, NoteKey, b64decode_strict, rust_debug, rust_trim
 from ._policy import Policy, PolicyError, verify_receipt_with_policy
 from ._receipt import (
     TLOG_PROOF_HEADER,
     Checkpoint,
     ReceiptError,
+    ShapeError,
     TrustedCheckpoint,
     VerifiedReceipt,
     parse_receipt,
     verify_receipt,
 )
+from ._rotation import RotationError, record_from_json, verify_chain
 from .. import _json
 
 
@@ -143,7 +149,76 @@ def _read_key(arg: str) -> str:
     return rust_trim(read(arg))
 
 
-def _checker(args: argparse.Namespace, trusted: TrustedCheckpoint | None, hint: bool, one: bool):
+@dataclass(frozen=True)
+class Keys:
+    """The keys given: a policy, or log verifier keys (each receipt checked
+    with the one whose name is its entry's origin)."""
+
+    policy: Policy | None
+    logs: tuple[NoteKey, ...] = ()
+
+    def log_for(self, origin: str) -> NoteKey | None:
+        if self.policy is not None:
+            return self.policy.log_for(origin)
+        return next((k for k in self.logs if k.name == origin), None)
+
+
+def keys_of(args: argparse.Namespace) -> Keys:
+    if args.policy:
+        try:
+            return Keys(Policy.parse(read(args.policy)))
+        except PolicyError as e:
+            raise Failure(f"policy: {e}") from None
+    if not args.key:
+        raise Failure("give --key or --policy")
+    logs = []
+    for arg in args.key:
+        text = _read_key(arg)
+        try:
+            logs.append(NoteKey.parse(text, ALG_ED25519))
+        except KeyError_ as e:
+            raise Failure(f"verifier key: {e}") from None
+    return Keys(None, tuple(logs))
+
+
+def origin_of(receipt) -> str | None:
+    """The origin a receipt's entry names (unchecked: it only picks the key)."""
+    try:
+        value = _json.loads(receipt.entry, unique_keys=False)
+    except _json.JSONError:
+        return None
+    origin = value.get("origin") if isinstance(value, dict) else None
+    return origin if isinstance(origin, str) else None
+
+
+def verify_chain_file(path: str, keys: Keys) -> str:
+    """``--chain``: the rotation record checked with both logs' keys."""
+    text = read(path)
+    try:
+        record = record_from_json(text)
+    except (_json.JSONError, ShapeError) as e:
+        raise Failure(f"{path}: not a rotation record: {e}") from None
+
+    def key(receipt, which: str) -> NoteKey:
+        origin = origin_of(receipt) or ""
+        found = keys.log_for(origin)
+        if found is None:
+            raise Failure(f"chain: no key given for the {which} log {rust_debug(origin)}")
+        return found
+
+    old = key(record.log_end, "retired")
+    new = key(record.log_start, "successor")
+    try:
+        ok = verify_chain(record, old, new)
+    except RotationError as e:
+        raise Failure(f"chain: {e}") from None
+    return (
+        f"chain: {ok.final_checkpoint.origin} ends at tree size {ok.final_checkpoint.size} naming "
+        f"{ok.successor_checkpoint.origin}, whose entry 0 commits to that final checkpoint"
+    )
+
+
+def _checker(keys: Keys, trusted: TrustedCheckpoint | None, hint: bool, one: bool):
     """The function that verifies one parsed receipt: its success line
     (empty when many are checked), or ValueError with its failure line."""
 
@@ -152,11 +227,8 @@ def _checker(args: argparse.Namespace, trusted: TrustedCheckpoint | None, hint: 
             return f"{e} (the trusted checkpoint is for another tree size: add --consistency)"
         return str(e)
 
-    if args.policy:
-        try:
-            policy = Policy.parse(read(args.policy))
-        except PolicyError as e:
-            raise Failure(f"policy: {e}") from None
+    policy = keys.policy
+    if policy is not None:
 
         def check(receipt) -> str:
             try:
@@ -168,16 +240,13 @@ def _checker(args: argparse.Namespace, trusted: TrustedCheckpoint | None, hint: 
             return describe(v, trusted is not None, (cp, witnesses)) if one else ""
 
         return check
-    if not args.key:
-        raise Failure("give --key or --policy")
-    try:
-        log = NoteKey.parse(_read_key(args.key), ALG_ED25519)
-    except KeyError_ as e:
-        raise Failure(f"verifier key: {e}") from None
 
     def check_with_key(receipt) -> str:
+        # A receipt whose origin names no key given is checked with the
+        # first, which refuses it by its origin.
+        log = keys.log_for(origin_of(receipt) or "")
         try:
-            v = verify_receipt(receipt, log, trusted)
+            v = verify_receipt(receipt, log or keys.logs[0], trusted)
         except ReceiptError as e:
             raise ValueError(explain(e)) from None
         return describe(v, trusted is not None, None) if one else ""
@@ -187,15 +256,28 @@ def _checker(args: argparse.Namespace, trusted: TrustedCheckpoint | None, hint: 
 
 def run(args: argparse.Namespace) -> str:
     """Verifies everything; returns the success line or raises Failure.
-    Files are read in the order ``openexec verify`` reads them, so that the
+    Files are read in the order ``openexec verify`` reads them (receipts,
+    keys, the rotation record, checkpoint, consistency proof), so that the
     first unreadable one is the one named."""
-    srcs = sources([(p, read(p)) for p in args.receipts])
+    files = [(p, read(p)) for p in args.receipts]
+    keys = keys_of(args)
+    chain = verify_chain_file(args.chain, keys) if args.chain else None
+    if not args.receipts:
+        if chain is None:
+            raise Failure("give receipts or --chain")
+        return chain
+    receipts = verify_receipts(args, keys, files)
+    return receipts if chain is None else f"{chain}; {receipts}"
+
+
+def verify_receipts(args: argparse.Namespace, keys: Keys, files: list[tuple[str, str]]) -> str:
+    srcs = sources(files)
     checkpoint = read(args.checkpoint) if args.checkpoint else None
     proof = parse_hash_list(read(args.consistency)) if args.consistency else None
     trusted = None
     if checkpoint is not None:
         trusted = TrustedCheckpoint(checkpoint.encode("utf-8"), tuple(proof or ()))
-    check = _checker(args, trusted, hint=proof is None, one=len(srcs) == 1)
+    check = _checker(keys, trusted, hint=proof is None, one=len(srcs) == 1)
     results: list[tuple[str, str | None]] = []  # (ok | unreadable | invalid, line)
     for s in srcs:
         try:
@@ -235,16 +317,30 @@ def parser() -> argparse.ArgumentParser:
         "(the arguments, output and exit codes of `openexec verify`).",
     )
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--key", help="the log's verifier key (<name>+<id>+<key>), or a file holding it")
+    who.add_argument(
+        "--key",
+        "--log-key",
+        action="append",
+        help="a log's verifier key (<name>+<id>+<key>), or a file holding it; once per log: "
+        "each receipt is checked with the key named by its origin",
+    )
     who.add_argument("--policy", help="a C2SP tlog-policy file (logs, witnesses, groups, quorum)")
-    p.add_argument("receipts", nargs="+", help="receipt JSON, /execute responses, tlog-proof text, or JSON Lines")
+    p.add_argument("receipts", nargs="*", help="receipt JSON, /execute responses, tlog-proof text, or JSON Lines")
+    p.add_argument(
+        "--chain",
+        help="a rotation record (rotation-in.json or rotation-out.json): the retired log's final "
+        "checkpoint ends with an entry naming the successor's key, whose entry 0 commits to it",
+    )
     p.add_argument("--checkpoint", help="a later checkpoint you trust (signed note file)")
     p.add_argument("--consistency", help="consistency proof to --checkpoint: base64 lines or the JSON of /ledger/proof/consistency")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if not args.receipts and not args.chain:
+        p.error("give receipts or --chain")
     try:
         line = run(args)
     except Failure as e:

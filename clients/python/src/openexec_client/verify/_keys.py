@@ -181,6 +181,12 @@ class NoteKey:
     def verify(self, message: bytes, signature: bytes) -> bool:
         return ed25519_verify_strict(self.public, message, signature)
 
+    @property
+    def vkey(self) -> str:
+        """The key's text, ``<name>+<8 lowercase hex>+<base64(alg ‖ key)>``,
+        as the log writes it (a rotation payload names keys in this form)."""
+        return f"{self.name}+{self.key_id:08x}+{b64encode(bytes([self.alg]) + self.public)}"
+
 
 # General categories whose characters Rust's `{:?}` writes as \u{…}:
 # controls, format characters, separators other than the space, private
