@@ -33,40 +33,34 @@
 //! and answered `500 internal_panic`, and the attempt is recorded as far as
 //! it got (`unwind`).
 
+mod authorize;
 mod handler_runtime;
 pub mod metrics;
 pub mod ratelimit;
 mod record;
 mod replay;
+mod run;
 mod unwind;
 
 pub use record::{legacy_receipt_hash, legacy_receipt_hash_of_text};
+pub use run::MAX_RESULT_BYTES;
 pub use unwind::Stage;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use tracing::Instrument as _;
-
-use chrono::Utc;
 use serde_json::{json, Value};
 
-use crate::action::Decoded;
-use crate::action::{Context, Counters, Handler, IdempotencyKey, Registry};
+use crate::action::Registry;
 use crate::auth::Principal;
-use crate::core::approval::{
-    self, ApprovalError, ApprovalPolicy, Artifact, RequestRef, VerifiedApproval,
-};
-use crate::core::canonical::{canonical_value_of, request_hash, to_canonical_bytes};
+use crate::core::approval::{ApprovalPolicy, Artifact};
+use crate::core::canonical::request_hash;
 use crate::core::entry::{ApprovalSummary, Effects, Outcome, ReplayOf};
 use crate::core::hash::Hash;
 use crate::core::request::{parse_execute, ExecuteRequest, Limits};
-use crate::instruments::step;
-use crate::ledger::{Appended, Ledger, LedgerError, Recorded};
-use crate::store::{nonce_key, Completion, PendingNonce, Reservation};
-use handler_runtime::{HandlerRuntime, Ran};
+use crate::ledger::{Ledger, LedgerError};
+use crate::store::Completion;
+use handler_runtime::HandlerRuntime;
 use metrics::Metrics;
-use record::respond;
 
 /// Execution mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,14 +200,6 @@ impl Attempt {
     }
 }
 
-/// What [`Boundary::authorize`] lets through.
-struct Authorized {
-    handler: Handler,
-    approval: Option<VerifiedApproval>,
-    /// The payload, decoded by the handler's check.
-    payload: Decoded,
-}
-
 /// The entry a replay repeats, as its replay entry names it.
 struct Original {
     at: ReplayOf,
@@ -229,7 +215,7 @@ struct Decision {
     detail: Option<String>,
     result: Option<Value>,
     /// The canonical bytes of `result` when the handler produced it (the
-    /// input of its commitment, computed once by [`executed`]); `None` for
+    /// input of its commitment, computed once by [`run::executed`]); `None` for
     /// a replay, whose entry repeats its original's commitment.
     result_bytes: Option<Vec<u8>>,
 }
@@ -442,374 +428,6 @@ impl Boundary {
         self.reserve_and_run(attempt, authorized.handler, authorized.payload)
             .await
     }
-
-    /// The tenant of an attempt without a principal: the configured
-    /// tenant, else (clawshield mode) the artifact's, else "".
-    fn effective_tenant(&self, artifact: Option<&Artifact>) -> String {
-        // An artifact's tenant only counts where artifacts are verified.
-        let from_artifact = artifact.filter(|_| self.policy.mode == Mode::Clawshield);
-        self.policy
-            .approvals
-            .tenant
-            .clone()
-            .or_else(|| from_artifact.map(|a| a.tenant().to_owned()))
-            .unwrap_or_default()
-    }
-
-    /// The tenant an approval must name: the principal's, else the
-    /// configured one (none: a v2 approval's own tenant is in its request
-    /// hash; a v1 approval is refused).
-    fn pinned_tenant<'a>(&'a self, attempt: &'a Attempt) -> Option<&'a str> {
-        match &attempt.principal {
-            Some(_) => Some(attempt.tenant.as_str()),
-            None => self.policy.approvals.tenant.as_deref(),
-        }
-    }
-
-    /// Steps 3–5: allow-list, registry, approval, payload check. Returns the
-    /// registered handler that step 7 runs, with the payload it decoded.
-    fn authorize(
-        &self,
-        attempt: &Attempt,
-        artifact: Option<Result<Artifact, ApprovalError>>,
-    ) -> Result<Authorized, Decision> {
-        self.panic_hook.fire(Stage::Authorize);
-        let action = &attempt.request.action;
-        if let Some(list) = &self.policy.allow_list {
-            if !list.iter().any(|a| a.as_str() == action.as_str()) {
-                return Err(Decision::reject(
-                    403,
-                    "action_not_allowed",
-                    format!("Action '{action}' is not in the execution allow-list"),
-                ));
-            }
-        }
-        if let Some(principal) = attempt.principal.as_ref() {
-            if !principal.allows_action(action.as_str()) {
-                return Err(Decision::reject(
-                    403,
-                    "action_not_allowed",
-                    format!("Action '{action}' is not in this credential's allow-list"),
-                ));
-            }
-        }
-        let handler = self.registry.get(action).cloned().ok_or_else(|| {
-            Decision::reject(400, "unknown_action", format!("Unknown action: {action}"))
-        })?;
-        let verified = match self.policy.mode {
-            Mode::Demo => None,
-            Mode::Clawshield => {
-                let artifact = artifact
-                    .ok_or(ApprovalError::Missing)
-                    .and_then(|a| a)
-                    .map_err(approval_rejection)?;
-                let request = RequestRef {
-                    action,
-                    payload: &attempt.request.payload_as_sent,
-                    request_hash: &attempt.request_hash,
-                    tenant: self.pinned_tenant(attempt),
-                };
-                Some(
-                    approval::verify(&artifact, request, &self.policy.approvals, Utc::now())
-                        .map_err(approval_rejection)?,
-                )
-            }
-        };
-        let payload = handler
-            .check(&attempt.request.payload)
-            .map_err(|msg| Decision::reject(400, "invalid_payload", msg))?;
-        Ok(Authorized {
-            handler,
-            approval: verified,
-            payload,
-        })
-    }
-
-    /// Steps 6–9.
-    async fn reserve_and_run(
-        &self,
-        mut attempt: Attempt,
-        handler: Handler,
-        payload: Decoded,
-    ) -> Response {
-        if let Some(refusal) = self.carried_over(&attempt) {
-            return self.finish(attempt, refusal, None).await;
-        }
-        let effects = handler.effects();
-        attempt.effects = Some(effects);
-        attempt.progress.enter(Stage::Reserve);
-        let key = nonce_key(&attempt.tenant, &attempt.request.nonce);
-        let record = PendingNonce {
-            request_hash: attempt.request_hash,
-            exec_id: attempt.exec_id.clone(),
-            // The key of the approval the entry will record (see
-            // `ApprovalSummary::consume_key`).
-            approval_key: attempt.approval.consume_key(&attempt.tenant),
-            action: attempt.request.action.as_str().to_owned(),
-            tenant: attempt.tenant.clone(),
-            nonce: attempt.request.nonce.as_str().to_owned(),
-            effects,
-            principal: attempt.principal_id(),
-        };
-        if !effects.needs_reservation() {
-            return self
-                .compute_then_record(attempt, handler, payload, key, record)
-                .await;
-        }
-        // Durable before the handler runs: the ledger's writer answers only
-        // after the fdatasync it shares with the other reservations and
-        // entries queued at the same time.
-        let reserved = self.ledger.reserve(key.clone(), record);
-        match reserved.instrument(step("reservation")).await {
-            Ok(Reservation::Reserved) => {
-                attempt
-                    .progress
-                    .reserved(key.clone(), &attempt.approval, effects);
-                self.panic_hook.fire(Stage::Reserve);
-                let decision = self.run_handler(&handler, &attempt, payload).await;
-                self.finish(attempt, decision, Some(Completion::reserved(key)))
-                    .await
-            }
-            Ok(other) => self.not_reserved(attempt, other).await,
-            Err(e) => {
-                tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation failed");
-                storage_unavailable()
-            }
-        }
-    }
-
-    /// Steps 6–9 for a handler without effects: its result is computed
-    /// first, then the writer reserves the nonce and, if it is won,
-    /// records the entry in the same durable cycle. If the nonce is not
-    /// won the result is dropped — nothing happened — and the attempt is
-    /// answered as [`Self::reserve_and_run`] would have answered it.
-    async fn compute_then_record(
-        &self,
-        attempt: Attempt,
-        handler: Handler,
-        payload: Decoded,
-        key: Vec<u8>,
-        record: PendingNonce,
-    ) -> Response {
-        let decision = self.run_handler(&handler, &attempt, payload).await;
-        attempt.progress.enter(Stage::Record);
-        self.panic_hook.fire(Stage::Record);
-        let (draft, content) = match self.draft(&attempt, &decision) {
-            Ok(v) => v,
-            Err(e) => return Response::error(422, "invalid_payload", e),
-        };
-        let recorded = match self
-            .ledger
-            .queue_reserve_and_append(key, record, draft, content)
-        {
-            Ok(queued) => {
-                attempt.progress.handing_over();
-                let waiting = Instant::now();
-                let recorded = self.ledger.reserved_and_appended(queued);
-                let recorded = recorded.instrument(step("record")).await;
-                // Only a wait that ended with the entry durable: a nonce
-                // not won is recorded (as a replay, say) by a later wait.
-                if let Ok(Recorded::Appended(_)) = recorded {
-                    crate::instruments::writer_waited(waiting);
-                }
-                recorded
-            }
-            Err(e) => Err(e),
-        };
-        match recorded {
-            Ok(Recorded::Appended(appended)) => self.recorded(&attempt, &decision, &appended),
-            Ok(Recorded::NotReserved(other)) => {
-                attempt.progress.not_appended();
-                self.not_reserved(attempt, other).await
-            }
-            Err(e) => {
-                tracing::error!(exec_id = %attempt.exec_id, error = %e, "nonce reservation and record failed");
-                storage_unavailable()
-            }
-        }
-    }
-
-    /// An attempt whose nonce was not reserved for it.
-    async fn not_reserved(&self, attempt: Attempt, reservation: Reservation) -> Response {
-        match reservation {
-            Reservation::ApprovalUsed => {
-                let e = ApprovalError::Reused;
-                self.finish(
-                    attempt,
-                    Decision::reject(403, e.code(), e.to_string()),
-                    None,
-                )
-                .await
-            }
-            Reservation::InFlight(_) => self.nonce_in_flight(attempt).await,
-            Reservation::Done { index } => self.replay(attempt, index).await,
-            // Not an answer the writer gives for a nonce it did not
-            // reserve; refused rather than run without a reservation.
-            Reservation::Reserved => {
-                tracing::error!(exec_id = %attempt.exec_id, "a reserved nonce was answered as not reserved");
-                storage_unavailable()
-            }
-        }
-    }
-
-    /// Runs the handler once on the handler runtime, within its deadline
-    /// (a panic is its failure, never the worker's).
-    async fn run_handler(
-        &self,
-        handler: &Handler,
-        attempt: &Attempt,
-        payload: Decoded,
-    ) -> Decision {
-        attempt.progress.enter(Stage::Handler);
-        let ctx = Context {
-            exec_id: attempt.exec_id.clone(),
-            nonce: attempt.request.nonce.as_str().to_owned(),
-            tenant: attempt.tenant.clone(),
-            deadline: Instant::now() + handler.deadline(),
-            effects: handler.effects(),
-            idempotency_key: IdempotencyKey::of_request(&attempt.request_hash),
-            counters: Counters(Arc::clone(&self.ledger)),
-        };
-        let hook = Arc::clone(&self.panic_hook);
-        let run = handler.run(ctx, payload);
-        let started = Instant::now();
-        let ran = self
-            .handlers
-            .run(handler.deadline(), handler.inline(), async move {
-                hook.fire(Stage::Handler);
-                run.await
-            })
-            .instrument(step("handler"))
-            .await;
-        // A cancelled handler never started: it has no run time.
-        if !matches!(ran, Ran::Cancelled) {
-            self.metrics
-                .handler_ran(attempt.request.action.as_str(), started.elapsed());
-        }
-        match ran {
-            // The result is answered, stored and committed as the value its
-            // canonical bytes read back to (I-JSON, as payloads are), so
-            // that its commitment opens to exactly what the client got.
-            Ran::Returned(Ok(result)) => executed(&result),
-            Ran::Returned(Err(e)) => {
-                Decision::failed(500, "handler_error", format!("Handler failed: {e}"))
-            }
-            Ran::Panicked => {
-                self.metrics.record_panic(Stage::Handler);
-                Decision::failed(500, "handler_panic", "Handler failed: it panicked")
-            }
-            Ran::PastDeadline => Decision::failed(
-                504,
-                "deadline_exceeded",
-                format!(
-                    "Handler did not finish within its deadline of {} ms; it was cancelled at its next await (work it handed to a blocking thread may still complete) and is not run again",
-                    handler.deadline().as_millis()
-                ),
-            ),
-            Ran::Cancelled => Decision::failed(
-                503,
-                "handler_cancelled",
-                "Handler was cancelled: the service is shutting down",
-            ),
-        }
-    }
-
-    /// A nonce held by an attempt still in flight.
-    async fn nonce_in_flight(&self, attempt: Attempt) -> Response {
-        let decision = Decision::reject(
-            409,
-            "nonce_in_flight",
-            "A request with this nonce is still in flight",
-        );
-        self.finish(attempt, decision, None).await
-    }
-
-    /// Records the attempt and builds the response.
-    async fn finish(
-        &self,
-        attempt: Attempt,
-        decision: Decision,
-        completion: Option<Completion>,
-    ) -> Response {
-        if matches!(decision.outcome, Outcome::Rejected | Outcome::Replayed) {
-            if let Err(limited) = self.take_recording_token(attempt.client) {
-                // Over the limit: answered, but not recorded (growth bound).
-                return Response::rate_limited(limited);
-            }
-        }
-        attempt.progress.enter(Stage::Record);
-        self.panic_hook.fire(Stage::Record);
-        let (draft, content) = match self.draft(&attempt, &decision) {
-            Ok(v) => v,
-            Err(e) => return Response::error(422, "invalid_payload", e),
-        };
-        let appended = match self.ledger.queue_append(draft, content, completion) {
-            Ok(queued) => {
-                attempt.progress.handing_over();
-                let waiting = Instant::now();
-                let appended = self.ledger.appended(queued);
-                let appended = appended.instrument(step("record")).await;
-                if appended.is_ok() {
-                    crate::instruments::writer_waited(waiting);
-                }
-                appended
-            }
-            Err(e) => Err(e),
-        };
-        match appended {
-            Ok(appended) => self.recorded(&attempt, &decision, &appended),
-            Err(e) => {
-                tracing::error!(exec_id = %attempt.exec_id, error = %e, "attempt could not be recorded");
-                storage_unavailable()
-            }
-        }
-    }
-
-    /// Takes the right to record one rejection or replay from `client`
-    /// (per-client and global limits), counting a refusal in `/metrics`.
-    fn take_recording_token(
-        &self,
-        client: Option<ratelimit::Client>,
-    ) -> Result<(), ratelimit::Limited> {
-        self.reject_limiter
-            .try_take(client, std::time::Instant::now())
-            .inspect_err(|limited| {
-                self.metrics.record_rate_limited();
-                if limited.scope == ratelimit::Scope::Global {
-                    self.metrics.record_rate_limited_globally();
-                }
-            })
-    }
-
-    /// An attempt whose entry is durable: counted, logged, answered.
-    fn recorded(&self, attempt: &Attempt, decision: &Decision, appended: &Appended) -> Response {
-        attempt.progress.enter(Stage::Respond);
-        self.metrics.record(decision.outcome, &decision.reason);
-        self.panic_hook.fire(Stage::Respond);
-        tracing::debug!(
-            target: "openexec::request",
-            exec_id = %attempt.exec_id,
-            nonce = attempt.request.nonce.as_str(),
-            tenant = attempt.tenant.as_str(),
-            principal = attempt.principal.as_ref().map(|p| tracing::field::display(&p.id)),
-            action = %attempt.request.action,
-            outcome = %decision.outcome,
-            reason = %decision.reason,
-            status = decision.status,
-            index = appended.entry.index,
-            "attempt recorded"
-        );
-        respond(attempt, decision, appended)
-    }
-}
-
-fn approval_rejection(e: ApprovalError) -> Decision {
-    let status = if matches!(e, ApprovalError::Malformed(_)) {
-        422
-    } else {
-        403
-    };
-    Decision::reject(status, e.code(), e.to_string())
 }
 
 /// The HTTP status an attempt that completed a nonce was answered with,
@@ -823,44 +441,6 @@ fn answered_status(outcome: Outcome, reason: &str) -> u16 {
         (Outcome::Failed, "deadline_exceeded") => 504,
         (Outcome::Failed, "handler_cancelled") => 503,
         _ => 500,
-    }
-}
-
-/// The most bytes a handler's result may take in its canonical form: with
-/// the payload (at most the body limit, 64 KiB) and the salts, the content
-/// an entry keeps stays below the store's value limit, so a result is
-/// never what makes its attempt unrecordable.
-pub const MAX_RESULT_BYTES: usize = 128 * 1024;
-
-/// The decision for a handler that returned `result`: executed with the
-/// value its canonical bytes read back to, or failed when it has no
-/// canonical form or is larger than [`MAX_RESULT_BYTES`].
-fn executed(result: &Value) -> Decision {
-    let canonical = to_canonical_bytes(result).and_then(|bytes| {
-        if bytes.len() > MAX_RESULT_BYTES {
-            return Ok(Err(bytes.len()));
-        }
-        canonical_value_of(&bytes).map(|value| Ok((value, bytes)))
-    });
-    match canonical {
-        Ok(Ok((result, bytes))) => Decision {
-            outcome: Outcome::Executed,
-            reason: "ok".into(),
-            status: 200,
-            detail: None,
-            result: Some(result),
-            result_bytes: Some(bytes),
-        },
-        Ok(Err(len)) => Decision::failed(
-            500,
-            "result_too_large",
-            format!("Handler result is {len} bytes in canonical form; at most {MAX_RESULT_BYTES} are recorded"),
-        ),
-        Err(e) => Decision::failed(
-            500,
-            "result_not_canonical",
-            format!("Handler result cannot be canonicalized: {e}"),
-        ),
     }
 }
 

@@ -1,15 +1,27 @@
-//! Drafting an attempt's entry and answering it once recorded.
+//! Steps 8–9 of the pipeline: recording an attempt (a rejection or a
+//! replay only within the limits on recording them), drafting its entry,
+//! and answering it once the entry is durable. Every attempt that ends
+//! without a panic has its entry drafted and its answer built here (a
+//! contained panic is handled by `unwind`), so a receipt comes from one
+//! place and only from an entry already written.
+
+use std::time::Instant;
 
 use rand_core::{OsRng, RngCore as _};
 use serde_json::{json, Value};
+use tracing::Instrument as _;
 
-use super::{Attempt, Boundary, Decision, Original, Response};
+use super::{
+    ratelimit, storage_unavailable, Attempt, Boundary, Decision, Original, Response, Stage,
+};
 use crate::core::canonical::{commitment, to_canonical_bytes};
 use crate::core::entry::{EntryDraft, Outcome};
 use crate::core::hash::Hash;
 use crate::core::pyjson::{dumps_sorted, Separators};
 use crate::core::receipt::{salt_to_base64, Content, Salts};
+use crate::instruments::step;
 use crate::ledger::Appended;
+use crate::store::Completion;
 
 impl Boundary {
     /// The entry of an attempt that ended with `decision`, and the content
@@ -61,6 +73,89 @@ impl Boundary {
             },
         });
         Ok((draft, content))
+    }
+
+    /// Records the attempt and builds the response.
+    pub(super) async fn finish(
+        &self,
+        attempt: Attempt,
+        decision: Decision,
+        completion: Option<Completion>,
+    ) -> Response {
+        if matches!(decision.outcome, Outcome::Rejected | Outcome::Replayed) {
+            if let Err(limited) = self.take_recording_token(attempt.client) {
+                // Over the limit: answered, but not recorded (growth bound).
+                return Response::rate_limited(limited);
+            }
+        }
+        attempt.progress.enter(Stage::Record);
+        self.panic_hook.fire(Stage::Record);
+        let (draft, content) = match self.draft(&attempt, &decision) {
+            Ok(v) => v,
+            Err(e) => return Response::error(422, "invalid_payload", e),
+        };
+        let appended = match self.ledger.queue_append(draft, content, completion) {
+            Ok(queued) => {
+                attempt.progress.handing_over();
+                let waiting = Instant::now();
+                let appended = self.ledger.appended(queued);
+                let appended = appended.instrument(step("record")).await;
+                if appended.is_ok() {
+                    crate::instruments::writer_waited(waiting);
+                }
+                appended
+            }
+            Err(e) => Err(e),
+        };
+        match appended {
+            Ok(appended) => self.recorded(&attempt, &decision, &appended),
+            Err(e) => {
+                tracing::error!(exec_id = %attempt.exec_id, error = %e, "attempt could not be recorded");
+                storage_unavailable()
+            }
+        }
+    }
+
+    /// Takes the right to record one rejection or replay from `client`
+    /// (per-client and global limits), counting a refusal in `/metrics`.
+    pub(super) fn take_recording_token(
+        &self,
+        client: Option<ratelimit::Client>,
+    ) -> Result<(), ratelimit::Limited> {
+        self.reject_limiter
+            .try_take(client, std::time::Instant::now())
+            .inspect_err(|limited| {
+                self.metrics.record_rate_limited();
+                if limited.scope == ratelimit::Scope::Global {
+                    self.metrics.record_rate_limited_globally();
+                }
+            })
+    }
+
+    /// An attempt whose entry is durable: counted, logged, answered.
+    pub(super) fn recorded(
+        &self,
+        attempt: &Attempt,
+        decision: &Decision,
+        appended: &Appended,
+    ) -> Response {
+        attempt.progress.enter(Stage::Respond);
+        self.metrics.record(decision.outcome, &decision.reason);
+        self.panic_hook.fire(Stage::Respond);
+        tracing::debug!(
+            target: "openexec::request",
+            exec_id = %attempt.exec_id,
+            nonce = attempt.request.nonce.as_str(),
+            tenant = attempt.tenant.as_str(),
+            principal = attempt.principal.as_ref().map(|p| tracing::field::display(&p.id)),
+            action = %attempt.request.action,
+            outcome = %decision.outcome,
+            reason = %decision.reason,
+            status = decision.status,
+            index = appended.entry.index,
+            "attempt recorded"
+        );
+        respond(attempt, decision, appended)
     }
 }
 
