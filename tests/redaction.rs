@@ -59,19 +59,7 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
 
 /// One request over the admin socket: status and JSON body.
 fn admin(socket: &Path, body: &str) -> (u16, Value) {
-    let mut stream = UnixStream::connect(socket).unwrap();
-    write!(
-        stream,
-        "POST /admin/redact HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let status = answer[9..12].parse().unwrap();
-    let body = answer.split_once("\r\n\r\n").unwrap().1;
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    common::admin::redact(socket, body)
 }
 
 fn openexec(args: &[&str]) -> Output {

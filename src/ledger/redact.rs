@@ -13,7 +13,7 @@
 use serde::Serialize;
 
 use super::backend::{Backend, Embedded};
-use super::{Ledger, LedgerError};
+use super::{Appended, Ledger, LedgerError};
 use crate::core::entry::{ApprovalSummary, Entry, EntryDraft, Outcome, RedactionReason, ReplayOf};
 use crate::core::hash::leaf_hash;
 use crate::core::receipt::Receipt;
@@ -124,12 +124,7 @@ impl Ledger {
         if let Some(done) = self.earlier_redaction(e, index, &entry)? {
             return Ok(done);
         }
-        if let Some(original) = entry.replay_of {
-            return Err(RedactError::Replay {
-                index,
-                original: original.index,
-            });
-        }
+        refuse_replay(index, &entry)?;
         // Refused before any record: a record without its entry would
         // stay pending for good.
         if self.is_retired() {
@@ -147,21 +142,7 @@ impl Ledger {
         // decides from the log.
         let appended = self.append_async(draft, None).await?;
         e.store.finish_redaction(index, appended.entry.index)?;
-        tracing::info!(
-            redacted = index,
-            exec_id = %entry.exec_id,
-            redaction = appended.entry.index,
-            reason = reason.as_str(),
-            "content erased"
-        );
-        Ok(Redaction {
-            redacted_index: index,
-            exec_id: entry.exec_id,
-            redaction_index: appended.entry.index,
-            reason: reason.as_str().to_owned(),
-            already_redacted: false,
-            receipt: appended.receipt,
-        })
+        Ok(erased(index, entry, appended, reason))
     }
 
     /// [`Self::redact`] in a task of its own, which the caller awaits: a
@@ -209,12 +190,7 @@ impl Ledger {
         if let Some(done) = earlier(pg)? {
             return Ok(done);
         }
-        if let Some(original) = entry.replay_of {
-            return Err(RedactError::Replay {
-                index,
-                original: original.index,
-            });
-        }
+        refuse_replay(index, &entry)?;
         if pg.content(index)?.is_none() {
             return Err(RedactError::NoContent {
                 index,
@@ -227,21 +203,7 @@ impl Ledger {
             // Another node's redaction of this entry committed first.
             Err(err) => return earlier(pg)?.ok_or(RedactError::Ledger(err)),
         };
-        tracing::info!(
-            redacted = index,
-            exec_id = %entry.exec_id,
-            redaction = appended.entry.index,
-            reason = reason.as_str(),
-            "content erased"
-        );
-        Ok(Redaction {
-            redacted_index: index,
-            exec_id: entry.exec_id,
-            redaction_index: appended.entry.index,
-            reason: reason.as_str().to_owned(),
-            already_redacted: false,
-            receipt: appended.receipt,
-        })
+        Ok(erased(index, entry, appended, reason))
     }
 
     /// The committed entry a redaction names: its index, bytes and entry.
@@ -380,6 +342,37 @@ pub(super) fn settle_at_open(store: &Store) -> Result<(), LedgerError> {
         }
     }
     Ok(())
+}
+
+/// A replay holds no content of its own: the entry to redact is the one
+/// it replays, which the refusal names.
+fn refuse_replay(index: u64, entry: &Entry) -> Result<(), RedactError> {
+    match &entry.replay_of {
+        Some(original) => Err(RedactError::Replay {
+            index,
+            original: original.index,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The answer to a redaction just recorded by `appended`, logged once.
+fn erased(index: u64, entry: Entry, appended: Appended, reason: RedactionReason) -> Redaction {
+    tracing::info!(
+        redacted = index,
+        exec_id = %entry.exec_id,
+        redaction = appended.entry.index,
+        reason = reason.as_str(),
+        "content erased"
+    );
+    Redaction {
+        redacted_index: index,
+        exec_id: entry.exec_id,
+        redaction_index: appended.entry.index,
+        reason: reason.as_str().to_owned(),
+        already_redacted: false,
+        receipt: appended.receipt,
+    }
 }
 
 #[cfg(test)]

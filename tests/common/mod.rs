@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on broken invariants
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod crash;
 pub mod in_process;
 pub mod server;
