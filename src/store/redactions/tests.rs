@@ -124,13 +124,10 @@ fn a_redaction_erases_the_content_and_leaves_entries_and_proofs() {
     }
 }
 
-#[test]
-fn a_torn_erase_is_completed_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = filled(dir.path());
+/// Entry 2's redaction begun and its redaction entry (5) recorded, as
+/// a crash before the erase leaves it.
+fn recorded_redaction_of_2(store: &Store) -> RedactionRecord {
     let record = store.begin_redaction(2, "leaked_secret").unwrap().unwrap();
-    // The redaction entry committed, then a crash tore the erase: half the
-    // frame zeroed, the old CRC left.
     store
         .put_redaction(
             2,
@@ -140,6 +137,16 @@ fn a_torn_erase_is_completed_at_open() {
             },
         )
         .unwrap();
+    record
+}
+
+#[test]
+fn a_torn_erase_is_completed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = filled(dir.path());
+    // The redaction entry committed, then a crash tore the erase: half the
+    // frame zeroed, the old CRC left.
+    let record = recorded_redaction_of_2(&store);
     let half = (record.span.end - 4 - record.span.frame_at) / 2;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -221,16 +228,7 @@ fn an_erase_does_not_make_a_record_damaged_since_its_redaction_began_check() {
 fn the_erase_redone_at_open_does_not_hide_damage() {
     let dir = tempfile::tempdir().unwrap();
     let store = filled(dir.path());
-    let record = store.begin_redaction(2, "leaked_secret").unwrap().unwrap();
-    store
-        .put_redaction(
-            2,
-            &RedactionRecord {
-                entry: Some(5),
-                ..record.clone()
-            },
-        )
-        .unwrap();
+    let record = recorded_redaction_of_2(&store);
     drop(store);
     // A crash before the erase, and bit rot in the signature since.
     rot_signature(dir.path(), record.span.start);
