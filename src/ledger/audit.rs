@@ -47,6 +47,7 @@ use crate::core::hash::{empty_tree_hash, leaf_hash, node_hash, Hash};
 use crate::core::proof::{tree_root, TreeSize};
 use crate::core::receipt::{opens_commitment, Content};
 use crate::core::signing::LogVerifier;
+use crate::core::tile_audit::chain::replay_repeats;
 use crate::store::{Store, StoreHashReader};
 
 mod redaction;
@@ -520,20 +521,7 @@ fn check_replay(store: &Store, replay: &Entry) -> Result<(), String> {
     if !store.completes_nonce(of.index).map_err(|e| e.to_string())? {
         return problem("which did not complete a nonce");
     }
-    if (&original.tenant, &original.nonce) != (&replay.tenant, &replay.nonce) {
-        return problem("which holds another nonce");
-    }
-    if original.request_hash != replay.request_hash || original.action != replay.action {
-        return problem("which is another request");
-    }
-    if original.exec_id != replay.exec_id
-        || original.payload_commitment != replay.payload_commitment
-        || original.result_commitment != replay.result_commitment
-        || replay.reason != format!("replay_of_{}", original.outcome)
-    {
-        return problem("but does not repeat its exec_id, commitments and outcome");
-    }
-    Ok(())
+    replay_repeats(replay, of, &original)
 }
 
 /// The content kept beside the entry, if any, is what its salted

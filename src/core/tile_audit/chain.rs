@@ -94,6 +94,15 @@ pub fn check_replay(
         return problem("whose leaf hash is not the one it names");
     }
     let original = Entry::from_canonical_bytes(original).map_err(|e| e.to_string())?;
+    replay_repeats(replay, of, &original)
+}
+
+/// A replay is of the same nonce and request as the entry it names
+/// (`original`), and repeats its exec_id, commitments and outcome; the
+/// finding names the first difference. Shared by the tile audit and the
+/// audit of a stopped ledger.
+pub fn replay_repeats(replay: &Entry, of: ReplayOf, original: &Entry) -> Result<(), String> {
+    let problem = |what: &str| Err(format!("replays entry {}, {what}", of.index));
     if (&original.tenant, &original.nonce) != (&replay.tenant, &replay.nonce) {
         return problem("which holds another nonce");
     }
